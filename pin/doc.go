@@ -1,0 +1,2 @@
+// Package pin implements certificate and public-key pinning for TLS clients.
+package pin

@@ -1,0 +1,504 @@
+package pin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Mode says what a pin validation failure does to the connection.
+type Mode string
+
+const (
+	// Enforce refuses the connection (and reports the failure).
+	Enforce Mode = "enforce"
+	// ReportOnly lets the connection through and reports the failure: the
+	// way to deploy a new policy before enforcing it.
+	ReportOnly Mode = "report-only"
+)
+
+// dateLayout is the format of [Domain.Expires] in policy files.
+const dateLayout = "2006-01-02"
+
+// Domain is the pinning rule for one host name, or for a host name and its
+// subdomains.
+type Domain struct {
+	// Name is a lowercase host name without trailing dot ("api.example.com")
+	// or an IP address.
+	Name string
+	// IncludeSubdomains extends the rule to every name below Name. The most
+	// specific rule for a host wins.
+	IncludeSubdomains bool
+	// Mode is Enforce or ReportOnly.
+	Mode Mode
+	// Expires, when not zero, is the last day (UTC, at 00:00) on which the
+	// pins hold. From the next day on, the host gets CA validation only and a
+	// warning is logged and reported, so an app that is never updated is
+	// not bricked by stale pins (Android and TrustKit semantics).
+	Expires time.Time
+	// Pins are the accepted pins. A connection is accepted when one of them
+	// matches a certificate of a verified chain.
+	Pins []Pin
+	// AllowSinglePin opts out of the backup-pin rule: without it, an
+	// enforced rule needs at least two distinct pins, so that losing or
+	// rotating the key in use does not lock every client out.
+	AllowSinglePin bool
+	// ReportURI receives failure reports for this rule; the policy's
+	// default when the rule names none. Empty: failures are only logged.
+	ReportURI string
+}
+
+// Expired reports whether the pin set has expired at time now: Expires is
+// inclusive, so the pins hold through the end of that day, UTC.
+func (d *Domain) Expired(now time.Time) bool {
+	return !d.Expires.IsZero() && !now.Before(d.ExpiresAt())
+}
+
+// ExpiresAt returns the first instant at which the pin set no longer holds
+// (midnight UTC after Expires), or the zero time when it never expires.
+func (d *Domain) ExpiresAt() time.Time {
+	if d.Expires.IsZero() {
+		return time.Time{}
+	}
+	return d.Expires.AddDate(0, 0, 1)
+}
+
+// A Policy maps host names to pinning rules. It is immutable: build a new one
+// to change pins, and hand it to [Verifier.SetPolicy].
+//
+// The zero Policy is not usable; build one with [NewPolicy], [ParsePolicy]
+// or [LoadPolicy].
+type Policy struct {
+	reportURI string
+	domains   []Domain
+	byName    map[string]*Domain
+}
+
+// ReportURI returns the policy's default report URI, which rules without
+// their own inherit.
+func (p *Policy) ReportURI() string { return p.reportURI }
+
+// Domains returns a copy of the rules in the order they were given.
+func (p *Policy) Domains() []Domain {
+	out := make([]Domain, len(p.domains))
+	for i, d := range p.domains {
+		d.Pins = slices.Clone(d.Pins)
+		out[i] = d
+	}
+	return out
+}
+
+// Match returns the rule that applies to host, or nil when the policy does
+// not pin host. The returned rule belongs to the policy and must not be
+// modified. The most specific rule wins: an exact rule for the name
+// itself, else the nearest parent rule with IncludeSubdomains. A parent
+// rule without IncludeSubdomains does not apply to its subdomains.
+func (p *Policy) Match(host string) *Domain {
+	host = normalizeHost(host)
+	if d := p.byName[host]; d != nil {
+		return d
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	for i := strings.IndexByte(host, '.'); i >= 0; i = strings.IndexByte(host, '.') {
+		host = host[i+1:]
+		if d := p.byName[host]; d != nil && d.IncludeSubdomains {
+			return d
+		}
+	}
+	return nil
+}
+
+func normalizeHost(host string) string {
+	host = strings.TrimSuffix(host, ".")
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(host)
+		}
+	}
+	return host
+}
+
+// PolicyError reports an invalid policy. Domain is empty for errors that
+// concern the whole policy.
+type PolicyError struct {
+	Source string // file name, if known
+	Domain string
+	Err    error
+}
+
+func (e *PolicyError) Error() string {
+	var b strings.Builder
+	b.WriteString("pin: policy")
+	if e.Source != "" {
+		b.WriteString(" " + e.Source)
+	}
+	if e.Domain != "" {
+		fmt.Fprintf(&b, ": domain %q", e.Domain)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *PolicyError) Unwrap() error { return e.Err }
+
+// ErrNoBackupPin is wrapped by the [PolicyError] of an enforced rule with
+// fewer than two distinct pins.
+var ErrNoBackupPin = errors.New("enforce mode needs at least two distinct pins: add a backup pin (the pin of a spare key kept offline, see `rampart pin keygen`), or set allow_single_pin: true to accept the risk")
+
+// NewPolicy validates domains and returns a Policy. defaultReportURI may be
+// empty. Rules are checked as in a policy file; see [ParsePolicy].
+func NewPolicy(defaultReportURI string, domains ...Domain) (*Policy, error) {
+	p := &Policy{reportURI: defaultReportURI}
+	if err := p.init(domains); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Policy) init(domains []Domain) error {
+	if p.reportURI != "" {
+		if err := checkReportURI(p.reportURI); err != nil {
+			return &PolicyError{Err: fmt.Errorf("report_uri: %w", err)}
+		}
+	}
+	if len(domains) == 0 {
+		return &PolicyError{Err: errors.New("no domains: a policy pins at least one domain")}
+	}
+	p.domains = make([]Domain, len(domains))
+	p.byName = make(map[string]*Domain, len(domains))
+	for i, d := range domains {
+		d.Pins = slices.Clone(d.Pins)
+		if err := checkDomain(&d, p.reportURI); err != nil {
+			name := d.Name
+			if name == "" {
+				name = fmt.Sprintf("#%d", i+1)
+			}
+			return &PolicyError{Domain: name, Err: err}
+		}
+		if _, dup := p.byName[d.Name]; dup {
+			return &PolicyError{Domain: d.Name, Err: errors.New("listed twice: merge the two rules")}
+		}
+		p.domains[i] = d
+		p.byName[d.Name] = &p.domains[i]
+	}
+	return nil
+}
+
+// checkDomain normalizes d in place and validates it.
+func checkDomain(d *Domain, defaultReportURI string) error {
+	name, err := checkName(d.Name)
+	if err != nil {
+		return err
+	}
+	d.Name = name
+	if _, err := netip.ParseAddr(name); err == nil && d.IncludeSubdomains {
+		return errors.New("include_subdomains makes no sense for an IP address")
+	}
+	switch d.Mode {
+	case "":
+		d.Mode = Enforce
+	case Enforce, ReportOnly:
+	default:
+		return fmt.Errorf("mode %q: want %q or %q", d.Mode, Enforce, ReportOnly)
+	}
+	if !d.Expires.IsZero() {
+		y, m, dd := d.Expires.UTC().Date()
+		d.Expires = time.Date(y, m, dd, 0, 0, 0, 0, time.UTC)
+	}
+	if len(d.Pins) == 0 {
+		return errors.New("no pins")
+	}
+	for i, p := range d.Pins {
+		if p.IsZero() {
+			return fmt.Errorf("pin #%d is the zero Pin", i+1)
+		}
+		if slices.Index(d.Pins, p) != i {
+			return fmt.Errorf("pin %s is listed twice; a backup pin must be a different key", p)
+		}
+	}
+	if d.Mode == Enforce && len(d.Pins) < 2 && !d.AllowSinglePin {
+		return ErrNoBackupPin
+	}
+	if d.ReportURI == "" {
+		d.ReportURI = defaultReportURI
+	} else if err := checkReportURI(d.ReportURI); err != nil {
+		return fmt.Errorf("report_uri: %w", err)
+	}
+	if d.ReportURI != "" {
+		u, _ := url.Parse(d.ReportURI)
+		h := normalizeHost(u.Hostname())
+		if h == d.Name || d.IncludeSubdomains && strings.HasSuffix(h, "."+d.Name) {
+			return fmt.Errorf("report_uri %s is on the pinned domain itself: reports of a pin failure could never be delivered (report loop); send them to another host", d.ReportURI)
+		}
+	}
+	return nil
+}
+
+// checkName validates a rule's domain name and returns it normalized.
+func checkName(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("domain is empty")
+	}
+	if addr, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
+		if addr.Zone() != "" {
+			return "", errors.New("an IP address with a zone cannot be pinned")
+		}
+		return addr.String(), nil
+	}
+	if strings.Contains(name, "*") {
+		return "", errors.New("wildcards are not allowed: pin the parent domain with include_subdomains: true")
+	}
+	if strings.Contains(name, "://") || strings.ContainsAny(name, "/:") {
+		return "", errors.New("want a host name, without scheme, port or path")
+	}
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	if len(n) > 253 {
+		return "", errors.New("host name longer than 253 characters")
+	}
+	for _, label := range strings.Split(n, ".") {
+		if err := checkLabel(label); err != nil {
+			return "", err
+		}
+	}
+	return n, nil
+}
+
+func checkLabel(l string) error {
+	if l == "" {
+		return errors.New("empty label in host name")
+	}
+	if len(l) > 63 {
+		return fmt.Errorf("label %q is longer than 63 characters", l)
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && i != 0 && i != len(l)-1:
+		case c == '_': // seen in real names; certificates may carry them
+		case c >= 0x80:
+			return fmt.Errorf("label %q is not ASCII: write internationalized names in their punycode (xn--) form", l)
+		default:
+			return fmt.Errorf("invalid character %q in host name", c)
+		}
+	}
+	return nil
+}
+
+// checkReportURI requires https, or http to a loopback address (for local
+// collectors and tests).
+func checkReportURI(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q carries credentials; they would end up in logs", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q uses http: reports carry certificate chains and host names, so they must go over https (http is allowed only to a loopback address)", s)
+	}
+	return fmt.Errorf("%q: scheme must be https", s)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// The on-disk form. Field names are the documented policy format.
+type fileDomain struct {
+	Domain            string   `yaml:"domain" json:"domain"`
+	IncludeSubdomains bool     `yaml:"include_subdomains" json:"include_subdomains"`
+	Mode              Mode     `yaml:"mode" json:"mode"`
+	Expires           string   `yaml:"expires,omitempty" json:"expires,omitempty"`
+	Pins              []string `yaml:"pins" json:"pins"`
+	AllowSinglePin    bool     `yaml:"allow_single_pin,omitempty" json:"allow_single_pin,omitempty"`
+	ReportURI         string   `yaml:"report_uri,omitempty" json:"report_uri,omitempty"`
+}
+
+type filePolicy struct {
+	Version   int          `yaml:"version" json:"version"`
+	ReportURI string       `yaml:"report_uri,omitempty" json:"report_uri,omitempty"`
+	Domains   []fileDomain `yaml:"domains" json:"domains"`
+}
+
+// maxPolicySize bounds what ParsePolicy reads; real policies are a few KiB.
+const maxPolicySize = 1 << 20
+
+// ParsePolicy parses a policy file in YAML or JSON (JSON is read as YAML, so
+// both have the same strict rules):
+//
+//	version: 1
+//	report_uri: https://reports.example.com/pins   # optional default
+//	domains:
+//	  - domain: api.example.com
+//	    include_subdomains: false
+//	    mode: enforce              # enforce (default) | report-only
+//	    expires: "2027-06-30"      # optional, inclusive, UTC
+//	    pins:
+//	      - sha256/...             # current key
+//	      - sha256/...             # backup key, kept offline
+//	      - cert-sha256:ab12...    # or a whole-certificate fingerprint
+//	    allow_single_pin: false    # true opts out of the backup-pin rule
+//	    report_uri: https://...    # optional override
+//
+// Unknown fields, duplicate keys, duplicate domains, malformed pins, an
+// enforced rule without a backup pin, a non-https report URI, or a report
+// URI on the pinned domain itself are errors ([*PolicyError]).
+func ParsePolicy(data []byte) (*Policy, error) {
+	return parsePolicy(data, "")
+}
+
+// LoadPolicy reads and parses a policy file; see [ParsePolicy].
+func LoadPolicy(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("pin: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("pin: %w", err)
+	}
+	return parsePolicy(data, path)
+}
+
+func parsePolicy(data []byte, source string) (*Policy, error) {
+	fail := func(err error) (*Policy, error) {
+		if pe, ok := err.(*PolicyError); ok {
+			pe.Source = source
+			return nil, pe
+		}
+		return nil, &PolicyError{Source: source, Err: err}
+	}
+	if len(data) > maxPolicySize {
+		return fail(fmt.Errorf("larger than %d bytes", maxPolicySize))
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return fail(errors.New("empty file"))
+	}
+	var fp filePolicy
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fp); err != nil {
+		return fail(yamlError(err))
+	}
+	var extra any
+	if err := dec.Decode(&extra); err != io.EOF {
+		return fail(errors.New("more than one YAML document"))
+	}
+	if fp.Version != 1 {
+		return fail(fmt.Errorf("version %d: want version: 1", fp.Version))
+	}
+	domains := make([]Domain, len(fp.Domains))
+	for i, fd := range fp.Domains {
+		d, err := fd.domain()
+		if err != nil {
+			name := fd.Domain
+			if name == "" {
+				name = fmt.Sprintf("#%d", i+1)
+			}
+			return fail(&PolicyError{Domain: name, Err: err})
+		}
+		domains[i] = d
+	}
+	p := &Policy{reportURI: fp.ReportURI}
+	if err := p.init(domains); err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+func (fd *fileDomain) domain() (Domain, error) {
+	d := Domain{
+		Name:              fd.Domain,
+		IncludeSubdomains: fd.IncludeSubdomains,
+		Mode:              fd.Mode,
+		AllowSinglePin:    fd.AllowSinglePin,
+		ReportURI:         fd.ReportURI,
+	}
+	if fd.Expires != "" {
+		t, err := time.Parse(dateLayout, fd.Expires)
+		if err != nil {
+			return d, fmt.Errorf("expires %q: want a date as YYYY-MM-DD", fd.Expires)
+		}
+		d.Expires = t
+	}
+	for _, s := range fd.Pins {
+		p, err := Parse(s)
+		if err != nil {
+			return d, err
+		}
+		d.Pins = append(d.Pins, p)
+	}
+	return d, nil
+}
+
+// yamlError rewrites the YAML decoder's messages, which name Go types, into
+// ones that name policy fields.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			m = strings.Replace(m, "not found in type pin.filePolicy", "is not a policy field", 1)
+			m = strings.Replace(m, "not found in type pin.fileDomain", "is not a domain field", 1)
+			msgs[i] = m
+		}
+		return fmt.Errorf("%s", strings.Join(msgs, "; "))
+	}
+	return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// MarshalJSON returns the normalized policy in the policy-file schema:
+// names lowercased, modes explicit, report URIs resolved per domain, pins
+// in canonical form.
+func (p *Policy) MarshalJSON() ([]byte, error) {
+	fp := filePolicy{Version: 1, ReportURI: p.reportURI, Domains: make([]fileDomain, len(p.domains))}
+	for i, d := range p.domains {
+		fd := fileDomain{
+			Domain:            d.Name,
+			IncludeSubdomains: d.IncludeSubdomains,
+			Mode:              d.Mode,
+			AllowSinglePin:    d.AllowSinglePin,
+			ReportURI:         d.ReportURI,
+			Pins:              make([]string, len(d.Pins)),
+		}
+		if !d.Expires.IsZero() {
+			fd.Expires = d.Expires.Format(dateLayout)
+		}
+		for j, pin := range d.Pins {
+			fd.Pins[j] = pin.String()
+		}
+		fp.Domains[i] = fd
+	}
+	return json.Marshal(fp)
+}

@@ -1,0 +1,339 @@
+// Package report turns pin validation failures into RFC 7469 §3 reports
+// and sends them to the policy's report URI without ever slowing down or
+// failing the connection that failed.
+//
+// # Report format
+//
+// A report is the JSON object of RFC 7469 §3:
+//
+//	{
+//	  "date-time": "2026-11-25T12:00:00Z",
+//	  "hostname": "api.example.com",
+//	  "port": 443,
+//	  "effective-expiration-date": "2027-07-01T00:00:00Z",   // null: no expiry
+//	  "include-subdomains": false,
+//	  "noted-hostname": "api.example.com",                   // the rule's domain
+//	  "served-certificate-chain": ["-----BEGIN CERTIFICATE-----\n...", ...],
+//	  "validated-certificate-chain": ["-----BEGIN CERTIFICATE-----\n...", ...],
+//	  "known-pins": ["pin-sha256=\"d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmM=\"", ...],
+//
+//	  "rampart-mode": "enforce",                 // or "report-only"
+//	  "rampart-reason": "pin-mismatch",          // or "pin-set-expired", "no-verified-chain"
+//	  "rampart-library-version": "v0.1.0",
+//	  "rampart-known-cert-pins": ["cert-sha256:ab12..."]   // only when the rule has some
+//	}
+//
+// Members prefixed "rampart-" are extensions; RFC 7469 collectors ignore
+// them. The validated chain is the first verified chain; it is empty when
+// there was none. The port is 0 when the pinning hook could not know it
+// (see [pin.Verifier.TLSConfig]).
+//
+// # Delivery
+//
+// [Reporter] queues reports in a bounded queue and posts them from one
+// goroutine. Identical reports (same host, port, rule, reason and chains)
+// are sent at most once per 24 hours. When the queue is full a report is
+// dropped and counted, never waited for. Short-lived processes call
+// [Reporter.Flush] before exiting.
+package report
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampartsec/rampart/internal/dedup"
+	"github.com/rampartsec/rampart/internal/version"
+	"github.com/rampartsec/rampart/pin"
+)
+
+// Report is an RFC 7469 §3 pin validation failure report with Rampart's
+// extensions.
+type Report struct {
+	DateTime                  string   `json:"date-time"`
+	Hostname                  string   `json:"hostname"`
+	Port                      int      `json:"port"`
+	EffectiveExpirationDate   *string  `json:"effective-expiration-date"`
+	IncludeSubdomains         bool     `json:"include-subdomains"`
+	NotedHostname             string   `json:"noted-hostname"`
+	ServedCertificateChain    []string `json:"served-certificate-chain"`
+	ValidatedCertificateChain []string `json:"validated-certificate-chain"`
+	KnownPins                 []string `json:"known-pins"`
+
+	Mode           string   `json:"rampart-mode"`
+	Reason         string   `json:"rampart-reason"`
+	LibraryVersion string   `json:"rampart-library-version"`
+	KnownCertPins  []string `json:"rampart-known-cert-pins,omitempty"`
+}
+
+// New builds the report of a failure.
+func New(f *pin.Failure) *Report {
+	d := f.Domain
+	r := &Report{
+		DateTime:                  f.Time.UTC().Format(time.RFC3339),
+		Hostname:                  f.Host,
+		Port:                      f.Port,
+		IncludeSubdomains:         d.IncludeSubdomains,
+		NotedHostname:             d.Name,
+		ServedCertificateChain:    pemChain(f.Served),
+		ValidatedCertificateChain: []string{},
+		KnownPins:                 []string{},
+		Mode:                      string(d.Mode),
+		Reason:                    string(f.Reason),
+		LibraryVersion:            version.Get(),
+	}
+	if len(f.Chains) > 0 {
+		r.ValidatedCertificateChain = pemChain(f.Chains[0])
+	}
+	if exp := d.ExpiresAt(); !exp.IsZero() {
+		s := exp.Format(time.RFC3339)
+		r.EffectiveExpirationDate = &s
+	}
+	for _, p := range d.Pins {
+		switch p.Kind() {
+		case pin.SPKI:
+			r.KnownPins = append(r.KnownPins, `pin-sha256="`+p.Base64()+`"`)
+		case pin.Cert:
+			r.KnownCertPins = append(r.KnownCertPins, p.String())
+		}
+	}
+	return r
+}
+
+func pemChain(certs []*x509.Certificate) []string {
+	out := make([]string, len(certs))
+	for i, c := range certs {
+		out[i] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+	}
+	return out
+}
+
+// Stats counts what a Reporter did with the failures it was given.
+type Stats struct {
+	Sent       uint64 // accepted by the collector (2xx)
+	Failed     uint64 // could not be delivered
+	Dropped    uint64 // queue full, or the Reporter was closed
+	Duplicates uint64 // identical to one sent in the last 24 hours
+	NoURI      uint64 // the rule has no report URI
+}
+
+// Reporter sends reports asynchronously. It implements [pin.Reporter]. The
+// zero Reporter is ready to use; set the fields before first use.
+type Reporter struct {
+	// Client posts the reports. If nil, a client with a 10-second timeout.
+	// It should not be pinned by the policy being reported on.
+	Client *http.Client
+	// QueueSize bounds the reports waiting to be sent; 0 means 256.
+	QueueSize int
+	// Logger receives delivery failures. If nil, slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of the 24-hour deduplication. If nil, time.Now.
+	Now func() time.Time
+
+	once   sync.Once
+	queue  chan queued
+	window dedup.Window
+
+	mu      sync.Mutex
+	pending int             // queued or being sent
+	waiters []chan struct{} // Flush calls waiting for pending == 0
+	closed  bool
+
+	sent, failed, dropped, duplicates, noURI atomic.Uint64
+}
+
+type queued struct {
+	f   *pin.Failure
+	key string
+}
+
+func (r *Reporter) start() {
+	r.once.Do(func() {
+		n := r.QueueSize
+		if n <= 0 {
+			n = 256
+		}
+		r.queue = make(chan queued, n)
+		go r.run()
+	})
+}
+
+func (r *Reporter) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Report queues the report of f, unless an identical one was queued in the
+// last 24 hours. It never blocks.
+func (r *Reporter) Report(f *pin.Failure) {
+	if f.Domain.ReportURI == "" {
+		r.noURI.Add(1)
+		return
+	}
+	r.start()
+	key := identity(f)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		r.dropped.Add(1)
+		return
+	}
+	if !r.window.First(key, r.now()) {
+		r.duplicates.Add(1)
+		return
+	}
+	select {
+	case r.queue <- queued{f, key}:
+		r.pending++
+	default:
+		r.window.Forget(key)
+		r.dropped.Add(1)
+	}
+}
+
+// identity is what makes two reports identical: everything but the time.
+func identity(f *pin.Failure) string {
+	h := sha256.New()
+	field := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(string(f.Reason))
+	field(string(f.Domain.Mode))
+	field(f.Domain.Name)
+	field(f.Domain.ReportURI)
+	field(f.Host)
+	field(strconv.Itoa(f.Port))
+	field(strconv.Itoa(len(f.Served)))
+	for _, c := range f.Served {
+		field(string(c.Raw))
+	}
+	if len(f.Chains) > 0 {
+		for _, c := range f.Chains[0] {
+			field(string(c.Raw))
+		}
+	}
+	return string(h.Sum(nil))
+}
+
+func (r *Reporter) run() {
+	for q := range r.queue {
+		if err := r.send(q.f); err != nil {
+			r.failed.Add(1)
+			r.window.Forget(q.key) // let a later identical failure try again
+			r.logger().Warn("pin/report: report not delivered", "uri", q.f.Domain.ReportURI, "host", q.f.Host, "err", err)
+		} else {
+			r.sent.Add(1)
+		}
+		r.mu.Lock()
+		r.pending--
+		if r.pending == 0 {
+			for _, w := range r.waiters {
+				close(w)
+			}
+			r.waiters = nil
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *Reporter) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+var defaultClient = &http.Client{Timeout: 10 * time.Second}
+
+const sendTimeout = 30 * time.Second
+
+func (r *Reporter) send(f *pin.Failure) error {
+	body, err := json.Marshal(New(f))
+	if err != nil {
+		return err
+	}
+	// Bound every delivery, whatever the client's own timeout, so that one
+	// stuck collector cannot hold up the queue forever.
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.Domain.ReportURI, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "rampart/"+version.Get())
+	c := r.Client
+	if c == nil {
+		c = defaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("collector answered %s", resp.Status)
+	}
+	return nil
+}
+
+// Flush waits until every queued report has been sent or has failed, or
+// until ctx is done.
+func (r *Reporter) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	if r.pending == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	w := make(chan struct{})
+	r.waiters = append(r.waiters, w)
+	r.mu.Unlock()
+	select {
+	case <-w:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pin/report: flush: %w", ctx.Err())
+	}
+}
+
+// Close stops accepting reports. Reports already queued are still sent;
+// call Flush first to wait for them.
+func (r *Reporter) Close() error {
+	r.start()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		close(r.queue)
+	}
+	return nil
+}
+
+// Stats returns counters of what the Reporter did.
+func (r *Reporter) Stats() Stats {
+	return Stats{
+		Sent:       r.sent.Load(),
+		Failed:     r.failed.Load(),
+		Dropped:    r.dropped.Load(),
+		Duplicates: r.duplicates.Load(),
+		NoURI:      r.noURI.Load(),
+	}
+}

@@ -1,0 +1,366 @@
+package pin
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"weak"
+
+	"github.com/rampartsec/rampart/internal/dedup"
+)
+
+// Reason says why a pin validation did not pass.
+type Reason string
+
+const (
+	// ReasonMismatch: no pin matched any certificate of any verified chain.
+	ReasonMismatch Reason = "pin-mismatch"
+	// ReasonExpired: the rule's pin set has expired; the connection got CA
+	// validation only.
+	ReasonExpired Reason = "pin-set-expired"
+	// ReasonNoVerifiedChain: the connection has no verified chain to check,
+	// which happens only when certificate verification was skipped.
+	ReasonNoVerifiedChain Reason = "no-verified-chain"
+)
+
+// Failure describes one pin validation failure. It is handed to the
+// [Reporter] and must not be modified.
+type Failure struct {
+	Time   time.Time
+	Host   string  // the server name the client connected to
+	Port   int     // 0 when the hook did not know it (see [Verifier.TLSConfig])
+	Domain *Domain // the rule that applied
+	Reason Reason
+	Served []*x509.Certificate   // the certificates as the server sent them
+	Chains [][]*x509.Certificate // the verified chains, leaf first
+}
+
+// A Reporter receives pin validation failures, in both modes.
+// [github.com/rampartsec/rampart/pin/report.Reporter] implements it by sending
+// RFC 7469 reports. Report is called during the TLS handshake: it must not
+// block and must not keep f beyond the time it needs.
+type Reporter interface {
+	Report(f *Failure)
+}
+
+// Result is the outcome of checking a host's verified chains against a
+// policy; see [Policy.Check].
+type Result struct {
+	// Domain is the rule that applies, nil when the host is not pinned.
+	Domain *Domain
+	// Expired reports that the rule's pin set has expired: the host gets CA
+	// validation only.
+	Expired bool
+	// Matched reports whether a pin matched; Pin is that pin, found in
+	// verified chain Chain at Position (0 is the leaf).
+	Matched         bool
+	Pin             Pin
+	Chain, Position int
+}
+
+// Check matches verified chains against the rule for host, as the verifier
+// does during a handshake, without reporting or logging anything. It
+// returns the first match in chain order, leaf first.
+func (p *Policy) Check(host string, chains [][]*x509.Certificate, now time.Time) Result {
+	d := p.Match(host)
+	if d == nil {
+		return Result{}
+	}
+	r := Result{Domain: d, Expired: d.Expired(now)}
+	r.Pin, r.Chain, r.Position, r.Matched = d.match(chains)
+	return r
+}
+
+// match looks for a pin of d in chains. Certificate digests come from a
+// cache, so each certificate is hashed once, not once per connection.
+func (d *Domain) match(chains [][]*x509.Certificate) (Pin, int, int, bool) {
+	for i, chain := range chains {
+		for j, cert := range chain {
+			var spki, fp *[sha256.Size]byte
+			for _, p := range d.Pins {
+				var sum *[sha256.Size]byte
+				if p.kind == SPKI {
+					if spki == nil {
+						spki = spkiDigests.get(cert)
+					}
+					sum = spki
+				} else {
+					if fp == nil {
+						fp = certDigests.get(cert)
+					}
+					sum = fp
+				}
+				if p.digest == *sum {
+					return p, i, j, true
+				}
+			}
+		}
+	}
+	return Pin{}, 0, 0, false
+}
+
+// digestCache maps certificates to a digest, keyed weakly by pointer so
+// that entries die with their certificate. crypto/tls shares parsed
+// certificates between connections (and the root pool holds its roots), so
+// a steady client hits the cache on every handshake.
+type digestCache struct {
+	m   sync.Map // weak.Pointer[x509.Certificate] -> *[sha256.Size]byte
+	sum func(*x509.Certificate) [sha256.Size]byte
+}
+
+var (
+	spkiDigests = &digestCache{sum: func(c *x509.Certificate) [sha256.Size]byte {
+		return sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	}}
+	certDigests = &digestCache{sum: func(c *x509.Certificate) [sha256.Size]byte {
+		return sha256.Sum256(c.Raw)
+	}}
+)
+
+func (c *digestCache) get(cert *x509.Certificate) *[sha256.Size]byte {
+	k := weak.Make(cert)
+	if v, ok := c.m.Load(k); ok {
+		return v.(*[sha256.Size]byte)
+	}
+	sum := c.sum(cert)
+	v, loaded := c.m.LoadOrStore(k, &sum)
+	if !loaded {
+		runtime.AddCleanup(cert, func(k weak.Pointer[x509.Certificate]) { c.m.Delete(k) }, k)
+	}
+	return v.(*[sha256.Size]byte)
+}
+
+// policyGen numbers policies as verifiers install them, process-wide, so
+// that session-cache keys never collide between verifiers or policies.
+var policyGen atomic.Uint64
+
+type policyState struct {
+	policy *Policy
+	gen    uint64
+}
+
+// A Verifier pins TLS connections to a [Policy]. It plugs into the standard
+// library: [Verifier.TLSConfig] returns a clone of a *tls.Config with a
+// VerifyConnection hook, and [Verifier.Transport], [Verifier.Client] and
+// [Verifier.DialContext] build on it.
+//
+// The hook runs after crypto/tls has verified the certificate chain and host
+// name against the configured roots, and only narrows that: a host is
+// accepted when a pin of its rule matches a certificate of a verified chain
+// (never merely a certificate the server sent), a root the server never sent
+// included. Because it is a VerifyConnection hook it runs on resumed
+// sessions too.
+//
+// Set the exported fields before first use; they must not change afterwards.
+// A Verifier is safe for concurrent use.
+type Verifier struct {
+	// Reporter receives every pin validation failure, in both modes. If nil,
+	// failures are only logged.
+	Reporter Reporter
+	// Logger receives a warning per distinct failure per 24 hours (a host
+	// mismatching on every connection is logged once a day). If nil,
+	// slog.Default() is used.
+	Logger *slog.Logger
+	// Now returns the current time, for pin-set expiry. If nil, time.Now.
+	Now func() time.Time
+
+	state   atomic.Pointer[policyState]
+	notices dedup.Window
+
+	mu         sync.Mutex
+	transports []weak.Pointer[http.Transport]
+}
+
+// NewVerifier returns a Verifier for p. It panics if p is nil or was not
+// built by [NewPolicy], [ParsePolicy] or [LoadPolicy]: a verifier must never
+// run without a policy.
+func NewVerifier(p *Policy) *Verifier {
+	v := new(Verifier)
+	v.SetPolicy(p)
+	return v
+}
+
+// SetPolicy replaces the policy for new handshakes. It also invalidates the
+// TLS session caches of configs made by v, and closes the idle connections
+// of transports made by v, so that no connection checked under the old pins
+// is resumed or reused. Connections in use are not interrupted.
+func (v *Verifier) SetPolicy(p *Policy) {
+	if p == nil || p.byName == nil {
+		panic("pin: SetPolicy with a nil or unbuilt Policy")
+	}
+	v.state.Store(&policyState{policy: p, gen: policyGen.Add(1)})
+	v.mu.Lock()
+	live := v.transports[:0]
+	var idle []*http.Transport
+	for _, w := range v.transports {
+		if t := w.Value(); t != nil {
+			live = append(live, w)
+			idle = append(idle, t)
+		}
+	}
+	clear(v.transports[len(live):])
+	v.transports = live
+	v.mu.Unlock()
+	for _, t := range idle {
+		t.CloseIdleConnections()
+	}
+}
+
+// Policy returns the current policy.
+func (v *Verifier) Policy() *Policy { return v.state.Load().policy }
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func (v *Verifier) logger() *slog.Logger {
+	if v.Logger != nil {
+		return v.Logger
+	}
+	return slog.Default()
+}
+
+// ErrNoVerifiedChain is returned for an enforced host when the connection
+// has no verified chain: its certificate verification was skipped.
+var ErrNoVerifiedChain = errors.New("pin: no verified certificate chain to check pins against (was certificate verification skipped?)")
+
+// verify is the pin check. host is the server name the client asked for,
+// port 0 when unknown.
+func (v *Verifier) verify(cs *tls.ConnectionState, host string, port int) error {
+	st := v.state.Load()
+	if st == nil {
+		return errors.New("pin: Verifier has no policy (use NewVerifier)")
+	}
+	d := st.policy.Match(host)
+	if d == nil {
+		return nil
+	}
+	now := v.now()
+	if d.Expired(now) {
+		v.notify(&Failure{Time: now, Host: host, Port: port, Domain: d, Reason: ReasonExpired,
+			Served: cs.PeerCertificates, Chains: cs.VerifiedChains})
+		return nil
+	}
+	if len(cs.VerifiedChains) == 0 {
+		v.notify(&Failure{Time: now, Host: host, Port: port, Domain: d, Reason: ReasonNoVerifiedChain,
+			Served: cs.PeerCertificates})
+		if d.Mode == ReportOnly {
+			return nil
+		}
+		return ErrNoVerifiedChain
+	}
+	if _, _, _, ok := d.match(cs.VerifiedChains); ok {
+		return nil
+	}
+	v.notify(&Failure{Time: now, Host: host, Port: port, Domain: d, Reason: ReasonMismatch,
+		Served: cs.PeerCertificates, Chains: cs.VerifiedChains})
+	if d.Mode == ReportOnly {
+		return nil
+	}
+	return newMismatchError(host, d, cs.VerifiedChains)
+}
+
+// notify hands f to the reporter and logs it once per day.
+func (v *Verifier) notify(f *Failure) {
+	if v.Reporter != nil {
+		v.Reporter.Report(f)
+	}
+	var leaf string
+	if len(f.Served) > 0 {
+		leaf = FromCertificate(f.Served[0]).String()
+	}
+	key := string(f.Reason) + "|" + f.Host + "|" + f.Domain.Name + "|" + leaf
+	if !v.notices.First(key, f.Time) {
+		return
+	}
+	attrs := []any{"host", f.Host, "rule", f.Domain.Name, "mode", string(f.Domain.Mode), "reason", string(f.Reason)}
+	if leaf != "" {
+		attrs = append(attrs, "served_leaf_pin", leaf)
+	}
+	switch {
+	case f.Reason == ReasonExpired:
+		v.logger().Warn("pin: pin set expired; host gets CA validation only",
+			append(attrs, "expired_at", f.Domain.ExpiresAt().Format(time.RFC3339))...)
+	case f.Domain.Mode == ReportOnly:
+		v.logger().Warn("pin: pin validation failed; connection allowed (report-only)", attrs...)
+	default:
+		v.logger().Warn("pin: pin validation failed; connection refused", attrs...)
+	}
+}
+
+// ChainCert describes a certificate of a verified chain in a
+// [MismatchError].
+type ChainCert struct {
+	Subject string
+	SPKI    Pin // the certificate's public-key pin
+	Cert    Pin // the certificate's fingerprint
+}
+
+// MismatchError is returned by the handshake of an enforced host whose
+// verified chains match none of its pins. Like OkHttp's, it lists what an
+// on-call engineer needs: every verified chain's pins with subjects, and the
+// expected pins.
+type MismatchError struct {
+	Host   string        // the server name connected to
+	Rule   string        // the domain of the rule that applied
+	Chains [][]ChainCert // the verified chains, leaf first
+	Pins   []Pin         // the rule's pins
+}
+
+func newMismatchError(host string, d *Domain, chains [][]*x509.Certificate) *MismatchError {
+	e := &MismatchError{Host: host, Rule: d.Name, Pins: d.Pins, Chains: make([][]ChainCert, len(chains))}
+	for i, chain := range chains {
+		e.Chains[i] = make([]ChainCert, len(chain))
+		for j, c := range chain {
+			e.Chains[i][j] = ChainCert{
+				Subject: c.Subject.String(),
+				SPKI:    Pin{kind: SPKI, digest: *spkiDigests.get(c)},
+				Cert:    Pin{kind: Cert, digest: *certDigests.get(c)},
+			}
+		}
+	}
+	return e
+}
+
+func (e *MismatchError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pin: certificate pinning failure for %s", e.Host)
+	if e.Rule != e.Host {
+		fmt.Fprintf(&b, " (rule %s)", e.Rule)
+	}
+	b.WriteString(": no pin matches the verified chain")
+	withCert := false
+	for _, p := range e.Pins {
+		withCert = withCert || p.kind == Cert
+	}
+	for i, chain := range e.Chains {
+		if len(e.Chains) > 1 {
+			fmt.Fprintf(&b, "\n  verified chain %d:", i+1)
+		} else {
+			b.WriteString("\n  verified chain:")
+		}
+		for _, c := range chain {
+			fmt.Fprintf(&b, "\n    %s: %s", c.SPKI, c.Subject)
+			if withCert {
+				fmt.Fprintf(&b, "\n      %s", c.Cert)
+			}
+		}
+	}
+	b.WriteString("\n  pinned:")
+	for _, p := range e.Pins {
+		fmt.Fprintf(&b, "\n    %s", p)
+	}
+	return b.String()
+}
