@@ -408,7 +408,7 @@ func TestTLSVersionsAndHTTP2(t *testing.T) {
 
 func TestIPAddressHost(t *testing.T) {
 	w := newWorld(t)
-	leaf := w.inter.Issue(t, testpki.LeafOptions{})      // localhost, 127.0.0.1
+	leaf := w.inter.Issue(t, testpki.LeafOptions{})       // localhost, 127.0.0.1
 	rogue := w.rogueInter.Issue(t, testpki.LeafOptions{}) // the same names
 	v := pin.NewVerifier(mustPolicy(t, pin.Domain{Name: "127.0.0.1", Pins: []pin.Pin{spki(leaf), w.backupPin}}))
 	base := &tls.Config{RootCAs: w.pool}

@@ -2,17 +2,17 @@ package pin_test
 
 import (
 	"bufio"
-	"crypto"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log"
 	"log/slog"
-	"os"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -42,7 +42,7 @@ type world struct {
 	pool                  *x509.CertPool
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	w := &world{}
 	w.root = testpki.NewRoot(t, "Payments Root CA")
@@ -60,7 +60,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func mustPolicy(t *testing.T, domains ...pin.Domain) *pin.Policy {
+func mustPolicy(t testing.TB, domains ...pin.Domain) *pin.Policy {
 	t.Helper()
 	p, err := pin.NewPolicy("", domains...)
 	if err != nil {

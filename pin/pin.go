@@ -200,6 +200,10 @@ func parseSPKI(s string) (Pin, error) {
 		return Pin{}, parseError(s, fmt.Errorf("%w: %v", ErrEncoding, err))
 	}
 	if len(raw) != sha256.Size {
+		if isHex(body) {
+			// 64 hex digits are also valid base64, of 48 bytes.
+			return Pin{}, parseError(s, fmt.Errorf("%w: looks like hex; a certificate fingerprint is written cert-sha256:<hex>", ErrLength))
+		}
 		return Pin{}, parseError(s, fmt.Errorf("%w: got %d bytes", ErrLength, len(raw)))
 	}
 	p := Pin{kind: SPKI}

@@ -279,7 +279,7 @@ func (v *Verifier) notify(f *Failure) {
 	}
 	var leaf string
 	if len(f.Served) > 0 {
-		leaf = FromCertificate(f.Served[0]).String()
+		leaf = Pin{kind: SPKI, digest: *spkiDigests.get(f.Served[0])}.String()
 	}
 	key := string(f.Reason) + "|" + f.Host + "|" + f.Domain.Name + "|" + leaf
 	if !v.notices.First(key, f.Time) {
