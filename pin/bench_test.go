@@ -106,4 +106,3 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
-
