@@ -1,0 +1,325 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampartsec/rampart/pin"
+)
+
+// Statuses of `pin check`, stable in --json output.
+const (
+	statusOK                 = "ok"                   // pinned, a pin matches
+	statusMismatch           = "mismatch"             // enforced and no pin matches: clients refuse
+	statusUntrusted          = "untrusted"            // CA or host name verification failed: clients refuse
+	statusUnreachable        = "unreachable"          // no TLS connection
+	statusReportOnlyMismatch = "report-only-mismatch" // no pin matches; clients connect and report
+	statusPinSetExpired      = "pin-set-expired"      // clients fall back to CA validation
+	statusNotPinned          = "not-pinned"           // the policy has no rule for the host
+)
+
+type checkResult struct {
+	Domain        string         `json:"domain"`
+	Port          int            `json:"port"`
+	Status        string         `json:"status"`
+	Rule          string         `json:"rule,omitempty"`
+	Mode          string         `json:"mode,omitempty"`
+	Match         *checkMatch    `json:"match,omitempty"`
+	VerifiedChain []checkCert    `json:"verified_chain,omitempty"`
+	ExpectedPins  []string       `json:"expected_pins,omitempty"`
+	PinSetExpires string         `json:"pin_set_expires,omitempty"`
+	Warnings      []checkWarning `json:"warnings"`
+	Error         string         `json:"error,omitempty"`
+	failure       bool
+}
+
+type checkMatch struct {
+	Pin      string `json:"pin"`
+	Chain    int    `json:"chain"`
+	Position int    `json:"position"`
+	Subject  string `json:"subject"`
+}
+
+type checkCert struct {
+	Position   int    `json:"position"`
+	Subject    string `json:"subject"`
+	NotAfter   string `json:"not_after,omitempty"`
+	SPKISHA256 string `json:"spki_sha256"`
+	CertSHA256 string `json:"cert_sha256"`
+}
+
+type checkWarning struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type checkSummary struct {
+	Checked  int `json:"checked"`
+	OK       int `json:"ok"`
+	Failed   int `json:"failed"`
+	Warnings int `json:"warnings"`
+	Exit     int `json:"exit_code"`
+}
+
+type checkOutput struct {
+	Results []checkResult `json:"results"`
+	Summary checkSummary  `json:"summary"`
+}
+
+func newCheckCmd(stdio Stdio) *cobra.Command {
+	var (
+		policyFile string
+		asJSON     bool
+		warnDays   int
+		cf         connectFlags
+	)
+	c := &cobra.Command{
+		Use:   "check --policy FILE [--ca FILE] [--connect ADDR:PORT] [--warn-days N] [--json] [DOMAIN[:PORT]...]",
+		Short: "Check live servers against a pin policy, as a pinned client would",
+		Long: `Connect to each DOMAIN (default: every domain named in the policy, port 443)
+with the pin library's verifier, exactly as a pinned client does, and report:
+
+  ok                    pinned, and a pin matches (which pin, at which position)
+  mismatch              enforced, and no pin matches: pinned clients refuse
+  untrusted             CA or host name verification failed: every client refuses
+  unreachable           no TLS connection
+  report-only-mismatch  no pin matches; clients connect and send reports
+  pin-set-expired       the pin set has expired; clients do CA validation only
+  not-pinned            the policy has no rule for the domain
+
+and warns about certificates or pin sets expiring within --warn-days. No
+failure reports are sent.
+
+--json prints {"results": [...], "summary": {...}}. Each result has domain,
+port, status (above), rule, mode, match {pin, chain, position, subject},
+verified_chain [{position, subject, not_after, spki_sha256, cert_sha256}],
+expected_pins, pin_set_expires, warnings [{code, message}] and error. Warning
+codes: not-pinned, pin-set-expired, report-only-mismatch, cert-expiring,
+pin-set-expiring. The summary counts checked, ok, failed and warnings, and
+gives exit_code.
+
+Exit status: 0 all pinned and matching; 1 a pinned client would refuse a
+server, or one is unreachable; 2 usage or policy error; 3 clients connect but
+there are warnings.`,
+		Example: `  rampart pin check --policy pins.yaml
+  rampart pin check --policy pins.yaml --ca staging-root.pem --connect 10.0.0.5:443 api.example.com`,
+		Args: args(cobra.ArbitraryArgs),
+		RunE: func(c *cobra.Command, domains []string) error {
+			if policyFile == "" {
+				return usagef("--policy is required")
+			}
+			if warnDays < 0 {
+				return usagef("--warn-days must not be negative")
+			}
+			policy, err := pin.LoadPolicy(policyFile)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			roots, err := loadRoots(cf.ca)
+			if err != nil {
+				return err
+			}
+			if len(domains) == 0 {
+				for _, d := range policy.Domains() {
+					domains = append(domains, d.Name)
+				}
+			}
+			targets, err := parseTargets(domains)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			v := pin.NewVerifier(policy)
+			v.Now = func() time.Time { return now }
+			v.Logger = slog.New(slog.DiscardHandler) // the results say it all
+			out := checkOutput{Results: []checkResult{}}
+			for _, t := range targets {
+				addr, err := cf.dialAddr(t)
+				if err != nil {
+					return err
+				}
+				r := checkOne(c.Context(), v, t, addr, roots, cf.timeout, now, warnDays)
+				out.Results = append(out.Results, r)
+			}
+			out.Summary = summarize(out.Results)
+			if asJSON {
+				if err := writeJSON(stdio.Out, out); err != nil {
+					return err
+				}
+			} else {
+				printCheck(stdio.Out, out)
+			}
+			if out.Summary.Exit != ExitOK {
+				return fail(out.Summary.Exit, nil)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema above)")
+	c.Flags().IntVar(&warnDays, "warn-days", 30, "warn about certificates and pin sets expiring within `N` days")
+	cf.register(c)
+	return c
+}
+
+func checkOne(ctx context.Context, v *pin.Verifier, t target, addr string, roots *x509.CertPool,
+	timeout time.Duration, now time.Time, warnDays int) checkResult {
+	r := checkResult{Domain: t.host, Port: t.port, Warnings: []checkWarning{}}
+	warn := func(code, format string, args ...any) {
+		r.Warnings = append(r.Warnings, checkWarning{code, fmt.Sprintf(format, args...)})
+	}
+	horizon := now.AddDate(0, 0, warnDays)
+	rule := v.Policy().Match(t.host)
+	if rule != nil {
+		r.Rule, r.Mode = rule.Name, string(rule.Mode)
+		for _, p := range rule.Pins {
+			r.ExpectedPins = append(r.ExpectedPins, p.String())
+		}
+		if !rule.Expires.IsZero() {
+			r.PinSetExpires = rule.Expires.Format(time.DateOnly)
+			if !rule.Expired(now) && rule.ExpiresAt().Before(horizon) {
+				warn("pin-set-expiring", "the pin set expires after %s (%s); clients then fall back to CA validation",
+					r.PinSetExpires, inDays(daysUntil(now, rule.ExpiresAt())))
+			}
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := v.DialContext(ctx, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: t.host})
+	if err != nil {
+		var me *pin.MismatchError
+		var ve *tls.CertificateVerificationError
+		switch {
+		case errors.As(err, &me):
+			r.Status = statusMismatch
+			for i, c := range me.Chains[0] {
+				r.VerifiedChain = append(r.VerifiedChain, checkCert{Position: i, Subject: c.Subject,
+					SPKISHA256: c.SPKI.String(), CertSHA256: strings.TrimPrefix(c.Cert.String(), "cert-sha256:")})
+			}
+			r.Error = "no pin matches the verified chain"
+		case errors.As(err, &ve):
+			r.Status = statusUntrusted
+			r.Error = err.Error()
+		default:
+			r.Status = statusUnreachable
+			r.Error = err.Error()
+		}
+		r.failure = true
+		return r
+	}
+	cs := conn.ConnectionState()
+	conn.Close()
+	chain := cs.VerifiedChains[0]
+	for i, c := range chain {
+		d := describeCert(c)
+		r.VerifiedChain = append(r.VerifiedChain, checkCert{Position: i, Subject: d.Subject, NotAfter: d.NotAfter,
+			SPKISHA256: d.SPKISHA256, CertSHA256: d.CertSHA256})
+		if c.NotAfter.Before(horizon) {
+			warn("cert-expiring", "certificate %d (%s) expires on %s (%s)",
+				i, d.Subject, c.NotAfter.UTC().Format(time.DateOnly), inDays(daysUntil(now, c.NotAfter)))
+		}
+	}
+	res := v.Policy().Check(t.host, cs.VerifiedChains, now)
+	switch {
+	case res.Domain == nil:
+		r.Status = statusNotPinned
+		warn(statusNotPinned, "not pinned by this policy: clients do CA validation only")
+	case res.Expired:
+		r.Status = statusPinSetExpired
+		warn(statusPinSetExpired, "the pin set expired after %s: clients do CA validation only", r.PinSetExpires)
+	case !res.Matched:
+		r.Status = statusReportOnlyMismatch
+		warn(statusReportOnlyMismatch, "no pin matches; report-only clients connect and report, enforcing clients would refuse")
+	default:
+		r.Status = statusOK
+		r.Match = &checkMatch{Pin: res.Pin.String(), Chain: res.Chain, Position: res.Position,
+			Subject: cs.VerifiedChains[res.Chain][res.Position].Subject.String()}
+	}
+	return r
+}
+
+// daysUntil counts whole days from now to t, rounding up.
+func daysUntil(now, t time.Time) int {
+	d := t.Sub(now)
+	return int((d + 24*time.Hour - 1) / (24 * time.Hour))
+}
+
+func inDays(n int) string {
+	if n == 1 {
+		return "in 1 day"
+	}
+	return fmt.Sprintf("in %d days", n)
+}
+
+func summarize(results []checkResult) checkSummary {
+	s := checkSummary{Checked: len(results)}
+	for _, r := range results {
+		switch {
+		case r.failure:
+			s.Failed++
+		case len(r.Warnings) > 0:
+			s.Warnings++
+		default:
+			s.OK++
+		}
+	}
+	switch {
+	case s.Failed > 0:
+		s.Exit = ExitFailure
+	case s.Warnings > 0:
+		s.Exit = ExitWarning
+	}
+	return s
+}
+
+func printCheck(w io.Writer, out checkOutput) {
+	for _, r := range out.Results {
+		label := "ok"
+		switch {
+		case r.failure:
+			label = "FAIL"
+		case len(r.Warnings) > 0:
+			label = "warn"
+		}
+		fmt.Fprintf(w, "%-4s  %s:%d  %s", label, r.Domain, r.Port, r.Status)
+		if r.Rule != "" && r.Rule != r.Domain {
+			fmt.Fprintf(w, " (rule %s)", r.Rule)
+		}
+		fmt.Fprintln(w)
+		if r.Match != nil {
+			fmt.Fprintf(w, "      %s matches chain %d position %d (%s)\n", r.Match.Pin, r.Match.Chain+1, r.Match.Position, r.Match.Subject)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(w, "      %s\n", strings.ReplaceAll(r.Error, "\n", "\n      "))
+		}
+		if r.Status == statusMismatch || r.Status == statusReportOnlyMismatch {
+			fmt.Fprintf(w, "      verified chain:\n")
+			for _, c := range r.VerifiedChain {
+				fmt.Fprintf(w, "        %d %s %s\n", c.Position, c.SPKISHA256, c.Subject)
+			}
+			fmt.Fprintf(w, "      pinned:\n")
+			for _, p := range r.ExpectedPins {
+				fmt.Fprintf(w, "        %s\n", p)
+			}
+		}
+		for _, wn := range r.Warnings {
+			if wn.Code != r.Status {
+				fmt.Fprintf(w, "      warning: %s\n", wn.Message)
+			} else {
+				fmt.Fprintf(w, "      %s\n", wn.Message)
+			}
+		}
+	}
+	s := out.Summary
+	fmt.Fprintf(w, "%d checked: %d ok, %d failed, %d with warnings\n", s.Checked, s.OK, s.Failed, s.Warnings)
+}

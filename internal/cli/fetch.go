@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampartsec/rampart/internal/certfile"
+)
+
+// target is a HOST[:PORT] argument.
+type target struct {
+	host string
+	port int
+}
+
+func (t target) String() string { return net.JoinHostPort(t.host, strconv.Itoa(t.port)) }
+
+// parseTarget parses HOST, HOST:PORT, [IPv6]:PORT or a bare IPv6 address.
+func parseTarget(s string, defaultPort int) (target, error) {
+	if s == "" {
+		return target{}, usagef("empty host")
+	}
+	if strings.Contains(s, "://") {
+		return target{}, usagef("%q: want HOST[:PORT], not a URL", s)
+	}
+	host, portText := s, ""
+	if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
+		h, p, err := net.SplitHostPort(s)
+		if err != nil {
+			return target{}, usagef("%q: %v", s, err)
+		}
+		host, portText = h, p
+	}
+	port := defaultPort
+	if portText != "" {
+		n, err := strconv.Atoi(portText)
+		if err != nil || n < 1 || n > 65535 {
+			return target{}, usagef("%q: invalid port", s)
+		}
+		port = n
+	}
+	if host == "" {
+		return target{}, usagef("%q: empty host", s)
+	}
+	return target{host: strings.TrimSuffix(strings.ToLower(host), "."), port: port}, nil
+}
+
+func parseTargets(args []string) ([]target, error) {
+	out := make([]target, len(args))
+	for i, a := range args {
+		t, err := parseTarget(a, 443)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// loadRoots reads --ca: a PEM file of trusted roots that replaces the
+// system trust store (nil when no file is given).
+func loadRoots(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	items, err := certfile.ReadFile(file, nil)
+	if err != nil {
+		return nil, fail(ExitUsage, fmt.Errorf("--ca %s: %w", file, err))
+	}
+	pool := x509.NewCertPool()
+	for _, it := range items {
+		if it.Cert == nil {
+			return nil, fail(ExitUsage, fmt.Errorf("--ca %s: holds a %s; want certificates only", file, it.Type))
+		}
+		pool.AddCert(it.Cert)
+	}
+	return pool, nil
+}
+
+// connectFlags are the connection options fetch, check and get share.
+type connectFlags struct {
+	ca      string
+	connect string
+	timeout time.Duration
+}
+
+func (f *connectFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.ca, "ca", "", "trust only the CA certificates in this PEM `FILE` (instead of the system roots)")
+	c.Flags().StringVar(&f.connect, "connect", "", "connect to `ADDR:PORT` instead of resolving the host (SNI and verification still use the host)")
+	c.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "connection and handshake `timeout`")
+}
+
+// dialAddr is where to connect for t: --connect, or t itself.
+func (f *connectFlags) dialAddr(t target) (string, error) {
+	if f.connect == "" {
+		return t.String(), nil
+	}
+	if _, _, err := net.SplitHostPort(f.connect); err != nil {
+		return "", usagef("--connect %q: want ADDR:PORT", f.connect)
+	}
+	return f.connect, nil
+}
+
+// fetchJSON is one element of `pin fetch --json`.
+type fetchJSON struct {
+	Host           string       `json:"host"`
+	Port           int          `json:"port"`
+	Served         []certJSON   `json:"served"`
+	VerifiedChains [][]certJSON `json:"verified_chains"`
+	Error          string       `json:"error,omitempty"`
+}
+
+func newFetchCmd(stdio Stdio) *cobra.Command {
+	var (
+		asJSON     bool
+		serverName string
+		cf         connectFlags
+	)
+	c := &cobra.Command{
+		Use:   "fetch [--json] [--servername N] [--connect ADDR:PORT] [--ca FILE] [--timeout D] HOST[:PORT]...",
+		Short: "Show the certificates a server sends and the chains they verify to",
+		Long: `Connect to each HOST (port 443 by default), verify its certificate as a client
+would (system roots, or --ca), and show the certificates it served and the
+verified chains with their pins. A verified chain runs from the leaf to the
+trust anchor, which the server may not have sent: a pin on that root still
+matches.
+
+--json prints an array with one object per host:
+  host, port       as given
+  served           the certificates in the order the server sent them
+  verified_chains  each chain leaf first, ending in the trust anchor
+  error            why verification or the connection failed (the served
+                   certificates are still shown)
+Each certificate has subject, issuer, not_before, not_after (RFC 3339), key,
+spki_sha256 ("sha256/...") and cert_sha256 (hex).
+
+` + exitCodesHelp,
+		Example: `  rampart pin fetch api.example.com
+  rampart pin fetch --json --ca dev-root.pem --connect 127.0.0.1:8443 api.example.test`,
+		Args: args(cobra.MinimumNArgs(1)),
+		RunE: func(c *cobra.Command, hosts []string) error {
+			roots, err := loadRoots(cf.ca)
+			if err != nil {
+				return err
+			}
+			targets, err := parseTargets(hosts)
+			if err != nil {
+				return err
+			}
+			var results []fetchJSON
+			failed := false
+			for _, t := range targets {
+				addr, err := cf.dialAddr(t)
+				if err != nil {
+					return err
+				}
+				name := t.host
+				if serverName != "" {
+					name = serverName
+				}
+				r := fetch(c.Context(), addr, name, roots, cf.timeout)
+				r.Host, r.Port = t.host, t.port
+				failed = failed || r.Error != ""
+				results = append(results, r)
+			}
+			if asJSON {
+				if err := writeJSON(stdio.Out, results); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range results {
+					printFetch(stdio, r)
+				}
+			}
+			if failed {
+				return fail(ExitFailure, nil)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema above)")
+	c.Flags().StringVar(&serverName, "servername", "", "send and verify this server `name` instead of HOST")
+	cf.register(c)
+	return c
+}
+
+// fetch connects and verifies like a TLS client with the given roots
+// (nil: system roots). Verification is never skipped: on failure the served
+// certificates come from the verification error.
+func fetch(ctx context.Context, addr, name string, roots *x509.CertPool, timeout time.Duration) fetchJSON {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{ServerName: name, RootCAs: roots}}
+	r := fetchJSON{Served: []certJSON{}, VerifiedChains: [][]certJSON{}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		var ve *tls.CertificateVerificationError
+		if errors.As(err, &ve) {
+			r.Served = describeChain(ve.UnverifiedCertificates)
+		}
+		r.Error = err.Error()
+		return r
+	}
+	defer conn.Close()
+	cs := conn.(*tls.Conn).ConnectionState()
+	r.Served = describeChain(cs.PeerCertificates)
+	for _, chain := range cs.VerifiedChains {
+		r.VerifiedChains = append(r.VerifiedChains, describeChain(chain))
+	}
+	return r
+}
+
+func printFetch(stdio Stdio, r fetchJSON) {
+	fmt.Fprintf(stdio.Out, "%s\n", net.JoinHostPort(r.Host, strconv.Itoa(r.Port)))
+	fmt.Fprintf(stdio.Out, "  served:\n")
+	for i, c := range r.Served {
+		printCert(stdio, i, c)
+	}
+	for i, chain := range r.VerifiedChains {
+		fmt.Fprintf(stdio.Out, "  verified chain %d:\n", i+1)
+		for j, c := range chain {
+			printCert(stdio, j, c)
+		}
+	}
+	if r.Error != "" {
+		fmt.Fprintf(stdio.Out, "  error: %s\n", r.Error)
+	}
+}
+
+func printCert(stdio Stdio, i int, c certJSON) {
+	fmt.Fprintf(stdio.Out, "    %d %s\n      %s, expires %s, issuer %s\n      %s\n",
+		i, c.Subject, c.Key, c.NotAfter, c.Issuer, c.SPKISHA256)
+}
