@@ -48,7 +48,6 @@ func (c *collector) count() int {
 	return len(c.reports)
 }
 
-
 func failure(t *testing.T, uri string, expires time.Time) (*pin.Failure, *testpki.Leaf) {
 	t.Helper()
 	ca := testpki.NewRoot(t, "Root")

@@ -1,0 +1,205 @@
+package cli_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/pin"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected output in testdata/script")
+
+func stdio() cli.Stdio { return cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr} }
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		// rampart is the real command line, run as a subprocess.
+		"rampart": func() { os.Exit(cli.Run(context.Background(), os.Args[1:], stdio())) },
+		// exits N rampart ARGS... runs rampart and succeeds only if it
+		// exits with status N, so transcripts check exact exit codes.
+		"exits": func() {
+			if len(os.Args) < 3 || os.Args[2] != "rampart" {
+				fmt.Fprintln(os.Stderr, "usage: exits CODE rampart ARGS...")
+				os.Exit(100)
+			}
+			want, err := strconv.Atoi(os.Args[1])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "exits: bad code:", err)
+				os.Exit(100)
+			}
+			if got := cli.Run(context.Background(), os.Args[3:], stdio()); got != want {
+				fmt.Fprintf(os.Stderr, "exits: rampart exited %d, want %d\n", got, want)
+				os.Exit(1)
+			}
+			os.Exit(0)
+		},
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:           "testdata/script",
+		UpdateScripts: *update,
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"pki":       cmdPKI,
+			"serve":     cmdServe,
+			"collector": cmdCollector,
+			"subst":     cmdSubst,
+			"der":       cmdDER,
+			"truncate":  cmdTruncate,
+		},
+	})
+}
+
+// pki writes a throwaway PKI into the work directory and exports its pins:
+//
+//	roots.pem        the trust store: the payment root and a compromised public root
+//	api.pem/.key     api.payments.test, chain to the payment root (valid 90 days)
+//	rogue.pem/.key   api.payments.test, chain to the compromised root
+//	renewed.pem/.key api.payments.test renewed on the backup key
+//	backup.key       the offline backup key
+//	short.pem/.key   api.payments.test on the api key, valid 10 days
+//
+// Variables: LEAF_PIN, BACKUP_PIN, INT_PIN, ROOT_PIN, ROGUE_PIN, LEAF_CERT_PIN,
+// and each with _RE appended, quoted for use in regular expressions.
+func cmdPKI(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: pki")
+	}
+	host := "api.payments.test"
+	root := testpki.NewRoot(ts, "Payments Root CA")
+	inter := root.NewIntermediate(ts, "Payments Issuing CA")
+	long := testpki.LeafOptions{DNSNames: []string{host}, NotAfter: time.Now().AddDate(0, 0, 90)}
+	leaf := inter.Issue(ts, long)
+	rogueRoot := testpki.NewRoot(ts, "Compromised Public CA")
+	rogue := rogueRoot.NewIntermediate(ts, "Compromised Issuing CA").Issue(ts, long)
+	backup := testpki.NewKey(ts, testpki.ECDSAP256)
+	renewedOpts := long
+	renewedOpts.Key = backup
+	renewed := inter.Issue(ts, renewedOpts)
+	short := inter.Issue(ts, testpki.LeafOptions{DNSNames: []string{host}, Key: leaf.Key, NotAfter: time.Now().AddDate(0, 0, 10)})
+
+	write := func(name string, data []byte) {
+		ts.Check(os.WriteFile(ts.MkAbs(name), data, 0o600))
+	}
+	write("roots.pem", testpki.CertPEM(root.Cert, rogueRoot.Cert))
+	for name, l := range map[string]*testpki.Leaf{"api": leaf, "rogue": rogue, "renewed": renewed, "short": short} {
+		write(name+".pem", testpki.CertPEM(l.Chain...))
+		write(name+".key", testpki.KeyPEM(ts, l.Key))
+	}
+	write("backup.key", testpki.KeyPEM(ts, backup))
+	backupPin, err := pin.FromPrivateKey(backup)
+	ts.Check(err)
+	for name, p := range map[string]pin.Pin{
+		"LEAF_PIN":      pin.FromCertificate(leaf.Cert),
+		"LEAF_CERT_PIN": pin.Fingerprint(leaf.Cert),
+		"BACKUP_PIN":    backupPin,
+		"INT_PIN":       pin.FromCertificate(inter.Cert),
+		"ROOT_PIN":      pin.FromCertificate(root.Cert),
+		"ROGUE_PIN":     pin.FromCertificate(rogue.Cert),
+	} {
+		ts.Setenv(name, p.String())
+		ts.Setenv(name+"_RE", regexp.QuoteMeta(p.String())) // for stdout/stderr patterns
+	}
+}
+
+// serve NAME CHAIN.pem KEY.pem starts an HTTPS server on loopback for the
+// rest of the script and sets $NAME to its address. It answers "hello from
+// NAME".
+func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: serve NAME CHAIN.pem KEY.pem")
+	}
+	name := args[0]
+	cert, err := tls.LoadX509KeyPair(ts.MkAbs(args[1]), ts.MkAbs(args[2]))
+	ts.Check(err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "hello from %s\n", name)
+		}),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		ErrorLog:  log.New(io.Discard, "", 0),
+	}
+	go srv.ServeTLS(ln, "", "")
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv(name, ln.Addr().String())
+}
+
+// collector NAME starts a report collector on loopback and sets $NAME to
+// its URL. Each report is saved as NAME-reports/N.json.
+func cmdCollector(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: collector NAME")
+	}
+	dir := ts.MkAbs(args[0] + "-reports")
+	ts.Check(os.MkdirAll(dir, 0o700))
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		mu.Lock()
+		n++
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.json", n)), body, 0o600)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go srv.Serve(ln)
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv(args[0], "http://"+ln.Addr().String()+"/reports")
+}
+
+// subst IN OUT copies IN to OUT expanding $VARIABLES, so that policies in
+// transcripts can use the pins pki made.
+func cmdSubst(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: subst IN OUT")
+	}
+	out := os.Expand(ts.ReadFile(args[0]), ts.Getenv)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o600))
+}
+
+// der IN.pem OUT writes the first PEM block of IN as DER.
+func cmdDER(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: der IN.pem OUT")
+	}
+	b, _ := pem.Decode([]byte(ts.ReadFile(args[0])))
+	if b == nil {
+		ts.Fatalf("%s: no PEM block", args[0])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), b.Bytes, 0o600))
+}
+
+// truncate FILE N cuts FILE to N bytes.
+func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: truncate FILE N")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	ts.Check(os.Truncate(ts.MkAbs(args[0]), int64(n)))
+}
