@@ -424,3 +424,35 @@ func TestIPAddressHost(t *testing.T) {
 		t.Errorf("host = %q, want 127.0.0.1", me.Host)
 	}
 }
+
+// An IP address is not sent as SNI, so a hook on a config without
+// ServerName cannot learn it; the pinned address must not silently become
+// unpinned.
+func TestIPAddressWithoutServerName(t *testing.T) {
+	w := newWorld(t)
+	leaf := w.inter.Issue(t, testpki.LeafOptions{})
+	rogue := w.rogueInter.Issue(t, testpki.LeafOptions{})
+	v := pin.NewVerifier(mustPolicy(t, pin.Domain{Name: "127.0.0.1", Pins: []pin.Pin{spki(leaf), w.backupPin}}))
+	cfg, err := v.TLSConfig(&tls.Config{RootCAs: w.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	hook := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		names = append(names, cs.ServerName)
+		return hook(cs)
+	}
+	c, err := tls.Dial("tcp", serve(t, leaf.TLS(), serverOptions{}).Listener.Addr().String(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	_, err = tls.Dial("tcp", serve(t, rogue.TLS(), serverOptions{}).Listener.Addr().String(), cfg)
+	if me := mismatch(t, err); me.Host != "127.0.0.1" {
+		t.Errorf("host = %q, want 127.0.0.1", me.Host)
+	}
+	if len(names) != 2 || names[0] != "" {
+		t.Fatalf("server names seen by the hook = %q; the case needs an empty one", names)
+	}
+}

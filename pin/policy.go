@@ -83,6 +83,7 @@ type Policy struct {
 	reportURI string
 	domains   []Domain
 	byName    map[string]*Domain
+	ipRules   []*Domain // rules for IP addresses, for connections whose name is unknown
 }
 
 // ReportURI returns the policy's default report URI, which rules without
@@ -195,6 +196,11 @@ func (p *Policy) init(domains []Domain) error {
 		}
 		p.domains[i] = d
 		p.byName[d.Name] = &p.domains[i]
+	}
+	for i := range p.domains {
+		if _, err := netip.ParseAddr(p.domains[i].Name); err == nil {
+			p.ipRules = append(p.ipRules, &p.domains[i])
+		}
 	}
 	return nil
 }

@@ -31,8 +31,10 @@ var (
 // private CA), ServerName, protocol versions, client certificates.
 //
 // The hook learns the host from the connection's server name, falling back
-// to base.ServerName (needed for IP addresses, which are not sent as SNI).
-// It does not know the port: its reports carry port 0. [Verifier.DialContext]
+// to base.ServerName. IP addresses are not sent as SNI: when neither names
+// the host, every IP rule whose address the verified leaf certificate covers
+// is applied, so a pinned address is never silently unpinned. The hook does
+// not know the port: its reports carry port 0. [Verifier.DialContext]
 // and [Verifier.Transport] know both.
 //
 // A ClientSessionCache in base is wrapped so that [Verifier.SetPolicy]

@@ -243,7 +243,34 @@ func (v *Verifier) verify(cs *tls.ConnectionState, host string, port int) error 
 	if st == nil {
 		return errors.New("pin: Verifier has no policy (use NewVerifier)")
 	}
-	d := st.policy.Match(host)
+	if host == "" {
+		return v.verifyUnnamed(st.policy, cs, port)
+	}
+	return v.verifyRule(st.policy.Match(host), cs, host, port)
+}
+
+// verifyUnnamed checks a connection whose server name the hook cannot
+// know: an IP address, which is not sent as SNI, dialled through a config
+// without ServerName. Rather than leave a pinned address unpinned, it
+// applies every IP rule whose address the verified leaf is valid for.
+func (v *Verifier) verifyUnnamed(p *Policy, cs *tls.ConnectionState, port int) error {
+	if len(p.ipRules) == 0 || len(cs.VerifiedChains) == 0 {
+		return nil
+	}
+	leaf := cs.VerifiedChains[0][0]
+	for _, d := range p.ipRules {
+		if leaf.VerifyHostname(d.Name) != nil {
+			continue
+		}
+		if err := v.verifyRule(d, cs, d.Name, port); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyRule applies rule d (nil: the host is not pinned) to a connection.
+func (v *Verifier) verifyRule(d *Domain, cs *tls.ConnectionState, host string, port int) error {
 	if d == nil {
 		return nil
 	}
