@@ -19,24 +19,7 @@ import (
 //	benchstat -col /mode h.txt
 func BenchmarkHandshake(b *testing.B) {
 	w := newWorld(b)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{w.leaf.TLS()}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				c.(*tls.Conn).Handshake()
-				c.Close()
-			}()
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := tlsServer(b, &tls.Config{Certificates: []tls.Certificate{w.leaf.TLS()}}, func(c *tls.Conn) { c.Handshake() })
 	base := &tls.Config{RootCAs: w.pool, ServerName: host}
 	v := pin.NewVerifier(mustPolicy(b, pin.Domain{Name: host, Pins: []pin.Pin{w.backupPin, spki(w.leaf)}}))
 	ctx := context.Background()

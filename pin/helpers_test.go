@@ -146,14 +146,11 @@ func (r *recorder) all() []*pin.Failure {
 	return append([]*pin.Failure(nil), r.failures...)
 }
 
-// lineServer is a raw TLS server that writes one line per connection and
-// closes it: reading to EOF makes a TLS 1.3 client process its session
-// tickets, so resumption can be tested without HTTP connection reuse.
-func lineServer(t *testing.T, cert tls.Certificate, version uint16) string {
+// tlsServer accepts TLS connections on loopback with cfg and hands each to
+// handle in its own goroutine, closing it afterwards. It returns the address.
+func tlsServer(t testing.TB, cfg *tls.Config, handle func(*tls.Conn)) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{cert}, MinVersion: version, MaxVersion: version,
-	})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +163,22 @@ func lineServer(t *testing.T, cert tls.Certificate, version uint16) string {
 			}
 			go func() {
 				defer c.Close()
-				bw := bufio.NewWriter(c)
-				bw.WriteString("hello\n")
-				bw.Flush()
+				handle(c.(*tls.Conn))
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// lineServer is a raw TLS server that writes one line per connection and
+// closes it: reading to EOF makes a TLS 1.3 client process its session
+// tickets, so resumption can be tested without HTTP connection reuse.
+func lineServer(t *testing.T, cert tls.Certificate, version uint16) string {
+	t.Helper()
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: version, MaxVersion: version}
+	return tlsServer(t, cfg, func(c *tls.Conn) {
+		bw := bufio.NewWriter(c)
+		bw.WriteString("hello\n")
+		bw.Flush()
+	})
 }

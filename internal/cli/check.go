@@ -114,17 +114,10 @@ there are warnings.`,
   rampart pin check --policy pins.yaml --ca staging-root.pem --connect 10.0.0.5:443 api.example.com`,
 		Args: args(cobra.ArbitraryArgs),
 		RunE: func(c *cobra.Command, domains []string) error {
-			if policyFile == "" {
-				return usagef("--policy is required")
-			}
 			if warnDays < 0 {
 				return usagef("--warn-days must not be negative")
 			}
-			policy, err := pin.LoadPolicy(policyFile)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			roots, err := loadRoots(cf.ca)
+			policy, roots, err := cf.loadPolicy(policyFile)
 			if err != nil {
 				return err
 			}

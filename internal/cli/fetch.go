@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampartsec/rampart/internal/certfile"
+	"github.com/rampartsec/rampart/pin"
 )
 
 // target is a HOST[:PORT] argument.
@@ -97,6 +98,22 @@ func (f *connectFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.ca, "ca", "", "trust only the CA certificates in this PEM `FILE` (instead of the system roots)")
 	c.Flags().StringVar(&f.connect, "connect", "", "connect to `ADDR:PORT` instead of resolving the host (SNI and verification still use the host)")
 	c.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "connection and handshake `timeout`")
+}
+
+// loadPolicy loads --policy and --ca for check and get.
+func (f *connectFlags) loadPolicy(policyFile string) (*pin.Policy, *x509.CertPool, error) {
+	if policyFile == "" {
+		return nil, nil, usagef("--policy is required")
+	}
+	policy, err := pin.LoadPolicy(policyFile)
+	if err != nil {
+		return nil, nil, fail(ExitUsage, err)
+	}
+	roots, err := loadRoots(f.ca)
+	if err != nil {
+		return nil, nil, err
+	}
+	return policy, roots, nil
 }
 
 // dialAddr is where to connect for t: --connect, or t itself.

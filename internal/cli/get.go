@@ -41,18 +41,11 @@ error.`,
   rampart pin get --policy pins.yaml --ca dev-root.pem --connect 127.0.0.1:8443 https://api.example.test/`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
-			if policyFile == "" {
-				return usagef("--policy is required")
-			}
 			u, err := url.Parse(a[0])
 			if err != nil || u.Scheme != "https" || u.Host == "" {
 				return usagef("%q: want an https:// URL", a[0])
 			}
-			policy, err := pin.LoadPolicy(policyFile)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			roots, err := loadRoots(cf.ca)
+			policy, roots, err := cf.loadPolicy(policyFile)
 			if err != nil {
 				return err
 			}
