@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ func parseTarget(s string, defaultPort int) (target, error) {
 		if err != nil {
 			return target{}, usagef("%q: %v", s, err)
 		}
+		if p == "" {
+			return target{}, usagef("%q: empty port", s)
+		}
 		host, portText = h, p
 	}
 	port := defaultPort
@@ -49,10 +53,28 @@ func parseTarget(s string, defaultPort int) (target, error) {
 		}
 		port = n
 	}
-	if host == "" {
-		return target{}, usagef("%q: empty host", s)
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if !validHost(host) {
+		return target{}, usagef("%q: not a host name or IP address", s)
 	}
-	return target{host: strings.TrimSuffix(strings.ToLower(host), "."), port: port}, nil
+	return target{host: host, port: port}, nil
+}
+
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return !strings.Contains(h, "%") // zones are not for TLS names
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return !strings.Contains(h, "..") && h[0] != '.'
+
 }
 
 func parseTargets(args []string) ([]target, error) {
