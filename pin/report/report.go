@@ -208,12 +208,13 @@ func (r *Reporter) Report(f *pin.Failure) {
 // identity is what makes two reports identical: everything but the time.
 func identity(f *pin.Failure) string {
 	h := sha256.New()
-	field := func(s string) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+	var n [8]byte
+	raw := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write(n[:])
-		h.Write([]byte(s))
+		h.Write(b)
 	}
+	field := func(s string) { raw([]byte(s)) }
 	field(string(f.Reason))
 	field(string(f.Domain.Mode))
 	field(f.Domain.Name)
@@ -222,11 +223,11 @@ func identity(f *pin.Failure) string {
 	field(strconv.Itoa(f.Port))
 	field(strconv.Itoa(len(f.Served)))
 	for _, c := range f.Served {
-		field(string(c.Raw))
+		raw(c.Raw)
 	}
 	if len(f.Chains) > 0 {
 		for _, c := range f.Chains[0] {
-			field(string(c.Raw))
+			raw(c.Raw)
 		}
 	}
 	return string(h.Sum(nil))
