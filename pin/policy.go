@@ -42,8 +42,9 @@ type Domain struct {
 	IncludeSubdomains bool
 	// Mode is Enforce or ReportOnly.
 	Mode Mode
-	// Expires, when not zero, is the last day (UTC, at 00:00) on which the
-	// pins hold. From the next day on, the host gets CA validation only and a
+	// Expires, when not zero, is the last day on which the pins hold: its
+	// calendar date, read in its own location, is kept as 00:00 UTC, and
+	// the pins hold through the end of that day, UTC. From the next day on, the host gets CA validation only and a
 	// warning is logged and reported, so an app that is never updated is
 	// not bricked by stale pins (Android and TrustKit semantics).
 	Expires time.Time
@@ -106,11 +107,11 @@ func (p *Policy) Domains() []Domain {
 // itself, else the nearest parent rule with IncludeSubdomains. A parent
 // rule without IncludeSubdomains does not apply to its subdomains.
 func (p *Policy) Match(host string) *Domain {
-	host = normalizeHost(host)
+	host, isIP := canonicalHost(host)
 	if d := p.byName[host]; d != nil {
 		return d
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if isIP {
 		return nil
 	}
 	for i := strings.IndexByte(host, '.'); i >= 0; i = strings.IndexByte(host, '.') {
@@ -122,15 +123,25 @@ func (p *Policy) Match(host string) *Domain {
 	return nil
 }
 
-func normalizeHost(host string) string {
+// canonicalHost returns the form of host that rules are stored under:
+// lowercase without trailing dot for names; for IP addresses the form
+// netip prints, without brackets or zone, IPv4-mapped IPv6 as IPv4 — the
+// way crypto/x509 compares addresses, so that no spelling of a pinned
+// address escapes its rule.
+func canonicalHost(host string) (string, bool) {
 	host = strings.TrimSuffix(host, ".")
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	if addr, err := netip.ParseAddr(host); err == nil {
+		return addr.WithZone("").Unmap().String(), true
+	}
 	for i := 0; i < len(host); i++ {
 		if c := host[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(host)
+			return strings.ToLower(host), false
 		}
 	}
-	return host
+	return host, false
 }
 
 // PolicyError reports an invalid policy. Domain is empty for errors that
@@ -223,7 +234,9 @@ func checkDomain(d *Domain, defaultReportURI string) error {
 		return fmt.Errorf("mode %q: want %q or %q", d.Mode, Enforce, ReportOnly)
 	}
 	if !d.Expires.IsZero() {
-		y, m, dd := d.Expires.UTC().Date()
+		// The calendar date the caller wrote, in whatever location; the pin
+		// set holds through the end of that date, UTC.
+		y, m, dd := d.Expires.Date()
 		d.Expires = time.Date(y, m, dd, 0, 0, 0, 0, time.UTC)
 	}
 	if len(d.Pins) == 0 {
@@ -247,7 +260,7 @@ func checkDomain(d *Domain, defaultReportURI string) error {
 	}
 	if d.ReportURI != "" {
 		u, _ := url.Parse(d.ReportURI)
-		h := normalizeHost(u.Hostname())
+		h, _ := canonicalHost(u.Hostname())
 		if h == d.Name || d.IncludeSubdomains && strings.HasSuffix(h, "."+d.Name) {
 			return fmt.Errorf("report_uri %s is on the pinned domain itself: reports of a pin failure could never be delivered (report loop); send them to another host", d.ReportURI)
 		}
@@ -264,7 +277,7 @@ func checkName(name string) (string, error) {
 		if addr.Zone() != "" {
 			return "", errors.New("an IP address with a zone cannot be pinned")
 		}
-		return addr.String(), nil
+		return addr.Unmap().String(), nil
 	}
 	if strings.Contains(name, "*") {
 		return "", errors.New("wildcards are not allowed: pin the parent domain with include_subdomains: true")

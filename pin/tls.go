@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"weak"
 )
@@ -42,12 +44,21 @@ var (
 // verification ([ErrInsecure]) or already has a VerifyConnection hook
 // ([ErrHookSet]).
 func (v *Verifier) TLSConfig(base *tls.Config) (*tls.Config, error) {
+	return v.hookedConfig(base, nil)
+}
+
+// hookedConfig clones base with the shared hook; seen, if not nil, is set
+// by every handshake the hook checks.
+func (v *Verifier) hookedConfig(base *tls.Config, seen *atomic.Bool) (*tls.Config, error) {
 	cfg, err := v.clone(base)
 	if err != nil {
 		return nil, err
 	}
 	fallback := cfg.ServerName
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if seen != nil {
+			seen.Store(true)
+		}
 		host := cs.ServerName
 		if host == "" {
 			host = fallback
@@ -100,8 +111,23 @@ func (v *Verifier) dialTLS(ctx context.Context, dial func(context.Context, strin
 		cfg.ServerName = host
 	}
 	name := cfg.ServerName
+	// Sessions this connection learns are filed under the policy it was
+	// verified with, not the one current when a TLS 1.3 ticket arrives.
+	var sc *connSessionCache
+	if c, ok := cfg.ClientSessionCache.(*sessionCache); ok {
+		sc = &connSessionCache{sessionCache: c}
+		cfg.ClientSessionCache = sc
+	}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		return v.verify(&cs, name, port)
+		st := v.state.Load()
+		if st == nil {
+			return errors.New("pin: Verifier has no policy (use NewVerifier)")
+		}
+		err := v.verifyWith(st.policy, &cs, name, port)
+		if err == nil && sc != nil {
+			sc.verifiedGen.Store(st.gen)
+		}
+		return err
 	}
 	raw, err := dial(ctx, network, addr)
 	if err != nil {
@@ -112,15 +138,16 @@ func (v *Verifier) dialTLS(ctx context.Context, dial func(context.Context, strin
 		raw.Close()
 		return nil, err
 	}
+	v.track(conn, name)
 	return conn, nil
 }
 
 // Transport returns a clone of base (nil means http.DefaultTransport) whose
 // HTTPS connections are pinned. HTTP/1.1 and HTTP/2 are negotiated exactly
 // as base would have negotiated them. Direct connections are pinned with the
-// host and port known; connections through an HTTPS proxy use the
-// [Verifier.TLSConfig] hook. A later [Verifier.SetPolicy] closes the
-// transport's idle connections.
+// host and port known; connections through a proxy use the
+// [Verifier.TLSConfig] hook. See [Verifier.SetPolicy] for what happens to
+// the transport's connections when pins change.
 //
 // It refuses a base with its own TLS dialer ([ErrTLSDialer]) and a base
 // TLSClientConfig that [Verifier.TLSConfig] refuses.
@@ -133,7 +160,10 @@ func (v *Verifier) Transport(base *http.Transport) (*http.Transport, error) {
 	}
 	protocols := effectiveProtocols(base)
 	t := base.Clone()
-	cfg, err := v.TLSConfig(t.TLSClientConfig)
+	// Direct connections go through DialTLSContext; only connections
+	// through a proxy reach the config's own hook.
+	proxied := new(atomic.Bool)
+	cfg, err := v.hookedConfig(t.TLSClientConfig, proxied)
 	if err != nil {
 		return nil, err
 	}
@@ -150,18 +180,34 @@ func (v *Verifier) Transport(base *http.Transport) (*http.Transport, error) {
 		return v.dialTLS(ctx, dial, c, network, addr)
 	}
 	v.mu.Lock()
-	v.transports = append(v.transports, weak.Make(t))
+	v.transports = append(v.transports, trackedTransport{weak.Make(t), proxied})
 	v.mu.Unlock()
 	return t, nil
 }
 
-// Client returns an http.Client using [Verifier.Transport] of base.
+// Client returns an http.Client using [Verifier.Transport] of base. It
+// follows at most 10 redirects, and only to https URLs: a redirect to plain
+// http would leave pinning behind.
 func (v *Verifier) Client(base *http.Transport) (*http.Client, error) {
 	t, err := v.Transport(base)
 	if err != nil {
 		return nil, err
 	}
-	return &http.Client{Transport: t}, nil
+	return &http.Client{Transport: t, CheckRedirect: httpsRedirectsOnly}, nil
+}
+
+// ErrInsecureRedirect is returned (wrapped in a *url.Error) by clients from
+// [Verifier.Client] for a redirect to a URL that is not https.
+var ErrInsecureRedirect = errors.New("pin: refusing to follow a redirect to a URL that is not https")
+
+func httpsRedirectsOnly(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "https" {
+		return fmt.Errorf("%w: %s", ErrInsecureRedirect, req.URL.Redacted())
+	}
+	if len(via) >= 10 {
+		return errors.New("pin: stopped after 10 redirects")
+	}
+	return nil
 }
 
 // effectiveProtocols is the protocol set t would use on its own. Setting
@@ -197,14 +243,39 @@ type sessionCache struct {
 	v     *Verifier
 }
 
-func (c *sessionCache) key(k string) string {
-	return k + "\x00rampart-pin-policy-" + strconv.FormatUint(c.v.state.Load().gen, 10)
+func genKey(k string, gen uint64) string {
+	return k + "\x00rampart-pin-policy-" + strconv.FormatUint(gen, 10)
 }
 
 func (c *sessionCache) Get(sessionKey string) (*tls.ClientSessionState, bool) {
-	return c.inner.Get(c.key(sessionKey))
+	return c.inner.Get(genKey(sessionKey, c.v.state.Load().gen))
 }
 
+// Put files the session under the current policy. With a shared config
+// the hook cannot tell which handshake a late TLS 1.3 ticket belongs to;
+// the hook checks a resumed session's chain again in any case.
 func (c *sessionCache) Put(sessionKey string, cs *tls.ClientSessionState) {
-	c.inner.Put(c.key(sessionKey), cs)
+	c.inner.Put(genKey(sessionKey, c.v.state.Load().gen), cs)
+}
+
+// connSessionCache is the session cache of one connection made by
+// dialTLS: it files the sessions the connection learns under the policy
+// generation the connection was verified with, so that a ticket arriving
+// after SetPolicy is never resumed under the new policy.
+type connSessionCache struct {
+	*sessionCache
+	verifiedGen atomic.Uint64 // 0 until the handshake passed the hook
+}
+
+func (c *connSessionCache) Put(sessionKey string, cs *tls.ClientSessionState) {
+	gen := c.verifiedGen.Load()
+	if cs == nil {
+		// crypto/tls deletes a session it found unusable.
+		c.inner.Put(genKey(sessionKey, c.v.state.Load().gen), nil)
+		return
+	}
+	if gen == 0 {
+		return
+	}
+	c.inner.Put(genKey(sessionKey, gen), cs)
 }

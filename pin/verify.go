@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,7 +178,9 @@ type Verifier struct {
 	notices dedup.Window
 
 	mu         sync.Mutex
-	transports []weak.Pointer[http.Transport]
+	transports []trackedTransport // made by Transport
+	conns      []liveConn         // made by dialTLS
+	pruneAt    int                // len(conns) at which to drop dead entries
 }
 
 // NewVerifier returns a Verifier for p. It panics if p is nil or was not
@@ -189,30 +192,104 @@ func NewVerifier(p *Policy) *Verifier {
 	return v
 }
 
-// SetPolicy replaces the policy for new handshakes. It also invalidates the
-// TLS session caches of configs made by v, and closes the idle connections
-// of transports made by v, so that no connection checked under the old pins
-// is resumed or reused. Connections in use are not interrupted.
+// SetPolicy replaces the policy for new handshakes, and makes sure nothing
+// checked under the old pins outlives them:
+//
+//   - live connections made by v ([Verifier.DialContext], and direct
+//     connections of transports from [Verifier.Transport]), idle or busy,
+//     HTTP/1.1 or HTTP/2, are checked again under p and closed if p refuses
+//     them — in-flight requests on them fail; the others keep working;
+//   - transports made by v that have connected through a proxy, whose
+//     connections v cannot see, have their idle connections closed (in
+//     net/http this also stops the reuse of their busy HTTP/2 connections);
+//   - TLS sessions cached under the old policy are no longer resumed.
+//
+// Connections made with a config from [Verifier.TLSConfig] belong to the
+// caller; the hook checks them again only if they resume a session.
 func (v *Verifier) SetPolicy(p *Policy) {
 	if p == nil || p.byName == nil {
 		panic("pin: SetPolicy with a nil or unbuilt Policy")
 	}
 	v.state.Store(&policyState{policy: p, gen: policyGen.Add(1)})
 	v.mu.Lock()
-	live := v.transports[:0]
 	var idle []*http.Transport
-	for _, w := range v.transports {
-		if t := w.Value(); t != nil {
-			live = append(live, w)
+	v.transports = slices.DeleteFunc(v.transports, func(tt trackedTransport) bool {
+		t := tt.t.Value()
+		if t != nil && tt.proxied.Load() {
 			idle = append(idle, t)
 		}
-	}
-	clear(v.transports[len(live):])
-	v.transports = live
+		return t == nil
+	})
+	var conns []liveConn
+	v.conns = slices.DeleteFunc(v.conns, func(c liveConn) bool {
+		if c.conn.Value() == nil {
+			return true
+		}
+		conns = append(conns, c)
+		return false
+	})
 	v.mu.Unlock()
+
+	now := v.now()
+	for _, c := range conns {
+		conn := c.conn.Value()
+		if conn == nil {
+			continue
+		}
+		cs := conn.ConnectionState()
+		if cs.HandshakeComplete && p.refuses(c.host, &cs, now) {
+			conn.Close()
+		}
+	}
 	for _, t := range idle {
 		t.CloseIdleConnections()
 	}
+}
+
+// trackedTransport is a transport made by the verifier, held weakly.
+type trackedTransport struct {
+	t       weak.Pointer[http.Transport]
+	proxied *atomic.Bool // a connection went through a proxy
+}
+
+// liveConn is a connection made by the verifier, held weakly: the
+// connection's owner decides its lifetime.
+type liveConn struct {
+	conn weak.Pointer[tls.Conn]
+	host string
+}
+
+// track remembers conn for SetPolicy, pruning dead entries as the list
+// grows so that it stays proportional to the live connections.
+func (v *Verifier) track(conn *tls.Conn, host string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.conns) >= v.pruneAt {
+		v.conns = slices.DeleteFunc(v.conns, func(c liveConn) bool { return c.conn.Value() == nil })
+		v.pruneAt = 2*len(v.conns) + 64
+	}
+	v.conns = append(v.conns, liveConn{weak.Make(conn), host})
+}
+
+// refuses reports whether an enforcing client with policy p refuses a
+// connection to host with state cs (without reporting anything). An unknown
+// host ("") is judged by the IP rules its leaf covers, as in the hook.
+func (p *Policy) refuses(host string, cs *tls.ConnectionState, now time.Time) bool {
+	var rules []*Domain
+	if host != "" {
+		rules = append(rules, p.Match(host))
+	} else {
+		rules = p.ipRulesFor(cs)
+	}
+	for _, d := range rules {
+		if d == nil || d.Mode != Enforce || d.Expired(now) {
+			continue
+		}
+		if _, _, _, ok := d.match(cs.VerifiedChains); !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Policy returns the current policy.
@@ -236,37 +313,52 @@ func (v *Verifier) logger() *slog.Logger {
 // has no verified chain: its certificate verification was skipped.
 var ErrNoVerifiedChain = errors.New("pin: no verified certificate chain to check pins against (was certificate verification skipped?)")
 
-// verify is the pin check. host is the server name the client asked for,
-// port 0 when unknown.
+// verify is the pin check under the current policy. host is the server
+// name the client asked for ("" when unknown), port 0 when unknown.
 func (v *Verifier) verify(cs *tls.ConnectionState, host string, port int) error {
 	st := v.state.Load()
 	if st == nil {
 		return errors.New("pin: Verifier has no policy (use NewVerifier)")
 	}
-	if host == "" {
-		return v.verifyUnnamed(st.policy, cs, port)
-	}
-	return v.verifyRule(st.policy.Match(host), cs, host, port)
+	return v.verifyWith(st.policy, cs, host, port)
 }
 
-// verifyUnnamed checks a connection whose server name the hook cannot
-// know: an IP address, which is not sent as SNI, dialled through a config
-// without ServerName. Rather than leave a pinned address unpinned, it
-// applies every IP rule whose address the verified leaf is valid for.
-func (v *Verifier) verifyUnnamed(p *Policy, cs *tls.ConnectionState, port int) error {
-	if len(p.ipRules) == 0 || len(cs.VerifiedChains) == 0 {
-		return nil
+func (v *Verifier) verifyWith(p *Policy, cs *tls.ConnectionState, host string, port int) error {
+	if host != "" {
+		return v.verifyRule(p.Match(host), cs, host, port)
 	}
-	leaf := cs.VerifiedChains[0][0]
-	for _, d := range p.ipRules {
-		if leaf.VerifyHostname(d.Name) != nil {
-			continue
-		}
+	// The hook cannot know the server name: an IP address, which is not
+	// sent as SNI, dialled through a config without ServerName. Rather than
+	// leave a pinned address unpinned, apply every IP rule whose address
+	// the leaf is valid for.
+	for _, d := range p.ipRulesFor(cs) {
 		if err := v.verifyRule(d, cs, d.Name, port); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ipRulesFor returns the IP rules whose address the connection's leaf
+// certificate is valid for: the verified leaf, or the served one when
+// verification was skipped (so that the rule then refuses the connection).
+func (p *Policy) ipRulesFor(cs *tls.ConnectionState) []*Domain {
+	var leaf *x509.Certificate
+	switch {
+	case len(cs.VerifiedChains) > 0:
+		leaf = cs.VerifiedChains[0][0]
+	case len(cs.PeerCertificates) > 0:
+		leaf = cs.PeerCertificates[0]
+	default:
+		return nil
+	}
+	var out []*Domain
+	for _, d := range p.ipRules {
+		if leaf.VerifyHostname(d.Name) == nil {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // verifyRule applies rule d (nil: the host is not pinned) to a connection.
@@ -347,7 +439,7 @@ type MismatchError struct {
 }
 
 func newMismatchError(host string, d *Domain, chains [][]*x509.Certificate) *MismatchError {
-	e := &MismatchError{Host: host, Rule: d.Name, Pins: d.Pins, Chains: make([][]ChainCert, len(chains))}
+	e := &MismatchError{Host: host, Rule: d.Name, Pins: slices.Clone(d.Pins), Chains: make([][]ChainCert, len(chains))}
 	for i, chain := range chains {
 		e.Chains[i] = make([]ChainCert, len(chain))
 		for j, c := range chain {

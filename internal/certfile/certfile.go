@@ -112,12 +112,19 @@ func Parse(data []byte) ([]Item, error) {
 	}
 	var items []Item
 	rest := data
+	begin := []byte("-----BEGIN")
 	for n := 1; ; n++ {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
+		start := bytes.Index(rest, begin)
+		if start < 0 {
 			break
 		}
+		b, after := pem.Decode(rest[start:])
+		// pem.Decode skips a malformed block and returns the next good one;
+		// a second BEGIN in what it consumed means it did.
+		if b == nil || bytes.Count(rest[start:len(rest)-len(after)], begin) > 1 {
+			return nil, &Error{Block: n, Err: fmt.Errorf("malformed PEM block starting %q", firstLine(rest[start:]))}
+		}
+		rest = after
 		if b.Type == "EC PARAMETERS" {
 			continue
 		}
@@ -126,9 +133,6 @@ func Parse(data []byte) ([]Item, error) {
 			return nil, &Error{Block: n, Err: err}
 		}
 		items = append(items, it)
-	}
-	if i := bytes.Index(rest, []byte("-----BEGIN")); i >= 0 {
-		return nil, &Error{Block: len(items) + 1, Err: fmt.Errorf("malformed PEM block starting %q", firstLine(rest[i:]))}
 	}
 	if len(items) == 0 {
 		return nil, &Error{Err: errors.New("no certificate, key or certificate request found")}

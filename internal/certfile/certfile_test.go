@@ -99,6 +99,8 @@ func TestParseErrors(t *testing.T) {
 		{"junk PEM body", "PEM block 1: certificate:", block("CERTIFICATE", []byte("junk")), nil},
 		{"truncated PEM", "malformed PEM block", block("CERTIFICATE", cert)[:200], nil},
 		{"second block malformed", "PEM block 2: malformed", append(block("CERTIFICATE", cert), block("CERTIFICATE", cert)[:100]...), nil},
+		{"malformed block before a good one", "PEM block 1: malformed", append(block("CERTIFICATE", cert)[:100], block("CERTIFICATE", cert)...), nil},
+		{"bad base64 before a good one", "PEM block 2: malformed", append(append(block("CERTIFICATE", cert), "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"...), block("CERTIFICATE", cert)...), nil},
 		{"unknown type", `unsupported PEM block type "X509 CRL"`, block("X509 CRL", []byte{0x30, 0}), nil},
 		{"encrypted PKCS#8", "encrypted private key", block("ENCRYPTED PRIVATE KEY", []byte{0x30, 0}), ErrEncrypted},
 		{"encrypted legacy", "encrypted private key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}, Bytes: []byte{0x30, 0}}), ErrEncrypted},

@@ -70,11 +70,20 @@ error.`,
 				}
 			}
 			base.TLSHandshakeTimeout = cf.timeout
+			base.ResponseHeaderTimeout = cf.timeout
 			client, err := v.Client(base)
 			if err != nil {
 				return fail(ExitUsage, err)
 			}
-			err = doGet(c.Context(), client, u.String(), output, stdio)
+			var out *os.File
+			if output != "" {
+				// Before the request: a bad -o is a usage error, not a failed fetch.
+				if out, err = os.Create(output); err != nil {
+					return fail(ExitUsage, err)
+				}
+				defer out.Close()
+			}
+			err = doGet(c.Context(), client, u.String(), out, stdio)
 
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context()), reportFlushWait)
 			defer cancel()
@@ -94,7 +103,8 @@ error.`,
 	return c
 }
 
-func doGet(ctx context.Context, client *http.Client, u, output string, stdio Stdio) error {
+// doGet fetches u and copies the body to out, or stdout when out is nil.
+func doGet(ctx context.Context, client *http.Client, u string, out *os.File, stdio Stdio) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fail(ExitUsage, err)
@@ -106,19 +116,14 @@ func doGet(ctx context.Context, client *http.Client, u, output string, stdio Std
 	}
 	defer resp.Body.Close()
 	w := stdio.Out
-	var f *os.File
-	if output != "" {
-		if f, err = os.Create(output); err != nil {
-			return fail(ExitUsage, err)
-		}
-		defer f.Close()
-		w = f
+	if out != nil {
+		w = out
 	}
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fail(ExitFailure, fmt.Errorf("reading response: %w", err))
 	}
-	if f != nil {
-		if err := f.Close(); err != nil {
+	if out != nil {
+		if err := out.Close(); err != nil {
 			return fail(ExitFailure, err)
 		}
 	}

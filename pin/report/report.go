@@ -133,7 +133,8 @@ type Stats struct {
 // zero Reporter is ready to use; set the fields before first use.
 type Reporter struct {
 	// Client posts the reports. If nil, a client with a 10-second timeout.
-	// It should not be pinned by the policy being reported on.
+	// It should not be pinned by the policy being reported on. Redirects
+	// are never followed, whatever the client's CheckRedirect.
 	Client *http.Client
 	// QueueSize bounds the reports waiting to be sent; 0 means 256.
 	QueueSize int
@@ -263,6 +264,11 @@ func (r *Reporter) logger() *slog.Logger {
 
 var defaultClient = &http.Client{Timeout: 10 * time.Second}
 
+// noRedirects makes the collector's answer final: a redirect could send a
+// report over plain http, or to the pinned host, past the checks the policy
+// made on its report URI.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 const sendTimeout = 30 * time.Second
 
 func (r *Reporter) send(f *pin.Failure) error {
@@ -280,10 +286,11 @@ func (r *Reporter) send(f *pin.Failure) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "rampart/"+version.Get())
-	c := r.Client
-	if c == nil {
-		c = defaultClient
+	c := *defaultClient
+	if r.Client != nil {
+		c = *r.Client
 	}
+	c.CheckRedirect = noRedirects
 	resp, err := c.Do(req)
 	if err != nil {
 		return err

@@ -229,3 +229,22 @@ func TestNoURIAndClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// A collector's redirect is not followed: it could send the report over
+// plain http or to the pinned host, past the policy's checks on its
+// report URI.
+func TestRedirectsNotFollowed(t *testing.T) {
+	col := newCollector(t)
+	redirect := httptest.NewServer(http.RedirectHandler(col.URL, http.StatusTemporaryRedirect))
+	defer redirect.Close()
+	f, _ := failure(t, redirect.URL, time.Time{})
+	for _, c := range []*http.Client{nil, {}} {
+		r := &report.Reporter{Client: c}
+		r.Report(f)
+		flush(t, r)
+		r.Close()
+		if s := r.Stats(); s.Failed != 1 || col.count() != 0 {
+			t.Errorf("client %v: stats %+v, collector saw %d; want the redirect refused", c, s, col.count())
+		}
+	}
+}
