@@ -133,8 +133,10 @@ func canonicalHost(host string) (string, bool) {
 	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
 		host = host[1 : len(host)-1]
 	}
-	if addr, err := netip.ParseAddr(host); err == nil {
-		return addr.WithZone("").Unmap().String(), true
+	if mayBeIP(host) {
+		if addr, err := netip.ParseAddr(host); err == nil {
+			return addr.WithZone("").Unmap().String(), true
+		}
 	}
 	for i := 0; i < len(host); i++ {
 		if c := host[i]; 'A' <= c && c <= 'Z' {
@@ -142,6 +144,20 @@ func canonicalHost(host string) (string, bool) {
 		}
 	}
 	return host, false
+}
+
+// mayBeIP is a cheap filter in front of netip.ParseAddr, whose error
+// allocates: on the handshake path most hosts are names.
+func mayBeIP(h string) bool {
+	if strings.IndexByte(h, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return h != ""
 }
 
 // PolicyError reports an invalid policy. Domain is empty for errors that
