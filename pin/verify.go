@@ -177,7 +177,8 @@ type Verifier struct {
 	state   atomic.Pointer[policyState]
 	notices dedup.Window
 
-	mu         sync.Mutex
+	setMu      sync.Mutex         // serializes SetPolicy
+	mu         sync.Mutex         // guards the fields below
 	transports []trackedTransport // made by Transport
 	conns      []liveConn         // made by dialTLS
 	pruneAt    int                // len(conns) at which to drop dead entries
@@ -210,6 +211,10 @@ func (v *Verifier) SetPolicy(p *Policy) {
 	if p == nil || p.byName == nil {
 		panic("pin: SetPolicy with a nil or unbuilt Policy")
 	}
+	// One update at a time, so that connections are re-checked against the
+	// policy that ends up current.
+	v.setMu.Lock()
+	defer v.setMu.Unlock()
 	v.state.Store(&policyState{policy: p, gen: policyGen.Add(1)})
 	v.mu.Lock()
 	var idle []*http.Transport
@@ -238,7 +243,10 @@ func (v *Verifier) SetPolicy(p *Policy) {
 		}
 		cs := conn.ConnectionState()
 		if cs.HandshakeComplete && p.refuses(c.host, &cs, now) {
-			conn.Close()
+			// Close the socket itself: tls.Conn.Close would first send a
+			// close_notify, which can wait seconds on a peer that does not
+			// read, and this server is no longer trusted anyway.
+			conn.NetConn().Close()
 		}
 	}
 	for _, t := range idle {
