@@ -31,8 +31,8 @@
 //   - pins are matched against the verified chains, never against the
 //     certificates the server sent (CVE-2016-2402), and a root the server
 //     never sent matches;
-//   - resumed sessions are checked too, and [Verifier.SetPolicy] invalidates
-//     session caches and idle connections made under the old policy;
+//   - resumed sessions are checked too; [Verifier.SetPolicy] invalidates
+//     session caches and closes the live connections the new pins refuse;
 //   - an expired pin set falls back to CA validation with a warning;
 //   - in report-only mode failures are reported and the connection proceeds.
 //
