@@ -25,6 +25,7 @@ func BenchmarkHandshake(b *testing.B) {
 	ctx := context.Background()
 
 	b.Run("mode=unpinned", func(b *testing.B) {
+		b.ReportAllocs()
 		d := &tls.Dialer{Config: base}
 		for b.Loop() {
 			c, err := d.DialContext(ctx, "tcp", addr)
@@ -35,6 +36,7 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 	})
 	b.Run("mode=pinned", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			c, err := v.DialContext(ctx, "tcp", addr, base)
 			if err != nil {
