@@ -128,6 +128,17 @@ func get(t *testing.T, v *pin.Verifier, s *httptest.Server, pool *x509.CertPool)
 	return resp, nil
 }
 
+// fetchHost GETs https://host/ with c and drains the body, so that the
+// connection goes back to the pool.
+func fetchHost(c *http.Client) error {
+	resp, err := c.Get("https://" + host + "/")
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
+}
+
 // recorder is a pin.Reporter that keeps failures.
 type recorder struct {
 	mu       sync.Mutex

@@ -125,14 +125,7 @@ func TestSetPolicyClosesIdleConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fetch := func() error {
-		resp, err := c.Get("https://" + host + "/")
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		return resp.Body.Close()
-	}
+	fetch := func() error { return fetchHost(c) }
 	if err := fetch(); err != nil {
 		t.Fatal(err)
 	}

@@ -262,14 +262,7 @@ func TestProxiedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseIdleConnections()
-	fetch := func() error {
-		resp, err := c.Get("https://" + host + "/")
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		return resp.Body.Close()
-	}
+	fetch := func() error { return fetchHost(c) }
 	if err := fetch(); err != nil {
 		t.Fatal(err)
 	}
