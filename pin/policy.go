@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -51,6 +52,10 @@ type Domain struct {
 	// Pins are the accepted pins. A connection is accepted when one of them
 	// matches a certificate of a verified chain.
 	Pins []Pin
+	// Roles optionally says what each pin is a key of (leaf, backup, CA).
+	// Verification ignores roles; exports that must tell leaf keys from CA
+	// keys (iOS App Transport Security) and `rampart pin lint` use them.
+	Roles map[Pin]Role
 	// AllowSinglePin opts out of the backup-pin rule: without it, an
 	// enforced rule needs at least two distinct pins, so that losing or
 	// rotating the key in use does not lock every client out.
@@ -59,6 +64,19 @@ type Domain struct {
 	// default when the rule names none. Empty: failures are only logged.
 	ReportURI string
 }
+
+// Role says what a pin is a key of.
+type Role string
+
+const (
+	RoleUnknown Role = ""
+	RoleLeaf    Role = "leaf"   // the key of the server's certificate
+	RoleBackup  Role = "backup" // a spare leaf key, kept offline for the next certificate
+	RoleCA      Role = "ca"     // the key of an intermediate or root CA
+)
+
+// Role returns the role of pin p in the rule, RoleUnknown when unsaid.
+func (d *Domain) Role(p Pin) Role { return d.Roles[p] }
 
 // Expired reports whether the pin set has expired at time now: Expires is
 // inclusive, so the pins hold through the end of that day, UTC.
@@ -96,6 +114,7 @@ func (p *Policy) Domains() []Domain {
 	out := make([]Domain, len(p.domains))
 	for i, d := range p.domains {
 		d.Pins = slices.Clone(d.Pins)
+		d.Roles = maps.Clone(d.Roles)
 		out[i] = d
 	}
 	return out
@@ -184,6 +203,18 @@ func (e *PolicyError) Error() string {
 
 func (e *PolicyError) Unwrap() error { return e.Err }
 
+// Errors wrapped by [PolicyError] for the rules that tools name (see
+// `rampart pin lint`).
+var (
+	// ErrDuplicatePin: a pin is listed twice in a rule, often a backup pin
+	// copied from the primary.
+	ErrDuplicatePin = errors.New("pin listed twice; a backup pin must be a different key")
+	// ErrDuplicateDomain: two rules for the same name.
+	ErrDuplicateDomain = errors.New("listed twice: merge the two rules")
+	// ErrReportLoop: a report URI on the pinned domain itself.
+	ErrReportLoop = errors.New("report_uri is on the pinned domain itself: reports of a pin failure could never be delivered (report loop); send them to another host")
+)
+
 // ErrNoBackupPin is wrapped by the [PolicyError] of an enforced rule with
 // fewer than two distinct pins.
 var ErrNoBackupPin = errors.New("enforce mode needs at least two distinct pins: add a backup pin (the pin of a spare key kept offline, see `rampart pin keygen`), or set allow_single_pin: true to accept the risk")
@@ -199,34 +230,47 @@ func NewPolicy(defaultReportURI string, domains ...Domain) (*Policy, error) {
 }
 
 func (p *Policy) init(domains []Domain) error {
-	if p.reportURI != "" {
-		if err := checkReportURI(p.reportURI); err != nil {
-			return &PolicyError{Err: fmt.Errorf("report_uri: %w", err)}
+	var errs []error
+	defaultURI := p.reportURI
+	if defaultURI != "" {
+		if err := checkReportURI(defaultURI); err != nil {
+			errs = append(errs, &PolicyError{Err: fmt.Errorf("report_uri: %w", err)})
+			defaultURI = "" // reported once, not again for every rule
 		}
 	}
 	if len(domains) == 0 {
 		return &PolicyError{Err: errors.New("no domains: a policy pins at least one domain")}
 	}
-	p.domains = make([]Domain, len(domains))
-	p.byName = make(map[string]*Domain, len(domains))
+	p.domains = make([]Domain, 0, len(domains))
+	names := make(map[string]bool, len(domains))
 	for i, d := range domains {
 		d.Pins = slices.Clone(d.Pins)
-		if err := checkDomain(&d, p.reportURI); err != nil {
+		d.Roles = maps.Clone(d.Roles)
+		if err := checkDomain(&d, defaultURI); err != nil {
 			name := d.Name
 			if name == "" {
 				name = fmt.Sprintf("#%d", i+1)
 			}
-			return &PolicyError{Domain: name, Err: err}
+			errs = append(errs, &PolicyError{Domain: name, Err: err})
+			continue
 		}
-		if _, dup := p.byName[d.Name]; dup {
-			return &PolicyError{Domain: d.Name, Err: errors.New("listed twice: merge the two rules")}
+		if names[d.Name] {
+			errs = append(errs, &PolicyError{Domain: d.Name, Err: ErrDuplicateDomain})
+			continue
 		}
-		p.domains[i] = d
-		p.byName[d.Name] = &p.domains[i]
+		names[d.Name] = true
+		p.domains = append(p.domains, d)
 	}
+	if len(errs) > 0 {
+		// Every problem at once, so that a policy is fixed in one pass.
+		return errors.Join(errs...)
+	}
+	p.byName = make(map[string]*Domain, len(p.domains))
 	for i := range p.domains {
-		if _, err := netip.ParseAddr(p.domains[i].Name); err == nil {
-			p.ipRules = append(p.ipRules, &p.domains[i])
+		d := &p.domains[i]
+		p.byName[d.Name] = d
+		if _, err := netip.ParseAddr(d.Name); err == nil {
+			p.ipRules = append(p.ipRules, d)
 		}
 	}
 	return nil
@@ -263,7 +307,17 @@ func checkDomain(d *Domain, defaultReportURI string) error {
 			return fmt.Errorf("pin #%d is the zero Pin", i+1)
 		}
 		if slices.Index(d.Pins, p) != i {
-			return fmt.Errorf("pin %s is listed twice; a backup pin must be a different key", p)
+			return fmt.Errorf("%s: %w", p, ErrDuplicatePin)
+		}
+	}
+	for p, r := range d.Roles {
+		if !slices.Contains(d.Pins, p) {
+			return fmt.Errorf("a role is given for %s, which is not one of the rule's pins", p)
+		}
+		switch r {
+		case RoleUnknown, RoleLeaf, RoleBackup, RoleCA:
+		default:
+			return fmt.Errorf("pin %s: role %q: want leaf, backup or ca", p, r)
 		}
 	}
 	if d.Mode == Enforce && len(d.Pins) < 2 && !d.AllowSinglePin {
@@ -278,7 +332,7 @@ func checkDomain(d *Domain, defaultReportURI string) error {
 		u, _ := url.Parse(d.ReportURI)
 		h, _ := canonicalHost(u.Hostname())
 		if h == d.Name || d.IncludeSubdomains && strings.HasSuffix(h, "."+d.Name) {
-			return fmt.Errorf("report_uri %s is on the pinned domain itself: reports of a pin failure could never be delivered (report loop); send them to another host", d.ReportURI)
+			return fmt.Errorf("%s: %w", d.ReportURI, ErrReportLoop)
 		}
 	}
 	return nil
@@ -370,19 +424,61 @@ func isLoopback(host string) bool {
 
 // The on-disk form. Field names are the documented policy format.
 type fileDomain struct {
-	Domain            string   `yaml:"domain" json:"domain"`
-	IncludeSubdomains bool     `yaml:"include_subdomains" json:"include_subdomains"`
-	Mode              Mode     `yaml:"mode" json:"mode"`
-	Expires           string   `yaml:"expires,omitempty" json:"expires,omitempty"`
-	Pins              []string `yaml:"pins" json:"pins"`
-	AllowSinglePin    bool     `yaml:"allow_single_pin,omitempty" json:"allow_single_pin,omitempty"`
-	ReportURI         string   `yaml:"report_uri,omitempty" json:"report_uri,omitempty"`
+	Domain            string    `yaml:"domain" json:"domain"`
+	IncludeSubdomains bool      `yaml:"include_subdomains" json:"include_subdomains"`
+	Mode              Mode      `yaml:"mode" json:"mode"`
+	Expires           string    `yaml:"expires,omitempty" json:"expires,omitempty"`
+	Pins              []filePin `yaml:"pins" json:"pins"`
+	AllowSinglePin    bool      `yaml:"allow_single_pin,omitempty" json:"allow_single_pin,omitempty"`
+	ReportURI         string    `yaml:"report_uri,omitempty" json:"report_uri,omitempty"`
 }
 
 type filePolicy struct {
 	Version   int          `yaml:"version" json:"version"`
 	ReportURI string       `yaml:"report_uri,omitempty" json:"report_uri,omitempty"`
 	Domains   []fileDomain `yaml:"domains" json:"domains"`
+}
+
+// filePin is a pin as written: "sha256/..." or {pin: "sha256/...", role: ca}.
+type filePin struct {
+	Pin  string `json:"pin"`
+	Role Role   `json:"role,omitempty"`
+}
+
+func (f *filePin) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return n.Decode(&f.Pin)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			var err error
+			switch k.Value {
+			case "pin":
+				err = v.Decode(&f.Pin)
+			case "role":
+				err = v.Decode(&f.Role)
+			default:
+				return fmt.Errorf("line %d: field %s is not a pin field (want pin, role)", k.Line, k.Value)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if f.Pin == "" {
+			return fmt.Errorf("line %d: pin entry without pin", n.Line)
+		}
+		return nil
+	}
+	return fmt.Errorf("line %d: a pin is a string or {pin: ..., role: ...}", n.Line)
+}
+
+func (f filePin) MarshalJSON() ([]byte, error) {
+	if f.Role == RoleUnknown {
+		return json.Marshal(f.Pin)
+	}
+	type plain filePin
+	return json.Marshal(plain(f))
 }
 
 // maxPolicySize bounds what ParsePolicy reads; real policies are a few KiB.
@@ -400,20 +496,30 @@ const maxPolicySize = 1 << 20
 //	    expires: "2027-06-30"      # optional, inclusive, UTC
 //	    pins:
 //	      - sha256/...             # current key
-//	      - sha256/...             # backup key, kept offline
+//	      - {pin: sha256/..., role: backup}   # a role is optional: leaf, backup or ca
 //	      - cert-sha256:ab12...    # or a whole-certificate fingerprint
 //	    allow_single_pin: false    # true opts out of the backup-pin rule
 //	    report_uri: https://...    # optional override
 //
 // Unknown fields, duplicate keys, duplicate domains, malformed pins, an
 // enforced rule without a backup pin, a non-https report URI, or a report
-// URI on the pinned domain itself are errors ([*PolicyError]).
+// URI on the pinned domain itself are errors. Every invalid rule is
+// reported: the error is a [*PolicyError], or several joined with
+// [errors.Join].
 func ParsePolicy(data []byte) (*Policy, error) {
 	return parsePolicy(data, "")
 }
 
 // LoadPolicy reads and parses a policy file; see [ParsePolicy].
 func LoadPolicy(path string) (*Policy, error) {
+	data, err := readPolicy(path)
+	if err != nil {
+		return nil, err
+	}
+	return parsePolicy(data, path)
+}
+
+func readPolicy(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("pin: %w", err)
@@ -423,37 +529,35 @@ func LoadPolicy(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pin: %w", err)
 	}
-	return parsePolicy(data, path)
+	return data, nil
 }
 
-func parsePolicy(data []byte, source string) (*Policy, error) {
-	fail := func(err error) (*Policy, error) {
-		if pe, ok := err.(*PolicyError); ok {
-			pe.Source = source
-			return nil, pe
-		}
-		return nil, &PolicyError{Source: source, Err: err}
-	}
+// DecodePolicy reads a policy file's syntax — the fields, pins and dates —
+// without the checks of [NewPolicy], for tools that review a policy rule by
+// rule: [NewPolicy](reportURI, domains...) then gives what [ParsePolicy]
+// gives. source names the file in errors; it may be empty.
+func DecodePolicy(data []byte, source string) (reportURI string, domains []Domain, err error) {
 	if len(data) > maxPolicySize {
-		return fail(fmt.Errorf("larger than %d bytes", maxPolicySize))
+		return "", nil, withSource(fmt.Errorf("larger than %d bytes", maxPolicySize), source)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return fail(errors.New("empty file"))
+		return "", nil, withSource(errors.New("empty file"), source)
 	}
 	var fp filePolicy
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fp); err != nil {
-		return fail(yamlError(err))
+		return "", nil, withSource(yamlError(err), source)
 	}
 	var extra any
 	if err := dec.Decode(&extra); err != io.EOF {
-		return fail(errors.New("more than one YAML document"))
+		return "", nil, withSource(errors.New("more than one YAML document"), source)
 	}
 	if fp.Version != 1 {
-		return fail(fmt.Errorf("version %d: want version: 1", fp.Version))
+		return "", nil, withSource(fmt.Errorf("version %d: want version: 1", fp.Version), source)
 	}
-	domains := make([]Domain, len(fp.Domains))
+	var errs []error
+	domains = make([]Domain, len(fp.Domains))
 	for i, fd := range fp.Domains {
 		d, err := fd.domain()
 		if err != nil {
@@ -461,13 +565,53 @@ func parsePolicy(data []byte, source string) (*Policy, error) {
 			if name == "" {
 				name = fmt.Sprintf("#%d", i+1)
 			}
-			return fail(&PolicyError{Domain: name, Err: err})
+			errs = append(errs, &PolicyError{Domain: name, Err: err})
 		}
 		domains[i] = d
 	}
-	p := &Policy{reportURI: fp.ReportURI}
+	if len(errs) > 0 {
+		return "", nil, withSource(errors.Join(errs...), source)
+	}
+	return fp.ReportURI, domains, nil
+}
+
+// LoadPolicyFile reads a policy file and decodes it; see [DecodePolicy].
+func LoadPolicyFile(path string) (reportURI string, domains []Domain, err error) {
+	data, err := readPolicy(path)
+	if err != nil {
+		return "", nil, err
+	}
+	return DecodePolicy(data, path)
+}
+
+// withSource names the file in policy errors, joined or not.
+func withSource(err error, source string) error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if pe, ok := e.(*PolicyError); ok {
+				pe.Source = source
+			}
+		}
+		return err
+	}
+	if pe, ok := err.(*PolicyError); ok {
+		pe.Source = source
+		return pe
+	}
+	return &PolicyError{Source: source, Err: err}
+}
+
+func parsePolicy(data []byte, source string) (*Policy, error) {
+	reportURI, domains, err := DecodePolicy(data, source)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{reportURI: reportURI}
 	if err := p.init(domains); err != nil {
-		return fail(err)
+		return nil, withSource(err, source)
 	}
 	return p, nil
 }
@@ -487,12 +631,18 @@ func (fd *fileDomain) domain() (Domain, error) {
 		}
 		d.Expires = t
 	}
-	for _, s := range fd.Pins {
-		p, err := Parse(s)
+	for _, fp := range fd.Pins {
+		p, err := Parse(fp.Pin)
 		if err != nil {
 			return d, err
 		}
 		d.Pins = append(d.Pins, p)
+		if fp.Role != RoleUnknown {
+			if d.Roles == nil {
+				d.Roles = make(map[Pin]Role)
+			}
+			d.Roles[p] = fp.Role
+		}
 	}
 	return d, nil
 }
@@ -515,7 +665,7 @@ func yamlError(err error) error {
 
 // MarshalJSON returns the normalized policy in the policy-file schema:
 // names lowercased, modes explicit, report URIs resolved per domain, pins
-// in canonical form.
+// in canonical form (an object {pin, role} when the pin has a role).
 func (p *Policy) MarshalJSON() ([]byte, error) {
 	fp := filePolicy{Version: 1, ReportURI: p.reportURI, Domains: make([]fileDomain, len(p.domains))}
 	for i, d := range p.domains {
@@ -525,13 +675,13 @@ func (p *Policy) MarshalJSON() ([]byte, error) {
 			Mode:              d.Mode,
 			AllowSinglePin:    d.AllowSinglePin,
 			ReportURI:         d.ReportURI,
-			Pins:              make([]string, len(d.Pins)),
+			Pins:              make([]filePin, len(d.Pins)),
 		}
 		if !d.Expires.IsZero() {
 			fd.Expires = d.Expires.Format(dateLayout)
 		}
 		for j, pin := range d.Pins {
-			fd.Pins[j] = pin.String()
+			fd.Pins[j] = filePin{Pin: pin.String(), Role: d.Roles[pin]}
 		}
 		fp.Domains[i] = fd
 	}

@@ -249,6 +249,7 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte("version: 1\ndomains: [{domain: 10.0.0.1, mode: report-only, pins: ['cert-sha256:" + strings.Repeat("0f", 32) + "']}]"))
 	f.Add([]byte("version: 1\ndomains: [{domain: a.test, pins: [" + pinA + "]}]"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte("version: 1\ndomains: [{domain: a.test, pins: [{pin: " + pinA + ", role: backup}, {pin: " + pinB + ", role: ca}]}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := pin.ParsePolicy(data)
 		if err != nil {
@@ -278,4 +279,66 @@ func FuzzParsePolicy(f *testing.F) {
 			t.Fatalf("JSON round trip changed the policy")
 		}
 	})
+}
+
+func TestPinRoles(t *testing.T) {
+	p, err := pin.ParsePolicy([]byte(fmt.Sprintf(`
+version: 1
+domains:
+  - domain: a.test
+    pins:
+      - %s
+      - {pin: %s, role: backup}
+      - pin: %s
+        role: ca
+`, pinA, pinB, pinC)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Match("a.test")
+	a, _ := pin.Parse(pinA)
+	b, _ := pin.Parse(pinB)
+	c, _ := pin.Parse(pinC)
+	if d.Role(a) != pin.RoleUnknown || d.Role(b) != pin.RoleBackup || d.Role(c) != pin.RoleCA {
+		t.Errorf("roles = %v", d.Roles)
+	}
+	js, _ := p.MarshalJSON()
+	if !strings.Contains(string(js), `"pins":["`+pinA+`",{"pin":"`+pinB+`","role":"backup"},{"pin":"`+pinC+`","role":"ca"}]`) {
+		t.Errorf("normalized JSON = %s", js)
+	}
+	for policy, want := range map[string]string{
+		"version: 1\ndomains: [{domain: a.test, pins: [{pin: " + pinA + ", role: root}, " + pinB + "]}]": `role "root": want leaf, backup or ca`,
+		"version: 1\ndomains: [{domain: a.test, pins: [{pin: " + pinA + ", kind: ca}, " + pinB + "]}]":   "field kind is not a pin field",
+		"version: 1\ndomains: [{domain: a.test, pins: [{role: ca}, " + pinB + "]}]":                      "pin entry without pin",
+		"version: 1\ndomains: [{domain: a.test, pins: [[" + pinA + "], " + pinB + "]}]":                  "a pin is a string or {pin: ..., role: ...}",
+	} {
+		if _, err := pin.ParsePolicy([]byte(policy)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", policy, err, want)
+		}
+	}
+}
+
+// Every invalid rule is reported at once, each a *PolicyError with its
+// sentinel, so that tools can name them.
+func TestPolicyErrorsJoined(t *testing.T) {
+	_, err := pin.ParsePolicy([]byte(fmt.Sprintf(`
+version: 1
+domains:
+  - {domain: a.test, pins: [%[1]s]}
+  - {domain: b.test, pins: [%[1]s, %[1]s]}
+  - {domain: c.test, report_uri: "https://c.test/r", pins: [%[1]s, %[2]s]}
+  - {domain: ok.test, pins: [%[1]s, %[2]s]}
+  - {domain: OK.test, pins: [%[1]s, %[2]s]}
+`, pinA, pinB)))
+	if err == nil {
+		t.Fatal("invalid policy accepted")
+	}
+	for _, sentinel := range []error{pin.ErrNoBackupPin, pin.ErrDuplicatePin, pin.ErrReportLoop, pin.ErrDuplicateDomain} {
+		if !errors.Is(err, sentinel) {
+			t.Errorf("err does not wrap %v:\n%v", sentinel, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "pin: policy: domain"); n != 4 {
+		t.Errorf("%d errors reported, want 4:\n%v", n, err)
+	}
 }

@@ -1,0 +1,256 @@
+// Package export turns one pin policy into the configuration of every kind
+// of client: Android's network security config, TrustKit (plist and Swift),
+// iOS App Transport Security, OkHttp, curl, .NET, react-native, HPKP, and
+// normalized JSON.
+//
+// # Faithfulness
+//
+// Each platform expresses less than a policy does. An export never
+// guesses: what a format cannot express either fails with an [*Error] that
+// says which policy field to change, or is left out with a warning in
+// [Result.Warnings] (a report-only rule on a platform without report-only
+// mode is not pinned there). Differences that remain are stated in the
+// output's header comment and in the warnings:
+//
+//   - Expiry: Android, TrustKit and react-native read an expiration date as
+//     midnight at the start of that day (Android in the device's time zone,
+//     TrustKit in UTC), while a policy's date is inclusive; the exports write
+//     the day after. OkHttp, curl, HPKP and App Transport Security have no
+//     expiry at all.
+//   - Subdomains: OkHttp needs 4.3.0 for "**." patterns (3.x accepts them and
+//     never matches); App Transport Security covers one level of subdomains.
+//   - Overlapping rules: OkHttp accepts the pins of every matching pattern,
+//     where a policy uses only the most specific rule.
+package export
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rampartsec/rampart/pin"
+)
+
+// Format names an output format.
+type Format string
+
+const (
+	Android       Format = "android"
+	TrustKit      Format = "trustkit"
+	TrustKitSwift Format = "trustkit-swift"
+	IOS           Format = "ios"
+	OkHTTP        Format = "okhttp"
+	Curl          Format = "curl"
+	DotNet        Format = "dotnet"
+	ReactNative   Format = "react-native"
+	HPKP          Format = "hpkp"
+	JSON          Format = "json"
+)
+
+// Formats lists every format, in the order of the documentation.
+func Formats() []Format {
+	return []Format{Android, TrustKit, TrustKitSwift, IOS, OkHTTP, Curl, DotNet, ReactNative, HPKP, JSON}
+}
+
+// Identities selects the App Transport Security identities to export.
+type Identities string
+
+const (
+	// IdentitiesAuto exports the one kind of identity the rule's pins have,
+	// and fails when they have both.
+	IdentitiesAuto Identities = ""
+	// IdentitiesLeaf exports the leaf and backup pins only.
+	IdentitiesLeaf Identities = "leaf"
+	// IdentitiesCA exports the CA pins only.
+	IdentitiesCA Identities = "ca"
+	// IdentitiesBoth exports both; ATS then requires a leaf AND a CA match.
+	IdentitiesBoth Identities = "both"
+)
+
+// Options adjust an export. The zero value exports every rule.
+type Options struct {
+	// Domain, if set, exports only the rule for this domain.
+	Domain string
+	// Source names the policy in the generated header comment.
+	Source string
+	// OkHTTP3 makes OkHttp 3 compatible patterns: the exact name and "*."
+	// (one level of subdomains) instead of "**.".
+	OkHTTP3 bool
+	// Identities chooses the App Transport Security identities.
+	Identities Identities
+	// MaxAge is HPKP's max-age; 0 means 60 days. It is capped at the pin
+	// set's expiry.
+	MaxAge time.Duration
+	// Now is the current time for HPKP's max-age; zero means time.Now().
+	Now time.Time
+}
+
+// Result is an export's output and what the caller should tell the user.
+type Result struct {
+	Output   []byte
+	Warnings []string
+}
+
+// Error reports a policy that a format cannot express faithfully.
+type Error struct {
+	Format Format
+	Domain string // empty when the error concerns the whole export
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Domain == "" {
+		return fmt.Sprintf("export %s: %v", e.Format, e.Err)
+	}
+	return fmt.Sprintf("export %s: domain %q: %v", e.Format, e.Domain, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrUnknownFormat is wrapped by the error for a format name Export does
+// not know.
+var ErrUnknownFormat = errors.New("unknown format")
+
+// exporter holds the state of one export.
+type exporter struct {
+	format   Format
+	opts     Options
+	policy   *pin.Policy
+	rules    []pin.Domain
+	warnings []string
+}
+
+func (x *exporter) warnf(format string, args ...any) {
+	x.warnings = append(x.warnings, fmt.Sprintf(format, args...))
+}
+
+func (x *exporter) errorf(domain, format string, args ...any) error {
+	return &Error{Format: x.format, Domain: domain, Err: fmt.Errorf(format, args...)}
+}
+
+// Export renders policy p in format f.
+func Export(p *pin.Policy, f Format, o Options) (*Result, error) {
+	x := &exporter{format: f, opts: o, policy: p, rules: p.Domains()}
+	if o.Domain != "" {
+		d := p.Match(o.Domain)
+		if d == nil || !strings.EqualFold(strings.TrimSuffix(o.Domain, "."), d.Name) {
+			return nil, x.errorf("", "the policy has no rule for domain %q", o.Domain)
+		}
+		x.rules = slices.DeleteFunc(x.rules, func(r pin.Domain) bool { return r.Name != d.Name })
+	}
+	var (
+		out []byte
+		err error
+	)
+	switch f {
+	case Android:
+		out, err = x.android()
+	case TrustKit:
+		out, err = x.trustKitPlist()
+	case TrustKitSwift:
+		out, err = x.trustKitSwift()
+	case IOS:
+		out, err = x.ios()
+	case OkHTTP:
+		out, err = x.okhttp()
+	case Curl:
+		out, err = x.curl()
+	case DotNet:
+		out, err = x.dotnet()
+	case ReactNative:
+		out, err = x.reactNative()
+	case HPKP:
+		out, err = x.hpkp()
+	case JSON:
+		out, err = x.json()
+	default:
+		return nil, &Error{Format: f, Err: fmt.Errorf("%w %q (want one of %v)", ErrUnknownFormat, f, Formats())}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Output: out, Warnings: x.warnings}, nil
+}
+
+// header is the first comment of generated files.
+func (x *exporter) header() string {
+	src := x.opts.Source
+	if src == "" {
+		src = "a pin policy"
+	}
+	// No "--": the header also goes into XML comments.
+	return fmt.Sprintf("Generated by rampart pin export (format %s) from %s. Edit the policy, not this file.", x.format, src)
+}
+
+// spkiOnly fails when a rule has certificate pins, which only SPKI formats
+// cannot express.
+func (x *exporter) spkiOnly(d pin.Domain) error {
+	for _, p := range d.Pins {
+		if p.Kind() != pin.SPKI {
+			return x.errorf(d.Name, "pin %s is a certificate fingerprint, which %s cannot express; pin the certificate's public key instead (rampart pin hash gives its sha256/ pin)", p, x.format)
+		}
+	}
+	return nil
+}
+
+// enforcedOnly returns the enforced rules, warning about the report-only
+// ones it leaves out.
+func (x *exporter) enforcedOnly(alternative string) []pin.Domain {
+	var out []pin.Domain
+	for _, d := range x.rules {
+		if d.Mode == pin.ReportOnly {
+			msg := fmt.Sprintf("domain %s is report-only, which %s cannot express: it is left out and not pinned there", d.Name, x.format)
+			if alternative != "" {
+				msg += "; " + alternative
+			}
+			x.warnf("%s", msg)
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// noExpiry warns about rules whose expiry the format cannot carry.
+func (x *exporter) noExpiry(rules []pin.Domain) {
+	for _, d := range rules {
+		if !d.Expires.IsZero() {
+			x.warnf("domain %s: %s has no pin expiry, so these pins are still enforced after %s: replace this configuration before then", d.Name, x.format, d.Expires.Format(time.DateOnly))
+		}
+	}
+}
+
+// startOfDayAfter is the date to write for platforms that read an
+// expiration date as the start of that day: the day after the policy's
+// inclusive date.
+func startOfDayAfter(d pin.Domain) string {
+	return d.ExpiresAt().Format(time.DateOnly)
+}
+
+func isIP(name string) bool {
+	return strings.Contains(name, ":") || strings.Trim(name, "0123456789.") == ""
+}
+
+func (x *exporter) json() ([]byte, error) {
+	p := x.policy
+	if x.opts.Domain != "" {
+		var err error
+		if p, err = pin.NewPolicy(p.ReportURI(), x.rules...); err != nil {
+			return nil, err
+		}
+	}
+	raw, err := p.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return nil, err
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
