@@ -19,6 +19,8 @@ import (
 
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/pin"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 )
 
 const host = "api.payments.test"

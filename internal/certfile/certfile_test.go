@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/rampartsec/rampart/internal/testpki"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 )
 
 func block(typ string, der []byte) []byte {

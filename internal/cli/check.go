@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -80,6 +81,7 @@ func newCheckCmd(stdio Stdio) *cobra.Command {
 		policyFile string
 		asJSON     bool
 		warnDays   int
+		parallel   int
 		cf         connectFlags
 	)
 	c := &cobra.Command{
@@ -97,7 +99,9 @@ with the pin library's verifier, exactly as a pinned client does, and report:
   not-pinned            the policy has no rule for the domain
 
 and warns about certificates or pin sets expiring within --warn-days. No
-failure reports are sent.
+failure reports are sent. Domains are checked concurrently (--parallel, 8 by
+default); results keep the order of the arguments. On a terminal a progress
+bar goes to stderr; there is none when stderr is piped.
 
 --json prints {"results": [...], "summary": {...}}. Each result has domain,
 port, status (above), rule, mode, match {pin, chain, position, subject},
@@ -107,15 +111,22 @@ codes: not-pinned, pin-set-expired, report-only-mismatch, cert-expiring,
 pin-set-expiring. The summary counts checked, ok, failed and warnings, and
 gives exit_code.
 
-Exit status: 0 all pinned and matching; 1 a pinned client would refuse a
-server, or one is unreachable; 2 usage or policy error; 3 clients connect but
-there are warnings.`,
+Exit status:
+  0  every domain pinned and matching, no warnings
+  1  a pinned client would refuse a server (mismatch, untrusted), or one is
+     unreachable
+  2  usage or policy error
+  3  clients connect, but there are warnings (report-only mismatch, expired
+     pin set, not pinned, expiring certificate or pin set)`,
 		Example: `  rampart pin check --policy pins.yaml
   rampart pin check --policy pins.yaml --ca staging-root.pem --connect 10.0.0.5:443 api.example.com`,
 		Args: args(cobra.ArbitraryArgs),
 		RunE: func(c *cobra.Command, domains []string) error {
 			if warnDays < 0 {
 				return usagef("--warn-days must not be negative")
+			}
+			if parallel < 1 {
+				return usagef("--parallel must be at least 1")
 			}
 			policy, roots, err := cf.loadPolicy(policyFile)
 			if err != nil {
@@ -134,15 +145,28 @@ there are warnings.`,
 			v := pin.NewVerifier(policy)
 			v.Now = func() time.Time { return now }
 			v.Logger = slog.New(slog.DiscardHandler) // the results say it all
-			out := checkOutput{Results: []checkResult{}}
-			for _, t := range targets {
-				addr, err := cf.dialAddr(t)
-				if err != nil {
+			addrs := make([]string, len(targets))
+			for i, t := range targets {
+				if addrs[i], err = cf.dialAddr(t); err != nil {
 					return err
 				}
-				r := checkOne(c.Context(), v, t, addr, roots, cf.timeout, now, warnDays)
-				out.Results = append(out.Results, r)
 			}
+			out := checkOutput{Results: make([]checkResult, len(targets))}
+			bar := newProgress(stdio.Err, len(targets), "checking")
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, parallel)
+			for i, t := range targets {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					out.Results[i] = checkOne(c.Context(), v, t, addrs[i], roots, cf.timeout, now, warnDays)
+					bar.Add(1)
+				}()
+			}
+			wg.Wait()
+			bar.Finish()
 			out.Summary = summarize(out.Results)
 			if asJSON {
 				if err := writeJSON(stdio.Out, out); err != nil {
@@ -160,6 +184,7 @@ there are warnings.`,
 	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema above)")
 	c.Flags().IntVar(&warnDays, "warn-days", 30, "warn about certificates and pin sets expiring within `N` days")
+	c.Flags().IntVar(&parallel, "parallel", 8, "check at most `N` domains at once")
 	cf.register(c)
 	return c
 }

@@ -135,7 +135,8 @@ certificate, breaks on every renewal and is for the rare case that needs it.
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(newHashCmd(stdio), newFetchCmd(stdio), newCheckCmd(stdio), newGetCmd(stdio))
+	c.AddCommand(newHashCmd(stdio), newFetchCmd(stdio), newCheckCmd(stdio), newGetCmd(stdio),
+		newExportCmd(stdio), newRolloverCmd(stdio), newKeygenCmd(stdio), newLintCmd(stdio))
 	return c
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/pem"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -21,11 +20,10 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/golden"
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/pin"
 )
-
-var update = flag.Bool("update", false, "rewrite the expected output in testdata/script")
 
 func stdio() cli.Stdio { return cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr} }
 
@@ -57,7 +55,7 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:           "testdata/script",
-		UpdateScripts: *update,
+		UpdateScripts: *golden.Update,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"pki":       cmdPKI,
 			"serve":     cmdServe,
@@ -65,6 +63,8 @@ func TestScripts(t *testing.T) {
 			"subst":     cmdSubst,
 			"der":       cmdDER,
 			"truncate":  cmdTruncate,
+			"samepin":   cmdSamePin,
+			"perm":      cmdPerm,
 		},
 	})
 }
@@ -77,6 +77,10 @@ func TestScripts(t *testing.T) {
 //	renewed.pem/.key api.payments.test renewed on the backup key
 //	backup.key       the offline backup key
 //	short.pem/.key   api.payments.test on the api key, valid 10 days
+//	fresh.pem/.key/.csr  a renewal on a new key, by the payment intermediate
+//	backup.csr       a request for the backup key
+//	issuing.pem      the payment intermediate and root (an issuing chain)
+//	rogue-issuing.pem the compromised intermediate
 //
 // Variables: LEAF_PIN, BACKUP_PIN, INT_PIN, ROOT_PIN, ROGUE_PIN, LEAF_CERT_PIN,
 // and each with _RE appended, quoted for use in regular expressions.
@@ -106,6 +110,13 @@ func cmdPKI(ts *testscript.TestScript, neg bool, args []string) {
 		write(name+".key", testpki.KeyPEM(ts, l.Key))
 	}
 	write("backup.key", testpki.KeyPEM(ts, backup))
+	fresh := inter.Issue(ts, long) // a renewal on a new key
+	write("fresh.pem", testpki.CertPEM(fresh.Chain...))
+	write("fresh.key", testpki.KeyPEM(ts, fresh.Key))
+	write("fresh.csr", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(ts, fresh.Key, host).Raw}))
+	write("backup.csr", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(ts, backup, host).Raw}))
+	write("issuing.pem", testpki.CertPEM(inter.Cert, root.Cert))
+	write("rogue-issuing.pem", testpki.CertPEM(rogue.Chain[1:]...))
 	backupPin, err := pin.FromPrivateKey(backup)
 	ts.Check(err)
 	for name, p := range map[string]pin.Pin{
@@ -202,4 +213,32 @@ func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
 	n, err := strconv.Atoi(args[1])
 	ts.Check(err)
 	ts.Check(os.Truncate(ts.MkAbs(args[0]), int64(n)))
+}
+
+// samepin A B checks that the first sha256/ pin in file A is the first in
+// file B: a pin printed by one command recomputed by another.
+func cmdSamePin(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: samepin A B")
+	}
+	re := regexp.MustCompile(`sha256/[A-Za-z0-9+/]{43}=`)
+	a, b := re.FindString(ts.ReadFile(args[0])), re.FindString(ts.ReadFile(args[1]))
+	if a == "" || b == "" {
+		ts.Fatalf("no pin in %s (%q) or %s (%q)", args[0], a, args[1], b)
+	}
+	if (a == b) == neg {
+		ts.Fatalf("pins %s and %s: equal=%v", a, b, a == b)
+	}
+}
+
+// perm FILE MODE checks a file's permission bits, in octal.
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: perm FILE MODE")
+	}
+	fi, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := fmt.Sprintf("%04o", fi.Mode().Perm()); got != args[1] {
+		ts.Fatalf("%s has mode %s, want %s", args[0], got, args[1])
+	}
 }

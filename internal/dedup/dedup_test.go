@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 )
 
 func TestWindow(t *testing.T) {

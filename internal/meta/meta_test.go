@@ -8,16 +8,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 )
 
 const module = "github.com/rampartsec/rampart"
 
 type goPackage struct {
-	ImportPath string
-	Dir        string
-	Name       string
-	GoFiles    []string
-	Deps       []string
+	ImportPath   string
+	Dir          string
+	Name         string
+	GoFiles      []string
+	Deps         []string
+	TestImports  []string
+	XTestImports []string
 }
 
 // listPackages runs `go list -deps=false -json ./...` from the module root.
@@ -141,6 +145,24 @@ func TestIsPublic(t *testing.T) {
 	} {
 		if got := isPublic(path); got != want {
 			t.Errorf("isPublic(%s) = %v", path, got)
+		}
+	}
+}
+
+// `go test ./... -update` passes -update to every test binary, so every
+// package with tests must define it: by importing internal/golden.
+func TestUpdateFlagEverywhere(t *testing.T) {
+	for _, p := range listPackages(t) {
+		imports := append(p.TestImports, p.XTestImports...)
+		if len(imports) == 0 {
+			continue
+		}
+		found := false
+		for _, imp := range imports {
+			found = found || imp == module+"/internal/golden"
+		}
+		if !found && p.ImportPath != module+"/internal/golden" {
+			t.Errorf("the tests of %s do not import internal/golden; go test ./... -update would fail there", p.ImportPath)
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/report"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 )
 
 type collector struct {

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/export"
+)
+
+func newExportCmd(stdio Stdio) *cobra.Command {
+	var (
+		policyFile, format, output, identities string
+		o                                      export.Options
+	)
+	formats := make([]string, 0, len(export.Formats()))
+	for _, f := range export.Formats() {
+		formats = append(formats, string(f))
+	}
+	c := &cobra.Command{
+		Use:   "export --policy FILE --format F [--domain D] [-o FILE]",
+		Short: "Render the policy for Android, iOS, TrustKit, OkHttp, curl, .NET, react-native, HPKP",
+		Long: `Render one pin policy as the configuration of a client platform, so that the
+policy stays the single source of truth. Formats:
+
+  android         res/xml/network_security_config.xml
+  trustkit        Info.plist TSKConfiguration (TrustKit, iOS)
+  trustkit-swift  the same as a Swift dictionary for TrustKit.initSharedInstance
+  ios             App Transport Security NSPinnedDomains (iOS 14+); needs pin roles
+  okhttp          Kotlin CertificatePinner (OkHttp 4.3+; --okhttp3 for OkHttp 3)
+  curl            the --pinnedpubkey value, for one domain
+  dotnet          a C# ServerCertificateCustomValidationCallback (.NET 6+)
+  react-native    initializeSslPinning options (react-native-ssl-public-key-pinning)
+  hpkp            a Public-Key-Pins header, for one domain
+  json            the normalized policy
+
+What a platform cannot express is never guessed: the export fails saying
+which policy field to change, or leaves a rule out (report-only rules on
+platforms without report-only mode) with a warning on stderr. Remaining
+differences (expiry, subdomain depth) are stated in warnings and in the
+output's header comment.
+
+Exit status: 0 exported (warnings on stderr); 2 usage, invalid policy, or
+a policy the format cannot express.`,
+		Example: `  rampart pin export --policy pins.yaml --format android -o app/src/main/res/xml/network_security_config.xml
+  rampart pin export --policy pins.yaml --format curl --domain api.example.com
+  rampart pin export --policy pins.yaml --format ios --ios-identities ca`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if policyFile == "" || format == "" {
+				return usagef("--policy and --format are required")
+			}
+			policy, err := pin.LoadPolicy(policyFile)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			o.Source = filepath.Base(policyFile)
+			o.Identities = export.Identities(identities)
+			r, err := export.Export(policy, export.Format(format), o)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			for _, w := range r.Warnings {
+				fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
+			}
+			if output == "" {
+				_, err := stdio.Out.Write(r.Output)
+				return err
+			}
+			if err := writeFileAtomic(output, r.Output, 0o644); err != nil {
+				return fail(ExitUsage, err)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
+	c.Flags().StringVar(&format, "format", "", "output `format`: "+strings.Join(formats, ", "))
+	c.Flags().StringVar(&o.Domain, "domain", "", "export only the rule for `DOMAIN`")
+	c.Flags().StringVarP(&output, "output", "o", "", "write to `FILE` (replaced atomically) instead of stdout")
+	c.Flags().BoolVar(&o.OkHTTP3, "okhttp3", false, "okhttp: OkHttp 3 patterns (exact names and \"*.\", one level of subdomains)")
+	c.Flags().StringVar(&identities, "ios-identities", "", "ios: export `leaf`, ca or both pins (default: the one kind the rule has)")
+	c.Flags().DurationVar(&o.MaxAge, "max-age", 60*24*time.Hour, "hpkp: max-age (capped at the pin set's expiry)")
+	return c
+}
+
+// writeFileAtomic replaces path with data: readers see the old file or the
+// new one, never a part.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".rampart-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

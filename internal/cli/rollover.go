@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"crypto/x509"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampartsec/rampart/internal/certfile"
+	"github.com/rampartsec/rampart/pin"
+)
+
+func newRolloverCmd(stdio Stdio) *cobra.Command {
+	var policyFile, domain, chainFile, keyFile, csrFile, caFile string
+	c := &cobra.Command{
+		Use:   "rollover --policy FILE --domain D (--chain NEW.pem | --key NEW.key | --csr NEW.csr) [--ca FILE]",
+		Short: "Test a certificate renewal against the policy before it ships",
+		Long: `Answer "will this renewal break my clients?" before the renewal.
+
+--chain NEW.pem: the new certificate chain (leaf first). It is verified as a
+client for DOMAIN would verify it, trusting the system roots or only those in
+--ca FILE (at the leaf's start of validity, if that is in the future), then
+checked against the policy: which pin matches, at which chain position.
+
+--key NEW.key or --csr NEW.csr: the certificate does not exist yet. Says
+whether a pin of the rule is the new key's own (a leaf or backup pin covers
+it), and, given the issuing chain in --ca FILE (intermediate first), whether a
+CA pin will cover any certificate that CA issues for it.
+
+Exit status: 0 pinned clients keep working; 1 they would break (the output
+says which rule and why); 2 usage or policy error.`,
+		Example: `  rampart pin rollover --policy pins.yaml --domain api.example.com --chain new-fullchain.pem
+  rampart pin rollover --policy pins.yaml --domain api.example.com --csr next.csr --ca issuing-ca.pem`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			modes := 0
+			for _, f := range []string{chainFile, keyFile, csrFile} {
+				if f != "" {
+					modes++
+				}
+			}
+			if policyFile == "" || domain == "" || modes != 1 {
+				return usagef("--policy, --domain and one of --chain, --key or --csr are required")
+			}
+			t, err := parseTarget(domain, 443)
+			if err != nil {
+				return err
+			}
+			policy, err := pin.LoadPolicy(policyFile)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			now := time.Now()
+			rule := policy.Match(t.host)
+			if rule == nil {
+				fmt.Fprintf(stdio.Out, "%s is not pinned by this policy: clients do CA validation only, and any valid certificate works\n", t.host)
+				return nil
+			}
+			if rule.Expired(now) {
+				fmt.Fprintf(stdio.Out, "the pin set of rule %s expired after %s: clients do CA validation only\n", rule.Name, rule.Expires.Format(time.DateOnly))
+				return nil
+			}
+			if chainFile != "" {
+				return rolloverChain(stdio.Out, policy, rule, t.host, chainFile, caFile, now)
+			}
+			return rolloverKey(stdio.Out, rule, keyFile+csrFile, caFile)
+		},
+	}
+	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE`")
+	c.Flags().StringVar(&domain, "domain", "", "the host the new certificate is for")
+	c.Flags().StringVar(&chainFile, "chain", "", "the new certificate chain, leaf first (PEM)")
+	c.Flags().StringVar(&keyFile, "key", "", "the new key (private or public)")
+	c.Flags().StringVar(&csrFile, "csr", "", "a certificate request for the new key")
+	c.Flags().StringVar(&caFile, "ca", "", "with --chain: trusted roots; with --key or --csr: the issuing chain")
+	return c
+}
+
+func describeRole(d *pin.Domain, p pin.Pin) string {
+	if r := d.Role(p); r != pin.RoleUnknown {
+		return " (" + string(r) + ")"
+	}
+	return ""
+}
+
+// breaks says that clients would break, why, and exits 1 for an enforced
+// rule; a report-only rule keeps clients working (they report).
+func breaks(w io.Writer, rule *pin.Domain, format string, args ...any) error {
+	if rule.Mode == pin.ReportOnly {
+		fmt.Fprintf(w, "report-only rule %s: clients keep working but report every connection: "+format+"\n", append([]any{rule.Name}, args...)...)
+		return nil
+	}
+	fmt.Fprintf(w, "CLIENTS WOULD BREAK (rule %s, enforce): "+format+"\n", append([]any{rule.Name}, args...)...)
+	fmt.Fprintf(w, "  pinned:\n")
+	for _, p := range rule.Pins {
+		fmt.Fprintf(w, "    %s%s\n", p, describeRole(rule, p))
+	}
+	return fail(ExitFailure, nil)
+}
+
+func rolloverChain(w io.Writer, policy *pin.Policy, rule *pin.Domain, host, chainFile, caFile string, now time.Time) error {
+	items, err := certfile.ReadFile(chainFile, nil)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("%s: %w", chainFile, err))
+	}
+	inter := x509.NewCertPool()
+	var leaf *x509.Certificate
+	for _, it := range items {
+		if it.Cert == nil {
+			return fail(ExitUsage, fmt.Errorf("%s holds a %s; --chain takes certificates only", chainFile, it.Type))
+		}
+		if leaf == nil {
+			leaf = it.Cert
+		} else {
+			inter.AddCert(it.Cert)
+		}
+	}
+	roots, err := loadRoots(caFile)
+	if err != nil {
+		return err
+	}
+	at := now
+	if leaf.NotBefore.After(at) {
+		at = leaf.NotBefore
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		DNSName: host, Roots: roots, Intermediates: inter, CurrentTime: at,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	if err != nil {
+		fmt.Fprintf(w, "CLIENTS WOULD BREAK: the new chain fails certificate verification for %s, before any pin is checked: %v\n", host, err)
+		return fail(ExitFailure, nil)
+	}
+	r := policy.Check(host, chains, now)
+	if !r.Matched {
+		fmt.Fprintf(w, "verified chain:\n")
+		for i, c := range chains[0] {
+			fmt.Fprintf(w, "  %d %s %s\n", i, pin.FromCertificate(c), c.Subject)
+		}
+		return breaks(w, rule, "no pin matches the new chain")
+	}
+	c := chains[r.Chain][r.Position]
+	fmt.Fprintf(w, "clients keep working: %s%s matches position %d of the new chain (%s)\n", r.Pin, describeRole(rule, r.Pin), r.Position, c.Subject)
+	if r.Position == 0 && rule.Role(r.Pin) == pin.RoleBackup {
+		fmt.Fprintf(w, "note: the backup key goes into service with this certificate; make a new backup key (rampart pin keygen) and add its pin before the next renewal\n")
+	}
+	return nil
+}
+
+func rolloverKey(w io.Writer, rule *pin.Domain, file, caFile string) error {
+	items, err := certfile.ReadFile(file, nil)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("%s: %w", file, err))
+	}
+	if len(items) != 1 || items[0].Type == certfile.Certificate {
+		return fail(ExitUsage, fmt.Errorf("%s: want exactly one key or certificate request", file))
+	}
+	newPin := pin.FromSPKI(items[0].SPKI)
+	for _, p := range rule.Pins {
+		if p == newPin {
+			fmt.Fprintf(w, "clients keep working: the new key's pin %s is pinned%s; any certificate for it will be accepted\n", newPin, describeRole(rule, p))
+			return nil
+		}
+	}
+	if caFile == "" {
+		return breaks(w, rule, "the new key's pin %s is not pinned (pass --ca with the issuing chain to check CA pins)", newPin)
+	}
+	issuers, err := certfile.ReadFile(caFile, nil)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("--ca %s: %w", caFile, err))
+	}
+	for i, it := range issuers {
+		if it.Cert == nil {
+			return fail(ExitUsage, fmt.Errorf("--ca %s holds a %s; want the issuing CA certificates", caFile, it.Type))
+		}
+		if !it.Cert.IsCA {
+			return fail(ExitUsage, fmt.Errorf("--ca %s: certificate %d (%s) is not a CA", caFile, i, it.Cert.Subject))
+		}
+		p := pin.FromCertificate(it.Cert)
+		for _, q := range rule.Pins {
+			if p == q {
+				fmt.Fprintf(w, "clients keep working: the new key's pin %s is not pinned, but CA pin %s%s (%s) covers any certificate this CA issues for it\n", newPin, p, describeRole(rule, q), it.Cert.Subject)
+				return nil
+			}
+		}
+	}
+	return breaks(w, rule, "the new key's pin %s is not pinned, and no pin covers the issuing chain in %s", newPin, caFile)
+}

@@ -1,0 +1,191 @@
+// Package pinlint reviews a pin policy offline for what breaks apps at the
+// next renewal or quietly leaves them unpinned. Every finding names its
+// rule; errors are what the policy loader refuses, warnings what it
+// accepts but should not ship without a second look.
+package pinlint
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/rampartsec/rampart/pin"
+)
+
+// Severity of a finding.
+type Severity string
+
+const (
+	Error   Severity = "error"
+	Warning Severity = "warning"
+)
+
+// Rule names, stable in output.
+const (
+	RuleInvalid             = "invalid"
+	RuleSinglePin           = "single-pin"
+	RuleBackupEqualsPrimary = "backup-equals-primary"
+	RuleDuplicateDomain     = "duplicate-domain"
+	RuleNoBackup            = "no-backup"
+	RuleCertificatePinsOnly = "certificate-pins-only"
+	RuleExpired             = "expired"
+	RuleExpiringSoon        = "expiring-soon"
+	RulePublicSuffix        = "public-suffix"
+	RuleIPAddress           = "ip-address"
+	RuleReportLoop          = "report-loop"
+	RuleReportURIPinned     = "report-uri-pinned"
+)
+
+// Finding is one problem. Domain is empty for the policy as a whole.
+type Finding struct {
+	Domain   string   `json:"domain,omitempty"`
+	Rule     string   `json:"rule"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message"`
+}
+
+// Options adjust Lint.
+type Options struct {
+	Now      time.Time // zero: time.Now()
+	WarnDays int       // expiry horizon; 0 means 30
+}
+
+// File lints the policy file at path.
+func File(path string, o Options) []Finding {
+	reportURI, domains, err := pin.LoadPolicyFile(path)
+	if err != nil {
+		return classify(err)
+	}
+	return Lint(reportURI, domains, o)
+}
+
+// Lint reviews decoded rules (see pin.DecodePolicy).
+func Lint(reportURI string, domains []pin.Domain, o Options) []Finding {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	days := o.WarnDays
+	if days <= 0 {
+		days = 30
+	}
+	var out []Finding
+	if _, err := pin.NewPolicy(reportURI, domains...); err != nil {
+		out = classify(err)
+	}
+	// Rules the loader accepts but that deserve a warning.
+	for _, d := range domains {
+		name := canonical(d.Name)
+		warn := func(rule, format string, args ...any) {
+			out = append(out, Finding{Domain: name, Rule: rule, Severity: Warning, Message: fmt.Sprintf(format, args...)})
+		}
+		if len(d.Pins) == 1 && (d.AllowSinglePin || d.Mode == pin.ReportOnly) {
+			warn(RuleSinglePin, "one pin: when its key is lost, rotated or compromised, pinned clients have nothing to fall back on; add a backup pin (rampart pin keygen)")
+		}
+		if len(d.Pins) > 0 && allRole(d, pin.RoleLeaf) {
+			warn(RuleNoBackup, "every pin is a leaf key in use, with no backup key and no CA pin: the next renewal on a new key breaks clients")
+		}
+		if len(d.Pins) > 0 && allKind(d, pin.Cert) {
+			warn(RuleCertificatePinsOnly, "every pin is a certificate fingerprint: the next renewal breaks clients, even on the same key; pin public keys (sha256/...)")
+		}
+		if !d.Expires.IsZero() {
+			end := d.ExpiresAt()
+			switch {
+			case !now.Before(end):
+				warn(RuleExpired, "the pin set expired after %s: clients do CA validation only", d.Expires.Format(time.DateOnly))
+			case end.Sub(now) < time.Duration(days)*24*time.Hour:
+				warn(RuleExpiringSoon, "the pin set expires after %s, within %d days: clients then do CA validation only; extend it or plan the change", d.Expires.Format(time.DateOnly), days)
+			}
+		}
+		if _, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
+			warn(RuleIPAddress, "an IP address: few clients can pin one (TrustKit and react-native refuse), and certificates for addresses are rare; pin a host name")
+		} else if d.IncludeSubdomains {
+			if ps, _ := publicsuffix.PublicSuffix(name); ps == name {
+				out = append(out, Finding{Domain: name, Rule: RulePublicSuffix, Severity: Error,
+					Message: fmt.Sprintf("include_subdomains on %s, a public suffix: it pins every site registered under it", name)})
+			}
+		}
+		uri := d.ReportURI
+		if uri == "" {
+			uri = reportURI
+		}
+		if u, err := url.Parse(uri); err == nil && uri != "" {
+			h := canonical(u.Hostname())
+			for _, o := range domains {
+				other := canonical(o.Name)
+				if other != name && (h == other || o.IncludeSubdomains && strings.HasSuffix(h, "."+other)) {
+					warn(RuleReportURIPinned, "report_uri %s is on a host pinned by rule %s: when that rule's pins fail too, the reports are lost", uri, other)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// classify turns policy errors into findings named by rule.
+func classify(err error) []Finding {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var out []Finding
+	for _, e := range errs {
+		f := Finding{Rule: RuleInvalid, Severity: Error, Message: e.Error()}
+		var pe *pin.PolicyError
+		if errors.As(e, &pe) {
+			f.Domain = pe.Domain
+			f.Message = pe.Err.Error()
+		}
+		switch {
+		case errors.Is(e, pin.ErrNoBackupPin):
+			f.Rule = RuleSinglePin
+		case errors.Is(e, pin.ErrDuplicatePin):
+			f.Rule = RuleBackupEqualsPrimary
+		case errors.Is(e, pin.ErrDuplicateDomain):
+			f.Rule = RuleDuplicateDomain
+		case errors.Is(e, pin.ErrReportLoop):
+			f.Rule = RuleReportLoop
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func canonical(name string) string {
+	return strings.ToLower(strings.TrimSuffix(name, "."))
+}
+
+func allRole(d pin.Domain, r pin.Role) bool {
+	for _, p := range d.Pins {
+		if d.Role(p) != r {
+			return false
+		}
+	}
+	return true
+}
+
+func allKind(d pin.Domain, k pin.Kind) bool {
+	for _, p := range d.Pins {
+		if p.Kind() != k {
+			return false
+		}
+	}
+	return true
+}
+
+// Counts returns the number of errors and warnings.
+func Counts(fs []Finding) (errs, warnings int) {
+	for _, f := range fs {
+		if f.Severity == Error {
+			errs++
+		} else {
+			warnings++
+		}
+	}
+	return errs, warnings
+}

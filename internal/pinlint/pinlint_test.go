@@ -1,0 +1,93 @@
+package pinlint
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+)
+
+const (
+	a = "sha256/ZeNsopu/RkB+8hoTVbU5SFCi5VD/wnUY2WAsJXMWm8w="
+	b = "sha256/ntOyHREjgVPungTgIC00VYfAX9aF6YYS/WoPSZd68UA="
+	c = "sha256/PqGpvcjLYUvUNw92652/zA+RKtSDHYGEtBPY8X9aqHk="
+)
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func lint(t *testing.T, policy string) []Finding {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(file, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return File(file, Options{Now: now})
+}
+
+// Each rule, alone in a policy, with its name and severity.
+func TestRules(t *testing.T) {
+	one := func(domain string) string {
+		return "version: 1\ndomains:\n" + domain
+	}
+	for _, tc := range []struct {
+		rule     string
+		severity Severity
+		policy   string
+	}{
+		{RuleSinglePin, Error, one("  - {domain: a.test, pins: [" + a + "]}\n")},
+		{RuleSinglePin, Warning, one("  - {domain: a.test, allow_single_pin: true, pins: [" + a + "]}\n")},
+		{RuleSinglePin, Warning, one("  - {domain: a.test, mode: report-only, pins: [" + a + "]}\n")},
+		{RuleBackupEqualsPrimary, Error, one("  - {domain: a.test, pins: [" + a + ", " + a + "]}\n")},
+		{RuleDuplicateDomain, Error, one("  - {domain: a.test, pins: [" + a + ", " + b + "]}\n  - {domain: A.test, pins: [" + a + ", " + b + "]}\n")},
+		{RuleNoBackup, Warning, one("  - {domain: a.test, pins: [{pin: " + a + ", role: leaf}, {pin: " + b + ", role: leaf}]}\n")},
+		{RuleCertificatePinsOnly, Warning, one("  - {domain: a.test, pins: ['cert-sha256:" + strings.Repeat("ab", 32) + "', 'cert-sha256:" + strings.Repeat("cd", 32) + "']}\n")},
+		{RuleExpired, Warning, one("  - {domain: a.test, expires: '2026-11-24', pins: [" + a + ", " + b + "]}\n")},
+		{RuleExpiringSoon, Warning, one("  - {domain: a.test, expires: '2026-12-10', pins: [" + a + ", " + b + "]}\n")},
+		{RulePublicSuffix, Error, one("  - {domain: github.io, include_subdomains: true, pins: [" + a + ", " + b + "]}\n")},
+		{RulePublicSuffix, Error, one("  - {domain: co.uk, include_subdomains: true, pins: [" + a + ", " + b + "]}\n")},
+		{RuleIPAddress, Warning, one("  - {domain: 10.0.0.1, pins: [" + a + ", " + b + "]}\n")},
+		{RuleReportLoop, Error, one("  - {domain: a.test, report_uri: 'https://a.test/r', pins: [" + a + ", " + b + "]}\n")},
+		{RuleReportURIPinned, Warning, one("  - {domain: a.test, report_uri: 'https://r.b.test/r', pins: [" + a + ", " + b + "]}\n  - {domain: b.test, include_subdomains: true, pins: [" + a + ", " + c + "]}\n")},
+		{RuleInvalid, Error, one("  - {domain: a.test, pins: [sha256/nope, " + b + "]}\n")},
+		{RuleInvalid, Error, "version: 1\ndomains: [{domain: a.test, includeSubdomains: true, pins: [" + a + "]}]\n"},
+		{RuleInvalid, Error, one("  - {domain: a.test, report_uri: 'http://r.test/', pins: [" + a + ", " + b + "]}\n")},
+	} {
+		t.Run(tc.rule+"/"+string(tc.severity), func(t *testing.T) {
+			fs := lint(t, tc.policy)
+			if len(fs) != 1 || fs[0].Rule != tc.rule || fs[0].Severity != tc.severity {
+				t.Fatalf("findings = %+v, want exactly one %s %s", fs, tc.severity, tc.rule)
+			}
+		})
+	}
+}
+
+func TestClean(t *testing.T) {
+	fs := lint(t, fmt.Sprintf(`version: 1
+report_uri: https://reports.example.net/pins
+domains:
+  - domain: api.example.com
+    expires: "2027-06-30"
+    pins:
+      - {pin: %s, role: leaf}
+      - {pin: %s, role: backup}
+  - domain: example.org
+    include_subdomains: true
+    pins: [{pin: %s, role: ca}, %s]
+`, a, b, c, a))
+	if len(fs) != 0 {
+		t.Fatalf("findings on a clean policy: %+v", fs)
+	}
+}
+
+// Every problem of a policy at once, not the first only.
+func TestAllAtOnce(t *testing.T) {
+	fs := lint(t, "version: 1\ndomains:\n  - {domain: a.test, pins: ["+a+"]}\n  - {domain: b.test, pins: ["+a+", "+a+"]}\n  - {domain: 10.0.0.1, expires: '2020-01-01', pins: ["+a+", "+b+"]}\n")
+	errs, warns := Counts(fs)
+	if errs != 2 || warns != 2 {
+		t.Fatalf("errors %d, warnings %d, want 2 and 2: %+v", errs, warns, fs)
+	}
+}
