@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/pin"
+
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 )
 
@@ -90,4 +92,28 @@ func TestAllAtOnce(t *testing.T) {
 	if errs != 2 || warns != 2 {
 		t.Fatalf("errors %d, warnings %d, want 2 and 2: %+v", errs, warns, fs)
 	}
+}
+
+// FuzzLint: any policy text lints without panicking, every finding is
+// named and graded, and a policy the loader accepts has no error findings
+// other than public-suffix (which the loader does not know).
+func FuzzLint(f *testing.F) {
+	f.Add([]byte("version: 1\ndomains:\n  - {domain: a.test, pins: [" + a + "]}\n"))
+	f.Add([]byte("version: 1\nreport_uri: https://r.b.test/\ndomains:\n  - {domain: github.io, include_subdomains: true, expires: '2026-12-01', pins: [{pin: " + a + ", role: leaf}, {pin: " + b + ", role: leaf}]}\n  - {domain: b.test, include_subdomains: true, pins: [" + a + ", " + c + "]}\n"))
+	f.Add([]byte("version: 1\ndomains: [{domain: 10.0.0.1, pins: ['cert-sha256:" + strings.Repeat("ab", 32) + "']}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		reportURI, domains, err := pin.DecodePolicy(data, "")
+		if err != nil {
+			return
+		}
+		_, loadErr := pin.NewPolicy(reportURI, domains...)
+		for _, fd := range Lint(reportURI, domains, Options{Now: now}) {
+			if fd.Rule == "" || (fd.Severity != Error && fd.Severity != Warning) || fd.Message == "" {
+				t.Fatalf("malformed finding %+v", fd)
+			}
+			if loadErr == nil && fd.Severity == Error && fd.Rule != RulePublicSuffix {
+				t.Fatalf("error finding %+v for a policy the loader accepts", fd)
+			}
+		}
+	})
 }
