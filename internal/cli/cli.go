@@ -32,7 +32,8 @@ const exitCodesHelp = `Exit status:
   0  success
   1  failure: a pinned client would refuse the server, or it is unreachable
   2  usage error, unreadable input, or invalid policy
-  3  clients connect, but there are warnings (check)`
+  3  warnings: clients connect but something needs attention (check),
+     or the policy has warnings (lint)`
 
 // Stdio is where a command reads and writes.
 type Stdio struct {
