@@ -54,6 +54,14 @@ func (p *plist) done() []byte {
 	return p.b.Bytes()
 }
 
+// isPublicSuffix reports whether name is on the public suffix list (an
+// ICANN suffix such as co.uk, or a private one such as github.io), not
+// merely a single label the list's default rule matches (corp).
+func isPublicSuffix(name string) bool {
+	ps, icann := publicsuffix.PublicSuffix(name)
+	return ps == name && (icann || strings.Contains(ps, "."))
+}
+
 func escape(s string) string {
 	var b strings.Builder
 	xml.EscapeText(&b, []byte(s))
@@ -74,10 +82,8 @@ func (x *exporter) trustKitRules() ([]pin.Domain, error) {
 		if d.Mode == pin.Enforce && len(d.Pins) < 2 {
 			return nil, x.errorf(d.Name, "TrustKit needs at least two pins when enforcing (one a backup key); add a backup pin")
 		}
-		if d.IncludeSubdomains {
-			if ps, _ := publicsuffix.PublicSuffix(d.Name); ps == d.Name {
-				return nil, x.errorf(d.Name, "TrustKit refuses include_subdomains on a public suffix")
-			}
+		if d.IncludeSubdomains && isPublicSuffix(d.Name) {
+			return nil, x.errorf(d.Name, "TrustKit refuses include_subdomains on a public suffix")
 		}
 	}
 	return x.rules, nil
@@ -163,7 +169,10 @@ func (x *exporter) trustKitSwift() ([]byte, error) {
 		b.WriteString("        ],\n")
 	}
 	b.WriteString("    ],\n]\n\n")
-	b.WriteString("TrustKit.initSharedInstance(withConfiguration: trustKitConfig)\n")
+	b.WriteString("// Call once, early: from application(_:didFinishLaunchingWithOptions:) or your App's init.\n")
+	b.WriteString("func initializeTrustKit() {\n")
+	b.WriteString("    TrustKit.initSharedInstance(withConfiguration: trustKitConfig)\n")
+	b.WriteString("}\n")
 	return b.Bytes(), nil
 }
 
@@ -178,7 +187,10 @@ func swiftString(s string) string {
 // tells leaf identities from CA identities and, when both are listed,
 // requires a match of each.
 func (x *exporter) ios() ([]byte, error) {
-	rules := x.enforcedOnly("")
+	rules, err := x.enforcedOnly("", nil)
+	if err != nil {
+		return nil, err
+	}
 	type idents struct{ leaf, ca []string }
 	chosen := make([]idents, len(rules))
 	for i, d := range rules {
@@ -202,8 +214,14 @@ func (x *exporter) ios() ([]byte, error) {
 				return nil, x.errorf(d.Name, "the rule has leaf and CA pins; App Transport Security would require a leaf match AND a CA match, where the policy accepts any one pin: choose with --ios-identities leaf|ca (or both, to accept the stricter rule)")
 			}
 		case IdentitiesLeaf:
+			if len(id.ca) > 0 {
+				x.warnf("domain %s: --ios-identities leaf leaves out %d CA pin(s)", d.Name, len(id.ca))
+			}
 			id.ca = nil
 		case IdentitiesCA:
+			if len(id.leaf) > 0 {
+				x.warnf("domain %s: --ios-identities ca leaves out %d leaf or backup pin(s)", d.Name, len(id.leaf))
+			}
 			id.leaf = nil
 		case IdentitiesBoth:
 		default:
@@ -211,6 +229,9 @@ func (x *exporter) ios() ([]byte, error) {
 		}
 		if len(id.leaf) == 0 && len(id.ca) == 0 {
 			return nil, x.errorf(d.Name, "no %s pins to export", x.opts.Identities)
+		}
+		if len(id.leaf)+len(id.ca) < 2 && len(d.Pins) >= 2 {
+			x.warnf("domain %s: one pin left in App Transport Security, with no backup", d.Name)
 		}
 		if x.opts.Identities == IdentitiesBoth && len(id.leaf) > 0 && len(id.ca) > 0 {
 			x.warnf("domain %s: App Transport Security requires both a leaf and a CA pin to match", d.Name)

@@ -13,7 +13,16 @@ const trustKitAndroidHint = `TrustKit-Android can: add <trustkit-config enforceP
 
 // android renders a complete res/xml/network_security_config.xml.
 func (x *exporter) android() ([]byte, error) {
-	rules := x.enforcedOnly(trustKitAndroidHint)
+	var exempt []pin.Domain
+	rules, err := x.enforcedOnly(trustKitAndroidHint, &exempt)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range rules {
+		if !d.Expires.IsZero() {
+			x.warnf("domain %s: Android reads the expiration date as midnight in the device's time zone, so devices east of UTC stop pinning up to 14 hours before the end of %s UTC, and devices west of it up to 12 hours after", d.Name, d.Expires.Format(time.DateOnly))
+		}
+	}
 	for _, d := range rules {
 		if err := x.spkiOnly(d); err != nil {
 			return nil, err
@@ -39,27 +48,29 @@ func (x *exporter) android() ([]byte, error) {
 		b.WriteString("        </pin-set>\n")
 		b.WriteString("    </domain-config>\n")
 	}
+	for _, d := range exempt {
+		b.WriteString("    <!-- report-only in the policy: not pinned on Android -->\n")
+		b.WriteString("    <domain-config>\n")
+		fmt.Fprintf(&b, "        <domain includeSubdomains=\"%t\">%s</domain>\n", d.IncludeSubdomains, escape(d.Name))
+		b.WriteString("    </domain-config>\n")
+	}
 	b.WriteString("</network-security-config>\n")
 	return b.Bytes(), nil
 }
 
 // okhttp renders Kotlin for OkHttp's CertificatePinner.
 func (x *exporter) okhttp() ([]byte, error) {
-	rules := x.enforcedOnly("")
+	rules, err := x.enforcedOnly("", nil)
+	if err != nil {
+		return nil, err
+	}
 	for _, d := range rules {
 		if err := x.spkiOnly(d); err != nil {
 			return nil, err
 		}
 	}
 	x.noExpiry(rules)
-	// OkHttp accepts the pins of every pattern that matches a host.
-	for _, d := range rules {
-		for _, parent := range rules {
-			if parent.IncludeSubdomains && parent.Name != d.Name && strings.HasSuffix(d.Name, "."+parent.Name) {
-				x.warnf("domain %s: OkHttp also accepts the pins of %s for it (it checks every matching pattern), where the policy uses only the most specific rule", d.Name, parent.Name)
-			}
-		}
-	}
+	x.unionWarnings(rules, "OkHttp")
 	deep := false
 	type entry struct {
 		pattern string
@@ -101,6 +112,18 @@ func (x *exporter) okhttp() ([]byte, error) {
 	}
 	b.WriteString("    .build()\n")
 	return b.Bytes(), nil
+}
+
+// unionWarnings warns about overlapping rules on platforms that accept
+// the pins of every matching pattern (OkHttp).
+func (x *exporter) unionWarnings(rules []pin.Domain, platform string) {
+	for _, d := range rules {
+		for _, parent := range rules {
+			if parent.IncludeSubdomains && parent.Name != d.Name && strings.HasSuffix(d.Name, "."+parent.Name) {
+				x.warnf("domain %s: %s also accepts the pins of %s for it (it checks every matching pattern), where the policy uses only the most specific rule", d.Name, platform, parent.Name)
+			}
+		}
+	}
 }
 
 // one returns the single rule a one-host format exports.
@@ -183,7 +206,16 @@ func (x *exporter) hpkp() ([]byte, error) {
 // reactNative renders the initializeSslPinning options of
 // react-native-ssl-public-key-pinning (TrustKit on iOS, OkHttp on Android).
 func (x *exporter) reactNative() ([]byte, error) {
-	rules := x.enforcedOnly("")
+	rules, err := x.enforcedOnly("", nil)
+	if err != nil {
+		return nil, err
+	}
+	x.unionWarnings(rules, "the library's Android side (OkHttp)")
+	for _, d := range rules {
+		if !d.Expires.IsZero() {
+			x.warnf("domain %s: the library's Android side may ignore expirationDate (releases that do not read it enforce the pins after %s); check the version you ship", d.Name, d.Expires.Format(time.DateOnly))
+		}
+	}
 	for _, d := range rules {
 		if err := x.spkiOnly(d); err != nil {
 			return nil, err
@@ -194,11 +226,15 @@ func (x *exporter) reactNative() ([]byte, error) {
 		if isIP(d.Name) {
 			return nil, x.errorf(d.Name, "react-native-ssl-public-key-pinning uses TrustKit on iOS, which pins host names only, not IP addresses")
 		}
+		if d.IncludeSubdomains && isPublicSuffix(d.Name) {
+			return nil, x.errorf(d.Name, "react-native-ssl-public-key-pinning uses TrustKit on iOS, which refuses include_subdomains on a public suffix")
+		}
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "// %s\n", x.header())
-	b.WriteString("// Expiration dates are the day after the policy's inclusive date: the library stops\n")
-	b.WriteString("// pinning at 00:00 UTC of the date it is given. includeSubdomains on Android needs OkHttp 4.3.0.\n\n")
+	b.WriteString("// Expiration dates are the day after the policy's inclusive date: TrustKit (iOS) stops\n")
+	b.WriteString("// pinning at 00:00 UTC of the date it is given. On Android the library uses OkHttp\n")
+	b.WriteString("// (includeSubdomains needs 4.3.0) and some releases ignore expirationDate.\n\n")
 	b.WriteString("import { initializeSslPinning } from 'react-native-ssl-public-key-pinning';\n\n")
 	b.WriteString("export const pinningOptions = {\n")
 	for _, d := range rules {

@@ -115,8 +115,10 @@ const dotnetEpilogue = `        };
             {
                 if (ip.IsIPv4MappedToIPv6)
                     ip = ip.MapToIPv4();
-                ip.ScopeId = 0;
-                return ip.AddressFamily == AddressFamily.InterNetworkV6 ? ip.ToString().Split('%')[0] : ip.ToString();
+                // ScopeId may only be set on IPv6 addresses.
+                if (ip.AddressFamily == AddressFamily.InterNetworkV6)
+                    ip.ScopeId = 0;
+                return ip.ToString();
             }
             return host;
         }

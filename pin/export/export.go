@@ -178,7 +178,7 @@ func Export(p *pin.Policy, f Format, o Options) (*Result, error) {
 
 // header is the first comment of generated files.
 func (x *exporter) header() string {
-	src := x.opts.Source
+	src := safeName(x.opts.Source)
 	if src == "" {
 		src = "a pin policy"
 	}
@@ -198,21 +198,50 @@ func (x *exporter) spkiOnly(d pin.Domain) error {
 }
 
 // enforcedOnly returns the enforced rules, warning about the report-only
-// ones it leaves out.
-func (x *exporter) enforcedOnly(alternative string) []pin.Domain {
+// ones it leaves out. A report-only rule under an enforced parent that
+// includes subdomains cannot simply be left out: the parent would enforce
+// its pins there. Formats that can exempt a name (exempt != nil) get it in
+// exempt; the others fail.
+func (x *exporter) enforcedOnly(alternative string, exempt *[]pin.Domain) ([]pin.Domain, error) {
 	var out []pin.Domain
 	for _, d := range x.rules {
-		if d.Mode == pin.ReportOnly {
-			msg := fmt.Sprintf("domain %s is report-only, which %s cannot express: it is left out and not pinned there", d.Name, x.format)
-			if alternative != "" {
-				msg += "; " + alternative
-			}
-			x.warnf("%s", msg)
+		if d.Mode == pin.Enforce {
+			out = append(out, d)
 			continue
 		}
-		out = append(out, d)
+		if parent := x.enforcingParent(d.Name); parent != nil {
+			if exempt == nil {
+				return nil, x.errorf(d.Name, "the rule is report-only, but %s cannot exempt it from rule %s, which includes subdomains and would enforce its pins here; make this rule enforce, or stop including subdomains in %s", x.format, parent.Name, parent.Name)
+			}
+			*exempt = append(*exempt, d)
+			x.warnf("domain %s is report-only, which %s cannot express: it is exported without pins, so that rule %s does not enforce its pins there", d.Name, x.format, parent.Name)
+			continue
+		}
+		msg := fmt.Sprintf("domain %s is report-only, which %s cannot express: it is left out and not pinned there", d.Name, x.format)
+		if alternative != "" {
+			msg += "; " + alternative
+		}
+		x.warnf("%s", msg)
 	}
-	return out
+	return out, nil
+}
+
+// enforcingParent returns the nearest enforced rule that includes
+// subdomains and covers name, nil if none.
+func (x *exporter) enforcingParent(name string) *pin.Domain {
+	for i := strings.IndexByte(name, '.'); i >= 0; i = strings.IndexByte(name, '.') {
+		name = name[i+1:]
+		for j := range x.policy.Domains() {
+			d := x.policy.Domains()[j]
+			if d.Name == name && d.IncludeSubdomains {
+				if d.Mode == pin.Enforce {
+					return &d
+				}
+				return nil // the nearest parent is report-only itself
+			}
+		}
+	}
+	return nil
 }
 
 // noExpiry warns about rules whose expiry the format cannot carry.
@@ -229,6 +258,18 @@ func (x *exporter) noExpiry(rules []pin.Domain) {
 // inclusive date.
 func startOfDayAfter(d pin.Domain) string {
 	return d.ExpiresAt().Format(time.DateOnly)
+}
+
+// safeName keeps a file name fit for every comment syntax the exports
+// write into: no line breaks, comment delimiters or "--".
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return strings.ReplaceAll(string(b), "--", "-_")
 }
 
 func isIP(name string) bool {

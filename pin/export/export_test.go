@@ -109,8 +109,80 @@ func TestAndroidParses(t *testing.T) {
 	if org.Domain.Name != "payments.example.org" || !org.Domain.Include || org.PinSet.Expiration != "" {
 		t.Errorf("payments.example.org: %+v", org)
 	}
-	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "beta.example.com is report-only") || !strings.Contains(r.Warnings[0], "trustkit-config") {
-		t.Errorf("warnings = %q, want one pointing to TrustKit-Android", r.Warnings)
+	if len(r.Warnings) != 2 ||
+		!strings.Contains(r.Warnings[0], "beta.example.com is report-only") || !strings.Contains(r.Warnings[0], "trustkit-config") ||
+		!strings.Contains(r.Warnings[1], "api.example.com: Android reads the expiration date as midnight in the device's time zone") {
+		t.Errorf("warnings = %q, want one pointing to TrustKit-Android and one on the time zone of the expiry", r.Warnings)
+	}
+}
+
+// A report-only rule under an enforced parent that includes subdomains
+// cannot just be left out: the parent's pins would be enforced there.
+// Android exempts it with a domain-config of its own that has no pin-set
+// (the most specific domain-config wins, and siblings inherit nothing);
+// formats that cannot exempt a name refuse.
+func TestReportOnlyUnderEnforcedParent(t *testing.T) {
+	a, b := pin.FromSPKI([]byte("a")), pin.FromSPKI([]byte("b"))
+	p := policy(t,
+		pin.Domain{Name: "example.com", IncludeSubdomains: true, Pins: []pin.Pin{a, b}},
+		pin.Domain{Name: "beta.example.com", Mode: pin.ReportOnly, Pins: []pin.Pin{a}},
+	)
+	r, err := export.Export(p, export.Android, export.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Domains []struct {
+			Domain string    `xml:"domain"`
+			PinSet *struct{} `xml:"pin-set"`
+		} `xml:"domain-config"`
+	}
+	if err := xml.Unmarshal(r.Output, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Domains) != 2 || cfg.Domains[0].Domain != "example.com" || cfg.Domains[0].PinSet == nil ||
+		cfg.Domains[1].Domain != "beta.example.com" || cfg.Domains[1].PinSet != nil {
+		t.Errorf("domain-configs = %+v, want example.com pinned and beta.example.com without a pin-set:\n%s", cfg.Domains, r.Output)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "exported without pins, so that rule example.com does not enforce its pins there") {
+		t.Errorf("warnings = %q", r.Warnings)
+	}
+	for _, f := range []export.Format{export.OkHTTP, export.IOS, export.ReactNative} {
+		_, err := export.Export(p, f, export.Options{Identities: export.IdentitiesLeaf})
+		var ee *export.Error
+		if !errors.As(err, &ee) || ee.Domain != "beta.example.com" || !strings.Contains(err.Error(), "would enforce its pins here") {
+			t.Errorf("%s: err = %v, want a refusal naming beta.example.com", f, err)
+		}
+	}
+	// The nearest parent decides: under a report-only parent that includes
+	// subdomains, nothing is enforced, so the rule is simply left out.
+	p = policy(t,
+		pin.Domain{Name: "example.com", IncludeSubdomains: true, Pins: []pin.Pin{a, b}},
+		pin.Domain{Name: "eu.example.com", IncludeSubdomains: true, Mode: pin.ReportOnly, Pins: []pin.Pin{a}},
+		pin.Domain{Name: "beta.eu.example.com", Mode: pin.ReportOnly, Pins: []pin.Pin{a}},
+	)
+	if _, err := export.Export(p, export.OkHTTP, export.Options{}); err == nil {
+		t.Error("okhttp: eu.example.com sits under an enforced parent and must be refused")
+	}
+}
+
+// The policy's file name goes into a comment of every output: it cannot
+// end the comment or start a new line.
+func TestSourceNameCannotEscapeComment(t *testing.T) {
+	a, b := pin.FromSPKI([]byte("a")), pin.FromSPKI([]byte("b"))
+	p := policy(t, pin.Domain{Name: "a.test", Pins: []pin.Pin{a, b}})
+	for _, f := range []export.Format{export.Android, export.TrustKitSwift, export.OkHTTP, export.DotNet} {
+		r, err := export.Export(p, f, export.Options{Source: "x*/ -->\nevil();/*.yaml"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(r.Output), "evil")
+		if strings.Contains(first, "*/") || strings.Contains(first, "-->") || strings.Contains(first, "\n"+"evil") {
+			t.Errorf("%s: the source name escaped its comment:\n%s", f, r.Output)
+		}
+		if !strings.Contains(string(r.Output), "x___-___evil_____.yaml") {
+			t.Errorf("%s: source name not kept in a safe form:\n%s", f, r.Output)
+		}
 	}
 }
 
