@@ -16,7 +16,7 @@ import (
 // the two with:
 //
 //	go test -run '^$' -bench Handshake -count 10 ./pin | tee h.txt
-//	benchstat -col /mode h.txt
+//	benchstat -filter .name:Handshake -row .name -col .fullname h.txt
 func BenchmarkHandshake(b *testing.B) {
 	w := newWorld(b)
 	addr := tlsServer(b, &tls.Config{Certificates: []tls.Certificate{w.leaf.TLS()}}, func(c *tls.Conn) { c.Handshake() })
@@ -24,7 +24,7 @@ func BenchmarkHandshake(b *testing.B) {
 	v := pin.NewVerifier(mustPolicy(b, pin.Domain{Name: host, Pins: []pin.Pin{w.backupPin, spki(w.leaf)}}))
 	ctx := context.Background()
 
-	b.Run("mode=unpinned", func(b *testing.B) {
+	b.Run("unpinned", func(b *testing.B) {
 		b.ReportAllocs()
 		d := &tls.Dialer{Config: base}
 		for b.Loop() {
@@ -35,7 +35,7 @@ func BenchmarkHandshake(b *testing.B) {
 			c.Close()
 		}
 	})
-	b.Run("mode=pinned", func(b *testing.B) {
+	b.Run("pinned", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			c, err := v.DialContext(ctx, "tcp", addr, base)

@@ -81,8 +81,9 @@ func TestScripts(t *testing.T) {
 //	backup.csr       a request for the backup key
 //	issuing.pem      the payment intermediate and root (an issuing chain)
 //	rogue-issuing.pem the compromised intermediate
+//	spliced-issuing.pem the compromised intermediate, then the payment intermediate and root
 //
-// Variables: LEAF_PIN, BACKUP_PIN, INT_PIN, ROOT_PIN, ROGUE_PIN, LEAF_CERT_PIN,
+// Variables: IN_10_DAYS (a date), LEAF_PIN, BACKUP_PIN, INT_PIN, ROOT_PIN, ROGUE_PIN, LEAF_CERT_PIN,
 // and each with _RE appended, quoted for use in regular expressions.
 func cmdPKI(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 0 {
@@ -117,6 +118,8 @@ func cmdPKI(ts *testscript.TestScript, neg bool, args []string) {
 	write("backup.csr", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(ts, backup, host).Raw}))
 	write("issuing.pem", testpki.CertPEM(inter.Cert, root.Cert))
 	write("rogue-issuing.pem", testpki.CertPEM(rogue.Chain[1:]...))
+	write("spliced-issuing.pem", testpki.CertPEM(rogue.Chain[1], inter.Cert, root.Cert))
+	ts.Setenv("IN_10_DAYS", time.Now().UTC().AddDate(0, 0, 10).Format(time.DateOnly))
 	backupPin, err := pin.FromPrivateKey(backup)
 	ts.Check(err)
 	for name, p := range map[string]pin.Pin{

@@ -177,6 +177,15 @@ func rolloverKey(w io.Writer, rule *pin.Domain, file, caFile string) error {
 		if !it.Cert.IsCA {
 			return fail(ExitUsage, fmt.Errorf("--ca %s: certificate %d (%s) is not a CA", caFile, i, it.Cert.Subject))
 		}
+		// Only a real chain counts: a pinned root appended to an unrelated
+		// intermediate covers nothing that intermediate issues.
+		if i > 0 {
+			child := issuers[i-1].Cert
+			if err := child.CheckSignatureFrom(it.Cert); err != nil {
+				return fail(ExitUsage, fmt.Errorf("--ca %s is not an issuing chain: certificate %d (%s) did not issue certificate %d (%s); list the issuing CA first, then each CA's issuer",
+					caFile, i, it.Cert.Subject, i-1, child.Subject))
+			}
+		}
 		p := pin.FromCertificate(it.Cert)
 		for _, q := range rule.Pins {
 			if p == q {
