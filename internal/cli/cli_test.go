@@ -28,6 +28,11 @@ import (
 func stdio() cli.Stdio { return cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr} }
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as rampart for tests that must kill it
+	// (serve_test.go).
+	if os.Getenv("RAMPART_TEST_RUN_CLI") == "1" {
+		os.Exit(cli.Run(context.Background(), os.Args[1:], stdio()))
+	}
 	testscript.Main(m, map[string]func(){
 		// rampart is the real command line, run as a subprocess.
 		"rampart": func() { os.Exit(cli.Run(context.Background(), os.Args[1:], stdio())) },

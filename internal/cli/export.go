@@ -16,6 +16,7 @@ import (
 func newExportCmd(stdio Stdio) *cobra.Command {
 	var (
 		policyFile, format, output, identities string
+		bundleKeys                             []string
 		o                                      export.Options
 	)
 	formats := make([]string, 0, len(export.Formats()))
@@ -38,6 +39,12 @@ policy stays the single source of truth. Formats:
   react-native    initializeSslPinning options (react-native-ssl-public-key-pinning)
   hpkp            a Public-Key-Pins header, for one domain
   json            the normalized policy
+  jwks            the public keys of signed pin bundles (--bundle-key), alone
+
+--bundle-key embeds the public keys that verify signed pin bundles (dynamic
+pinning; docs/bundle.md) where the platform allows: an Info.plist key
+(trustkit, ios) or a constant (trustkit-swift, okhttp, react-native,
+dotnet). Other formats refuse it; ship the jwks output instead.
 
 What a platform cannot express is never guessed: the export fails saying
 which policy field to change, or leaves a rule out (report-only rules on
@@ -61,6 +68,15 @@ a policy the format cannot express.`,
 			}
 			o.Source = filepath.Base(policyFile)
 			o.Identities = export.Identities(identities)
+			if len(bundleKeys) > 0 {
+				keys, err := loadKeys(bundleKeys)
+				if err != nil {
+					return fail(ExitUsage, fmt.Errorf("--bundle-key %w", err))
+				}
+				if o.BundleKeys, err = keys.JWKS(); err != nil {
+					return err
+				}
+			}
 			r, err := export.Export(policy, export.Format(format), o)
 			if err != nil {
 				return fail(ExitUsage, err)
@@ -84,6 +100,7 @@ a policy the format cannot express.`,
 	c.Flags().StringVarP(&output, "output", "o", "", "write to `FILE` (replaced atomically) instead of stdout")
 	c.Flags().BoolVar(&o.OkHTTP3, "okhttp3", false, "okhttp: OkHttp 3 patterns (exact names and \"*.\", one level of subdomains)")
 	c.Flags().StringVar(&identities, "ios-identities", "", "ios: export `leaf`, ca or both pins (default: the one kind the rule has)")
+	c.Flags().StringArrayVar(&bundleKeys, "bundle-key", nil, "embed this bundle public key `FILE` (repeatable; see above)")
 	c.Flags().DurationVar(&o.MaxAge, "max-age", 60*24*time.Hour, "hpkp: max-age (capped at the pin set's expiry)")
 	return c
 }

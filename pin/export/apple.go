@@ -132,6 +132,7 @@ func (x *exporter) trustKitPlist() ([]byte, error) {
 	}
 	p.close("dict")
 	p.close("dict")
+	x.plistBundleKeys(p)
 	p.close("dict")
 	return p.done(), nil
 }
@@ -275,6 +276,18 @@ func (x *exporter) ios() ([]byte, error) {
 	}
 	p.close("dict")
 	p.close("dict")
+	x.plistBundleKeys(p)
 	p.close("dict")
 	return p.done(), nil
+}
+
+// plistBundleKeys adds the bundle keys as a key of Info.plist's root
+// dictionary, beside the pinning configuration, which rejects unknown keys.
+func (x *exporter) plistBundleKeys(p *plist) {
+	if x.jwks == "" {
+		return
+	}
+	p.comment(bundleKeysComment)
+	p.key("RampartPinBundleKeys")
+	p.str(x.jwks)
 }

@@ -49,11 +49,13 @@ const (
 	ReactNative   Format = "react-native"
 	HPKP          Format = "hpkp"
 	JSON          Format = "json"
+	// JWKS prints only the bundle keys of [Options.BundleKeys].
+	JWKS Format = "jwks"
 )
 
 // Formats lists every format, in the order of the documentation.
 func Formats() []Format {
-	return []Format{Android, TrustKit, TrustKitSwift, IOS, OkHTTP, Curl, DotNet, ReactNative, HPKP, JSON}
+	return []Format{Android, TrustKit, TrustKitSwift, IOS, OkHTTP, Curl, DotNet, ReactNative, HPKP, JSON, JWKS}
 }
 
 // Identities selects the App Transport Security identities to export.
@@ -87,6 +89,13 @@ type Options struct {
 	MaxAge time.Duration
 	// Now is the current time for HPKP's max-age; zero means time.Now().
 	Now time.Time
+	// BundleKeys, if set, is a JWKS (RFC 7517 §5) of the public keys that
+	// verify signed pin bundles (bundle.Keys.JWKS), for clients that
+	// update their pins from a control plane. Formats that can carry it
+	// embed it (trustkit, ios: an Info.plist key; trustkit-swift, okhttp,
+	// react-native, dotnet: a constant); the others refuse it. The jwks
+	// format prints it alone.
+	BundleKeys []byte
 }
 
 // Result is an export's output and what the caller should tell the user.
@@ -122,6 +131,7 @@ type exporter struct {
 	policy   *pin.Policy
 	rules    []pin.Domain
 	warnings []string
+	jwks     string // compact BundleKeys
 }
 
 func (x *exporter) warnf(format string, args ...any) {
@@ -141,6 +151,11 @@ func Export(p *pin.Policy, f Format, o Options) (*Result, error) {
 			return nil, x.errorf("", "the policy has no rule for domain %q", o.Domain)
 		}
 		x.rules = slices.DeleteFunc(x.rules, func(r pin.Domain) bool { return r.Name != d.Name })
+	}
+	if o.BundleKeys != nil {
+		if err := x.loadBundleKeys(); err != nil {
+			return nil, err
+		}
 	}
 	var (
 		out []byte
@@ -167,10 +182,15 @@ func Export(p *pin.Policy, f Format, o Options) (*Result, error) {
 		out, err = x.hpkp()
 	case JSON:
 		out, err = x.json()
+	case JWKS:
+		out, err = x.jwksOnly()
 	default:
 		return nil, &Error{Format: f, Err: fmt.Errorf("%w %q (want one of %v)", ErrUnknownFormat, f, Formats())}
 	}
 	if err != nil {
+		return nil, err
+	}
+	if out, err = x.appendBundleKeys(out); err != nil {
 		return nil, err
 	}
 	return &Result{Output: out, Warnings: x.warnings}, nil
@@ -293,5 +313,56 @@ func (x *exporter) json() ([]byte, error) {
 		return nil, err
 	}
 	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// loadBundleKeys checks Options.BundleKeys and keeps it compact.
+func (x *exporter) loadBundleKeys() error {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(x.opts.BundleKeys, &set); err != nil || len(set.Keys) == 0 {
+		return &Error{Format: x.format, Err: errors.New("the bundle keys are not a JWKS with at least one key")}
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, x.opts.BundleKeys); err != nil {
+		return &Error{Format: x.format, Err: err}
+	}
+	x.jwks = b.String()
+	return nil
+}
+
+func (x *exporter) jwksOnly() ([]byte, error) {
+	if x.jwks == "" {
+		return nil, x.errorf("", "the jwks format prints the bundle keys: give them with --bundle-key")
+	}
+	var b bytes.Buffer
+	json.Indent(&b, []byte(x.jwks), "", "  ")
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+const bundleKeysComment = "Public keys that verify the signed pin bundles of the control plane (JWKS, RFC 7517; see docs/bundle.md)."
+
+// appendBundleKeys adds the bundle keys to the source-code formats; the
+// plist formats carry them inside, jwks is them.
+func (x *exporter) appendBundleKeys(out []byte) ([]byte, error) {
+	if x.jwks == "" {
+		return out, nil
+	}
+	b := bytes.NewBuffer(out)
+	switch x.format {
+	case TrustKit, IOS, JWKS:
+	case TrustKitSwift:
+		fmt.Fprintf(b, "\n// %s\nlet pinBundleKeys = %s\n", bundleKeysComment, swiftString(x.jwks))
+	case OkHTTP:
+		fmt.Fprintf(b, "\n// %s\nconst val PIN_BUNDLE_KEYS: String = %s\n", bundleKeysComment, strings.ReplaceAll(swiftString(x.jwks), "$", `\$`))
+	case ReactNative:
+		fmt.Fprintf(b, "\n// %s\nexport const pinBundleKeys = %s;\n", bundleKeysComment, x.jwks)
+	case DotNet:
+		fmt.Fprintf(b, "\nnamespace Rampart.Pinning\n{\n    // %s\n    public static class PinBundleKeys\n    {\n        public const string Jwks = %s;\n    }\n}\n", bundleKeysComment, swiftString(x.jwks))
+	default:
+		return nil, x.errorf("", "%s cannot carry bundle keys; export them with --format jwks and ship that file with the app", x.format)
+	}
 	return b.Bytes(), nil
 }

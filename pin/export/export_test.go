@@ -404,3 +404,52 @@ func TestHPKPReportOnly(t *testing.T) {
 		t.Errorf("output = %s", r.Output)
 	}
 }
+
+// The public keys of signed pin bundles go into the formats that can
+// carry them; the others refuse, pointing to the jwks format.
+func TestBundleKeys(t *testing.T) {
+	jwks := []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1","alg":"ES256","use":"sig"}]}`)
+	compact := string(jwks)
+	a, b := pin.FromSPKI([]byte("a")), pin.FromSPKI([]byte("b"))
+	p := policy(t, pin.Domain{Name: "a.test", Pins: []pin.Pin{a, b}, Roles: map[pin.Pin]pin.Role{a: pin.RoleLeaf, b: pin.RoleBackup}})
+	for _, tc := range []struct {
+		format export.Format
+		want   string
+	}{
+		{export.TrustKitSwift, "let pinBundleKeys = \"{\\\"keys\\\":"},
+		{export.OkHTTP, "const val PIN_BUNDLE_KEYS: String = \"{\\\"keys\\\":"},
+		{export.ReactNative, "export const pinBundleKeys = " + compact + ";"},
+		{export.DotNet, "public const string Jwks = \"{\\\"keys\\\":"},
+		{export.JWKS, `"kid": "k1"`},
+	} {
+		r, err := export.Export(p, tc.format, export.Options{BundleKeys: jwks})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.format, err)
+		}
+		if !strings.Contains(string(r.Output), tc.want) {
+			t.Errorf("%s lacks %q:\n%s", tc.format, tc.want, r.Output)
+		}
+	}
+	for _, f := range []export.Format{export.TrustKit, export.IOS} {
+		r, err := export.Export(p, f, export.Options{BundleKeys: jwks})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := parsePlist(t, r.Output).(map[string]any)
+		if root["RampartPinBundleKeys"] != compact {
+			t.Errorf("%s: RampartPinBundleKeys = %v", f, root["RampartPinBundleKeys"])
+		}
+	}
+	for _, f := range []export.Format{export.Android, export.Curl, export.HPKP, export.JSON} {
+		_, err := export.Export(p, f, export.Options{BundleKeys: jwks, Domain: "a.test"})
+		if err == nil || !strings.Contains(err.Error(), "cannot carry bundle keys; export them with --format jwks") {
+			t.Errorf("%s: err = %v", f, err)
+		}
+	}
+	if _, err := export.Export(p, export.JWKS, export.Options{}); err == nil {
+		t.Error("jwks without keys succeeded")
+	}
+	if _, err := export.Export(p, export.OkHTTP, export.Options{BundleKeys: []byte(`{"keys":[]}`)}); err == nil {
+		t.Error("an empty JWKS was accepted")
+	}
+}

@@ -1,0 +1,344 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rampartsec/rampart/internal/keygen"
+	"github.com/rampartsec/rampart/internal/server"
+	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/ratelimit"
+)
+
+// serveConfig is the file of rampart serve --config: the same settings as
+// the flags, which override it.
+type serveConfig struct {
+	Listen             string   `yaml:"listen"`
+	DataDir            string   `yaml:"data_dir"`
+	DB                 string   `yaml:"db"`
+	TLSCert            string   `yaml:"tls_cert"`
+	TLSKey             string   `yaml:"tls_key"`
+	AdminTokenFile     string   `yaml:"admin_token_file"`
+	BundleKeys         []string `yaml:"bundle_keys"`
+	TrustedProxies     []string `yaml:"trusted_proxies"`
+	BundleCacheControl string   `yaml:"bundle_cache_control"`
+	Reports            struct {
+		Rate  *int `yaml:"rate"`  // per second per client address; 0 disables
+		Burst *int `yaml:"burst"` // default 100
+	} `yaml:"reports"`
+	LogFormat string `yaml:"log_format"` // text | json
+}
+
+func loadServeConfig(path string) (*serveConfig, error) {
+	var c serveConfig
+	if path == "" {
+		return &c, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return &c, nil
+}
+
+func newServeCmd(stdio Stdio) *cobra.Command {
+	var (
+		configFile string
+		flags      serveConfig
+		rate       int
+		burst      int
+	)
+	c := &cobra.Command{
+		Use:   "serve [--config FILE] [--listen ADDR] [--db DSN]",
+		Short: "Run the control plane: failure reports, pin bundles, dashboard",
+		Long: `Run the control plane.
+
+Endpoints:
+  POST /v1/reports          pin failure reports (RFC 7469 and TrustKit JSON)
+  GET  /v1/bundles/{name}   the latest signed pin bundle (ETag, Cache-Control)
+  /v1/admin/...             publish bundles, list and summarize reports (admin token)
+  GET  /                    the dashboard (sign in with the admin token)
+  GET  /metrics, /healthz   Prometheus metrics, health
+
+With no flags it keeps everything in SQLite under the data directory
+($RAMPART_DATA, else ~/.local/share/rampart) and needs no other service.
+--db postgres://... shares one PostgreSQL database between instances.
+
+The admin token is $RAMPART_ADMIN_TOKEN, else the file admin_token_file
+names, else DATA/admin-token, made with 256 random bits on first start.
+
+Bundles are accepted only if signed by a key given with --bundle-key (the
+public half; the control plane never holds a signing key).
+
+SIGTERM or Ctrl-C stops it gracefully: requests in flight finish and every
+acknowledged report is committed.
+
+The config file (YAML, unknown fields are errors) takes the flags' names with
+underscores: listen, data_dir, db, tls_cert, tls_key, admin_token_file,
+bundle_keys, trusted_proxies, bundle_cache_control, reports: {rate, burst},
+log_format.`,
+		Example: `  rampart serve
+  rampart serve --listen :8443 --tls-cert cp.pem --tls-key cp.key --bundle-key bundle.pub
+  rampart serve --db 'postgres://rampart@db.internal/rampart' --trusted-proxy 10.0.0.0/8`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := loadServeConfig(configFile)
+			if err != nil {
+				return fail(ExitUsage, fmt.Errorf("--config %w", err))
+			}
+			// Flags override the file.
+			set := func(name string, dst *string, v string) {
+				if c.Flags().Changed(name) || *dst == "" {
+					*dst = v
+				}
+			}
+			set("listen", &cfg.Listen, flags.Listen)
+			set("data", &cfg.DataDir, flags.DataDir)
+			set("db", &cfg.DB, flags.DB)
+			set("tls-cert", &cfg.TLSCert, flags.TLSCert)
+			set("tls-key", &cfg.TLSKey, flags.TLSKey)
+			set("log-format", &cfg.LogFormat, flags.LogFormat)
+			if c.Flags().Changed("bundle-key") {
+				cfg.BundleKeys = flags.BundleKeys
+			}
+			if c.Flags().Changed("trusted-proxy") {
+				cfg.TrustedProxies = flags.TrustedProxies
+			}
+			if c.Flags().Changed("report-rate") || cfg.Reports.Rate == nil {
+				cfg.Reports.Rate = &rate
+			}
+			if c.Flags().Changed("report-burst") || cfg.Reports.Burst == nil {
+				cfg.Reports.Burst = &burst
+			}
+			return runServe(c.Context(), stdio, cfg)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&configFile, "config", "", "configuration `FILE` (YAML)")
+	f.StringVar(&flags.Listen, "listen", "127.0.0.1:8080", "listen on `ADDR`")
+	f.StringVar(&flags.DataDir, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
+	f.StringVar(&flags.DB, "db", "", "database `DSN`: postgres://... or a SQLite file (default DATA/rampart.db)")
+	f.StringVar(&flags.TLSCert, "tls-cert", "", "serve https with this certificate chain `FILE` (PEM)")
+	f.StringVar(&flags.TLSKey, "tls-key", "", "the private key `FILE` of --tls-cert")
+	f.StringArrayVar(&flags.BundleKeys, "bundle-key", nil, "public key `FILE` bundles must be signed with (repeat for rotation)")
+	f.StringArrayVar(&flags.TrustedProxies, "trusted-proxy", nil, "`CIDR` of a proxy whose X-Forwarded-For is believed (repeatable)")
+	f.IntVar(&rate, "report-rate", 10, "reports accepted per second per client address (`N`; 0: no limit)")
+	f.IntVar(&burst, "report-burst", 100, "burst of --report-rate (`N`)")
+	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: `text` or json")
+	return c
+}
+
+// dataDir returns the data directory, created 0700.
+func dataDir(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv("RAMPART_DATA")
+	}
+	if dir == "" {
+		base := os.Getenv("XDG_DATA_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return "", fmt.Errorf("no data directory: set --data or $RAMPART_DATA (%w)", err)
+			}
+			base = filepath.Join(home, ".local", "share")
+		}
+		dir = filepath.Join(base, "rampart")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// adminToken finds the admin token, making one on first start. It returns
+// the token and where it came from (never the token in a message).
+func adminToken(file, dir string) (string, string, error) {
+	if t := os.Getenv("RAMPART_ADMIN_TOKEN"); t != "" {
+		return t, "$RAMPART_ADMIN_TOKEN", nil
+	}
+	if file == "" {
+		file = filepath.Join(dir, "admin-token")
+		var raw [32]byte
+		rand.Read(raw[:])
+		err := keygen.WriteNew(file, []byte(base64.RawURLEncoding.EncodeToString(raw[:])+"\n"))
+		if err != nil && !errors.Is(err, keygen.ErrExists) {
+			return "", "", err
+		}
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return "", "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", "", fmt.Errorf("%s is readable by others (mode %04o); chmod 600 it", file, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", "", err
+	}
+	t := strings.TrimSpace(string(data))
+	if t == "" {
+		return "", "", fmt.Errorf("%s is empty", file)
+	}
+	return t, file, nil
+}
+
+func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
+	var logger *slog.Logger
+	switch cfg.LogFormat {
+	case "text", "":
+		logger = slog.New(slog.NewTextHandler(stdio.Err, nil))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(stdio.Err, nil))
+	default:
+		return usagef("--log-format %q: want text or json", cfg.LogFormat)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return usagef("--tls-cert and --tls-key go together")
+	}
+	var proxies []netip.Prefix
+	for _, s := range cfg.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return usagef("trusted proxy %q: want a CIDR such as 10.0.0.0/8", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		proxies = append(proxies, p.Masked())
+	}
+	limit := ratelimit.PerSecond(*cfg.Reports.Rate, *cfg.Reports.Burst)
+	switch {
+	case *cfg.Reports.Rate == 0:
+		limit = ratelimit.Limit{Rate: -1}
+	case *cfg.Reports.Rate < 0:
+		return usagef("report rate %d: want 0 (no limit) or more", *cfg.Reports.Rate)
+	default:
+		if err := limit.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	keys, err := loadKeys(cfg.BundleKeys)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("bundle key: %w", err))
+	}
+
+	dir, err := dataDir(cfg.DataDir)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
+	}
+	token, tokenSource, err := adminToken(cfg.AdminTokenFile, dir)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("admin token: %w", err))
+	}
+	dsn := cfg.DB
+	if dsn == "" {
+		dsn = filepath.Join(dir, "rampart.db")
+	}
+	st, err := backend.Open(ctx, dsn)
+	if err != nil {
+		return fail(ExitFailure, err)
+	}
+	defer st.Close()
+
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fail(ExitUsage, fmt.Errorf("TLS certificate: %w", err))
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := server.New(server.Config{
+		Store:              st,
+		AdminToken:         token,
+		BundleKeys:         keys,
+		ReportLimit:        limit,
+		TrustedProxies:     proxies,
+		BundleCacheControl: cfg.BundleCacheControl,
+		SecureCookies:      tlsConfig != nil,
+		Logger:             logger,
+	})
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fail(ExitFailure, err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	} else if a, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !a.Addr().IsLoopback() {
+		fmt.Fprintf(stdio.Err, "rampart: warning: serving plain http on %s; clients fetch pins from here, so give it --tls-cert and --tls-key or put it behind TLS\n", ln.Addr())
+	}
+	db := dsn
+	if strings.Contains(dsn, "://") {
+		db = "postgres"
+	}
+	fmt.Fprintf(stdio.Err, "rampart: control plane listening on %s://%s (database %s)\n", scheme, ln.Addr(), db)
+	fmt.Fprintf(stdio.Err, "rampart: admin token from %s; dashboard at %s://%s/\n", tokenSource, scheme, ln.Addr())
+	if keys == nil {
+		fmt.Fprintf(stdio.Err, "rampart: no --bundle-key: publishing bundles is refused\n")
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fail(ExitFailure, err)
+	case <-ctx.Done():
+	}
+	fmt.Fprintf(stdio.Err, "rampart: shutting down\n")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown: connections still open", "err", err)
+	}
+	if err := srv.Close(sctx); err != nil {
+		return fail(ExitFailure, fmt.Errorf("committing the last reports: %w", err))
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/internal/testpki"
+)
+
+const serveToken = "serve-test-admin-token-0123456789"
+
+// startServe runs "rampart serve" in a child process on dir and returns it
+// with its base URL once it listens.
+func startServe(t *testing.T, dir string, extra ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dir}, extra...)...)
+	cmd.Env = append(os.Environ(), "RAMPART_TEST_RUN_CLI=1", "RAMPART_ADMIN_TOKEN="+serveToken)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(stderr)
+	found := make(chan string, 1)
+	go func() {
+		for lines.Scan() {
+			if _, url, ok := strings.Cut(lines.Text(), "control plane listening on "); ok {
+				found <- strings.Fields(url)[0]
+			}
+		}
+		close(found)
+	}()
+	select {
+	case url, ok := <-found:
+		if !ok {
+			t.Fatal("rampart serve exited before listening")
+		}
+		return cmd, url
+	case <-time.After(30 * time.Second):
+		t.Fatal("rampart serve did not start listening within 30 s")
+	}
+	return nil, ""
+}
+
+// floodReport is a valid RFC 7469 report for host.
+func floodReport(t *testing.T) func(host string) []byte {
+	root := testpki.NewRoot(t, "Flood Root")
+	leaf := root.NewIntermediate(t, "Flood Issuing CA").Issue(t, testpki.LeafOptions{DNSNames: []string{"x.flood.test"}})
+	tmpl, err := json.Marshal(map[string]any{
+		"date-time": "2026-11-25T12:00:00Z", "hostname": "HOST", "port": 443, "noted-hostname": "HOST",
+		"include-subdomains": false, "effective-expiration-date": nil,
+		"served-certificate-chain":    []string{string(testpki.CertPEM(leaf.Cert))},
+		"validated-certificate-chain": []string{string(testpki.CertPEM(leaf.Cert))},
+		"known-pins":                  []string{`pin-sha256="ZeNsopu/RkB+8hoTVbU5SFCi5VD/wnUY2WAsJXMWm8w="`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(host string) []byte { return bytes.ReplaceAll(tmpl, []byte("HOST"), []byte(host)) }
+}
+
+// kill -9 during a flood of reports, then restart: every report that was
+// acknowledged with a 2xx before the kill is in the database.
+func TestServeKill9KeepsAcknowledgedReports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills a server")
+	}
+	dir := t.TempDir()
+	cmd, url := startServe(t, dir, "--report-rate", "0")
+	report := floodReport(t)
+
+	var (
+		acked   sync.Map
+		nAcked  atomic.Int64
+		wg      sync.WaitGroup
+		killed  = make(chan struct{})
+		client  = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+		refused atomic.Int64
+	)
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				host := fmt.Sprintf("r%d-%d.flood.test", w, n)
+				resp, err := client.Post(url+"/v1/reports", "application/json", bytes.NewReader(report(host)))
+				if err != nil {
+					select {
+					case <-killed:
+						return // the server is gone
+					default:
+						refused.Add(1)
+						continue
+					}
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					acked.Store(host, true)
+					nAcked.Add(1)
+				}
+			}
+		}()
+	}
+	// Kill in the middle of the flood, with requests in flight.
+	deadline := time.Now().Add(20 * time.Second)
+	for nAcked.Load() < 2000 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(killed)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	wg.Wait()
+	if nAcked.Load() == 0 {
+		t.Fatal("no report was acknowledged before the kill")
+	}
+
+	// Restart on the same data: it recovers and serves.
+	cmd, url = startServe(t, dir, "--report-rate", "0")
+	resp, err := http.Get(url + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz after restart: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = client.Post(url+"/v1/reports", "application/json", bytes.NewReader(report("after.flood.test")))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("report after restart: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// SIGTERM: a graceful stop, exit status 0.
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("rampart serve after SIGTERM: %v, want exit status 0", err)
+	}
+
+	st, err := backend.Open(context.Background(), filepath.Join(dir, "rampart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tallies, err := st.Reports().Count(context.Background(), store.ReportFilter{Limit: 1 << 30}, store.ByDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := make(map[string]bool, len(tallies))
+	for _, tl := range tallies {
+		stored[tl.Key] = true
+	}
+	lost := 0
+	acked.Range(func(k, _ any) bool {
+		if !stored[k.(string)] {
+			lost++
+			if lost <= 5 {
+				t.Errorf("acknowledged report for %s is not in the database", k)
+			}
+		}
+		return true
+	})
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged reports lost", lost, nAcked.Load())
+	}
+	if !stored["after.flood.test"] {
+		t.Error("the report acknowledged after the restart is not stored")
+	}
+	t.Logf("%d reports acknowledged before the kill, %d stored (the rest were in flight), %d connection errors before the kill",
+		nAcked.Load(), len(stored)-1, refused.Load())
+}

@@ -1,0 +1,169 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/ratelimit"
+)
+
+// postReport accepts one failure report: RFC 7469 §3 or TrustKit's.
+func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
+	src := ratelimit.ClientAddr(r, s.cfg.TrustedProxies)
+	if s.cfg.ReportLimit.Rate > 0 {
+		d, err := s.limiter.Allow(r.Context(), "report|"+ratelimit.AddrKey(src), s.cfg.ReportLimit)
+		if err != nil {
+			return err
+		}
+		if !d.Allowed {
+			s.metrics.reports.WithLabelValues("rate_limited").Inc()
+			return tooMany(d, "too many reports from this address")
+		}
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		s.metrics.reports.WithLabelValues("unsupported_media_type").Inc()
+		return httpError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.metrics.reports.WithLabelValues("too_large").Inc()
+			return &Error{Code: http.StatusRequestEntityTooLarge, Msg: "report larger than 64 KiB"}
+		}
+		return &Error{Code: http.StatusBadRequest, Msg: "could not read the body", Err: err}
+	}
+	content, device, err := parseReport(body)
+	if err != nil {
+		s.metrics.reports.WithLabelValues("invalid").Inc()
+		var re *reportError
+		if errors.As(err, &re) {
+			return httpError(http.StatusBadRequest, re.msg)
+		}
+		return err
+	}
+	err = s.ingest.submit(r.Context(), store.Report{
+		Received:  s.now(),
+		Source:    src.String(),
+		UserAgent: truncate(r.UserAgent(), 512),
+		Device:    device,
+		Content:   content,
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, errIngestBusy), errors.Is(err, errIngestClosed):
+		s.metrics.reports.WithLabelValues("unavailable").Inc()
+		return &Error{Code: http.StatusServiceUnavailable, Msg: "busy; retry later", Err: err,
+			Header: http.Header{"Retry-After": {"1"}}}
+	case r.Context().Err() != nil:
+		return nil // the client is gone; nothing was acknowledged
+	default:
+		s.metrics.reports.WithLabelValues("unavailable").Inc()
+		return &Error{Code: http.StatusServiceUnavailable, Msg: "the report could not be stored; retry later", Err: err,
+			Header: http.Header{"Retry-After": {"5"}}}
+	}
+	s.metrics.reports.WithLabelValues("accepted").Inc()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// reportFilter reads the admin filters from the query string:
+// domain, since, until (RFC 3339 or YYYY-MM-DD), mode, served_pin,
+// app_version, limit.
+func reportFilter(r *http.Request, now time.Time) (store.ReportFilter, error) {
+	q := r.URL.Query()
+	f := store.ReportFilter{
+		Domain:     strings.ToLower(strings.TrimSpace(q.Get("domain"))),
+		Mode:       q.Get("mode"),
+		ServedPin:  q.Get("served_pin"),
+		AppVersion: q.Get("app_version"),
+	}
+	switch f.Mode {
+	case "", "enforce", "report-only":
+	default:
+		return f, httpError(http.StatusBadRequest, "mode: want enforce or report-only")
+	}
+	var err error
+	if f.Since, err = parseTimeParam(q.Get("since")); err != nil {
+		return f, httpError(http.StatusBadRequest, "since: "+err.Error())
+	}
+	if f.Until, err = parseTimeParam(q.Get("until")); err != nil {
+		return f, httpError(http.StatusBadRequest, "until: "+err.Error())
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return f, httpError(http.StatusBadRequest, "since must be before until")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return f, httpError(http.StatusBadRequest, "limit: want 1 to 1000")
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+func parseTimeParam(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, errors.New("want an RFC 3339 time or a date (YYYY-MM-DD)")
+}
+
+// reportGroupJSON is one group of identical reports in the admin API.
+type reportGroupJSON struct {
+	ID                int64           `json:"id"`
+	Format            string          `json:"format"`
+	Hostname          string          `json:"hostname"`
+	Port              int             `json:"port"`
+	NotedHostname     string          `json:"noted_hostname"`
+	IncludeSubdomains bool            `json:"include_subdomains"`
+	Mode              string          `json:"mode,omitempty"`
+	Reason            string          `json:"reason,omitempty"`
+	ServedPin         string          `json:"served_pin"`
+	ServedSubject     string          `json:"served_subject"`
+	AppBundleID       string          `json:"app_bundle_id,omitempty"`
+	AppVersion        string          `json:"app_version,omitempty"`
+	AppPlatform       string          `json:"app_platform,omitempty"`
+	Reports           int64           `json:"reports"`
+	Clients           int64           `json:"clients"`
+	FirstSeen         time.Time       `json:"first_seen"`
+	LastSeen          time.Time       `json:"last_seen"`
+	Report            json.RawMessage `json:"report"`
+}
+
+func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
+	f, err := reportFilter(r, s.now())
+	if err != nil {
+		return err
+	}
+	groups, err := s.st.Reports().Groups(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]reportGroupJSON, len(groups))
+	for i, g := range groups {
+		c := g.Content
+		out[i] = reportGroupJSON{
+			ID: g.ID, Format: c.Format, Hostname: c.Hostname, Port: c.Port, NotedHostname: c.NotedHostname,
+			IncludeSubdomains: c.IncludeSubdomains, Mode: c.Mode, Reason: c.Reason, ServedPin: c.ServedPin,
+			ServedSubject: c.ServedSubject, AppBundleID: c.AppBundleID, AppVersion: c.AppVersion, AppPlatform: c.AppPlatform,
+			Reports: g.Reports, Clients: g.Clients, FirstSeen: g.FirstSeen.UTC(), LastSeen: g.LastSeen.UTC(), Report: json.RawMessage(c.Body),
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"groups": out})
+	return nil
+}

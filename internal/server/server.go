@@ -1,0 +1,284 @@
+// Package server is Rampart's control plane: it collects pin validation
+// failure reports from clients, distributes signed pin bundles, and shows
+// both on a dashboard.
+//
+// # Endpoints
+//
+//	POST /v1/reports              RFC 7469 §3 and TrustKit failure reports (JSON, ≤ 64 KiB)
+//	GET  /v1/bundles/{name}       the latest signed pin bundle (application/jose, ETag, Cache-Control)
+//	POST /v1/admin/bundles        publish a bundle (admin; body: the JWS)
+//	GET  /v1/admin/bundles        bundles published (admin)
+//	GET  /v1/admin/reports        groups of identical reports, filtered (admin)
+//	GET  /v1/admin/reports/summary  counts by time, domain, served key, app, mode (admin)
+//	GET  /                        the dashboard (admin session, after /login)
+//	GET  /metrics, /healthz       Prometheus metrics; database health
+//
+// Admin endpoints take "Authorization: Bearer <admin token>"; the dashboard
+// takes the same token once at /login and keeps a signed session cookie.
+//
+// # Errors
+//
+// Every refusal is a precise 4xx with a JSON body {"error": "..."}; an
+// unexpected failure is a bare 500 whose detail goes only to the log.
+//
+// # Durability
+//
+// A report is acknowledged (204) only after the transaction holding it has
+// committed; reports arriving together are committed together (group
+// commit), which is what makes thousands per second possible on SQLite.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/pin/bundle"
+	"github.com/rampartsec/rampart/ratelimit"
+)
+
+// Config configures a Server. Store and AdminToken are required.
+type Config struct {
+	Store store.Store
+	// AdminToken authorizes the admin API and the dashboard. It is
+	// compared in constant time and never logged. Use at least 32 random
+	// bytes; New refuses fewer than 16 characters.
+	AdminToken string
+	// BundleKeys are the public keys published bundles must be signed
+	// with. If nil, publishing is refused: the control plane never holds
+	// a signing key, and never accepts what it cannot verify.
+	BundleKeys *bundle.Keys
+	// ReportLimit bounds reports per client address (IPv6 by /64). Zero
+	// means 10 per second with a burst of 100; a negative Rate disables
+	// the limit (benchmarks).
+	ReportLimit ratelimit.Limit
+	// TrustedProxies are the networks of proxies in front of the server,
+	// whose X-Forwarded-For is believed (walked from the right). Empty:
+	// the peer address is the client.
+	TrustedProxies []netip.Prefix
+	// BundleCacheControl is the Cache-Control of bundle responses, for
+	// CDNs; empty means "public, max-age=60".
+	BundleCacheControl string
+	// BundleCacheTTL is how long this process serves a bundle from memory
+	// before asking the database again (other instances may publish);
+	// 0 means 2 seconds.
+	BundleCacheTTL time.Duration
+	// SecureCookies marks the dashboard session cookie Secure; set it when
+	// the server is reached over https.
+	SecureCookies bool
+	// Registry receives the metrics; nil means a new registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry
+	// Logger receives errors and notable events; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the control plane's HTTP handler. Create it with New and stop
+// it with Close after the http.Server has shut down.
+type Server struct {
+	cfg      Config
+	st       store.Store
+	log      *slog.Logger
+	now      func() time.Time
+	token    [sha256.Size]byte
+	limiter  *ratelimit.Memory
+	ingest   *ingester
+	bundles  *bundleCache
+	metrics  *metrics
+	mux      *http.ServeMux
+	cookieKY []byte
+}
+
+// Default limits.
+var (
+	defaultReportLimit = ratelimit.PerSecond(10, 100)
+	// authFailureLimit bounds wrong admin tokens per client address.
+	authFailureLimit = ratelimit.PerMinute(10, 10)
+)
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: no store")
+	}
+	if len(cfg.AdminToken) < 16 {
+		return nil, errors.New("server: the admin token must be at least 16 characters (rampart serve makes a random one)")
+	}
+	if cfg.ReportLimit == (ratelimit.Limit{}) {
+		cfg.ReportLimit = defaultReportLimit
+	}
+	if cfg.ReportLimit.Rate >= 0 {
+		if err := cfg.ReportLimit.Validate(); err != nil {
+			return nil, fmt.Errorf("server: report limit: %w", err)
+		}
+	}
+	if cfg.BundleCacheControl == "" {
+		cfg.BundleCacheControl = "public, max-age=60"
+	}
+	if cfg.BundleCacheTTL == 0 {
+		cfg.BundleCacheTTL = 2 * time.Second
+	}
+	s := &Server{
+		cfg:     cfg,
+		st:      cfg.Store,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		token:   sha256.Sum256([]byte(cfg.AdminToken)),
+		limiter: &ratelimit.Memory{Now: cfg.Now},
+	}
+	if s.log == nil {
+		s.log = discardLogger
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = newRegistry()
+	}
+	s.metrics = newMetrics(reg)
+	s.cookieKY = deriveKey(cfg.AdminToken, "rampart dashboard session v1")
+	s.ingest = newIngester(cfg.Store.Reports(), 8192, 512, func(n int, d time.Duration, err error) {
+		s.metrics.observeBatch(n, d, err)
+		if err != nil {
+			s.log.Error("storing reports failed; clients were told to retry", "reports", n, "err", err)
+		}
+	})
+	s.bundles = newBundleCache(cfg.Store.Bundles(), cfg.BundleCacheTTL, s.now)
+	s.routes(reg)
+	return s, nil
+}
+
+// ServeHTTP serves the control plane.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+			writeError(w, httpError(http.StatusInternalServerError, "internal error"))
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close commits the reports still queued and stops accepting new ones. Call
+// it after http.Server.Shutdown, before closing the store.
+func (s *Server) Close(ctx context.Context) error {
+	return s.ingest.close(ctx)
+}
+
+func (s *Server) routes(reg *prometheus.Registry) {
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/reports", s.handle(s.postReport))
+	mux.Handle("GET /v1/bundles/{name}", s.handle(s.getBundle))
+	mux.Handle("POST /v1/admin/bundles", s.admin(s.publishBundle))
+	mux.Handle("GET /v1/admin/bundles", s.admin(s.listBundles))
+	mux.Handle("GET /v1/admin/reports", s.admin(s.listReports))
+	mux.Handle("GET /v1/admin/reports/summary", s.admin(s.summary))
+	s.dashboardRoutes(mux)
+	mux.Handle("GET /metrics", s.metricsHandler(reg))
+	mux.Handle("GET /healthz", s.handle(s.healthz))
+	s.mux = mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.st.Ping(ctx); err != nil {
+		return &Error{Code: http.StatusServiceUnavailable, Msg: "database unreachable", Err: err}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// admin wraps h with the admin bearer-token check.
+func (s *Server) admin(h handlerFunc) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		// A client that failed too often is refused before its token is
+		// looked at: otherwise a guesser would learn of a right guess.
+		if err := s.authBlocked(r); err != nil {
+			return err
+		}
+		token, ok := bearer(r)
+		if !ok || !s.tokenOK(r, token) {
+			if err := s.authFailure(r); err != nil {
+				return err
+			}
+			return &Error{
+				Code:   http.StatusUnauthorized,
+				Msg:    "admin token required: Authorization: Bearer <token>",
+				Header: http.Header{"Www-Authenticate": {`Bearer realm="rampart-admin"`}},
+			}
+		}
+		return h(w, r)
+	})
+}
+
+// tokenOK compares a presented token with the admin token in constant
+// time. Both are hashed first, so their lengths leak nothing either.
+func (s *Server) tokenOK(r *http.Request, token string) bool {
+	got := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], s.token[:]) == 1
+}
+
+// authFailure counts a failed authentication from r's client and returns
+// a 429 once the client has failed too often.
+func (s *Server) authFailure(r *http.Request) error {
+	s.metrics.authFailures.Inc()
+	key := "auth|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.cfg.TrustedProxies))
+	d, _ := s.limiter.Allow(r.Context(), key, authFailureLimit)
+	if !d.Allowed {
+		return tooMany(d, "too many failed authentications from this address")
+	}
+	return nil
+}
+
+// authBlocked reports whether r's client has exhausted its failed
+// authentications, without counting one.
+func (s *Server) authBlocked(r *http.Request) error {
+	key := "auth|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.cfg.TrustedProxies))
+	d, _ := s.limiter.Peek(key, authFailureLimit)
+	if !d.Allowed {
+		return tooMany(d, "too many failed authentications from this address")
+	}
+	return nil
+}
+
+func tooMany(d ratelimit.Decision, msg string) *Error {
+	secs := int((d.RetryAfter + time.Second - 1) / time.Second)
+	return &Error{
+		Code:   http.StatusTooManyRequests,
+		Msg:    msg,
+		Header: http.Header{"Retry-After": {fmt.Sprint(max(secs, 1))}},
+	}
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+		return "", false
+	}
+	return h[7:], h[7:] != ""
+}
+
+func deriveKey(secret, purpose string) []byte {
+	h := sha256.New()
+	h.Write([]byte(purpose))
+	h.Write([]byte{0})
+	h.Write([]byte(secret))
+	return h.Sum(nil)
+}

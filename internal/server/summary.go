@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/rampartsec/rampart/internal/store"
+)
+
+// summary is what the dashboard shows and /v1/admin/reports/summary
+// returns.
+type summary struct {
+	Since       time.Time      `json:"since"`
+	Until       time.Time      `json:"until"`
+	Bucket      string         `json:"bucket"`
+	Total       int64          `json:"total"`
+	Timeline    []store.Bucket `json:"-"`
+	TimelineOut []bucketJSON   `json:"timeline"`
+	ByDomain    []tallyJSON    `json:"by_domain"`
+	ByServedPin []tallyJSON    `json:"by_served_pin"`
+	ByApp       []tallyJSON    `json:"by_app"`
+	ByMode      []tallyJSON    `json:"by_mode"`
+	Bundles     []bundleJSON   `json:"bundles"`
+	width       time.Duration
+}
+
+type bucketJSON struct {
+	Start   time.Time `json:"start"`
+	Reports int64     `json:"reports"`
+}
+
+type tallyJSON struct {
+	Key     string `json:"key"`
+	Label   string `json:"label,omitempty"`
+	Reports int64  `json:"reports"`
+	Clients int64  `json:"clients"`
+}
+
+// bucketWidth picks a timeline step giving 24 to 60 bars for a range.
+func bucketWidth(span time.Duration) time.Duration {
+	for _, w := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour} {
+		if span/w <= 60 {
+			return w
+		}
+	}
+	return 30 * 24 * time.Hour
+}
+
+// summarize gathers the counts for filter f, whose Since and Until must be
+// set.
+func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary, error) {
+	rs := s.st.Reports()
+	width := bucketWidth(f.Until.Sub(f.Since))
+	// Align buckets to the width so that the bars do not shift with every
+	// reload.
+	f.Since = f.Since.Truncate(width)
+	out := &summary{Since: f.Since, Until: f.Until, Bucket: humanDuration(width), width: width}
+	var err error
+	if out.Total, err = rs.Total(ctx, f); err != nil {
+		return nil, err
+	}
+	tl, err := rs.Timeline(ctx, f, width)
+	if err != nil {
+		return nil, err
+	}
+	// Fill the empty buckets the store leaves out.
+	i := 0
+	for t := f.Since; t.Before(f.Until); t = t.Add(width) {
+		b := store.Bucket{Start: t}
+		if i < len(tl) && tl[i].Start.Equal(t) {
+			b.Reports = tl[i].Reports
+			i++
+		}
+		out.Timeline = append(out.Timeline, b)
+		out.TimelineOut = append(out.TimelineOut, bucketJSON{b.Start.UTC(), b.Reports})
+	}
+	for _, d := range []struct {
+		by  store.Dimension
+		dst *[]tallyJSON
+	}{{store.ByDomain, &out.ByDomain}, {store.ByServedPin, &out.ByServedPin}, {store.ByApp, &out.ByApp}, {store.ByMode, &out.ByMode}} {
+		f := f
+		f.Limit = 20
+		ts, err := rs.Count(ctx, f, d.by)
+		if err != nil {
+			return nil, err
+		}
+		*d.dst = make([]tallyJSON, len(ts))
+		for i, t := range ts {
+			(*d.dst)[i] = tallyJSON{t.Key, t.Label, t.Reports, t.Clients}
+		}
+	}
+	bs, err := s.st.Bundles().List(ctx, "", 20)
+	if err != nil {
+		return nil, err
+	}
+	out.Bundles = make([]bundleJSON, len(bs))
+	for i, b := range bs {
+		out.Bundles[i] = toBundleJSON(b)
+	}
+	return out, nil
+}
+
+// summaryFilter is reportFilter with a default range of the last 24
+// hours, at most 400 days.
+func (s *Server) summaryFilter(r *http.Request) (store.ReportFilter, error) {
+	now := s.now().UTC()
+	f, err := reportFilter(r, now)
+	if err != nil {
+		return f, err
+	}
+	if f.Until.IsZero() {
+		f.Until = untilNow(now)
+	}
+	if f.Since.IsZero() {
+		f.Since = f.Until.Add(-24 * time.Hour)
+	}
+	if f.Until.Sub(f.Since) > 400*24*time.Hour {
+		return f, httpError(http.StatusBadRequest, "the range is longer than 400 days")
+	}
+	return f, nil
+}
+
+func (s *Server) summary(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.summaryFilter(r)
+	if err != nil {
+		return err
+	}
+	sum, err := s.summarize(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sum)
+	return nil
+}
+
+// untilNow is the exclusive end of a range that ends now, at the store's
+// millisecond precision: a report received this millisecond is in it.
+func untilNow(now time.Time) time.Time {
+	return now.Truncate(time.Millisecond).Add(time.Millisecond)
+}
+
+// humanDuration writes a bucket width as people say it: "15 min", "1 h",
+// "1 day".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d%(24*time.Hour) == 0:
+		if d == 24*time.Hour {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%d h", d/time.Hour)
+	default:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+}

@@ -1,0 +1,74 @@
+package backend
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	"github.com/rampartsec/rampart/internal/store/internal/pgtest"
+	"github.com/rampartsec/rampart/internal/store/postgres"
+	"github.com/rampartsec/rampart/internal/store/sqlite"
+)
+
+func TestOpenSQLite(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ dsn, file string }{
+		{filepath.Join(dir, "plain.db"), "plain.db"},
+		{"sqlite:" + filepath.Join(dir, "prefixed.db"), "prefixed.db"},
+		{"sqlite://" + filepath.Join(dir, "url.db"), "url.db"},
+	} {
+		s, err := Open(context.Background(), tc.dsn)
+		if err != nil {
+			t.Fatalf("Open(%q): %v", tc.dsn, err)
+		}
+		if _, ok := s.(*sqlite.DB); !ok {
+			t.Errorf("Open(%q) = %T, want *sqlite.DB", tc.dsn, s)
+		}
+		s.Close()
+		if _, err := os.Stat(filepath.Join(dir, tc.file)); err != nil {
+			t.Errorf("Open(%q) did not create %s: %v", tc.dsn, tc.file, err)
+		}
+	}
+}
+
+func TestOpenPostgres(t *testing.T) {
+	dsn := pgtest.Database(t)
+	for _, d := range []string{dsn, "postgresql" + strings.TrimPrefix(dsn, "postgres")} {
+		s, err := Open(context.Background(), d)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if _, ok := s.(*postgres.DB); !ok {
+			t.Errorf("Open(%s) = %T, want *postgres.DB", d, s)
+		}
+		s.Close()
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	const secret = "hunter2-secret"
+	for _, tc := range []struct{ dsn, want string }{
+		{"", "no database given"},
+		{"mysql://root:" + secret + "@db/rampart", `unsupported database scheme "mysql"`},
+		{"sqlite://relative.db", "absolute path"},
+		{"postgres://rampart:" + secret + "@127.0.0.1:1/rampart?connect_timeout=1", "postgres: "},
+		{"postgresql://rampart:" + secret + "@127.0.0.1:bad/rampart", "postgres: invalid DSN"},
+		{"sqlite:" + filepath.Join(t.TempDir(), "no", "such", "dir", secret+".db"), "sqlite: "},
+	} {
+		_, err := Open(context.Background(), tc.dsn)
+		if err == nil {
+			t.Errorf("Open(%q) succeeded", tc.dsn)
+			continue
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "store: ") || !strings.Contains(msg, tc.want) {
+			t.Errorf("Open(%q) = %q, want it prefixed store: and to contain %q", tc.dsn, msg, tc.want)
+		}
+		if strings.Contains(tc.dsn, "://") && strings.Contains(msg, secret) {
+			t.Errorf("Open(%q) shows the password: %q", tc.dsn, msg)
+		}
+	}
+}

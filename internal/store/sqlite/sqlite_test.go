@@ -1,0 +1,159 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
+	"github.com/rampartsec/rampart/internal/store/storetest"
+)
+
+func open(t testing.TB, path string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) (store.Store, func(t *testing.T) store.Store) {
+		path := filepath.Join(t.TempDir(), "rampart.db")
+		reopen := func(t *testing.T) store.Store { return open(t, path) }
+		return reopen(t), reopen
+	})
+}
+
+func TestFileModes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rampart.db")
+	db := open(t, path)
+	defer db.Close()
+	if err := db.Reports().AddReports(context.Background(), []store.Report{{
+		Received: time.Now(),
+		Content:  store.ReportContent{Digest: strings.Repeat("ab", 32)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", filepath.Base(p), st.Mode().Perm())
+		}
+	}
+}
+
+func TestCompanionsRestricted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rampart.db")
+	open(t, path).Close()
+	// Companions left readable by someone else are tightened at Open.
+	for _, p := range []string{path + "-wal", path + "-shm"} {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := open(t, path)
+	defer db.Close()
+	for _, p := range []string{path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, want no group or other access", filepath.Base(p), st.Mode().Perm())
+		}
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "rampart.db"))
+	defer db.Close()
+	ctx := context.Background()
+	for _, c := range []struct {
+		pragma string
+		want   string
+	}{
+		{"journal_mode", "wal"},
+		{"synchronous", "2"}, // FULL
+		{"foreign_keys", "1"},
+	} {
+		for _, pool := range []struct {
+			name string
+			db   *sql.DB
+		}{{"write", db.write}, {"read", db.read}} {
+			var got string
+			if err := pool.db.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("%s pool: PRAGMA %s = %s, want %s", pool.name, c.pragma, got, c.want)
+			}
+		}
+	}
+	if _, err := db.read.ExecContext(ctx, "DELETE FROM bundles"); err == nil {
+		t.Error("the read pool accepted a write")
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rampart.db")
+	db := open(t, path)
+	if _, err := db.write.Exec("INSERT INTO schema_migrations (version, applied_ms) VALUES (999, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err := Open(context.Background(), path)
+	var newer *sqlq.NewerSchemaError
+	if !errors.As(err, &newer) || newer.Database != 999 {
+		t.Fatalf("Open of a newer schema = %v, want NewerSchemaError", err)
+	}
+	if !strings.HasPrefix(err.Error(), "sqlite: ") || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("error %q does not say what is wrong", err)
+	}
+}
+
+func TestMigrationsApplyOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rampart.db")
+	open(t, path).Close()
+	db := open(t, path)
+	defer db.Close()
+	var n, v int
+	if err := db.read.QueryRow("SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&n, &v); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || v != 1 {
+		t.Errorf("schema_migrations has %d rows up to version %d, want 1 row, version 1", n, v)
+	}
+}
+
+func TestPathWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a?b#c%20d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "rampart.db")
+	open(t, path).Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at the path given: %v", err)
+	}
+}
+
+func BenchmarkAddReports(b *testing.B) {
+	db := open(b, filepath.Join(b.TempDir(), "rampart.db"))
+	defer db.Close()
+	storetest.BenchmarkAddReports(b, db)
+}

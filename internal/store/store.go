@@ -1,0 +1,176 @@
+// Package store holds what the control plane keeps: pin failure reports
+// and signed pin bundles. It defines the interfaces; the backends live in
+// its subpackages and pass one shared suite, [storetest]:
+//
+//   - sqlite: the default, a file in the data directory (pure Go, WAL), no
+//     set-up;
+//   - postgres: for several control-plane instances sharing one database.
+//
+// backend.Open picks one from a DSN. Every method takes a
+// [context.Context]; times are stored with millisecond precision, in UTC.
+//
+// Rate-limit state never lives here (see package ratelimit). Secrets are
+// never stored in the clear.
+//
+// [storetest]: https://pkg.go.dev/github.com/rampartsec/rampart/internal/store/storetest
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound is returned when the thing asked for does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrStaleVersion is returned by PublishBundle when the bundle's
+	// version is not greater than the latest published version of that
+	// name.
+	ErrStaleVersion = errors.New("store: version not greater than the latest published")
+)
+
+// Store is a control-plane database.
+type Store interface {
+	Reports() ReportStore
+	Bundles() BundleStore
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database. Calls in progress may fail.
+	Close() error
+}
+
+// Report is one pin validation failure report as received: the content
+// that identical reports share (Content) and what is particular to this
+// delivery.
+type Report struct {
+	Received  time.Time
+	Source    string // the client's address, without port
+	UserAgent string
+	// Device identifies the reporting installation when the report says
+	// (TrustKit's app-vendor-id); empty otherwise.
+	Device  string
+	Content ReportContent
+}
+
+// ReportContent is what makes two reports identical. Reports with the
+// same Digest are aggregated: stored once, counted many times.
+type ReportContent struct {
+	// Digest is the lowercase hex SHA-256 of the canonical report without
+	// its date-time and device fields; the aggregation key.
+	Digest string
+	// Format is "rfc7469" or "trustkit".
+	Format            string
+	Hostname          string
+	Port              int
+	NotedHostname     string
+	IncludeSubdomains bool
+	// Mode is "enforce" or "report-only"; empty when the report does not
+	// say.
+	Mode string
+	// Reason is why validation failed, e.g. "pin-mismatch"; empty when
+	// the report does not say.
+	Reason string
+	// ServedPin is the SPKI pin ("sha256/...") of the certificate the
+	// server presented (the first of the served chain, else of the
+	// validated chain): the unexpected key. ServedSubject is its subject.
+	ServedPin     string
+	ServedSubject string
+	AppBundleID   string
+	AppVersion    string
+	AppPlatform   string
+	// Body is the report's JSON as first received (at most 64 KiB).
+	Body []byte
+}
+
+// ReportFilter selects reports. Zero fields select everything.
+type ReportFilter struct {
+	// Domain matches the noted hostname (the rule) or the hostname.
+	Domain string
+	// Since and Until bound the receive time: Since <= t < Until.
+	Since, Until time.Time
+	Mode         string
+	ServedPin    string
+	AppVersion   string
+	// Limit bounds the number of rows returned; 0 means 100.
+	Limit int
+}
+
+// ReportGroup is a set of identical reports and how often they arrived
+// within a filter.
+type ReportGroup struct {
+	ID      int64
+	Content ReportContent
+	// Reports counts the deliveries; Clients the distinct devices (or
+	// source addresses when reports carry no device).
+	Reports, Clients    int64
+	FirstSeen, LastSeen time.Time
+}
+
+// Dimension is what CountReports groups by.
+type Dimension string
+
+const (
+	ByDomain    Dimension = "domain"     // noted hostname
+	ByServedPin Dimension = "served_pin" // the unexpected key; Label is its subject
+	ByApp       Dimension = "app"        // Key is "platform version"
+	ByMode      Dimension = "mode"
+)
+
+// Tally is one row of CountReports.
+type Tally struct {
+	Key     string
+	Label   string
+	Reports int64
+	Clients int64
+}
+
+// Bucket is one step of a timeline.
+type Bucket struct {
+	Start   time.Time
+	Reports int64
+}
+
+// ReportStore keeps failure reports.
+type ReportStore interface {
+	// AddReports stores reports in one transaction: all or none. When it
+	// returns nil, every report is durable.
+	AddReports(ctx context.Context, rs []Report) error
+	// Groups lists the groups of identical reports received within f,
+	// most recently seen first.
+	Groups(ctx context.Context, f ReportFilter) ([]ReportGroup, error)
+	// Count tallies the reports within f by dimension, most reports first.
+	Count(ctx context.Context, f ReportFilter, by Dimension) ([]Tally, error)
+	// Timeline counts the reports within f per bucket of the given width,
+	// oldest first; buckets without reports are omitted. f.Since must be
+	// set; bucket boundaries are Since + k*width.
+	Timeline(ctx context.Context, f ReportFilter, width time.Duration) ([]Bucket, error)
+	// Total counts the reports within f.
+	Total(ctx context.Context, f ReportFilter) (int64, error)
+}
+
+// Bundle is a published signed pin bundle.
+type Bundle struct {
+	Name        string
+	Version     int64
+	KeyID       string
+	IssuedAt    time.Time
+	ExpiresAt   time.Time
+	PublishedAt time.Time
+	// JWS is the bundle in JWS compact serialization, exactly as signed.
+	JWS string
+}
+
+// BundleStore keeps the published pin bundles.
+type BundleStore interface {
+	// Publish stores b. It fails with ErrStaleVersion, atomically, when
+	// a bundle of the same name with an equal or greater version exists.
+	Publish(ctx context.Context, b Bundle) error
+	// Latest returns the bundle of that name with the greatest version, or
+	// ErrNotFound.
+	Latest(ctx context.Context, name string) (Bundle, error)
+	// List returns published bundles, newest publication first; all names
+	// when name is empty. limit 0 means 100.
+	List(ctx context.Context, name string, limit int) ([]Bundle, error)
+}

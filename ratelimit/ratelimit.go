@@ -1,0 +1,107 @@
+// Package ratelimit limits how often a key (a client address, an API key,
+// a client and an operation) may act, with the generic cell rate
+// algorithm (GCRA): a rate and a burst per key, no fixed windows that
+// admit twice the limit across a boundary, and one timestamp of state per
+// key.
+//
+// # Semantics
+//
+// A [Limit] of Rate events per Period with Burst b admits b events at once
+// and then one every Period/Rate. Over any interval of length w a key is
+// admitted at most b + w·Rate/Period events. Denied events consume
+// nothing: a client that keeps retrying while denied is admitted as soon
+// as its budget allows, not later.
+//
+// # Stores
+//
+// [Memory] keeps state in this process: bounded memory (idle keys are
+// evicted), sharded for low contention, and an injectable clock for tests.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limit is a rate and a burst.
+type Limit struct {
+	// Rate events are admitted per Period once the burst is spent.
+	Rate   int
+	Period time.Duration
+	// Burst is how many events are admitted at once; at least 1.
+	Burst int
+}
+
+// PerSecond returns a limit of n events per second with the given burst.
+func PerSecond(n, burst int) Limit { return Limit{Rate: n, Period: time.Second, Burst: burst} }
+
+// PerMinute returns a limit of n events per minute with the given burst.
+func PerMinute(n, burst int) Limit { return Limit{Rate: n, Period: time.Minute, Burst: burst} }
+
+// ErrInvalidLimit is returned for a limit that admits nothing or cannot
+// be computed.
+var ErrInvalidLimit = errors.New("ratelimit: invalid limit")
+
+// Validate checks that l can be enforced.
+func (l Limit) Validate() error {
+	switch {
+	case l.Rate < 1:
+		return fmt.Errorf("%w: rate %d, want at least 1", ErrInvalidLimit, l.Rate)
+	case l.Period <= 0:
+		return fmt.Errorf("%w: period %v, want a positive duration", ErrInvalidLimit, l.Period)
+	case l.Burst < 1:
+		return fmt.Errorf("%w: burst %d, want at least 1", ErrInvalidLimit, l.Burst)
+	case l.interval() <= 0:
+		return fmt.Errorf("%w: %d per %v is faster than one per nanosecond", ErrInvalidLimit, l.Rate, l.Period)
+	}
+	return nil
+}
+
+// interval is the GCRA emission interval: the time one event costs.
+func (l Limit) interval() time.Duration { return l.Period / time.Duration(l.Rate) }
+
+// String formats l as "100/1m0s burst 100".
+func (l Limit) String() string { return fmt.Sprintf("%d/%v burst %d", l.Rate, l.Period, l.Burst) }
+
+// Decision is the outcome of one rate-limit check.
+type Decision struct {
+	Allowed bool
+	// Remaining is how many more events would be admitted right now.
+	Remaining int
+	// RetryAfter, when denied, is how long until the event would be
+	// admitted; 0 when allowed.
+	RetryAfter time.Duration
+	// ResetAfter is how long until the key is back to its full burst.
+	ResetAfter time.Duration
+	Limit      Limit
+}
+
+// decide runs GCRA for one event of cost n at time now on a key whose
+// theoretical arrival time is tat (zero for a new key). It returns the
+// decision and the new tat (unchanged when denied).
+func decide(l Limit, tat, now time.Time, n int) (Decision, time.Time) {
+	t := l.interval()
+	if tat.Before(now) {
+		tat = now
+	}
+	tolerance := t * time.Duration(l.Burst)
+	newTAT := tat.Add(t * time.Duration(n))
+	d := Decision{Limit: l}
+	if excess := newTAT.Sub(now) - tolerance; excess > 0 {
+		d.RetryAfter = excess
+		d.ResetAfter = tat.Sub(now)
+		d.Remaining = int((tolerance - tat.Sub(now)) / t)
+		return d, tat
+	}
+	d.Allowed = true
+	d.ResetAfter = newTAT.Sub(now)
+	d.Remaining = int((tolerance - newTAT.Sub(now)) / t)
+	return d, newTAT
+}
+
+// A Limiter decides whether an event for key may happen now.
+type Limiter interface {
+	Allow(ctx context.Context, key string, l Limit) (Decision, error)
+}
