@@ -59,8 +59,7 @@ func (m *Memory) AllowN(_ context.Context, key string, l Limit, n int) (Decision
 	if err := l.Validate(); err != nil {
 		return Decision{}, err
 	}
-	m.init()
-	s := &m.shards[maphash.String(m.seed, key)%shards]
+	s := m.shard(key)
 	now := m.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -85,13 +84,17 @@ func (m *Memory) Peek(key string, l Limit) (Decision, error) {
 	if err := l.Validate(); err != nil {
 		return Decision{}, err
 	}
-	m.init()
-	s := &m.shards[maphash.String(m.seed, key)%shards]
+	s := m.shard(key)
 	now := m.now()
 	s.mu.Lock()
 	d, _ := decide(l, s.tat[key], now, 1)
 	s.mu.Unlock()
 	return d, nil
+}
+
+func (m *Memory) shard(key string) *shard {
+	m.init()
+	return &m.shards[maphash.String(m.seed, key)%shards]
 }
 
 func (m *Memory) maxPerShard() int {
