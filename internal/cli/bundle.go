@@ -182,7 +182,7 @@ interval and shorter than you would let a stale bundle live.`,
 			} else if err := os.WriteFile(out, []byte(jws+"\n"), 0o644); err != nil {
 				return fail(ExitUsage, err)
 			}
-			fmt.Fprintf(stdio.Err, "rampart: signed bundle %s version %d (%d domains), kid %s, expires %s\n",
+			fmt.Fprintf(stdio.Err, "rampart: signed bundle %s version %d (%d domain(s)), kid %s, expires %s\n",
 				name, version, len(policy.Domains()), kid, exp.Format(time.RFC3339))
 			return nil
 		},

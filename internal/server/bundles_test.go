@@ -12,7 +12,7 @@ import (
 	"github.com/rampartsec/rampart/pin/bundle"
 )
 
-func signBundle(t *testing.T, key crypto.Signer, name string, version int64, now time.Time) string {
+func signBundle(t testing.TB, key crypto.Signer, name string, version int64, now time.Time) string {
 	t.Helper()
 	p, err := pin.NewPolicy("", pin.Domain{Name: "api.payments.test", Pins: []pin.Pin{pin.FromSPKI([]byte("a")), pin.FromSPKI([]byte("b"))}})
 	if err != nil {
@@ -25,7 +25,7 @@ func signBundle(t *testing.T, key crypto.Signer, name string, version int64, now
 	return jws
 }
 
-func bundleKey(t *testing.T) (crypto.Signer, *bundle.Keys) {
+func bundleKey(t testing.TB) (crypto.Signer, *bundle.Keys) {
 	t.Helper()
 	k, err := bundle.GenerateKey("")
 	if err != nil {

@@ -47,7 +47,7 @@ type testEnv struct {
 
 // newEnv starts a control plane on a real SQLite file behind a real HTTP
 // server.
-func newEnv(t *testing.T, configure func(*Config)) *testEnv {
+func newEnv(t testing.TB, configure func(*Config)) *testEnv {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rampart.db"))
 	if err != nil {
@@ -72,7 +72,7 @@ func newEnv(t *testing.T, configure func(*Config)) *testEnv {
 }
 
 // do sends a request and returns the status, the headers and the body.
-func (e *testEnv) do(t *testing.T, method, path string, body []byte, header ...string) (int, http.Header, []byte) {
+func (e *testEnv) do(t testing.TB, method, path string, body []byte, header ...string) (int, http.Header, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, e.http.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -90,12 +90,12 @@ func (e *testEnv) do(t *testing.T, method, path string, body []byte, header ...s
 	return resp.StatusCode, resp.Header, b
 }
 
-func (e *testEnv) postReport(t *testing.T, body []byte, header ...string) (int, http.Header, []byte) {
+func (e *testEnv) postReport(t testing.TB, body []byte, header ...string) (int, http.Header, []byte) {
 	t.Helper()
 	return e.do(t, "POST", "/v1/reports", body, append([]string{"Content-Type", "application/json"}, header...)...)
 }
 
-func (e *testEnv) admin(t *testing.T, method, path string, body []byte) (int, []byte) {
+func (e *testEnv) admin(t testing.TB, method, path string, body []byte) (int, []byte) {
 	t.Helper()
 	code, _, b := e.do(t, method, path, body, "Authorization", "Bearer "+testToken)
 	return code, b

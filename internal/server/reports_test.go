@@ -94,6 +94,7 @@ func TestReportBadInput(t *testing.T) {
 		{"too many certificates", []byte(longChain), "", 400, "served-certificate-chain has 17 certificates; at most 16"},
 		{"deep nesting", []byte(deep), "", 400, "malformed JSON"},
 		{"not an object", []byte(`[1,2]`), "", 400, "malformed JSON"},
+		{"duplicate member", bytes.Replace(good, []byte(`"hostname":"api.payments.test"`), []byte(`"hostname":"a.test","hostname":"api.payments.test"`), 1), "", 400, "duplicate object member name"},
 		{"data after the object", append(append([]byte(nil), good...), `{}`...), "", 400, "data after the report object"},
 		{"missing fields", []byte(`{"hostname":"a.test"}`), "", 400, "missing required field(s): port, known-pins, date-time, served-certificate-chain (RFC 7469 §3)"},
 		{"missing TrustKit fields", []byte(`{"app-bundle-id":"x","hostname":"a.test","port":1,"known-pins":[]}`), "", 400, "validated-certificate-chain, validation-result (TrustKit"},

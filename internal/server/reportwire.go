@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
+
 	"encoding/pem"
 	"errors"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"io"
+	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -25,21 +31,22 @@ const (
 	maxChain      = 16
 	maxPins       = 64
 	maxField      = 1024 // any string field but certificates
+	maxCertJSON   = 16 << 10
 )
 
 // wireReport is the union of an RFC 7469 §3 report (with Rampart's
 // rampart-* extensions) and TrustKit's report (iOS and Android), which
 // extends the same fields. Pointers tell a missing field from a zero one.
 type wireReport struct {
-	DateTime                  *string   `json:"date-time"`
-	Hostname                  *string   `json:"hostname"`
-	Port                      *int      `json:"port"`
-	EffectiveExpirationDate   *string   `json:"effective-expiration-date"`
-	IncludeSubdomains         *bool     `json:"include-subdomains"`
-	NotedHostname             *string   `json:"noted-hostname"`
-	ServedCertificateChain    *[]string `json:"served-certificate-chain"`
-	ValidatedCertificateChain *[]string `json:"validated-certificate-chain"`
-	KnownPins                 *[]string `json:"known-pins"`
+	DateTime                  *string           `json:"date-time"`
+	Hostname                  *string           `json:"hostname"`
+	Port                      *int              `json:"port"`
+	EffectiveExpirationDate   *string           `json:"effective-expiration-date"`
+	IncludeSubdomains         *bool             `json:"include-subdomains"`
+	NotedHostname             *string           `json:"noted-hostname"`
+	ServedCertificateChain    *[]jsontext.Value `json:"served-certificate-chain"`
+	ValidatedCertificateChain *[]jsontext.Value `json:"validated-certificate-chain"`
+	KnownPins                 *[]string         `json:"known-pins"`
 
 	RampartMode    string `json:"rampart-mode"`
 	RampartReason  string `json:"rampart-reason"`
@@ -84,12 +91,8 @@ func parseReport(body []byte) (store.ReportContent, string, error) {
 		return c, "", badReport("the body is not valid UTF-8")
 	}
 	var w wireReport
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&w); err != nil {
+	if err := jsonv2.Unmarshal(body, &w); err != nil {
 		return c, "", badReport("malformed JSON: %s", jsonErrorText(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return c, "", badReport("malformed JSON: data after the report object")
 	}
 
 	trustKit := w.AppBundleID != nil || w.ValidationResult != nil
@@ -148,42 +151,47 @@ func parseReport(body []byte) (store.ReportContent, string, error) {
 		return c, "", err
 	}
 
-	var served []string
+	var served, validated []jsontext.Value
 	if w.ServedCertificateChain != nil {
 		served = *w.ServedCertificateChain
 	}
-	var validated []string
 	if w.ValidatedCertificateChain != nil {
 		validated = *w.ValidatedCertificateChain
 	}
-	for name, chain := range map[string][]string{"served-certificate-chain": served, "validated-certificate-chain": validated} {
-		if len(chain) > maxChain {
-			return c, "", badReport("%s has %d certificates; at most %d", name, len(chain), maxChain)
+	chains := [2]struct {
+		name  string
+		certs []jsontext.Value
+	}{{"served-certificate-chain", served}, {"validated-certificate-chain", validated}}
+	for _, ch := range chains {
+		if len(ch.certs) > maxChain {
+			return c, "", badReport("%s has %d certificates; at most %d", ch.name, len(ch.certs), maxChain)
 		}
-	}
-	// The unexpected key: the certificate the server presented.
-	first, firstName := served, "served-certificate-chain"
-	if len(first) == 0 {
-		first, firstName = validated, "validated-certificate-chain"
-	}
-	if len(first) == 0 {
-		return c, "", badReport("served-certificate-chain and validated-certificate-chain are both empty: the report names no certificate")
-	}
-	cert, err := parsePEMCertificate(first[0])
-	if err != nil {
-		return c, "", badReport("%s[0]: %v", firstName, err)
-	}
-	c.ServedPin = pin.FromCertificate(cert).String()
-	c.ServedSubject = truncate(cert.Subject.String(), maxField)
-	// The other entries need only be PEM certificates; parsing every one
-	// would cost more than the report is worth.
-	for name, chain := range map[string][]string{"served-certificate-chain": served, "validated-certificate-chain": validated} {
-		for i, s := range chain {
-			if b, rest := pem.Decode([]byte(s)); b == nil || b.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
-				return c, "", badReport("%s[%d]: not one PEM certificate", name, i)
+		// Only the first certificate is parsed (below); the others need
+		// only be PEM certificates as JSON strings, which is checked
+		// without decoding them: they are kept, not used.
+		for i, raw := range ch.certs {
+			if len(raw) > maxCertJSON || !bytes.HasPrefix(raw, []byte(`"-----BEGIN CERTIFICATE-----`)) {
+				return c, "", badReport("%s[%d]: not a PEM certificate", ch.name, i)
 			}
 		}
 	}
+	// The unexpected key: the certificate the server presented.
+	first := chains[0]
+	if len(first.certs) == 0 {
+		first = chains[1]
+	}
+	if len(first.certs) == 0 {
+		return c, "", badReport("served-certificate-chain and validated-certificate-chain are both empty: the report names no certificate")
+	}
+	firstPEM, err := jsontext.AppendUnquote(nil, first.certs[0])
+	if err != nil {
+		return c, "", badReport("%s[0]: not a JSON string", first.name)
+	}
+	sc, err := certs.get(firstPEM)
+	if err != nil {
+		return c, "", badReport("%s[0]: %v", first.name, err)
+	}
+	c.ServedPin, c.ServedSubject = sc.pin, sc.subject
 
 	if trustKit {
 		if *w.AppBundleID == "" {
@@ -219,22 +227,55 @@ func parseReport(body []byte) (store.ReportContent, string, error) {
 		}
 	}
 
-	// Identical reports differ only in when they were made and by which
-	// device; the digest leaves those out.
 	device := w.AppVendorID
-	w.DateTime, w.AppVendorID = nil, ""
-	canon, err := json.Marshal(w)
+	digest, err := reportDigest(&w, chains[0].certs, chains[1].certs)
 	if err != nil {
-		return c, "", fmt.Errorf("server: canonical report: %w", err)
+		return c, "", err
 	}
-	sum := sha256.Sum256(canon)
-	c.Digest = hex.EncodeToString(sum[:])
+	c.Digest = digest
 	c.Body = body
 	return c, device, nil
 }
 
-func parsePEMCertificate(s string) (*x509.Certificate, error) {
-	b, _ := pem.Decode([]byte(s))
+// servedCert is what a report's first certificate tells.
+type servedCert struct{ pin, subject string }
+
+// certCache remembers the certificates of recent reports: a failure seen
+// by many clients (one rogue certificate) arrives as many reports with
+// the same certificate, and parsing it is most of a report's cost.
+type certCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]servedCert
+}
+
+var certs = &certCache{m: make(map[[sha256.Size]byte]servedCert)}
+
+const maxCachedCerts = 4096
+
+func (cc *certCache) get(pemBytes []byte) (servedCert, error) {
+	key := sha256.Sum256(pemBytes)
+	cc.mu.Lock()
+	sc, ok := cc.m[key]
+	cc.mu.Unlock()
+	if ok {
+		return sc, nil
+	}
+	cert, err := parsePEMCertificate(pemBytes)
+	if err != nil {
+		return sc, err
+	}
+	sc = servedCert{pin.FromCertificate(cert).String(), truncate(cert.Subject.String(), maxField)}
+	cc.mu.Lock()
+	if len(cc.m) >= maxCachedCerts {
+		clear(cc.m) // rare; simpler than LRU and as good for floods
+	}
+	cc.m[key] = sc
+	cc.mu.Unlock()
+	return sc, nil
+}
+
+func parsePEMCertificate(s []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(s)
 	if b == nil || b.Type != "CERTIFICATE" {
 		return nil, errors.New("not a PEM certificate")
 	}
@@ -285,35 +326,176 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// jsonErrorText turns encoding/json errors into messages that name the
-// JSON, not Go types.
+// jsonErrorText turns JSON errors into messages that name the JSON, not
+// Go types.
 func jsonErrorText(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("field %s: want %s, got a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-	}
-	var se *json.SyntaxError
+	var se *jsonv2.SemanticError
 	if errors.As(err, &se) {
-		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
+		field := strings.TrimPrefix(string(se.JSONPointer), "/")
+		if se.GoType != nil && se.JSONKind != 0 {
+			return fmt.Sprintf("field %s: want %s, got %s", field, goKindName(se.GoType.Kind()), jsonKindName(se.JSONKind))
+		}
+		if se.Err != nil {
+			return fmt.Sprintf("field %s: %v", field, se.Err)
+		}
+		return fmt.Sprintf("field %s: not what a report holds", field)
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected end of input"
+	var sy *jsontext.SyntacticError
+	if errors.As(err, &sy) {
+		switch msg := sy.Err.Error(); {
+		case errors.Is(sy.Err, io.ErrUnexpectedEOF):
+			return "unexpected end of input"
+		case strings.Contains(msg, "after top-level value"):
+			return fmt.Sprintf("data after the report object (at byte %d)", sy.ByteOffset)
+		default:
+			return fmt.Sprintf("%s (at byte %d)", strings.TrimPrefix(msg, "jsontext: "), sy.ByteOffset)
+		}
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "int", "int64", "float64":
-		return "a number"
-	case "bool":
-		return "true or false"
-	case "slice":
-		return "an array"
-	case "ptr":
-		return "a value"
+func jsonKindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "a JSON string"
+	case '0':
+		return "a JSON number"
+	case 't', 'f':
+		return "a JSON boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return "a JSON object"
+	case '[':
+		return "a JSON array"
 	}
-	return goKind
+	return "something else"
+}
+
+func goKindName(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "an array"
+	case reflect.Struct:
+		return "an object"
+	}
+	return k.String()
+}
+
+// reportDigest is the aggregation key of a report: a SHA-256 over every
+// field but date-time and app-vendor-id (identical reports differ only in
+// when they were made and by which device). Strings are hashed decoded,
+// so two encodings of the same report ("\/" or "/") aggregate.
+func reportDigest(w *wireReport, served, validated []jsontext.Value) (string, error) {
+	h := sha256.New()
+	var buf [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(b)))
+		h.Write(buf[:])
+		h.Write(b)
+	}
+	str := func(p *string) {
+		if p == nil {
+			field([]byte{0xff}) // absent differs from ""
+			return
+		}
+		field([]byte(*p))
+	}
+	num := func(p *int) {
+		if p == nil {
+			field([]byte{0xff})
+			return
+		}
+		field(strconv.AppendInt(nil, int64(*p), 10))
+	}
+	boolean := func(p *bool) {
+		switch {
+		case p == nil:
+			field([]byte{0xff})
+		case *p:
+			field([]byte{1})
+		default:
+			field([]byte{0})
+		}
+	}
+	str(w.Hostname)
+	num(w.Port)
+	str(w.EffectiveExpirationDate)
+	boolean(w.IncludeSubdomains)
+	str(w.NotedHostname)
+	for _, chain := range [][]jsontext.Value{served, validated} {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(chain)))
+		h.Write(buf[:])
+		for _, raw := range chain {
+			if err := hashString(raw, field, h); err != nil {
+				return "", badReport("a certificate is not a JSON string")
+			}
+		}
+	}
+	if w.KnownPins != nil {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(*w.KnownPins)))
+		h.Write(buf[:])
+		for _, p := range *w.KnownPins {
+			field([]byte(p))
+		}
+	}
+	for _, s := range []string{w.RampartMode, w.RampartReason, w.RampartVersion, w.AppVersion, w.AppPlatform, w.AppPlatformVersion, w.TrustKitVersion} {
+		field([]byte(s))
+	}
+	str(w.AppBundleID)
+	boolean(w.EnforcePinning)
+	num(w.ValidationResult)
+	str(w.KnownPinsExpirationDate)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashString writes the decoded content of the JSON string raw to field.
+// PEM in JSON usually escapes nothing but line breaks; that case is
+// decoded here, without encoding/json and without copying.
+func hashString(raw jsontext.Value, field func([]byte), h io.Writer) error {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return errors.New("not a JSON string")
+	}
+	inner := raw[1 : len(raw)-1]
+	n, simple := 0, true
+	for i := 0; i < len(inner); i++ {
+		switch c := inner[i]; {
+		case c == '\\' && i+1 < len(inner) && inner[i+1] == 'n':
+			i++
+		case c == '\\':
+			simple = false
+		case c < 0x20:
+			return errors.New("control character in a JSON string")
+		}
+		n++
+	}
+	if !simple {
+		s, err := jsontext.AppendUnquote(nil, raw)
+		if err != nil {
+			return err
+		}
+		field(s)
+		return nil
+	}
+	// The same bytes as field(decoded): the length, then the content.
+	var l [8]byte
+	binary.BigEndian.PutUint64(l[:], uint64(n))
+	h.Write(l[:])
+	for len(inner) > 0 {
+		i := bytes.Index(inner, []byte(`\n`))
+		if i < 0 {
+			h.Write(inner)
+			break
+		}
+		h.Write(inner[:i])
+		h.Write([]byte{'\n'})
+		inner = inner[i+2:]
+	}
+	return nil
 }

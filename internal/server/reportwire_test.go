@@ -70,3 +70,15 @@ func TestParseReportRefusesOverlongFields(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func BenchmarkParseReport(b *testing.B) {
+	rogue, _ := rogueLeaves(b)
+	body := rfc7469(b, "api.payments.test", pin.Enforce, rogue, time.Now())
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := parseReport(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
