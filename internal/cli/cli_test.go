@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,14 +63,19 @@ func TestScripts(t *testing.T) {
 		Dir:           "testdata/script",
 		UpdateScripts: *golden.Update,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"pki":       cmdPKI,
-			"serve":     cmdServe,
-			"collector": cmdCollector,
-			"subst":     cmdSubst,
-			"der":       cmdDER,
-			"truncate":  cmdTruncate,
-			"samepin":   cmdSamePin,
-			"perm":      cmdPerm,
+			"pki":        cmdPKI,
+			"serve":      cmdServe,
+			"collector":  cmdCollector,
+			"subst":      cmdSubst,
+			"der":        cmdDER,
+			"truncate":   cmdTruncate,
+			"samepin":    cmdSamePin,
+			"perm":       cmdPerm,
+			"freeport":   cmdFreePort,
+			"waithttp":   cmdWaitHTTP,
+			"tamper":     cmdTamper,
+			"sleep":      cmdSleep,
+			"waitlisten": cmdWaitListen,
 		},
 	})
 }
@@ -249,4 +255,82 @@ func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
 	if got := fmt.Sprintf("%04o", fi.Mode().Perm()); got != args[1] {
 		ts.Fatalf("%s has mode %s, want %s", args[0], got, args[1])
 	}
+}
+
+// freeport NAME sets $NAME to a TCP port free on 127.0.0.1 (for a server
+// started in the background, whose address the script must know).
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport NAME")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// waithttp URL waits up to 30 s for URL to answer 200.
+func cmdWaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waithttp URL")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(args[0])
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("%s did not answer 200 within 30 s", args[0])
+}
+
+// tamper IN OUT copies a JWS, changing one character of its payload.
+func cmdTamper(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: tamper IN OUT")
+	}
+	parts := strings.Split(strings.TrimSpace(ts.ReadFile(args[0])), ".")
+	if len(parts) != 3 || len(parts[1]) < 10 {
+		ts.Fatalf("%s is not a compact JWS", args[0])
+	}
+	p := []byte(parts[1])
+	// A character in the middle, replaced by another base64url one.
+	if p[len(p)/2] == 'A' {
+		p[len(p)/2] = 'B'
+	} else {
+		p[len(p)/2] = 'A'
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(parts[0]+"."+string(p)+"."+parts[2]+"\n"), 0o600))
+}
+
+// sleep DURATION waits, for what only time can do (a bundle expiring).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
+}
+
+// waitlisten ADDR waits up to 30 s for something to accept connections on
+// ADDR (a TLS server, which waithttp cannot probe without trusting it).
+func cmdWaitListen(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitlisten ADDR")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", args[0], time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("nothing listens on %s after 30 s", args[0])
 }
