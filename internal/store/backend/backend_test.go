@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
-	"github.com/rampartsec/rampart/internal/store/internal/pgtest"
+	"github.com/rampartsec/rampart/internal/pgtest"
 	"github.com/rampartsec/rampart/internal/store/postgres"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
 )

@@ -9,7 +9,7 @@ import (
 
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store"
-	"github.com/rampartsec/rampart/internal/store/internal/pgtest"
+	"github.com/rampartsec/rampart/internal/pgtest"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
 	"github.com/rampartsec/rampart/internal/store/storetest"
 )
