@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,7 @@ type serveConfig struct {
 		Burst *int `yaml:"burst"` // default 100
 	} `yaml:"reports"`
 	LogFormat string `yaml:"log_format"` // text | json
+	Retention string `yaml:"retention"`  // e.g. 90d, 720h; 0 keeps reports forever
 }
 
 func loadServeConfig(path string) (*serveConfig, error) {
@@ -99,7 +101,7 @@ acknowledged report is committed.
 The config file (YAML, unknown fields are errors) takes the flags' names with
 underscores: listen, data_dir, db, tls_cert, tls_key, admin_token_file,
 bundle_keys, trusted_proxies, bundle_cache_control, reports: {rate, burst},
-log_format.`,
+log_format, retention.`,
 		Example: `  rampart serve
   rampart serve --listen :8443 --tls-cert cp.pem --tls-key cp.key --bundle-key bundle.pub
   rampart serve --db 'postgres://rampart@db.internal/rampart' --trusted-proxy 10.0.0.0/8`,
@@ -121,6 +123,7 @@ log_format.`,
 			set("tls-cert", &cfg.TLSCert, flags.TLSCert)
 			set("tls-key", &cfg.TLSKey, flags.TLSKey)
 			set("log-format", &cfg.LogFormat, flags.LogFormat)
+			set("retention", &cfg.Retention, flags.Retention)
 			if c.Flags().Changed("bundle-key") {
 				cfg.BundleKeys = flags.BundleKeys
 			}
@@ -148,6 +151,7 @@ log_format.`,
 	f.IntVar(&rate, "report-rate", 10, "reports accepted per second per client address (`N`; 0: no limit)")
 	f.IntVar(&burst, "report-burst", 100, "burst of --report-rate (`N`)")
 	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: `text` or json")
+	f.StringVar(&flags.Retention, "retention", "90d", "delete reports older than this (`90d`, 720h; 0 keeps them)")
 	return c
 }
 
@@ -247,6 +251,10 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		return fail(ExitUsage, fmt.Errorf("bundle key: %w", err))
 	}
 
+	retention, err := parseRetention(cfg.Retention)
+	if err != nil {
+		return usagef("%v", err)
+	}
 	dir, err := dataDir(cfg.DataDir)
 	if err != nil {
 		return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
@@ -281,6 +289,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		TrustedProxies:     proxies,
 		BundleCacheControl: cfg.BundleCacheControl,
 		SecureCookies:      tlsConfig != nil,
+		Retention:          retention,
 		Logger:             logger,
 	})
 	if err != nil {
@@ -341,4 +350,21 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		return fail(ExitFailure, fmt.Errorf("committing the last reports: %w", err))
 	}
 	return nil
+}
+
+// parseRetention reads --retention: "0", a number of days ("90d") or a Go
+// duration ("720h").
+func parseRetention(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= time.Hour {
+		return d, nil
+	}
+	return 0, fmt.Errorf("--retention %q: want 0 (keep forever), days (90d) or a duration of at least 1h (720h)", s)
 }

@@ -192,3 +192,28 @@ func TestCloseCommitsQueued(t *testing.T) {
 		t.Errorf("%d stored, %d acknowledged (%v)", total, n, err)
 	}
 }
+
+// Reports older than the retention are deleted at start (and hourly).
+func TestRetention(t *testing.T) {
+	e := newEnv(t, nil)
+	rogue, _ := rogueLeaves(t)
+	code, _, body := e.postReport(t, rfc7469(t, "api.payments.test", pin.Enforce, rogue, e.clock.Now()))
+	wantStatus(t, "report", code, http.StatusNoContent, body)
+	e.clock.Add(48 * time.Hour)
+	s, err := New(Config{Store: e.store, AdminToken: testToken, Now: e.clock.Now, Retention: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := e.store.Reports().Total(context.Background(), store.ReportFilter{})
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s, %d reports older than the retention remain (%v)", n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Close(context.Background())
+}

@@ -73,6 +73,9 @@ type Config struct {
 	// before asking the database again (other instances may publish);
 	// 0 means 2 seconds.
 	BundleCacheTTL time.Duration
+	// Retention is how long reports are kept; older ones are deleted
+	// every hour. Zero keeps them forever.
+	Retention time.Duration
 	// SecureCookies marks the dashboard session cookie Secure; set it when
 	// the server is reached over https.
 	SecureCookies bool
@@ -99,6 +102,8 @@ type Server struct {
 	metrics  *metrics
 	mux      *http.ServeMux
 	cookieKY []byte
+	stop     context.CancelFunc
+	pruned   chan struct{}
 }
 
 // Default limits.
@@ -158,7 +163,35 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.bundles = newBundleCache(cfg.Store.Bundles(), cfg.BundleCacheTTL, s.now)
 	s.routes(reg)
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop, s.pruned = stop, make(chan struct{})
+	go s.pruneLoop(ctx)
 	return s, nil
+}
+
+// pruneLoop deletes the reports older than the retention, at start and
+// every hour.
+func (s *Server) pruneLoop(ctx context.Context) {
+	defer close(s.pruned)
+	if s.cfg.Retention <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := s.st.Reports().Prune(ctx, s.now().Add(-s.cfg.Retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("deleting old reports failed; retrying in an hour", "err", err)
+		case n > 0:
+			s.log.Info("deleted old reports", "reports", n, "retention", s.cfg.Retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // ServeHTTP serves the control plane.
@@ -178,7 +211,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Close commits the reports still queued and stops accepting new ones. Call
 // it after http.Server.Shutdown, before closing the store.
 func (s *Server) Close(ctx context.Context) error {
-	return s.ingest.close(ctx)
+	s.stop()
+	err := s.ingest.close(ctx)
+	select {
+	case <-s.pruned:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
 }
 
 func (s *Server) routes(reg *prometheus.Registry) {

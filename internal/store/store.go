@@ -98,7 +98,8 @@ type ReportFilter struct {
 }
 
 // ReportGroup is a set of identical reports and how often they arrived
-// within a filter.
+// within a filter. Counts and FirstSeen/LastSeen are of the deliveries
+// within the filter, not of all time.
 type ReportGroup struct {
 	ID      int64
 	Content ReportContent
@@ -144,10 +145,15 @@ type ReportStore interface {
 	Count(ctx context.Context, f ReportFilter, by Dimension) ([]Tally, error)
 	// Timeline counts the reports within f per bucket of the given width,
 	// oldest first; buckets without reports are omitted. f.Since must be
-	// set; bucket boundaries are Since + k*width.
+	// set; bucket boundaries are Since + k*width; f.Limit does not apply.
 	Timeline(ctx context.Context, f ReportFilter, width time.Duration) ([]Bucket, error)
 	// Total counts the reports within f.
 	Total(ctx context.Context, f ReportFilter) (int64, error)
+	// Prune deletes the reports received before t, and the groups left
+	// without reports, a bounded number of rows per transaction so that
+	// ingestion is never held up for long. It returns the number of
+	// reports deleted.
+	Prune(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Bundle is a published signed pin bundle.

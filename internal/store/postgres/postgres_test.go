@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
-	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/pgtest"
+	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
 	"github.com/rampartsec/rampart/internal/store/storetest"
 )

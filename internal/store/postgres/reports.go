@@ -211,3 +211,30 @@ func (r reports) Total(ctx context.Context, f store.ReportFilter) (int64, error)
 	}
 	return n, nil
 }
+
+func (r reports) Prune(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for _, q := range []string{sqlq.PruneEventsSQL, sqlq.PruneGroupsSQL} {
+		var args []any
+		if q == sqlq.PruneEventsSQL {
+			args = []any{sqlq.Millis(before)}
+		}
+		for {
+			tag, err := r.db.pool.Exec(ctx, q, args...)
+			if err != nil {
+				// A group that gained a report while it was being
+				// deleted is kept by the foreign key; the next run
+				// deletes it if it is empty again.
+				return total, fmt.Errorf("postgres: prune reports: %w", err)
+			}
+			n := tag.RowsAffected()
+			if q == sqlq.PruneEventsSQL {
+				total += n
+			}
+			if n < sqlq.PruneBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}

@@ -168,3 +168,29 @@ func (r reports) query(ctx context.Context, q sqlq.Query, row func(*sql.Rows) er
 	}
 	return rows.Err()
 }
+
+func (r reports) Prune(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for _, q := range []string{sqlq.PruneEventsSQL, sqlq.PruneGroupsSQL} {
+		var args []any
+		if q == sqlq.PruneEventsSQL {
+			args = []any{sqlq.Millis(before)}
+		}
+		for {
+			// One short transaction per batch: AddReports, which shares
+			// the one write connection, waits at most one batch.
+			res, err := r.db.write.ExecContext(ctx, q, args...)
+			if err != nil {
+				return total, fmt.Errorf("sqlite: prune reports: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			if q == sqlq.PruneEventsSQL {
+				total += n
+			}
+			if n < sqlq.PruneBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}

@@ -99,6 +99,8 @@ var tests = []struct {
 	{"AddReports/ClientsAreDevicesElseSources", testClients},
 	{"AddReports/FirstAndLastSeen", testFirstLastSeen},
 	{"AddReports/BodyKeptAsFirstReceived", testBodyFirst},
+	{"Prune/OldReportsAndEmptyGroups", testPrune},
+	{"Prune/ManyBatches", testPruneMany},
 	{"Filter/EachField", testFilterFields},
 	{"Filter/SinceInclusiveUntilExclusive", testSinceUntil},
 	{"Filter/FieldsCombine", testFilterCombined},
@@ -1103,5 +1105,50 @@ func testConcurrency(t *testing.T, e *env) {
 	}
 	if hot != writers*batches*size/2 {
 		t.Errorf("hot digests counted %d reports, want %d", hot, writers*batches*size/2)
+	}
+}
+
+// Prune deletes the reports received before the cut-off, and the groups
+// left empty; a digest seen again after its group was pruned starts a new
+// group.
+func testPrune(t *testing.T, e *env) {
+	a, b := content("a"), content("b")
+	add(t, e, report(a, t0, "d1"), report(a, t0.Add(time.Hour), "d2"), report(b, t0, "d3"))
+	n, err := e.Reports().Prune(context.Background(), t0.Add(time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("Prune = %d, %v; want 2 reports deleted", n, err)
+	}
+	if n := total(t, e, store.ReportFilter{}); n != 1 {
+		t.Errorf("Total after prune = %d, want 1", n)
+	}
+	gs := groups(t, e, store.ReportFilter{})
+	if len(gs) != 1 || gs[0].Content.Digest != a.Digest || gs[0].Reports != 1 {
+		t.Errorf("groups after prune = %v, want only a with its later report", digests(gs))
+	}
+	add(t, e, report(b, t0.Add(2*time.Hour), "d4"))
+	if n := total(t, e, store.ReportFilter{}); n != 2 {
+		t.Errorf("Total after b came back = %d, want 2", n)
+	}
+	if n, err := e.Reports().Prune(context.Background(), t0); err != nil || n != 0 {
+		t.Errorf("second Prune = %d, %v; want nothing to delete", n, err)
+	}
+}
+
+// More reports than one prune batch are all deleted.
+func testPruneMany(t *testing.T, e *env) {
+	a := content("a")
+	rs := make([]store.Report, 0, 6000)
+	for i := range 6000 {
+		rs = append(rs, report(a, t0.Add(ms(i)), ""))
+	}
+	for i := 0; i < len(rs); i += 1000 {
+		add(t, e, rs[i:i+1000]...)
+	}
+	n, err := e.Reports().Prune(context.Background(), t0.Add(time.Hour))
+	if err != nil || n != 6000 {
+		t.Fatalf("Prune = %d, %v; want 6000", n, err)
+	}
+	if gs := groups(t, e, store.ReportFilter{}); len(gs) != 0 {
+		t.Errorf("groups left: %v", digests(gs))
 	}
 }

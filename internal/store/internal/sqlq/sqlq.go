@@ -359,3 +359,16 @@ type NewerSchemaError struct {
 func (e *NewerSchemaError) Error() string {
 	return fmt.Sprintf("database schema version %d is newer than this binary knows (%d): upgrade rampart", e.Database, e.Known)
 }
+
+// PruneBatch bounds the rows one Prune transaction deletes.
+const PruneBatch = 5000
+
+// PruneEventsSQL deletes up to PruneBatch reports received before $1,
+// in both dialects.
+var PruneEventsSQL = fmt.Sprintf("DELETE FROM report_events WHERE id IN"+
+	" (SELECT id FROM report_events WHERE received_ms < $1 ORDER BY received_ms LIMIT %d)", PruneBatch)
+
+// PruneGroupsSQL deletes up to PruneBatch groups without reports.
+var PruneGroupsSQL = fmt.Sprintf("DELETE FROM report_groups WHERE id IN"+
+	" (SELECT g.id FROM report_groups g WHERE NOT EXISTS"+
+	" (SELECT 1 FROM report_events e WHERE e.group_id = g.id) LIMIT %d)", PruneBatch)
