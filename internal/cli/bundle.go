@@ -340,7 +340,12 @@ Exit status: 0 published, 1 refused by the server or unreachable, 2 usage.`,
 			if err != nil {
 				return fail(ExitUsage, err)
 			}
-			client := &http.Client{Timeout: 30 * time.Second}
+			client := &http.Client{
+				Timeout: 30 * time.Second,
+				// A redirect would carry the admin token elsewhere, perhaps
+				// over http: the admin API never redirects, so refuse.
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			}
 			if caFile != "" {
 				pem, err := os.ReadFile(caFile)
 				if err != nil {

@@ -47,6 +47,9 @@ type serveConfig struct {
 	} `yaml:"reports"`
 	LogFormat string `yaml:"log_format"` // text | json
 	Retention string `yaml:"retention"`  // e.g. 90d, 720h; 0 keeps reports forever
+	// SecureCookies marks the dashboard cookie Secure when TLS ends in a
+	// proxy in front (with --tls-cert it always is).
+	SecureCookies bool `yaml:"secure_cookies"`
 }
 
 func loadServeConfig(path string) (*serveConfig, error) {
@@ -101,7 +104,7 @@ acknowledged report is committed.
 The config file (YAML, unknown fields are errors) takes the flags' names with
 underscores: listen, data_dir, db, tls_cert, tls_key, admin_token_file,
 bundle_keys, trusted_proxies, bundle_cache_control, reports: {rate, burst},
-log_format, retention.`,
+log_format, retention, secure_cookies.`,
 		Example: `  rampart serve
   rampart serve --listen :8443 --tls-cert cp.pem --tls-key cp.key --bundle-key bundle.pub
   rampart serve --db 'postgres://rampart@db.internal/rampart' --trusted-proxy 10.0.0.0/8`,
@@ -124,6 +127,9 @@ log_format, retention.`,
 			set("tls-key", &cfg.TLSKey, flags.TLSKey)
 			set("log-format", &cfg.LogFormat, flags.LogFormat)
 			set("retention", &cfg.Retention, flags.Retention)
+			if c.Flags().Changed("secure-cookies") {
+				cfg.SecureCookies = flags.SecureCookies
+			}
 			if c.Flags().Changed("bundle-key") {
 				cfg.BundleKeys = flags.BundleKeys
 			}
@@ -151,6 +157,7 @@ log_format, retention.`,
 	f.IntVar(&rate, "report-rate", 10, "reports accepted per second per client address (`N`; 0: no limit)")
 	f.IntVar(&burst, "report-burst", 100, "burst of --report-rate (`N`)")
 	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: `text` or json")
+	f.BoolVar(&flags.SecureCookies, "secure-cookies", false, "mark the dashboard cookie Secure (https ends in a proxy in front)")
 	f.StringVar(&flags.Retention, "retention", "90d", "delete reports older than this (`90d`, 720h; 0 keeps them)")
 	return c
 }
@@ -288,7 +295,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		ReportLimit:        limit,
 		TrustedProxies:     proxies,
 		BundleCacheControl: cfg.BundleCacheControl,
-		SecureCookies:      tlsConfig != nil,
+		SecureCookies:      tlsConfig != nil || cfg.SecureCookies,
 		Retention:          retention,
 		Logger:             logger,
 	})

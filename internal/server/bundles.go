@@ -94,6 +94,9 @@ func (s *Server) getBundle(w http.ResponseWriter, r *http.Request) error {
 	}
 	e, err := s.bundles.get(r, name)
 	if err != nil {
+		if r.Context().Err() != nil {
+			return nil // the client hung up; nothing to answer, nothing wrong
+		}
 		return err
 	}
 	if !e.found {

@@ -91,7 +91,10 @@ func TestDashboardContent(t *testing.T) {
 	rogue, _ := rogueLeaves(t)
 	code, _, body := e.postReport(t, rfc7469(t, "api.payments.test", pin.Enforce, rogue, e.clock.Now()))
 	wantStatus(t, "report", code, http.StatusNoContent, body)
-	code, h, page := e.do(t, "GET", "/?range=7d", nil, "Authorization", "Bearer "+testToken)
+	if _, _, page := e.do(t, "GET", "/", nil, "Authorization", "Bearer "+testToken); !strings.Contains(string(page), `action="/login"`) {
+		t.Errorf("a bearer token opened the dashboard: only a session does")
+	}
+	code, h, page := e.do(t, "GET", "/?range=7d", nil, "Cookie", sessionCookie+"="+e.srv.newSession())
 	wantStatus(t, "dashboard", code, http.StatusOK, page)
 	for _, want := range []string{`id="timeline"`, `class="bar"`, "api.payments.test", pin.FromCertificate(rogue.Cert).String(),
 		`id="by-served-pin"`, `id="by-domain"`, `id="by-app"`, `id="bundles"`, `<option value="7d" selected>`} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampartsec/rampart/internal/store"
@@ -30,6 +31,10 @@ type ingester struct {
 	mu       sync.RWMutex // held for reading by submitters, for writing by close
 	isClosed bool
 	observe  func(size int, d time.Duration, err error)
+	// queuedBytes bounds the memory of the queue, whose reports may be up
+	// to 64 KiB each.
+	queuedBytes atomic.Int64
+	maxBytes    int64
 }
 
 type ingestJob struct {
@@ -37,10 +42,11 @@ type ingestJob struct {
 	done chan error
 }
 
-func newIngester(st store.ReportStore, queueSize, maxBatch int, observe func(int, time.Duration, error)) *ingester {
+func newIngester(st store.ReportStore, queueSize, maxBatch int, maxBytes int64, observe func(int, time.Duration, error)) *ingester {
 	in := &ingester{
 		st:       st,
 		maxBatch: maxBatch,
+		maxBytes: maxBytes,
 		queue:    make(chan *ingestJob, queueSize),
 		done:     make(chan struct{}),
 		observe:  observe,
@@ -49,30 +55,35 @@ func newIngester(st store.ReportStore, queueSize, maxBatch int, observe func(int
 	return in
 }
 
-// submit queues r and waits until it is durable, the context ends, or the
-// ingester closes. It never blocks on a full queue.
-func (in *ingester) submit(ctx context.Context, r store.Report) error {
+// submit queues r and waits until the transaction holding it has
+// committed or failed. It waits whatever the request's context says: an
+// HTTP/1.1 client that half-closes its connection cancels the context yet
+// still reads the answer, which must then be the truth. The wait is
+// bounded by the commit's own timeout. A full queue is refused at once.
+func (in *ingester) submit(r store.Report) error {
+	size := int64(len(r.Content.Body) + len(r.UserAgent) + 512)
 	job := &ingestJob{r: r, done: make(chan error, 1)}
 	in.mu.RLock()
 	if in.isClosed {
 		in.mu.RUnlock()
 		return errIngestClosed
 	}
+	if in.queuedBytes.Add(size) > in.maxBytes {
+		in.queuedBytes.Add(-size)
+		in.mu.RUnlock()
+		return errIngestBusy
+	}
 	select {
 	case in.queue <- job:
 	default:
+		in.queuedBytes.Add(-size)
 		in.mu.RUnlock()
 		return errIngestBusy
 	}
 	in.mu.RUnlock()
-	select {
-	case err := <-job.done:
-		return err
-	case <-ctx.Done():
-		// The report may still be committed; it was not acknowledged, so
-		// a retry at worst counts it twice.
-		return ctx.Err()
-	}
+	err := <-job.done
+	in.queuedBytes.Add(-size)
+	return err
 }
 
 func (in *ingester) run() {
@@ -105,18 +116,34 @@ func (in *ingester) run() {
 			reports = append(reports, j.r)
 		}
 		start := time.Now()
-		// Not the request's context: a client that hangs up must not
-		// abort the others' transaction.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := in.st.AddReports(ctx, reports)
-		cancel()
+		err := in.commit(reports)
 		if in.observe != nil {
 			in.observe(len(batch), time.Since(start), err)
 		}
+		if err == nil || len(batch) == 1 {
+			for _, j := range batch {
+				j.done <- err
+			}
+			continue
+		}
+		// One report the database refuses must not fail the others with
+		// it: commit them one by one, so each gets its own answer.
 		for _, j := range batch {
+			err := in.commit([]store.Report{j.r})
+			if in.observe != nil {
+				in.observe(1, 0, err)
+			}
 			j.done <- err
 		}
 	}
+}
+
+func (in *ingester) commit(rs []store.Report) error {
+	// Not a request's context: a client that hangs up must not abort the
+	// others' transaction.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return in.st.AddReports(ctx, rs)
 }
 
 // close stops accepting reports, commits those queued, and waits for the

@@ -14,6 +14,11 @@ import (
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
+// reportCostUnit is the report size that costs one event of the report
+// rate limit; a usual report (a chain of three certificates, twice) is
+// under it.
+const reportCostUnit = 16 << 10
+
 // postReport accepts one failure report: RFC 7469 §3 or TrustKit's.
 func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 	src := ratelimit.ClientAddr(r, s.cfg.TrustedProxies)
@@ -40,6 +45,18 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		}
 		return &Error{Code: http.StatusBadRequest, Msg: "could not read the body", Err: err}
 	}
+	// A large report costs more of the client's budget: otherwise one
+	// client could fill the disk with 64 KiB reports at the report rate.
+	if extra := len(body) / reportCostUnit; extra > 0 && s.cfg.ReportLimit.Rate > 0 {
+		d, err := s.limiter.AllowN(r.Context(), "report|"+ratelimit.AddrKey(src), s.cfg.ReportLimit, extra)
+		if err != nil {
+			return err
+		}
+		if !d.Allowed {
+			s.metrics.reports.WithLabelValues("rate_limited").Inc()
+			return tooMany(d, "too many reports from this address")
+		}
+	}
 	content, device, err := parseReport(body)
 	if err != nil {
 		s.metrics.reports.WithLabelValues("invalid").Inc()
@@ -49,10 +66,10 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	err = s.ingest.submit(r.Context(), store.Report{
+	err = s.ingest.submit(store.Report{
 		Received:  s.now(),
 		Source:    src.String(),
-		UserAgent: truncate(r.UserAgent(), 512),
+		UserAgent: cleanText(r.UserAgent(), 512),
 		Device:    device,
 		Content:   content,
 	})
@@ -62,8 +79,6 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.reports.WithLabelValues("unavailable").Inc()
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "busy; retry later", Err: err,
 			Header: http.Header{"Retry-After": {"1"}}}
-	case r.Context().Err() != nil:
-		return nil // the client is gone; nothing was acknowledged
 	default:
 		s.metrics.reports.WithLabelValues("unavailable").Inc()
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "the report could not be stored; retry later", Err: err,

@@ -122,9 +122,22 @@ func parseReport(body []byte) (store.ReportContent, string, error) {
 		return c, "", badReport("missing required field(s): %s (%s)", strings.Join(missing, ", "), spec)
 	}
 
-	if !trustKit && *w.DateTime != "" {
-		if _, err := time.Parse(time.RFC3339, *w.DateTime); err != nil {
-			return c, "", badReport("date-time %q: want an RFC 3339 date and time", truncate(*w.DateTime, 64))
+	for _, d := range []struct {
+		name     string
+		v        *string
+		dateOnly bool
+	}{
+		{"date-time", w.DateTime, false},
+		{"effective-expiration-date", w.EffectiveExpirationDate, false},
+		{"known-pins-expiration-date", w.KnownPinsExpirationDate, true},
+	} {
+		if d.v == nil || *d.v == "" && trustKit {
+			continue
+		}
+		if _, err := time.Parse(time.RFC3339, *d.v); err != nil {
+			if _, derr := time.Parse(time.DateOnly, *d.v); !d.dateOnly || derr != nil {
+				return c, "", badReport("%s %q: want an RFC 3339 date and time", d.name, truncate(*d.v, 64))
+			}
 		}
 	}
 	host := strings.TrimSuffix(strings.ToLower(*w.Hostname), ".")
@@ -221,11 +234,19 @@ func parseReport(body []byte) (store.ReportContent, string, error) {
 		}
 	}
 	for name, v := range map[string]string{"app-bundle-id": c.AppBundleID, "app-version": c.AppVersion, "app-platform": c.AppPlatform,
-		"rampart-reason": c.Reason, "app-vendor-id": w.AppVendorID, "app-platform-version": w.AppPlatformVersion, "trustkit-version": w.TrustKitVersion} {
+		"rampart-reason": c.Reason, "app-vendor-id": w.AppVendorID, "app-platform-version": w.AppPlatformVersion,
+		"trustkit-version": w.TrustKitVersion, "rampart-library-version": w.RampartVersion} {
 		if len(v) > maxField {
 			return c, "", badReport("%s is longer than %d bytes", name, maxField)
 		}
+		// Control characters (NUL above all) have no place in these
+		// fields, and some databases refuse them.
+		if i := strings.IndexFunc(v, isControl); i >= 0 {
+			return c, "", badReport("%s has a control character at byte %d", name, i)
+		}
 	}
+	// The digest is of the report as stored: host names normalized.
+	w.Hostname, w.NotedHostname = &c.Hostname, &c.NotedHostname
 
 	device := w.AppVendorID
 	digest, err := reportDigest(&w, chains[0].certs, chains[1].certs)
@@ -264,7 +285,7 @@ func (cc *certCache) get(pemBytes []byte) (servedCert, error) {
 	if err != nil {
 		return sc, err
 	}
-	sc = servedCert{pin.FromCertificate(cert).String(), truncate(cert.Subject.String(), maxField)}
+	sc = servedCert{pin.FromCertificate(cert).String(), cleanText(cert.Subject.String(), maxField)}
 	cc.mu.Lock()
 	if len(cc.m) >= maxCachedCerts {
 		clear(cc.m) // rare; simpler than LRU and as good for floods
@@ -498,4 +519,22 @@ func hashString(raw jsontext.Value, field func([]byte), h io.Writer) error {
 		inner = inner[i+2:]
 	}
 	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }
+
+// cleanText makes s fit to store and show: valid UTF-8, no control
+// characters, at most n bytes. For values the server keeps but does not
+// refuse over (a User-Agent, a certificate subject).
+func cleanText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if strings.IndexFunc(s, isControl) >= 0 {
+		s = strings.Map(func(r rune) rune {
+			if isControl(r) {
+				return '\uFFFD'
+			}
+			return r
+		}, s)
+	}
+	return truncate(s, n)
 }

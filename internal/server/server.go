@@ -155,7 +155,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(reg)
 	s.cookieKY = deriveKey(cfg.AdminToken, "rampart dashboard session v1")
-	s.ingest = newIngester(cfg.Store.Reports(), 8192, 512, func(n int, d time.Duration, err error) {
+	s.ingest = newIngester(cfg.Store.Reports(), 4096, 512, 64<<20, func(n int, d time.Duration, err error) {
 		s.metrics.observeBatch(n, d, err)
 		if err != nil {
 			s.log.Error("storing reports failed; clients were told to retry", "reports", n, "err", err)

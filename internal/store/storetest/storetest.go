@@ -94,6 +94,7 @@ var tests = []struct {
 	{"AddReports/EmptyBatchIsNoOp", testEmptyBatch},
 	{"AddReports/CancelledContextStoresNothing", testCancelled},
 	{"AddReports/InvalidReportStoresNothing", testInvalid},
+	{"AddReports/NotTextRefused", testNotText},
 	{"AddReports/ContentRoundTrips", testContentRoundTrips},
 	{"AddReports/IdenticalDigestsAggregate", testAggregate},
 	{"AddReports/ClientsAreDevicesElseSources", testClients},
@@ -1150,5 +1151,25 @@ func testPruneMany(t *testing.T, e *env) {
 	}
 	if gs := groups(t, e, store.ReportFilter{}); len(gs) != 0 {
 		t.Errorf("groups left: %v", digests(gs))
+	}
+}
+
+// NUL and invalid UTF-8 are refused alike by every backend (PostgreSQL
+// cannot store them in text), and the batch holding one stores nothing.
+func testNotText(t *testing.T, e *env) {
+	for _, bad := range []func(*store.Report){
+		func(r *store.Report) { r.UserAgent = "app \xff\xfe" },
+		func(r *store.Report) { r.Content.AppBundleID = "com.x\x00evil" },
+		func(r *store.Report) { r.Device = "\x00" },
+		func(r *store.Report) { r.Content.ServedSubject = "CN=\xc3" },
+	} {
+		r := report(content("a"), t0, "d1")
+		bad(&r)
+		if err := e.Reports().AddReports(context.Background(), []store.Report{report(content("b"), t0, "d2"), r}); err == nil {
+			t.Errorf("AddReports accepted %+v", r)
+		}
+	}
+	if n := total(t, e, store.ReportFilter{}); n != 0 {
+		t.Errorf("Total = %d after refused batches, want 0", n)
 	}
 }

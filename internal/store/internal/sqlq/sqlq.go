@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rampartsec/rampart/internal/store"
 )
@@ -243,6 +244,17 @@ func checkReport(r store.Report) error {
 	}
 	if len(r.Content.Body) > MaxBody {
 		return fmt.Errorf("body of %d bytes is over %d", len(r.Content.Body), MaxBody)
+	}
+	// PostgreSQL refuses NUL and invalid UTF-8 in text; refusing them
+	// here makes every backend behave alike.
+	c := r.Content
+	for name, v := range map[string]string{"source": r.Source, "user agent": r.UserAgent, "device": r.Device,
+		"format": c.Format, "hostname": c.Hostname, "noted hostname": c.NotedHostname, "mode": c.Mode, "reason": c.Reason,
+		"served pin": c.ServedPin, "served subject": c.ServedSubject, "app bundle id": c.AppBundleID,
+		"app version": c.AppVersion, "app platform": c.AppPlatform} {
+		if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%s %q is not text (invalid UTF-8 or NUL)", name, truncate(v, 80))
+		}
 	}
 	return nil
 }
