@@ -1,0 +1,39 @@
+// Package token issues and checks short-lived OAuth2 access tokens with
+// scopes, such as payment.read, payment.write and payment.withdraw.
+//
+// # Issuing
+//
+// [Server] is an OAuth2 authorization server for the client-credentials
+// grant (RFC 6749 §4.4): clients authenticate with an API key as client
+// secret (client_secret_basic, client_secret_post) or with a client
+// certificate (tls_client_auth, RFC 8705 §2.1), and get a JWT access token
+// (RFC 9068) for a subset of their scopes. It also serves the JWKS,
+// RFC 8414 metadata, RFC 7662 introspection and RFC 7009 revocation, and
+// rotates its signing keys so that resource servers always know the next
+// key before it signs.
+//
+// # Token format
+//
+// A JWS in compact serialization, signed ES256 (or EdDSA):
+//
+//	header  {"alg": "ES256", "kid": "<RFC 7638 thumbprint>", "typ": "at+jwt"}
+//	claims  {"iss": "https://auth.example.com", "sub": "<client id>",
+//	         "aud": "https://api.example.com", "client_id": "<client id>",
+//	         "iat": 1764072000, "exp": 1764072900, "jti": "<random>",
+//	         "scope": "payment.read payment.write",
+//	         "cnf": {"x5t#S256": "<base64url SHA-256 of the client certificate>"}}
+//
+// cnf is present when the token was issued over a connection with a
+// client certificate: such a token is bound to that certificate
+// (RFC 8705 §3) and useless without it.
+//
+// # Checking
+//
+// A [Validator] checks tokens for resource servers: signature with a key
+// from the JWKS (fetched and cached; an unknown kid triggers one
+// rate-limited refetch), an algorithm allow-list, typ, iss, aud, exp and
+// nbf with a small skew, the certificate binding, and a size limit before
+// any parsing. [Validator.Middleware] authenticates requests (RFC 6750);
+// [RequireScope] authorizes them by exact scope, for bearer tokens and API
+// keys alike.
+package token
