@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -347,13 +346,9 @@ Exit status: 0 published, 1 refused by the server or unreachable, 2 usage.`,
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			}
 			if caFile != "" {
-				pem, err := os.ReadFile(caFile)
+				pool, err := loadRoots(caFile)
 				if err != nil {
-					return fail(ExitUsage, err)
-				}
-				pool := x509.NewCertPool()
-				if !pool.AppendCertsFromPEM(pem) {
-					return fail(ExitUsage, fmt.Errorf("--ca %s: no PEM certificate", caFile))
+					return err
 				}
 				client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 			}

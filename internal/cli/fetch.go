@@ -91,18 +91,21 @@ func parseTargets(args []string) ([]target, error) {
 
 // loadRoots reads --ca: a PEM file of trusted roots that replaces the
 // system trust store (nil when no file is given).
-func loadRoots(file string) (*x509.CertPool, error) {
+func loadRoots(file string) (*x509.CertPool, error) { return loadPool("--ca", file) }
+
+// loadPool reads a PEM file of CA certificates given with flag.
+func loadPool(flag, file string) (*x509.CertPool, error) {
 	if file == "" {
 		return nil, nil
 	}
 	items, err := certfile.ReadFile(file, nil)
 	if err != nil {
-		return nil, fail(ExitUsage, fmt.Errorf("--ca %s: %w", file, err))
+		return nil, fail(ExitUsage, fmt.Errorf("%s %s: %w", flag, file, err))
 	}
 	pool := x509.NewCertPool()
 	for _, it := range items {
 		if it.Cert == nil {
-			return nil, fail(ExitUsage, fmt.Errorf("--ca %s: holds a %s; want certificates only", file, it.Type))
+			return nil, fail(ExitUsage, fmt.Errorf("%s %s: holds a %s; want certificates only", flag, file, it.Type))
 		}
 		pool.AddCert(it.Cert)
 	}

@@ -23,10 +23,13 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/keygen"
+	"github.com/rampartsec/rampart/internal/masterkey"
 	"github.com/rampartsec/rampart/internal/server"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/ratelimit"
+	"github.com/rampartsec/rampart/token"
 )
 
 // serveConfig is the file of rampart serve --config: the same settings as
@@ -50,6 +53,13 @@ type serveConfig struct {
 	// SecureCookies marks the dashboard cookie Secure when TLS ends in a
 	// proxy in front (with --tls-cert it always is).
 	SecureCookies bool `yaml:"secure_cookies"`
+	// The OAuth2 authorization server and API keys.
+	Issuer       string              `yaml:"issuer"`
+	Audience     string              `yaml:"audience"`
+	ClientCA     string              `yaml:"client_ca"`
+	Scopes       []string            `yaml:"scopes"`
+	ScopeImplies map[string][]string `yaml:"scope_implies"`
+	KeyGrace     string              `yaml:"key_grace"`
 }
 
 func loadServeConfig(path string) (*serveConfig, error) {
@@ -104,7 +114,16 @@ acknowledged report is committed.
 The config file (YAML, unknown fields are errors) takes the flags' names with
 underscores: listen, data_dir, db, tls_cert, tls_key, admin_token_file,
 bundle_keys, trusted_proxies, bundle_cache_control, reports: {rate, burst},
-log_format, retention, secure_cookies.`,
+log_format, retention, secure_cookies, issuer, audience, client_ca, scopes,
+scope_implies (e.g. {payment.write: [payment.read]}), key_grace.
+
+The OAuth2 authorization server (client credentials, RFC 6749 §4.4) is at
+/oauth2/token, its metadata at /.well-known/oauth-authorization-server.
+Clients authenticate with an API key as client secret, or with a client
+certificate chaining to --client-ca (tls_client_auth). API-key hashes and
+token signing keys are protected by the master key: $RAMPART_MASTER_KEY or
+DATA/master.key (made on first start). Every instance sharing a database
+needs the same one.`,
 		Example: `  rampart serve
   rampart serve --listen :8443 --tls-cert cp.pem --tls-key cp.key --bundle-key bundle.pub
   rampart serve --db 'postgres://rampart@db.internal/rampart' --trusted-proxy 10.0.0.0/8`,
@@ -127,6 +146,9 @@ log_format, retention, secure_cookies.`,
 			set("tls-key", &cfg.TLSKey, flags.TLSKey)
 			set("log-format", &cfg.LogFormat, flags.LogFormat)
 			set("retention", &cfg.Retention, flags.Retention)
+			set("issuer", &cfg.Issuer, flags.Issuer)
+			set("audience", &cfg.Audience, flags.Audience)
+			set("client-ca", &cfg.ClientCA, flags.ClientCA)
 			if c.Flags().Changed("secure-cookies") {
 				cfg.SecureCookies = flags.SecureCookies
 			}
@@ -157,6 +179,9 @@ log_format, retention, secure_cookies.`,
 	f.IntVar(&rate, "report-rate", 10, "reports accepted per second per client address (`N`; 0: no limit)")
 	f.IntVar(&burst, "report-burst", 100, "burst of --report-rate (`N`)")
 	f.StringVar(&flags.LogFormat, "log-format", "text", "log format: `text` or json")
+	f.StringVar(&flags.Issuer, "issuer", "", "the OAuth2 issuer `URL` (default: this server's URL)")
+	f.StringVar(&flags.Audience, "audience", "rampart", "the `aud` of access tokens: the resource servers' identifier")
+	f.StringVar(&flags.ClientCA, "client-ca", "", "CA certificates (`FILE`, PEM) that client certificates must chain to (tls_client_auth, bound tokens)")
 	f.BoolVar(&flags.SecureCookies, "secure-cookies", false, "mark the dashboard cookie Secure (https ends in a proxy in front)")
 	f.StringVar(&flags.Retention, "retention", "90d", "delete reports older than this (`90d`, 720h; 0 keeps them)")
 	return c
@@ -266,7 +291,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	if err != nil {
 		return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
 	}
-	token, tokenSource, err := adminToken(cfg.AdminTokenFile, dir)
+	adminTok, tokenSource, err := adminToken(cfg.AdminTokenFile, dir)
 	if err != nil {
 		return fail(ExitUsage, fmt.Errorf("admin token: %w", err))
 	}
@@ -288,9 +313,62 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	if cfg.ClientCA != "" {
+		if tlsConfig == nil {
+			return usagef("--client-ca needs --tls-cert: client certificates come with TLS")
+		}
+		pool, err := loadPool("--client-ca", cfg.ClientCA)
+		if err != nil {
+			return err
+		}
+		// Asked for, not required: the dashboard and reports need none;
+		// tls_client_auth and bound tokens use what was verified.
+		tlsConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		tlsConfig.ClientCAs = pool
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fail(ExitFailure, err)
+	}
+	defer ln.Close()
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = scheme + "://" + ln.Addr().String()
+	}
+	secrets, err := masterkey.Load(dir)
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	grace := 72 * time.Hour
+	if cfg.KeyGrace != "" {
+		if grace, err = time.ParseDuration(cfg.KeyGrace); err != nil || grace < 0 || grace > apikey.MaxGrace {
+			return usagef("key_grace %q: want a duration up to %v", cfg.KeyGrace, apikey.MaxGrace)
+		}
+	}
+	scopes := cfg.Scopes
+	if scopes == nil {
+		scopes = defaultScopes
+	}
+	verifier := &apikey.Verifier{Store: st.APIKeys(), Pepper: secrets.Pepper, Logger: logger}
+	defer verifier.Close()
+	keyManager := &apikey.Manager{Store: st.APIKeys(), Pepper: secrets.Pepper, Scopes: scopes}
+	oauth := &token.Server{
+		Issuer: cfg.Issuer, Audience: cfg.Audience,
+		Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
+		Clients: st.APIKeys(), APIKeys: verifier, KeyEncryptionKey: secrets.SigningKeyKEK,
+		Scopes: scopes, ScopeImplies: cfg.ScopeImplies, TrustedProxies: proxies, Logger: logger,
+	}
+	if err := oauth.Start(ctx); err != nil {
+		return fail(ExitFailure, err)
+	}
 	srv, err := server.New(server.Config{
+		OAuth:              oauth,
+		APIKeyRotation:     keyManager.RotateHandler(verifier, grace),
 		Store:              st,
-		AdminToken:         token,
+		AdminToken:         adminTok,
 		BundleKeys:         keys,
 		ReportLimit:        limit,
 		TrustedProxies:     proxies,
@@ -302,10 +380,6 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	if err != nil {
 		return fail(ExitUsage, err)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fail(ExitFailure, err)
-	}
 	hs := &http.Server{
 		Handler:           srv,
 		TLSConfig:         tlsConfig,
@@ -316,10 +390,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
-	} else if a, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !a.Addr().IsLoopback() {
+	if a, err := netip.ParseAddrPort(ln.Addr().String()); tlsConfig == nil && err == nil && !a.Addr().IsLoopback() {
 		fmt.Fprintf(stdio.Err, "rampart: warning: serving plain http on %s; clients fetch pins from here, so give it --tls-cert and --tls-key or put it behind TLS\n", ln.Addr())
 	}
 	db := dsn
@@ -328,6 +399,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	}
 	fmt.Fprintf(stdio.Err, "rampart: control plane listening on %s://%s (database %s)\n", scheme, ln.Addr(), db)
 	fmt.Fprintf(stdio.Err, "rampart: admin token from %s; dashboard at %s://%s/\n", tokenSource, scheme, ln.Addr())
+	fmt.Fprintf(stdio.Err, "rampart: OAuth2 issuer %s (token endpoint %s/oauth2/token); master key from %s\n", cfg.Issuer, strings.TrimSuffix(cfg.Issuer, "/"), secrets.Source)
 	if keys == nil {
 		fmt.Fprintf(stdio.Err, "rampart: no --bundle-key: publishing bundles is refused\n")
 	}

@@ -12,6 +12,9 @@
 //	GET  /v1/admin/reports/summary  counts by time, domain, served key, app, mode (admin)
 //	GET  /                        the dashboard (admin session, after /login)
 //	GET  /metrics, /healthz       Prometheus metrics; database health
+//	/oauth2/..., /.well-known/oauth-authorization-server
+//	                              the OAuth2 authorization server, when configured
+//	POST /v1/apikeys/rotate       a client rotates its own API key, when configured
 //
 // Admin endpoints take "Authorization: Bearer <admin token>"; the dashboard
 // takes the same token once at /login and keeps a signed session cookie.
@@ -79,6 +82,13 @@ type Config struct {
 	// SecureCookies marks the dashboard session cookie Secure; set it when
 	// the server is reached over https.
 	SecureCookies bool
+	// OAuth serves the OAuth2 authorization server (token.Server) under
+	// /oauth2/ and /.well-known/oauth-authorization-server; nil leaves
+	// them out.
+	OAuth http.Handler
+	// APIKeyRotation serves POST /v1/apikeys/rotate, where clients rotate
+	// their own keys; nil leaves it out.
+	APIKeyRotation http.Handler
 	// Registry receives the metrics; nil means a new registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry
@@ -230,6 +240,13 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	mux.Handle("GET /v1/admin/reports", s.admin(s.listReports))
 	mux.Handle("GET /v1/admin/reports/summary", s.admin(s.summary))
 	s.dashboardRoutes(mux)
+	if s.cfg.OAuth != nil {
+		mux.Handle("/oauth2/", s.cfg.OAuth)
+		mux.Handle("GET /.well-known/oauth-authorization-server", s.cfg.OAuth)
+	}
+	if s.cfg.APIKeyRotation != nil {
+		mux.Handle("POST /v1/apikeys/rotate", s.cfg.APIKeyRotation)
+	}
 	mux.Handle("GET /metrics", s.metricsHandler(reg))
 	mux.Handle("GET /healthz", s.handle(s.healthz))
 	s.mux = mux

@@ -1,5 +1,8 @@
-// Package store holds what the control plane keeps: pin failure reports
-// and signed pin bundles. It defines the interfaces; the backends live in
+// Package store holds what the control plane keeps: pin failure reports,
+// signed pin bundles, and what authenticates clients (clients and API
+// keys, token signing keys, revoked tokens). It defines the interfaces, or
+// takes them from the public packages that use them ([apikey.Store],
+// [token.KeyStore], [token.RevocationStore]); the backends live in
 // its subpackages and pass one shared suite, [storetest]:
 //
 //   - sqlite: the default, a file in the data directory (pure Go, WAL), no
@@ -10,7 +13,8 @@
 // [context.Context]; times are stored with millisecond precision, in UTC.
 //
 // Rate-limit state never lives here (see package ratelimit). Secrets are
-// never stored in the clear.
+// never stored in the clear: the stores are given API keys only as their
+// HMAC and signing keys only sealed, and never log either.
 //
 // [storetest]: https://pkg.go.dev/github.com/rampartsec/rampart/internal/store/storetest
 package store
@@ -19,6 +23,9 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/token"
 )
 
 // Errors callers branch on.
@@ -35,6 +42,13 @@ var (
 type Store interface {
 	Reports() ReportStore
 	Bundles() BundleStore
+	// APIKeys returns the clients and API keys. Its errors wrap
+	// apikey.ErrNotFound and apikey.ErrConflict, not this package's.
+	APIKeys() apikey.Store
+	// SigningKeys returns the token signing keys.
+	SigningKeys() token.KeyStore
+	// RevokedTokens returns the revoked access tokens.
+	RevokedTokens() token.RevocationStore
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database. Calls in progress may fail.

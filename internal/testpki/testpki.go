@@ -20,6 +20,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"time"
 )
 
@@ -138,6 +139,7 @@ func (ca *CA) NewIntermediate(t TB, name string) *CA {
 type LeafOptions struct {
 	DNSNames  []string
 	IPs       []net.IP
+	URIs      []*url.URL    // SPIFFE IDs of workload certificates, say
 	Key       crypto.Signer // the key to certify: reuse one for a renewal on the same key
 	KeyType   KeyType       // type of the new key when Key is nil
 	NotBefore time.Time
@@ -157,7 +159,7 @@ type Leaf struct {
 
 // Issue creates a leaf certificate signed by ca.
 func (ca *CA) Issue(t TB, o LeafOptions) *Leaf {
-	if len(o.DNSNames) == 0 && len(o.IPs) == 0 {
+	if len(o.DNSNames) == 0 && len(o.IPs) == 0 && len(o.URIs) == 0 {
 		o.DNSNames = []string{"localhost"}
 		o.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
 	}
@@ -173,6 +175,8 @@ func (ca *CA) Issue(t TB, o LeafOptions) *Leaf {
 	cn := "leaf"
 	if len(o.DNSNames) > 0 {
 		cn = o.DNSNames[0]
+	} else if len(o.URIs) > 0 {
+		cn = o.URIs[0].String()
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: nextSerial(),
@@ -183,6 +187,7 @@ func (ca *CA) Issue(t TB, o LeafOptions) *Leaf {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     o.DNSNames,
 		IPAddresses:  o.IPs,
+		URIs:         o.URIs,
 	}
 	if _, ok := o.Key.(*rsa.PrivateKey); ok {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment

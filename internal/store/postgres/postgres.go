@@ -20,6 +20,11 @@
 // bundle name are serialized by a transaction-scoped advisory lock, so
 // the version check and the insert are atomic.
 //
+// The auth stores lock what they check: RotateKey reads the old key FOR
+// UPDATE, signing key rotations take an advisory lock of their own. The
+// key generation is a row bumped in the transaction of each change, so an
+// instance that reads the new number reads the change.
+//
 // # Schema
 //
 // The migrations under migrations/ are embedded and applied in order by
@@ -38,19 +43,23 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/dsn"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
+	"github.com/rampartsec/rampart/token"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// Advisory lock keys. The migration lock is the 64-bit "rampart1"; bundle
-// locks use the two-key form, which PostgreSQL keeps apart from 64-bit
-// keys: the class "ramp" and a hash of the bundle name.
+// Advisory lock keys. The migration lock is the 64-bit "rampart1", the
+// signing key rotation lock the 64-bit "rampsign"; bundle locks use the
+// two-key form, which PostgreSQL keeps apart from 64-bit keys: the class
+// "ramp" and a hash of the bundle name.
 const (
 	migrationLock   int64 = 0x72616d7061727431
+	signingKeysLock int64 = 0x72616d707369676e
 	bundleLockClass int32 = 0x72616d70
 )
 
@@ -146,6 +155,15 @@ func (db *DB) Reports() store.ReportStore { return reports{db} }
 
 // Bundles returns the bundle store.
 func (db *DB) Bundles() store.BundleStore { return bundles{db} }
+
+// APIKeys returns the store of clients and API keys.
+func (db *DB) APIKeys() apikey.Store { return apiKeys{db} }
+
+// SigningKeys returns the store of token signing keys.
+func (db *DB) SigningKeys() token.KeyStore { return signingKeys{db} }
+
+// RevokedTokens returns the store of revoked access tokens.
+func (db *DB) RevokedTokens() token.RevocationStore { return revokedTokens{db} }
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {

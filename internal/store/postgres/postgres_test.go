@@ -2,11 +2,13 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/rampartsec/rampart/apikey"
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/pgtest"
 	"github.com/rampartsec/rampart/internal/store"
@@ -53,13 +55,17 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	ms, err := sqlq.Migrations(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var rows, version int
 	if err := dbs[0].pool.QueryRow(context.Background(),
 		"SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&rows, &version); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 1 || version != 1 {
-		t.Errorf("schema_migrations has %d rows up to version %d, want 1, 1", rows, version)
+	if rows != len(ms) || version != len(ms) {
+		t.Errorf("schema_migrations has %d rows up to version %d, want %d, %[3]d", rows, version, len(ms))
 	}
 }
 
@@ -108,4 +114,52 @@ func BenchmarkAddReports(b *testing.B) {
 	db := openTest(b, pgtest.Database(b))
 	defer db.Close()
 	storetest.BenchmarkAddReports(b, db)
+}
+
+func BenchmarkKeyByHash(b *testing.B) {
+	db := openTest(b, pgtest.Database(b))
+	defer db.Close()
+	storetest.BenchmarkKeyByHash(b, db)
+}
+
+// The database holds an API key's hash and hint, never the key: every
+// row of the auth tables, as text (bytea in hex), shows the hint and not
+// the key, nor the part of it the hint does not show, in text or hex.
+func TestNoKeyInTheClear(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, pgtest.Database(t))
+	defer db.Close()
+	key, err := apikey.Generate(apikey.Live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.APIKeys().CreateClient(ctx, &apikey.Client{ID: "payments"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.APIKeys().CreateKey(ctx, &apikey.Record{
+		ID: "k1", ClientID: "payments", Hash: apikey.Hash(key, []byte("pepper")), Hint: key.Hint(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var rows strings.Builder
+	for _, table := range []string{"clients", "api_keys", "signing_keys", "revoked_tokens", "auth_generation"} {
+		var text *string
+		if err := db.pool.QueryRow(ctx, "SELECT string_agg(t::text, E'\\n') FROM "+table+" t").Scan(&text); err != nil {
+			t.Fatalf("%s: %v", table, err)
+		}
+		if text != nil {
+			rows.WriteString(*text + "\n")
+		}
+	}
+	if !strings.Contains(rows.String(), key.Hint()) {
+		t.Fatalf("the hint is not in the rows: this test cannot see them\n%s", rows.String())
+	}
+	secret := key.String()
+	// The messages do not show the key, though it is a throwaway: test
+	// logs are kept too.
+	for what, s := range map[string]string{"the key": secret, "the part of the key the hint hides": secret[len(key.Hint())-len("…"):]} {
+		if strings.Contains(rows.String(), s) || strings.Contains(rows.String(), hex.EncodeToString([]byte(s))) {
+			t.Errorf("the rows hold %s", what)
+		}
+	}
 }

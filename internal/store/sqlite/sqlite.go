@@ -18,6 +18,13 @@
 // read-only connections, which WAL lets run alongside the writer. Another
 // process opening the same file waits up to the busy timeout.
 //
+// The write lock that BEGIN IMMEDIATE takes is also what makes the auth
+// stores' check-then-write transactions atomic, against other processes
+// too: of concurrent RotateKey calls on one key, one wins; signing key
+// rotations run one after the other. The key generation is a row bumped
+// in the transaction of each change, so a process that reads the new
+// number reads the change.
+//
 // # Schema
 //
 // The migrations under migrations/ are embedded and applied in order by
@@ -38,8 +45,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
+	"github.com/rampartsec/rampart/token"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -62,6 +71,10 @@ type DB struct {
 	read  *sql.DB // query_only connections
 
 	findGroup, insertGroup, insertEvent, insertEvents *sql.Stmt
+	// keyByHash and tokenRevoked run on the read pool, which prepares
+	// them once per connection: parsing them would cost more than running
+	// them, on the path of requests (API keys, token introspection).
+	keyByHash, tokenRevoked *sql.Stmt
 
 	commits atomic.Int64 // of AddReports, to schedule optimize
 }
@@ -191,6 +204,12 @@ func (db *DB) open(ctx context.Context) error {
 	if db.insertEvents, err = db.write.PrepareContext(ctx, insertEventsSQL(eventRows)); err != nil {
 		return err
 	}
+	if db.keyByHash, err = db.read.PrepareContext(ctx, keyByHashSQL); err != nil {
+		return err
+	}
+	if db.tokenRevoked, err = db.read.PrepareContext(ctx, tokenRevokedSQL); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -281,6 +300,15 @@ func (db *DB) Reports() store.ReportStore { return reports{db} }
 // Bundles returns the bundle store.
 func (db *DB) Bundles() store.BundleStore { return bundles{db} }
 
+// APIKeys returns the store of clients and API keys.
+func (db *DB) APIKeys() apikey.Store { return apiKeys{db} }
+
+// SigningKeys returns the store of token signing keys.
+func (db *DB) SigningKeys() token.KeyStore { return signingKeys{db} }
+
+// RevokedTokens returns the store of revoked access tokens.
+func (db *DB) RevokedTokens() token.RevocationStore { return revokedTokens{db} }
+
 // Ping checks that both pools answer.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.write.PingContext(ctx); err != nil {
@@ -296,7 +324,7 @@ func (db *DB) Ping(ctx context.Context) error {
 // connection, it checkpoints the WAL into the database file.
 func (db *DB) Close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{db.findGroup, db.insertGroup, db.insertEvent, db.insertEvents} {
+	for _, s := range []*sql.Stmt{db.findGroup, db.insertGroup, db.insertEvent, db.insertEvents, db.keyByHash, db.tokenRevoked} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/apikey"
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
@@ -131,12 +133,16 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	open(t, path).Close()
 	db := open(t, path)
 	defer db.Close()
+	ms, err := sqlq.Migrations(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var n, v int
 	if err := db.read.QueryRow("SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&n, &v); err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 || v != 1 {
-		t.Errorf("schema_migrations has %d rows up to version %d, want 1 row, version 1", n, v)
+	if n != len(ms) || v != len(ms) {
+		t.Errorf("schema_migrations has %d rows up to version %d, want %d, %[3]d", n, v, len(ms))
 	}
 }
 
@@ -156,4 +162,59 @@ func BenchmarkAddReports(b *testing.B) {
 	db := open(b, filepath.Join(b.TempDir(), "rampart.db"))
 	defer db.Close()
 	storetest.BenchmarkAddReports(b, db)
+}
+
+func BenchmarkKeyByHash(b *testing.B) {
+	db := open(b, filepath.Join(b.TempDir(), "rampart.db"))
+	defer db.Close()
+	storetest.BenchmarkKeyByHash(b, db)
+}
+
+// The database holds an API key's hash and hint, never the key: read as
+// bytes, the file and its WAL show the hint and not the key, nor the part
+// of it the hint does not show.
+func TestNoKeyInTheClear(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "rampart.db")
+	db := open(t, path)
+	defer db.Close()
+	key, err := apikey.Generate(apikey.Live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.APIKeys().CreateClient(ctx, &apikey.Client{ID: "payments"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.APIKeys().CreateKey(ctx, &apikey.Record{
+		ID: "k1", ClientID: "payments", Hash: apikey.Hash(key, []byte("pepper")), Hint: key.Hint(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	secret := key.String()
+	check := func(when string) {
+		t.Helper()
+		var data []byte
+		for _, p := range []string{path, path + "-wal"} {
+			b, err := os.ReadFile(p)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			data = append(data, b...)
+		}
+		if !bytes.Contains(data, []byte(key.Hint())) {
+			t.Fatalf("%s: the hint is not in the files: this test cannot see the rows", when)
+		}
+		// The messages do not show the key, though it is a throwaway:
+		// test logs are kept too.
+		for what, s := range map[string]string{"the key": secret, "the part of the key the hint hides": secret[len(key.Hint())-len("…"):]} {
+			if bytes.Contains(data, []byte(s)) {
+				t.Errorf("%s: the database files hold %s", when, what)
+			}
+		}
+	}
+	check("open")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("closed")
 }

@@ -44,6 +44,38 @@
 //     whole number of milliseconds;
 //   - List breaks ties in publication time by name, then version
 //     descending; Publish sets a zero PublishedAt to the current time.
+//
+// Of the auth stores (APIKeys, SigningKeys, RevokedTokens), beyond what
+// packages apikey and token document:
+//
+//   - CreateClient and CreateKey set a zero CreatedAt to the current
+//     time, in milliseconds, in the struct they are given; times read
+//     back in UTC with millisecond precision, TokenLifetime too;
+//   - a client needs an ID; a key an ID, a client and a hash, and may
+//     not be created revoked or replaced; scopes are non-empty and
+//     contain no white space; text fields are valid UTF-8 without NUL;
+//     refused input stores nothing;
+//   - CreateKey fails with ErrNotFound, naming it, for an unknown client,
+//     and with ErrConflict for a taken ID or a stored hash; no error
+//     message shows a hash;
+//   - Clients lists by ID in byte order; Keys breaks ties in CreatedAt by
+//     insertion order, and fails with ErrNotFound for an unknown client
+//     (not for a client without keys); empty scopes read back nil;
+//   - RotateKey fails with ErrNotFound for an unknown key, and when the
+//     new key is of another client or cannot be stored, changing
+//     nothing; a zero graceUntil stores no grace; a replaced key can
+//     still be revoked;
+//   - Generation moves with every successful RevokeKey, RotateKey and
+//     SetClientDisabled (even one that sets the state the client had),
+//     never with a refused one nor with TouchKeys, and is the same
+//     through every handle on the database;
+//   - TouchKeys ignores zero times and unknown IDs;
+//   - RotateSigningKeys refuses a key whose ID is stored, whose State is
+//     not Next or unset, or which lacks a public or sealed key; it sets a
+//     zero CreatedAt to now; concurrent rotations all succeed, one after
+//     the other;
+//   - RevokeToken refuses an empty jti and a zero expiry; revoking again
+//     keeps the later expiry; PruneRevoked keeps tokens expiring at t.
 package storetest
 
 import (
@@ -62,16 +94,20 @@ import (
 )
 
 // An Opener opens a store on a new, empty database for one subtest.
-// reopen, when not nil, opens that same database again (after the suite
-// has closed the first store), so the suite can check that data survives
-// Close; a backend that cannot (an in-memory fake) returns nil, and the
-// durability subtest is skipped. The suite closes every store it gets;
-// the Opener cleans up the rest (files, databases) with t.Cleanup.
+// reopen, when not nil, opens that same database again, so the suite can
+// check that data survives Close (it calls reopen after closing the first
+// store) and that several instances or processes sharing the database
+// see each other's changes (it calls reopen while the first store is
+// open, and uses both). A backend that cannot (an in-memory fake) returns
+// nil: the durability and shared-generation subtests are skipped, and
+// the concurrency subtests use one handle. The suite closes every store
+// it gets; the Opener cleans up the rest (files, databases) with
+// t.Cleanup.
 type Opener func(t *testing.T) (s store.Store, reopen func(t *testing.T) store.Store)
 
 // Run runs the suite against the backend opened by open.
 func Run(t *testing.T, open Opener) {
-	for _, tc := range tests {
+	for _, tc := range append(tests[:len(tests):len(tests)], authTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, reopen := open(t)

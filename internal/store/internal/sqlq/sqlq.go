@@ -4,7 +4,12 @@
 //   - the report queries ([Groups], [Count], [Timeline], [Total]), which
 //     are the same SQL in both dialects but for placeholders and the
 //     byte-order collation that makes tie-breaking identical;
-//   - the checks on what may be stored ([CheckReports], [CheckBundle]);
+//   - the checks on what may be stored ([CheckReports], [CheckBundle],
+//     [CheckClient], [CheckNewKey], [CheckRotation], [CheckSigningKey],
+//     [CheckRevocation]);
+//   - the columns and scans of the auth tables of 0002_auth.sql
+//     ([KeySelect], [ScanKey], ...), whose writes each backend makes
+//     under its own locking;
 //   - the reading of embedded migrations ([Migrations]).
 //
 // The queries expect the schema of the backends' 0001_init.sql:

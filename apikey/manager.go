@@ -1,0 +1,286 @@
+package apikey
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Manager makes, rotates and revokes keys. Store is required.
+type Manager struct {
+	Store Store
+	// Pepper is the HMAC key of stored hashes: the Verifier's.
+	Pepper []byte
+	// Env is the environment of new keys; "" means Live.
+	Env Env
+	// Scopes, if set, is the catalogue of scopes clients may hold.
+	Scopes []string
+	// MaxAge is the rotation policy: keys older are due (Due); 0 means
+	// 90 days.
+	MaxAge time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Limits of the management API.
+const (
+	// MaxGrace bounds a rotation's grace period.
+	MaxGrace = 30 * 24 * time.Hour
+	// MaxTokenLifetime bounds a client's access-token lifetime.
+	MaxTokenLifetime = 24 * time.Hour
+)
+
+var (
+	clientID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	// scopeToken is RFC 6749 §3.3's scope-token.
+	scopeToken = regexp.MustCompile(`^[\x{21}\x{23}-\x{5B}\x{5D}-\x{7E}]+$`)
+)
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// CheckScopes reports the first scope that is not a scope-token (RFC 6749
+// §3.3) or not in the catalogue.
+func (m *Manager) CheckScopes(scopes []string) error {
+	for _, s := range scopes {
+		if !scopeToken.MatchString(s) {
+			return fmt.Errorf("apikey: scope %q: not a scope token (RFC 6749 §3.3)", s)
+		}
+		if m.Scopes != nil && !slices.Contains(m.Scopes, s) {
+			return fmt.Errorf("apikey: scope %q is not one of %s", s, strings.Join(m.Scopes, ", "))
+		}
+	}
+	return nil
+}
+
+// CreateClient registers a client.
+func (m *Manager) CreateClient(ctx context.Context, c Client) (*Client, error) {
+	if !clientID.MatchString(c.ID) {
+		return nil, fmt.Errorf("apikey: client ID %q: want 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit", c.ID)
+	}
+	if len(c.Scopes) == 0 {
+		return nil, errors.New("apikey: a client needs at least one scope")
+	}
+	if err := m.CheckScopes(c.Scopes); err != nil {
+		return nil, err
+	}
+	if c.TokenLifetime < 0 || c.TokenLifetime > MaxTokenLifetime {
+		return nil, fmt.Errorf("apikey: token lifetime %v: want up to %v", c.TokenLifetime, MaxTokenLifetime)
+	}
+	n := 0
+	for _, v := range []string{c.CertSubject, c.CertURI, c.CertDNS} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, errors.New("apikey: name the client certificate one way: subject, URI or DNS name")
+	}
+	c.Scopes = slices.Compact(slices.Sorted(slices.Values(c.Scopes)))
+	c.CreatedAt = m.now().UTC()
+	if err := m.Store.CreateClient(ctx, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Create makes a key for a client, with scopes (all the client's when
+// empty) and an expiry (none when zero). The key is returned once; only
+// its hash is stored.
+func (m *Manager) Create(ctx context.Context, client string, scopes []string, expires time.Time) (Key, *Record, error) {
+	c, err := m.Store.Client(ctx, client)
+	if err != nil {
+		return Key{}, nil, err
+	}
+	if c.Disabled {
+		return Key{}, nil, fmt.Errorf("apikey: client %s is disabled", client)
+	}
+	if len(scopes) == 0 {
+		scopes = c.Scopes
+	}
+	for _, s := range scopes {
+		if !slices.Contains(c.Scopes, s) {
+			return Key{}, nil, fmt.Errorf("apikey: scope %q is not one of client %s's (%s)", s, client, strings.Join(c.Scopes, " "))
+		}
+	}
+	now := m.now().UTC()
+	if !expires.IsZero() && !expires.After(now) {
+		return Key{}, nil, errors.New("apikey: the expiry is in the past")
+	}
+	k, rec, err := m.newKey(client, scopes, expires, now)
+	if err != nil {
+		return Key{}, nil, err
+	}
+	if err := m.Store.CreateKey(ctx, rec); err != nil {
+		return Key{}, nil, err
+	}
+	return k, rec, nil
+}
+
+func (m *Manager) newKey(client string, scopes []string, expires, now time.Time) (Key, *Record, error) {
+	env := m.Env
+	if env == "" {
+		env = Live
+	}
+	k, err := Generate(env)
+	if err != nil {
+		return Key{}, nil, err
+	}
+	id, err := newID()
+	if err != nil {
+		return Key{}, nil, err
+	}
+	return k, &Record{
+		ID: id, ClientID: client, Hash: Hash(k, m.Pepper), Hint: k.Hint(),
+		Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: now, ExpiresAt: expires,
+	}, nil
+}
+
+// newID makes a key ID: "key_" and 16 base62 characters.
+func newID() (string, error) {
+	b := make([]byte, 16)
+	for i := range b {
+		n, err := rand.Int(rand.Reader, big.NewInt(62))
+		if err != nil {
+			return "", err
+		}
+		b[i] = alphabet[n.Int64()]
+	}
+	return "key_" + string(b), nil
+}
+
+// Rotate replaces a key with a new one of the same client, scopes and
+// lifetime; the old key keeps working for grace. The new key is returned
+// once.
+func (m *Manager) Rotate(ctx context.Context, id string, grace time.Duration) (Key, *Record, error) {
+	if grace < 0 || grace > MaxGrace {
+		return Key{}, nil, fmt.Errorf("apikey: grace %v: want 0 to %v", grace, MaxGrace)
+	}
+	old, err := m.Store.Key(ctx, id)
+	if err != nil {
+		return Key{}, nil, err
+	}
+	switch {
+	case !old.RevokedAt.IsZero():
+		return Key{}, nil, fmt.Errorf("%w: key %s is revoked", ErrConflict, id)
+	case old.ReplacedBy != "":
+		return Key{}, nil, fmt.Errorf("%w: key %s was already rotated (to %s)", ErrConflict, id, old.ReplacedBy)
+	}
+	now := m.now().UTC()
+	var expires time.Time
+	if !old.ExpiresAt.IsZero() {
+		// The same lifetime as the old key, from now.
+		expires = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+	}
+	k, rec, err := m.newKey(old.ClientID, old.Scopes, expires, now)
+	if err != nil {
+		return Key{}, nil, err
+	}
+	if err := m.Store.RotateKey(ctx, id, now.Add(grace), rec); err != nil {
+		return Key{}, nil, err
+	}
+	return k, rec, nil
+}
+
+// Revoke ends a key at once, on every instance sharing the store (within
+// their Verifier's RevocationCheck).
+func (m *Manager) Revoke(ctx context.Context, id string) error {
+	return m.Store.RevokeKey(ctx, id, m.now().UTC())
+}
+
+// Due returns the keys the rotation policy says to rotate: working, not
+// yet rotated, and older than MaxAge or expiring within a tenth of it.
+func (m *Manager) Due(ctx context.Context) ([]Record, error) {
+	keys, err := m.Store.Keys(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	maxAge := m.MaxAge
+	if maxAge <= 0 {
+		maxAge = 90 * 24 * time.Hour
+	}
+	now := m.now()
+	var due []Record
+	for _, k := range keys {
+		if !k.RevokedAt.IsZero() || k.ReplacedBy != "" || !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+			continue
+		}
+		if now.Sub(k.CreatedAt) >= maxAge || !k.ExpiresAt.IsZero() && k.ExpiresAt.Sub(now) < maxAge/10 {
+			due = append(due, k)
+		}
+	}
+	return due, nil
+}
+
+// RotateHandler lets a client rotate its own key: POST with the current
+// key (as for any request) answers the new key, once, and the old one
+// enters its grace period. A client's scheduled job can so keep its keys
+// fresh without an operator. grace is the grace period given; the body
+// may ask for less: {"grace": "24h"}.
+func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
+			return
+		}
+		ver, err := v.Authenticate(r)
+		if err != nil {
+			Unauthorized(w, err)
+			return
+		}
+		g := grace
+		var req struct {
+			Grace string `json:"grace"`
+		}
+		err = json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&req)
+		if err != nil && !errors.Is(err, io.EOF) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": `the body is {"grace": "24h"} or empty`})
+			return
+		}
+		if req.Grace != "" {
+			d, err := time.ParseDuration(req.Grace)
+			if err != nil || d < 0 || d > grace {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": fmt.Sprintf("grace: want a duration up to %v", grace)})
+				return
+			}
+			g = d
+		}
+		k, rec, err := m.Rotate(r.Context(), ver.Record.ID, g)
+		switch {
+		case errors.Is(err, ErrConflict):
+			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": "this key was already rotated; use its replacement"})
+			return
+		case err != nil:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+			return
+		}
+		v.Forget()
+		w.Header().Set("Cache-Control", "no-store")
+		out := map[string]any{"key": k.String(), "id": rec.ID, "hint": rec.Hint, "scopes": rec.Scopes,
+			"replaces": ver.Record.ID, "old_key_works_until": m.now().UTC().Add(g)}
+		if !rec.ExpiresAt.IsZero() {
+			out["expires_at"] = rec.ExpiresAt
+		}
+		writeJSON(w, http.StatusCreated, out)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

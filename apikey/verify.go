@@ -1,0 +1,313 @@
+package apikey
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/rampartsec/rampart/internal/principal"
+)
+
+// Principal is the authenticated caller, as package token has it too.
+type Principal = principal.Principal
+
+// FromContext returns the caller that Middleware authenticated, or nil.
+func FromContext(ctx context.Context) *Principal { return principal.From(ctx) }
+
+// Errors of Verify, besides ErrInvalid and ErrChecksum for malformed keys.
+var (
+	ErrUnknown        = errors.New("apikey: unknown key")
+	ErrRevoked        = errors.New("apikey: key revoked")
+	ErrExpired        = errors.New("apikey: key expired")
+	ErrRotated        = errors.New("apikey: key rotated out; its grace period is over")
+	ErrClientDisabled = errors.New("apikey: client disabled")
+)
+
+// Verified is a key that Verify accepted.
+type Verified struct {
+	Principal *Principal
+	// Record is the stored key (Hash included, never the key).
+	Record Record
+	// Deprecated is set for a key that has been rotated and works only
+	// until Sunset; RotatedAt is when it was replaced.
+	Deprecated bool
+	RotatedAt  time.Time
+	Sunset     time.Time
+}
+
+// Verifier checks API keys against a Store. The zero value is not usable:
+// Store is required. Set the fields before first use.
+type Verifier struct {
+	Store Store
+	// Pepper is the HMAC key of the stored hashes (see Hash). Every
+	// instance and the CLI must use the same one.
+	Pepper []byte
+	// CacheTTL is how long a key found in the store is trusted without
+	// asking again; 0 means 30 s. Revocations are seen sooner, through
+	// RevocationCheck.
+	CacheTTL time.Duration
+	// RevocationCheck is how often the store's Generation is read: when it
+	// has moved (a key revoked or rotated, a client disabled, on any
+	// instance), the cache is dropped. 0 means 100 ms; negative, every
+	// request.
+	RevocationCheck time.Duration
+	// CacheSize bounds the cached keys; 0 means 10,000, negative turns
+	// the cache off.
+	CacheSize int
+	// TouchInterval is how often last-used times are written to the
+	// store, in one batch; 0 means 1 minute.
+	TouchInterval time.Duration
+	// Logger receives store errors; nil means slog.Default(). Keys are
+	// never logged.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	once sync.Once
+	mu   sync.Mutex
+	// cache maps HMACs to what the store said; nil rec: not found.
+	cache     map[[sha256.Size]byte]cacheEntry
+	gen       int64
+	genRead   time.Time
+	genMu     sync.Mutex // one store read of the generation at a time
+	touched   map[string]time.Time
+	touchStop chan struct{}
+	touchDone chan struct{}
+	closed    bool
+	dummy     []byte
+}
+
+type cacheEntry struct {
+	rec     *Record
+	rotated time.Time
+	loaded  time.Time
+}
+
+func (v *Verifier) init() {
+	v.once.Do(func() {
+		v.cache = make(map[[sha256.Size]byte]cacheEntry)
+		v.touched = make(map[string]time.Time)
+		v.touchStop = make(chan struct{})
+		v.touchDone = make(chan struct{})
+		v.dummy = make([]byte, sha256.Size)
+		v.gen = -1
+		go v.touchLoop()
+	})
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func (v *Verifier) logger() *slog.Logger {
+	if v.Logger != nil {
+		return v.Logger
+	}
+	return slog.Default()
+}
+
+func durationOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Verify checks the key s. Malformed keys are refused before any lookup
+// (ErrInvalid, ErrChecksum); a well-formed key costs the same work whether
+// it exists or not: its HMAC, one lookup (or cache hit), one constant-time
+// comparison.
+func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
+	k, err := Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	v.init()
+	now := v.now()
+	if err := v.checkGeneration(ctx, now); err != nil {
+		return nil, err
+	}
+	h := Hash(k, v.Pepper)
+	var id [sha256.Size]byte
+	copy(id[:], h)
+
+	v.mu.Lock()
+	e, ok := v.cache[id]
+	v.mu.Unlock()
+	ttl := durationOr(v.CacheTTL, 30*time.Second)
+	if !ok || now.Sub(e.loaded) >= ttl || now.Before(e.loaded) {
+		e, err = v.load(ctx, h, now)
+		if err != nil {
+			return nil, err
+		}
+		limit := v.CacheSize
+		if limit == 0 {
+			limit = 10000
+		}
+		if limit > 0 {
+			v.mu.Lock()
+			if len(v.cache) >= limit {
+				clear(v.cache) // simpler than LRU; a refill costs one lookup per key
+			}
+			v.cache[id] = e
+			v.mu.Unlock()
+		}
+	}
+	stored := v.dummy
+	if e.rec != nil {
+		stored = e.rec.Hash
+	}
+	// The lookup was by hash, so equality is known; comparing anyway, in
+	// constant time, keeps the work the same for every outcome.
+	if subtle.ConstantTimeCompare(stored, h) != 1 || e.rec == nil {
+		return nil, ErrUnknown
+	}
+	r := e.rec
+	switch {
+	case !r.RevokedAt.IsZero():
+		return nil, ErrRevoked
+	case r.ClientDisabled:
+		return nil, ErrClientDisabled
+	case !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt):
+		return nil, ErrExpired
+	case r.ReplacedBy != "" && !now.Before(r.GraceUntil):
+		return nil, ErrRotated
+	}
+	v.touch(r.ID, now)
+	out := &Verified{Record: *r, Principal: &Principal{
+		Subject: r.ClientID, ClientID: r.ClientID, Scopes: append([]string(nil), r.Scopes...),
+		Method: principal.APIKey, KeyID: r.ID, Expires: r.ExpiresAt,
+	}}
+	if r.ReplacedBy != "" {
+		out.Deprecated, out.Sunset, out.RotatedAt = true, r.GraceUntil, e.rotated
+		if out.Principal.Expires.IsZero() || r.GraceUntil.Before(out.Principal.Expires) {
+			out.Principal.Expires = r.GraceUntil
+		}
+	}
+	return out, nil
+}
+
+// load asks the store for the key of hash h.
+func (v *Verifier) load(ctx context.Context, h []byte, now time.Time) (cacheEntry, error) {
+	rec, err := v.Store.KeyByHash(ctx, h)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return cacheEntry{loaded: now}, nil
+	case err != nil:
+		return cacheEntry{}, fmt.Errorf("apikey: looking up a key: %w", err)
+	}
+	e := cacheEntry{rec: rec, loaded: now}
+	if rec.ReplacedBy != "" {
+		// The Deprecation header says when the key was replaced: when its
+		// replacement was made.
+		if next, err := v.Store.Key(ctx, rec.ReplacedBy); err == nil {
+			e.rotated = next.CreatedAt
+		}
+	}
+	return e, nil
+}
+
+// checkGeneration drops the cache when the store says something was
+// revoked, rotated or disabled since it was filled.
+func (v *Verifier) checkGeneration(ctx context.Context, now time.Time) error {
+	every := durationOr(v.RevocationCheck, 100*time.Millisecond)
+	v.mu.Lock()
+	fresh := every > 0 && v.gen >= 0 && now.Sub(v.genRead) < every && !now.Before(v.genRead)
+	v.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	v.genMu.Lock()
+	defer v.genMu.Unlock()
+	v.mu.Lock()
+	fresh = every > 0 && v.gen >= 0 && now.Sub(v.genRead) < every && !now.Before(v.genRead)
+	v.mu.Unlock()
+	if fresh {
+		return nil // another request read it meanwhile
+	}
+	g, err := v.Store.Generation(ctx)
+	if err != nil {
+		// Fail closed: without knowing what was revoked, cached keys
+		// cannot be trusted.
+		return fmt.Errorf("apikey: reading the revocation generation: %w", err)
+	}
+	v.mu.Lock()
+	if g != v.gen {
+		clear(v.cache)
+		v.gen = g
+	}
+	v.genRead = now
+	v.mu.Unlock()
+	return nil
+}
+
+// Forget drops every cached key, for a process that just revoked or
+// rotated one itself.
+func (v *Verifier) Forget() {
+	v.init()
+	v.mu.Lock()
+	clear(v.cache)
+	v.gen = -1
+	v.mu.Unlock()
+}
+
+func (v *Verifier) touch(id string, at time.Time) {
+	v.mu.Lock()
+	if at.After(v.touched[id]) {
+		v.touched[id] = at
+	}
+	v.mu.Unlock()
+}
+
+func (v *Verifier) touchLoop() {
+	defer close(v.touchDone)
+	t := time.NewTicker(durationOr(v.TouchInterval, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-v.touchStop:
+			v.flushTouched(context.Background())
+			return
+		case <-t.C:
+			v.flushTouched(context.Background())
+		}
+	}
+}
+
+// flushTouched writes the last-used times collected since the last flush.
+func (v *Verifier) flushTouched(ctx context.Context) {
+	v.mu.Lock()
+	batch := v.touched
+	v.touched = make(map[string]time.Time)
+	v.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if err := v.Store.TouchKeys(ctx, batch); err != nil {
+		v.logger().Warn("apikey: recording last use failed", "keys", len(batch), "err", err)
+	}
+}
+
+// Close writes the pending last-used times and stops the background
+// writer.
+func (v *Verifier) Close() error {
+	v.init()
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return nil
+	}
+	v.closed = true
+	v.mu.Unlock()
+	close(v.touchStop)
+	<-v.touchDone
+	return nil
+}

@@ -1,0 +1,578 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/token"
+)
+
+// defaultScopes is the scope catalogue of a payment API.
+var defaultScopes = []string{"payment.read", "payment.write", "payment.withdraw"}
+
+// storeFlags are the flags of the commands that work on the control
+// plane's database directly: the same --data and --db as rampart serve.
+type storeFlags struct {
+	data, db string
+}
+
+func (f *storeFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
+	c.Flags().StringVar(&f.db, "db", "", "database `DSN`: postgres://... or a SQLite file (default DATA/rampart.db)")
+}
+
+// open opens the store and the master key's derived secrets.
+func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, error) {
+	dir, err := dataDir(f.data)
+	if err != nil {
+		return nil, nil, fail(ExitUsage, fmt.Errorf("data directory: %w", err))
+	}
+	keys, err := masterkey.Load(dir)
+	if err != nil {
+		return nil, nil, fail(ExitUsage, err)
+	}
+	dsn := f.db
+	if dsn == "" {
+		dsn = filepath.Join(dir, "rampart.db")
+	}
+	st, err := backend.Open(ctx, dsn)
+	if err != nil {
+		return nil, nil, fail(ExitFailure, err)
+	}
+	return st, keys, nil
+}
+
+func manager(st store.Store, keys *masterkey.Keys, env string) *apikey.Manager {
+	return &apikey.Manager{Store: st.APIKeys(), Pepper: keys.Pepper, Env: apikey.Env(env), Scopes: defaultScopes}
+}
+
+func splitScopes(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+// authError maps store and manager errors to exit codes: conflicts and
+// unknown IDs are the caller's (2), the rest failures (1).
+func authError(err error) error {
+	switch {
+	case errors.Is(err, apikey.ErrNotFound), errors.Is(err, apikey.ErrConflict):
+		return fail(ExitUsage, err)
+	case strings.HasPrefix(err.Error(), "apikey: "):
+		return fail(ExitUsage, err)
+	}
+	return fail(ExitFailure, err)
+}
+
+func newClientCmd(stdio Stdio) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "client",
+		Short: "Register and manage the clients API keys and tokens are issued to",
+		Long: `Register and manage clients: who API keys and OAuth2 tokens are issued to,
+with the scopes they may hold (payment.read, payment.write, payment.withdraw).
+These commands work on the control plane's database (--data, --db as for
+rampart serve).
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
+	}
+	c.AddCommand(newClientCreateCmd(stdio), newClientListCmd(stdio), newClientDisableCmd(stdio, true), newClientDisableCmd(stdio, false))
+	return c
+}
+
+func newClientCreateCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	var name, scopes, certSubject, certURI, certDNS string
+	var lifetime time.Duration
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "create ID --scopes S[,S...] [--name N] [--token-lifetime D] [--cert-uri URI | --cert-subject DN | --cert-dns NAME]",
+		Short: "Register a client",
+		Long: `Register a client. --scopes lists what it may be granted (payment.read,
+payment.write, payment.withdraw). --token-lifetime sets its access tokens'
+lifetime (default 15m, at most 24h). --cert-uri (a SPIFFE ID, say),
+--cert-subject or --cert-dns name the client certificate it may
+authenticate with (tls_client_auth, RFC 8705).`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			st, keys, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			cl, err := manager(st, keys, "").CreateClient(c.Context(), apikey.Client{
+				ID: a[0], Name: name, Scopes: splitScopes(scopes), TokenLifetime: lifetime,
+				CertSubject: certSubject, CertURI: certURI, CertDNS: certDNS,
+			})
+			if err != nil {
+				return authError(err)
+			}
+			if asJSON {
+				return writeJSON(stdio.Out, clientJSON(*cl))
+			}
+			fmt.Fprintf(stdio.Out, "client %s created, scopes %s\n", cl.ID, strings.Join(cl.Scopes, " "))
+			return nil
+		},
+	}
+	sf.register(c)
+	f := c.Flags()
+	f.StringVar(&name, "name", "", "a human-readable `NAME`")
+	f.StringVar(&scopes, "scopes", "", "the `SCOPES` the client may hold, comma-separated")
+	f.DurationVar(&lifetime, "token-lifetime", 0, "access-token lifetime (`D`; default 15m, at most 24h)")
+	f.StringVar(&certSubject, "cert-subject", "", "client certificate subject `DN` (tls_client_auth)")
+	f.StringVar(&certURI, "cert-uri", "", "client certificate URI SAN (tls_client_auth), e.g. a SPIFFE `ID`")
+	f.StringVar(&certDNS, "cert-dns", "", "client certificate DNS SAN `NAME` (tls_client_auth)")
+	f.BoolVar(&asJSON, "json", false, "print the client as JSON")
+	return c
+}
+
+type clientOut struct {
+	ID            string    `json:"id"`
+	Name          string    `json:"name,omitempty"`
+	Scopes        []string  `json:"scopes"`
+	Disabled      bool      `json:"disabled"`
+	TokenLifetime string    `json:"token_lifetime"`
+	CertSubject   string    `json:"cert_subject,omitempty"`
+	CertURI       string    `json:"cert_uri,omitempty"`
+	CertDNS       string    `json:"cert_dns,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+func clientJSON(c apikey.Client) clientOut {
+	lt := c.TokenLifetime
+	if lt == 0 {
+		lt = token.DefaultLifetime
+	}
+	return clientOut{c.ID, c.Name, c.Scopes, c.Disabled, lt.String(), c.CertSubject, c.CertURI, c.CertDNS, c.CreatedAt.UTC()}
+}
+
+func newClientListCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List the clients",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			st, _, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			cs, err := st.APIKeys().Clients(c.Context())
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			out := make([]clientOut, len(cs))
+			for i, cl := range cs {
+				out[i] = clientJSON(cl)
+			}
+			if asJSON {
+				return writeJSON(stdio.Out, out)
+			}
+			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CLIENT\tSTATUS\tSCOPES\tTOKENS\tCERTIFICATE")
+			for _, cl := range out {
+				status := "active"
+				if cl.Disabled {
+					status = "disabled"
+				}
+				cert := cl.CertURI + cl.CertSubject + cl.CertDNS
+				if cert == "" {
+					cert = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cl.ID, status, strings.Join(cl.Scopes, " "), cl.TokenLifetime, cert)
+			}
+			return tw.Flush()
+		},
+	}
+	sf.register(c)
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newClientDisableCmd(stdio Stdio, disable bool) *cobra.Command {
+	var sf storeFlags
+	verb := "disable"
+	if !disable {
+		verb = "enable"
+	}
+	c := &cobra.Command{
+		Use:   verb + " ID",
+		Short: strings.ToUpper(verb[:1]) + verb[1:] + " a client: its keys and certificate stop (or start again) working at once",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			st, _, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.APIKeys().SetClientDisabled(c.Context(), a[0], disable); err != nil {
+				return authError(err)
+			}
+			fmt.Fprintf(stdio.Out, "client %s %sd\n", a[0], verb)
+			return nil
+		},
+	}
+	sf.register(c)
+	return c
+}
+
+func newAPIKeyCmd(stdio Stdio) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "apikey",
+		Short: "Create, list, rotate and revoke API keys",
+		Long: `Create, list, rotate and revoke API keys. A key is shown once, when it is
+made; the database keeps only its HMAC. Rotation gives a new key and lets the
+old one work for a grace period (requests with it get Deprecation and Sunset
+headers); the rotation policy marks keys older than 90 days as due. Clients
+can rotate their own key: POST /v1/apikeys/rotate with the current key.
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
+	}
+	c.AddCommand(newAPIKeyCreateCmd(stdio), newAPIKeyListCmd(stdio), newAPIKeyRotateCmd(stdio), newAPIKeyRevokeCmd(stdio))
+	return c
+}
+
+type keyOut struct {
+	Key        string     `json:"key,omitempty"`
+	ID         string     `json:"id"`
+	Client     string     `json:"client"`
+	Hint       string     `json:"hint"`
+	Scopes     []string   `json:"scopes"`
+	Status     string     `json:"status"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	GraceUntil *time.Time `json:"grace_until,omitempty"`
+	ReplacedBy string     `json:"replaced_by,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	Replaces   string     `json:"replaces,omitempty"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func keyStatus(r apikey.Record, now time.Time) string {
+	switch {
+	case !r.RevokedAt.IsZero():
+		return "revoked"
+	case r.ClientDisabled:
+		return "client-disabled"
+	case !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt):
+		return "expired"
+	case r.ReplacedBy != "" && !now.Before(r.GraceUntil):
+		return "rotated"
+	case r.ReplacedBy != "":
+		return "grace"
+	}
+	return "active"
+}
+
+func keyJSON(r apikey.Record, now time.Time) keyOut {
+	return keyOut{ID: r.ID, Client: r.ClientID, Hint: r.Hint, Scopes: r.Scopes, Status: keyStatus(r, now),
+		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: optTime(r.ExpiresAt), GraceUntil: optTime(r.GraceUntil),
+		ReplacedBy: r.ReplacedBy, LastUsedAt: optTime(r.LastUsedAt)}
+}
+
+func newAPIKeyCreateCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	var client, scopes, expires, env string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "create --client ID [--scopes S,...] [--expires 90d|DATE] [--env live|test] [--json]",
+		Short: "Make an API key (printed once, to stdout)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if client == "" {
+				return usagef("--client is required")
+			}
+			var exp time.Time
+			if expires != "" {
+				var err error
+				if exp, err = parseExpiry(expires, time.Now().UTC()); err != nil {
+					return usagef("%v", strings.Replace(err.Error(), "--expires", "--expires", 1))
+				}
+			}
+			st, keys, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			k, rec, err := manager(st, keys, env).Create(c.Context(), client, splitScopes(scopes), exp)
+			if err != nil {
+				return authError(err)
+			}
+			return printNewKey(stdio, asJSON, k, rec, "")
+		},
+	}
+	sf.register(c)
+	f := c.Flags()
+	f.StringVar(&client, "client", "", "the `ID` of the client the key is for")
+	f.StringVar(&scopes, "scopes", "", "the key's `SCOPES`, a subset of the client's (default: all of them)")
+	f.StringVar(&expires, "expires", "", "expiry: a `DATE` (inclusive) or a duration (90d); default none")
+	f.StringVar(&env, "env", "live", "key environment: `live` (rk_live_) or test (rk_test_)")
+	f.BoolVar(&asJSON, "json", false, "print JSON, the key included")
+	return c
+}
+
+func printNewKey(stdio Stdio, asJSON bool, k apikey.Key, rec *apikey.Record, replaces string) error {
+	if asJSON {
+		out := keyJSON(*rec, time.Now())
+		out.Key, out.Replaces = k.String(), replaces
+		return writeJSON(stdio.Out, out)
+	}
+	fmt.Fprintln(stdio.Out, k.String())
+	what := fmt.Sprintf("key %s for client %s (scopes %s)", rec.ID, rec.ClientID, strings.Join(rec.Scopes, " "))
+	if replaces != "" {
+		what += ", replacing " + replaces
+	}
+	fmt.Fprintf(stdio.Err, "rampart: %s; it is shown once: store it now\n", what)
+	return nil
+}
+
+func newAPIKeyListCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	var client string
+	var due, asJSON bool
+	var maxAge time.Duration
+	c := &cobra.Command{
+		Use:   "list [--client ID] [--due [--max-age D]] [--json]",
+		Short: "List API keys (never the keys themselves), or those due for rotation",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			st, keys, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var recs []apikey.Record
+			if due {
+				m := manager(st, keys, "")
+				m.MaxAge = maxAge
+				recs, err = m.Due(c.Context())
+				recs = slices.DeleteFunc(recs, func(r apikey.Record) bool { return client != "" && r.ClientID != client })
+			} else {
+				recs, err = st.APIKeys().Keys(c.Context(), client)
+			}
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			now := time.Now()
+			out := make([]keyOut, len(recs))
+			for i, r := range recs {
+				out[i] = keyJSON(r, now)
+			}
+			if asJSON {
+				return writeJSON(stdio.Out, out)
+			}
+			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tCLIENT\tHINT\tSTATUS\tSCOPES\tCREATED\tEXPIRES\tLAST USED")
+			for _, k := range out {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Client, k.Hint, k.Status,
+					strings.Join(k.Scopes, " "), k.CreatedAt.Format(time.DateOnly), dateOr(k.ExpiresAt), dateOr(k.LastUsedAt))
+			}
+			return tw.Flush()
+		},
+	}
+	sf.register(c)
+	f := c.Flags()
+	f.StringVar(&client, "client", "", "only the keys of client `ID`")
+	f.BoolVar(&due, "due", false, "only keys due for rotation (older than --max-age, or expiring soon)")
+	f.DurationVar(&maxAge, "max-age", 90*24*time.Hour, "rotation policy: the maximum age of a key (`D`)")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func dateOr(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.DateOnly)
+}
+
+func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	var grace, maxAge time.Duration
+	var due, asJSON bool
+	c := &cobra.Command{
+		Use:   "rotate (ID | --due [--max-age D]) [--grace 72h] [--json]",
+		Short: "Replace a key (or every key due) with a new one; the old works during the grace period",
+		Args: args(func(c *cobra.Command, a []string) error {
+			if due == (len(a) == 1) || len(a) > 1 {
+				return errors.New("give one key ID, or --due")
+			}
+			return nil
+		}),
+		RunE: func(c *cobra.Command, a []string) error {
+			st, keys, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			m := manager(st, keys, "")
+			m.MaxAge = maxAge
+			ids := a
+			if due {
+				recs, err := m.Due(c.Context())
+				if err != nil {
+					return fail(ExitFailure, err)
+				}
+				ids = nil
+				for _, r := range recs {
+					ids = append(ids, r.ID)
+				}
+			}
+			var outs []keyOut
+			for _, id := range ids {
+				old, err := st.APIKeys().Key(c.Context(), id)
+				if err != nil {
+					return authError(err)
+				}
+				k, rec, err := m.Rotate(c.Context(), id, grace)
+				if err != nil {
+					return authError(err)
+				}
+				if due || asJSON {
+					o := keyJSON(*rec, time.Now())
+					o.Key, o.Replaces = k.String(), old.ID
+					outs = append(outs, o)
+					continue
+				}
+				if err := printNewKey(stdio, false, k, rec, old.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdio.Err, "rampart: %s works until %s\n", old.ID, time.Now().UTC().Add(grace).Format(time.RFC3339))
+			}
+			if due && !asJSON {
+				for _, o := range outs {
+					fmt.Fprintf(stdio.Out, "%s %s %s %s\n", o.Replaces, o.ID, o.Client, o.Key)
+				}
+				fmt.Fprintf(stdio.Err, "rampart: %d key(s) rotated; the old ones work for %v; the new keys are shown once\n", len(outs), grace)
+				return nil
+			}
+			if asJSON {
+				if outs == nil {
+					outs = []keyOut{}
+				}
+				return writeJSON(stdio.Out, outs)
+			}
+			return nil
+		},
+	}
+	sf.register(c)
+	f := c.Flags()
+	f.DurationVar(&grace, "grace", 72*time.Hour, "how long the old key keeps working (`D`, at most 30 days)")
+	f.BoolVar(&due, "due", false, "rotate every key due under the rotation policy")
+	f.DurationVar(&maxAge, "max-age", 90*24*time.Hour, "rotation policy: the maximum age of a key (`D`)")
+	f.BoolVar(&asJSON, "json", false, "print JSON, the new keys included")
+	return c
+}
+
+func newAPIKeyRevokeCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	c := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a key at once, on every instance",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			st, keys, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := manager(st, keys, "").Revoke(c.Context(), a[0]); err != nil {
+				return authError(err)
+			}
+			fmt.Fprintf(stdio.Out, "key %s revoked\n", a[0])
+			return nil
+		},
+	}
+	sf.register(c)
+	return c
+}
+
+func newTokenCmd(stdio Stdio) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "token",
+		Short: "Manage the OAuth2 token signing keys",
+		Args:  cobra.NoArgs,
+		RunE:  func(c *cobra.Command, args []string) error { return c.Help() },
+	}
+	var sf storeFlags
+	var alg string
+	rot := &cobra.Command{
+		Use:   "rotate-keys [--alg ES256|EdDSA]",
+		Short: "Rotate the token signing keys: next signs, current retires, a new next is published",
+		Long: `Rotate the token signing keys. The next key, published in the JWKS since the
+last rotation, starts signing; the current key retires and stays published
+for 24 h 5 min (the longest token lifetime plus clock skew); a new next key
+is made and published. Run it on a schedule; instances pick the change up
+within 10 s. Private keys are stored sealed under the master key.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			st, keys, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			now := time.Now()
+			if err := token.EnsureKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now); err != nil {
+				return fail(ExitFailure, err)
+			}
+			if err := token.RotateKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now); err != nil {
+				return fail(ExitFailure, err)
+			}
+			ks, err := st.SigningKeys().SigningKeys(c.Context())
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			printSigningKeys(stdio.Out, ks)
+			return nil
+		},
+	}
+	sf.register(rot)
+	rot.Flags().StringVar(&alg, "alg", "ES256", "algorithm of the new key: `ES256` or EdDSA")
+	c.AddCommand(rot)
+	return c
+}
+
+func printSigningKeys(w io.Writer, ks []token.StoredKey) {
+	order := map[token.KeyState]int{token.Current: 0, token.Next: 1, token.Retired: 2}
+	slices.SortFunc(ks, func(a, b token.StoredKey) int { return order[a.State] - order[b.State] })
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tSTATE\tSINCE")
+	for _, k := range ks {
+		since := k.CreatedAt
+		switch k.State {
+		case token.Current:
+			since = k.ActivatedAt
+		case token.Retired:
+			since = k.RetiredAt
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Alg, k.State, since.UTC().Format(time.RFC3339))
+	}
+	tw.Flush()
+}

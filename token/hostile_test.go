@@ -1,0 +1,306 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/rampartsec/rampart/internal/testpki"
+)
+
+// Tokens an attacker would try, through the Middleware in front of a
+// JWKS-backed Validator. A bad token is 401 invalid_token; a request that
+// is malformed before any token is read is 400 invalid_request (RFC 6750
+// §3.1 "repeats the same parameter ... or is otherwise malformed"). None
+// gets a 500 or reaches the handler.
+func TestHostileTokens(t *testing.T) {
+	clock := valNewClock()
+	k := valNewKey(t, jose.ES256)
+	jwks := valNewJWKS(t, k)
+	v := jwks.validator(clock)
+	now := clock.Now()
+	good := k.mint(t, valClaimsAt(now), nil)
+	parts := strings.Split(good, ".")
+	b64 := base64.RawURLEncoding.EncodeToString
+
+	pubDER, err := x509.MarshalPKIXPublicKey(k.priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	pubJWK, _ := json.Marshal(k.pub)
+
+	ca := testpki.NewRoot(t, "clients")
+	mine, theirs := ca.Issue(t, testpki.LeafOptions{}), ca.Issue(t, testpki.LeafOptions{})
+	bound := k.mint(t, valWith(now, map[string]any{"cnf": map[string]any{"x5t#S256": valThumbprint(mine.Cert)}}), nil)
+
+	// Payload with more scope, the original signature.
+	richer, _ := json.Marshal(valWith(now, map[string]any{"scope": "payment.read payment.write payment.withdraw"}))
+	tamperedPayload := parts[0] + "." + b64(richer) + "." + parts[2]
+	// Header with another typ, the original signature.
+	hdr, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": k.kid, "typ": "at+jwt", "x": 1})
+	tamperedHeader := b64(hdr) + "." + parts[1] + "." + parts[2]
+	// A second signature appended to the compact form.
+	other := valNewKey(t, jose.ES256)
+	extraSig := good + "." + strings.Split(other.mint(t, valClaimsAt(now), nil), ".")[2]
+
+	// The JWS JSON serialization, with a second signer.
+	multi, err := jose.NewMultiSigner([]jose.SigningKey{
+		{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}},
+		{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: other.priv, KeyID: other.kid}},
+	}, (&jose.SignerOptions{}).WithType("at+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimsJSON, _ := json.Marshal(valClaimsAt(now))
+	obj, err := multi.Sign(claimsJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonSerialized := obj.FullSerialize()
+
+	withCert := func(c *testpki.Leaf) func(*http.Request) {
+		return func(r *http.Request) {
+			r.TLS = valTLSState(c)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		header []string // Authorization header values
+		modify func(*http.Request)
+		status int
+		code   ErrorCode
+		desc   string
+	}{
+		{"alg none", []string{"Bearer " + valNone(t, k.kid, valClaimsAt(now))}, nil, 401, InvalidToken, "not allowed"},
+		{"alg none, no signature part", []string{"Bearer " + strings.TrimSuffix(valNone(t, k.kid, valClaimsAt(now)), ".")}, nil, 401, InvalidToken, ""},
+		{"HS256 with the public key (DER) as secret", []string{"Bearer " + valSign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubDER}, k.kid, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
+		{"HS256 with the public key (PEM) as secret", []string{"Bearer " + valSign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubPEM}, k.kid, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
+		{"HS256 with the public JWK as secret", []string{"Bearer " + valSign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubJWK}, k.kid, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
+		{"unknown kid", []string{"Bearer " + other.mint(t, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "unknown signing key"},
+		{"another key under the issuer's kid", []string{"Bearer " + other.mint(t, valClaimsAt(now), map[string]any{"kid": k.kid})}, nil, 401, InvalidToken, "bad signature"},
+		{"expired", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"exp": now.Add(-time.Minute).Unix(), "iat": now.Add(-time.Hour).Unix()}), nil)}, nil, 401, InvalidToken, "expired"},
+		{"not yet valid", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"nbf": now.Add(time.Hour).Unix()}), nil)}, nil, 401, InvalidToken, "not yet valid"},
+		{"wrong aud", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"aud": "https://other-api.example.com"}), nil)}, nil, 401, InvalidToken, "audience"},
+		{"wrong iss", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"iss": "https://evil.example.com"}), nil)}, nil, 401, InvalidToken, "issuer"},
+		{"typ JWT", []string{"Bearer " + k.mint(t, valClaimsAt(now), map[string]any{"typ": "JWT"})}, nil, 401, InvalidToken, "typ"},
+		{"typ missing", []string{"Bearer " + k.mint(t, valClaimsAt(now), map[string]any{"typ": nil})}, nil, 401, InvalidToken, "typ"},
+		{"tampered payload", []string{"Bearer " + tamperedPayload}, nil, 401, InvalidToken, "bad signature"},
+		{"tampered header", []string{"Bearer " + tamperedHeader}, nil, 401, InvalidToken, "bad signature"},
+		{"signature of another token", []string{"Bearer " + parts[0] + "." + parts[1] + "." + strings.Split(k.mint(t, valWith(now, map[string]any{"jti": "x"}), nil), ".")[2]}, nil, 401, InvalidToken, "bad signature"},
+		{"oversized", []string{"Bearer " + strings.Repeat("A", 8<<10+1)}, nil, 401, InvalidToken, "too large"},
+		{"cnf-bound, no certificate", []string{"Bearer " + bound}, nil, 401, InvalidToken, "bound"},
+		{"cnf-bound, another certificate", []string{"Bearer " + bound}, withCert(theirs), 401, InvalidToken, "bound"},
+		{"extra signature appended", []string{"Bearer " + extraSig}, nil, 401, InvalidToken, "compact"},
+		{"JSON serialization in a b64token", []string{"Bearer " + b64([]byte(jsonSerialized))}, nil, 401, InvalidToken, ""},
+		{"JSON serialization", []string{"Bearer " + jsonSerialized}, nil, 400, InvalidRequest, ""},
+		{"garbage", []string{"Bearer garbage"}, nil, 401, InvalidToken, "malformed"},
+		{"garbage with dots", []string{"Bearer a.b.c"}, nil, 401, InvalidToken, "malformed"},
+		{"garbage base64", []string{"Bearer " + b64([]byte("{}")) + "." + b64([]byte("{}")) + "." + b64([]byte("x"))}, nil, 401, InvalidToken, ""},
+		{"empty token", []string{"Bearer "}, nil, 400, InvalidRequest, ""},
+		{"empty header", []string{""}, nil, 401, "", ""},
+		{"two Authorization headers", []string{"Bearer " + good, "Bearer " + good}, nil, 400, InvalidRequest, "more than one"},
+		{"two Authorization headers, one bad", []string{"Bearer " + good, "Bearer " + tamperedPayload}, nil, 400, InvalidRequest, "more than one"},
+		{"header injection", []string{"Bearer " + good + "\r\nX-Admin: 1"}, nil, 400, InvalidRequest, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := valRequest("")
+			for _, h := range tc.header {
+				r.Header.Add("Authorization", h)
+			}
+			if tc.modify != nil {
+				tc.modify(r)
+			}
+			w := valServe(v, r)
+			if w.Code >= 500 || w.Code == 200 {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			var body struct {
+				Error       ErrorCode `json:"error"`
+				Description string    `json:"error_description"`
+			}
+			json.Unmarshal(w.Body.Bytes(), &body)
+			if w.Code != tc.status || body.Error != tc.code || !strings.Contains(body.Description, tc.desc) {
+				t.Fatalf("%d %s %q, want %d %s %q", w.Code, body.Error, body.Description, tc.status, tc.code, tc.desc)
+			}
+			if tc.code != "" && !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="`+string(tc.code)+`"`) {
+				t.Fatalf("WWW-Authenticate %q", w.Header().Get("WWW-Authenticate"))
+			}
+		})
+	}
+	t.Run("the good token and its bound twin pass", func(t *testing.T) {
+		if w := valServe(v, valRequest(good)); w.Code != 200 {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+		r := valRequest(bound)
+		withCert(mine)(r)
+		if w := valServe(v, r); w.Code != 200 {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	})
+	t.Run("JSON serialization through Validate", func(t *testing.T) {
+		p, err := v.Validate(context.Background(), jsonSerialized, nil)
+		valWantInvalid(t, p, err, "compact")
+	})
+}
+
+func valTLSState(c *testpki.Leaf) *tls.ConnectionState {
+	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{c.Cert}}
+}
+
+// An unknown kid makes the Validator refetch the JWKS (the issuer may
+// have rotated), but at most once per RefetchInterval, however many such
+// tokens arrive.
+func TestHostileUnknownKidRefetchRateLimited(t *testing.T) {
+	clock := valNewClock()
+	k, stranger := valNewKey(t, jose.ES256), valNewKey(t, jose.ES256)
+	jwks := valNewJWKS(t, k)
+	v := jwks.validator(clock)
+	bad := stranger.mint(t, valWith(clock.Now(), map[string]any{"exp": clock.Now().Add(time.Hour).Unix()}), nil)
+	flood := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				if w := valServe(v, valRequest(bad)); w.Code != 401 {
+					t.Errorf("status %d", w.Code)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for _, step := range []struct {
+		advance time.Duration
+		hits    int32
+	}{
+		{0, 1},                 // the first fetch; no refetch right after it
+		{29 * time.Second, 1},  // still within RefetchInterval
+		{time.Second, 2},       // 30 s after the first: one refetch
+		{10 * time.Second, 2},  // within RefetchInterval of the refetch
+		{20 * time.Second, 3},  // one more
+		{5 * time.Minute, 4},   // only one however long the wait
+		{10 * time.Minute, 5},  // the scheduled refresh, which has found nothing either
+		{100 * time.Second, 6}, // one more for the kid
+	} {
+		clock.Add(step.advance)
+		flood()
+		if got := jwks.hits.Load(); got != step.hits {
+			t.Fatalf("after %v more: %d JWKS fetches, want %d", step.advance, got, step.hits)
+		}
+	}
+}
+
+// A token larger than MaxTokenSize is refused before it is parsed: the
+// JWKS is not even fetched. One byte less is fine.
+func TestHostileOversized(t *testing.T) {
+	clock := valNewClock()
+	k := valNewKey(t, jose.ES256)
+	const limit = 8 << 10
+	for _, tc := range []struct {
+		size int
+		ok   bool
+	}{{limit, true}, {limit + 1, false}} {
+		jwks := valNewJWKS(t, k)
+		v := jwks.validator(clock)
+		tok := valMintSized(t, k, clock.Now(), tc.size)
+		w := valServe(v, valRequest(tok))
+		if tc.ok {
+			if w.Code != 200 {
+				t.Fatalf("%d-byte token: %d %s", tc.size, w.Code, w.Body)
+			}
+			continue
+		}
+		if w.Code != 401 || !strings.Contains(w.Body.String(), "too large") {
+			t.Fatalf("%d-byte token: %d %s", tc.size, w.Code, w.Body)
+		}
+		if n := jwks.hits.Load(); n != 0 {
+			t.Fatalf("%d-byte token made the Validator fetch its keys", tc.size)
+		}
+		p, err := v.Validate(context.Background(), tok, nil)
+		valWantInvalid(t, p, err, "too large")
+	}
+	t.Run("a megabyte of anything", func(t *testing.T) {
+		v := valStatic(clock, k)
+		for _, junk := range []string{strings.Repeat("A", 1<<20), strings.Repeat("\x00", 1<<20), "{" + strings.Repeat(`"a":`, 1<<18)} {
+			p, err := v.Validate(context.Background(), junk, nil)
+			valWantInvalid(t, p, err, "too large")
+		}
+	})
+}
+
+// valMintSized mints a valid token of exactly size bytes, padding a claim
+// and a header parameter.
+func valMintSized(t *testing.T, k *valKey, now time.Time, size int) string {
+	t.Helper()
+	base := len(k.mint(t, valWith(now, map[string]any{"pad": ""}), map[string]any{"pad": ""}))
+	est := (size - base) * 3 / 4
+	for hp := 0; hp < 4; hp++ {
+		for n := max(est-16, 0); n < est+16; n++ {
+			tok := k.mint(t, valWith(now, map[string]any{"pad": strings.Repeat("x", n)}), map[string]any{"pad": strings.Repeat("y", hp)})
+			if len(tok) == size {
+				return tok
+			}
+		}
+	}
+	t.Fatalf("cannot mint a %d-byte token", size)
+	return ""
+}
+
+// valFuzzKey is deterministic, so that every fuzzing worker verifies the
+// seed tokens with the same key.
+func valFuzzKey(t testing.TB) *valKey {
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: string(jose.EdDSA), Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	return &valKey{priv: priv, alg: jose.EdDSA, kid: pub.KeyID, pub: pub}
+}
+
+// FuzzValidate mutates a valid token. Whatever the Validator accepts must
+// carry exactly the claims that were signed, and whatever it refuses is
+// refused as invalid_token, never with a panic or a server error.
+func FuzzValidate(f *testing.F) {
+	clock := valNewClock()
+	k := valFuzzKey(f)
+	good := k.mint(f, valClaimsAt(clock.Now()), nil)
+	f.Add(good)
+	f.Add(k.mint(f, valClaimsAt(clock.Now()), map[string]any{"typ": "JWT"}))
+	f.Add(valNone(f, k.kid, valClaimsAt(clock.Now())))
+	f.Add(strings.Replace(good, ".", "..", 1))
+	f.Add("")
+	want, err := valStatic(clock, k).Validate(context.Background(), good, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		v := valStatic(clock, k)
+		p, err := v.Validate(context.Background(), raw, nil)
+		if err != nil {
+			if e, ok := errors.AsType[*Error](err); !ok || e.Code != InvalidToken || e.Status != 401 {
+				t.Fatalf("Validate(%q): %v", raw, err)
+			}
+			return
+		}
+		if p.Subject != want.Subject || p.ClientID != want.ClientID || p.TokenID != want.TokenID ||
+			!slices.Equal(p.Scopes, want.Scopes) || !p.Expires.Equal(want.Expires) {
+			t.Fatalf("Validate(%q) accepted a token with other claims: %+v", raw, p)
+		}
+	})
+}

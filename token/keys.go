@@ -1,0 +1,204 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Signing-key rotation timing. Keys retired stay published until every
+// token they signed has expired: the longest token lifetime plus clock
+// skew.
+const (
+	MaxLifetime     = 24 * time.Hour
+	DefaultLifetime = 15 * time.Minute
+	ClockSkew       = 5 * time.Minute
+	// RetiredKeyLife is how long a retired key stays in the JWKS.
+	RetiredKeyLife = MaxLifetime + ClockSkew
+)
+
+// ErrNoSigningKey is returned when the store holds no current signing key
+// (run rampart token rotate-keys, or let the server make the first).
+var ErrNoSigningKey = errors.New("token: no current signing key")
+
+// seal encrypts a PKCS#8 private key with AES-256-GCM under kek, bound to
+// the key ID so that a sealed key cannot be passed off as another.
+func seal(kek []byte, kid string, pkcs8 []byte) ([]byte, error) {
+	aead, err := newAEAD(kek)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, pkcs8, []byte(kid)), nil
+}
+
+func unseal(kek []byte, kid string, sealed []byte) ([]byte, error) {
+	aead, err := newAEAD(kek)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return nil, errors.New("token: sealed key too short")
+	}
+	out, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
+	if err != nil {
+		return nil, fmt.Errorf("token: signing key %s does not decrypt: wrong key encryption key, or the database was tampered with", kid)
+	}
+	return out, nil
+}
+
+func newAEAD(kek []byte) (cipher.AEAD, error) {
+	if len(kek) != 32 {
+		return nil, fmt.Errorf("token: key encryption key of %d bytes, want 32", len(kek))
+	}
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// newStoredKey makes a signing key for alg ("ES256" or "EdDSA"), sealed.
+func newStoredKey(kek []byte, alg string, now time.Time) (StoredKey, error) {
+	var priv crypto.Signer
+	var err error
+	switch alg {
+	case "ES256", "":
+		alg = "ES256"
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return StoredKey{}, fmt.Errorf("token: signing algorithm %q: want ES256 or EdDSA", alg)
+	}
+	if err != nil {
+		return StoredKey{}, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		return StoredKey{}, err
+	}
+	jwk := jose.JSONWebKey{Key: priv.Public()}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return StoredKey{}, err
+	}
+	kid := b64(tp)
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return StoredKey{}, err
+	}
+	sealed, err := seal(kek, kid, pkcs8)
+	if err != nil {
+		return StoredKey{}, err
+	}
+	return StoredKey{ID: kid, Alg: alg, State: Next, Public: pub, Sealed: sealed, CreatedAt: now.UTC()}, nil
+}
+
+// RotateKeys moves the signing keys one step: the next key starts
+// signing, the current one retires (published for RetiredKeyLife more),
+// and a new next key is made and published. Run it on a schedule (say,
+// monthly) with rampart token rotate-keys; every instance sharing the
+// store picks the change up within a few seconds.
+func RotateKeys(ctx context.Context, ks KeyStore, kek []byte, alg string, now time.Time) error {
+	k, err := newStoredKey(kek, alg, now)
+	if err != nil {
+		return err
+	}
+	return ks.RotateSigningKeys(ctx, k, now.UTC(), now.UTC().Add(-RetiredKeyLife))
+}
+
+// EnsureKeys makes the first signing keys of a new store: rotating twice
+// from nothing gives a current key and a next one.
+func EnsureKeys(ctx context.Context, ks KeyStore, kek []byte, alg string, now time.Time) error {
+	for range 2 {
+		keys, err := ks.SigningKeys(ctx)
+		if err != nil {
+			return err
+		}
+		hasCurrent, hasNext := false, false
+		for _, k := range keys {
+			hasCurrent = hasCurrent || k.State == Current
+			hasNext = hasNext || k.State == Next
+		}
+		if hasCurrent && hasNext {
+			return nil
+		}
+		if err := RotateKeys(ctx, ks, kek, alg, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keyring is what a Server signs with and publishes, loaded from the
+// store.
+type keyring struct {
+	signer jose.Signer
+	kid    string
+	alg    string
+	jwks   jose.JSONWebKeySet
+	loaded time.Time
+	pubs   map[string]crypto.PublicKey // kid -> key, for introspection
+}
+
+func loadKeyring(ctx context.Context, ks KeyStore, kek []byte, now time.Time) (*keyring, error) {
+	keys, err := ks.SigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("token: loading signing keys: %w", err)
+	}
+	kr := &keyring{loaded: now, pubs: make(map[string]crypto.PublicKey)}
+	for _, k := range keys {
+		if k.State == Retired && now.Sub(k.RetiredAt) >= RetiredKeyLife {
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(k.Public)
+		if err != nil {
+			return nil, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+		}
+		kr.pubs[k.ID] = pub
+		kr.jwks.Keys = append(kr.jwks.Keys, jose.JSONWebKey{Key: pub, KeyID: k.ID, Algorithm: k.Alg, Use: "sig"})
+		if k.State != Current {
+			continue
+		}
+		pkcs8, err := unseal(kek, k.ID, k.Sealed)
+		if err != nil {
+			return nil, err
+		}
+		priv, err := x509.ParsePKCS8PrivateKey(pkcs8)
+		if err != nil {
+			return nil, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+		}
+		opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader(jose.HeaderKey("kid"), k.ID)
+		kr.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: priv}, opts)
+		if err != nil {
+			return nil, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+		}
+		kr.kid, kr.alg = k.ID, k.Alg
+	}
+	if kr.signer == nil {
+		return nil, ErrNoSigningKey
+	}
+	return kr, nil
+}
+
+// certThumbprint is the x5t#S256 of a certificate (RFC 8705 §3.1).
+func certThumbprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return b64(sum[:])
+}

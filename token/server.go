@@ -1,0 +1,592 @@
+package token
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/ratelimit"
+)
+
+// Server is an OAuth2 authorization server for the client-credentials
+// grant. Issuer, Audience, Keys, Revocations, Clients, APIKeys and
+// KeyEncryptionKey are required; set the fields before first use.
+//
+// Endpoints, under Issuer: /oauth2/token, /oauth2/jwks, /oauth2/introspect,
+// /oauth2/revoke, and /.well-known/oauth-authorization-server.
+type Server struct {
+	// Issuer is the server's URL, the iss of its tokens (RFC 8414 §2).
+	Issuer string
+	// Audience is the aud of the tokens: the resource servers' identifier.
+	Audience string
+	Keys     KeyStore
+	// Revocations keeps revoked tokens (RFC 7009) for introspection.
+	Revocations RevocationStore
+	// Clients and APIKeys authenticate clients: an API key is the client
+	// secret.
+	Clients apikey.Store
+	APIKeys *apikey.Verifier
+	// KeyEncryptionKey (32 bytes) unseals the signing keys in the store.
+	KeyEncryptionKey []byte
+	// Algorithm of new signing keys: ES256 (default) or EdDSA.
+	Algorithm string
+	// Scopes is the catalogue published in the metadata.
+	Scopes []string
+	// ScopeImplies declares a scope hierarchy: a token granted a scope
+	// also carries the ones it implies ({"payment.write":
+	// ["payment.read"]}). Without it, scopes are independent exact
+	// strings.
+	ScopeImplies map[string][]string
+	// TrustedProxies are proxies whose X-Forwarded-For is believed, for
+	// the per-address brute-force limit.
+	TrustedProxies []netip.Prefix
+	// FailureLimit bounds failed client authentications, per client and
+	// per address; zero means 10 a minute.
+	FailureLimit ratelimit.Limit
+	// KeyReload is how often signing keys are re-read from the store, to
+	// follow rotations by another instance; 0 means 10 s.
+	KeyReload time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
+
+	once    sync.Once
+	mux     *http.ServeMux
+	limiter *ratelimit.Memory
+	mu      sync.Mutex
+	ring    *keyring
+}
+
+// b64 is base64url without padding, as JOSE writes it.
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.limiter = &ratelimit.Memory{Now: s.Now}
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /oauth2/token", s.token)
+		mux.HandleFunc("GET /oauth2/jwks", s.jwks)
+		mux.HandleFunc("POST /oauth2/introspect", s.introspect)
+		mux.HandleFunc("POST /oauth2/revoke", s.revoke)
+		mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
+		s.mux = mux
+	})
+}
+
+// ServeHTTP serves the endpoints.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.init()
+	s.mux.ServeHTTP(w, r)
+}
+
+// Start makes the first signing keys if the store has none and loads
+// them; it fails when they cannot be unsealed. Call it before serving.
+func (s *Server) Start(ctx context.Context) error {
+	s.init()
+	if s.Issuer == "" || s.Audience == "" || s.Keys == nil || s.Revocations == nil || s.Clients == nil || s.APIKeys == nil {
+		return errors.New("token: Server needs Issuer, Audience, Keys, Revocations, Clients and APIKeys")
+	}
+	if err := EnsureKeys(ctx, s.Keys, s.KeyEncryptionKey, s.Algorithm, s.now()); err != nil {
+		return err
+	}
+	_, err := s.keys(ctx)
+	return err
+}
+
+// keys returns the keyring, reloaded when older than KeyReload.
+func (s *Server) keys(ctx context.Context) (*keyring, error) {
+	now := s.now()
+	reload := s.KeyReload
+	if reload == 0 {
+		reload = 10 * time.Second
+	}
+	s.mu.Lock()
+	kr := s.ring
+	s.mu.Unlock()
+	if kr != nil && now.Sub(kr.loaded) < reload && !now.Before(kr.loaded) {
+		return kr, nil
+	}
+	fresh, err := loadKeyring(ctx, s.Keys, s.KeyEncryptionKey, now)
+	if err != nil {
+		if kr != nil {
+			// Keep signing with what we have; the store may be back soon.
+			s.logger().Warn("token: reloading signing keys failed; keeping the loaded ones", "err", err)
+			return kr, nil
+		}
+		return nil, err
+	}
+	s.mu.Lock()
+	s.ring = fresh
+	s.mu.Unlock()
+	return fresh, nil
+}
+
+// oauthError is an error response of RFC 6749 §5.2.
+type oauthError struct {
+	status      int
+	code        string
+	description string
+	header      http.Header
+}
+
+func (e *oauthError) Error() string { return e.code + ": " + e.description }
+
+func badRequest(code, format string, args ...any) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, code: code, description: fmt.Sprintf(format, args...)}
+}
+
+func invalidClient(desc string) *oauthError {
+	return &oauthError{status: http.StatusUnauthorized, code: "invalid_client", description: desc,
+		header: http.Header{"Www-Authenticate": {`Basic realm="rampart", charset="UTF-8"`}}}
+}
+
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	for k, v := range e.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	json.NewEncoder(w).Encode(map[string]string{"error": e.code, "error_description": e.description})
+}
+
+// readForm parses an application/x-www-form-urlencoded body of at most
+// 8 KiB; a parameter given twice is an error (RFC 6749 §3.2).
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, badRequest("invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		return nil, badRequest("invalid_request", "malformed or oversized form body")
+	}
+	for k, vs := range r.PostForm {
+		if len(vs) > 1 {
+			return nil, badRequest("invalid_request", "parameter %s given more than once", k)
+		}
+	}
+	if len(r.URL.Query()) > 0 {
+		return nil, badRequest("invalid_request", "parameters belong in the body, not the URL")
+	}
+	return r.PostForm, nil
+}
+
+// authenticated is a client that proved who it is.
+type authenticated struct {
+	client *apikey.Client
+	// scopes it may be granted: its key's, or the client's when it
+	// authenticated with a certificate.
+	scopes []string
+	method string
+}
+
+// authenticate runs client authentication (RFC 6749 §2.3, RFC 8705 §2.1)
+// with the brute-force limits around it.
+func (s *Server) authenticate(r *http.Request, form url.Values) (*authenticated, *oauthError) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		// RFC 6749 §2.3.1: the credentials are form-urlencoded before
+		// being put in the header.
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return nil, invalidClient("malformed credentials in the Authorization header")
+		}
+		if form.Has("client_secret") || form.Has("client_id") && form.Get("client_id") != id {
+			return nil, badRequest("invalid_request", "use one client authentication method (RFC 6749 §2.3)")
+		}
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	if id == "" {
+		return nil, invalidClient("client authentication required: client_secret_basic, client_secret_post or tls_client_auth")
+	}
+	addrKey := "addr|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.TrustedProxies))
+	clientKey := "client|" + id
+	limit := s.FailureLimit
+	if limit == (ratelimit.Limit{}) {
+		limit = ratelimit.PerMinute(10, 10)
+	}
+	for _, k := range []string{clientKey, addrKey} {
+		if d, _ := s.limiter.Peek(k, limit); !d.Allowed {
+			secs := int((d.RetryAfter + time.Second - 1) / time.Second)
+			return nil, &oauthError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
+				description: "too many failed client authentications; retry later",
+				header:      http.Header{"Retry-After": {strconv.Itoa(max(secs, 1))}}}
+		}
+	}
+	a, oerr := s.verifyClient(r, id, secret, basic)
+	if oerr != nil {
+		if oerr.code == "invalid_client" {
+			s.limiter.Allow(r.Context(), clientKey, limit)
+			s.limiter.Allow(r.Context(), addrKey, limit)
+		}
+		return nil, oerr
+	}
+	return a, nil
+}
+
+func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*authenticated, *oauthError) {
+	if secret != "" {
+		ver, err := s.APIKeys.Verify(r.Context(), secret)
+		if err != nil {
+			if isStoreFailure(err) {
+				return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"}
+			}
+			return nil, invalidClient("client authentication failed")
+		}
+		if ver.Record.ClientID != id {
+			return nil, invalidClient("client authentication failed")
+		}
+		c, err := s.Clients.Client(r.Context(), id)
+		if err != nil || c.Disabled {
+			return nil, invalidClient("client authentication failed")
+		}
+		method := "client_secret_post"
+		if basic {
+			method = "client_secret_basic"
+		}
+		return &authenticated{client: c, scopes: ver.Record.Scopes, method: method}, nil
+	}
+	// tls_client_auth (RFC 8705 §2.1): the certificate the TLS layer
+	// verified must be the one registered for the client.
+	cert := verifiedClientCert(r)
+	if cert == nil {
+		return nil, invalidClient("client authentication failed")
+	}
+	c, err := s.Clients.Client(r.Context(), id)
+	if err != nil || c.Disabled || !certMatches(c, cert) {
+		return nil, invalidClient("client authentication failed")
+	}
+	return &authenticated{client: c, scopes: c.Scopes, method: "tls_client_auth"}, nil
+}
+
+func isStoreFailure(err error) bool {
+	for _, e := range []error{apikey.ErrInvalid, apikey.ErrUnknown, apikey.ErrRevoked, apikey.ErrExpired, apikey.ErrRotated, apikey.ErrClientDisabled} {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// verifiedClientCert returns the client certificate the TLS layer
+// verified against the server's client CAs, nil without one.
+func verifiedClientCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return r.TLS.VerifiedChains[0][0]
+}
+
+// certMatches applies RFC 8705 §2.1.2: the registered subject DN, URI SAN
+// or DNS SAN must be the certificate's.
+func certMatches(c *apikey.Client, cert *x509.Certificate) bool {
+	switch {
+	case c.CertSubject != "":
+		return cert.Subject.String() == c.CertSubject
+	case c.CertURI != "":
+		return slices.ContainsFunc(cert.URIs, func(u *url.URL) bool { return u.String() == c.CertURI })
+	case c.CertDNS != "":
+		return slices.Contains(cert.DNSNames, c.CertDNS)
+	}
+	return false
+}
+
+// tokenClaims are the claims of an access token (RFC 9068 §2.2).
+type tokenClaims struct {
+	Issuer   string        `json:"iss"`
+	Subject  string        `json:"sub"`
+	Audience string        `json:"aud"`
+	ClientID string        `json:"client_id"`
+	IssuedAt int64         `json:"iat"`
+	Expiry   int64         `json:"exp"`
+	ID       string        `json:"jti"`
+	Scope    string        `json:"scope"`
+	Cnf      *confirmation `json:"cnf,omitempty"`
+}
+
+type confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
+}
+
+// token is the token endpoint (RFC 6749 §3.2, §4.4).
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	switch gt := form.Get("grant_type"); gt {
+	case "client_credentials":
+	case "":
+		writeOAuthError(w, badRequest("invalid_request", "grant_type is required"))
+		return
+	default:
+		writeOAuthError(w, badRequest("unsupported_grant_type", "only client_credentials is supported"))
+		return
+	}
+	a, oerr := s.authenticate(r, form)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	scopes := a.scopes
+	if req := form.Get("scope"); req != "" {
+		requested := strings.Split(req, " ")
+		for _, sc := range requested {
+			if sc == "" || !slices.Contains(a.scopes, sc) {
+				writeOAuthError(w, badRequest("invalid_scope", "scope %q is not granted to this client", sc))
+				return
+			}
+		}
+		scopes = requested
+	}
+	scopes = s.expand(scopes)
+	lifetime := a.client.TokenLifetime
+	if lifetime <= 0 {
+		lifetime = DefaultLifetime
+	}
+	lifetime = min(lifetime, MaxLifetime)
+	kr, err := s.keys(r.Context())
+	if err != nil {
+		s.logger().Error("token: no signing key", "err", err)
+		writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
+		return
+	}
+	now := s.now()
+	var jti [16]byte
+	rand.Read(jti[:])
+	c := tokenClaims{
+		Issuer: s.Issuer, Subject: a.client.ID, Audience: s.Audience, ClientID: a.client.ID,
+		IssuedAt: now.Unix(), Expiry: now.Add(lifetime).Unix(), ID: b64(jti[:]), Scope: strings.Join(scopes, " "),
+	}
+	// A token issued over a connection with a client certificate is bound
+	// to it (RFC 8705 §3), whatever the authentication method.
+	if cert := verifiedClientCert(r); cert != nil {
+		c.Cnf = &confirmation{X5tS256: certThumbprint(cert.Raw)}
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		writeOAuthError(w, &oauthError{status: http.StatusInternalServerError, code: "server_error", description: "internal error"})
+		return
+	}
+	sig, err := kr.signer.Sign(payload)
+	var compact string
+	if err == nil {
+		compact, err = sig.CompactSerialize()
+	}
+	if err != nil {
+		s.logger().Error("token: signing failed", "err", err)
+		writeOAuthError(w, &oauthError{status: http.StatusInternalServerError, code: "server_error", description: "internal error"})
+		return
+	}
+	// RFC 6749 §5.1.
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	json.NewEncoder(w).Encode(map[string]any{
+		"access_token": compact,
+		"token_type":   "Bearer",
+		"expires_in":   int64(lifetime / time.Second),
+		"scope":        c.Scope,
+	})
+}
+
+// expand adds the scopes the configured hierarchy implies.
+func (s *Server) expand(scopes []string) []string {
+	out := slices.Clone(scopes)
+	for i := 0; i < len(out); i++ {
+		for _, implied := range s.ScopeImplies[out[i]] {
+			if !slices.Contains(out, implied) {
+				out = append(out, implied)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	kr, err := s.keys(r.Context())
+	if err != nil {
+		writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	json.NewEncoder(w).Encode(kr.jwks)
+}
+
+// metadata is RFC 8414 §3's authorization server metadata.
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	iss := strings.TrimSuffix(s.Issuer, "/")
+	authMethods := []string{"client_secret_basic", "client_secret_post", "tls_client_auth"}
+	scopes := s.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	json.NewEncoder(w).Encode(map[string]any{
+		"issuer":                                s.Issuer,
+		"token_endpoint":                        iss + "/oauth2/token",
+		"jwks_uri":                              iss + "/oauth2/jwks",
+		"introspection_endpoint":                iss + "/oauth2/introspect",
+		"revocation_endpoint":                   iss + "/oauth2/revoke",
+		"grant_types_supported":                 []string{"client_credentials"},
+		"response_types_supported":              []string{},
+		"token_endpoint_auth_methods_supported": authMethods,
+		"introspection_endpoint_auth_methods_supported": authMethods,
+		"revocation_endpoint_auth_methods_supported":    authMethods,
+		"scopes_supported":                           scopes,
+		"tls_client_certificate_bound_access_tokens": true,
+	})
+}
+
+// parseOwnToken checks a token this server issued: signature with one of
+// its published keys, issuer, expiry. It returns nil for anything else.
+func (s *Server) parseOwnToken(ctx context.Context, raw string) *tokenClaims {
+	if len(raw) > 8<<10 {
+		return nil
+	}
+	kr, err := s.keys(ctx)
+	if err != nil {
+		return nil
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
+	if err != nil || len(tok.Headers) != 1 {
+		return nil
+	}
+	pub, ok := kr.pubs[tok.Headers[0].KeyID]
+	if !ok {
+		return nil
+	}
+	var c tokenClaims
+	if err := tok.Claims(pub, &c); err != nil {
+		return nil
+	}
+	if c.Issuer != s.Issuer || !s.now().Before(time.Unix(c.Expiry, 0)) {
+		return nil
+	}
+	return &c
+}
+
+// introspect is RFC 7662's introspection endpoint, for authenticated
+// clients (resource servers).
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	form, oerr := readForm(w, r)
+	if oerr == nil {
+		_, oerr = s.authenticate(r, withoutParams(form, "token", "token_type_hint"))
+	}
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	raw := form.Get("token")
+	if raw == "" {
+		writeOAuthError(w, badRequest("invalid_request", "token is required"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	c := s.parseOwnToken(r.Context(), raw)
+	if c != nil {
+		revoked, err := s.Revocations.TokenRevoked(r.Context(), c.ID)
+		if err != nil {
+			writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
+			return
+		}
+		if revoked {
+			c = nil
+		}
+	}
+	if c == nil {
+		json.NewEncoder(w).Encode(map[string]bool{"active": false})
+		return
+	}
+	out := map[string]any{
+		"active": true, "scope": c.Scope, "client_id": c.ClientID, "sub": c.Subject, "aud": c.Audience,
+		"iss": c.Issuer, "exp": c.Expiry, "iat": c.IssuedAt, "jti": c.ID, "token_type": "Bearer",
+	}
+	if c.Cnf != nil {
+		out["cnf"] = c.Cnf
+	}
+	json.NewEncoder(w).Encode(out)
+}
+
+// revoke is RFC 7009's revocation endpoint. A client revokes its own
+// tokens; anything else (unknown, expired, another client's) is answered
+// 200 all the same, as §2.2 asks for invalid tokens, so that nothing can
+// be learnt by probing.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	form, oerr := readForm(w, r)
+	var a *authenticated
+	if oerr == nil {
+		a, oerr = s.authenticate(r, withoutParams(form, "token", "token_type_hint"))
+	}
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	if form.Get("token") == "" {
+		writeOAuthError(w, badRequest("invalid_request", "token is required"))
+		return
+	}
+	if hint := form.Get("token_type_hint"); hint != "" && hint != "access_token" {
+		writeOAuthError(w, badRequest("unsupported_token_type", "only access tokens can be revoked"))
+		return
+	}
+	if c := s.parseOwnToken(r.Context(), form.Get("token")); c != nil && c.ClientID == a.client.ID {
+		if err := s.Revocations.RevokeToken(r.Context(), c.ID, time.Unix(c.Expiry, 0)); err != nil {
+			writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
+			return
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+func withoutParams(form url.Values, names ...string) url.Values {
+	out := url.Values{}
+	for k, v := range form {
+		if !slices.Contains(names, k) {
+			out[k] = v
+		}
+	}
+	return out
+}

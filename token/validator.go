@@ -1,0 +1,802 @@
+package token
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/rampartsec/rampart/internal/principal"
+)
+
+// Validator checks access tokens (RFC 9068) for a resource server. Set
+// the fields, then share one *Validator between goroutines; after first
+// use the fields must not change and the Validator must not be copied.
+// Issuer, Audience and one of JWKSURL and Keys are required; every other
+// zero value is a safe default.
+//
+// A configuration error (a missing field, a forbidden algorithm) is
+// returned by the first [Validator.Validate] and every one after, and
+// makes [Validator.Middleware] answer 500: it is the one 500 there is,
+// and no client input causes it.
+type Validator struct {
+	// Issuer must equal the iss claim exactly (RFC 9068 §4 step 3).
+	Issuer string
+	// Audience, this resource server's identifier, must be one of the
+	// aud claim's values (RFC 9068 §4 step 4): a token minted for
+	// another API must not work here.
+	Audience string
+
+	// JWKSURL is where the issuer publishes its keys. It must be https,
+	// or http to a loopback address (tests, a sidecar): keys fetched in
+	// the clear can be replaced by anyone on the path.
+	JWKSURL string
+	// Keys are static verification keys, for tests and offline use,
+	// instead of JWKSURL. Only public keys are used.
+	Keys *jose.JSONWebKeySet
+	// Client fetches the JWKS; nil means a client with a 10 s timeout
+	// that follows redirects only to URLs allowed for JWKSURL. A fetch
+	// with a Client without a Timeout is abandoned after 10 s. Whoever
+	// controls the JWKS controls every token, so the client should be
+	// pinned to the issuer (see
+	// [github.com/rampartsec/rampart/pin.Verifier.Client]).
+	Client *http.Client
+
+	// Algorithms is the allow-list of signature algorithms; nil means
+	// ES256 and EdDSA, what the Server signs with. "none" and HS256/384/
+	// 512 are refused even if listed (a configuration error): "none" is
+	// no signature, and HMAC with a public key as the secret is the
+	// classic forgery.
+	Algorithms []string
+	// Leeway is the clock skew allowed for exp, nbf and iat; 0 means
+	// 30 s.
+	Leeway time.Duration
+	// MaxTokenSize bounds the token in bytes; 0 means 8 KiB. Larger
+	// tokens are refused before any parsing, so that parsing cost is
+	// bounded for unauthenticated input.
+	MaxTokenSize int
+	// CacheSize is how many validated tokens are kept, each until it
+	// expires, so that a client reusing its token costs a hash and a
+	// lookup, not a signature check. 0 means 10,000; negative disables
+	// the cache. When full, a random entry (preferably an expired one)
+	// is evicted.
+	CacheSize int
+	// JWKSRefresh is how long fetched keys are trusted before they are
+	// fetched again, so that a key the issuer withdraws stops working
+	// here; 0 means 10 minutes. If the refetch fails, the keys already
+	// known keep working for one more JWKSRefresh, so that a short JWKS
+	// outage is not an API outage; after that, requests get 503.
+	JWKSRefresh time.Duration
+	// RefetchInterval is the minimum time between two JWKS fetches; 0
+	// means 30 s. A token with an unknown kid triggers a refetch (the
+	// issuer may have rotated keys), so without this limit anyone could
+	// make this server hammer the issuer.
+	RefetchInterval time.Duration
+	// Realm is the WWW-Authenticate realm; "" means "rampart".
+	Realm string
+	// Revoked, if set, reports whether the token with that jti was
+	// revoked (an RFC 7009 revocation list shared with the Server). It
+	// is called on every request, cached tokens too, so that revocation
+	// is immediate. An error makes the request fail with 503: a token
+	// that cannot be checked is not accepted.
+	Revoked func(ctx context.Context, jti string) (bool, error)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	once    sync.Once
+	initErr error
+	c       valConfig
+	keys    atomic.Pointer[valKeySet]
+	cache   *valCache
+
+	mu        sync.Mutex // guards lastFetch and fetching
+	lastFetch time.Time
+	fetching  *valFetch
+}
+
+// valConfig is the Validator's configuration with the defaults applied.
+type valConfig struct {
+	algs       []jose.SignatureAlgorithm
+	leeway     time.Duration
+	maxSize    int
+	refresh    time.Duration
+	refetch    time.Duration
+	url        string
+	client     *http.Client
+	static     bool
+	useTimeout bool
+}
+
+const (
+	valDefaultLeeway   = 30 * time.Second
+	valDefaultMaxSize  = 8 << 10
+	valDefaultCache    = 10_000
+	valDefaultRefresh  = 10 * time.Minute
+	valDefaultRefetch  = 30 * time.Second
+	valFetchTimeout    = 10 * time.Second
+	valMaxJWKSBytes    = 1 << 20
+	valMaxJWKSRedirect = 3
+)
+
+// valAlgorithms are the signature algorithms a Validator may be told to
+// accept: asymmetric ones only.
+var valAlgorithms = map[string]jose.SignatureAlgorithm{
+	"ES256": jose.ES256, "ES384": jose.ES384, "ES512": jose.ES512,
+	"EdDSA": jose.EdDSA,
+	"RS256": jose.RS256, "RS384": jose.RS384, "RS512": jose.RS512,
+	"PS256": jose.PS256, "PS384": jose.PS384, "PS512": jose.PS512,
+}
+
+func (v *Validator) init() error {
+	v.once.Do(func() {
+		v.initErr = v.configure()
+		if v.initErr != nil {
+			slog.Default().Error("token: Validator misconfigured; every request will fail", "err", v.initErr)
+		}
+	})
+	return v.initErr
+}
+
+func (v *Validator) configure() error {
+	c := &v.c
+	if v.Issuer == "" {
+		return errors.New("token: Validator.Issuer is required")
+	}
+	if v.Audience == "" {
+		return errors.New("token: Validator.Audience is required")
+	}
+	names := v.Algorithms
+	if len(names) == 0 {
+		names = []string{"ES256", "EdDSA"}
+	}
+	for _, n := range names {
+		if strings.EqualFold(n, "none") || strings.HasPrefix(strings.ToUpper(n), "HS") {
+			return fmt.Errorf("token: algorithm %q is never accepted: it lets anyone who knows the public key forge tokens", n)
+		}
+		a, ok := valAlgorithms[n]
+		if !ok {
+			return fmt.Errorf("token: unsupported signature algorithm %q", n)
+		}
+		c.algs = append(c.algs, a)
+	}
+	if v.Leeway < 0 || v.MaxTokenSize < 0 || v.JWKSRefresh < 0 || v.RefetchInterval < 0 {
+		return errors.New("token: Validator durations and sizes must not be negative")
+	}
+	c.leeway = valOr(v.Leeway, valDefaultLeeway)
+	c.maxSize = valOr(v.MaxTokenSize, valDefaultMaxSize)
+	c.refresh = valOr(v.JWKSRefresh, valDefaultRefresh)
+	c.refetch = valOr(v.RefetchInterval, valDefaultRefetch)
+	if n := valOr(v.CacheSize, valDefaultCache); n > 0 {
+		v.cache = &valCache{max: n, m: make(map[[sha256.Size]byte]*valEntry)}
+	}
+
+	switch {
+	case v.JWKSURL != "" && v.Keys != nil:
+		return errors.New("token: set one of Validator.JWKSURL and Validator.Keys, not both")
+	case v.Keys != nil:
+		c.static = true
+		ks := v.usableKeys(v.Keys.Keys)
+		if len(ks.byKID) == 0 {
+			return errors.New("token: Validator.Keys has no public signing key with a kid for the allowed algorithms")
+		}
+		v.keys.Store(ks)
+	case v.JWKSURL != "":
+		if err := valCheckJWKSURL(v.JWKSURL); err != nil {
+			return err
+		}
+		c.url = v.JWKSURL
+		c.client = v.Client
+		if c.client == nil {
+			c.client = &http.Client{
+				Timeout: valFetchTimeout,
+				CheckRedirect: func(req *http.Request, via []*http.Request) error {
+					if len(via) >= valMaxJWKSRedirect {
+						return errors.New("token: too many JWKS redirects")
+					}
+					return valCheckJWKSURL(req.URL.String())
+				},
+			}
+		}
+		c.useTimeout = c.client.Timeout == 0
+	default:
+		return errors.New("token: Validator needs JWKSURL or Keys")
+	}
+	return nil
+}
+
+func valOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// valCheckJWKSURL allows https, and http only to a loopback address:
+// keys fetched in the clear over a network are an attacker's keys.
+func valCheckJWKSURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("token: JWKS URL: %w", err)
+	}
+	switch {
+	case u.Scheme == "https" && u.Host != "":
+		return nil
+	case u.Scheme == "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); (ip != nil && ip.IsLoopback()) || h == "localhost" {
+			return nil
+		}
+	}
+	return fmt.Errorf("token: JWKS URL %q must be https (http only to a loopback address)", s)
+}
+
+func (v *Validator) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// Validate checks raw, a JWT access token, and returns its caller. peer is
+// the client certificate of the connection (nil without one); a token
+// bound to a certificate (cnf x5t#S256, RFC 8705 §3) is valid only with
+// that certificate.
+//
+// The checks, in order: size; compact JWS with an allowed alg; typ
+// at+jwt (RFC 9068 §4 step 1); a kid naming a known key (an unknown kid
+// triggers one rate-limited JWKS refetch); the signature; iss, aud, exp,
+// nbf and iat; sub, client_id, jti and iat present; scope well formed;
+// the certificate binding; Revoked. Encrypted tokens (JWE, §4 step 2)
+// are not supported and are refused.
+//
+// Validated tokens are cached by SHA-256 of raw until they expire; a
+// cache hit still checks expiry, that the signing key is still
+// published, the certificate binding and Revoked.
+//
+// The error is an [*Error] for anything the token or the key source
+// causes, and a plain error for a misconfigured Validator.
+func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certificate) (*Principal, error) {
+	if err := v.init(); err != nil {
+		return nil, err
+	}
+	if len(raw) > v.c.maxSize {
+		return nil, valInvalid("token too large", nil)
+	}
+	now := v.now()
+	var id [sha256.Size]byte
+	if v.cache != nil {
+		id = sha256.Sum256([]byte(raw))
+		if e := v.cache.get(id); e != nil {
+			if ks := v.keys.Load(); ks != nil && ks.find(e.kid, e.alg) != nil {
+				if err := v.recheck(ctx, e, now, peer); err != nil {
+					if err.Description == valExpired {
+						v.cache.remove(id)
+					}
+					return nil, err
+				}
+				p := e.p
+				return &p, nil
+			}
+			// The key has left the JWKS: whatever it signed is checked
+			// afresh, and will fail.
+			v.cache.remove(id)
+		}
+	}
+	e, err := v.verify(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.recheck(ctx, e, now, peer); err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(id, e, now)
+	}
+	p := e.p
+	return &p, nil
+}
+
+const valExpired = "token expired"
+
+// valEntry is a verified token: what is true of it forever (signature,
+// issuer, audience, claims) and what must be checked on every use.
+type valEntry struct {
+	p      Principal
+	exp    time.Time
+	kid    string
+	alg    jose.SignatureAlgorithm
+	jti    string
+	bound  bool
+	x5t256 [sha256.Size]byte
+}
+
+// recheck is what may change between two uses of the same token: the
+// clock, the client certificate, revocation.
+func (v *Validator) recheck(ctx context.Context, e *valEntry, now time.Time, peer *x509.Certificate) *Error {
+	if now.Add(-v.c.leeway).After(e.exp) {
+		return valInvalid(valExpired, nil)
+	}
+	if e.bound {
+		if peer == nil {
+			return valInvalid("token is bound to a client certificate and none was presented", nil)
+		}
+		sum := sha256.Sum256(peer.Raw)
+		if subtle.ConstantTimeCompare(sum[:], e.x5t256[:]) != 1 {
+			return valInvalid("token is bound to another client certificate", nil)
+		}
+	}
+	if v.Revoked != nil {
+		revoked, err := v.Revoked(ctx, e.jti)
+		if err != nil {
+			return valUnavailableErr("cannot check token revocation", time.Second, err)
+		}
+		if revoked {
+			return valInvalid("token revoked", nil)
+		}
+	}
+	return nil
+}
+
+// valClaims are the claims RFC 9068 §2.2 defines, as the Server writes
+// them (see the package documentation).
+type valClaims struct {
+	jwt.Claims
+	ClientID string `json:"client_id"`
+	// Scope is a string; an array (as some issuers send) fails to
+	// decode, and the token is refused.
+	Scope string `json:"scope"`
+	Cnf   *struct {
+		X5tS256 *string `json:"x5t#S256"`
+	} `json:"cnf"`
+}
+
+// verify makes the checks whose outcome cannot change: everything but
+// the clock's exp, the certificate binding and revocation.
+func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*valEntry, error) {
+	if !valCompact(raw) {
+		return nil, valInvalid("malformed token: not a JWS in compact serialization", nil)
+	}
+	tok, err := jwt.ParseSigned(raw, v.c.algs)
+	if err != nil {
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return nil, valInvalid("signature algorithm not allowed", err)
+		}
+		return nil, valInvalid("malformed token", err)
+	}
+	if len(tok.Headers) != 1 {
+		return nil, valInvalid("malformed token: one signature expected", nil)
+	}
+	h := tok.Headers[0]
+	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+	if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+		// RFC 9068 §4 step 1: an ID token or another JWT signed by the
+		// same issuer must not pass for an access token.
+		return nil, valInvalid("token type (typ) must be at+jwt", nil)
+	}
+	if h.KeyID == "" {
+		return nil, valInvalid("token has no key ID (kid)", nil)
+	}
+	alg := jose.SignatureAlgorithm(h.Algorithm)
+	key, err := v.key(ctx, h.KeyID, alg, now)
+	if err != nil {
+		return nil, err
+	}
+	var c valClaims
+	if err := tok.Claims(key.Key, &c); err != nil {
+		if errors.Is(err, jose.ErrCryptoFailure) {
+			return nil, valInvalid("bad signature", err)
+		}
+		return nil, valInvalid("malformed claims", err)
+	}
+	err = c.ValidateWithLeeway(jwt.Expected{
+		Issuer:      v.Issuer,
+		AnyAudience: jwt.Audience{v.Audience},
+		Time:        now,
+	}, v.c.leeway)
+	switch {
+	case errors.Is(err, jwt.ErrInvalidIssuer):
+		return nil, valInvalid("wrong issuer", nil)
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return nil, valInvalid("wrong audience", nil)
+	case errors.Is(err, jwt.ErrExpired):
+		return nil, valInvalid(valExpired, nil)
+	case errors.Is(err, jwt.ErrNotValidYet):
+		return nil, valInvalid("token not yet valid", nil)
+	case errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return nil, valInvalid("token issued in the future", nil)
+	case err != nil:
+		return nil, valInvalid("invalid claims", err)
+	}
+	// RFC 9068 §2.2: required claims. iss and aud were checked above.
+	switch {
+	case c.Expiry == nil:
+		return nil, valInvalid("token has no expiry (exp)", nil)
+	case c.IssuedAt == nil:
+		return nil, valInvalid("token has no issue time (iat)", nil)
+	case c.Subject == "":
+		return nil, valInvalid("token has no subject (sub)", nil)
+	case c.ClientID == "":
+		return nil, valInvalid("token has no client_id", nil)
+	case c.ID == "":
+		return nil, valInvalid("token has no ID (jti)", nil)
+	}
+	scopes, ok := valParseScope(c.Scope)
+	if !ok {
+		return nil, valInvalid("malformed scope", nil)
+	}
+	e := &valEntry{
+		p: Principal{
+			Subject:  c.Subject,
+			ClientID: c.ClientID,
+			Scopes:   scopes,
+			Method:   principal.Bearer,
+			TokenID:  c.ID,
+			Expires:  c.Expiry.Time(),
+		},
+		exp: c.Expiry.Time(),
+		kid: h.KeyID,
+		alg: alg,
+		jti: c.ID,
+	}
+	if c.Cnf != nil {
+		// A bound token whose binding cannot be checked is refused:
+		// accepting it would unbind it.
+		if c.Cnf.X5tS256 == nil {
+			return nil, valInvalid("unsupported confirmation method (cnf)", nil)
+		}
+		sum, err := base64.RawURLEncoding.Strict().DecodeString(*c.Cnf.X5tS256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, valInvalid("malformed certificate thumbprint (cnf x5t#S256)", nil)
+		}
+		e.bound = true
+		copy(e.x5t256[:], sum)
+	}
+	return e, nil
+}
+
+// valCompact reports whether raw has the shape of a JWS in compact
+// serialization: three base64url parts. go-jose would accept the JSON
+// serialization through other entry points, and base64 decoding skips
+// CR and LF; checking the characters first leaves one reading of a token.
+func valCompact(raw string) bool {
+	dots := 0
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}
+
+// key returns the key with that kid that can verify alg.
+func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm, now time.Time) (*jose.JSONWebKey, error) {
+	ks, err := v.keySet(ctx, now, false)
+	if err != nil {
+		return nil, err
+	}
+	if k := ks.find(kid, alg); k != nil {
+		return k, nil
+	}
+	if !v.c.static {
+		// The issuer may have rotated to a key published after our
+		// last fetch. keySet rate-limits this refetch.
+		if ks, err = v.keySet(ctx, now, true); err != nil {
+			return nil, err
+		}
+		if k := ks.find(kid, alg); k != nil {
+			return k, nil
+		}
+	}
+	return nil, valInvalid("unknown signing key", nil)
+}
+
+// valKeySet is a set of verification keys, replaced whole on each fetch.
+type valKeySet struct {
+	byKID   map[string][]jose.JSONWebKey
+	fetched time.Time
+}
+
+func (ks *valKeySet) find(kid string, alg jose.SignatureAlgorithm) *jose.JSONWebKey {
+	for i := range ks.byKID[kid] {
+		if k := &ks.byKID[kid][i]; valKeyFits(k, alg) {
+			return k
+		}
+	}
+	return nil
+}
+
+// valKeyFits reports whether k may verify signatures made with alg: the
+// key's own alg, when it has one, and its type must agree, so that a
+// key published for one algorithm is never used with another.
+func valKeyFits(k *jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
+	if k.Algorithm != "" && k.Algorithm != string(alg) {
+		return false
+	}
+	switch pub := k.Key.(type) {
+	case *ecdsa.PublicKey:
+		switch alg {
+		case jose.ES256:
+			return pub.Curve == elliptic.P256()
+		case jose.ES384:
+			return pub.Curve == elliptic.P384()
+		case jose.ES512:
+			return pub.Curve == elliptic.P521()
+		}
+	case ed25519.PublicKey:
+		return alg == jose.EdDSA
+	case *rsa.PublicKey:
+		switch alg {
+		case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
+			return pub.N.BitLen() >= 2048
+		}
+	}
+	return false
+}
+
+// usableKeys keeps the keys a token may be verified with: public, for
+// signatures (use "sig" or none), with a kid, for an allowed algorithm.
+func (v *Validator) usableKeys(keys []jose.JSONWebKey) *valKeySet {
+	ks := &valKeySet{byKID: make(map[string][]jose.JSONWebKey)}
+	for _, k := range keys {
+		if k.KeyID == "" || (k.Use != "" && k.Use != "sig") || !k.Valid() || !k.IsPublic() {
+			continue
+		}
+		for _, a := range v.c.algs {
+			if valKeyFits(&k, a) {
+				ks.byKID[k.KeyID] = append(ks.byKID[k.KeyID], k)
+				break
+			}
+		}
+	}
+	return ks
+}
+
+// valFetch is one JWKS fetch in flight; every request that needs it
+// waits for the same one.
+type valFetch struct {
+	done chan struct{}
+	keys *valKeySet
+	err  error
+}
+
+// keySet returns the keys to verify with, fetching them when there are
+// none, when they are older than JWKSRefresh, or when force is set (an
+// unknown kid) — but never twice within RefetchInterval. When a fetch is
+// due but fails or is not allowed yet, the known keys are used for up to
+// a second JWKSRefresh; past that, or with no keys at all, the answer is
+// 503: the client is not at fault.
+func (v *Validator) keySet(ctx context.Context, now time.Time, force bool) (*valKeySet, error) {
+	ks := v.keys.Load()
+	if v.c.static || (ks != nil && !force && now.Sub(ks.fetched) < v.c.refresh) {
+		return ks, nil
+	}
+	v.mu.Lock()
+	f := v.fetching
+	if f == nil {
+		if wait := v.lastFetch.Add(v.c.refetch).Sub(now); !v.lastFetch.IsZero() && wait > 0 {
+			v.mu.Unlock()
+			return v.stale(ks, now, wait, nil)
+		}
+		v.lastFetch = now
+		f = &valFetch{done: make(chan struct{})}
+		v.fetching = f
+		go v.fetch(context.WithoutCancel(ctx), f)
+	}
+	v.mu.Unlock()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, valUnavailableErr("signing keys are being fetched", time.Second, ctx.Err())
+	}
+	if f.err != nil {
+		return v.stale(v.keys.Load(), now, v.c.refetch, f.err)
+	}
+	return f.keys, nil
+}
+
+// stale returns ks if it is not too old to trust, or a 503.
+func (v *Validator) stale(ks *valKeySet, now time.Time, retry time.Duration, err error) (*valKeySet, error) {
+	if ks != nil && now.Sub(ks.fetched) < 2*v.c.refresh {
+		return ks, nil
+	}
+	return nil, valUnavailableErr("the issuer's signing keys are unavailable", retry, err)
+}
+
+func (v *Validator) fetch(ctx context.Context, f *valFetch) {
+	if v.c.useTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, valFetchTimeout)
+		defer cancel()
+	}
+	f.keys, f.err = v.fetchKeys(ctx)
+	if f.err != nil {
+		// Fetches are rate-limited, so this logs at most once per
+		// RefetchInterval.
+		slog.Default().Warn("token: JWKS fetch failed", "url", v.c.url, "err", f.err)
+	}
+	v.mu.Lock()
+	if f.err == nil {
+		v.keys.Store(f.keys)
+	}
+	v.fetching = nil
+	v.mu.Unlock()
+	close(f.done)
+}
+
+func (v *Validator) fetchKeys(ctx context.Context) (*valKeySet, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.c.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("token: JWKS: %w", err)
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := v.c.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("token: JWKS: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("token: JWKS: %s answered %s", v.c.url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, valMaxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("token: JWKS: %w", err)
+	}
+	if len(body) > valMaxJWKSBytes {
+		return nil, fmt.Errorf("token: JWKS: %s sent more than %d bytes", v.c.url, valMaxJWKSBytes)
+	}
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("token: JWKS: %w", err)
+	}
+	if doc.Keys == nil {
+		return nil, errors.New("token: JWKS: no keys member")
+	}
+	// Keys are decoded one by one: a key of a type go-jose does not know
+	// (or an encryption key) must not hide the signing keys next to it.
+	keys := make([]jose.JSONWebKey, 0, len(doc.Keys))
+	for _, raw := range doc.Keys {
+		var k jose.JSONWebKey
+		if k.UnmarshalJSON(raw) == nil {
+			keys = append(keys, k)
+		}
+	}
+	// An empty set is an answer, not a failure: an issuer that withdraws
+	// every key means every token to fail.
+	ks := v.usableKeys(keys)
+	ks.fetched = v.now()
+	return ks, nil
+}
+
+// Middleware authenticates each request by its bearer token and passes
+// it on with the caller in its context ([FromContext]); otherwise it
+// answers as RFC 6750 §3 says (401 invalid_token, 400 invalid_request,
+// 401 with no error code for a request without a token) and next is not
+// called.
+//
+// The token is read from the Authorization header only (RFC 6750 §2.1).
+// A token in the URI query (§2.3) is refused with 400, because URIs end
+// up in logs and Referer headers; a token in a form body (§2.2) is not
+// looked for, so that the body stays unread. When the token is bound to
+// a certificate, the client certificate is r.TLS.PeerCertificates[0]:
+// TLS must terminate in this process.
+//
+// When the JWKS cannot be fetched (or Revoked fails), the answer is 503
+// with Retry-After: the client's token may be fine.
+func (v *Validator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := v.authenticate(r)
+		if err != nil {
+			valWriteError(w, valOr(v.Realm, "rampart"), err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
+	})
+}
+
+func (v *Validator) authenticate(r *http.Request) (*Principal, error) {
+	hs := r.Header.Values("Authorization")
+	if len(hs) > 1 {
+		// RFC 6750 §3.1: a repeated parameter is invalid_request; two
+		// headers could be read as either token.
+		return nil, valBadRequest("more than one Authorization header")
+	}
+	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+		return nil, valBadRequest("access tokens in the URI are not accepted; use the Authorization header")
+	}
+	var h string
+	if len(hs) == 1 {
+		h = hs[0]
+	}
+	if err := v.init(); err != nil {
+		return nil, err
+	}
+	if len(h) > len("Bearer ")+v.c.maxSize && strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
+		// Refused before even the header is scanned.
+		return nil, valInvalid("token too large", nil)
+	}
+	raw, err := ParseBearer(h)
+	if err != nil {
+		return nil, err
+	}
+	var peer *x509.Certificate
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		peer = r.TLS.PeerCertificates[0]
+	}
+	return v.Validate(r.Context(), raw, peer)
+}
+
+// valCache holds verified tokens by SHA-256 of the token, so that it
+// never holds a usable credential.
+type valCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[[sha256.Size]byte]*valEntry
+}
+
+func (c *valCache) get(id [sha256.Size]byte) *valEntry {
+	c.mu.RLock()
+	e := c.m[id]
+	c.mu.RUnlock()
+	return e
+}
+
+func (c *valCache) remove(id [sha256.Size]byte) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}
+
+// put adds e, evicting when full: expired entries among a few random
+// ones, or else one random entry. Random eviction costs O(1) and cannot
+// be steered by an attacker who does not know which entries exist.
+func (c *valCache) put(id [sha256.Size]byte, e *valEntry, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[id]; !ok && len(c.m) >= c.max {
+		seen, evicted := 0, false
+		for k, old := range c.m {
+			if now.After(old.exp) {
+				delete(c.m, k)
+				evicted = true
+			}
+			if seen++; seen == 8 {
+				break
+			}
+		}
+		if !evicted {
+			for k := range c.m {
+				delete(c.m, k)
+				break
+			}
+		}
+	}
+	c.m[id] = e
+}
