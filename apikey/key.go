@@ -105,7 +105,7 @@ func Parse(s string) (Key, error) {
 		return Key{}, fmt.Errorf("%w: want the prefix rk_live_ or rk_test_", ErrInvalid)
 	}
 	for i := prefixLen; i < len(s); i++ {
-		if strings.IndexByte(alphabet, s[i]) < 0 {
+		if !isBase62[s[i]] {
 			return Key{}, fmt.Errorf("%w: character %d is not base62", ErrInvalid, i+1)
 		}
 	}
@@ -129,8 +129,21 @@ func Hash(k Key, pepper []byte) []byte {
 	return m.Sum(nil)
 }
 
+var isBase62 = func() (t [256]bool) {
+	for i := range len(alphabet) {
+		t[alphabet[i]] = true
+	}
+	return t
+}()
+
 func checksum(body string) string {
-	return base62(new(big.Int).SetUint64(uint64(crc32.ChecksumIEEE([]byte(body)))), checksumLen)
+	n := crc32.ChecksumIEEE([]byte(body))
+	var b [checksumLen]byte
+	for i := checksumLen - 1; i >= 0; i-- {
+		b[i] = alphabet[n%62]
+		n /= 62
+	}
+	return string(b[:])
 }
 
 // base62 writes n in exactly width digits, most significant first.

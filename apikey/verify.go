@@ -2,10 +2,13 @@ package apikey
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -80,6 +83,24 @@ type Verifier struct {
 	touchDone chan struct{}
 	closed    bool
 	dummy     []byte
+	hashers   sync.Pool // of hash.Hash: HMACs keyed with Pepper, reset between uses
+}
+
+// hash is Hash(k, v.Pepper) appended to dst, without re-keying an HMAC
+// each time.
+func (v *Verifier) hash(k Key, dst []byte) []byte {
+	if v.Pepper == nil {
+		return append(dst, Hash(k, nil)...)
+	}
+	h, _ := v.hashers.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, v.Pepper)
+	}
+	h.Reset()
+	io.WriteString(h, k.s)
+	dst = h.Sum(dst)
+	v.hashers.Put(h)
+	return dst
 }
 
 type cacheEntry struct {
@@ -135,9 +156,8 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 	if err := v.checkGeneration(ctx, now); err != nil {
 		return nil, err
 	}
-	h := Hash(k, v.Pepper)
 	var id [sha256.Size]byte
-	copy(id[:], h)
+	h := v.hash(k, id[:0])
 
 	v.mu.Lock()
 	e, ok := v.cache[id]
@@ -182,8 +202,10 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 		return nil, ErrRotated
 	}
 	v.touch(r.ID, now)
+	// Scopes are shared with the cache: principals are read, never
+	// changed.
 	out := &Verified{Record: *r, Principal: &Principal{
-		Subject: r.ClientID, ClientID: r.ClientID, Scopes: append([]string(nil), r.Scopes...),
+		Subject: r.ClientID, ClientID: r.ClientID, Scopes: r.Scopes,
 		Method: principal.APIKey, KeyID: r.ID, Expires: r.ExpiresAt,
 	}}
 	if r.ReplacedBy != "" {

@@ -1,6 +1,8 @@
 package token_test
 
 import (
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+
 	"context"
 	"crypto/rand"
 	"crypto/sha256"

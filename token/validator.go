@@ -26,6 +26,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/rampartsec/rampart/internal/principal"
 )
 
@@ -377,17 +379,17 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 	if !valCompact(raw) {
 		return nil, valInvalid("malformed token: not a JWS in compact serialization", nil)
 	}
-	tok, err := jwt.ParseSigned(raw, v.c.algs)
+	tok, err := jose.ParseSignedCompact(raw, v.c.algs)
 	if err != nil {
 		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
 			return nil, valInvalid("signature algorithm not allowed", err)
 		}
 		return nil, valInvalid("malformed token", err)
 	}
-	if len(tok.Headers) != 1 {
+	if len(tok.Signatures) != 1 {
 		return nil, valInvalid("malformed token: one signature expected", nil)
 	}
-	h := tok.Headers[0]
+	h := tok.Signatures[0].Protected
 	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
 	if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
 		// RFC 9068 §4 step 1: an ID token or another JWT signed by the
@@ -402,11 +404,17 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 	if err != nil {
 		return nil, err
 	}
-	var c valClaims
-	if err := tok.Claims(key.Key, &c); err != nil {
+	payload, err := tok.Verify(key.Key)
+	if err != nil {
 		if errors.Is(err, jose.ErrCryptoFailure) {
 			return nil, valInvalid("bad signature", err)
 		}
+		return nil, valInvalid("malformed token", err)
+	}
+	// The claims are decoded after the signature is checked, by a
+	// strict, fast decoder: duplicate members are refused.
+	var c valClaims
+	if err := jsonv2.Unmarshal(payload, &c); err != nil {
 		return nil, valInvalid("malformed claims", err)
 	}
 	err = c.ValidateWithLeeway(jwt.Expected{
