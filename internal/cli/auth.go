@@ -533,16 +533,27 @@ is made and published. Run it on a schedule; instances pick the change up
 within 10 s. Private keys are stored sealed under the master key.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
+			if alg != "ES256" && alg != "EdDSA" {
+				return usagef("--alg %q: want ES256 or EdDSA", alg)
+			}
 			st, keys, err := sf.open(c.Context())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
 			now := time.Now()
-			if err := token.EnsureKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now); err != nil {
+			existing, err := st.SigningKeys().SigningKeys(c.Context())
+			if err != nil {
 				return fail(ExitFailure, err)
 			}
-			if err := token.RotateKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now); err != nil {
+			if !slices.ContainsFunc(existing, func(k token.StoredKey) bool { return k.State == token.Current }) {
+				// A new store: make the first current and next keys; there
+				// is nothing to retire yet.
+				err = token.EnsureKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
+			} else {
+				err = token.RotateKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
+			}
+			if err != nil {
 				return fail(ExitFailure, err)
 			}
 			ks, err := st.SigningKeys().SigningKeys(c.Context())

@@ -76,6 +76,8 @@ func TestScripts(t *testing.T) {
 			"tamper":     cmdTamper,
 			"sleep":      cmdSleep,
 			"waitlisten": cmdWaitListen,
+			"capture":    cmdCapture,
+			"contains":   cmdContains,
 		},
 	})
 }
@@ -333,4 +335,43 @@ func cmdWaitListen(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ts.Fatalf("nothing listens on %s after 30 s", args[0])
+}
+
+// capture NAME REGEXP FILE sets $NAME to the first submatch of REGEXP in
+// FILE (stdout and stderr name the last command's output), so that a
+// transcript can use an ID a command printed.
+func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: capture NAME REGEXP FILE")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	var text string
+	switch args[2] {
+	case "stdout", "stderr":
+		text = ts.ReadFile(args[2])
+	default:
+		text = ts.ReadFile(args[2])
+	}
+	m := re.FindStringSubmatch(text)
+	if len(m) < 2 {
+		ts.Fatalf("%s: no match for %s", args[2], args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// contains HAYSTACK NEEDLE checks that file HAYSTACK holds the (trimmed)
+// content of file NEEDLE: "! contains list.txt key.txt" proves a secret
+// is not printed.
+func cmdContains(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: contains HAYSTACK NEEDLE")
+	}
+	needle := strings.TrimSpace(ts.ReadFile(args[1]))
+	if needle == "" {
+		ts.Fatalf("%s is empty", args[1])
+	}
+	if strings.Contains(ts.ReadFile(args[0]), needle) == neg {
+		ts.Fatalf("%s contains %s: %v", args[0], args[1], !neg)
+	}
 }
