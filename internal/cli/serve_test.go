@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/rampartsec/rampart/internal/cli"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/internal/testpki"
@@ -185,4 +188,93 @@ func TestServeKill9KeepsAcknowledgedReports(t *testing.T) {
 	}
 	t.Logf("%d reports acknowledged before the kill, %d stored (the rest were in flight), %d connection errors before the kill",
 		nAcked.Load(), len(stored)-1, refused.Load())
+}
+
+// runCLI runs the command line in-process and returns stdout.
+func runCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := cli.Run(context.Background(), args, cli.Stdio{In: strings.NewReader(""), Out: &out, Err: &errOut}); code != 0 {
+		t.Fatalf("rampart %s: exit %d\n%s", strings.Join(args, " "), code, errOut.String())
+	}
+	return out.String()
+}
+
+// The OAuth2 authorization server as rampart serve runs it: a client and
+// a key made with the CLI on the same data directory, a token through
+// golang.org/x/oauth2's client-credentials client, self-rotation of the
+// key, and a revocation by the CLI that the running server honours.
+func TestServeOAuthEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	dir := t.TempDir()
+	runCLI(t, "client", "create", "shop", "--data", dir, "--scopes", "payment.read,payment.write")
+	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", dir, "--scopes", "payment.read"))
+	_, url := startServe(t, dir)
+
+	resp, err := http.Get(url + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if meta["issuer"] != url || meta["token_endpoint"] != url+"/oauth2/token" {
+		t.Fatalf("metadata %v", meta)
+	}
+
+	tokenFor := func(secret string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", url+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("shop", secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	cfg := clientcredentials.Config{ClientID: "shop", ClientSecret: key, TokenURL: url + "/oauth2/token"}
+	tok, err := cfg.Token(context.Background())
+	if err != nil || tok.AccessToken == "" || tok.Extra("scope") != "payment.read" {
+		t.Fatalf("clientcredentials: %+v %v", tok, err)
+	}
+
+	// The client rotates its own key.
+	req, _ := http.NewRequest("POST", url+"/v1/apikeys/rotate", strings.NewReader(`{"grace": "1h"}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rot struct {
+		Key string `json:"key"`
+		ID  string `json:"id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&rot)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(rot.Key, "rk_live_") {
+		t.Fatalf("self-rotation: %d %+v", resp.StatusCode, rot)
+	}
+	for name, k := range map[string]string{"old key (grace)": key, "new key": rot.Key} {
+		if code, body := tokenFor(k); code != 200 {
+			t.Errorf("%s: %d %v", name, code, body)
+		}
+	}
+	// Revoked by the CLI, in another process: the server notices.
+	runCLI(t, "apikey", "revoke", rot.ID, "--data", dir)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		code, _ := tokenFor(rot.Key)
+		if code == http.StatusUnauthorized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("3 s after revocation, the revoked key still gets tokens (%d)", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
