@@ -241,23 +241,32 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (*authenticated,
 	if limit == (ratelimit.Limit{}) {
 		limit = ratelimit.PerMinute(10, 10)
 	}
-	for _, k := range []string{clientKey, addrKey} {
-		if d, _ := s.limiter.Peek(k, limit); !d.Allowed {
-			secs := int((d.RetryAfter + time.Second - 1) / time.Second)
-			return nil, &oauthError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
-				description: "too many failed client authentications; retry later",
-				header:      http.Header{"Retry-After": {strconv.Itoa(max(secs, 1))}}}
-		}
+	// An address that failed too often is refused before its credentials
+	// are looked at. A client that failed too often is not: its secrets
+	// are 256-bit keys, beyond guessing, and refusing its right key would
+	// let anyone who knows its ID lock it out. Its failures are throttled
+	// instead (below).
+	if d, _ := s.limiter.Peek(addrKey, limit); !d.Allowed {
+		return nil, tooManyFailures(d)
 	}
 	a, oerr := s.verifyClient(r, id, secret, basic)
-	if oerr != nil {
-		if oerr.code == "invalid_client" {
-			s.limiter.Allow(r.Context(), clientKey, limit)
-			s.limiter.Allow(r.Context(), addrKey, limit)
-		}
-		return nil, oerr
+	if oerr == nil {
+		return a, nil
 	}
-	return a, nil
+	if oerr.code == "invalid_client" {
+		s.limiter.Allow(r.Context(), addrKey, limit)
+		if d, _ := s.limiter.Allow(r.Context(), clientKey, limit); !d.Allowed {
+			return nil, tooManyFailures(d)
+		}
+	}
+	return nil, oerr
+}
+
+func tooManyFailures(d ratelimit.Decision) *oauthError {
+	secs := int((d.RetryAfter + time.Second - 1) / time.Second)
+	return &oauthError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
+		description: "too many failed client authentications; retry later",
+		header:      http.Header{"Retry-After": {strconv.Itoa(max(secs, 1))}}}
 }
 
 func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*authenticated, *oauthError) {
@@ -265,6 +274,7 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 		ver, err := s.APIKeys.Verify(r.Context(), secret)
 		if err != nil {
 			if isStoreFailure(err) {
+				s.logger().Warn("token: verifying an API key failed", "err", err)
 				return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"}
 			}
 			return nil, invalidClient("client authentication failed")
@@ -273,7 +283,13 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 			return nil, invalidClient("client authentication failed")
 		}
 		c, err := s.Clients.Client(r.Context(), id)
-		if err != nil || c.Disabled {
+		switch {
+		case errors.Is(err, apikey.ErrNotFound):
+			return nil, invalidClient("client authentication failed")
+		case err != nil:
+			s.logger().Warn("token: looking up a client failed", "err", err)
+			return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"}
+		case c.Disabled:
 			return nil, invalidClient("client authentication failed")
 		}
 		method := "client_secret_post"
@@ -289,6 +305,10 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 		return nil, invalidClient("client authentication failed")
 	}
 	c, err := s.Clients.Client(r.Context(), id)
+	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
+		s.logger().Warn("token: looking up a client failed", "err", err)
+		return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"}
+	}
 	if err != nil || c.Disabled || !certMatches(c, cert) {
 		return nil, invalidClient("client authentication failed")
 	}

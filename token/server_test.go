@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -484,8 +485,10 @@ func toStrings(v any) []string {
 	return out
 }
 
-// Failed client authentications are limited per client and per address;
-// past the limit even the right secret waits, so guessing gains nothing.
+// Failed client authentications are limited per address: past the
+// limit, even the right secret waits, so guessing from there gains
+// nothing. Per client, failures are throttled (429) but the right key
+// still works: knowing a client's ID must not let anyone lock it out.
 func TestBruteForceLimits(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
@@ -496,11 +499,63 @@ func TestBruteForceLimits(t *testing.T) {
 	}
 	r := e.post(e.client, "/oauth2/token", grant(), basic("shop", key))
 	if r.status != 429 || r.header.Get("Retry-After") == "" {
-		t.Errorf("right secret after 10 failures: %d %s, want 429", r.status, r.raw)
+		t.Errorf("right secret from the guessing address after 10 failures: %d %s, want 429", r.status, r.raw)
+	}
+	// From another address (a trusted proxy says so), the client's right
+	// key works, and its wrong ones are throttled.
+	e.as.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	from := func(addr string) func(*http.Request) {
+		return func(q *http.Request) { q.Header.Set("X-Forwarded-For", addr) }
+	}
+	both := func(a, b func(*http.Request)) func(*http.Request) {
+		return func(q *http.Request) { a(q); b(q) }
+	}
+	if r := e.post(e.client, "/oauth2/token", grant(), both(basic("shop", key), from("198.51.100.7"))); r.status != 200 {
+		t.Errorf("the client's right key from elsewhere: %d %s, want 200", r.status, r.raw)
+	}
+	if r := e.post(e.client, "/oauth2/token", grant(), both(basic("shop", "rk_live_guess"), from("198.51.100.8"))); r.status != 429 {
+		t.Errorf("a wrong key for the throttled client from elsewhere: %d, want 429", r.status)
 	}
 	e.clock.Add(time.Minute)
 	if r := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)); r.status != 200 {
 		t.Errorf("after a minute: %d", r.status)
+	}
+}
+
+// A client that hangs up is no failed authentication: disconnections
+// must not lock anyone out.
+func TestCanceledRequestsAreNoFailures(t *testing.T) {
+	e := newEnv(t)
+	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
+	unknown, _ := apikey.Generate(apikey.Live) // well formed: it gets to the store
+	e.clock.Add(time.Second)                    // so that the generation is read again
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/oauth2/token", strings.NewReader(grant().Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = "127.0.0.1:40000" // the address the real requests come from
+		basic("shop", unknown.String())(req)
+		rec := httptest.NewRecorder()
+		e.as.ServeHTTP(rec, req)
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("canceled request: %d %s, want 503", rec.Code, rec.Body)
+		}
+	}
+	// With the right key, cached: the client lookup is what the
+	// cancellation interrupts.
+	e.post(e.client, "/oauth2/token", grant(), basic("shop", key))
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/oauth2/token", strings.NewReader(grant().Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = "127.0.0.1:40000"
+		basic("shop", key)(req)
+		e.as.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	if r := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)); r.status != 200 {
+		t.Errorf("after 40 canceled requests: %d %s", r.status, r.raw)
 	}
 }
 
