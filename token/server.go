@@ -72,6 +72,42 @@ type Server struct {
 	limiter *ratelimit.Memory
 	mu      sync.Mutex
 	ring    *keyring
+	clients map[string]cachedClient
+}
+
+type cachedClient struct {
+	c      *apikey.Client
+	loaded time.Time
+}
+
+// clientCacheTTL bounds how stale the client settings used with an API
+// key may be (its token lifetime). Whether the client is disabled is not
+// taken from here: the key's own record says, and revocations reach it
+// at once.
+const clientCacheTTL = 10 * time.Second
+
+// client returns a client's settings for secret authentication, from a
+// short cache: looking it up on every token request would cost more than
+// signing the token.
+func (s *Server) client(ctx context.Context, id string) (*apikey.Client, error) {
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.clients[id]
+	s.mu.Unlock()
+	if ok && now.Sub(e.loaded) < clientCacheTTL && !now.Before(e.loaded) {
+		return e.c, nil
+	}
+	c, err := s.Clients.Client(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.clients == nil || len(s.clients) >= 10000 {
+		s.clients = make(map[string]cachedClient)
+	}
+	s.clients[id] = cachedClient{c, now}
+	s.mu.Unlock()
+	return c, nil
 }
 
 // b64 is base64url without padding, as JOSE writes it.
@@ -282,7 +318,7 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 		if ver.Record.ClientID != id {
 			return nil, invalidClient("client authentication failed")
 		}
-		c, err := s.Clients.Client(r.Context(), id)
+		c, err := s.client(r.Context(), id)
 		switch {
 		case errors.Is(err, apikey.ErrNotFound):
 			return nil, invalidClient("client authentication failed")
