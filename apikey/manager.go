@@ -180,12 +180,10 @@ func (m *Manager) Rotate(ctx context.Context, id string, grace time.Duration) (K
 		return Key{}, nil, fmt.Errorf("%w: key %s was already rotated (to %s)", ErrConflict, id, old.ReplacedBy)
 	}
 	now := m.now().UTC()
-	var expires time.Time
-	if !old.ExpiresAt.IsZero() {
-		// The same lifetime as the old key, from now.
-		expires = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
-	}
-	k, rec, err := m.newKey(old.ClientID, old.Scopes, expires, now)
+	// The new key keeps the old one's expiry: rotation refreshes the
+	// secret, it does not extend its life (or a stolen key could keep
+	// itself alive by rotating).
+	k, rec, err := m.newKey(old.ClientID, old.Scopes, old.ExpiresAt, now)
 	if err != nil {
 		return Key{}, nil, err
 	}
@@ -199,6 +197,29 @@ func (m *Manager) Rotate(ctx context.Context, id string, grace time.Duration) (K
 // their Verifier's RevocationCheck).
 func (m *Manager) Revoke(ctx context.Context, id string) error {
 	return m.Store.RevokeKey(ctx, id, m.now().UTC())
+}
+
+// RevokeChain revokes a key and every key it was rotated into: what to
+// do when a key was stolen, since its thief may have rotated it. It
+// returns the IDs revoked; keys already revoked are passed over.
+func (m *Manager) RevokeChain(ctx context.Context, id string) ([]string, error) {
+	var done []string
+	seen := map[string]bool{}
+	for id != "" && !seen[id] {
+		seen[id] = true
+		k, err := m.Store.Key(ctx, id)
+		if err != nil {
+			return done, err
+		}
+		if k.RevokedAt.IsZero() {
+			if err := m.Store.RevokeKey(ctx, id, m.now().UTC()); err != nil && !errors.Is(err, ErrConflict) {
+				return done, err
+			}
+			done = append(done, id)
+		}
+		id = k.ReplacedBy
+	}
+	return done, nil
 }
 
 // Due returns the keys the rotation policy says to rotate: working, not
@@ -270,8 +291,12 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 		}
 		v.Forget()
 		w.Header().Set("Cache-Control", "no-store")
+		until := m.now().UTC().Add(g)
+		if e := ver.Record.ExpiresAt; !e.IsZero() && e.Before(until) {
+			until = e
+		}
 		out := map[string]any{"key": k.String(), "id": rec.ID, "hint": rec.Hint, "scopes": rec.Scopes,
-			"replaces": ver.Record.ID, "old_key_works_until": m.now().UTC().Add(g)}
+			"replaces": ver.Record.ID, "old_key_works_until": until}
 		if !rec.ExpiresAt.IsZero() {
 			out["expires_at"] = rec.ExpiresAt
 		}

@@ -75,6 +75,8 @@ type Verifier struct {
 	mu   sync.Mutex
 	// cache maps HMACs to what the store said; nil rec: not found.
 	cache     map[[sha256.Size]byte]cacheEntry
+	misses    map[[sha256.Size]byte]cacheEntry // keys the store does not have
+	epoch     uint64                           // counts cache drops
 	gen       int64
 	genRead   time.Time
 	genMu     sync.Mutex // one store read of the generation at a time
@@ -112,6 +114,7 @@ type cacheEntry struct {
 func (v *Verifier) init() {
 	v.once.Do(func() {
 		v.cache = make(map[[sha256.Size]byte]cacheEntry)
+		v.misses = make(map[[sha256.Size]byte]cacheEntry)
 		v.touched = make(map[string]time.Time)
 		v.touchStop = make(chan struct{})
 		v.touchDone = make(chan struct{})
@@ -161,6 +164,10 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 
 	v.mu.Lock()
 	e, ok := v.cache[id]
+	if !ok {
+		e, ok = v.misses[id]
+	}
+	epoch := v.epoch
 	v.mu.Unlock()
 	ttl := durationOr(v.CacheTTL, 30*time.Second)
 	if !ok || now.Sub(e.loaded) >= ttl || now.Before(e.loaded) {
@@ -168,18 +175,7 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 		if err != nil {
 			return nil, err
 		}
-		limit := v.CacheSize
-		if limit == 0 {
-			limit = 10000
-		}
-		if limit > 0 {
-			v.mu.Lock()
-			if len(v.cache) >= limit {
-				clear(v.cache) // simpler than LRU; a refill costs one lookup per key
-			}
-			v.cache[id] = e
-			v.mu.Unlock()
-		}
+		v.remember(id, e, epoch)
 	}
 	stored := v.dummy
 	if e.rec != nil {
@@ -215,6 +211,34 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 		}
 	}
 	return out, nil
+}
+
+// remember caches what the store said about a key, unless the cache was
+// dropped since the lookup began (epoch): a lookup that started before a
+// revocation must not put the key back once the revocation is known.
+// Unknown keys go to a cache of their own, so that a flood of made-up
+// keys cannot push the real ones out.
+func (v *Verifier) remember(id [sha256.Size]byte, e cacheEntry, epoch uint64) {
+	limit := v.CacheSize
+	if limit == 0 {
+		limit = 10000
+	}
+	if limit < 0 {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.epoch != epoch {
+		return
+	}
+	m := v.cache
+	if e.rec == nil {
+		m = v.misses
+	}
+	if len(m) >= limit {
+		clear(m) // simpler than LRU; a refill costs one lookup per key
+	}
+	m[id] = e
 }
 
 // load asks the store for the key of hash h.
@@ -263,7 +287,7 @@ func (v *Verifier) checkGeneration(ctx context.Context, now time.Time) error {
 	}
 	v.mu.Lock()
 	if g != v.gen {
-		clear(v.cache)
+		v.dropLocked()
 		v.gen = g
 	}
 	v.genRead = now
@@ -276,9 +300,15 @@ func (v *Verifier) checkGeneration(ctx context.Context, now time.Time) error {
 func (v *Verifier) Forget() {
 	v.init()
 	v.mu.Lock()
-	clear(v.cache)
+	v.dropLocked()
 	v.gen = -1
 	v.mu.Unlock()
+}
+
+func (v *Verifier) dropLocked() {
+	clear(v.cache)
+	clear(v.misses)
+	v.epoch++
 }
 
 func (v *Verifier) touch(id string, at time.Time) {

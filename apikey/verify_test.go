@@ -287,3 +287,80 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+// slowStore holds the first KeyByHash until released: a lookup that was
+// under way when the key was revoked.
+type slowStore struct {
+	apikey.Store
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *slowStore) KeyByHash(ctx context.Context, h []byte) (*apikey.Record, error) {
+	r, err := s.Store.KeyByHash(ctx, h)
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.started)
+		<-s.release
+	}
+	return r, err
+}
+
+// A lookup that began before a revocation and ends after it is seen must
+// not put the revoked key back in the cache.
+func TestNoStaleCacheAfterRevocation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	key, rec := f.key(t, nil, time.Time{})
+	slow := &slowStore{Store: f.store, started: make(chan struct{}), release: make(chan struct{})}
+	v := &apikey.Verifier{Store: slow, Pepper: f.pep, Now: f.clock.Now, RevocationCheck: -1}
+	defer v.Close()
+	done := make(chan error)
+	go func() { _, err := v.Verify(ctx, key); done <- err }()
+	<-slow.started
+	if err := f.m.Revoke(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, key); !errors.Is(err, apikey.ErrRevoked) {
+		t.Fatalf("after revocation: %v", err)
+	}
+	close(slow.release)
+	<-done // read before the revocation: it may pass
+	for i := range 3 {
+		if _, err := v.Verify(ctx, key); !errors.Is(err, apikey.ErrRevoked) {
+			t.Fatalf("request %d after the slow lookup ended: %v, want ErrRevoked", i, err)
+		}
+	}
+}
+
+// A stolen key rotated by its thief: rotation keeps the expiry, and
+// RevokeChain ends the whole line.
+func TestRotationKeepsExpiryAndRevokeChain(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	exp := f.clock.Now().Add(24 * time.Hour)
+	a, ra := f.key(t, nil, exp)
+	_, rb, err := f.m.Rotate(ctx, ra.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, rc, err := f.m.Rotate(ctx, rb.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rb.ExpiresAt.Equal(exp) || !rc.ExpiresAt.Equal(exp) {
+		t.Errorf("rotated keys expire %v, %v; want the original %v", rb.ExpiresAt, rc.ExpiresAt, exp)
+	}
+	ids, err := f.m.RevokeChain(ctx, ra.ID)
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("RevokeChain = %v, %v; want three keys", ids, err)
+	}
+	f.clock.Add(time.Second)
+	for name, k := range map[string]string{"first": a, "last": c.String()} {
+		if _, err := f.v.Verify(ctx, k); !errors.Is(err, apikey.ErrRevoked) {
+			t.Errorf("%s key of the chain: %v", name, err)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,6 +112,9 @@ func (s *Server) client(ctx context.Context, id string) (*apikey.Client, error) 
 	s.mu.Unlock()
 	return c, nil
 }
+
+// clientIDSyntax is apikey's client ID syntax.
+var clientIDSyntax = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // b64 is base64url without padding, as JOSE writes it.
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -247,6 +253,10 @@ type authenticated struct {
 	// authenticated with a certificate.
 	scopes []string
 	method string
+	// until is when the credential stops working (the key's expiry or
+	// the end of its rotation grace); zero if never. No token outlives
+	// it.
+	until time.Time
 }
 
 // authenticate runs client authentication (RFC 6749 §2.3, RFC 8705 §2.1)
@@ -270,6 +280,11 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (*authenticated,
 	}
 	if id == "" {
 		return nil, invalidClient("client authentication required: client_secret_basic, client_secret_post or tls_client_auth")
+	}
+	if !clientIDSyntax.MatchString(id) {
+		// Not a client ID at all: no lookup, and no limiter entry keyed
+		// by whatever was sent.
+		return nil, invalidClient("client authentication failed")
 	}
 	addrKey := "addr|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.TrustedProxies))
 	clientKey := "client|" + id
@@ -332,7 +347,7 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 		if basic {
 			method = "client_secret_basic"
 		}
-		return &authenticated{client: c, scopes: ver.Record.Scopes, method: method}, nil
+		return &authenticated{client: c, scopes: ver.Record.Scopes, method: method, until: ver.Principal.Expires}, nil
 	}
 	// tls_client_auth (RFC 8705 §2.1): the certificate the TLS layer
 	// verified must be the one registered for the client.
@@ -374,7 +389,15 @@ func verifiedClientCert(r *http.Request) *x509.Certificate {
 func certMatches(c *apikey.Client, cert *x509.Certificate) bool {
 	switch {
 	case c.CertSubject != "":
-		return cert.Subject.String() == c.CertSubject
+		// The subject as encoded, in order, with every attribute:
+		// pkix.Name would reorder and merge attributes, and two
+		// different DNs could compare equal (RFC 8705 §2.1.2 wants a DN
+		// comparison).
+		var rdns pkix.RDNSequence
+		if rest, err := asn1.Unmarshal(cert.RawSubject, &rdns); err != nil || len(rest) != 0 {
+			return false
+		}
+		return rdns.String() == c.CertSubject
 	case c.CertURI != "":
 		return slices.ContainsFunc(cert.URIs, func(u *url.URL) bool { return u.String() == c.CertURI })
 	case c.CertDNS != "":
@@ -382,6 +405,10 @@ func certMatches(c *apikey.Client, cert *x509.Certificate) bool {
 	}
 	return false
 }
+
+// IntrospectScope lets a client (a resource server) introspect the
+// tokens of other clients; without it a client introspects only its own.
+const IntrospectScope = "token.introspect"
 
 // tokenClaims are the claims of an access token (RFC 9068 §2.2).
 type tokenClaims struct {
@@ -438,13 +465,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		lifetime = DefaultLifetime
 	}
 	lifetime = min(lifetime, MaxLifetime)
+	now := s.now()
+	if !a.until.IsZero() && a.until.Sub(now) < lifetime {
+		lifetime = max(a.until.Sub(now).Truncate(time.Second), time.Second)
+	}
 	kr, err := s.keys(r.Context())
 	if err != nil {
 		s.logger().Error("token: no signing key", "err", err)
 		writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
 		return
 	}
-	now := s.now()
 	var jti [16]byte
 	rand.Read(jti[:])
 	c := tokenClaims{
@@ -566,8 +596,9 @@ func (s *Server) parseOwnToken(ctx context.Context, raw string) *tokenClaims {
 // clients (resource servers).
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	form, oerr := readForm(w, r)
+	var caller *authenticated
 	if oerr == nil {
-		_, oerr = s.authenticate(r, withoutParams(form, "token", "token_type_hint"))
+		caller, oerr = s.authenticate(r, withoutParams(form, "token", "token_type_hint"))
 	}
 	if oerr != nil {
 		writeOAuthError(w, oerr)
@@ -581,6 +612,18 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	c := s.parseOwnToken(r.Context(), raw)
+	// A client introspects its own tokens; resource servers, any token,
+	// with the scope that says they are one (RFC 7662 §4).
+	if c != nil && c.ClientID != caller.client.ID && !slices.Contains(caller.scopes, IntrospectScope) {
+		c = nil
+	}
+	if c != nil {
+		// A disabled client's tokens are no longer active, whatever
+		// their expiry.
+		if cl, err := s.Clients.Client(r.Context(), c.ClientID); err != nil || cl.Disabled {
+			c = nil
+		}
+	}
 	if c != nil {
 		revoked, err := s.Revocations.TokenRevoked(r.Context(), c.ID)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -86,7 +88,7 @@ func newEnv(t *testing.T) *env {
 	e.ver = &apikey.Verifier{Store: e.st.APIKeys(), Pepper: e.pepper, Now: e.clock.Now}
 	t.Cleanup(func() { e.ver.Close() })
 	e.keys = &apikey.Manager{Store: e.st.APIKeys(), Pepper: e.pepper, Now: e.clock.Now,
-		Scopes: []string{"payment.read", "payment.write", "payment.withdraw"}}
+		Scopes: []string{"payment.read", "payment.write", "payment.withdraw", token.IntrospectScope}}
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{serverLeaf.TLS()},
@@ -396,8 +398,17 @@ func TestRFC8705_3_CertificateBoundToken(t *testing.T) {
 func TestRFC7662_2_2_Introspection(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
-	rs := e.clientWithKey("resource-server", []string{"payment.read"}, nil)
+	rs := e.clientWithKey("resource-server", []string{token.IntrospectScope}, nil)
+	other := e.clientWithKey("other", []string{"payment.read"}, nil)
 	tok := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)).body["access_token"].(string)
+	// §4: only protected resources (the scope says so) see other clients'
+	// tokens; a client sees its own.
+	if r := e.post(e.client, "/oauth2/introspect", url.Values{"token": {tok}}, basic("other", other)); r.body["active"] != false || len(r.body) != 1 {
+		t.Errorf("another client introspecting: %s, want only active false", r.raw)
+	}
+	if r := e.post(e.client, "/oauth2/introspect", url.Values{"token": {tok}}, basic("shop", key)); r.body["active"] != true {
+		t.Errorf("the token's own client introspecting: %s", r.raw)
+	}
 	r := e.post(e.client, "/oauth2/introspect", url.Values{"token": {tok}}, basic("resource-server", rs))
 	if r.status != 200 || r.body["active"] != true || r.body["client_id"] != "shop" || r.body["scope"] != "payment.read" ||
 		r.body["token_type"] != "Bearer" || r.body["exp"] == nil || r.body["iss"] != e.srv.URL || r.header.Get("Cache-Control") != "no-store" {
@@ -423,7 +434,7 @@ func TestRFC7009_Revocation(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
 	other := e.clientWithKey("other", []string{"payment.read"}, nil)
-	rs := e.clientWithKey("resource-server", []string{"payment.read"}, nil)
+	rs := e.clientWithKey("resource-server", []string{token.IntrospectScope}, nil)
 	tok := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)).body["access_token"].(string)
 	active := func() any {
 		return e.post(e.client, "/oauth2/introspect", url.Values{"token": {tok}}, basic("resource-server", rs)).body["active"]
@@ -528,7 +539,7 @@ func TestCanceledRequestsAreNoFailures(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
 	unknown, _ := apikey.Generate(apikey.Live) // well formed: it gets to the store
-	e.clock.Add(time.Second)                    // so that the generation is read again
+	e.clock.Add(time.Second)                   // so that the generation is read again
 	for range 20 {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -623,5 +634,61 @@ func TestSigningKeysSealed(t *testing.T) {
 		Clients: e.st.APIKeys(), APIKeys: e.ver, KeyEncryptionKey: wrong}
 	if err := as.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
 		t.Errorf("Start with the wrong key encryption key: %v", err)
+	}
+}
+
+// RFC 8705 §2.1.2: a registered subject DN matches only a certificate
+// whose subject is that DN, attribute for attribute and in order.
+func TestRFC8705_2_1_2_SubjectDN(t *testing.T) {
+	e := newEnv(t)
+	rdn := func(pairs ...string) []byte {
+		var seq pkix.RDNSequence
+		for i := 0; i < len(pairs); i += 2 {
+			oid := map[string]asn1.ObjectIdentifier{"CN": {2, 5, 4, 3}, "O": {2, 5, 4, 10}}[pairs[i]]
+			seq = append(seq, pkix.RelativeDistinguishedNameSET{{Type: oid, Value: pairs[i+1]}})
+		}
+		der, err := asn1.Marshal(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	// RFC 4514 writes the DN most specific first: O=Acme then CN=alice
+	// in the certificate reads "CN=alice,O=Acme".
+	if _, err := e.keys.CreateClient(context.Background(), apikey.Client{ID: "alice", Scopes: []string{"payment.withdraw"}, CertSubject: "CN=alice,O=Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	issuing := e.root.NewIntermediate(t, "Subjects CA")
+	for _, tc := range []struct {
+		name    string
+		subject []byte
+		want    int
+	}{
+		{"the DN", rdn("O", "Acme", "CN", "alice"), 200},
+		{"same attributes, other order", rdn("CN", "alice", "O", "Acme"), 401},
+		{"an extra CN before", rdn("O", "Acme", "CN", "mallory", "CN", "alice"), 401},
+		{"another name", rdn("O", "Acme", "CN", "alicia"), 401},
+	} {
+		cert := issuing.Issue(t, testpki.LeafOptions{Subject: tc.subject, DNSNames: []string{"alice.test"}}).TLS()
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.root.Pool(), Certificates: []tls.Certificate{cert}}}}
+		if r := e.post(c, "/oauth2/token", grant("client_id", "alice"), nil); r.status != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.raw, tc.want)
+		}
+	}
+}
+
+// No token outlives the key it was issued for.
+func TestTokenNeverOutlivesItsKey(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.keys.CreateClient(context.Background(), apikey.Client{ID: "shop", Scopes: []string{"payment.read"}, TokenLifetime: 2 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	k, _, err := e.keys.Create(context.Background(), "shop", nil, e.clock.Now().Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.post(e.client, "/oauth2/token", grant(), basic("shop", k.String()))
+	if r.body["expires_in"] != float64(600) {
+		t.Errorf("expires_in %v, want 600 (the key expires in 10 minutes)", r.body["expires_in"])
 	}
 }

@@ -20,33 +20,55 @@ import (
 	"github.com/rampartsec/rampart/token"
 )
 
-// defaultScopes is the scope catalogue of a payment API.
-var defaultScopes = []string{"payment.read", "payment.write", "payment.withdraw"}
+// defaultScopes is the scope catalogue of a payment API, and the scope
+// that lets a resource server introspect any client's tokens.
+var defaultScopes = []string{"payment.read", "payment.write", "payment.withdraw", token.IntrospectScope}
 
 // storeFlags are the flags of the commands that work on the control
 // plane's database directly: the same --data and --db as rampart serve.
 type storeFlags struct {
-	data, db string
+	data, db, config string
+	// scopes is the catalogue, from the config file or the default.
+	scopes []string
 }
 
 func (f *storeFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.config, "config", "", "rampart serve's configuration `FILE` (for data_dir, db, scopes)")
 	c.Flags().StringVar(&f.data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
 	c.Flags().StringVar(&f.db, "db", "", "database `DSN`: postgres://... or a SQLite file (default DATA/rampart.db)")
 }
 
 // open opens the store and the master key's derived secrets.
 func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, error) {
+	f.scopes = defaultScopes
+	if f.config != "" {
+		cfg, err := loadServeConfig(f.config)
+		if err != nil {
+			return nil, nil, fail(ExitUsage, fmt.Errorf("--config %w", err))
+		}
+		if f.data == "" {
+			f.data = cfg.DataDir
+		}
+		if f.db == "" {
+			f.db = cfg.DB
+		}
+		if cfg.Scopes != nil {
+			f.scopes = cfg.Scopes
+		}
+	}
 	dir, err := dataDir(f.data)
 	if err != nil {
 		return nil, nil, fail(ExitUsage, fmt.Errorf("data directory: %w", err))
 	}
-	keys, err := masterkey.Load(dir)
-	if err != nil {
-		return nil, nil, fail(ExitUsage, err)
-	}
 	dsn := f.db
 	if dsn == "" {
 		dsn = filepath.Join(dir, "rampart.db")
+	}
+	// A master key may be made here only for the local default database:
+	// for one given with --db, the servers' key is needed.
+	keys, err := masterkey.Load(dir, f.db == "")
+	if err != nil {
+		return nil, nil, fail(ExitUsage, err)
 	}
 	st, err := backend.Open(ctx, dsn)
 	if err != nil {
@@ -55,8 +77,8 @@ func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, er
 	return st, keys, nil
 }
 
-func manager(st store.Store, keys *masterkey.Keys, env string) *apikey.Manager {
-	return &apikey.Manager{Store: st.APIKeys(), Pepper: keys.Pepper, Env: apikey.Env(env), Scopes: defaultScopes}
+func (f *storeFlags) manager(st store.Store, keys *masterkey.Keys, env string) *apikey.Manager {
+	return &apikey.Manager{Store: st.APIKeys(), Pepper: keys.Pepper, Env: apikey.Env(env), Scopes: f.scopes}
 }
 
 func splitScopes(s string) []string {
@@ -116,7 +138,7 @@ authenticate with (tls_client_auth, RFC 8705).`,
 				return err
 			}
 			defer st.Close()
-			cl, err := manager(st, keys, "").CreateClient(c.Context(), apikey.Client{
+			cl, err := sf.manager(st, keys, "").CreateClient(c.Context(), apikey.Client{
 				ID: a[0], Name: name, Scopes: splitScopes(scopes), TokenLifetime: lifetime,
 				CertSubject: certSubject, CertURI: certURI, CertDNS: certDNS,
 			})
@@ -321,7 +343,7 @@ func newAPIKeyCreateCmd(stdio Stdio) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			k, rec, err := manager(st, keys, env).Create(c.Context(), client, splitScopes(scopes), exp)
+			k, rec, err := sf.manager(st, keys, env).Create(c.Context(), client, splitScopes(scopes), exp)
 			if err != nil {
 				return authError(err)
 			}
@@ -370,7 +392,7 @@ func newAPIKeyListCmd(stdio Stdio) *cobra.Command {
 			defer st.Close()
 			var recs []apikey.Record
 			if due {
-				m := manager(st, keys, "")
+				m := sf.manager(st, keys, "")
 				m.MaxAge = maxAge
 				recs, err = m.Due(c.Context())
 				recs = slices.DeleteFunc(recs, func(r apikey.Record) bool { return client != "" && r.ClientID != client })
@@ -432,7 +454,7 @@ func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			m := manager(st, keys, "")
+			m := sf.manager(st, keys, "")
 			m.MaxAge = maxAge
 			ids := a
 			if due {
@@ -493,24 +515,44 @@ func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
 
 func newAPIKeyRevokeCmd(stdio Stdio) *cobra.Command {
 	var sf storeFlags
+	var chain bool
 	c := &cobra.Command{
-		Use:   "revoke ID",
+		Use:   "revoke ID [--chain]",
 		Short: "Revoke a key at once, on every instance",
-		Args:  args(cobra.ExactArgs(1)),
+		Long: `Revoke a key at once, on every instance (within 100 ms). A key in its
+rotation grace period ends early; its replacement keeps working. With
+--chain, every key it was rotated into is revoked too: for a stolen key,
+whose thief may have rotated it through POST /v1/apikeys/rotate.`,
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			st, keys, err := sf.open(c.Context())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := manager(st, keys, "").Revoke(c.Context(), a[0]); err != nil {
+			m := sf.manager(st, keys, "")
+			if !chain {
+				if err := m.Revoke(c.Context(), a[0]); err != nil {
+					return authError(err)
+				}
+				fmt.Fprintf(stdio.Out, "key %s revoked\n", a[0])
+				return nil
+			}
+			ids, err := m.RevokeChain(c.Context(), a[0])
+			for _, id := range ids {
+				fmt.Fprintf(stdio.Out, "key %s revoked\n", id)
+			}
+			if err != nil {
 				return authError(err)
 			}
-			fmt.Fprintf(stdio.Out, "key %s revoked\n", a[0])
+			if len(ids) == 0 {
+				fmt.Fprintf(stdio.Out, "key %s and its replacements were already revoked\n", a[0])
+			}
 			return nil
 		},
 	}
 	sf.register(c)
+	c.Flags().BoolVar(&chain, "chain", false, "also revoke every key this one was rotated into")
 	return c
 }
 

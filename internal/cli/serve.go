@@ -336,9 +336,16 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		scheme = "https"
 	}
 	if cfg.Issuer == "" {
-		cfg.Issuer = scheme + "://" + ln.Addr().String()
+		host := ln.Addr().String()
+		if a, err := netip.ParseAddrPort(host); err == nil && a.Addr().IsUnspecified() {
+			// Listening on every address: no one of them is the name
+			// clients use.
+			host = net.JoinHostPort("localhost", strconv.Itoa(int(a.Port())))
+			fmt.Fprintf(stdio.Err, "rampart: warning: no --issuer: using %s://%s; set it to the URL clients use\n", scheme, host)
+		}
+		cfg.Issuer = scheme + "://" + host
 	}
-	secrets, err := masterkey.Load(dir)
+	secrets, err := masterkey.Load(dir, true)
 	if err != nil {
 		return fail(ExitUsage, err)
 	}
@@ -351,6 +358,15 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	scopes := cfg.Scopes
 	if scopes == nil {
 		scopes = defaultScopes
+	}
+	catalogue := &apikey.Manager{Scopes: scopes}
+	if err := catalogue.CheckScopes(scopes); err != nil {
+		return usagef("scopes: %v", err)
+	}
+	for s, implied := range cfg.ScopeImplies {
+		if err := catalogue.CheckScopes(append([]string{s}, implied...)); err != nil {
+			return usagef("scope_implies: %v", err)
+		}
 	}
 	verifier := &apikey.Verifier{Store: st.APIKeys(), Pepper: secrets.Pepper, Logger: logger}
 	defer verifier.Close()

@@ -34,8 +34,15 @@ type Keys struct {
 	Source string
 }
 
-// Load returns the derived keys, reading or making the master key.
-func Load(dataDir string) (*Keys, error) {
+// ErrNoMasterKey is returned by Load when there is no master key and it
+// may not make one.
+var ErrNoMasterKey = errors.New("masterkey: no master key")
+
+// Load returns the derived keys, reading the master key, or making one
+// when create is set and there is none. Make one only where the database
+// is new or local: against a shared database, a new master key would hash
+// API keys no other instance can check.
+func Load(dataDir string, create bool) (*Keys, error) {
 	var master []byte
 	source := "$" + Env
 	if v := os.Getenv(Env); v != "" {
@@ -47,11 +54,16 @@ func Load(dataDir string) (*Keys, error) {
 	} else {
 		path := filepath.Join(dataDir, "master.key")
 		source = path
-		raw := make([]byte, 32)
-		rand.Read(raw)
-		err := keygen.WriteNew(path, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"))
-		if err != nil && !errors.Is(err, keygen.ErrExists) {
-			return nil, fmt.Errorf("masterkey: %w", err)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if !create {
+				return nil, fmt.Errorf("%w: set $%s to the master key of the instances sharing this database (or keep it in %s)", ErrNoMasterKey, Env, path)
+			}
+			raw := make([]byte, 32)
+			rand.Read(raw)
+			err := keygen.WriteNew(path, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"))
+			if err != nil && !errors.Is(err, keygen.ErrExists) {
+				return nil, fmt.Errorf("masterkey: %w", err)
+			}
 		}
 		fi, err := os.Stat(path)
 		if err != nil {

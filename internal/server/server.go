@@ -179,22 +179,24 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// pruneLoop deletes the reports older than the retention, at start and
-// every hour.
+// pruneLoop deletes, at start and every hour, the reports older than the
+// retention and the revocations of tokens that have expired anyway.
 func (s *Server) pruneLoop(ctx context.Context) {
 	defer close(s.pruned)
-	if s.cfg.Retention <= 0 {
-		return
-	}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		n, err := s.st.Reports().Prune(ctx, s.now().Add(-s.cfg.Retention))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.log.Error("deleting old reports failed; retrying in an hour", "err", err)
-		case n > 0:
-			s.log.Info("deleted old reports", "reports", n, "retention", s.cfg.Retention.String())
+		if s.cfg.Retention > 0 {
+			n, err := s.st.Reports().Prune(ctx, s.now().Add(-s.cfg.Retention))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Error("deleting old reports failed; retrying in an hour", "err", err)
+			case n > 0:
+				s.log.Info("deleted old reports", "reports", n, "retention", s.cfg.Retention.String())
+			}
+		}
+		if err := s.st.RevokedTokens().PruneRevoked(ctx, s.now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			s.log.Error("forgetting expired token revocations failed; retrying in an hour", "err", err)
 		}
 		select {
 		case <-ctx.Done():

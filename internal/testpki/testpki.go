@@ -137,9 +137,12 @@ func (ca *CA) NewIntermediate(t TB, name string) *CA {
 // for "localhost" and 127.0.0.1 with a new P-256 key, valid from an hour ago
 // for a day.
 type LeafOptions struct {
-	DNSNames  []string
-	IPs       []net.IP
-	URIs      []*url.URL    // SPIFFE IDs of workload certificates, say
+	DNSNames []string
+	IPs      []net.IP
+	URIs     []*url.URL // SPIFFE IDs of workload certificates, say
+	// Subject, if set, is the DER subject as it is to be encoded (any
+	// order, repeated attributes): for tests of DN matching.
+	Subject   []byte
 	Key       crypto.Signer // the key to certify: reuse one for a renewal on the same key
 	KeyType   KeyType       // type of the new key when Key is nil
 	NotBefore time.Time
@@ -188,6 +191,7 @@ func (ca *CA) Issue(t TB, o LeafOptions) *Leaf {
 		DNSNames:     o.DNSNames,
 		IPAddresses:  o.IPs,
 		URIs:         o.URIs,
+		RawSubject:   o.Subject,
 	}
 	if _, ok := o.Key.(*rsa.PrivateKey); ok {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
