@@ -14,8 +14,20 @@
 //
 // # Stores
 //
-// [Memory] keeps state in this process: bounded memory (idle keys are
-// evicted), sharded for low contention, and an injectable clock for tests.
+// A [Store] keeps the state: [Memory] in this process (bounded memory,
+// idle keys evicted, sharded for low contention, an injectable clock), or
+// package redisstore, shared by every instance through Redis.
+//
+// # Rules
+//
+// A [Limiter] applies named [Rule]s: edge rules to HTTP requests, keyed by
+// client address, credential, client or route ([Limiter.Middleware], with
+// the IETF RateLimit-Policy and RateLimit fields and RFC 9457 problem
+// details on 429), and business rules to operations
+// ([Limiter.Allow](ctx, "swap", apiKeyID)). When the shared store fails, a
+// rule either falls back to a local limiter (open, the default for edge
+// rules) or refuses (closed, the default for business rules); shadow rules
+// only count.
 package ratelimit
 
 import (
@@ -76,32 +88,37 @@ type Decision struct {
 	// ResetAfter is how long until the key is back to its full burst.
 	ResetAfter time.Duration
 	Limit      Limit
+	// Rule names the rule that decided, when a Limiter did.
+	Rule string
 }
 
-// decide runs GCRA for one event of cost n at time now on a key whose
-// theoretical arrival time is tat (zero for a new key). It returns the
+// decide runs GCRA for n events at time now (nanoseconds) on a key whose
+// theoretical arrival time is tat (0 for a new key). It returns the
 // decision and the new tat (unchanged when denied).
-func decide(l Limit, tat, now time.Time, n int) (Decision, time.Time) {
-	t := l.interval()
-	if tat.Before(now) {
+func decide(l Limit, tat, now int64, n int) (Decision, int64) {
+	t := int64(l.interval())
+	if tat < now {
 		tat = now
 	}
-	tolerance := t * time.Duration(l.Burst)
-	newTAT := tat.Add(t * time.Duration(n))
+	tolerance := t * int64(l.Burst)
+	newTAT := tat + t*int64(n)
 	d := Decision{Limit: l}
-	if excess := newTAT.Sub(now) - tolerance; excess > 0 {
-		d.RetryAfter = excess
-		d.ResetAfter = tat.Sub(now)
-		d.Remaining = int((tolerance - tat.Sub(now)) / t)
+	if excess := newTAT - now - tolerance; excess > 0 {
+		d.RetryAfter = time.Duration(excess)
+		d.ResetAfter = time.Duration(tat - now)
+		d.Remaining = int((tolerance - (tat - now)) / t)
 		return d, tat
 	}
 	d.Allowed = true
-	d.ResetAfter = newTAT.Sub(now)
-	d.Remaining = int((tolerance - newTAT.Sub(now)) / t)
+	d.ResetAfter = time.Duration(newTAT - now)
+	d.Remaining = int((tolerance - (newTAT - now)) / t)
 	return d, newTAT
 }
 
-// A Limiter decides whether an event for key may happen now.
-type Limiter interface {
-	Allow(ctx context.Context, key string, l Limit) (Decision, error)
+// Store keeps the GCRA state of keys: Memory in this process, or
+// redisstore shared between instances.
+type Store interface {
+	// AllowN admits or denies n events for key under l. Denied events
+	// consume nothing.
+	AllowN(ctx context.Context, key string, l Limit, n int) (Decision, error)
 }
