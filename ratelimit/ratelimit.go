@@ -90,6 +90,9 @@ type Decision struct {
 	Limit      Limit
 	// Rule names the rule that decided, when a Limiter did.
 	Rule string
+	// Shadowed is set when a shadow rule would have denied: Allowed is
+	// then true all the same.
+	Shadowed bool
 }
 
 // decide runs GCRA for n events at time now (nanoseconds) on a key whose
