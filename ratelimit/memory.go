@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -76,6 +77,10 @@ func (m *Memory) Allow(ctx context.Context, key string, l Limit) (Decision, erro
 func (m *Memory) AllowN(_ context.Context, key string, l Limit, n int) (Decision, error) {
 	if err := l.Validate(); err != nil {
 		return Decision{}, err
+	}
+	if n < 1 {
+		// A negative cost would give budget back.
+		return Decision{}, fmt.Errorf("%w: %d events, want at least 1", ErrInvalidLimit, n)
 	}
 	s, h := m.shard(key)
 	now := m.now()

@@ -121,6 +121,11 @@ func TestInvalidLimit(t *testing.T) {
 			t.Errorf("%+v accepted", l)
 		}
 	}
+	for _, n := range []int{0, -1} {
+		if _, err := m.AllowN(context.Background(), "k", PerSecond(1, 1), n); err == nil {
+			t.Errorf("AllowN with n = %d accepted", n)
+		}
+	}
 }
 
 func TestClientAddr(t *testing.T) {
