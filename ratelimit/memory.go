@@ -78,9 +78,9 @@ func (m *Memory) AllowN(_ context.Context, key string, l Limit, n int) (Decision
 	if err := l.Validate(); err != nil {
 		return Decision{}, err
 	}
-	if n < 1 {
-		// A negative cost would give budget back.
-		return Decision{}, fmt.Errorf("%w: %d events, want at least 1", ErrInvalidLimit, n)
+	if n < 0 {
+		// A negative cost would give budget back; 0 asks without taking.
+		return Decision{}, fmt.Errorf("%w: %d events, want 0 or more", ErrInvalidLimit, n)
 	}
 	s, h := m.shard(key)
 	now := m.now()

@@ -203,7 +203,7 @@ func TestRFC6749_2_3_1_ClientSecretBasic(t *testing.T) {
 		t.Errorf("basic with a percent-encoded id: %d %s", r.status, r.raw)
 	}
 	for name, edit := range map[string]func(*http.Request){
-		"wrong secret":   basic("payments.app", strings.Replace(key, key[20:21], "x", 1)),
+		"wrong secret":   basic("payments.app", otherChar(key, 20)),
 		"other client":   basic("other", key),
 		"undecodable id": func(q *http.Request) { q.SetBasicAuth("%zz", key) },
 		"not base64":     func(q *http.Request) { q.Header.Set("Authorization", "Basic !!!") },
@@ -691,4 +691,13 @@ func TestTokenNeverOutlivesItsKey(t *testing.T) {
 	if r.body["expires_in"] != float64(600) {
 		t.Errorf("expires_in %v, want 600 (the key expires in 10 minutes)", r.body["expires_in"])
 	}
+}
+
+// otherChar returns s with the character at i changed (to another one).
+func otherChar(s string, i int) string {
+	c := byte('x')
+	if s[i] == c {
+		c = 'y'
+	}
+	return s[:i] + string(c) + s[i+1:]
 }

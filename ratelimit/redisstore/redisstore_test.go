@@ -155,7 +155,8 @@ func within(a, b, tol time.Duration) bool { return a-b <= tol && b-a <= tol }
 // TestMatchesMemory runs one schedule of (time, n) on Redis and on
 // ratelimit.Memory with an injected clock set to the times the Redis
 // decisions were made, as seen from here. Redis's clock cannot be
-// injected, so the times are real and the durations compared within 1 ms;
+// injected, so the times are real and the durations compared within 1 ms
+// or the round trip, whichever is longer;
 // the schedule keeps every decision at least 50 ms from a boundary where
 // Allowed or Remaining would change.
 func TestMatchesMemory(t *testing.T) {
@@ -224,9 +225,12 @@ func TestMatchesMemory(t *testing.T) {
 				}
 				clock.Set(base.Add(mid - origin))
 				want, _ := m.AllowN(ctx, "k", tc.l, st.n)
+				// When Redis decided within the round trip is unknown: on a
+				// loaded machine, the midpoint can be that far off.
+				tol := max(time.Millisecond, after-before)
 				if got.Allowed != want.Allowed || got.Remaining != want.Remaining ||
-					!within(got.RetryAfter, want.RetryAfter, time.Millisecond) ||
-					!within(got.ResetAfter, want.ResetAfter, time.Millisecond) ||
+					!within(got.RetryAfter, want.RetryAfter, tol) ||
+					!within(got.ResetAfter, want.ResetAfter, tol) ||
 					got.Limit != want.Limit {
 					t.Errorf("step %d (%v, n=%d, round trip %v):\nredis  %+v\nmemory %+v", i, st.at, st.n, after-before, got, want)
 				}
