@@ -117,7 +117,7 @@ Start with 'rampart demo', then 'rampart pin --help'.
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newPinCmd(stdio), newBundleCmd(stdio), newServeCmd(stdio), newClientCmd(stdio), newAPIKeyCmd(stdio), newTokenCmd(stdio), newDemoCmd(stdio))
+	root.AddCommand(newPinCmd(stdio), newBundleCmd(stdio), newServeCmd(stdio), newClientCmd(stdio), newAPIKeyCmd(stdio), newTokenCmd(stdio), newCACmd(stdio), newGatewayCmd(stdio), newDemoCmd(stdio))
 	return root
 }
 

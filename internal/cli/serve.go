@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/rampartsec/rampart/internal/masterkey"
 	"github.com/rampartsec/rampart/internal/server"
 	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
 )
@@ -307,11 +309,13 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
+		// Reloaded when the files change: a certificate from rampart ca
+		// issue lives a day.
+		cert := &mtls.Reloader{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Logger: logger}
+		if err := cert.Start(ctx); err != nil {
 			return fail(ExitUsage, fmt.Errorf("TLS certificate: %w", err))
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConfig = &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
 	if cfg.ClientCA != "" {
 		if tlsConfig == nil {
@@ -380,7 +384,27 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	if err := oauth.Start(ctx); err != nil {
 		return fail(ExitFailure, err)
 	}
+	renew, caRoot, err := caRenewal(dir, secrets, mtls.DefaultTTL)
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	if renew != nil {
+		if tlsConfig == nil {
+			fmt.Fprintf(stdio.Err, "rampart: warning: the CA in %s renews certificates only over TLS: give rampart serve --tls-cert and --tls-key\n", filepath.Join(dir, caDirName))
+			renew = nil
+		} else {
+			// Asked for, not required, as for --client-ca: the renewal
+			// handler refuses requests without one.
+			if tlsConfig.ClientCAs == nil {
+				tlsConfig.ClientCAs = x509.NewCertPool()
+			}
+			tlsConfig.ClientCAs.AddCert(caRoot)
+			tlsConfig.ClientAuth = tls.VerifyClientCertIfGiven
+			fmt.Fprintf(stdio.Err, "rampart: certificate renewal for the CA in %s at %s://%s%s\n", filepath.Join(dir, caDirName), scheme, ln.Addr(), caRenewPath)
+		}
+	}
 	srv, err := server.New(server.Config{
+		CertRenewal:        renew,
 		OAuth:              oauth,
 		APIKeyRotation:     keyManager.RotateHandler(verifier, grace),
 		Store:              st,

@@ -89,6 +89,10 @@ type Config struct {
 	// APIKeyRotation serves POST /v1/apikeys/rotate, where clients rotate
 	// their own keys; nil leaves it out.
 	APIKeyRotation http.Handler
+	// CertRenewal serves POST /v1/certificates/renew, where workloads
+	// renew their mutual-TLS certificates (mtls.RenewHandler); nil leaves
+	// it out. The TLS server must ask for client certificates.
+	CertRenewal http.Handler
 	// Registry receives the metrics; nil means a new registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry
@@ -245,6 +249,9 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	if s.cfg.OAuth != nil {
 		mux.Handle("/oauth2/", s.cfg.OAuth)
 		mux.Handle("GET /.well-known/oauth-authorization-server", s.cfg.OAuth)
+	}
+	if s.cfg.CertRenewal != nil {
+		mux.Handle("POST /v1/certificates/renew", s.cfg.CertRenewal)
 	}
 	if s.cfg.APIKeyRotation != nil {
 		mux.Handle("POST /v1/apikeys/rotate", s.cfg.APIKeyRotation)

@@ -1,0 +1,303 @@
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rampartsec/rampart/ratelimit"
+)
+
+// Config is the gateway's configuration file:
+//
+//	listen: 127.0.0.1:8443
+//	tls: {cert: gateway.pem, key: gateway.key}     # reloaded when the files change
+//	admin_listen: 127.0.0.1:9443                   # /metrics and /healthz, plain http
+//	identity:                                      # the gateway's service certificate,
+//	  cert: gateway-svc.pem                        #   for mutual TLS to the upstreams
+//	  key: gateway-svc.key
+//	  roots: internal-root.pem
+//	routes:
+//	  - prefix: /v1/
+//	    upstream: https://127.0.0.1:9444
+//	    upstream_id: spiffe://pay.internal/ns/prod/sa/payments
+//	    auth: required                             # required | none
+//	    max_body: 1MiB                             # default 1MiB
+//	    timeout: 30s                               # default 30s
+//	cors:
+//	  allowed_origins: [https://app.payments.example]
+//	  allowed_methods: [GET, POST]
+//	  allowed_headers: [Authorization, Content-Type, X-API-Key]
+//	  allow_credentials: false
+//	  max_age: 10m
+//	ratelimit: {trusted_proxies: [...], rules: [...]}   # as in ratelimit.ParseConfig
+//	ratelimit_store: {redis: redis://127.0.0.1:6379/0, prefix: rampart:rl:gw}  # default: memory
+//	auth:
+//	  tokens: {issuer: ..., audience: ..., jwks_url: ..., jwks_roots: root.pem}
+//	  api_keys: {data_dir: ..., db: ...}               # the control plane's database
+//	access_log: stderr                                 # stderr | stdout | a file | off
+//
+// Unknown fields are errors.
+type Config struct {
+	Listen      string            `yaml:"listen"`
+	TLS         *CertFiles        `yaml:"tls"`
+	AdminListen string            `yaml:"admin_listen"`
+	Identity    *Identity         `yaml:"identity"`
+	Routes      []Route           `yaml:"routes"`
+	CORS        *CORS             `yaml:"cors"`
+	RateLimit   yaml.Node         `yaml:"ratelimit"`
+	LimitStore  *LimitStore       `yaml:"ratelimit_store"`
+	Auth        Auth              `yaml:"auth"`
+	AccessLog   string            `yaml:"access_log"`
+	Limits      *ratelimit.Config `yaml:"-"`
+}
+
+// CertFiles names a certificate chain and its key, PEM.
+type CertFiles struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Identity is the gateway's service certificate and the roots of the
+// upstreams' certificates.
+type Identity struct {
+	Cert  string `yaml:"cert"`
+	Key   string `yaml:"key"`
+	Roots string `yaml:"roots"`
+}
+
+// Route sends requests under Prefix to Upstream.
+type Route struct {
+	Prefix   string `yaml:"prefix"`
+	Upstream string `yaml:"upstream"`
+	// UpstreamID is the SPIFFE ID the upstream must present (mutual TLS);
+	// required for https upstreams.
+	UpstreamID string `yaml:"upstream_id"`
+	// Auth is "required" (an API key or a bearer token) or "none".
+	Auth    string `yaml:"auth"`
+	MaxBody string `yaml:"max_body"`
+	Timeout string `yaml:"timeout"`
+
+	upstream *url.URL
+	id       spiffeid.ID
+	maxBody  int64
+	timeout  time.Duration
+}
+
+// CORS is the cross-origin policy: an allow-list of origins.
+type CORS struct {
+	AllowedOrigins   []string `yaml:"allowed_origins"`
+	AllowedMethods   []string `yaml:"allowed_methods"`
+	AllowedHeaders   []string `yaml:"allowed_headers"`
+	ExposedHeaders   []string `yaml:"exposed_headers"`
+	AllowCredentials bool     `yaml:"allow_credentials"`
+	MaxAge           string   `yaml:"max_age"`
+}
+
+// LimitStore is where rate limits are kept when they are shared between
+// instances: a Redis URL (redis://host:port/db or rediss://) and a key
+// prefix. The caller makes the store (Deps.RateLimitStore): this package
+// imports no Redis client.
+type LimitStore struct {
+	Redis  string `yaml:"redis"`
+	Prefix string `yaml:"prefix"`
+}
+
+// Auth says how requests authenticate.
+type Auth struct {
+	Tokens  *TokenAuth  `yaml:"tokens"`
+	APIKeys *APIKeyAuth `yaml:"api_keys"`
+}
+
+// TokenAuth configures bearer-token validation (token.Validator).
+type TokenAuth struct {
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	JWKSURL  string `yaml:"jwks_url"`
+	// JWKSRoots, if set, are the only roots trusted for the JWKS
+	// connection (a private control plane).
+	JWKSRoots string `yaml:"jwks_roots"`
+}
+
+// APIKeyAuth names the control plane's database, where API keys are
+// checked; the master key comes from the environment or the data
+// directory, as for rampart serve.
+type APIKeyAuth struct {
+	DataDir string `yaml:"data_dir"`
+	DB      string `yaml:"db"`
+}
+
+// LoadConfig reads and checks a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses and checks a configuration.
+func ParseConfig(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("gateway: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8443"
+	}
+	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		return nil, fmt.Errorf("gateway: tls needs cert and key")
+	}
+	if len(c.Routes) == 0 {
+		return nil, fmt.Errorf("gateway: no routes")
+	}
+	needIdentity := false
+	seen := map[string]bool{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if err := r.check(); err != nil {
+			return nil, fmt.Errorf("gateway: route %q: %w", r.Prefix, err)
+		}
+		if seen[r.Prefix] {
+			return nil, fmt.Errorf("gateway: route %q: listed twice", r.Prefix)
+		}
+		seen[r.Prefix] = true
+		needIdentity = needIdentity || r.upstream.Scheme == "https"
+		if r.Auth == "required" && c.Auth.Tokens == nil && c.Auth.APIKeys == nil {
+			return nil, fmt.Errorf("gateway: route %q requires authentication, but auth configures neither tokens nor api_keys", r.Prefix)
+		}
+	}
+	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || c.Identity.Roots == "") {
+		return nil, fmt.Errorf("gateway: https upstreams need identity: {cert, key, roots} (mutual TLS)")
+	}
+	if c.CORS != nil {
+		if err := c.CORS.check(); err != nil {
+			return nil, fmt.Errorf("gateway: cors: %w", err)
+		}
+	}
+	if t := c.Auth.Tokens; t != nil && (t.Issuer == "" || t.Audience == "" || t.JWKSURL == "") {
+		return nil, fmt.Errorf("gateway: auth.tokens needs issuer, audience and jwks_url")
+	}
+	if c.LimitStore != nil && c.LimitStore.Redis == "" {
+		return nil, fmt.Errorf("gateway: ratelimit_store needs redis: URL")
+	}
+	switch c.AccessLog {
+	case "":
+		c.AccessLog = "stderr"
+	case "stderr", "stdout", "off":
+	default:
+		if strings.ContainsAny(c.AccessLog, "\x00\n") {
+			return nil, fmt.Errorf("gateway: access_log %q: want stderr, stdout, off or a file", c.AccessLog)
+		}
+	}
+	if !c.RateLimit.IsZero() {
+		raw, err := yaml.Marshal(&c.RateLimit)
+		if err != nil {
+			return nil, err
+		}
+		if c.Limits, err = ratelimit.ParseConfig(raw); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	return &c, nil
+}
+
+func (r *Route) check() error {
+	if !strings.HasPrefix(r.Prefix, "/") || strings.ContainsAny(r.Prefix, "{} \t") || path.Clean(r.Prefix) != strings.TrimSuffix(r.Prefix, "/") && r.Prefix != "/" {
+		return fmt.Errorf("prefix: want a clean path such as /v1/ (no wildcards)")
+	}
+	u, err := url.Parse(r.Upstream)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("upstream %q: want https://host:port", r.Upstream)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("upstream %q: plain http only to loopback; use https (mutual TLS)", r.Upstream)
+	}
+	r.upstream = u
+	if u.Scheme == "https" {
+		if r.id, err = spiffeid.FromString(r.UpstreamID); err != nil {
+			return fmt.Errorf("upstream_id %q: want the upstream's SPIFFE ID: %v", r.UpstreamID, err)
+		}
+	}
+	switch r.Auth {
+	case "":
+		r.Auth = "required"
+	case "required", "none":
+	default:
+		return fmt.Errorf("auth %q: want required or none", r.Auth)
+	}
+	r.maxBody = 1 << 20
+	if r.MaxBody != "" {
+		if r.maxBody, err = parseSize(r.MaxBody); err != nil {
+			return fmt.Errorf("max_body: %w", err)
+		}
+	}
+	r.timeout = 30 * time.Second
+	if r.Timeout != "" {
+		if r.timeout, err = time.ParseDuration(r.Timeout); err != nil || r.timeout <= 0 {
+			return fmt.Errorf("timeout %q: want a duration such as 30s", r.Timeout)
+		}
+	}
+	return nil
+}
+
+func (c *CORS) check() error {
+	if len(c.AllowedOrigins) == 0 {
+		return fmt.Errorf("allowed_origins is empty")
+	}
+	for _, o := range c.AllowedOrigins {
+		// A strict allow-list: no "*", no patterns. rs/cors answers "*"
+		// with credentials by reflecting the request's Origin, which lets
+		// every site read credentialed responses.
+		if strings.Contains(o, "*") {
+			return fmt.Errorf("allowed origin %q: list each origin; wildcards are refused", o)
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return fmt.Errorf("allowed origin %q: want scheme://host[:port]", o)
+		}
+		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			return fmt.Errorf("allowed origin %q: an http origin can be impersonated on the network; use https", o)
+		}
+	}
+	if c.MaxAge != "" {
+		if _, err := time.ParseDuration(c.MaxAge); err != nil {
+			return fmt.Errorf("max_age %q: want a duration", c.MaxAge)
+		}
+	}
+	return nil
+}
+
+func isLoopback(h string) bool {
+	return h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.")
+}
+
+// parseSize reads "1MiB", "512KiB", "100" (bytes).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			s, mult = n, m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: want a size such as 1MiB", s)
+	}
+	return n * mult, nil
+}

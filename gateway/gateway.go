@@ -1,0 +1,416 @@
+// Package gateway is Rampart's edge: a reverse proxy that makes a request
+// pass every control before it reaches a payment service, so that the
+// services' own checks are the second line, not the only one.
+//
+// # The request path
+//
+//	TLS termination (certificate reloaded when its files change; HTTP/2)
+//	 -> CORS (rs/cors, a strict allow-list of origins)
+//	 -> edge rate limits not keyed by client (address, credential, route)
+//	 -> route, request size limit, timeout
+//	 -> authentication: an API key (apikey.Verifier) or a bearer token
+//	    (token.Validator)
+//	 -> edge rate limits keyed by client
+//	 -> the upstream, over mutual TLS with the gateway's own service
+//	    certificate, checking the upstream's SPIFFE ID
+//
+// The request keeps its credentials: the service authenticates and
+// authorizes again (every control exists twice). Access logs are
+// structured and never hold a credential or a query string.
+//
+// # Operations
+//
+// Gateway.Handler serves the requests; Gateway.AdminHandler /metrics and
+// /healthz. Gateway.Reload swaps in a new configuration without dropping
+// a connection (rampart gateway does it on SIGHUP).
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/cors"
+
+	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/mtls"
+	"github.com/rampartsec/rampart/ratelimit"
+	"github.com/rampartsec/rampart/token"
+)
+
+// Deps are what a configuration file cannot hold: the stores and
+// verifiers the caller builds.
+type Deps struct {
+	// APIKeys checks API keys; nil refuses them.
+	APIKeys *apikey.Verifier
+	// Tokens checks bearer tokens; nil refuses them.
+	Tokens *token.Validator
+	// RateLimitStore shares limits between instances (redisstore); nil
+	// keeps them in memory.
+	RateLimitStore ratelimit.Store
+	// Identity is the gateway's service certificate for mutual TLS to the
+	// upstreams; nil loads Config.Identity's files (and watches them).
+	Identity *mtls.Reloader
+	// Roots are the upstreams' roots; nil loads Config.Identity.Roots.
+	Roots *x509.CertPool
+	// Logger receives errors and certificate changes; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// AccessLog receives a line per request (unless Config.AccessLog is
+	// "off"); nil means Logger.
+	AccessLog *slog.Logger
+	// Registry receives the metrics; nil means a new registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry
+}
+
+// Gateway is the edge proxy.
+type Gateway struct {
+	deps     Deps
+	log      *slog.Logger
+	access   *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics
+	current  atomic.Pointer[handler]
+	mu       sync.Mutex // serializes Reload and Close
+	fallback *ratelimit.Memory
+
+	// identity is the service certificate loaded from Config.Identity
+	// when Deps.Identity is nil, watched until the files it came from
+	// change in the configuration or the gateway closes.
+	identity     *mtls.Reloader
+	identityFrom CertFiles
+	stopIdentity context.CancelFunc
+}
+
+// handler is one configuration, ready to serve.
+type handler struct {
+	cfg  *Config
+	http http.Handler
+	// transports are closed when the configuration is replaced.
+	transports []*http.Transport
+}
+
+// New builds a gateway for cfg.
+func New(cfg *Config, deps Deps) (*Gateway, error) {
+	g := &Gateway{deps: deps, log: deps.Logger, reg: deps.Registry, fallback: &ratelimit.Memory{}}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.access = deps.AccessLog; g.access == nil {
+		g.access = g.log
+	}
+	if g.reg == nil {
+		g.reg = prometheus.NewRegistry()
+		g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	g.metrics = newMetrics(g.reg)
+	h, commit, err := g.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	commit()
+	g.current.Store(h)
+	return g, nil
+}
+
+// Handler serves the proxied requests.
+func (g *Gateway) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.current.Load().http.ServeHTTP(w, r)
+	})
+}
+
+// AdminHandler serves /metrics and /healthz.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return mux
+}
+
+// Reload replaces the configuration: new requests use cfg, requests in
+// flight finish with the old one. On error the old one stays.
+func (g *Gateway) Reload(cfg *Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h, commit, err := g.build(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	old := g.current.Swap(h)
+	// Idle upstream connections of the old configuration are closed;
+	// connections in use finish their requests.
+	for _, t := range old.transports {
+		t.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Close stops watching the identity files. Requests in flight are not
+// affected; the caller shuts its servers down first.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopIdentity != nil {
+		g.stopIdentity()
+		g.stopIdentity = nil
+	}
+	for _, t := range g.current.Load().transports {
+		t.CloseIdleConnections()
+	}
+	return nil
+}
+
+// loadIdentity returns the identity loaded from files, reusing the one
+// already watched if the files are the same.
+func (g *Gateway) loadIdentity(id *Identity) (*mtls.Reloader, func(), error) {
+	from := CertFiles{Cert: id.Cert, Key: id.Key}
+	if g.identity != nil && g.identityFrom == from {
+		return g.identity, func() {}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &mtls.Reloader{CertFile: id.Cert, KeyFile: id.Key, Logger: g.log}
+	if err := r.Start(ctx); err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("gateway: identity: %w", err)
+	}
+	// commit is called once the configuration using r is in place.
+	commit := func() {
+		if g.stopIdentity != nil {
+			g.stopIdentity()
+		}
+		g.identity, g.identityFrom, g.stopIdentity = r, from, cancel
+	}
+	return r, commit, nil
+}
+
+// Config returns the configuration in use.
+func (g *Gateway) Config() *Config { return g.current.Load().cfg }
+
+// build makes the handler of cfg; commit, called once it is in use,
+// switches to the identity it loaded, if it loaded one.
+func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
+	h := &handler{cfg: cfg}
+
+	// Rate limits: those not keyed by client run before everything else,
+	// so that floods and guessing stop before authentication; those keyed
+	// by client after it.
+	var before, after []ratelimit.Rule
+	var trusted []netip.Prefix
+	if cfg.Limits != nil {
+		trusted = cfg.Limits.TrustedProxies
+		for _, r := range cfg.Limits.Rules {
+			if r.Kind == ratelimit.Business {
+				continue // the services apply those
+			}
+			if slices.Contains(r.By, ratelimit.ByClient) {
+				after = append(after, r)
+			} else {
+				before = append(before, r)
+			}
+		}
+	}
+	var beforeLimits, afterLimits *ratelimit.Limiter
+	for _, l := range []struct {
+		rules []ratelimit.Rule
+		into  **ratelimit.Limiter
+	}{{before, &beforeLimits}, {after, &afterLimits}} {
+		if len(l.rules) == 0 {
+			continue
+		}
+		lim := &ratelimit.Limiter{Store: g.deps.RateLimitStore, Fallback: g.fallback, Rules: l.rules,
+			TrustedProxies: trusted, Metrics: g.metrics.limits, Logger: g.log}
+		if err := lim.Init(); err != nil {
+			return nil, nil, fmt.Errorf("gateway: %w", err)
+		}
+		*l.into = lim
+	}
+
+	// The identity comes last: nothing fails after it is loaded, so a
+	// failed build never leaves a watcher behind.
+	commit := func() {}
+	identity, roots := g.deps.Identity, g.deps.Roots
+	if slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.upstream.Scheme == "https" }) {
+		var err error
+		if roots == nil {
+			if roots, err = loadPool(cfg.Identity.Roots); err != nil {
+				return nil, nil, fmt.Errorf("gateway: identity roots: %w", err)
+			}
+		}
+		if identity == nil {
+			if identity, commit, err = g.loadIdentity(cfg.Identity); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+
+	mux := http.NewServeMux()
+	for _, rt := range cfg.Routes {
+		tr := &http.Transport{
+			Proxy:                 nil, // never an environment proxy between the gateway and its services
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: rt.timeout,
+		}
+		if rt.upstream.Scheme == "https" {
+			tr.TLSClientConfig = mtls.ClientConfig(identity, roots, rt.id)
+		}
+		h.transports = append(h.transports, tr)
+		upstream := rt.upstream
+		var next http.Handler = &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(upstream)
+				pr.SetXForwarded()
+			},
+			Transport:    tr,
+			BufferPool:   bufferPool{},
+			ErrorHandler: g.upstreamError,
+		}
+		if afterLimits != nil {
+			next = afterLimits.Middleware(next)
+		}
+		if rt.Auth == "required" {
+			next = g.authenticate(next)
+		}
+		mux.Handle(rt.Prefix, limitBody(rt, next))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "Not Found", "no route for this path")
+	})
+	var outer http.Handler = mux
+	if beforeLimits != nil {
+		outer = beforeLimits.Middleware(outer)
+	}
+	if cfg.CORS != nil {
+		outer = corsHandler(cfg.CORS).Handler(outer)
+	}
+	h.http = g.accessLog(cfg, outer)
+	return h, commit, nil
+}
+
+func corsHandler(c *CORS) *cors.Cors {
+	maxAge := 0
+	if c.MaxAge != "" {
+		d, _ := time.ParseDuration(c.MaxAge)
+		maxAge = int(d / time.Second)
+	}
+	methods := c.AllowedMethods
+	if len(methods) == 0 {
+		methods = []string{http.MethodGet, http.MethodPost}
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins:   c.AllowedOrigins,
+		AllowedMethods:   methods,
+		AllowedHeaders:   c.AllowedHeaders,
+		ExposedHeaders:   c.ExposedHeaders,
+		AllowCredentials: c.AllowCredentials,
+		MaxAge:           maxAge,
+	})
+}
+
+// authenticate admits a request with a valid API key or bearer token
+// (token.Authenticate) and records the caller for the access log.
+func (g *Gateway) authenticate(next http.Handler) http.Handler {
+	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := holderOf(r.Context()); h != nil {
+			h.p = principal.From(r.Context())
+		}
+		next.ServeHTTP(w, r)
+	})
+	return token.Authenticate(g.deps.Tokens, g.deps.APIKeys)(record)
+}
+
+// limitBody applies the route's body limit: a declared length over it is
+// refused at once, a body that grows over it is cut (413 for the client,
+// http.MaxBytesError for the proxy).
+func limitBody(rt Route, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > rt.maxBody {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", rt.maxBody))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// upstreamError answers a failed proxy request: 502, 504 on a timeout,
+// 413 when the body was cut. The detail goes to the log only.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", mbe.Limit))
+	case errors.Is(err, context.DeadlineExceeded):
+		g.metrics.upstreamErrors.WithLabelValues("timeout").Inc()
+		writeProblem(w, http.StatusGatewayTimeout, "Gateway Timeout", "the service did not answer in time")
+	case errors.Is(err, context.Canceled):
+		// The client went away.
+	default:
+		g.metrics.upstreamErrors.WithLabelValues("error").Inc()
+		g.log.Error("gateway: upstream failed", "path", r.URL.Path, "err", err)
+		writeProblem(w, http.StatusBadGateway, "Bad Gateway", "the service could not be reached")
+	}
+}
+
+// bufferPool reuses the proxy's copy buffers.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+func loadPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s: no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// writeProblem answers with RFC 9457 problem details.
+func writeProblem(w http.ResponseWriter, status int, title, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

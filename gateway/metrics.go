@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/ratelimit"
+)
+
+type metrics struct {
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	upstreamErrors *prometheus.CounterVec
+	limits         *ratelimit.Metrics
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_gateway_requests_total",
+			Help: "Requests by route prefix and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rampart_gateway_request_seconds",
+			Help:    "Request duration by route prefix.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"route"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_gateway_upstream_errors_total",
+			Help: "Requests the upstream failed, by kind: error, timeout.",
+		}, []string{"kind"}),
+		limits: ratelimit.NewMetrics(reg),
+	}
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrors)
+	return m
+}
+
+// recorder captures the status and size of a response for the log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes,
+// deadlines), as the reverse proxy needs.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// accessLog logs one structured line per request: never a header value,
+// a query string or a body, which may hold credentials.
+func (g *Gateway) accessLog(cfg *Config, next http.Handler) http.Handler {
+	routeOf := func(path string) string {
+		best := ""
+		for _, r := range cfg.Routes {
+			if len(r.Prefix) > len(best) && (path == r.Prefix || len(path) >= len(r.Prefix) && path[:len(r.Prefix)] == r.Prefix) {
+				best = r.Prefix
+			}
+		}
+		if best == "" {
+			return "none"
+		}
+		return best
+	}
+	logOn := cfg.AccessLog != "off"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w}
+		// The principal is set deeper in the chain; a holder lets the log
+		// see it.
+		holder := &principalHolder{}
+		next.ServeHTTP(rec, r.WithContext(withHolder(r.Context(), holder)))
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		route := routeOf(r.URL.Path)
+		d := time.Since(start)
+		g.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		g.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+		if !logOn {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.String("route", route),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", d),
+			slog.String("remote", r.RemoteAddr),
+			slog.String("proto", r.Proto),
+		}
+		if p := holder.p; p != nil {
+			attrs = append(attrs, slog.String("client", p.ClientID), slog.String("auth", string(p.Method)))
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			attrs = append(attrs, slog.String("origin", o))
+		}
+		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	})
+}
+
+// principalHolder carries the authenticated caller back up to the log.
+type principalHolder struct{ p *principal.Principal }
+
+type holderKey struct{}
+
+func withHolder(ctx context.Context, h *principalHolder) context.Context {
+	return context.WithValue(ctx, holderKey{}, h)
+}
+
+func holderOf(ctx context.Context) *principalHolder {
+	h, _ := ctx.Value(holderKey{}).(*principalHolder)
+	return h
+}

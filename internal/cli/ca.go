@@ -1,0 +1,374 @@
+package cli
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/rampartsec/rampart/internal/keygen"
+	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/sealed"
+	"github.com/rampartsec/rampart/mtls"
+)
+
+// The CA's files, in DATA/ca.
+const (
+	caDirName     = "ca"
+	caRootCert    = "root.pem"
+	caRootKey     = "root.key"
+	caIssuingCert = "issuing.pem"
+	caIssuingKey  = "issuing.key"
+	// caRenewPath is where rampart serve answers certificate renewals.
+	caRenewPath = "/v1/certificates/renew"
+	// The issuing key is PKCS #8 sealed with a key derived from the master
+	// key for this purpose, bound to the trust domain.
+	caSealedKeyType = "RAMPART SEALED PRIVATE KEY"
+	caKeyPurpose    = "rampart ca issuing key v1"
+)
+
+func newCACmd(stdio Stdio) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ca",
+		Short: "Run the internal CA that gives services their mutual TLS certificates",
+		Long: `Run the internal CA that gives services their identities for mutual TLS.
+
+Services are named by SPIFFE IDs (spiffe://pay.internal/ns/prod/sa/ledger),
+carried as the one URI SAN of short-lived certificates. The CA is a root,
+to be kept offline, and an issuing CA that may sign only for its trust
+domain. It lives in DATA/ca ($RAMPART_DATA, else ~/.local/share/rampart):
+
+  root.pem     the root certificate: every service's trust anchor
+  root.key     the root key: move it offline once the CA is made
+  issuing.pem  the issuing CA certificate
+  issuing.key  the issuing key, sealed with the master key
+               ($RAMPART_MASTER_KEY or DATA/master.key)
+
+  rampart ca init --trust-domain pay.internal
+  rampart ca issue --id spiffe://pay.internal/ns/prod/sa/ledger --dns ledger.pay.internal --out ledger
+
+Services renew their certificates with the certificates themselves at
+rampart serve's ` + caRenewPath + ` (package mtls: Reloader, Renewer).
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
+	}
+	c.AddCommand(newCAInitCmd(stdio), newCAIssueCmd(stdio))
+	return c
+}
+
+func newCAInitCmd(stdio Stdio) *cobra.Command {
+	var data, trustDomain string
+	c := &cobra.Command{
+		Use:   "init --trust-domain NAME [--data DIR]",
+		Short: "Make the CA: a root and an issuing CA for a trust domain",
+		Long: `Make the CA for a trust domain: an ECDSA P-256 root valid 10 years and an
+issuing CA valid 1 year, both name-constrained to the trust domain, in
+DATA/ca. The keys are written with mode 0600; the issuing key is sealed
+(AES-256-GCM) with a key derived from the master key, which is made if there
+is none. Nothing is ever overwritten.
+
+Move root.key offline: it is needed only to make a new issuing CA.
+
+Exit status: 0 made; 2 usage, or a CA exists already.`,
+		Example: `  rampart ca init --trust-domain pay.internal`,
+		Args:    args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if trustDomain == "" {
+				return usagef("--trust-domain is required (e.g. pay.internal)")
+			}
+			td, err := spiffeid.TrustDomainFromString(trustDomain)
+			if err != nil {
+				return usagef("--trust-domain %q: %v", trustDomain, err)
+			}
+			dir, err := dataDir(data)
+			if err != nil {
+				return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
+			}
+			caDir := filepath.Join(dir, caDirName)
+			for _, name := range []string{caRootCert, caRootKey, caIssuingCert, caIssuingKey} {
+				if _, err := os.Lstat(filepath.Join(caDir, name)); !errors.Is(err, fs.ErrNotExist) {
+					return fail(ExitUsage, fmt.Errorf("%s: a CA exists already (%s); refusing to overwrite it", caDir, name))
+				}
+			}
+			if err := os.MkdirAll(caDir, 0o700); err != nil {
+				return fail(ExitFailure, err)
+			}
+			keys, err := masterkey.Load(dir, true)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			ca, rootKey, err := mtls.NewCA(td, time.Now())
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			rootKeyPEM, err := keygen.KeyPEM(rootKey)
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			issuingKeyPEM, err := sealCAKey(keys, td, ca.Key)
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			for _, f := range []struct {
+				name string
+				data []byte
+			}{
+				{caRootKey, rootKeyPEM},
+				{caRootCert, certPEM(ca.Root)},
+				{caIssuingKey, issuingKeyPEM},
+				{caIssuingCert, certPEM(ca.Issuing)},
+			} {
+				if err := keygen.WriteNew(filepath.Join(caDir, f.name), f.data); err != nil {
+					return fail(ExitUsage, err)
+				}
+			}
+			p := func(name string) string { return filepath.Join(caDir, name) }
+			day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+			fmt.Fprintf(stdio.Out, "CA for trust domain %s in %s\n", td.Name(), caDir)
+			fmt.Fprintf(stdio.Out, "%s: root certificate, valid until %s; give it to every service as its trust anchor\n", p(caRootCert), day(ca.Root.NotAfter))
+			fmt.Fprintf(stdio.Out, "%s: root private key, mode 0600; move it offline: it is needed only to make a new issuing CA\n", p(caRootKey))
+			fmt.Fprintf(stdio.Out, "%s: issuing CA certificate, valid until %s\n", p(caIssuingCert), day(ca.Issuing.NotAfter))
+			fmt.Fprintf(stdio.Out, "%s: issuing private key, mode 0600, sealed with the master key from %s\n", p(caIssuingKey), keys.Source)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&trustDomain, "trust-domain", "", "the trust domain `NAME`, e.g. pay.internal")
+	c.Flags().StringVar(&data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
+	return c
+}
+
+func newCAIssueCmd(stdio Stdio) *cobra.Command {
+	var (
+		data, idFlag, out string
+		dns               []string
+		ttl               time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "issue --id SPIFFE-ID [--dns NAME]... [--ttl D] --out NAME [--data DIR]",
+		Short: "Issue a service certificate (NAME.pem) and its key (NAME.key)",
+		Long: `Issue a short-lived certificate for a service: one URI SAN, its SPIFFE ID,
+which must be in the CA's trust domain, and optional DNS names, usable as a
+TLS server and client certificate. NAME.pem gets the chain to serve (the
+certificate, then the issuing CA's); NAME.key a new ECDSA P-256 key, mode
+0600. Neither is ever overwritten. --ttl is at most 720h (30 days); the
+service renews at two thirds of it.
+
+Exit status: 0 issued; 2 usage, no CA, an ID outside the trust domain, or
+an output file exists.`,
+		Example: `  rampart ca issue --id spiffe://pay.internal/ns/prod/sa/ledger --dns ledger.pay.internal --out ledger`,
+		Args:    args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if idFlag == "" {
+				return usagef("--id is required (e.g. spiffe://pay.internal/ns/prod/sa/ledger)")
+			}
+			if out == "" {
+				return usagef("--out is required: the certificate goes to NAME.pem, its key to NAME.key")
+			}
+			id, err := spiffeid.FromString(idFlag)
+			if err != nil {
+				return usagef("--id %q: %v", idFlag, err)
+			}
+			if ttl <= 0 || ttl > mtls.MaxTTL {
+				return usagef("--ttl %v: want more than 0 and at most %v", ttl, mtls.MaxTTL)
+			}
+			certPath, keyPath := out+".pem", out+".key"
+			for _, p := range []string{certPath, keyPath} {
+				if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+					return fail(ExitUsage, fmt.Errorf("%s: %w", p, keygen.ErrExists))
+				}
+			}
+			dir, err := dataDir(data)
+			if err != nil {
+				return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
+			}
+			if !caExists(dir) {
+				return fail(ExitUsage, fmt.Errorf("no CA in %s: run 'rampart ca init --trust-domain NAME' first", filepath.Join(dir, caDirName)))
+			}
+			keys, err := masterkey.Load(dir, false)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			ca, err := loadCA(dir, keys)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			if !id.MemberOf(ca.TrustDomain) {
+				return fail(ExitUsage, fmt.Errorf("--id %s is outside the CA's trust domain %s", id, ca.TrustDomain.Name()))
+			}
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			chain, err := ca.Issue(id, dns, ttl, key.Public(), time.Now())
+			if err != nil {
+				return fail(ExitUsage, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+			}
+			keyPEM, err := keygen.KeyPEM(key)
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			if err := keygen.WriteNew(keyPath, keyPEM); err != nil {
+				return fail(ExitUsage, err)
+			}
+			if err := keygen.WriteNew(certPath, certPEM(chain...)); err != nil {
+				return fail(ExitUsage, fmt.Errorf("%w (the key was written to %s)", err, keyPath))
+			}
+			leaf := chain[0]
+			fmt.Fprintf(stdio.Out, "id: %s\n", id)
+			fmt.Fprintf(stdio.Out, "serial: %x\n", leaf.SerialNumber)
+			fmt.Fprintf(stdio.Out, "expires: %s\n", leaf.NotAfter.UTC().Format(time.RFC3339))
+			if len(leaf.DNSNames) > 0 {
+				fmt.Fprintf(stdio.Out, "dns: %s\n", strings.Join(leaf.DNSNames, " "))
+			}
+			fmt.Fprintf(stdio.Out, "%s: certificate chain (certificate, issuing CA); %s: private key, mode 0600\n", certPath, keyPath)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&idFlag, "id", "", "the service's SPIFFE `ID`, e.g. spiffe://pay.internal/ns/prod/sa/ledger")
+	f.StringArrayVar(&dns, "dns", nil, "a DNS `NAME` for the certificate (repeatable)")
+	f.DurationVar(&ttl, "ttl", mtls.DefaultTTL, "the certificate's lifetime (`D`, at most 720h)")
+	f.StringVar(&out, "out", "", "write NAME.pem and NAME.key (must not exist)")
+	f.StringVar(&data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
+	return c
+}
+
+func certPEM(certs ...*x509.Certificate) []byte {
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return b
+}
+
+// caKEK is the key that seals the issuing key.
+func caKEK(keys *masterkey.Keys) ([]byte, error) {
+	return sealed.DeriveKey(keys.SigningKeyKEK, caKeyPurpose)
+}
+
+func caSealLabel(td spiffeid.TrustDomain) string { return caKeyPurpose + " " + td.Name() }
+
+func sealCAKey(keys *masterkey.Keys, td spiffeid.TrustDomain, k crypto.Signer) ([]byte, error) {
+	kek, err := caKEK(keys)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sealed.Seal(kek, caSealLabel(td), der)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: caSealedKeyType, Headers: map[string]string{
+		"Sealed-With": "rampart master key, AES-256-GCM", "Trust-Domain": td.Name(),
+	}, Bytes: s}), nil
+}
+
+// caExists reports whether DATA/ca holds an issuing CA.
+func caExists(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, caDirName, caIssuingCert))
+	return err == nil
+}
+
+// loadCA reads the CA of DATA/ca: the root and issuing certificates and
+// the sealed issuing key (the root key is not needed, and may be offline).
+func loadCA(dataDir string, keys *masterkey.Keys) (*mtls.CA, error) {
+	dir := filepath.Join(dataDir, caDirName)
+	root, err := readCert(filepath.Join(dir, caRootCert))
+	if err != nil {
+		return nil, err
+	}
+	issuing, err := readCert(filepath.Join(dir, caIssuingCert))
+	if err != nil {
+		return nil, err
+	}
+	if err := issuing.CheckSignatureFrom(root); err != nil {
+		return nil, fmt.Errorf("%s is not signed by %s: %w", caIssuingCert, caRootCert, err)
+	}
+	var td spiffeid.TrustDomain
+	if len(issuing.URIs) == 1 {
+		td, err = spiffeid.TrustDomainFromURI(issuing.URIs[0])
+	}
+	if td.IsZero() {
+		return nil, fmt.Errorf("%s names no trust domain (want a spiffe://TRUST-DOMAIN URI SAN): %v", filepath.Join(dir, caIssuingCert), err)
+	}
+	keyFile := filepath.Join(dir, caIssuingKey)
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != caSealedKeyType {
+		return nil, fmt.Errorf("%s: not a %s", keyFile, caSealedKeyType)
+	}
+	kek, err := caKEK(keys)
+	if err != nil {
+		return nil, err
+	}
+	der, err := sealed.Open(kek, caSealLabel(td), b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (master key from %s)", keyFile, err, keys.Source)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyFile, err)
+	}
+	signer, ok := k.(crypto.Signer)
+	pub, ok2 := issuing.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !ok2 || !pub.Equal(signer.Public()) {
+		return nil, fmt.Errorf("%s is not the key of %s", keyFile, caIssuingCert)
+	}
+	return &mtls.CA{Root: root, Issuing: issuing, Key: signer, TrustDomain: td}, nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// caRenewal is rampart serve's renewal endpoint (mount it at caRenewPath)
+// for the CA in DATA/ca, issuing certificates valid ttl, and the root that
+// client certificates must chain to; all nil when there is no CA. The
+// endpoint works only over TLS with client certificates verified against
+// a pool holding the root.
+func caRenewal(dataDir string, keys *masterkey.Keys, ttl time.Duration) (http.Handler, *x509.Certificate, error) {
+	if !caExists(dataDir) {
+		return nil, nil, nil
+	}
+	ca, err := loadCA(dataDir, keys)
+	if err != nil {
+		return nil, nil, fmt.Errorf("CA: %w", err)
+	}
+	if ttl <= 0 || ttl > mtls.MaxTTL {
+		return nil, nil, fmt.Errorf("CA renewal lifetime %v: want more than 0 and at most %v", ttl, mtls.MaxTTL)
+	}
+	return mtls.RenewHandler(ca, ttl, time.Now), ca.Root, nil
+}

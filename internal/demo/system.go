@@ -1,0 +1,512 @@
+package demo
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/examples/payments"
+	"github.com/rampartsec/rampart/gateway"
+	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/server"
+	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/mtls"
+	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/token"
+)
+
+// Scopes are the payment API's scopes.
+var Scopes = []string{payments.ScopeRead, payments.ScopeWrite, payments.ScopeWithdraw}
+
+// audience is the aud of the demo's access tokens.
+const audience = "payments"
+
+// system is everything the demo starts.
+type system struct {
+	dir     string
+	logger  *slog.Logger
+	closers []func()
+
+	// The public PKI, and pinning.
+	policy, reportOnly  *pin.Policy
+	leafPin, backupPin  pin.Pin
+	primary, renewed    [2][]byte // PEM chain and key of the gateway's certificate, current and on the backup key
+	publicRoots         *x509.CertPool
+	attacker            *listener
+	attackerSawAPIKey   atomic.Bool
+	gatewayCertReloader *mtls.Reloader
+
+	// The internal PKI and the services' identities.
+	ca                   *mtls.CA
+	internalRoots        *x509.CertPool
+	gatewayID, paymentID spiffeid.ID
+
+	// The control plane.
+	store   store.Store
+	pepper  []byte
+	keys    *apikey.Manager
+	cp      *listener
+	cpURL   string
+	appKey  apikey.Key
+	cpAdmin string
+
+	// The edge and the service.
+	gw                        *gateway.Gateway
+	gateway, admin, payments  *listener
+	gatewayIdentity, payIdent *mtls.Reloader
+
+	rotation rotated
+}
+
+func (s *system) file(name string) string { return filepath.Join(s.dir, name) }
+
+// pkiFailure is how testpki's Fatalf surfaces here: demo setup does not run
+// under a testing.T.
+type pkiFailure struct{ msg string }
+
+type panicTB struct{}
+
+func (panicTB) Fatalf(format string, args ...any) { panic(pkiFailure{fmt.Sprintf(format, args...)}) }
+
+func start(ctx context.Context, dir string, logs io.Writer) (s *system, err error) {
+	s = &system{dir: dir, logger: slog.New(slog.NewTextHandler(logs, nil))}
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(pkiFailure)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("demo: %s", f.msg)
+		}
+		if err != nil {
+			s.close()
+		}
+	}()
+	steps := []func(context.Context) error{s.publicPKI, s.internalPKI, s.controlPlane, s.paymentService, s.edge}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *system) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+func (s *system) onClose(f func()) { s.closers = append(s.closers, f) }
+
+// publicPKI makes the gateway's public certificate, its renewal on the
+// backup key, the attacker's certificate from a compromised CA, and the
+// pin policy.
+func (s *system) publicPKI(context.Context) error {
+	var t panicTB
+	root := testpki.NewRoot(t, "Payments Demo Root CA")
+	inter := root.NewIntermediate(t, "Payments Demo Issuing CA")
+	valid := testpki.LeafOptions{DNSNames: []string{Host}, NotAfter: time.Now().AddDate(0, 0, 90)}
+	leaf := inter.Issue(t, valid)
+	rogueRoot := testpki.NewRoot(t, "Compromised Public CA")
+	rogue := rogueRoot.NewIntermediate(t, "Compromised Issuing CA").Issue(t, valid)
+	backupKey := testpki.NewKey(t, testpki.ECDSAP256)
+	valid.Key = backupKey
+	renewed := inter.Issue(t, valid)
+
+	s.publicRoots = testpki.Pool(root, rogueRoot)
+	s.primary = [2][]byte{testpki.CertPEM(leaf.Chain...), testpki.KeyPEM(t, leaf.Key)}
+	s.renewed = [2][]byte{testpki.CertPEM(renewed.Chain...), testpki.KeyPEM(t, renewed.Key)}
+	s.leafPin = pin.FromCertificate(leaf.Cert)
+	var err error
+	if s.backupPin, err = pin.FromPrivateKey(backupKey); err != nil {
+		return err
+	}
+	// The attacker answers like the API and notes whether a client sent
+	// it an API key: what it would steal.
+	attacker := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := apikey.FromRequest(r); ok {
+			s.attackerSawAPIKey.Store(true)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"payments":[]}`+"\n")
+	})
+	if s.attacker, err = s.serve(attacker, &tls.Config{Certificates: []tls.Certificate{rogue.TLS()}}); err != nil {
+		return err
+	}
+	return s.writeFiles(map[string][]byte{
+		"roots.pem":   testpki.CertPEM(root.Cert, rogueRoot.Cert),
+		"backup.key":  testpki.KeyPEM(t, backupKey),
+		"gateway.pem": s.primary[0],
+		"gateway.key": s.primary[1],
+	})
+}
+
+// policies makes the pin policies, which report to the control plane.
+func (s *system) policies() error {
+	domain := pin.Domain{Name: Host, Pins: []pin.Pin{s.leafPin, s.backupPin}, ReportURI: s.cpURL + "/v1/reports"}
+	var err error
+	if s.policy, err = pin.NewPolicy("", domain); err != nil {
+		return err
+	}
+	domain.Mode = pin.ReportOnly
+	if s.reportOnly, err = pin.NewPolicy("", domain); err != nil {
+		return err
+	}
+	return s.writeFiles(map[string][]byte{"policy.yaml": fmt.Appendf(nil, `# Rampart pin policy for the demo API.
+version: 1
+domains:
+  - domain: %s
+    mode: enforce
+    pins:
+      - %s   # current key
+      - %s   # backup key, kept offline (backup.key)
+    report_uri: %s
+`, Host, s.leafPin, s.backupPin, domain.ReportURI)})
+}
+
+// internalPKI makes the internal CA that names services by SPIFFE ID.
+func (s *system) internalPKI(context.Context) error {
+	td := spiffeid.RequireTrustDomainFromString(TrustDomain)
+	ca, _, err := mtls.NewCA(td, time.Now())
+	if err != nil {
+		return err
+	}
+	s.ca = ca
+	s.internalRoots = x509.NewCertPool()
+	s.internalRoots.AddCert(ca.Root)
+	s.gatewayID = spiffeid.RequireFromPath(td, "/gateway")
+	s.paymentID = spiffeid.RequireFromPath(td, "/payments")
+	return s.writeFiles(map[string][]byte{"internal-ca.pem": testpki.CertPEM(ca.Root)})
+}
+
+// issue makes a workload certificate on a new key.
+func (s *system) issue(id spiffeid.ID, dns []string, ttl time.Duration) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	chain, err := s.ca.Issue(id, dns, ttl, key.Public(), time.Now())
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	c := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, x := range chain {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	return c, nil
+}
+
+// identity starts the Reloader of a service: its first certificate is
+// issued directly (as rampart ca issue does) and written to NAME.pem and
+// NAME.key; it then renews itself at the control plane, authenticated by
+// the certificate it holds.
+func (s *system) identity(ctx context.Context, id spiffeid.ID, name string) (*mtls.Reloader, error) {
+	cert, err := s.issue(id, nil, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	if err := s.writeFiles(map[string][]byte{
+		name + ".pem": chain,
+		name + ".key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}); err != nil {
+		return nil, err
+	}
+	r := &mtls.Reloader{CertFile: s.file(name + ".pem"), KeyFile: s.file(name + ".key"), Logger: s.logger}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: s.internalRoots, GetClientCertificate: r.GetClientCertificate, MinVersion: tls.VersionTLS12,
+	}}}
+	r.Renew = mtls.Renewer(s.cpURL+"/v1/certificates/renew", client, nil)
+	rctx, cancel := context.WithCancel(context.Background())
+	s.onClose(cancel)
+	if err := r.Start(rctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// controlPlane starts rampart serve's handler: the OAuth2 token server,
+// API keys, failure reports and certificate renewal, over TLS with a
+// certificate from the internal CA.
+func (s *system) controlPlane(ctx context.Context) error {
+	st, err := backend.Open(ctx, s.file("rampart.db"))
+	if err != nil {
+		return err
+	}
+	s.store = st
+	s.onClose(func() { st.Close() })
+	secrets, err := masterkey.Load(s.dir, true)
+	if err != nil {
+		return err
+	}
+	s.pepper = secrets.Pepper
+	var raw [32]byte
+	rand.Read(raw[:])
+	s.cpAdmin = base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := s.writeFiles(map[string][]byte{"admin-token": []byte(s.cpAdmin + "\n")}); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	s.cpURL = "https://localhost:" + port(ln.Addr().String())
+	if err := s.policies(); err != nil {
+		ln.Close()
+		return err
+	}
+	verifier := &apikey.Verifier{Store: st.APIKeys(), Pepper: s.pepper, Logger: s.logger}
+	s.onClose(func() { verifier.Close() })
+	s.keys = &apikey.Manager{Store: st.APIKeys(), Pepper: s.pepper, Scopes: Scopes}
+	oauth := &token.Server{
+		Issuer: s.cpURL, Audience: audience,
+		Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
+		Clients: st.APIKeys(), APIKeys: verifier, KeyEncryptionKey: secrets.SigningKeyKEK,
+		Scopes: Scopes, Logger: s.logger,
+	}
+	if err := oauth.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	cp, err := server.New(server.Config{
+		Store: st, AdminToken: s.cpAdmin, OAuth: oauth,
+		APIKeyRotation: s.keys.RotateHandler(verifier, 72*time.Hour),
+		CertRenewal:    mtls.RenewHandler(s.ca, time.Hour, nil),
+		SecureCookies:  true,
+		BundleCacheTTL: time.Second,
+		Logger:         s.logger,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	s.onClose(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cp.Close(cctx)
+	})
+	cert, err := s.issue(spiffeid.RequireFromPath(s.ca.TrustDomain, "/control-plane"), []string{"localhost"}, 24*time.Hour)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	s.cp = s.serveOn(ln, cp, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		// Workloads renewing present their certificate; nobody else
+		// needs one.
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: s.internalRoots,
+	})
+
+	if _, err := s.keys.CreateClient(ctx, apikey.Client{ID: "demo-app", Name: "Demo app", Scopes: Scopes}); err != nil {
+		return err
+	}
+	s.appKey, _, err = s.keys.Create(ctx, "demo-app", Scopes, time.Time{})
+	return err
+}
+
+// internalClient trusts the internal CA only: for the JWKS and reports.
+func (s *system) internalClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: s.internalRoots, MinVersion: tls.VersionTLS12},
+	}}
+}
+
+// credentials are the API-key and token checks of one service.
+func (s *system) credentials() (*apikey.Verifier, *token.Validator) {
+	v := &apikey.Verifier{Store: s.store.APIKeys(), Pepper: s.pepper, Logger: s.logger}
+	s.onClose(func() { v.Close() })
+	return v, &token.Validator{
+		Issuer: s.cpURL, Audience: audience, JWKSURL: s.cpURL + "/oauth2/jwks",
+		Client: s.internalClient(), Revoked: s.store.RevokedTokens().TokenRevoked,
+	}
+}
+
+// paymentService starts examples/payments behind mutual TLS that admits
+// the gateway alone.
+func (s *system) paymentService(ctx context.Context) error {
+	ident, err := s.identity(ctx, s.paymentID, "payments-svc")
+	if err != nil {
+		return err
+	}
+	s.payIdent = ident
+	keys, tokens := s.credentials()
+	svc, err := payments.New(payments.Config{Gateways: []spiffeid.ID{s.gatewayID}, APIKeys: keys, Tokens: tokens})
+	if err != nil {
+		return err
+	}
+	s.payments, err = s.serve(svc, mtls.ServerConfig(ident, s.internalRoots, s.gatewayID))
+	return err
+}
+
+// edge starts the gateway from a configuration file, as rampart gateway
+// does, with the stores and verifiers built here.
+func (s *system) edge(ctx context.Context) error {
+	ident, err := s.identity(ctx, s.gatewayID, "gateway-svc")
+	if err != nil {
+		return err
+	}
+	s.gatewayIdentity = ident
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	conf := fmt.Appendf(nil, `# The demo's gateway (rampart gateway --config gateway.yaml takes the same file).
+listen: %[1]s
+tls: {cert: %[2]s/gateway.pem, key: %[2]s/gateway.key}
+admin_listen: %[3]s
+identity: {cert: %[2]s/gateway-svc.pem, key: %[2]s/gateway-svc.key, roots: %[2]s/internal-ca.pem}
+routes:
+  - prefix: /v1/
+    upstream: https://%[4]s
+    upstream_id: %[5]s
+    auth: required
+    max_body: 64KiB
+    timeout: 10s
+cors:
+  allowed_origins: [https://app.payments.test]
+  allowed_methods: [GET, POST]
+  allowed_headers: [Authorization, Content-Type, X-API-Key]
+  max_age: 10m
+ratelimit:
+  rules:
+    - {name: per-address, rate: 200, per: 1s, burst: 400, by: [addr]}
+    - {name: per-client, rate: 50, per: 1s, burst: 200, by: [client]}
+auth:
+  tokens: {issuer: %[6]s, audience: %[7]s, jwks_url: %[6]s/oauth2/jwks, jwks_roots: %[2]s/internal-ca.pem}
+  api_keys: {data_dir: %[2]s}
+access_log: stderr
+`, ln.Addr(), s.dir, adminLn.Addr(), s.payments.addr, s.paymentID, s.cpURL, audience)
+	if err := s.writeFiles(map[string][]byte{"gateway.yaml": conf}); err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	cfg, err := gateway.ParseConfig(conf)
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	keys, tokens := s.credentials()
+	g, err := gateway.New(cfg, gateway.Deps{
+		APIKeys: keys, Tokens: tokens, Identity: ident, Roots: s.internalRoots, Logger: s.logger,
+	})
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	s.gw = g
+	s.onClose(func() { g.Close() })
+	// The public certificate is watched, as rampart gateway watches it,
+	// and checked often so that the renewal check is quick.
+	s.gatewayCertReloader = &mtls.Reloader{CertFile: s.file("gateway.pem"), KeyFile: s.file("gateway.key"),
+		PollInterval: 50 * time.Millisecond, Logger: s.logger}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.onClose(cancel)
+	if err := s.gatewayCertReloader.Start(rctx); err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	s.gateway = s.serveOn(ln, g.Handler(), &tls.Config{
+		GetCertificate: s.gatewayCertReloader.GetCertificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+	})
+	s.admin = s.serveOn(adminLn, g.AdminHandler(), nil)
+	return nil
+}
+
+// writeFiles writes files into the demo directory, 0600, each through a
+// rename so that a watcher never sees half of one.
+func (s *system) writeFiles(files map[string][]byte) error {
+	for name, data := range files {
+		tmp := s.file("." + name + ".tmp")
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, s.file(name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listener is an HTTP server on loopback.
+type listener struct {
+	srv  *http.Server
+	addr string
+}
+
+func (s *system) serve(h http.Handler, tc *tls.Config) (*listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return s.serveOn(ln, h, tc), nil
+}
+
+var discardLog = log.New(io.Discard, "", 0)
+
+func (s *system) serveOn(ln net.Listener, h http.Handler, tc *tls.Config) *listener {
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tc,
+		ReadHeaderTimeout: 5 * time.Second,
+		// Refused handshakes are the point of several checks.
+		ErrorLog: discardLog,
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if tc != nil {
+			srv.ServeTLS(ln, "", "")
+		} else {
+			srv.Serve(ln)
+		}
+	}()
+	s.onClose(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		wg.Wait()
+	})
+	return &listener{srv: srv, addr: ln.Addr().String()}
+}

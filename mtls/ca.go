@@ -1,0 +1,297 @@
+package mtls
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Lifetimes of what the CA makes.
+const (
+	// MaxTTL is the longest lifetime of a workload certificate: they are
+	// meant to be short-lived and renewed, never revoked.
+	MaxTTL = 30 * 24 * time.Hour
+	// DefaultTTL is a sensible lifetime for workload certificates, renewed
+	// after about 16 hours.
+	DefaultTTL = 24 * time.Hour
+	// RootLifetime and IssuingLifetime are the validity of the root and
+	// of the issuing certificate NewCA makes.
+	RootLifetime    = 10 * 365 * 24 * time.Hour
+	IssuingLifetime = 365 * 24 * time.Hour
+	// Backdate is how far before the issuing time certificates become
+	// valid, for peers whose clocks are a little behind.
+	Backdate = time.Minute
+)
+
+// ErrOutsideTrustDomain is returned when asked for a certificate whose
+// SPIFFE ID is not in the CA's trust domain.
+var ErrOutsideTrustDomain = errors.New("mtls: SPIFFE ID outside the CA's trust domain")
+
+// ErrCANotValid is returned by [CA.Issue] when the issuing certificate is
+// not valid at the given time (expired, most likely): a fault of the CA,
+// not of the request.
+var ErrCANotValid = errors.New("mtls: the issuing CA certificate is not valid now")
+
+// CA is a small internal certificate authority: a root, whose key is kept
+// offline, and an issuing intermediate that signs workload certificates.
+// The issuing certificate may sign only for TrustDomain (a URI name
+// constraint, checked by every verifier), and only end-entity certificates
+// (path length 0).
+//
+// A CA is safe for concurrent use; its fields must not change after first
+// use.
+type CA struct {
+	// Root is the trust anchor workloads verify their peers against.
+	Root *x509.Certificate
+	// Issuing signs workload certificates; Key is its private key.
+	Issuing *x509.Certificate
+	Key     crypto.Signer
+	// TrustDomain is the domain of every ID the CA issues for, such as
+	// pay.internal.
+	TrustDomain spiffeid.TrustDomain
+}
+
+// NewCA makes a CA for td at time now: an ECDSA P-256 root valid
+// [RootLifetime] and an issuing certificate valid [IssuingLifetime], both
+// carrying td's SPIFFE ID (spiffe://td) as their URI SAN. It returns the
+// root's private key separately: keep it offline, it is needed only to make
+// a new issuing certificate.
+//
+// Both certificates permit URI names in td alone (and not its
+// subdomains, which are other trust domains): a stolen issuing key cannot
+// mint a certificate that verifies for another trust domain. DNS names are
+// not constrained.
+func NewCA(td spiffeid.TrustDomain, now time.Time) (ca *CA, rootKey crypto.Signer, err error) {
+	if td.IsZero() {
+		return nil, nil, errors.New("mtls: NewCA needs a trust domain")
+	}
+	rootKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mtls: %w", err)
+	}
+	issuingKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mtls: %w", err)
+	}
+	tdURI := []*url.URL{td.ID().URL()}
+	constrain := func(c *x509.Certificate) *x509.Certificate {
+		c.PermittedDNSDomainsCritical = true // RFC 5280 §4.2.1.10: MUST be critical
+		c.PermittedURIDomains = []string{td.Name()}
+		c.ExcludedURIDomains = []string{"." + td.Name()}
+		return c
+	}
+	rootTmpl := constrain(&x509.Certificate{
+		Subject:               pkix.Name{Organization: []string{"Rampart"}, CommonName: td.Name() + " root CA"},
+		NotBefore:             now.Add(-Backdate),
+		NotAfter:              now.Add(RootLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+		URIs:                  tdURI,
+	})
+	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mtls: making the root: %w", err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mtls: %w", err)
+	}
+	issuingTmpl := constrain(&x509.Certificate{
+		Subject:               pkix.Name{Organization: []string{"Rampart"}, CommonName: td.Name() + " issuing CA"},
+		NotBefore:             now.Add(-Backdate),
+		NotAfter:              now.Add(IssuingLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		URIs:                  tdURI,
+	})
+	der, err = x509.CreateCertificate(rand.Reader, issuingTmpl, root, issuingKey.Public(), rootKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mtls: making the issuing certificate: %w", err)
+	}
+	issuing, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mtls: %w", err)
+	}
+	return &CA{Root: root, Issuing: issuing, Key: issuingKey, TrustDomain: td}, rootKey, nil
+}
+
+// Issue signs a certificate for the workload id with public key pub, valid
+// from now (less [Backdate]) for ttl, or until the issuing certificate
+// expires if that is sooner. The certificate carries id as its one URI SAN,
+// dnsNames (optional) as DNS SANs, and may serve as both a TLS server and
+// client certificate. Issue returns the certificate followed by the issuing
+// certificate: the chain a workload serves.
+//
+// Issue refuses an id outside the CA's trust domain
+// ([ErrOutsideTrustDomain]) or naming the trust domain itself, a ttl that
+// is not positive or exceeds [MaxTTL], malformed DNS names, weak keys
+// (RSA under 2048 bits, unknown types), and any time at which the issuing
+// certificate is not valid ([ErrCANotValid]).
+func (ca *CA) Issue(id spiffeid.ID, dnsNames []string, ttl time.Duration, pub crypto.PublicKey, now time.Time) ([]*x509.Certificate, error) {
+	if ca == nil || ca.Issuing == nil || ca.Key == nil {
+		return nil, errors.New("mtls: CA without an issuing certificate and key")
+	}
+	if id.IsZero() {
+		return nil, errors.New("mtls: no SPIFFE ID to issue for")
+	}
+	if !id.MemberOf(ca.TrustDomain) {
+		return nil, fmt.Errorf("%w: %s is not in %s", ErrOutsideTrustDomain, id, ca.TrustDomain)
+	}
+	if id.Path() == "" {
+		return nil, fmt.Errorf("mtls: %s names the trust domain, not a workload", id)
+	}
+	if ttl <= 0 || ttl > MaxTTL {
+		return nil, fmt.Errorf("mtls: lifetime %v: want more than 0 and at most %v", ttl, MaxTTL)
+	}
+	for _, n := range dnsNames {
+		if err := checkDNSName(n); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkPublicKey(pub); err != nil {
+		return nil, err
+	}
+	if now.Before(ca.Issuing.NotBefore) || !now.Before(ca.Issuing.NotAfter) {
+		return nil, fmt.Errorf("%w (it is valid from %s to %s)", ErrCANotValid,
+			ca.Issuing.NotBefore.UTC().Format(time.RFC3339), ca.Issuing.NotAfter.UTC().Format(time.RFC3339))
+	}
+	notBefore := now.Add(-Backdate)
+	if notBefore.Before(ca.Issuing.NotBefore) {
+		notBefore = ca.Issuing.NotBefore
+	}
+	notAfter := now.Add(ttl)
+	if notAfter.After(ca.Issuing.NotAfter) {
+		notAfter = ca.Issuing.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		// No subject, as in SPIFFE's X509-SVIDs: the identity is the URI
+		// SAN (an empty subject makes the SAN extension critical).
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{id.URL()},
+		DNSNames:              append([]string(nil), dnsNames...),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Issuing, pub, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("mtls: signing the certificate for %s: %w", id, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("mtls: %w", err)
+	}
+	return []*x509.Certificate{leaf, ca.Issuing}, nil
+}
+
+// IssueCSR issues a certificate, as [CA.Issue] does, for a certificate
+// request: its signature must verify, and it must carry exactly one URI
+// SAN, a SPIFFE ID in the CA's trust domain, and optionally DNS SANs. The
+// request's subject and extensions are ignored; IP and email SANs are
+// refused.
+func (ca *CA) IssueCSR(csr *x509.CertificateRequest, ttl time.Duration, now time.Time) ([]*x509.Certificate, error) {
+	id, err := csrID(csr)
+	if err != nil {
+		return nil, err
+	}
+	return ca.Issue(id, csr.DNSNames, ttl, csr.PublicKey, now)
+}
+
+// csrID checks a request's signature and returns its SPIFFE ID.
+func csrID(csr *x509.CertificateRequest) (spiffeid.ID, error) {
+	if csr == nil {
+		return spiffeid.ID{}, errors.New("mtls: no certificate request")
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request signature: %w", err)
+	}
+	if len(csr.IPAddresses) > 0 || len(csr.EmailAddresses) > 0 {
+		return spiffeid.ID{}, errors.New("mtls: certificate request with IP or email SANs: only a SPIFFE ID and DNS names are issued")
+	}
+	if len(csr.URIs) != 1 {
+		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request with %d URI SANs, want exactly one SPIFFE ID", len(csr.URIs))
+	}
+	id, err := spiffeid.FromURI(csr.URIs[0])
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request URI SAN: %w", err)
+	}
+	return id, nil
+}
+
+// IDOf returns the SPIFFE ID of a certificate: its URI SAN, which must be
+// the only one and a valid SPIFFE ID. It does not verify the certificate.
+func IDOf(cert *x509.Certificate) (spiffeid.ID, error) {
+	if cert == nil {
+		return spiffeid.ID{}, errors.New("mtls: no certificate")
+	}
+	id, err := x509svid.IDFromCert(cert)
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("mtls: %w", err)
+	}
+	return id, nil
+}
+
+// checkDNSName accepts host names (letters, digits, hyphens; a leading
+// "*." label for a wildcard), which is what TLS clients can match.
+func checkDNSName(name string) error {
+	bad := func(why string) error { return fmt.Errorf("mtls: DNS name %q: %s", name, why) }
+	if name == "" || len(name) > 253 {
+		return bad("want 1 to 253 characters")
+	}
+	labels := strings.Split(strings.TrimPrefix(name, "*."), ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 {
+			return bad("empty or over-long label")
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return bad("a label starts or ends with a hyphen")
+		}
+		for _, c := range l {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return bad("only letters, digits, hyphens and dots, with an optional leading *.")
+			}
+		}
+	}
+	return nil
+}
+
+// checkPublicKey refuses keys a workload should not have.
+func checkPublicKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return nil
+		}
+		return errors.New("mtls: ECDSA key on an unsupported curve")
+	case ed25519.PublicKey:
+		return nil
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("mtls: RSA key of %d bits, want at least 2048", k.N.BitLen())
+		}
+		return nil
+	case nil:
+		return errors.New("mtls: no public key")
+	}
+	return fmt.Errorf("mtls: unsupported public key type %T", pub)
+}

@@ -1,0 +1,236 @@
+package mtls
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+var controlPlane = spiffeid.RequireFromPath(td, "/rampart/control-plane")
+
+// renewWorld is a control plane with a renewal endpoint, whose clock the
+// test may move (skew), and a workload with a Reloader that renews there.
+type renewWorld struct {
+	*world
+	otherCA *CA
+	url     string
+	skew    atomic.Int64 // added to the handler's clock
+	r       *Reloader
+	client  *http.Client
+}
+
+// The workload's first certificate, valid for an hour, was issued age ago.
+func newRenewWorld(t *testing.T, age time.Duration) *renewWorld {
+	t.Helper()
+	rw := &renewWorld{world: newWorld(t)}
+	rw.otherCA = newCA(t, td, time.Now().Add(-time.Hour))
+	now := func() time.Time { return time.Now().Add(time.Duration(rw.skew.Load())) }
+	// The control plane also accepts certificates of another CA (as
+	// rampart serve does with --client-ca): TLS lets them through, the
+	// handler must not.
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{issue(t, rw.ca, controlPlane, time.Hour, time.Now())},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    pool(rw.ca.Root, rw.otherCA.Root),
+	}
+	rw.url = "https://" + serveTLS(t, cfg, RenewHandler(rw.ca, 2*time.Hour, now)) + "/v1/ca/renew"
+	initial := issue(t, rw.ca, gateway, time.Hour, time.Now().Add(-age), "gateway.pay.internal")
+	dir := t.TempDir()
+	rw.r = &Reloader{CertFile: filepath.Join(dir, "gw.pem"), KeyFile: filepath.Join(dir, "gw.key"), Logger: discard}
+	writePair(t, rw.r.CertFile, rw.r.KeyFile, initial)
+	rw.client = &http.Client{Transport: &http.Transport{TLSClientConfig: ClientConfig(rw.r, rw.roots, controlPlane)}}
+	rw.r.Renew = Renewer(rw.url, rw.client, nil)
+	return rw
+}
+
+// post sends body to the renewal endpoint with client c.
+func (rw *renewWorld) post(t *testing.T, c *http.Client, method string, body []byte) (int, map[string]string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, rw.url, bytes.NewReader(body))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e map[string]string
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &e)
+	return resp.StatusCode, e
+}
+
+func csrPEM(t *testing.T, id spiffeid.ID, dns ...string) []byte {
+	t.Helper()
+	b, err := newCSR(id, dns, newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A workload renews its certificate with the certificate itself, over
+// mutual TLS: same ID and names, new key, new validity.
+func TestRenewEndToEnd(t *testing.T) {
+	rw := newRenewWorld(t, 0)
+	started(t, rw.r)
+	first := rw.r.Certificate()
+	renewed, err := rw.r.Renew(t.Context(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := renewed.Leaf
+	if id, err := IDOf(leaf); err != nil || id != gateway {
+		t.Errorf("renewed ID %v, %v; want %v", id, err, gateway)
+	}
+	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "gateway.pay.internal" {
+		t.Errorf("renewed DNS names %v", leaf.DNSNames)
+	}
+	if serial(renewed) == serial(first) || leaf.PublicKey.(*ecdsa.PublicKey).Equal(first.Leaf.PublicKey) {
+		t.Error("renewal kept the serial or the key")
+	}
+	if d := time.Until(leaf.NotAfter); d < 2*time.Hour-time.Minute || d > 2*time.Hour || !leaf.NotAfter.After(first.Leaf.NotAfter) {
+		t.Errorf("renewed certificate expires %v (in %v), want in 2h", leaf.NotAfter, d)
+	}
+	inter := pool()
+	for _, der := range renewed.Certificate[1:] {
+		c, _ := x509.ParseCertificate(der)
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: rw.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Errorf("renewed chain does not verify: %v", err)
+	}
+	// A given key is used as is.
+	k := newKey(t)
+	withKey, err := Renewer(rw.url, rw.client, k)(t.Context(), first)
+	if err != nil || !k.PublicKey.Equal(withKey.Leaf.PublicKey) {
+		t.Errorf("Renewer with a key: %v", err)
+	}
+	if _, err := rw.r.Renew(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "needs a current certificate") {
+		t.Errorf("Renew(nil) = %v", err)
+	}
+}
+
+// A Reloader renews through the endpoint by itself: a certificate read
+// from a file at 5/6 of its life is renewed at once.
+func TestReloaderRenewsOverHTTP(t *testing.T) {
+	rw := newRenewWorld(t, 50*time.Minute)
+	started(t, rw.r)
+	old := rw.r.Certificate()
+	if time.Until(old.Leaf.NotAfter) > 10*time.Minute {
+		t.Fatalf("first certificate expires %v", old.Leaf.NotAfter)
+	}
+	waitFor(t, "the renewal", func() bool { return serial(rw.r.Certificate()) != serial(old) })
+	if c := rw.r.Certificate(); time.Until(c.Leaf.NotAfter) < 100*time.Minute {
+		t.Errorf("renewed certificate expires %v", c.Leaf.NotAfter)
+	}
+}
+
+func TestRenewRefusals(t *testing.T) {
+	rw := newRenewWorld(t, 0)
+	started(t, rw.r)
+	gw := rw.client
+	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	otherCert := NewStatic(issue(t, rw.otherCA, gateway, time.Hour, time.Now()))
+	otherCA := &http.Client{Transport: &http.Transport{TLSClientConfig: ClientConfig(otherCert, rw.roots, controlPlane)}}
+
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		method string
+		body   []byte
+		code   int
+		desc   string
+	}{
+		{"another ID", gw, "POST", csrPEM(t, ledger), 403, "the request is for spiffe://pay.internal/ns/prod/sa/ledger, the client certificate for spiffe://pay.internal/ns/prod/sa/gateway"},
+		{"another DNS name", gw, "POST", csrPEM(t, gateway, "gateway.pay.internal", "api.payments.example"), 403, `DNS name "api.payments.example" is not in the current certificate`},
+		{"no client certificate", noCert, "POST", csrPEM(t, gateway), 401, "a verified client certificate"},
+		{"certificate of another CA", otherCA, "POST", csrPEM(t, gateway), 401, "not issued by this CA"},
+		{"not PEM", gw, "POST", []byte("hello"), 400, "PEM certificate request"},
+		{"a certificate, not a request", gw, "POST", pemChain(*rw.r.Certificate()), 400, "PEM certificate request"},
+		{"garbage request", gw, "POST", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: []byte("junk")}), 400, "does not parse"},
+		{"too large", gw, "POST", bytes.Repeat([]byte("a"), MaxCSRSize+1), 413, "at most 16384 bytes"},
+		{"GET", gw, "GET", nil, 405, "POST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, e := rw.post(t, tc.client, tc.method, tc.body)
+			if code != tc.code || !strings.Contains(e["error_description"], tc.desc) {
+				t.Fatalf("got %d %v, want %d %q", code, e, tc.code, tc.desc)
+			}
+		})
+	}
+
+	// TLS accepted the certificate when the connection was made, but it
+	// has expired by the time the handler looks: refused. (The handler's
+	// clock is moved; no TLS stack would take an expired certificate.)
+	rw.skew.Store(int64(2 * time.Hour))
+	if code, e := rw.post(t, gw, "POST", csrPEM(t, gateway)); code != 401 || !strings.Contains(e["error_description"], "has expired") {
+		t.Errorf("expired at the handler: %d %v", code, e)
+	}
+	rw.skew.Store(0)
+
+	// Renewer reports the refusal.
+	_, err := Renewer(rw.url, noCert, nil)(t.Context(), rw.r.Certificate())
+	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized") || !strings.Contains(err.Error(), "a verified client certificate") {
+		t.Errorf("Renewer without a client certificate: %v", err)
+	}
+	// A request with a bad signature.
+	bad := csrPEM(t, gateway)
+	b, _ := pem.Decode(bad)
+	b.Bytes[len(b.Bytes)-2] ^= 1
+	if code, e := rw.post(t, gw, "POST", pem.EncodeToMemory(b)); code != 400 {
+		t.Errorf("bad signature: %d %v", code, e)
+	}
+}
+
+func TestRenewHandlerPanics(t *testing.T) {
+	ca := newCA(t, td, time.Now())
+	for name, f := range map[string]func(){
+		"nil CA":            func() { RenewHandler(nil, time.Hour, nil) },
+		"zero ttl":          func() { RenewHandler(ca, 0, nil) },
+		"ttl over max":      func() { RenewHandler(ca, MaxTTL+1, nil) },
+		"Renewer no client": func() { Renewer("https://x", nil, nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+// The answer Renewer accepts: for its ID and its key.
+func TestParseChain(t *testing.T) {
+	ca := newCA(t, td, time.Now())
+	k := newKey(t)
+	chain, err := ca.Issue(gateway, nil, time.Hour, k.Public(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := pemChain(tlsCert(chain, k))
+	if _, err := parseChain(data, k, gateway); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func() error{
+		"other ID":  func() error { _, err := parseChain(data, k, ledger); return err },
+		"other key": func() error { _, err := parseChain(data, newKey(t), gateway); return err },
+		"empty":     func() error { _, err := parseChain(nil, k, gateway); return err },
+	} {
+		if err := f(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

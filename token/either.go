@@ -1,0 +1,69 @@
+package token
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/principal"
+)
+
+// Authenticate authenticates requests that carry either an API key
+// (X-API-Key, or "Authorization: Bearer rk_...") checked by keys, or a
+// bearer token checked by v; either may be nil to refuse that kind. The
+// caller goes in the context (FromContext), so RequireScope authorizes
+// both alike. Failures are answered as Validator.Middleware answers them
+// (RFC 6750 §3); a key or token store that cannot be reached is a 503.
+func Authenticate(v *Validator, keys *apikey.Verifier) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var p *Principal
+			var err error
+			if _, isKey := apikey.FromRequest(r); isKey {
+				if keys == nil {
+					valWriteError(w, "rampart", valInvalid("API keys are not accepted here", nil))
+					return
+				}
+				var ver *apikey.Verified
+				if ver, err = keys.Authenticate(r); err == nil {
+					apikey.Deprecate(w, ver)
+					p = ver.Principal
+				} else if isAPIKeyRefusal(err) {
+					err = valInvalid(errorText(err), nil)
+				} else {
+					err = &Error{Code: valUnavailable, Description: "authentication is unavailable; retry shortly", Status: http.StatusServiceUnavailable, err: err}
+				}
+			} else if v == nil {
+				if _, perr := ParseBearer(r.Header.Get("Authorization")); perr != nil {
+					err = perr
+				} else {
+					err = valInvalid("bearer tokens are not accepted here", nil)
+				}
+			} else {
+				p, err = v.authenticate(r)
+			}
+			if err != nil {
+				valWriteError(w, "rampart", err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
+		})
+	}
+}
+
+func isAPIKeyRefusal(err error) bool {
+	for _, e := range []error{apikey.ErrInvalid, apikey.ErrUnknown, apikey.ErrRevoked, apikey.ErrExpired, apikey.ErrRotated, apikey.ErrClientDisabled, apikey.ErrNoKey} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > 8 && s[:8] == "apikey: " {
+		return s[8:]
+	}
+	return s
+}
