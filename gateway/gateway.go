@@ -20,8 +20,8 @@
 //
 // # Operations
 //
-// Gateway.Handler serves the requests; Gateway.AdminHandler /metrics and
-// /healthz. Gateway.Reload swaps in a new configuration without dropping
+// Gateway.Handler serves the requests, and GET /healthz (which no route
+// can take); Gateway.AdminHandler /metrics and /healthz. Gateway.Reload swaps in a new configuration without dropping
 // a connection (rampart gateway does it on SIGHUP).
 package gateway
 
@@ -300,6 +300,11 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "Not Found", "no route for this path")
+	})
+	// Load balancers and pinned clients checking the connection need a
+	// path that always answers, without credentials.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	var outer http.Handler = mux
 	if beforeLimits != nil {

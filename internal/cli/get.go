@@ -57,6 +57,13 @@ error.`,
 			}
 
 			reporter := &report.Reporter{Logger: stderrLogger(stdio.Err)}
+			if roots != nil {
+				// --ca is this command's trust store, for the reports too
+				// (their connection is not pinned).
+				rt := http.DefaultTransport.(*http.Transport).Clone()
+				rt.TLSClientConfig = &tls.Config{RootCAs: roots}
+				reporter.Client = &http.Client{Timeout: 10 * time.Second, Transport: rt}
+			}
 			v := pin.NewVerifier(policy)
 			v.Reporter = reporter
 			v.Logger = stderrLogger(stdio.Err)

@@ -36,7 +36,7 @@ type row struct {
 
 // checklist runs the checks and prints a pass/fail table.
 func (s *system) checklist(ctx context.Context, out io.Writer) bool {
-	rep := &report.Reporter{Client: s.internalClient(), Logger: slog.New(slog.DiscardHandler)}
+	rep := &report.Reporter{Client: s.cpClient(), Logger: slog.New(slog.DiscardHandler)}
 	defer rep.Close()
 	rows := []row{
 		{"pinned client reaches the payment API through the gateway", s.checkPinnedAccepts},
@@ -251,7 +251,7 @@ func (s *system) checkScopes(ctx context.Context) error {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth("demo-reader", key.String())
-	resp, err := s.internalClient().Do(req)
+	resp, err := s.cpClient().Do(req)
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func (s *system) printTry(out io.Writer) {
 	fmt.Fprintf(out, "  %s -H 'X-API-Key: %s' -H 'Content-Type: application/json' \\\n      -d '{\"from\": \"EUR\", \"to\": \"USD\", \"from_minor\": 10000}' %s/v1/swaps\n", curl, s.appKey, base)
 	fmt.Fprintf(out, "\n  # a short-lived token with one scope (RFC 6749 §4.4), then a call it may not make\n")
 	fmt.Fprintf(out, "  TOKEN=$(curl -s --cacert %s -u 'demo-app:%s' -d grant_type=client_credentials -d scope=payment.read %s/oauth2/token | jq -r .access_token)\n",
-		s.file("internal-ca.pem"), s.appKey, s.cpURL)
+		s.file("roots.pem"), s.appKey, s.cpURL)
 	fmt.Fprintf(out, "  %s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{}' %s/v1/payments   # 403 insufficient_scope\n", curl, base)
 	fmt.Fprintf(out, "\n  # pinning: the real gateway, then the attacker (refused, and reported)\n")
 	get := fmt.Sprintf("rampart pin get --policy %s --ca %s", s.file("policy.yaml"), s.file("roots.pem"))

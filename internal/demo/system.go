@@ -51,8 +51,10 @@ type system struct {
 	// The public PKI, and pinning.
 	policy, reportOnly  *pin.Policy
 	leafPin, backupPin  pin.Pin
-	primary, renewed    [2][]byte // PEM chain and key of the gateway's certificate, current and on the backup key
-	publicRoots         *x509.CertPool
+	primary, renewed    [2][]byte      // PEM chain and key of the gateway's certificate, current and on the backup key
+	publicRoots         *x509.CertPool // the clients' trust store: the demo CA and the compromised one
+	demoRoots           *x509.CertPool // the demo CA alone
+	publicCA            *testpki.CA
 	attacker            *listener
 	attackerSawAPIKey   atomic.Bool
 	gatewayCertReloader *mtls.Reloader
@@ -137,6 +139,8 @@ func (s *system) publicPKI(context.Context) error {
 	renewed := inter.Issue(t, valid)
 
 	s.publicRoots = testpki.Pool(root, rogueRoot)
+	s.demoRoots = testpki.Pool(root)
+	s.publicCA = inter
 	s.primary = [2][]byte{testpki.CertPEM(leaf.Chain...), testpki.KeyPEM(t, leaf.Key)}
 	s.renewed = [2][]byte{testpki.CertPEM(renewed.Chain...), testpki.KeyPEM(t, renewed.Key)}
 	s.leafPin = pin.FromCertificate(leaf.Cert)
@@ -157,10 +161,11 @@ func (s *system) publicPKI(context.Context) error {
 		return err
 	}
 	return s.writeFiles(map[string][]byte{
-		"roots.pem":   testpki.CertPEM(root.Cert, rogueRoot.Cert),
-		"backup.key":  testpki.KeyPEM(t, backupKey),
-		"gateway.pem": s.primary[0],
-		"gateway.key": s.primary[1],
+		"roots.pem":     testpki.CertPEM(root.Cert, rogueRoot.Cert),
+		"public-ca.pem": testpki.CertPEM(root.Cert),
+		"backup.key":    testpki.KeyPEM(t, backupKey),
+		"gateway.pem":   s.primary[0],
+		"gateway.key":   s.primary[1],
 	})
 }
 
@@ -244,7 +249,7 @@ func (s *system) identity(ctx context.Context, id spiffeid.ID, name string) (*mt
 	}
 	r := &mtls.Reloader{CertFile: s.file(name + ".pem"), KeyFile: s.file(name + ".key"), Logger: s.logger}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: s.internalRoots, GetClientCertificate: r.GetClientCertificate, MinVersion: tls.VersionTLS12,
+		RootCAs: s.demoRoots, GetClientCertificate: r.GetClientCertificate, MinVersion: tls.VersionTLS12,
 	}}}
 	r.Renew = mtls.Renewer(s.cpURL+"/v1/certificates/renew", client, nil)
 	rctx, cancel := context.WithCancel(context.Background())
@@ -316,13 +321,11 @@ func (s *system) controlPlane(ctx context.Context) error {
 		defer cancel()
 		cp.Close(cctx)
 	})
-	cert, err := s.issue(spiffeid.RequireFromPath(s.ca.TrustDomain, "/control-plane"), []string{"localhost"}, 24*time.Hour)
-	if err != nil {
-		ln.Close()
-		return err
-	}
+	// The control plane faces the clients (reports, pin bundles,
+	// tokens): its certificate is from the public CA.
+	cert := s.publicCA.Issue(panicTB{}, testpki.LeafOptions{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	s.cp = s.serveOn(ln, cp, &tls.Config{
-		Certificates: []tls.Certificate{cert},
+		Certificates: []tls.Certificate{cert.TLS()},
 		// Workloads renewing present their certificate; nobody else
 		// needs one.
 		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: s.internalRoots,
@@ -335,10 +338,11 @@ func (s *system) controlPlane(ctx context.Context) error {
 	return err
 }
 
-// internalClient trusts the internal CA only: for the JWKS and reports.
-func (s *system) internalClient() *http.Client {
+// cpClient calls the control plane, trusting the demo CA alone (not the
+// compromised one): for the JWKS, tokens and reports.
+func (s *system) cpClient() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.internalRoots, MinVersion: tls.VersionTLS12},
+		TLSClientConfig: &tls.Config{RootCAs: s.demoRoots, MinVersion: tls.VersionTLS12},
 	}}
 }
 
@@ -348,7 +352,7 @@ func (s *system) credentials() (*apikey.Verifier, *token.Validator) {
 	s.onClose(func() { v.Close() })
 	return v, &token.Validator{
 		Issuer: s.cpURL, Audience: audience, JWKSURL: s.cpURL + "/oauth2/jwks",
-		Client: s.internalClient(), Revoked: s.store.RevokedTokens().TokenRevoked,
+		Client: s.cpClient(), Revoked: s.store.RevokedTokens().TokenRevoked,
 	}
 }
 
@@ -408,7 +412,7 @@ ratelimit:
     - {name: per-address, rate: 200, per: 1s, burst: 400, by: [addr]}
     - {name: per-client, rate: 50, per: 1s, burst: 200, by: [client]}
 auth:
-  tokens: {issuer: %[6]s, audience: %[7]s, jwks_url: %[6]s/oauth2/jwks, jwks_roots: %[2]s/internal-ca.pem}
+  tokens: {issuer: %[6]s, audience: %[7]s, jwks_url: %[6]s/oauth2/jwks, jwks_roots: %[2]s/public-ca.pem}
   api_keys: {data_dir: %[2]s}
 access_log: stderr
 `, ln.Addr(), s.dir, adminLn.Addr(), s.payments.addr, s.paymentID, s.cpURL, audience)
