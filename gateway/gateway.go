@@ -298,9 +298,11 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 		}
 		mux.Handle(rt.Prefix, limitBody(rt, next))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, http.StatusNotFound, "Not Found", "no route for this path")
-	})
+	if !slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Prefix == "/" }) {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, http.StatusNotFound, "Not Found", "no route for this path")
+		})
+	}
 	// Load balancers and pinned clients checking the connection need a
 	// path that always answers, without credentials.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
