@@ -2,13 +2,18 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"math"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.yaml.in/yaml/v3"
@@ -26,14 +31,15 @@ import (
 //	  key: gateway-svc.key
 //	  roots: internal-root.pem
 //	routes:
-//	  - prefix: /v1/
+//	  - prefix: /v1/                               # /v1 would take only the path /v1
 //	    upstream: https://127.0.0.1:9444
 //	    upstream_id: spiffe://pay.internal/ns/prod/sa/payments
 //	    auth: required                             # required | none
 //	    max_body: 1MiB                             # default 1MiB
 //	    timeout: 30s                               # default 30s
-//	cors:
-//	  allowed_origins: [https://app.payments.example]
+//	cors:                                          # the only CORS policy (none if omitted): the
+//	                                               #   services' Access-Control-* headers are dropped
+//	  allowed_origins: [https://app.payments.example]  # exactly as browsers send them
 //	  allowed_methods: [GET, POST]
 //	  allowed_headers: [Authorization, Content-Type, X-API-Key]
 //	  allow_credentials: false
@@ -153,7 +159,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	// An empty file is an empty configuration, refused below for what it
+	// lacks rather than as "EOF".
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("gateway: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if c.Listen == "" {
@@ -217,8 +225,8 @@ func ParseConfig(data []byte) (*Config, error) {
 }
 
 func (r *Route) check() error {
-	if !strings.HasPrefix(r.Prefix, "/") || strings.ContainsAny(r.Prefix, "{} \t") || path.Clean(r.Prefix) != strings.TrimSuffix(r.Prefix, "/") && r.Prefix != "/" {
-		return fmt.Errorf("prefix: want a clean path such as /v1/ (no wildcards)")
+	if err := checkPrefix(r.Prefix); err != nil {
+		return err
 	}
 	u, err := url.Parse(r.Upstream)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
@@ -255,6 +263,27 @@ func (r *Route) check() error {
 	return nil
 }
 
+// checkPrefix accepts a clean path of RFC 3986 path characters, without
+// percent-encoding: http.ServeMux decodes escapes in patterns, so /a%62/
+// would be the route /ab/ (and a second registration of it a panic), and
+// the access log would not know it. '*' and braces look like patterns
+// but would match only themselves.
+func checkPrefix(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("prefix: want a clean path such as /v1/ (no wildcards)")
+	}
+	for _, c := range p {
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("/-._~!$&'()+,;=:@", c)
+		if !ok {
+			return fmt.Errorf("prefix: %q: want a clean path such as /v1/ of letters, digits and -._~!$&'()+,;=:@ (no wildcards or escapes)", c)
+		}
+	}
+	if path.Clean(p) != strings.TrimSuffix(p, "/") && p != "/" {
+		return fmt.Errorf("prefix: want a clean path such as /v1/ (no //, . or ..)")
+	}
+	return nil
+}
+
 func (c *CORS) check() error {
 	if len(c.AllowedOrigins) == 0 {
 		return fmt.Errorf("allowed_origins is empty")
@@ -267,36 +296,65 @@ func (c *CORS) check() error {
 			return fmt.Errorf("allowed origin %q: list each origin; wildcards are refused", o)
 		}
 		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" || u.User != nil ||
+			u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 			return fmt.Errorf("allowed origin %q: want scheme://host[:port]", o)
+		}
+		// Origins are compared exactly (the Fetch standard), and browsers
+		// send them serialized: lower case, without the default port,
+		// international names in punycode. An origin written otherwise
+		// would never match.
+		if strings.ContainsFunc(u.Host, func(r rune) bool { return r > unicode.MaxASCII }) {
+			return fmt.Errorf("allowed origin %q: write the host name as browsers send it, in punycode (xn--...)", o)
+		}
+		if canon := canonicalOrigin(u); o != canon {
+			return fmt.Errorf("allowed origin %q: write it as browsers send it: %q", o, canon)
 		}
 		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
 			return fmt.Errorf("allowed origin %q: an http origin can be impersonated on the network; use https", o)
 		}
 	}
 	if c.MaxAge != "" {
-		if _, err := time.ParseDuration(c.MaxAge); err != nil {
-			return fmt.Errorf("max_age %q: want a duration", c.MaxAge)
+		if d, err := time.ParseDuration(c.MaxAge); err != nil || d < 0 {
+			return fmt.Errorf("max_age %q: want a duration such as 10m", c.MaxAge)
 		}
 	}
 	return nil
 }
 
+// canonicalOrigin is the ASCII serialization of an origin (RFC 6454 §6.2)
+// for a URL with a scheme and a host only.
+func canonicalOrigin(u *url.URL) string {
+	host := strings.TrimSuffix(strings.ToLower(u.Host), ":")
+	if p := u.Port(); u.Scheme == "https" && p == "443" || u.Scheme == "http" && p == "80" {
+		host = strings.TrimSuffix(host, ":"+p)
+	}
+	return u.Scheme + "://" + host
+}
+
+// isLoopback reports whether h, a URL's host name, is localhost or a
+// loopback address. A name such as 127.example.com is neither.
 func isLoopback(h string) bool {
-	return h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.")
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // parseSize reads "1MiB", "512KiB", "100" (bytes).
 func parseSize(s string) (int64, error) {
-	mult := int64(1)
+	num, mult := s, int64(1)
 	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
 		if n, ok := strings.CutSuffix(s, suffix); ok {
-			s, mult = n, m
+			num, mult = n, m
 			break
 		}
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n <= 0 {
+	// A product that overflows would be negative: a limit every request
+	// is over.
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("%q: want a size such as 1MiB", s)
 	}
 	return n * mult, nil

@@ -16,7 +16,8 @@
 //
 // The request keeps its credentials: the service authenticates and
 // authorizes again (every control exists twice). Access logs are
-// structured and never hold a credential or a query string.
+// structured and never hold a credential or a query string; a request
+// the client abandoned before its answer is logged and counted as 499.
 //
 // # Operations
 //
@@ -38,12 +39,12 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 
@@ -118,7 +119,11 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 	}
 	if g.reg == nil {
 		g.reg = prometheus.NewRegistry()
-		g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// The constructors of package prometheus, not of its collectors
+		// package, which collectors.NewGoCollector only wraps: that
+		// package imports database/sql (its DBStatsCollector), a
+		// dependency public packages must not have (internal/meta).
+		g.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{})) //nolint:staticcheck // SA1019, see above
 	}
 	g.metrics = newMetrics(g.reg)
 	h, commit, err := g.build(cfg)
@@ -284,11 +289,20 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 		var next http.Handler = &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(upstream)
+				// Behind proxies of its own (ratelimit.trusted_proxies),
+				// the gateway keeps the chain they wrote, so that the
+				// service finds the client as the gateway did
+				// (ratelimit.ClientAddr) rather than the proxy; anyone
+				// else's is dropped, since the client may have written it.
+				if fromTrusted(pr.In, trusted) {
+					pr.Out.Header["X-Forwarded-For"] = slices.Clone(pr.In.Header["X-Forwarded-For"])
+				}
 				pr.SetXForwarded()
 			},
-			Transport:    tr,
-			BufferPool:   bufferPool{},
-			ErrorHandler: g.upstreamError,
+			Transport:      tr,
+			BufferPool:     bufferPool{},
+			ErrorHandler:   g.upstreamError,
+			ModifyResponse: dropCORSHeaders,
 		}
 		if afterLimits != nil {
 			next = afterLimits.Middleware(next)
@@ -315,7 +329,7 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 	if cfg.CORS != nil {
 		outer = corsHandler(cfg.CORS).Handler(outer)
 	}
-	h.http = g.accessLog(cfg, outer)
+	h.http = g.accessLog(cfg, mux, outer)
 	return h, commit, nil
 }
 
@@ -329,14 +343,54 @@ func corsHandler(c *CORS) *cors.Cors {
 	if len(methods) == 0 {
 		methods = []string{http.MethodGet, http.MethodPost}
 	}
+	origins := slices.Clone(c.AllowedOrigins)
 	return cors.New(cors.Options{
-		AllowedOrigins:   c.AllowedOrigins,
+		// Origins are compared exactly, as the Fetch standard says, not
+		// case-folded as rs/cors's AllowedOrigins does; and a request
+		// with several Origin headers matches none, since rs/cors
+		// answers with all of them in Access-Control-Allow-Origin. So
+		// that header is only ever one of the listed origins.
+		AllowOriginVaryRequestFunc: func(r *http.Request, origin string) (bool, []string) {
+			return len(r.Header.Values("Origin")) == 1 && slices.Contains(origins, origin), nil
+		},
 		AllowedMethods:   methods,
 		AllowedHeaders:   c.AllowedHeaders,
 		ExposedHeaders:   c.ExposedHeaders,
 		AllowCredentials: c.AllowCredentials,
 		MaxAge:           maxAge,
 	})
+}
+
+// fromTrusted reports whether r comes directly from one of the trusted
+// proxies.
+func fromTrusted(r *http.Request, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// dropCORSHeaders removes the upstream's CORS response headers: the
+// gateway's policy (Config.CORS; none without it) is the one that
+// applies. A service's own Access-Control-Allow-Origin ("*", or an origin
+// the gateway does not list) would otherwise widen it, or be added to the
+// gateway's, a duplicate that browsers refuse.
+func dropCORSHeaders(resp *http.Response) error {
+	for name := range resp.Header {
+		if strings.HasPrefix(name, "Access-Control-") {
+			delete(resp.Header, name)
+		}
+	}
+	return nil
 }
 
 // authenticate admits a request with a valid API key or bearer token
@@ -374,10 +428,15 @@ func limitBody(rt Route, next http.Handler) http.Handler {
 // 413 when the body was cut. The detail goes to the log only.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
+	var ne net.Error
 	switch {
 	case errors.As(err, &mbe):
 		writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", mbe.Limit))
-	case errors.Is(err, context.DeadlineExceeded):
+	// The route's timeout is both the request's deadline and the
+	// transport's ResponseHeaderTimeout; when both have fired, the
+	// transport may report either, and HTTP/2's header timeout is a
+	// net.Error, not a context.DeadlineExceeded.
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		g.metrics.upstreamErrors.WithLabelValues("timeout").Inc()
 		writeProblem(w, http.StatusGatewayTimeout, "Gateway Timeout", "the service did not answer in time")
 	case errors.Is(err, context.Canceled):

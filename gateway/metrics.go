@@ -41,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// statusClientClosed is logged and counted for a request the client
+// abandoned before it was answered, as nginx does; it is never sent.
+const statusClientClosed = 499
+
 // recorder captures the status and size of a response for the log.
 type recorder struct {
 	http.ResponseWriter
@@ -69,19 +73,19 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // accessLog logs one structured line per request: never a header value,
-// a query string or a body, which may hold credentials.
-func (g *Gateway) accessLog(cfg *Config, next http.Handler) http.Handler {
-	routeOf := func(path string) string {
-		best := ""
-		for _, r := range cfg.Routes {
-			if len(r.Prefix) > len(best) && (path == r.Prefix || len(path) >= len(r.Prefix) && path[:len(r.Prefix)] == r.Prefix) {
-				best = r.Prefix
-			}
+// a query string or a body, which may hold credentials. The route is the
+// one mux sends the request to (a prefix without a trailing slash takes
+// that path only), or "none", whatever answered.
+func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) http.Handler {
+	routes := map[string]bool{}
+	for _, r := range cfg.Routes {
+		routes[r.Prefix] = true
+	}
+	routeOf := func(r *http.Request) string {
+		if _, pattern := mux.Handler(r); routes[pattern] {
+			return pattern
 		}
-		if best == "" {
-			return "none"
-		}
-		return best
+		return "none"
 	}
 	logOn := cfg.AccessLog != "off"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -93,8 +97,13 @@ func (g *Gateway) accessLog(cfg *Config, next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r.WithContext(withHolder(r.Context(), holder)))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
+			if r.Context().Err() != nil {
+				// Nothing was answered because the client went away
+				// (upstreamError writes nothing then): not a success.
+				rec.status = statusClientClosed
+			}
 		}
-		route := routeOf(r.URL.Path)
+		route := routeOf(r)
 		d := time.Since(start)
 		g.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
 		g.metrics.duration.WithLabelValues(route).Observe(d.Seconds())

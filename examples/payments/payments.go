@@ -9,9 +9,10 @@
 //   - Authentication: the API key or bearer token the client sent to the
 //     gateway, checked again (token.Authenticate).
 //   - Authorization: a scope per operation (token.RequireScope), below.
-//   - Input: JSON bodies of at most 16 KiB, unknown fields refused, amounts
-//     in integer minor units; every refusal is a 4xx with problem details
-//     (RFC 9457).
+//   - Input: JSON bodies of at most 16 KiB holding one object whose fields
+//     are named exactly (case included) and once each, unknown fields
+//     refused, amounts in integer minor units; every refusal is a 4xx
+//     with problem details (RFC 9457), unknown paths and methods included.
 //
 // The operations:
 //
@@ -25,15 +26,19 @@
 package payments
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,9 +79,10 @@ type Config struct {
 	// required.
 	APIKeys *apikey.Verifier
 	Tokens  *token.Validator
-	// Limits applies the SwapRule business rule; nil means 100 swaps a
-	// minute per client in memory (this instance only: give a Limiter
-	// with a redisstore to share the limit between instances).
+	// Limits applies the SwapRule business rule, which it must have;
+	// nil means 100 swaps a minute per client in memory, on the clock
+	// Now (this instance only: give a Limiter with a redisstore to share
+	// the limit between instances).
 	Limits *ratelimit.Limiter
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -97,14 +103,18 @@ func New(cfg Config) (*Service, error) {
 	if cfg.APIKeys == nil && cfg.Tokens == nil {
 		return nil, errors.New("payments: Config needs APIKeys or Tokens")
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.Limits == nil {
-		cfg.Limits = &ratelimit.Limiter{Rules: []ratelimit.Rule{{Name: SwapRule, Kind: ratelimit.Business, Limit: SwapLimit}}}
+		cfg.Limits = &ratelimit.Limiter{Rules: []ratelimit.Rule{{Name: SwapRule, Kind: ratelimit.Business, Limit: SwapLimit}}, Now: cfg.Now}
 	}
 	if err := cfg.Limits.Init(); err != nil {
 		return nil, fmt.Errorf("payments: %w", err)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	// Without the rule, Allow would fail on every swap, at run time.
+	if !slices.ContainsFunc(cfg.Limits.Rules, func(r ratelimit.Rule) bool { return r.Name == SwapRule }) {
+		return nil, fmt.Errorf("payments: Config.Limits has no rule %q", SwapRule)
 	}
 	s := &Service{cfg: cfg, ledger: newLedger()}
 
@@ -113,6 +123,16 @@ func New(cfg Config) (*Service, error) {
 	mux.Handle("POST /v1/payments", token.RequireScope(ScopeWrite)(http.HandlerFunc(s.createPayment)))
 	mux.Handle("POST /v1/withdrawals", token.RequireScope(ScopeWithdraw)(http.HandlerFunc(s.createWithdrawal)))
 	mux.Handle("POST /v1/swaps", token.RequireScope(ScopeWrite)(http.HandlerFunc(s.createSwap)))
+	// ServeMux would answer other methods and paths in plain text.
+	for path, allow := range map[string]string{"/v1/payments": "GET, HEAD, POST", "/v1/withdrawals": "POST", "/v1/swaps": "POST"} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			problem(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s allows %s", path, allow))
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem(w, http.StatusNotFound, "no such resource")
+	})
 	authn := token.Authenticate(cfg.Tokens, cfg.APIKeys)(mux)
 	s.h = mtls.Authorize(cfg.Gateways...)(authn)
 	return s, nil
@@ -194,8 +214,8 @@ func (s *Service) createWithdrawal(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusUnprocessableEntity, msg)
 		return
 	}
-	if n := len(in.IBAN); n < 15 || n > 34 {
-		problem(w, http.StatusUnprocessableEntity, "iban: want 15 to 34 characters")
+	if !validIBAN(in.IBAN) {
+		problem(w, http.StatusUnprocessableEntity, "iban: want an IBAN in electronic format (15 to 34 capital letters and digits, no spaces) with valid check digits")
 		return
 	}
 	wd := Withdrawal{ID: newID("wd"), AmountMinor: in.AmountMinor, Currency: in.Currency, IBAN: in.IBAN, Created: s.cfg.Now().UTC()}
@@ -203,8 +223,54 @@ func (s *Service) createWithdrawal(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, wd)
 }
 
-// rates are the example's exchange rates, in parts per million of USD.
-var rates = map[string]int64{"USD": 1_000_000, "EUR": 1_080_000, "GBP": 1_270_000, "CHF": 1_130_000, "JPY": 6_700}
+// validIBAN reports whether s is an IBAN in electronic format (ISO
+// 13616): a country code, two check digits and up to 30 letters and
+// digits, whose check digits verify (ISO 7064 mod 97-10). The checksum is
+// what catches a mistyped account before money leaves for it.
+func validIBAN(s string) bool {
+	if len(s) < 15 || len(s) > 34 {
+		return false
+	}
+	rem := 0
+	for i := range len(s) {
+		c := s[(i+4)%len(s)] // the first four characters go last
+		isDigit, isUpper := '0' <= c && c <= '9', 'A' <= c && c <= 'Z'
+		switch j := (i + 4) % len(s); {
+		case j < 2 && !isUpper, j >= 2 && j < 4 && !isDigit, !isDigit && !isUpper:
+			return false
+		}
+		if isDigit {
+			rem = (rem*10 + int(c-'0')) % 97
+		} else {
+			rem = (rem*100 + int(c-'A'+10)) % 97
+		}
+	}
+	return rem == 1
+}
+
+// currencies are the ones swapped: the example's exchange rate, in parts
+// per million of a US dollar per unit (a dollar, a yen), and the digits
+// of the minor unit (ISO 4217: a cent is 10^-2 dollar, the yen has none).
+var currencies = map[string]struct {
+	usdPPM int64
+	digits int
+}{
+	"USD": {1_000_000, 2}, "EUR": {1_080_000, 2}, "GBP": {1_270_000, 2}, "CHF": {1_130_000, 2}, "JPY": {6_700, 0},
+}
+
+// convert returns amount minor units of from in minor units of to,
+// rounded down (the client never gets more than it paid for), and false
+// if that does not fit an int64.
+func convert(amount int64, from, to string) (int64, bool) {
+	f, t := currencies[from], currencies[to]
+	// amount · f.usdPPM · 10^t.digits / (t.usdPPM · 10^f.digits): the
+	// numerator can exceed an int64.
+	n := new(big.Int).Mul(big.NewInt(amount), big.NewInt(f.usdPPM))
+	n.Mul(n, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.digits)), nil))
+	d := new(big.Int).Mul(big.NewInt(t.usdPPM), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.digits)), nil))
+	n.Quo(n, d)
+	return n.Int64(), n.IsInt64()
+}
 
 func (s *Service) createSwap(w http.ResponseWriter, r *http.Request) {
 	p := token.FromContext(r.Context())
@@ -232,15 +298,19 @@ func (s *Service) createSwap(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusUnprocessableEntity, msg)
 		return
 	}
-	from, okFrom := rates[in.From]
-	to, okTo := rates[in.To]
+	_, okFrom := currencies[in.From]
+	_, okTo := currencies[in.To]
 	if !okFrom || !okTo || in.From == in.To {
 		problem(w, http.StatusUnprocessableEntity, "from and to: two different currencies among CHF, EUR, GBP, JPY, USD")
 		return
 	}
-	// in.FromMinor ≤ MaxAmount and rates ≤ 2e6, so the product fits.
+	toMinor, ok := convert(in.FromMinor, in.From, in.To)
+	if !ok || toMinor < 1 {
+		problem(w, http.StatusUnprocessableEntity, fmt.Sprintf("from_minor: too small to buy one minor unit of %s", in.To))
+		return
+	}
 	sw := Swap{ID: newID("swap"), From: in.From, To: in.To, FromMinor: in.FromMinor,
-		ToMinor: in.FromMinor * from / to, Created: s.cfg.Now().UTC()}
+		ToMinor: toMinor, Created: s.cfg.Now().UTC()}
 	s.ledger.addSwap(p.ClientID, sw)
 	writeJSON(w, http.StatusCreated, sw)
 }
@@ -255,32 +325,80 @@ func checkAmount(minor int64, currency string) string {
 	return ""
 }
 
-// decode reads a JSON body into v, answering the request itself when it
-// cannot: 415 for another media type, 413 for a body over MaxBody, 400
-// for anything malformed or unknown.
+// decode reads a JSON object into v, a pointer to a struct, answering the
+// request itself when it cannot: 415 for another media type, 413 for a
+// body over MaxBody, 400 for anything malformed or unknown.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		problem(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("data after the JSON value")
-		}
-	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is limited to %d bytes", MaxBody))
-			return false
+		} else {
+			problem(w, http.StatusBadRequest, "the body could not be read")
 		}
+		return false
+	}
+	if err := checkFields(body, v); err != nil {
+		problem(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		problem(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
 		return false
 	}
 	return true
+}
+
+// checkFields checks that body is one JSON object, and nothing after it,
+// whose names are json names of the fields of *v, each exactly and at
+// most once. encoding/json alone would take "AMOUNT_MINOR" for
+// amount_minor, and the last of two amount_minor: a body that another
+// parser on the way (a gateway, an audit log) reads otherwise.
+func checkFields(body []byte, v any) error {
+	known := map[string]bool{}
+	for f := range reflect.TypeOf(v).Elem().Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			known[name] = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil {
+		return err
+	} else if tok != json.Delim('{') {
+		return errors.New("want a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		switch {
+		case !known[name]:
+			return fmt.Errorf("unknown field %q", name)
+		case seen[name]:
+			return fmt.Errorf("field %q given twice", name)
+		}
+		seen[name] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
 }
 
 func problem(w http.ResponseWriter, status int, detail string) {

@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"syscall"
 	"time"
 
@@ -70,6 +72,20 @@ DATA/master.key). Bearer tokens are checked against the issuer's JWKS
 }
 
 func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) error {
+	if logFormat != "text" && logFormat != "json" {
+		return usagef("--log-format %q: want text or json", logFormat)
+	}
+	// Signals are caught before anything listens: a supervisor that sees
+	// the port open or the banner and sends SIGHUP (a reload right after
+	// a deploy) must not kill the gateway with the default action. They
+	// wait in the channels until the gateway serves.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(stop)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg, err := gateway.LoadConfig(configFile)
 	if err != nil {
 		return fail(ExitUsage, err)
@@ -79,9 +95,6 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 			return slog.New(slog.NewTextHandler(w, nil))
 		}
 		return slog.New(slog.NewJSONHandler(w, nil))
-	}
-	if logFormat != "text" && logFormat != "json" {
-		return usagef("--log-format %q: want text or json", logFormat)
 	}
 	logger := newLogger(stdio.Err)
 	accessLog := logger
@@ -212,12 +225,6 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 		}
 	}()
 
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(stop)
-	defer signal.Stop(hup)
 	for running := true; running; {
 		select {
 		case err := <-errc:
@@ -228,6 +235,9 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 			running = false
 		case <-hup:
 			next, err := gateway.LoadConfig(configFile)
+			if err == nil {
+				err = startOnly(configFile, cfg, next)
+			}
 			if err == nil {
 				err = g.Reload(next)
 			}
@@ -249,9 +259,46 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 	return nil
 }
 
+// startOnly refuses a reload that changes settings used only at start:
+// the listeners, the TLS files (watched from the paths given at start),
+// the verifiers built from auth, the rate limit store and the access log.
+// Applying the rest would report success while, say, API keys a new auth
+// section drops are still accepted.
+func startOnly(file string, cur, next *gateway.Config) error {
+	var changed []string
+	for _, f := range []struct {
+		name     string
+		was, now any
+	}{
+		{"listen", cur.Listen, next.Listen},
+		{"tls", cur.TLS, next.TLS},
+		{"admin_listen", cur.AdminListen, next.AdminListen},
+		{"auth", cur.Auth, next.Auth},
+		{"ratelimit_store", cur.LimitStore, next.LimitStore},
+		{"access_log", cur.AccessLog, next.AccessLog},
+	} {
+		if !reflect.DeepEqual(f.was, f.now) {
+			changed = append(changed, f.name)
+		}
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("%s: %s: changed, applied only at start; restart the gateway", file, strings.Join(changed, ", "))
+	}
+	return nil
+}
+
 // openKeyStore opens the control plane's database for checking API keys,
 // with its master key (which must exist: the gateway makes none).
 func openKeyStore(ctx context.Context, dir, dsn string) (store.Store, *masterkey.Keys, error) {
+	// The gateway reads the control plane's directory: a name that does
+	// not exist is a mistake, not a directory to make.
+	if dir != "" {
+		if fi, err := os.Stat(dir); err != nil {
+			return nil, nil, fail(ExitUsage, fmt.Errorf("auth.api_keys: data_dir: %w", err))
+		} else if !fi.IsDir() {
+			return nil, nil, fail(ExitUsage, fmt.Errorf("auth.api_keys: data_dir: %s is not a directory", dir))
+		}
+	}
 	dir, err := dataDir(dir)
 	if err != nil {
 		return nil, nil, fail(ExitUsage, fmt.Errorf("data directory: %w", err))
@@ -262,6 +309,13 @@ func openKeyStore(ctx context.Context, dir, dsn string) (store.Store, *masterkey
 	}
 	if dsn == "" {
 		dsn = filepath.Join(dir, "rampart.db")
+	}
+	// Nor is a SQLite file that does not exist one to create: every key
+	// would be unknown. (sqlite: and postgres:// DSNs are taken as given.)
+	if !strings.Contains(dsn, ":") {
+		if _, err := os.Stat(dsn); err != nil {
+			return nil, nil, fail(ExitUsage, fmt.Errorf("auth.api_keys: no database at %s: point data_dir or db at the control plane's (%w)", dsn, errors.Unwrap(err)))
+		}
 	}
 	st, err := backend.Open(ctx, dsn)
 	if err != nil {

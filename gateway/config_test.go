@@ -1,0 +1,364 @@
+package gateway
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampartsec/rampart/ratelimit"
+)
+
+// The configuration in testdata/full.yaml uses every field; each must
+// arrive where the gateway reads it.
+func TestLoadConfigFull(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("testdata", "full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "0.0.0.0:443" || c.AdminListen != "127.0.0.1:9443" || c.AccessLog != "/var/log/rampart/access.log" {
+		t.Errorf("listen %q, admin_listen %q, access_log %q", c.Listen, c.AdminListen, c.AccessLog)
+	}
+	if c.TLS == nil || *c.TLS != (CertFiles{Cert: "/etc/rampart/gateway.pem", Key: "/etc/rampart/gateway.key"}) {
+		t.Errorf("tls = %+v", c.TLS)
+	}
+	if c.Identity == nil || *c.Identity != (Identity{Cert: "/etc/rampart/gateway-svc.pem", Key: "/etc/rampart/gateway-svc.key", Roots: "/etc/rampart/internal-root.pem"}) {
+		t.Errorf("identity = %+v", c.Identity)
+	}
+
+	type route struct {
+		prefix, upstream, id, auth string
+		maxBody                    int64
+		timeout                    time.Duration
+	}
+	var got []route
+	for _, r := range c.Routes {
+		got = append(got, route{r.Prefix, r.upstream.String(), r.id.String(), r.Auth, r.maxBody, r.timeout})
+	}
+	want := []route{
+		{"/v1/", "https://10.0.0.5:9444", "spiffe://pay.internal/ns/prod/sa/payments", "required", 512 << 10, 5 * time.Second},
+		{"/v1/withdrawals/", "https://payments.internal:9445/base", "spiffe://pay.internal/ns/prod/sa/withdrawals", "required", 100, 30 * time.Second},
+		{"/public/", "http://127.0.0.1:8080", "", "none", 1 << 20, 250 * time.Millisecond},
+		{"/status", "http://[::1]:8081", "", "none", 2 << 30, 30 * time.Second},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("routes:\n got %+v\nwant %+v", got, want)
+	}
+
+	cors := c.CORS
+	if cors == nil || !slices.Equal(cors.AllowedOrigins, []string{"https://app.payments.example", "https://checkout.payments.example:8443", "http://localhost:3000", "http://127.0.0.1:5173"}) ||
+		!slices.Equal(cors.AllowedMethods, []string{"GET", "POST", "DELETE"}) ||
+		!slices.Equal(cors.AllowedHeaders, []string{"Authorization", "Content-Type", "X-API-Key"}) ||
+		!slices.Equal(cors.ExposedHeaders, []string{"RateLimit", "RateLimit-Policy", "Retry-After"}) ||
+		!cors.AllowCredentials || cors.MaxAge != "10m" {
+		t.Errorf("cors = %+v", cors)
+	}
+
+	if c.Limits == nil {
+		t.Fatal("ratelimit not parsed")
+	}
+	if !slices.Equal(c.Limits.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.1/32")}) {
+		t.Errorf("trusted proxies = %v", c.Limits.TrustedProxies)
+	}
+	var rules []string
+	for _, r := range c.Limits.Rules {
+		rules = append(rules, r.Name+":"+string(r.Kind)+":"+string(r.Failure))
+	}
+	if !slices.Equal(rules, []string{"per-address:edge:open", "token-guessing:edge:closed", "per-client:edge:open", "swap:business:closed"}) {
+		t.Errorf("rules = %v", rules)
+	}
+	if l := c.Limits.Rules[0].Limit; l != (ratelimit.Limit{Rate: 20, Period: time.Second, Burst: 40}) {
+		t.Errorf("per-address limit = %+v", l)
+	}
+	if c.LimitStore == nil || *c.LimitStore != (LimitStore{Redis: "redis://127.0.0.1:6379/0", Prefix: "rampart:rl:gw"}) {
+		t.Errorf("ratelimit_store = %+v", c.LimitStore)
+	}
+	if a := c.Auth.Tokens; a == nil || *a != (TokenAuth{Issuer: "https://auth.payments.example", Audience: "https://api.payments.example",
+		JWKSURL: "https://auth.payments.example/oauth2/jwks", JWKSRoots: "/etc/rampart/control-plane-root.pem"}) {
+		t.Errorf("auth.tokens = %+v", a)
+	}
+	if a := c.Auth.APIKeys; a == nil || *a != (APIKeyAuth{DataDir: "/var/lib/rampart", DB: "sqlite"}) {
+		t.Errorf("auth.api_keys = %+v", a)
+	}
+}
+
+// A minimal configuration gets the documented defaults: the safe ones
+// (authentication required, 1 MiB bodies, 30 s).
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+identity: {cert: c.pem, key: k.pem, roots: r.pem}
+auth: {api_keys: {}}
+routes:
+  - prefix: /v1/
+    upstream: https://10.0.0.5:9444
+    upstream_id: spiffe://pay.internal/ns/prod/sa/payments
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Routes[0]
+	if c.Listen != "127.0.0.1:8443" || c.AccessLog != "stderr" || c.TLS != nil || c.CORS != nil || c.Limits != nil || c.LimitStore != nil {
+		t.Errorf("defaults: %+v", c)
+	}
+	if r.Auth != "required" || r.maxBody != 1<<20 || r.timeout != 30*time.Second {
+		t.Errorf("route defaults: auth %q, max_body %d, timeout %v", r.Auth, r.maxBody, r.timeout)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	if _, err := LoadConfig(missing); err == nil || !strings.HasPrefix(err.Error(), "gateway: ") || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("routes: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The file's name comes first, so that the operator knows which.
+	if _, err := LoadConfig(bad); err == nil || !strings.HasPrefix(err.Error(), bad+": gateway: no routes") {
+		t.Errorf("bad file: %v", err)
+	}
+}
+
+func TestParseConfigRefusals(t *testing.T) {
+	const (
+		https = "upstream: https://10.0.0.5:9444, upstream_id: spiffe://pay.internal/ns/prod/sa/payments"
+		ident = "identity: {cert: c.pem, key: k.pem, roots: r.pem}\n"
+		open  = "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\n"
+	)
+	route := func(fields string) string {
+		return ident + "auth: {api_keys: {}}\nroutes: [{" + fields + "}]\n"
+	}
+	cors := func(fields string) string { return open + "cors: {" + fields + "}\n" }
+	origin := func(o string) string { return cors("allowed_origins: ['" + o + "']") }
+	limit := func(rules string) string { return open + "ratelimit: {rules: [" + rules + "]}\n" }
+
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		// The file.
+		{"empty file", "", "no routes"},
+		{"not yaml", "routes: [", "did not find expected"},
+		{"unknown field", open + "listen_addr: 127.0.0.1:1\n", "field listen_addr not found"},
+		{"unknown route field", route("prefix: /v1/, upstrem: https://x, " + https), "field upstrem not found"},
+		{"unknown cors field", cors("allowed_origin: [https://a.example]"), "field allowed_origin not found"},
+		{"tls without key", open + "tls: {cert: c.pem}\n", "tls needs cert and key"},
+		{"access_log with newline", open + "access_log: \"a\\nb\"\n", "access_log"},
+
+		// Routes.
+		{"no routes", "listen: 127.0.0.1:1\n", "no routes"},
+		{"empty routes", "routes: []\n", "no routes"},
+		{"empty prefix", route(https), `route "": prefix`},
+		{"relative prefix", route("prefix: v1/, " + https), `route "v1/": prefix`},
+		{"wildcard prefix", route("prefix: '/v1/{id}/', " + https), "no wildcards"},
+		{"wildcard rest", route("prefix: '/v1/{rest...}', " + https), "no wildcards"},
+		{"glob prefix", route("prefix: '/v1/*', " + https), "no wildcards"},
+		{"brace", route("prefix: '/v1}/', " + https), "no wildcards"},
+		{"method in prefix", route("prefix: 'POST /v1/', " + https), "prefix"},
+		{"double slash", route("prefix: /v1//, " + https), "clean path"},
+		{"dot dot", route("prefix: /v1/../admin/, " + https), "clean path"},
+		{"dot", route("prefix: /v1/./, " + https), "clean path"},
+		{"escaped prefix", route("prefix: /v%31/, " + https), "prefix"},
+		{"query in prefix", route("prefix: '/v1?x=1', " + https), "prefix"},
+		{"duplicate prefix", ident + "auth: {api_keys: {}}\nroutes: [{prefix: /v1/, " + https + "}, {prefix: /v1/, " + https + "}]\n", `route "/v1/": listed twice`},
+		{"no upstream", route("prefix: /v1/"), "upstream"},
+		{"upstream without host", route("prefix: /v1/, upstream: 'https:///x', upstream_id: spiffe://pay.internal/a"), "want https://host:port"},
+		{"ftp upstream", route("prefix: /v1/, upstream: 'ftp://10.0.0.5', upstream_id: spiffe://pay.internal/a"), "want https://host:port"},
+		{"http upstream on the network", route("prefix: /v1/, upstream: 'http://10.0.0.5:8080'"), "plain http only to loopback"},
+		{"http upstream named like loopback", route("prefix: /v1/, upstream: 'http://127.attacker.example:8080'"), "plain http only to loopback"},
+		{"http upstream localhost subdomain", route("prefix: /v1/, upstream: 'http://localhost.attacker.example'"), "plain http only to loopback"},
+		{"https upstream without upstream_id", route("prefix: /v1/, upstream: https://10.0.0.5:9444"), "upstream_id"},
+		{"upstream_id not spiffe", route("prefix: /v1/, upstream: https://10.0.0.5:9444, upstream_id: https://payments"), "upstream_id"},
+		{"https upstream without identity", "auth: {api_keys: {}}\nroutes: [{prefix: /v1/, " + https + "}]\n", "https upstreams need identity"},
+		{"identity without roots", "identity: {cert: c.pem, key: k.pem}\nauth: {api_keys: {}}\nroutes: [{prefix: /v1/, " + https + "}]\n", "https upstreams need identity"},
+		{"bad auth", route("prefix: /v1/, auth: optional, " + https), `auth "optional"`},
+		{"auth required without auth config", ident + "routes: [{prefix: /v1/, " + https + "}]\n", `route "/v1/" requires authentication`},
+		{"tokens incomplete", ident + "auth: {tokens: {issuer: https://auth.example}}\nroutes: [{prefix: /v1/, " + https + "}]\n", "auth.tokens needs issuer, audience and jwks_url"},
+		{"max_body words", route("prefix: /v1/, max_body: lots, " + https), "max_body"},
+		{"max_body zero", route("prefix: /v1/, max_body: '0', " + https), "max_body"},
+		{"max_body negative", route("prefix: /v1/, max_body: '-1KiB', " + https), "max_body"},
+		{"max_body fraction", route("prefix: /v1/, max_body: 1.5MiB, " + https), "max_body"},
+		{"max_body unit", route("prefix: /v1/, max_body: 1MB, " + https), "max_body"},
+		{"max_body overflow", route("prefix: /v1/, max_body: 9223372036854775807GiB, " + https), "max_body"},
+		{"timeout words", route("prefix: /v1/, timeout: soon, " + https), "timeout"},
+		{"timeout zero", route("prefix: /v1/, timeout: 0s, " + https), "timeout"},
+		{"timeout negative", route("prefix: /v1/, timeout: -1s, " + https), "timeout"},
+
+		// CORS: a strict allow-list of origins as browsers send them.
+		{"cors without origins", cors("allowed_methods: [GET]"), "allowed_origins is empty"},
+		{"cors any origin", origin("*"), "wildcards are refused"},
+		{"cors wildcard subdomain", origin("https://*.example.com"), "wildcards are refused"},
+		{"cors http origin", origin("http://app.example.com"), "an http origin can be impersonated"},
+		{"cors http origin named like loopback", origin("http://127.attacker.example"), "an http origin can be impersonated"},
+		{"cors origin with path", origin("https://app.example.com/app"), "want scheme://host[:port]"},
+		{"cors origin with slash", origin("https://app.example.com/"), "want scheme://host[:port]"},
+		{"cors origin with query", origin("https://app.example.com?a=b"), "want scheme://host[:port]"},
+		{"cors origin with userinfo", origin("https://user@app.example.com"), "want scheme://host[:port]"},
+		{"cors origin without scheme", origin("app.example.com"), "want scheme://host[:port]"},
+		{"cors null origin", origin("null"), "want scheme://host[:port]"},
+		{"cors upper case origin", origin("https://App.Example.com"), `as browsers send it: "https://app.example.com"`},
+		{"cors default port", origin("https://app.example.com:443"), `as browsers send it: "https://app.example.com"`},
+		{"cors empty port", origin("https://app.example.com:"), `as browsers send it: "https://app.example.com"`},
+		{"cors unicode host", origin("https://bücher.example"), "punycode"},
+		{"cors bad max_age", cors("allowed_origins: [https://a.example], max_age: forever"), "max_age"},
+		{"cors negative max_age", cors("allowed_origins: [https://a.example], max_age: -1m"), "max_age"},
+
+		// Rate limits, checked by ratelimit.ParseConfig.
+		{"ratelimit unknown field", limit("{name: a, rate: 1, by: [addr], burts: 2}"), "field burts not found"},
+		{"ratelimit zero rate", limit("{name: a, rate: 0, by: [addr]}"), "rate 0"},
+		{"ratelimit bad by", limit("{name: a, rate: 1, by: [user]}"), `by "user"`},
+		{"ratelimit bad per", limit("{name: a, rate: 1, per: fortnight, by: [addr]}"), "per"},
+		{"ratelimit bad name", limit("{name: 'A B', rate: 1, by: [addr]}"), "want a name"},
+		{"ratelimit twice", limit("{name: a, rate: 1, by: [addr]}, {name: a, rate: 2, by: [addr]}"), "named twice"},
+		{"ratelimit bad route", limit("{name: a, rate: 1, by: [route], routes: ['/{x']}"), "routes"},
+		{"ratelimit bad proxy", open + "ratelimit: {trusted_proxies: [10.0.0.0/33]}\n", "trusted proxy"},
+		{"ratelimit not a map", open + "ratelimit: 5\n", "ratelimit"},
+		{"ratelimit_store without redis", open + "ratelimit_store: {prefix: rl}\n", "ratelimit_store needs redis"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("accepted:\n%s\nroutes: %+v", tc.yaml, c.Routes)
+			}
+			if !strings.HasPrefix(err.Error(), "gateway: ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %q, want it to start with \"gateway: \" and contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Things close to the refusals that are fine.
+func TestParseConfigAccepts(t *testing.T) {
+	for _, tc := range []struct{ name, yaml string }{
+		{"root prefix", "routes: [{prefix: /, upstream: 'http://127.0.0.1:8080', auth: none}]"},
+		{"prefix without slash", "routes: [{prefix: /status, upstream: 'http://127.0.0.1:8080', auth: none}]"},
+		{"prefix with punctuation", "routes: [{prefix: '/v1/a-b_c.d~e:f@g/', upstream: 'http://127.0.0.1:8080', auth: none}]"},
+		{"http localhost", "routes: [{prefix: /v1/, upstream: 'http://localhost:8080', auth: none}]"},
+		{"http ipv6 loopback", "routes: [{prefix: /v1/, upstream: 'http://[::1]:8080', auth: none}]"},
+		{"http 127/8", "routes: [{prefix: /v1/, upstream: 'http://127.1.2.3:8080', auth: none}]"},
+		{"cors loopback http origins", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\ncors: {allowed_origins: ['http://localhost:3000', 'http://127.0.0.1:5173', 'http://[::1]:8080']}"},
+		{"cors https origin with port", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\ncors: {allowed_origins: ['https://app.example.com:8443'], max_age: 0s}"},
+		{"tokens alone", "auth: {tokens: {issuer: a, audience: b, jwks_url: c}}\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080'}]"},
+		{"empty ratelimit", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\nratelimit: {}"},
+		{"access_log off", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\naccess_log: 'off'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseConfig([]byte(tc.yaml)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// FuzzParseConfig checks that ParseConfig never panics, and that what it
+// accepts is what the gateway relies on: every route has a parsed
+// upstream, https upstreams an ID and the gateway an identity, limits are
+// positive, authentication can be done, CORS origins are exact; and that
+// New builds it without panicking (http.ServeMux panics on patterns it
+// does not like).
+func FuzzParseConfig(f *testing.F) {
+	for _, name := range []string{"full.yaml"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	for _, s := range []string{
+		"",
+		"routes: [{prefix: /, upstream: 'http://127.0.0.1:1', auth: none}]",
+		"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:1', auth: none}, {prefix: /v1, upstream: 'http://localhost:2', auth: none}]",
+		"routes: [{prefix: /healthz, upstream: 'http://127.0.0.1:1', auth: none}]",
+		"routes: [{prefix: /ab/, upstream: 'http://127.0.0.1:1', auth: none}, {prefix: /a%62/, upstream: 'http://127.0.0.1:1', auth: none}]",
+		"routes: [{prefix: /a/, upstream: 'http://127.0.0.1:1', auth: none, max_body: 8GiB, timeout: 1ns}]",
+		"identity: {cert: a, key: b, roots: c}\nauth: {api_keys: {}}\nroutes: [{prefix: /x/, upstream: 'https://h', upstream_id: 'spiffe://t/w'}]",
+		"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\ncors: {allowed_origins: ['https://a.example'], allow_credentials: true, max_age: 1h}",
+		"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\nratelimit: {rules: [{name: a, rate: 1, by: [addr, route], routes: ['GET /v1/{id}']}]}",
+	} {
+		f.Add([]byte(s))
+	}
+	pki := newTestPKI(f)
+	g, err := New(&Config{Routes: []Route{{Prefix: "/", Auth: "none", upstream: mustURL("http://127.0.0.1:1"), maxBody: 1, timeout: time.Second}}},
+		Deps{Identity: pki.static(f, gatewayID), Roots: pki.roots, Logger: discardLog, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data)
+		if err != nil {
+			if c != nil {
+				t.Fatal("a config and an error")
+			}
+			if !strings.HasPrefix(err.Error(), "gateway: ") {
+				t.Fatalf("error without prefix: %v", err)
+			}
+			return
+		}
+		checkConfigInvariants(t, c)
+		if _, _, err := g.build(c); err != nil {
+			t.Fatalf("accepted, but the gateway cannot be built: %v", err)
+		}
+	})
+}
+
+func checkConfigInvariants(t *testing.T, c *Config) {
+	t.Helper()
+	if c.Listen == "" || c.AccessLog == "" || len(c.Routes) == 0 {
+		t.Fatalf("defaults missing: %+v", c)
+	}
+	prefixes := map[string]bool{}
+	needAuth, needIdentity := false, false
+	for _, r := range c.Routes {
+		if r.upstream == nil || r.upstream.Host == "" {
+			t.Fatalf("route %q: no parsed upstream", r.Prefix)
+		}
+		switch r.upstream.Scheme {
+		case "https":
+			needIdentity = true
+			if r.id.IsZero() {
+				t.Fatalf("route %q: https upstream without an ID", r.Prefix)
+			}
+		case "http":
+			if !isLoopback(r.upstream.Hostname()) {
+				t.Fatalf("route %q: plain http to %q", r.Prefix, r.upstream.Host)
+			}
+		default:
+			t.Fatalf("route %q: scheme %q", r.Prefix, r.upstream.Scheme)
+		}
+		if !strings.HasPrefix(r.Prefix, "/") || strings.ContainsAny(r.Prefix, "{}*% \t\r\n?#") || prefixes[r.Prefix] {
+			t.Fatalf("route %q: prefix accepted", r.Prefix)
+		}
+		prefixes[r.Prefix] = true
+		if r.Auth != "required" && r.Auth != "none" {
+			t.Fatalf("route %q: auth %q", r.Prefix, r.Auth)
+		}
+		needAuth = needAuth || r.Auth == "required"
+		if r.maxBody <= 0 || r.timeout <= 0 {
+			t.Fatalf("route %q: max_body %d, timeout %v", r.Prefix, r.maxBody, r.timeout)
+		}
+	}
+	if needAuth && c.Auth.Tokens == nil && c.Auth.APIKeys == nil {
+		t.Fatal("authentication required, but no way to authenticate")
+	}
+	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || c.Identity.Roots == "") {
+		t.Fatal("https upstreams without an identity")
+	}
+	if c.CORS != nil {
+		if len(c.CORS.AllowedOrigins) == 0 {
+			t.Fatal("CORS without origins")
+		}
+		for _, o := range c.CORS.AllowedOrigins {
+			if strings.Contains(o, "*") || o != strings.ToLower(o) || strings.Count(o, "/") != 2 {
+				t.Fatalf("CORS origin %q accepted", o)
+			}
+		}
+	}
+	if c.LimitStore != nil && c.LimitStore.Redis == "" {
+		t.Fatal("ratelimit_store without redis")
+	}
+}

@@ -1,0 +1,467 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/rampartsec/rampart/mtls"
+)
+
+// logBuffer collects a child process's stderr for tests that wait for a
+// line.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proc is rampart running in a child process.
+type proc struct {
+	cmd  *exec.Cmd
+	log  logBuffer
+	done chan struct{} // closed when it has exited, err set
+	err  error
+}
+
+// startCLI runs rampart ARGS in a child process (the test binary, see
+// TestMain) and waits until its stderr matches each of ready, returning
+// the first submatch of each (each must have one).
+func startCLI(t *testing.T, ready []string, args ...string) (*proc, []string) {
+	t.Helper()
+	p := &proc{cmd: exec.Command(os.Args[0], args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), "RAMPART_TEST_RUN_CLI=1", "RAMPART_ADMIN_TOKEN="+serveToken)
+	p.cmd.Stderr = &p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("rampart %s:\n%s", strings.Join(args, " "), p.log.String())
+		}
+	})
+	var got []string
+	for _, r := range ready {
+		m := p.waitFor(t, 0, regexp.MustCompile(r))
+		got = append(got, m[1])
+	}
+	return p, got
+}
+
+// waitFor waits up to 20 s for re to match the log after offset from
+// (logLen before a signal, so that an earlier line does not count) and
+// returns the match and its submatches.
+func (p *proc) waitFor(t *testing.T, from int, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s := p.log.String()
+		if m := re.FindStringSubmatch(s[from:]); m != nil {
+			return m
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("rampart exited (%v) before logging %s:\n%s", p.err, re, s)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rampart did not log %s within 20 s:\n%s", re, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logLen is the log's length: an offset for waitFor.
+func (p *proc) logLen() int { return len(p.log.String()) }
+
+// exit waits up to 40 s for the process to exit and returns its error.
+func (p *proc) exit(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(40 * time.Second):
+		t.Fatal("rampart did not exit within 40 s")
+		return nil
+	}
+}
+
+// writeAtomic replaces a file by renaming a new one into place, as the
+// gateway's documentation asks.
+func writeAtomic(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readPool(t *testing.T, file string) *x509.CertPool {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		t.Fatalf("%s: no certificate", file)
+	}
+	return pool
+}
+
+func spiffeID(t *testing.T, s string) spiffeid.ID {
+	t.Helper()
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// ledger is a payment service behind the gateway: mutual TLS only, for
+// the gateway's SPIFFE ID. It answers what it saw as JSON; /v1/slow waits
+// for release.
+type ledger struct {
+	addr    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+type ledgerSaw struct {
+	Path   string `json:"path"`
+	Peer   string `json:"peer"`
+	Bytes  int64  `json:"bytes"`
+	HasKey bool   `json:"has_key"`
+}
+
+func startLedger(t *testing.T, certFile, keyFile string, roots *x509.CertPool, gatewayID string) *ledger {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cert := &mtls.Reloader{CertFile: certFile, KeyFile: keyFile, Logger: discardLogger()}
+	if err := cert.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := &ledger{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv := &http.Server{
+		TLSConfig: mtls.ServerConfig(cert, roots, spiffeID(t, gatewayID)),
+		ErrorLog:  log.New(io.Discard, "", 0),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/slow" {
+				l.entered <- struct{}{}
+				<-l.release
+			}
+			n, _ := io.Copy(io.Discard, r.Body)
+			id, _ := mtls.IDOf(r.TLS.PeerCertificates[0])
+			json.NewEncoder(w).Encode(ledgerSaw{Path: r.URL.Path, Peer: id.String(), Bytes: n, HasKey: r.Header.Get("X-API-Key") != ""})
+		}),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	l.addr = ln.Addr().String()
+	return l
+}
+
+// The gateway as an operator runs it: a CA, certificates and an API key
+// made with the command line; TLS in front, mutual TLS to a service;
+// certificate files replaced while it serves; SIGHUP with a good, a
+// broken and an unappliable configuration; SIGTERM with a request in
+// flight.
+func TestGatewayEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a gateway and a service")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	file := func(name string) string { return filepath.Join(dir, name) }
+	runCLI(t, "ca", "init", "--trust-domain", "pay.test", "--data", data)
+	issue := func(id, out string) {
+		runCLI(t, "ca", "issue", "--id", id, "--dns", "localhost", "--ttl", "1h", "--out", file(out), "--data", data)
+	}
+	issue("spiffe://pay.test/edge", "edge")       // the TLS certificate clients see
+	issue("spiffe://pay.test/gateway", "gateway") // the gateway's service identity
+	issue("spiffe://pay.test/ledger", "ledger")
+	runCLI(t, "client", "create", "shop", "--data", data, "--scopes", "payment.read")
+	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", data))
+	rootFile := filepath.Join(data, "ca", "root.pem")
+	roots := readPool(t, rootFile)
+	up := startLedger(t, file("ledger.pem"), file("ledger.key"), roots, "spiffe://pay.test/gateway")
+
+	config := file("gateway.yaml")
+	writeConfig := func(maxBody, more string, auth string) {
+		if auth == "" {
+			auth = fmt.Sprintf("api_keys: {data_dir: %q}", data)
+		}
+		writeAtomic(t, config, fmt.Appendf(nil, `listen: 127.0.0.1:0
+tls: {cert: %q, key: %q}
+admin_listen: 127.0.0.1:0
+identity: {cert: %q, key: %q, roots: %q}
+routes:
+  - prefix: /v1/
+    upstream: https://%s
+    upstream_id: spiffe://pay.test/ledger
+    max_body: %s
+%s
+auth:
+  %s
+access_log: stderr
+`, file("edge.pem"), file("edge.key"), file("gateway.pem"), file("gateway.key"), rootFile, up.addr, maxBody, more, auth))
+	}
+	writeConfig("1KiB", "", "")
+	gw, addrs := startCLI(t, []string{
+		`rampart: gateway metrics at http://(\S+)/metrics\n`,
+		`rampart: gateway listening on https://(\S+)\n`,
+	}, "gateway", "--config", config)
+	admin, base := "http://"+addrs[0], "https://"+addrs[1]
+
+	// Each client has its own connections: a new one handshakes anew.
+	newClient := func() *http.Client {
+		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "localhost"},
+			ForceAttemptHTTP2: true,
+		}}
+	}
+	client := newClient()
+	call := func(method, path, apiKey string, body []byte) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if apiKey != "" {
+			req.Header.Set("X-API-Key", apiKey)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	expect := func(method, path, apiKey string, body []byte, want int) ledgerSaw {
+		t.Helper()
+		resp, b := call(method, path, apiKey, body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
+		}
+		var saw ledgerSaw
+		if want == http.StatusOK && strings.HasPrefix(path, "/v") {
+			if err := json.Unmarshal(b, &saw); err != nil {
+				t.Fatalf("%s %s: %v: %s", method, path, err, b)
+			}
+		}
+		return saw
+	}
+
+	// An API key made by the CLI gets through, over HTTP/2, to the
+	// service, which sees the gateway's identity and the key (every
+	// control exists twice).
+	resp, b := call("GET", "/v1/payments", key, nil)
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("GET /v1/payments with a key: %s %d %s", resp.Proto, resp.StatusCode, b)
+	}
+	var saw ledgerSaw
+	json.Unmarshal(b, &saw)
+	if want := (ledgerSaw{Path: "/v1/payments", Peer: "spiffe://pay.test/gateway", HasKey: true}); saw != want {
+		t.Fatalf("the service saw %+v, want %+v", saw, want)
+	}
+	resp, b = call("GET", "/v1/payments", "", nil)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("without a key: %d %v %s, want 401 with WWW-Authenticate", resp.StatusCode, resp.Header, b)
+	}
+	expect("GET", "/v1/payments", "rk_live_"+strings.Repeat("A", 49), nil, http.StatusUnauthorized)
+	expect("POST", "/v1/payments", key, make([]byte, 2048), http.StatusRequestEntityTooLarge)
+	expect("GET", "/v2/payments", key, nil, http.StatusNotFound)
+	expect("GET", "/healthz", "", nil, http.StatusOK)
+	expect("GET", "/metrics", "", nil, http.StatusNotFound) // metrics only on admin_listen
+
+	// Metrics on the admin listener.
+	mresp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{
+		`rampart_gateway_requests_total{code="200",route="/v1/"} 1`,
+		`rampart_gateway_requests_total{code="401",route="/v1/"} 2`,
+		`rampart_gateway_requests_total{code="413",route="/v1/"} 1`,
+	} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// A new TLS certificate renamed into place: new handshakes get it,
+	// without a restart.
+	servedSerial := func() string {
+		c := newClient()
+		defer c.CloseIdleConnections()
+		resp, err := c.Get(base + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].SerialNumber.Text(16)
+	}
+	before := servedSerial()
+	issue("spiffe://pay.test/edge", "edge2")
+	edge2, err := tls.LoadX509KeyPair(file("edge2.pem"), file("edge2.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := edge2.Leaf.SerialNumber.Text(16)
+	if want == before {
+		t.Fatal("the new certificate has the old serial")
+	}
+	for _, f := range []string{"edge.key", "edge.pem"} {
+		if err := os.Rename(file(strings.Replace(f, "edge", "edge2", 1)), file(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for servedSerial() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("15 s after the certificate files changed, the gateway still serves serial %s, want %s", before, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// SIGHUP applies a new route and a larger body limit.
+	writeConfig("4KiB", fmt.Sprintf("  - {prefix: /v2/, upstream: \"https://%s\", upstream_id: \"spiffe://pay.test/ledger\", auth: none}", up.addr), "")
+	mark := gw.logLen()
+	gw.cmd.Process.Signal(syscall.SIGHUP)
+	gw.waitFor(t, mark, regexp.MustCompile(`"msg":"configuration reloaded"`))
+	if saw := expect("POST", "/v1/payments", key, make([]byte, 2048), http.StatusOK); saw.Bytes != 2048 {
+		t.Errorf("the service got %d bytes of 2048", saw.Bytes)
+	}
+	if saw := expect("GET", "/v2/open", "", nil, http.StatusOK); saw.Path != "/v2/open" {
+		t.Errorf("the new route reached %+v", saw)
+	}
+
+	// A broken configuration: logged, the one in use kept.
+	writeAtomic(t, config, []byte("routes: [\n"))
+	mark = gw.logLen()
+	gw.cmd.Process.Signal(syscall.SIGHUP)
+	gw.waitFor(t, mark, regexp.MustCompile(`"level":"ERROR","msg":"reload failed; keeping the configuration in use","err":".*gateway.yaml: gateway: `))
+	expect("GET", "/v2/open", "", nil, http.StatusOK)
+	expect("GET", "/v1/payments", key, nil, http.StatusOK)
+
+	// A configuration that changes what only applies at start (here,
+	// API keys traded for tokens) is refused, not half applied: the
+	// keys keep working, and the log says to restart.
+	writeConfig("4KiB", "", `tokens: {issuer: "https://cp.pay.test", audience: rampart, jwks_url: "https://cp.pay.test/jwks"}`)
+	mark = gw.logLen()
+	gw.cmd.Process.Signal(syscall.SIGHUP)
+	gw.waitFor(t, mark, regexp.MustCompile(`"msg":"reload failed; keeping the configuration in use","err":".*gateway.yaml: auth: changed, applied only at start; restart the gateway"`))
+	expect("GET", "/v1/payments", key, nil, http.StatusOK)
+	expect("GET", "/v2/open", "", nil, http.StatusOK)
+
+	// SIGTERM with a request in flight: it completes, new connections
+	// are refused, exit status 0.
+	type result struct {
+		code int
+		body []byte
+		err  error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", base+"/v1/slow", nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := newClient().Do(req)
+		if err != nil {
+			slow <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- result{resp.StatusCode, b, err}
+	}()
+	select {
+	case <-up.entered:
+	case r := <-slow:
+		t.Fatalf("the slow request ended early: %+v", r)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow request did not reach the service")
+	}
+	mark = gw.logLen()
+	gw.cmd.Process.Signal(syscall.SIGTERM)
+	gw.waitFor(t, mark, regexp.MustCompile(`rampart: shutting down\n`))
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addrs[1], time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("10 s after SIGTERM the gateway still accepts connections")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case <-gw.done:
+		t.Fatalf("the gateway exited (%v) with a request in flight", gw.err)
+	default:
+	}
+	close(up.release)
+	r := <-slow
+	if r.err != nil || r.code != http.StatusOK || !bytes.Contains(r.body, []byte(`"path":"/v1/slow"`)) {
+		t.Errorf("the request in flight during shutdown: %d %s %v", r.code, r.body, r.err)
+	}
+	if err := gw.exit(t); err != nil {
+		t.Errorf("rampart gateway after SIGTERM: %v, want exit status 0", err)
+	}
+
+	// The access log names the client, never its key.
+	logs := gw.log.String()
+	if !strings.Contains(logs, `"msg":"request","method":"GET","path":"/v1/payments","route":"/v1/","status":200`) || !strings.Contains(logs, `"client":"shop"`) {
+		t.Errorf("no access log line for the authenticated request")
+	}
+	if strings.Contains(logs, key) || strings.Contains(logs, key[len(key)-12:]) {
+		t.Errorf("the log holds the API key")
+	}
+}
