@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -151,7 +152,60 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.resolve(filepath.Dir(path))
 	return c, nil
+}
+
+// resolve makes the relative file names of the configuration relative to
+// dir, the configuration file's directory, so that the gateway reads the
+// same files whatever its working directory.
+func (c *Config) resolve(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if c.TLS != nil {
+		abs(&c.TLS.Cert)
+		abs(&c.TLS.Key)
+	}
+	if c.Identity != nil {
+		abs(&c.Identity.Cert)
+		abs(&c.Identity.Key)
+		abs(&c.Identity.Roots)
+	}
+	switch c.AccessLog {
+	case "stderr", "stdout", "off":
+	default:
+		abs(&c.AccessLog)
+	}
+	if t := c.Auth.Tokens; t != nil {
+		abs(&t.JWKSRoots)
+	}
+	if k := c.Auth.APIKeys; k != nil {
+		abs(&k.DataDir)
+		// A DSN with a scheme (postgres://, sqlite:) is left alone.
+		if !strings.Contains(k.DB, ":") {
+			abs(&k.DB)
+		}
+	}
+}
+
+// yamlError turns a YAML decoding error into one line without Go type
+// names: "line 3: field listne not found".
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			if j := strings.Index(m, " in type "); j >= 0 {
+				m = m[:j]
+			}
+			msgs[i] = m
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
 // ParseConfig parses and checks a configuration.
@@ -162,7 +216,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	// An empty file is an empty configuration, refused below for what it
 	// lacks rather than as "EOF".
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("gateway: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, fmt.Errorf("gateway: %s", yamlError(err))
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8443"

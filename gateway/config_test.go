@@ -82,7 +82,7 @@ func TestLoadConfigFull(t *testing.T) {
 		JWKSURL: "https://auth.payments.example/oauth2/jwks", JWKSRoots: "/etc/rampart/control-plane-root.pem"}) {
 		t.Errorf("auth.tokens = %+v", a)
 	}
-	if a := c.Auth.APIKeys; a == nil || *a != (APIKeyAuth{DataDir: "/var/lib/rampart", DB: "sqlite"}) {
+	if a := c.Auth.APIKeys; a == nil || *a != (APIKeyAuth{DataDir: "/var/lib/rampart", DB: "postgres://rampart@db.internal/rampart"}) {
 		t.Errorf("auth.api_keys = %+v", a)
 	}
 }
@@ -107,6 +107,57 @@ routes:
 	}
 	if r.Auth != "required" || r.maxBody != 1<<20 || r.timeout != 30*time.Second {
 		t.Errorf("route defaults: auth %q, max_body %d, timeout %v", r.Auth, r.maxBody, r.timeout)
+	}
+}
+
+// Relative file names in a configuration file are relative to the file,
+// not to the working directory; absolute names, DSNs with a scheme and the
+// access log's keywords are left alone.
+func TestLoadConfigRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "gateway.yaml")
+	conf := `
+tls: {cert: certs/gw.pem, key: certs/gw.key}
+identity: {cert: svc.pem, key: /abs/svc.key, roots: ../roots.pem}
+routes: [{prefix: /v1/, upstream: "https://127.0.0.1:9443", upstream_id: "spiffe://pay.test/payments"}]
+auth:
+  tokens: {issuer: "https://cp.test", audience: payments, jwks_url: "https://cp.test/jwks", jwks_roots: cp.pem}
+  api_keys: {data_dir: data, db: keys.db}
+access_log: logs/access.log
+`
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ got, want string }{
+		{c.TLS.Cert, filepath.Join(dir, "certs/gw.pem")},
+		{c.TLS.Key, filepath.Join(dir, "certs/gw.key")},
+		{c.Identity.Cert, filepath.Join(dir, "svc.pem")},
+		{c.Identity.Key, "/abs/svc.key"},
+		{c.Identity.Roots, filepath.Join(filepath.Dir(dir), "roots.pem")},
+		{c.Auth.Tokens.JWKSRoots, filepath.Join(dir, "cp.pem")},
+		{c.Auth.APIKeys.DataDir, filepath.Join(dir, "data")},
+		{c.Auth.APIKeys.DB, filepath.Join(dir, "keys.db")},
+		{c.AccessLog, filepath.Join(dir, "logs/access.log")},
+	} {
+		if f.got != f.want {
+			t.Errorf("got %s, want %s", f.got, f.want)
+		}
+	}
+
+	conf = strings.Replace(conf, "db: keys.db", `db: "postgres://rampart@db/rampart"`, 1)
+	conf = strings.Replace(conf, "access_log: logs/access.log", "access_log: stdout", 1)
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = LoadConfig(file); err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.APIKeys.DB != "postgres://rampart@db/rampart" || c.AccessLog != "stdout" {
+		t.Errorf("db %q, access_log %q: want them as written", c.Auth.APIKeys.DB, c.AccessLog)
 	}
 }
 

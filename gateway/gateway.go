@@ -298,6 +298,9 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 					pr.Out.Header["X-Forwarded-For"] = slices.Clone(pr.In.Header["X-Forwarded-For"])
 				}
 				pr.SetXForwarded()
+				// ReverseProxy drops the client's Forwarded; X-Real-IP
+				// claims as much and is the client's word too.
+				pr.Out.Header.Del("X-Real-Ip")
 			},
 			Transport:      tr,
 			BufferPool:     bufferPool{},

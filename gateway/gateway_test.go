@@ -110,7 +110,8 @@ func TestAuthentication(t *testing.T) {
 		// X-Forwarded-For from the client is not believed: the gateway
 		// writes its own.
 		resp, body := e.gw.do(t, http.MethodPost, "/v1/payments?limit=5", strings.NewReader(`{"amount":100}`),
-			"X-API-Key", e.shopKey, "X-Forwarded-For", "203.0.113.9", "Content-Type", "application/json")
+			"X-API-Key", e.shopKey, "X-Forwarded-For", "203.0.113.9", "Content-Type", "application/json",
+			"Forwarded", "for=203.0.113.9", "X-Real-IP", "203.0.113.9")
 		wantStatus(t, resp, body, http.StatusOK)
 		if resp.ProtoMajor != 2 {
 			t.Errorf("client got %s, want HTTP/2", resp.Proto)
@@ -121,6 +122,12 @@ func TestAuthentication(t *testing.T) {
 		}
 		if got := s.Header.Values("X-Forwarded-For"); !slices.Equal(got, []string{"127.0.0.1"}) {
 			t.Errorf("X-Forwarded-For %q, want the client's address only", got)
+		}
+		// Neither are the other headers that name a client.
+		for _, h := range []string{"Forwarded", "X-Real-Ip"} {
+			if got := s.Header.Values(h); got != nil {
+				t.Errorf("the upstream got the client's %s: %q", h, got)
+			}
 		}
 		if got := s.Header.Get("X-Forwarded-Proto"); got != "https" {
 			t.Errorf("X-Forwarded-Proto %q", got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -77,6 +78,10 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // one mux sends the request to (a prefix without a trailing slash takes
 // that path only), or "none", whatever answered.
 func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) http.Handler {
+	var trusted []netip.Prefix
+	if cfg.Limits != nil {
+		trusted = cfg.Limits.TrustedProxies
+	}
 	routes := map[string]bool{}
 	for _, r := range cfg.Routes {
 		routes[r.Prefix] = true
@@ -118,6 +123,9 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 			slog.Int64("bytes", rec.bytes),
 			slog.Duration("duration", d),
 			slog.String("remote", r.RemoteAddr),
+			// The client as the rate limits see it: behind trusted
+			// proxies, the address they report.
+			slog.String("client_addr", ratelimit.ClientAddr(r, trusted).String()),
 			slog.String("proto", r.Proto),
 		}
 		if p := holder.p; p != nil {

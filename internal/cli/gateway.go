@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -97,18 +98,22 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 		return slog.New(slog.NewJSONHandler(w, nil))
 	}
 	logger := newLogger(stdio.Err)
+	// Libraries that log to the default logger (the token Validator's
+	// configuration errors) log in the same format, to the same place.
+	slog.SetDefault(logger)
 	accessLog := logger
+	var logFile *reopenFile
 	switch cfg.AccessLog {
 	case "stdout":
 		accessLog = newLogger(stdio.Out)
 	case "stderr", "off":
 	default:
-		f, err := os.OpenFile(cfg.AccessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
+		logFile = &reopenFile{path: cfg.AccessLog}
+		if err := logFile.reopen(); err != nil {
 			return fail(ExitUsage, fmt.Errorf("access_log: %w", err))
 		}
-		defer f.Close()
-		accessLog = newLogger(f)
+		defer logFile.Close()
+		accessLog = newLogger(logFile)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -234,6 +239,12 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 		case <-stop:
 			running = false
 		case <-hup:
+			// logrotate renames the access log, then sends SIGHUP.
+			if logFile != nil {
+				if err := logFile.reopen(); err != nil {
+					logger.Error("access_log: reopening failed; still writing to the old file", "err", err)
+				}
+			}
 			next, err := gateway.LoadConfig(configFile)
 			if err == nil {
 				err = startOnly(configFile, cfg, next)
@@ -251,12 +262,55 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 	fmt.Fprintf(stdio.Err, "rampart: shutting down\n")
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
+	go func() {
+		select {
+		case <-stop: // a second signal: do not wait for requests in flight
+			scancel()
+		case <-sctx.Done():
+		}
+	}()
 	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
-			logger.Warn("shutdown: connections still open", "err", err)
+			logger.Warn("shutdown: closing connections still open", "err", err)
+			s.Close()
 		}
 	}
 	return nil
+}
+
+// reopenFile is the access log file, reopened on SIGHUP so that log
+// rotation by renaming works.
+type reopenFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func (r *reopenFile) reopen() error {
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	old := r.f
+	r.f = f
+	r.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (r *reopenFile) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Write(p)
+}
+
+func (r *reopenFile) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Close()
 }
 
 // startOnly refuses a reload that changes settings used only at start:

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -463,5 +464,84 @@ access_log: stderr
 	}
 	if strings.Contains(logs, key) || strings.Contains(logs, key[len(key)-12:]) {
 		t.Errorf("the log holds the API key")
+	}
+}
+
+// The access log file is reopened on SIGHUP, so that rotation by
+// renaming (logrotate without copytruncate) loses nothing; a second
+// SIGTERM does not wait for requests in flight.
+func TestGatewayAccessLogRotation(t *testing.T) {
+	dir := t.TempDir()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/hang" {
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, "{}\n")
+	}))
+	defer upstream.Close()
+	conf := filepath.Join(dir, "gateway.yaml")
+	logFile := filepath.Join(dir, "access.log")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`listen: 127.0.0.1:0
+access_log: access.log
+routes:
+  - {prefix: /v1/, upstream: %q, auth: none}
+`, upstream.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw, m := startCLI(t, []string{`gateway listening on http://(127\.0\.0\.1:\d+)`}, "gateway", "--config", conf)
+	base := "http://" + m[0]
+	get := func(path string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// The access line is written after the response; wait for it.
+	waitLine := func(file, path string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			data, _ := os.ReadFile(file)
+			if strings.Contains(string(data), `"path":"`+path+`"`) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no line for %s in %q", file, path, data)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	get("/v1/before")
+	waitLine(logFile, "/v1/before")
+
+	if err := os.Rename(logFile, logFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	mark := gw.logLen()
+	gw.cmd.Process.Signal(syscall.SIGHUP)
+	gw.waitFor(t, mark, regexp.MustCompile(`configuration reloaded`))
+	get("/v1/after")
+	waitLine(logFile, "/v1/after")
+	if data, _ := os.ReadFile(logFile + ".1"); strings.Contains(string(data), "/v1/after") {
+		t.Errorf("the rotated file got a line written after SIGHUP")
+	}
+
+	// A request that never ends holds the first SIGTERM's shutdown; a
+	// second SIGTERM ends it at once.
+	go http.Get(base + "/v1/hang")
+	waitLine(logFile, "/v1/after") // (the hang is logged only when it ends)
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	gw.cmd.Process.Signal(syscall.SIGTERM)
+	gw.waitFor(t, 0, regexp.MustCompile(`rampart: shutting down`))
+	gw.cmd.Process.Signal(syscall.SIGTERM)
+	if err := gw.exit(t); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("forced shutdown took %v", d)
 	}
 }

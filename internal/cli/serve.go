@@ -254,6 +254,9 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	default:
 		return usagef("--log-format %q: want text or json", cfg.LogFormat)
 	}
+	// The CA's renewal log (mtls.RenewHandler) and other library logs
+	// in the same format and place.
+	slog.SetDefault(logger)
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return usagef("--tls-cert and --tls-key go together")
 	}
