@@ -3,8 +3,6 @@ package token
 import (
 	"context"
 	"crypto"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/rampartsec/rampart/internal/sealed"
 )
 
 // Signing-key rotation timing. Keys retired stay published until every
@@ -33,44 +33,19 @@ const (
 // (run rampart token rotate-keys, or let the server make the first).
 var ErrNoSigningKey = errors.New("token: no current signing key")
 
-// seal encrypts a PKCS#8 private key with AES-256-GCM under kek, bound to
-// the key ID so that a sealed key cannot be passed off as another.
-func seal(kek []byte, kid string, pkcs8 []byte) ([]byte, error) {
-	aead, err := newAEAD(kek)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return aead.Seal(nonce, nonce, pkcs8, []byte(kid)), nil
-}
+// Signing keys are sealed with AES-256-GCM under the key-encryption key,
+// bound to their key ID so that a sealed key cannot be passed off as
+// another (package sealed).
 
-func unseal(kek []byte, kid string, sealed []byte) ([]byte, error) {
-	aead, err := newAEAD(kek)
-	if err != nil {
-		return nil, err
-	}
-	if len(sealed) < aead.NonceSize() {
-		return nil, errors.New("token: sealed key too short")
-	}
-	out, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(kid))
-	if err != nil {
+func unseal(kek []byte, kid string, ciphertext []byte) ([]byte, error) {
+	out, err := sealed.Open(kek, kid, ciphertext)
+	if errors.Is(err, sealed.ErrOpen) {
 		return nil, fmt.Errorf("token: signing key %s does not decrypt: wrong key encryption key, or the database was tampered with", kid)
 	}
-	return out, nil
-}
-
-func newAEAD(kek []byte) (cipher.AEAD, error) {
-	if len(kek) != 32 {
-		return nil, fmt.Errorf("token: key encryption key of %d bytes, want 32", len(kek))
-	}
-	block, err := aes.NewCipher(kek)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("token: signing key %s: %w", kid, err)
 	}
-	return cipher.NewGCM(block)
+	return out, nil
 }
 
 // newStoredKey makes a signing key for alg ("ES256" or "EdDSA"), sealed.
@@ -103,11 +78,11 @@ func newStoredKey(kek []byte, alg string, now time.Time) (StoredKey, error) {
 	if err != nil {
 		return StoredKey{}, err
 	}
-	sealed, err := seal(kek, kid, pkcs8)
+	ciphertext, err := sealed.Seal(kek, kid, pkcs8)
 	if err != nil {
-		return StoredKey{}, err
+		return StoredKey{}, fmt.Errorf("token: %w", err)
 	}
-	return StoredKey{ID: kid, Alg: alg, State: Next, Public: pub, Sealed: sealed, CreatedAt: now.UTC()}, nil
+	return StoredKey{ID: kid, Alg: alg, State: Next, Public: pub, Sealed: ciphertext, CreatedAt: now.UTC()}, nil
 }
 
 // RotateKeys moves the signing keys one step: the next key starts

@@ -1,6 +1,6 @@
-// Package sealed encrypts small secrets at rest — private keys in files —
-// with AES-256-GCM under a key-encryption key derived from the master key
-// (package masterkey).
+// Package sealed encrypts small secrets at rest — the CA's issuing key in
+// its file, the token signing keys in the store — with AES-256-GCM under a
+// key-encryption key derived from the master key (package masterkey).
 //
 // # Format
 //
