@@ -313,7 +313,7 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 		if rt.Auth == "required" {
 			next = g.authenticate(next)
 		}
-		mux.Handle(rt.Prefix, limitBody(rt, next))
+		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, next)))
 	}
 	if !slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Prefix == "/" }) {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -86,7 +86,13 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 	for _, r := range cfg.Routes {
 		routes[r.Prefix] = true
 	}
-	routeOf := func(r *http.Request) string {
+	// A request that reached its route's handler says so (routeMark);
+	// one answered before (a preflight, a limit, a redirect) is looked
+	// up, as the mux would have routed it.
+	routeOf := func(r *http.Request, h *principalHolder) string {
+		if h.route != "" {
+			return h.route
+		}
 		if _, pattern := mux.Handler(r); routes[pattern] {
 			return pattern
 		}
@@ -96,8 +102,8 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
-		// The principal is set deeper in the chain; a holder lets the log
-		// see it.
+		// The principal and the route are found deeper in the chain; a
+		// holder lets the log see them.
 		holder := &principalHolder{}
 		next.ServeHTTP(rec, r.WithContext(withHolder(r.Context(), holder)))
 		if rec.status == 0 {
@@ -108,9 +114,9 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 				rec.status = statusClientClosed
 			}
 		}
-		route := routeOf(r)
+		route := routeOf(r, holder)
 		d := time.Since(start)
-		g.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		g.metrics.requests.WithLabelValues(route, statusText(rec.status)).Inc()
 		g.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
 		if !logOn {
 			return
@@ -138,8 +144,37 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 	})
 }
 
-// principalHolder carries the authenticated caller back up to the log.
-type principalHolder struct{ p *principal.Principal }
+// principalHolder carries the authenticated caller, and the route that
+// took the request, back up to the log.
+type principalHolder struct {
+	p     *principal.Principal
+	route string
+}
+
+// routeMark tells the log that route's handler took the request.
+func routeMark(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := holderOf(r.Context()); h != nil {
+			h.route = route
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusTexts are the status codes as label values, made once.
+var statusTexts = func() (t [600]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func statusText(code int) string {
+	if code >= 0 && code < len(statusTexts) {
+		return statusTexts[code]
+	}
+	return strconv.Itoa(code)
+}
 
 type holderKey struct{}
 

@@ -108,7 +108,9 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 			http.Error(w, "rate limiter misconfigured", http.StatusInternalServerError)
 			return
 		}
-		var policies, states []string
+		// The fields are built in place: this runs on every request.
+		var pbuf, sbuf [128]byte
+		policies, states := pbuf[:0], sbuf[:0]
 		for _, cr := range l.edge {
 			key, ok := cr.key(r, l.TrustedProxies)
 			if !ok {
@@ -123,11 +125,10 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 					"the rate limiter cannot decide; retry shortly", cr.Name, time.Second)
 				return
 			}
-			policies = append(policies, policyField(cr.Name, cr.Limit))
-			states = append(states, stateField(cr.Name, d))
+			policies = appendPolicyField(policies, cr.Name, cr.Limit)
+			states = appendStateField(states, cr.Name, d)
 			if !d.Allowed {
-				w.Header().Set("RateLimit-Policy", strings.Join(policies, ", "))
-				w.Header().Set("RateLimit", strings.Join(states, ", "))
+				setFields(w.Header(), policies, states)
 				writeProblem(w, http.StatusTooManyRequests, "Too Many Requests",
 					fmt.Sprintf("rate limit %q exceeded: %s; retry in %d s", cr.Name, describe(cr.Limit), seconds(d.RetryAfter)),
 					cr.Name, d.RetryAfter)
@@ -135,8 +136,7 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 			}
 		}
 		if len(policies) > 0 {
-			w.Header().Set("RateLimit-Policy", strings.Join(policies, ", "))
-			w.Header().Set("RateLimit", strings.Join(states, ", "))
+			setFields(w.Header(), policies, states)
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -148,8 +148,8 @@ func Headers(h http.Header, d Decision) {
 	if d.Rule == "" {
 		return
 	}
-	h.Add("RateLimit-Policy", policyField(d.Rule, d.Limit))
-	h.Add("RateLimit", stateField(d.Rule, d))
+	h[policyHeader] = append(h[policyHeader], string(appendPolicyField(nil, d.Rule, d.Limit)))
+	h[stateHeader] = append(h[stateHeader], string(appendStateField(nil, d.Rule, d)))
 }
 
 // Deny answers a denied business decision: 429, Retry-After, the fields,
@@ -173,16 +173,47 @@ func Unavailable(w http.ResponseWriter, err error) {
 	writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable", "the rate limiter cannot decide; retry shortly", rule, time.Second)
 }
 
-// policyField is one item of RateLimit-Policy: the quota q per window w
-// seconds (the rate; a burst above it is not expressible in the field).
-func policyField(name string, l Limit) string {
-	return fmt.Sprintf("%q;q=%d;w=%d", name, l.Rate, seconds(l.Period))
+// The fields' names in canonical form, so that setting them does not
+// canonicalize (and allocate) on every response.
+var (
+	policyHeader = http.CanonicalHeaderKey("RateLimit-Policy")
+	stateHeader  = http.CanonicalHeaderKey("RateLimit")
+)
+
+// setFields sets the RateLimit-Policy and RateLimit fields.
+func setFields(h http.Header, policies, states []byte) {
+	h[policyHeader] = []string{string(policies)}
+	h[stateHeader] = []string{string(states)}
 }
 
-// stateField is one item of RateLimit: r remaining, t seconds until the
-// quota is whole again.
-func stateField(name string, d Decision) string {
-	return fmt.Sprintf("%q;r=%d;t=%d", name, max(d.Remaining, 0), seconds(d.ResetAfter))
+// appendPolicyField appends an item of RateLimit-Policy to a list: the
+// quota q per window w seconds. A rule's name is an sf-string that needs
+// no escaping: Rule.validate allows only a-z 0-9 . _ -.
+func appendPolicyField(b []byte, name string, l Limit) []byte {
+	b = appendItem(b, name)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, int64(l.Rate), 10)
+	b = append(b, ";w="...)
+	return strconv.AppendInt(b, seconds(l.Period), 10)
+}
+
+// appendStateField appends an item of RateLimit: r remaining, t seconds
+// until the quota is whole again.
+func appendStateField(b []byte, name string, d Decision) []byte {
+	b = appendItem(b, name)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
+	b = append(b, ";t="...)
+	return strconv.AppendInt(b, seconds(d.ResetAfter), 10)
+}
+
+func appendItem(b []byte, name string) []byte {
+	if len(b) > 0 {
+		b = append(b, ", "...)
+	}
+	b = append(b, '"')
+	b = append(b, name...)
+	return append(b, '"')
 }
 
 func describe(l Limit) string {
