@@ -2,9 +2,11 @@ package pin
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/rampartsec/rampart/internal/testpki"
 )
@@ -28,24 +30,46 @@ func BenchmarkSPKIDigest(b *testing.B) {
 // The cache is keyed weakly: it must not keep certificates alive.
 func TestDigestCacheReleasesCertificates(t *testing.T) {
 	ca := testpki.NewRoot(t, "r")
-	count := func() (n int) {
-		spkiDigests.m.Range(func(any, any) bool { n++; return true })
+	cached := func(certs []*x509.Certificate) (n int) {
+		for _, c := range certs {
+			if _, ok := spkiDigests.m.Load(weak.Make(c)); ok {
+				n++
+			}
+		}
 		return n
 	}
-	before := count()
-	for range 100 {
-		leaf := ca.Issue(t, testpki.LeafOptions{})
-		if got, want := *spkiDigests.get(leaf.Cert), sha256.Sum256(leaf.Cert.RawSubjectPublicKeyInfo); got != want {
+	// While the certificates are alive, each has its entry (a collection
+	// now may drop entries of other tests' certificates, never these).
+	leaves := make([]*x509.Certificate, 100)
+	for i := range leaves {
+		leaves[i] = ca.Issue(t, testpki.LeafOptions{}).Cert
+		if got, want := *spkiDigests.get(leaves[i]), sha256.Sum256(leaves[i].RawSubjectPublicKeyInfo); got != want {
 			t.Fatal("cached digest differs from the digest")
 		}
 	}
-	if count() < before+100 {
-		t.Fatalf("cache holds %d entries, want at least %d", count(), before+100)
+	runtime.GC()
+	if n := cached(leaves); n != len(leaves) {
+		t.Fatalf("%d of %d live certificates have their entry", n, len(leaves))
+	}
+	// Once they are unreachable, their entries go: count the entries
+	// left of the weak pointers, which do not keep them alive.
+	keys := make([]weak.Pointer[x509.Certificate], len(leaves))
+	for i, c := range leaves {
+		keys[i] = weak.Make(c)
+	}
+	leaves = nil
+	left := func() (n int) {
+		for _, k := range keys {
+			if _, ok := spkiDigests.m.Load(k); ok {
+				n++
+			}
+		}
+		return n
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for count() > before+10 {
+	for left() > 10 {
 		if time.Now().After(deadline) {
-			t.Fatalf("cache still holds %d entries after GC; it keeps certificates alive", count()-before)
+			t.Fatalf("cache still holds %d of 100 entries after GC; it keeps certificates alive", left())
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
