@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/mtls"
@@ -543,5 +544,91 @@ routes:
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("forced shutdown took %v", d)
+	}
+}
+
+// Two gateways with one ratelimit_store share their limits through
+// Redis: a client gets the rule's budget once, not once per instance, and
+// its keys are in Redis under the configured prefix. Needs
+// RAMPART_TEST_REDIS (a redis:// URL).
+func TestGatewaysShareLimitsThroughRedis(t *testing.T) {
+	redisURL := os.Getenv("RAMPART_TEST_REDIS")
+	if redisURL == "" {
+		t.Skip("RAMPART_TEST_REDIS is not set")
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatalf("RAMPART_TEST_REDIS: %v", err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() }) // after the keys are deleted (cleanups run last first)
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis at %s: %v", opts.Addr, err)
+	}
+	prefix := fmt.Sprintf("rampart:test:gw:%d", time.Now().UnixNano())
+	keys := func() []string {
+		t.Helper()
+		ks, err := rdb.Keys(ctx, prefix+":*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	t.Cleanup(func() {
+		if ks := keys(); len(ks) > 0 {
+			rdb.Del(ctx, ks...)
+		}
+	})
+
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "{}\n")
+	}))
+	defer upstream.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`listen: 127.0.0.1:0
+access_log: "off"
+routes:
+  - {prefix: /v1/, upstream: %q, auth: none}
+ratelimit:
+  rules:
+    - {name: per-address, rate: 6, per: 1m, by: [addr]}
+ratelimit_store: {redis: %q, prefix: %q}
+`, upstream.URL, redisURL, prefix)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var bases []string
+	for range 2 {
+		_, m := startCLI(t, []string{`gateway listening on http://(127\.0\.0\.1:\d+)`}, "gateway", "--config", conf)
+		bases = append(bases, "http://"+m[0])
+	}
+
+	// Alternate between the two: six pass, the seventh is refused by
+	// whichever instance gets it, with the shared state in its headers.
+	for i := range 8 {
+		resp, err := http.Get(bases[i%2] + "/v1/payments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		want := http.StatusOK
+		if i >= 6 {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("request %d, to instance %d: %d (RateLimit %q), want %d", i+1, i%2+1, resp.StatusCode, resp.Header.Get("RateLimit"), want)
+		}
+		if i < 6 {
+			if got, wantField := resp.Header.Get("RateLimit"), fmt.Sprintf(`"per-address";r=%d;`, 5-i); !strings.HasPrefix(got, wantField) {
+				t.Errorf("request %d: RateLimit %q, want it to start %q", i+1, got, wantField)
+			}
+		} else if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("request %d: 429 without Retry-After", i+1)
+		}
+	}
+	if ks := keys(); len(ks) != 1 || !strings.HasPrefix(ks[0], prefix+":{per-address:") {
+		t.Errorf("keys under %s: %v, want the one per-address key", prefix, ks)
 	}
 }
