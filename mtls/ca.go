@@ -86,14 +86,7 @@ func NewCA(td spiffeid.TrustDomain, now time.Time) (ca *CA, rootKey crypto.Signe
 	if err != nil {
 		return nil, nil, fmt.Errorf("mtls: %w", err)
 	}
-	tdURI := []*url.URL{td.ID().URL()}
-	constrain := func(c *x509.Certificate) *x509.Certificate {
-		c.PermittedDNSDomainsCritical = true // RFC 5280 §4.2.1.10: MUST be critical
-		c.PermittedURIDomains = []string{td.Name()}
-		c.ExcludedURIDomains = []string{"." + td.Name()}
-		return c
-	}
-	rootTmpl := constrain(&x509.Certificate{
+	rootTmpl := constrain(td, &x509.Certificate{
 		Subject:               pkix.Name{Organization: []string{"Rampart"}, CommonName: td.Name() + " root CA"},
 		NotBefore:             now.Add(-Backdate),
 		NotAfter:              now.Add(RootLifetime),
@@ -101,7 +94,7 @@ func NewCA(td spiffeid.TrustDomain, now time.Time) (ca *CA, rootKey crypto.Signe
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLen:            1,
-		URIs:                  tdURI,
+		URIs:                  []*url.URL{td.ID().URL()},
 	})
 	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
@@ -111,26 +104,94 @@ func NewCA(td spiffeid.TrustDomain, now time.Time) (ca *CA, rootKey crypto.Signe
 	if err != nil {
 		return nil, nil, fmt.Errorf("mtls: %w", err)
 	}
-	issuingTmpl := constrain(&x509.Certificate{
+	issuing, err := newIssuing(root, rootKey, issuingKey, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &CA{Root: root, Issuing: issuing, Key: issuingKey, TrustDomain: td}, rootKey, nil
+}
+
+// constrain limits c, a CA certificate, to URI names in td (and not its
+// subdomains, which are other trust domains).
+func constrain(td spiffeid.TrustDomain, c *x509.Certificate) *x509.Certificate {
+	c.PermittedDNSDomainsCritical = true // RFC 5280 §4.2.1.10: MUST be critical
+	c.PermittedURIDomains = []string{td.Name()}
+	c.ExcludedURIDomains = []string{"." + td.Name()}
+	return c
+}
+
+// newIssuing signs an issuing certificate for key with root's key rootKey,
+// valid [IssuingLifetime] from now but never past the root, for the root's
+// trust domain.
+func newIssuing(root *x509.Certificate, rootKey crypto.Signer, key crypto.Signer, now time.Time) (*x509.Certificate, error) {
+	if len(root.URIs) != 1 {
+		return nil, errors.New("mtls: the root names no trust domain")
+	}
+	td, err := spiffeid.TrustDomainFromURI(root.URIs[0])
+	if err != nil {
+		return nil, fmt.Errorf("mtls: the root's trust domain: %w", err)
+	}
+	notAfter := now.Add(IssuingLifetime)
+	if notAfter.After(root.NotAfter) {
+		notAfter = root.NotAfter
+	}
+	tmpl := constrain(td, &x509.Certificate{
 		Subject:               pkix.Name{Organization: []string{"Rampart"}, CommonName: td.Name() + " issuing CA"},
 		NotBefore:             now.Add(-Backdate),
-		NotAfter:              now.Add(IssuingLifetime),
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
-		URIs:                  tdURI,
+		URIs:                  []*url.URL{td.ID().URL()},
 	})
-	der, err = x509.CreateCertificate(rand.Reader, issuingTmpl, root, issuingKey.Public(), rootKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mtls: making the issuing certificate: %w", err)
+		return nil, fmt.Errorf("mtls: making the issuing certificate: %w", err)
 	}
 	issuing, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mtls: %w", err)
+		return nil, fmt.Errorf("mtls: %w", err)
 	}
-	return &CA{Root: root, Issuing: issuing, Key: issuingKey, TrustDomain: td}, rootKey, nil
+	return issuing, nil
+}
+
+// ErrNotRootKey is returned by [CA.Rotate] when the key given is not the
+// root's.
+var ErrNotRootKey = errors.New("mtls: the key is not the root's private key")
+
+// Rotate makes a new issuing key and certificate under ca's root, which
+// rootKey (the root's private key, brought back from offline for this)
+// signs, valid [IssuingLifetime] from now or until the root expires if
+// that is sooner. It returns a CA that issues with them; ca is unchanged.
+//
+// Rotate before the issuing certificate expires: [CA.Issue] caps every
+// certificate at its expiry, and refuses once it has passed. Workload
+// certificates the old issuing CA signed keep verifying under the same
+// root until they expire, since their chains carry it; nothing needs to
+// be redistributed but the new chains, which renewal brings.
+func (ca *CA) Rotate(rootKey crypto.Signer, now time.Time) (*CA, error) {
+	if ca == nil || ca.Root == nil {
+		return nil, errors.New("mtls: Rotate needs a CA with a root")
+	}
+	pub, ok := ca.Root.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if rootKey == nil || !ok || !pub.Equal(rootKey.Public()) {
+		return nil, ErrNotRootKey
+	}
+	if now.Before(ca.Root.NotBefore) || !now.Before(ca.Root.NotAfter) {
+		return nil, fmt.Errorf("mtls: the root is not valid now (it is valid from %s to %s): make a new CA",
+			ca.Root.NotBefore.UTC().Format(time.RFC3339), ca.Root.NotAfter.UTC().Format(time.RFC3339))
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("mtls: %w", err)
+	}
+	issuing, err := newIssuing(ca.Root, rootKey, key, now)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Root: ca.Root, Issuing: issuing, Key: key, TrustDomain: ca.TrustDomain}, nil
 }
 
 // Issue signs a certificate for the workload id with public key pub, valid

@@ -32,6 +32,11 @@ const (
 	caRootKey     = "root.key"
 	caIssuingCert = "issuing.pem"
 	caIssuingKey  = "issuing.key"
+	// caRetired holds the certificates of issuing CAs rotate replaced.
+	caRetired = "retired"
+	// caExpiryWarning is how long before the issuing CA expires the
+	// commands that use it say to rotate it.
+	caExpiryWarning = 30 * 24 * time.Hour
 	// caRenewPath is where rampart serve answers certificate renewals.
 	caRenewPath = "/v1/certificates/renew"
 	// The issuing key is PKCS #8 sealed with a key derived from the master
@@ -59,6 +64,7 @@ domain. It lives in DATA/ca ($RAMPART_DATA, else ~/.local/share/rampart):
 
   rampart ca init --trust-domain pay.internal
   rampart ca issue --id spiffe://pay.internal/ns/prod/sa/ledger --dns ledger.pay.internal --out ledger
+  rampart ca rotate --root-key /media/offline/root.key    # yearly: a new issuing CA
 
 Services renew their certificates with the certificates themselves at
 rampart serve's ` + caRenewPath + ` (package mtls: Reloader, Renewer).
@@ -67,7 +73,7 @@ rampart serve's ` + caRenewPath + ` (package mtls: Reloader, Renewer).
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(newCAInitCmd(stdio), newCAIssueCmd(stdio))
+	c.AddCommand(newCAInitCmd(stdio), newCAIssueCmd(stdio), newCARotateCmd(stdio))
 	return c
 }
 
@@ -192,20 +198,9 @@ an output file exists.`,
 					return fail(ExitUsage, fmt.Errorf("%s: %w", p, keygen.ErrExists))
 				}
 			}
-			dir, err := dataDir(data)
+			_, _, ca, err := openCA(data)
 			if err != nil {
-				return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
-			}
-			if !caExists(dir) {
-				return fail(ExitUsage, fmt.Errorf("no CA in %s: run 'rampart ca init --trust-domain NAME' first", filepath.Join(dir, caDirName)))
-			}
-			keys, err := masterkey.Load(dir, false)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			ca, err := loadCA(dir, keys)
-			if err != nil {
-				return fail(ExitUsage, err)
+				return err
 			}
 			if !id.MemberOf(ca.TrustDomain) {
 				return fail(ExitUsage, fmt.Errorf("--id %s is outside the CA's trust domain %s", id, ca.TrustDomain.Name()))
@@ -236,6 +231,9 @@ an output file exists.`,
 				fmt.Fprintf(stdio.Out, "dns: %s\n", strings.Join(leaf.DNSNames, " "))
 			}
 			fmt.Fprintf(stdio.Out, "%s: certificate chain (certificate, issuing CA); %s: private key, mode 0600\n", certPath, keyPath)
+			if w := caExpiryNote(ca, time.Now()); w != "" {
+				fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
+			}
 			return nil
 		},
 	}
@@ -246,6 +244,172 @@ an output file exists.`,
 	f.StringVar(&out, "out", "", "write NAME.pem and NAME.key (must not exist)")
 	f.StringVar(&data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
 	return c
+}
+
+func newCARotateCmd(stdio Stdio) *cobra.Command {
+	var data, rootKeyFile string
+	c := &cobra.Command{
+		Use:   "rotate --root-key FILE [--data DIR]",
+		Short: "Replace the issuing CA with a new one under the same root",
+		Long: `Make a new issuing CA: a new key, and a certificate valid 1 year (never
+past the root) signed with the root key, brought back from offline for
+this (--root-key). They replace issuing.pem and issuing.key in DATA/ca;
+the old certificate is kept in DATA/ca/retired/, and its key is gone.
+
+Certificates the old issuing CA signed keep verifying under the same root
+until they expire, and services move to the new one as they renew: nothing
+but the root is trusted, and the root does not change. Restart rampart
+serve so that it renews from the new issuing CA.
+
+Rotate before the issuing CA expires: certificates are cut short at its
+expiry, and none are issued after it. rampart serve and rampart ca issue
+warn 30 days before.
+
+Exit status: 0 rotated; 2 usage, no CA, or a key that is not the root's.`,
+		Example: `  rampart ca rotate --root-key /media/offline/root.key`,
+		Args:    args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if rootKeyFile == "" {
+				return usagef("--root-key is required: the root's private key (root.key, which ca init wrote)")
+			}
+			rootKey, err := readSigner(rootKeyFile)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			dir, keys, old, err := openCA(data)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			ca, err := old.Rotate(rootKey, now)
+			if errors.Is(err, mtls.ErrNotRootKey) {
+				return fail(ExitUsage, fmt.Errorf("%s is not the key of %s", rootKeyFile, filepath.Join(dir, caDirName, caRootCert)))
+			}
+			if err != nil {
+				return fail(ExitUsage, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+			}
+			retired, err := rotateCAFiles(dir, keys, old, ca)
+			if err != nil {
+				return fail(ExitFailure, err)
+			}
+			caDir := filepath.Join(dir, caDirName)
+			day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+			fmt.Fprintf(stdio.Out, "new issuing CA for trust domain %s, valid until %s\n", ca.TrustDomain.Name(), day(ca.Issuing.NotAfter))
+			fmt.Fprintf(stdio.Out, "%s, %s: replaced; the old certificate is in %s, its key is gone\n",
+				filepath.Join(caDir, caIssuingCert), filepath.Join(caDir, caIssuingKey), retired)
+			fmt.Fprintf(stdio.Out, "certificates the old issuing CA signed verify until they expire, %s at the latest\n", day(old.Issuing.NotAfter))
+			fmt.Fprintf(stdio.Out, "restart rampart serve to renew from the new issuing CA, and move %s offline again\n", rootKeyFile)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&rootKeyFile, "root-key", "", "the root's private key `FILE` (PEM)")
+	c.Flags().StringVar(&data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
+	return c
+}
+
+// openCA loads the CA of the data directory data (the default if ""),
+// with the master key that opens its issuing key; the error is the
+// command's (exit 2).
+func openCA(data string) (dir string, keys *masterkey.Keys, ca *mtls.CA, err error) {
+	dir, err = dataDir(data)
+	if err != nil {
+		return "", nil, nil, fail(ExitUsage, fmt.Errorf("data directory: %w", err))
+	}
+	if !caExists(dir) {
+		return "", nil, nil, fail(ExitUsage, fmt.Errorf("no CA in %s: run 'rampart ca init --trust-domain NAME' first", filepath.Join(dir, caDirName)))
+	}
+	if keys, err = masterkey.Load(dir, false); err != nil {
+		return "", nil, nil, fail(ExitUsage, err)
+	}
+	if ca, err = loadCA(dir, keys); err != nil {
+		return "", nil, nil, fail(ExitUsage, err)
+	}
+	return dir, keys, ca, nil
+}
+
+// rotateCAFiles puts the issuing CA next in place of old in DATA/ca and
+// returns where the old certificate went. The new key and certificate
+// are written whole beside the old ones first, then renamed into place,
+// the key first: if it stops in between, loadCA finds a key that is not
+// the certificate's and says which file finishes the job.
+func rotateCAFiles(dataDir string, keys *masterkey.Keys, old, next *mtls.CA) (string, error) {
+	dir := filepath.Join(dataDir, caDirName)
+	retiredDir := filepath.Join(dir, caRetired)
+	if err := os.MkdirAll(retiredDir, 0o700); err != nil {
+		return "", err
+	}
+	retired := filepath.Join(retiredDir, fmt.Sprintf("issuing-%x.pem", old.Issuing.SerialNumber))
+	if err := keygen.WriteNew(retired, certPEM(old.Issuing)); err != nil {
+		return "", err
+	}
+	keyPEM, err := sealCAKey(keys, next.TrustDomain, next.Key)
+	if err != nil {
+		return "", err
+	}
+	certFile, keyFile := filepath.Join(dir, caIssuingCert), filepath.Join(dir, caIssuingKey)
+	for _, f := range []struct {
+		path, tmp string
+		data      []byte
+	}{
+		{keyFile, keyFile + ".new", keyPEM},
+		{certFile, certFile + ".new", certPEM(next.Issuing)},
+	} {
+		os.Remove(f.tmp) // a leftover of an earlier run that failed before it used it
+		if err := keygen.WriteNew(f.tmp, f.data); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Rename(keyFile+".new", keyFile); err != nil {
+		return "", err
+	}
+	if err := os.Rename(certFile+".new", certFile); err != nil {
+		return "", fmt.Errorf("%w: the new key is in place: rename %s.new to %s", err, certFile, certFile)
+	}
+	return retired, nil
+}
+
+// readSigner reads a PEM private key (PKCS #8, SEC 1 or PKCS #1).
+func readSigner(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, fmt.Errorf("%s: no PEM private key", path)
+	}
+	var k any
+	switch b.Type {
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	default:
+		return nil, fmt.Errorf("%s: a PEM %q, not a private key", path, b.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T cannot sign", path, k)
+	}
+	return s, nil
+}
+
+// caExpiryNote says when the issuing CA expires soon (or has), with what
+// to do; "" when it has more than caExpiryWarning left.
+func caExpiryNote(ca *mtls.CA, now time.Time) string {
+	end := ca.Issuing.NotAfter
+	switch {
+	case !now.Before(end):
+		return fmt.Sprintf("the issuing CA expired on %s: no certificate can be issued or renewed; run 'rampart ca rotate --root-key FILE'", end.UTC().Format(time.RFC3339))
+	case end.Sub(now) < caExpiryWarning:
+		return fmt.Sprintf("the issuing CA expires on %s, and certificates are cut short at that time; run 'rampart ca rotate --root-key FILE'", end.UTC().Format(time.RFC3339))
+	}
+	return ""
 }
 
 func certPEM(certs ...*x509.Certificate) []byte {
@@ -333,6 +497,10 @@ func loadCA(dataDir string, keys *masterkey.Keys) (*mtls.CA, error) {
 	signer, ok := k.(crypto.Signer)
 	pub, ok2 := issuing.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !ok2 || !pub.Equal(signer.Public()) {
+		if _, err := os.Stat(filepath.Join(dir, caIssuingCert+".new")); err == nil {
+			return nil, fmt.Errorf("%s is not the key of %s: 'rampart ca rotate' stopped halfway; finish it: mv %s.new %s",
+				keyFile, caIssuingCert, filepath.Join(dir, caIssuingCert), filepath.Join(dir, caIssuingCert))
+		}
 		return nil, fmt.Errorf("%s is not the key of %s", keyFile, caIssuingCert)
 	}
 	return &mtls.CA{Root: root, Issuing: issuing, Key: signer, TrustDomain: td}, nil
@@ -355,11 +523,11 @@ func readCert(path string) (*x509.Certificate, error) {
 }
 
 // caRenewal is rampart serve's renewal endpoint (mount it at caRenewPath)
-// for the CA in DATA/ca, issuing certificates valid ttl, and the root that
-// client certificates must chain to; all nil when there is no CA. The
+// for the CA in DATA/ca, issuing certificates valid ttl, and the CA, whose
+// root client certificates must chain to; all nil when there is no CA. The
 // endpoint works only over TLS with client certificates verified against
 // a pool holding the root.
-func caRenewal(dataDir string, keys *masterkey.Keys, ttl time.Duration) (http.Handler, *x509.Certificate, error) {
+func caRenewal(dataDir string, keys *masterkey.Keys, ttl time.Duration) (http.Handler, *mtls.CA, error) {
 	if !caExists(dataDir) {
 		return nil, nil, nil
 	}
@@ -370,5 +538,5 @@ func caRenewal(dataDir string, keys *masterkey.Keys, ttl time.Duration) (http.Ha
 	if ttl <= 0 || ttl > mtls.MaxTTL {
 		return nil, nil, fmt.Errorf("CA renewal lifetime %v: want more than 0 and at most %v", ttl, mtls.MaxTTL)
 	}
-	return mtls.RenewHandler(ca, ttl, time.Now), ca.Root, nil
+	return mtls.RenewHandler(ca, ttl, time.Now), ca, nil
 }

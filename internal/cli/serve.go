@@ -387,9 +387,14 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	if err := oauth.Start(ctx); err != nil {
 		return fail(ExitFailure, err)
 	}
-	renew, caRoot, err := caRenewal(dir, secrets, mtls.DefaultTTL)
+	renew, ca, err := caRenewal(dir, secrets, mtls.DefaultTTL)
 	if err != nil {
 		return fail(ExitUsage, err)
+	}
+	if ca != nil {
+		if w := caExpiryNote(ca, time.Now()); w != "" {
+			fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
+		}
 	}
 	if renew != nil {
 		if tlsConfig == nil {
@@ -401,7 +406,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 			if tlsConfig.ClientCAs == nil {
 				tlsConfig.ClientCAs = x509.NewCertPool()
 			}
-			tlsConfig.ClientCAs.AddCert(caRoot)
+			tlsConfig.ClientCAs.AddCert(ca.Root)
 			tlsConfig.ClientAuth = tls.VerifyClientCertIfGiven
 			fmt.Fprintf(stdio.Err, "rampart: certificate renewal for the CA in %s at %s://%s%s\n", filepath.Join(dir, caDirName), scheme, ln.Addr(), caRenewPath)
 		}
