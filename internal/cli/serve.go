@@ -411,8 +411,13 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 			fmt.Fprintf(stdio.Err, "rampart: certificate renewal for the CA in %s at %s://%s%s\n", filepath.Join(dir, caDirName), scheme, ln.Addr(), caRenewPath)
 		}
 	}
+	var caExpiry time.Time
+	if renew != nil {
+		caExpiry = ca.Issuing.NotAfter
+	}
 	srv, err := server.New(server.Config{
 		CertRenewal:        renew,
+		CAExpiry:           caExpiry,
 		OAuth:              oauth,
 		APIKeyRotation:     keyManager.RotateHandler(verifier, grace),
 		Store:              st,

@@ -10,9 +10,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -135,6 +137,26 @@ func TestServeRenewsCertificates(t *testing.T) {
 	}
 	checkRenewal(renewed.Leaf, again)
 
+	// The issuing CA's expiry is a metric to alert on.
+	resp, err := clientFor(nil).Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	issuingPEM, err := os.ReadFile(filepath.Join(data, "ca", "issuing.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(issuingPEM)
+	issuing, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("rampart_ca_issuing_expiry_timestamp_seconds %g\n", float64(issuing.NotAfter.Unix())); !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+
 	post := func(c *http.Client, body []byte) (int, string) {
 		t.Helper()
 		resp, err := c.Post(renewURL, "application/x-pem-file", bytes.NewReader(body))
@@ -185,7 +207,7 @@ func TestServeRenewsCertificates(t *testing.T) {
 	}
 
 	// The rest of the control plane needs no client certificate.
-	resp, err := noCert.Get(base + "/healthz")
+	resp, err = noCert.Get(base + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz without a client certificate: %v %v", resp, err)
 	}

@@ -154,10 +154,24 @@ func TestHealthzAndMetrics(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	if strings.Contains(string(body), "rampart_ca_issuing_expiry") {
+		t.Error("a CA expiry metric without a CA")
+	}
 	e.store.Close()
 	code, _, body = e.do(t, "GET", "/healthz", nil)
 	if code != http.StatusServiceUnavailable || strings.Contains(string(body), "sql") {
 		t.Errorf("healthz with the database closed: %d %s", code, body)
+	}
+}
+
+// With a CA renewing certificates, its expiry is a metric to alert on.
+func TestCAExpiryMetric(t *testing.T) {
+	expiry := time.Date(2027, 11, 25, 12, 0, 0, 0, time.UTC)
+	e := newEnv(t, func(c *Config) { c.CAExpiry = expiry })
+	code, _, body := e.do(t, "GET", "/metrics", nil)
+	wantStatus(t, "metrics", code, http.StatusOK, body)
+	if want := "rampart_ca_issuing_expiry_timestamp_seconds 1.827144e+09"; !strings.Contains(string(body), want) {
+		t.Errorf("metrics lack %q", want)
 	}
 }
 

@@ -93,6 +93,10 @@ type Config struct {
 	// renew their mutual-TLS certificates (mtls.RenewHandler); nil leaves
 	// it out. The TLS server must ask for client certificates.
 	CertRenewal http.Handler
+	// CAExpiry is when the issuing CA behind CertRenewal expires, exported
+	// as rampart_ca_issuing_expiry_timestamp_seconds so that an alert can
+	// say to rotate it in time; zero leaves the metric out.
+	CAExpiry time.Time
 	// Registry receives the metrics; nil means a new registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry
@@ -168,6 +172,13 @@ func New(cfg Config) (*Server, error) {
 		reg = newRegistry()
 	}
 	s.metrics = newMetrics(reg)
+	if !cfg.CAExpiry.IsZero() {
+		expiry := float64(cfg.CAExpiry.Unix())
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rampart_ca_issuing_expiry_timestamp_seconds",
+			Help: "When the issuing CA that renews certificates expires (Unix time): rotate it before (rampart ca rotate).",
+		}, func() float64 { return expiry }))
+	}
 	s.cookieKY = deriveKey(cfg.AdminToken, "rampart dashboard session v1")
 	s.ingest = newIngester(cfg.Store.Reports(), 4096, 512, 64<<20, func(n int, d time.Duration, err error) {
 		s.metrics.observeBatch(n, d, err)
