@@ -27,6 +27,17 @@ type IDMismatchError struct {
 }
 
 func (e *IDMismatchError) Error() string {
+	names := func(tds []spiffeid.TrustDomain) string {
+		s := make([]string, len(tds))
+		for i, td := range tds {
+			s[i] = td.Name()
+		}
+		return strings.Join(s, " or ")
+	}
+	if slices.Contains(e.Want, e.Got) {
+		// Listed, but vouched for by another trust domain's root.
+		return fmt.Sprintf("mtls: peer SPIFFE ID %s is vouched for by a root of trust domain %s, not of its own", e.Got, names(e.TrustDomains))
+	}
 	var want string
 	switch {
 	case len(e.Want) > 0:
@@ -36,11 +47,7 @@ func (e *IDMismatchError) Error() string {
 		}
 		want = strings.Join(s, " or ")
 	case len(e.TrustDomains) > 0:
-		s := make([]string, len(e.TrustDomains))
-		for i, td := range e.TrustDomains {
-			s[i] = td.Name()
-		}
-		want = "an ID in trust domain " + strings.Join(s, " or ")
+		want = "an ID in trust domain " + names(e.TrustDomains)
 	default:
 		want = "an ID in the trust domain of its root, which names none (its certificate has no spiffe://TRUST-DOMAIN URI SAN): list the allowed IDs"
 	}
@@ -50,11 +57,14 @@ func (e *IDMismatchError) Error() string {
 // ServerConfig returns a tls.Config for a service that accepts only mutual
 // TLS: it serves r's certificate, requires a client certificate that
 // verifies against roots, and, in a VerifyConnection hook, refuses a
-// client whose certificate's SPIFFE ID is not one of allowed — or, if
-// allowed is empty, not in the trust domain of the root its chain verified
-// to (the root's spiffe://TRUST-DOMAIN URI SAN, as NewCA and SPIRE make
-// them). VerifyConnection runs on resumed sessions too, unlike
-// VerifyPeerCertificate. The minimum version is TLS 1.2.
+// client whose certificate's SPIFFE ID is not one of allowed (any ID, if
+// allowed is empty) or is not in the trust domain of the root its chain
+// verified to (the root's spiffe://TRUST-DOMAIN URI SAN, as NewCA and
+// SPIRE make them): with the roots of several trust domains in one pool,
+// each vouches only for its own. A root that names no trust domain
+// vouches only for the IDs listed. VerifyConnection runs on resumed
+// sessions too, unlike VerifyPeerCertificate. The minimum version is TLS
+// 1.2.
 //
 // Do not replace VerifyConnection on the result; wrap it. ServerConfig
 // panics if r or roots is nil: a nil pool would mean the system roots.
@@ -140,8 +150,14 @@ func ClientConfig(r *Reloader, roots *x509.CertPool, server spiffeid.ID) *tls.Co
 }
 
 // checkPeer checks the leaf of verified chains: an end-entity certificate
-// whose SPIFFE ID is one of allowed, or, if allowed is empty, in the trust
-// domain of a chain's root.
+// with a workload SPIFFE ID, vouched for by a root of the ID's own trust
+// domain, and one of allowed if any are given.
+//
+// A root that names its trust domain (a spiffe://TRUST-DOMAIN URI SAN, as
+// rampart ca's and SPIRE's do) vouches only for IDs in it, list or no
+// list: with several trust domains' roots in one pool (federation), one
+// domain's CA cannot speak for another's workloads. A root that names none
+// vouches for the IDs listed in allowed, and for nothing without a list.
 func checkPeer(chains [][]*x509.Certificate, allowed []spiffeid.ID) (spiffeid.ID, error) {
 	leaf := chains[0][0]
 	if leaf.IsCA {
@@ -154,24 +170,27 @@ func checkPeer(chains [][]*x509.Certificate, allowed []spiffeid.ID) (spiffeid.ID
 	if id.Path() == "" {
 		return id, fmt.Errorf("mtls: peer SPIFFE ID %s names a trust domain, not a workload", id)
 	}
-	if len(allowed) > 0 {
-		if slices.Contains(allowed, id) {
-			return id, nil
-		}
+	listed := len(allowed) > 0 && slices.Contains(allowed, id)
+	if len(allowed) > 0 && !listed {
 		return id, &IDMismatchError{Got: id, Want: allowed}
 	}
 	var tds []spiffeid.TrustDomain
 	for _, chain := range chains {
-		if td, ok := trustDomainOf(chain[len(chain)-1]); ok {
-			if id.MemberOf(td) {
+		td, ok := trustDomainOf(chain[len(chain)-1])
+		if !ok {
+			if listed {
 				return id, nil
 			}
-			if !slices.Contains(tds, td) {
-				tds = append(tds, td)
-			}
+			continue
+		}
+		if id.MemberOf(td) {
+			return id, nil
+		}
+		if !slices.Contains(tds, td) {
+			tds = append(tds, td)
 		}
 	}
-	return id, &IDMismatchError{Got: id, TrustDomains: tds}
+	return id, &IDMismatchError{Got: id, Want: allowed, TrustDomains: tds}
 }
 
 // trustDomainOf returns the trust domain a CA certificate names with a

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -126,6 +128,66 @@ func TestServerTrustDomains(t *testing.T) {
 	}
 	if !strings.Contains(serr.Error(), "want an ID in trust domain bank.internal") {
 		t.Errorf("message %q", serr)
+	}
+}
+
+// A list of allowed IDs does not let another trust domain's root speak
+// for them: in a federated pool, bank.internal's CA (a real root, with no
+// name constraints) issuing spiffe://pay.internal/... is refused by the
+// server, by Authorize and by the client, though the ID is listed. A root
+// that names no trust domain vouches for listed IDs only.
+func TestTrustDomainBinding(t *testing.T) {
+	w := newWorld(t)
+	bank := spiffeid.RequireTrustDomainFromString("bank.internal")
+	bankRoot, certs := foreignRoot(t, bank, gateway, ledger)
+	forgedClient, forgedServer := certs[0], certs[1]
+	roots := pool(w.ca.Root, bankRoot)
+
+	scfg := ServerConfig(NewStatic(w.server), roots, gateway)
+	serr, _ := handshake(t, scfg, clientWith(&forgedClient))
+	e := wantErrAs[*IDMismatchError](t, serr)
+	if e.Got != gateway || len(e.TrustDomains) != 1 || e.TrustDomains[0] != bank {
+		t.Errorf("mismatch %+v", e)
+	}
+	if want := "mtls: peer SPIFFE ID spiffe://pay.internal/ns/prod/sa/gateway is vouched for by a root of trust domain bank.internal, not of its own"; serr.Error() != want {
+		t.Errorf("message %q, want %q", serr, want)
+	}
+	// The real gateway still gets in.
+	real := issue(t, w.ca, gateway, time.Hour, time.Now())
+	if serr, cerr := handshake(t, scfg, clientWith(&real)); serr != nil || cerr != nil {
+		t.Errorf("the real gateway: %v, %v", serr, cerr)
+	}
+
+	// Authorize, behind a server that lets any verified client through.
+	open := ServerConfig(NewStatic(w.server), roots)
+	open.VerifyConnection = nil
+	var through bool
+	addr := serveTLS(t, open, Authorize(gateway)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { through = true })))
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: clientWith(&forgedClient)}}
+	resp, err := c.Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if through || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("Authorize(gateway) with the forged certificate: %d, handler reached %v", resp.StatusCode, through)
+	}
+
+	// The client side: a server vouched for by bank's root.
+	ccfg := ClientConfig(NewStatic(real), roots, ledger)
+	bad := &tls.Config{Certificates: []tls.Certificate{forgedServer}, ClientAuth: tls.RequireAnyClientCert}
+	_, cerr := handshake(t, bad, ccfg)
+	wantErrAs[*IDMismatchError](t, cerr)
+
+	// A root that names no trust domain: listed IDs only.
+	anon, anonCerts := foreignRoot(t, spiffeid.TrustDomain{}, gateway)
+	anonRoots := pool(w.ca.Root, anon)
+	if serr, cerr := handshake(t, ServerConfig(NewStatic(w.server), anonRoots, gateway), clientWith(&anonCerts[0])); serr != nil || cerr != nil {
+		t.Errorf("a listed ID from a root without a trust domain: %v, %v", serr, cerr)
+	}
+	serr, _ = handshake(t, ServerConfig(NewStatic(w.server), anonRoots), clientWith(&anonCerts[0]))
+	if !strings.Contains(fmt.Sprint(serr), "which names none") {
+		t.Errorf("no list, a root without a trust domain: %v", serr)
 	}
 }
 

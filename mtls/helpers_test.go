@@ -103,15 +103,21 @@ func rawCert(t testing.TB, tmpl, parent *x509.Certificate, parentKey crypto.Sign
 }
 
 // foreignRoot is a root of another organization that names trust domain
-// d but carries no name constraints, and certificates it issued for ids.
+// d (none if d is zero) but carries no name constraints, and certificates
+// it issued for ids.
 func foreignRoot(t testing.TB, d spiffeid.TrustDomain, ids ...spiffeid.ID) (*x509.Certificate, []tls.Certificate) {
 	t.Helper()
 	rk := newKey(t)
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		Subject: pkix.Name{CommonName: d.Name() + " root"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, URIs: []*url.URL{d.ID().URL()},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
+	name := "root without a trust domain"
+	if !d.IsZero() {
+		tmpl.URIs, name = []*url.URL{d.ID().URL()}, d.Name()+" root"
+	}
+	tmpl.Subject.CommonName = name
 	root := rawCert(t, tmpl, tmpl, rk, rk.Public())
 	var certs []tls.Certificate
 	for _, id := range ids {

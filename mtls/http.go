@@ -22,7 +22,8 @@ func PeerID(ctx context.Context) (id spiffeid.ID, ok bool) {
 // Authorize returns middleware that lets a request through only if it came
 // over TLS with a verified client certificate (r.TLS.VerifiedChains, so
 // the server must verify client certificates: [ServerConfig] does) whose
-// SPIFFE ID is one of ids, and puts that ID in the request's context
+// SPIFFE ID is one of ids, vouched for by a root of its own trust domain
+// (as [ServerConfig] checks), and puts that ID in the request's context
 // ([PeerID]). Anything else gets 403 with a JSON body
 // {"error": "forbidden", "error_description": "..."}.
 //

@@ -62,17 +62,23 @@ func refuse(code int, kind, msg string) *httpError {
 //
 // The TLS server must ask for client certificates and verify them against
 // a pool holding ca.Root (tls.VerifyClientCertIfGiven or stronger). The
-// handler verifies the client certificate again, against ca alone and at
-// now: a connection made while an older certificate was valid cannot
-// renew once it has expired. Refusals, as JSON {"error",
-// "error_description"}:
+// handler verifies the client certificate again, against ca.Root alone and
+// at now: a connection made while an older certificate was valid cannot
+// renew once it has expired. Any issuing CA under that root will do, so
+// that after [CA.Rotate] certificates of the previous one renew onto the
+// new one (rotating because an issuing key leaked is not enough: its
+// certificate stays valid under the root until it expires; make a new
+// CA).
+//
+// Refusals, as JSON {"error", "error_description"}:
 //
 //   - 401: no verified client certificate, or one not issued by ca or
 //     expired;
 //   - 403: the request is for another SPIFFE ID, or adds DNS names the
 //     current certificate does not have (renewal never widens a
 //     certificate);
-//   - 400: a malformed or wrongly signed request, or a weak key;
+//   - 400: a malformed or wrongly signed request, a body cut short, or a
+//     weak key;
 //   - 413: a body over MaxCSRSize; 405: not POST.
 //
 // Renewals are logged (slog.Default) with the ID and serial: the CA's
@@ -88,17 +94,16 @@ func RenewHandler(ca *CA, ttl time.Duration, now func() time.Time) http.Handler 
 	if now == nil {
 		now = time.Now
 	}
-	h := &renewHandler{ca: ca, ttl: ttl, now: now, roots: x509.NewCertPool(), inter: x509.NewCertPool()}
+	h := &renewHandler{ca: ca, ttl: ttl, now: now, roots: x509.NewCertPool()}
 	h.roots.AddCert(ca.Root)
-	h.inter.AddCert(ca.Issuing)
 	return h
 }
 
 type renewHandler struct {
-	ca           *CA
-	ttl          time.Duration
-	now          func() time.Time
-	roots, inter *x509.CertPool
+	ca    *CA
+	ttl   time.Duration
+	now   func() time.Time
+	roots *x509.CertPool
 }
 
 func (h *renewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -137,8 +142,17 @@ func (h *renewHandler) renew(w http.ResponseWriter, r *http.Request) ([]byte, er
 	}
 	leaf := r.TLS.VerifiedChains[0][0]
 	now := h.now()
+	// The intermediates are the CA's issuing certificate and those the
+	// client sent: after a rotation (CA.Rotate), certificates of the
+	// previous issuing CA renew onto the new one. The root alone is
+	// trusted, and its name constraints bind every intermediate.
+	inter := x509.NewCertPool()
+	inter.AddCert(h.ca.Issuing)
+	for _, c := range r.TLS.PeerCertificates[min(1, len(r.TLS.PeerCertificates)):] {
+		inter.AddCert(c)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: h.roots, Intermediates: h.inter, CurrentTime: now,
+		Roots: h.roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return nil, refuse(http.StatusUnauthorized, "unauthorized", "the client certificate was not issued by this CA, or has expired")
@@ -150,7 +164,12 @@ func (h *renewHandler) renew(w http.ResponseWriter, r *http.Request) ([]byte, er
 
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxCSRSize))
 	if err != nil {
-		return nil, err
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		// A body cut short: the client's doing, not the server's.
+		return nil, refuse(http.StatusBadRequest, "bad_request", "the request body ended before its length")
 	}
 	block, _ := pem.Decode(body)
 	if block == nil || (block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST") {

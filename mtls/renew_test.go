@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -234,3 +235,70 @@ func TestParseChain(t *testing.T) {
 		}
 	}
 }
+
+// After a rotation, a certificate of the previous issuing CA, still valid,
+// renews onto the new one (its chain names the old issuing CA, which the
+// root signed); a certificate from an unrelated CA still does not.
+func TestRenewAcrossRotation(t *testing.T) {
+	now := time.Now()
+	old, rootKey, err := NewCA(td, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := old.Rotate(rootKey, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{issue(t, next, controlPlane, time.Hour, now)},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    pool(next.Root),
+	}
+	url := "https://" + serveTLS(t, cfg, RenewHandler(next, time.Hour, nil)) + "/renew"
+	renew := func(c tls.Certificate) (*tls.Certificate, error) {
+		r := NewStatic(c)
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ClientConfig(r, pool(next.Root), controlPlane)}}
+		return Renewer(url, client, nil)(t.Context(), r.Certificate())
+	}
+	got, err := renew(issue(t, old, gateway, time.Hour, now))
+	if err != nil {
+		t.Fatalf("renewing a certificate of the previous issuing CA: %v", err)
+	}
+	if len(got.Certificate) != 2 {
+		t.Fatalf("a chain of %d certificates", len(got.Certificate))
+	}
+	if issuer, _ := x509.ParseCertificate(got.Certificate[1]); !issuer.Equal(next.Issuing) {
+		t.Errorf("renewed under %v, want the new issuing CA", issuer.Subject)
+	}
+	if id, _ := IDOf(got.Leaf); id != gateway {
+		t.Errorf("renewed for %v, want %v", id, gateway)
+	}
+
+	// Another CA of the same trust domain name, its chain sent whole, is
+	// not under the root.
+	other := newCA(t, td, now.Add(-time.Hour))
+	if _, err := renew(issue(t, other, gateway, time.Hour, now)); err == nil {
+		t.Error("a certificate of another CA renewed")
+	}
+}
+
+// A body that ends before its length is the client's fault: 400, not 500.
+func TestRenewTruncatedBody(t *testing.T) {
+	ca := newCA(t, td, time.Now().Add(-time.Hour))
+	cert := issue(t, ca, gateway, time.Hour, time.Now())
+	body := csrPEM(t, gateway)
+	req, err := http.NewRequest(http.MethodPost, "/renew", io.MultiReader(bytes.NewReader(body[:50]), failingReader{io.ErrUnexpectedEOF}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert.Leaf, ca.Issuing, ca.Root}}}
+	rec := httptest.NewRecorder()
+	RenewHandler(ca, time.Hour, nil).ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error":"bad_request"`) {
+		t.Errorf("truncated body: %d %s", rec.Code, rec.Body)
+	}
+}
+
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }

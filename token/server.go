@@ -61,6 +61,12 @@ type Server struct {
 	// TrustedProxies are proxies whose X-Forwarded-For is believed, for
 	// the per-address brute-force limit.
 	TrustedProxies []netip.Prefix
+	// ClientCAs, if set, are the only roots tls_client_auth accepts
+	// client certificates from (RFC 8705 §2.1), when the TLS server
+	// verifies client certificates against a wider pool (rampart serve's
+	// also holds its internal CA's root, for certificate renewal). Nil
+	// accepts whatever chain the TLS server verified.
+	ClientCAs *x509.CertPool
 	// FailureLimit bounds failed client authentications, per client and
 	// per address; zero means 10 a minute.
 	FailureLimit ratelimit.Limit
@@ -352,7 +358,7 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 	// tls_client_auth (RFC 8705 §2.1): the certificate the TLS layer
 	// verified must be the one registered for the client.
 	cert := verifiedClientCert(r)
-	if cert == nil {
+	if cert == nil || !s.fromClientCA(r) {
 		return nil, invalidClient("client authentication failed")
 	}
 	c, err := s.Clients.Client(r.Context(), id)
@@ -373,6 +379,23 @@ func isStoreFailure(err error) bool {
 		}
 	}
 	return true
+}
+
+// fromClientCA reports whether the client certificate the TLS layer
+// verified chains to ClientCAs (any root, without ClientCAs).
+func (s *Server) fromClientCA(r *http.Request) bool {
+	if s.ClientCAs == nil {
+		return true
+	}
+	inter := x509.NewCertPool()
+	for _, c := range r.TLS.PeerCertificates[min(1, len(r.TLS.PeerCertificates)):] {
+		inter.AddCert(c)
+	}
+	_, err := r.TLS.VerifiedChains[0][0].Verify(x509.VerifyOptions{
+		Roots: s.ClientCAs, Intermediates: inter, CurrentTime: s.now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	return err == nil
 }
 
 // verifiedClientCert returns the client certificate the TLS layer

@@ -367,6 +367,35 @@ func TestRFC8705_2_1_TLSClientAuth(t *testing.T) {
 	}
 }
 
+// RFC 8705 §2.1 with ClientCAs: a TLS server that verifies client
+// certificates against a wider pool (rampart serve's also holds its
+// internal mTLS CA) lets tls_client_auth accept only ClientCAs' chains. A
+// certificate of the other root, for the registered URI, verified by TLS,
+// does not authenticate the client.
+func TestRFC8705_2_1_ClientCAs(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.keys.CreateClient(context.Background(), apikey.Client{ID: "ledger", Scopes: []string{"payment.read"}, CertURI: ledgerID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	internal := testpki.NewRoot(t, "Internal mTLS Root")
+	e.srv.TLS.ClientCAs.AddCert(internal.Cert) // before any handshake
+	e.as.ClientCAs = e.root.Pool()
+	workload := internal.Issue(t, testpki.LeafOptions{URIs: []*url.URL{ledgerID}}).TLS()
+	wc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.root.Pool(), Certificates: []tls.Certificate{workload}}}}
+	r := e.post(wc, "/oauth2/token", grant("client_id", "ledger"), nil)
+	if r.status != 401 || r.body["error"] != "invalid_client" {
+		t.Errorf("a certificate of the other root: %d %s", r.status, r.raw)
+	}
+	if r := e.post(e.mclient, "/oauth2/token", grant("client_id", "ledger"), nil); r.status != 200 {
+		t.Errorf("the client's own certificate: %d %s", r.status, r.raw)
+	}
+	// Without ClientCAs, what TLS verified is enough (the default).
+	e.as.ClientCAs = nil
+	if r := e.post(wc, "/oauth2/token", grant("client_id", "ledger"), nil); r.status != 200 {
+		t.Errorf("no ClientCAs: %d %s", r.status, r.raw)
+	}
+}
+
 // RFC 8705 §3: a token issued over a connection with a client certificate
 // is bound to it; a resource server refuses it without that certificate.
 func TestRFC8705_3_CertificateBoundToken(t *testing.T) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -339,7 +340,13 @@ func rotateCAFiles(dataDir string, keys *masterkey.Keys, old, next *mtls.CA) (st
 		return "", err
 	}
 	retired := filepath.Join(retiredDir, fmt.Sprintf("issuing-%x.pem", old.Issuing.SerialNumber))
-	if err := keygen.WriteNew(retired, certPEM(old.Issuing)); err != nil {
+	if err := keygen.WriteNew(retired, certPEM(old.Issuing)); errors.Is(err, keygen.ErrExists) {
+		// Kept by an earlier run that failed later: the same certificate
+		// (its serial names it), so this run may go on.
+		if data, rerr := os.ReadFile(retired); rerr != nil || !bytes.Equal(data, certPEM(old.Issuing)) {
+			return "", err
+		}
+	} else if err != nil {
 		return "", err
 	}
 	keyPEM, err := sealCAKey(keys, next.TrustDomain, next.Key)
@@ -364,6 +371,11 @@ func rotateCAFiles(dataDir string, keys *masterkey.Keys, old, next *mtls.CA) (st
 	}
 	if err := os.Rename(certFile+".new", certFile); err != nil {
 		return "", fmt.Errorf("%w: the new key is in place: rename %s.new to %s", err, certFile, certFile)
+	}
+	// The renames last through a crash once the directory is on disk.
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return retired, nil
 }

@@ -403,9 +403,15 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		} else {
 			// Asked for, not required, as for --client-ca: the renewal
 			// handler refuses requests without one.
-			if tlsConfig.ClientCAs == nil {
-				tlsConfig.ClientCAs = x509.NewCertPool()
+			// tls_client_auth keeps to --client-ca's roots (none without
+			// it): the internal CA's certificates renew, they do not log
+			// in as OAuth clients.
+			clientCAs := x509.NewCertPool()
+			if tlsConfig.ClientCAs != nil {
+				clientCAs = tlsConfig.ClientCAs
 			}
+			oauth.ClientCAs = clientCAs
+			tlsConfig.ClientCAs = clientCAs.Clone()
 			tlsConfig.ClientCAs.AddCert(ca.Root)
 			tlsConfig.ClientAuth = tls.VerifyClientCertIfGiven
 			fmt.Fprintf(stdio.Err, "rampart: certificate renewal for the CA in %s at %s://%s%s\n", filepath.Join(dir, caDirName), scheme, ln.Addr(), caRenewPath)

@@ -54,6 +54,8 @@ func TestServeRenewsCertificates(t *testing.T) {
 	file := func(name string) string { return filepath.Join(dir, name) }
 	runCLI(t, "ca", "init", "--trust-domain", "pay.test", "--data", data)
 	runCLI(t, "ca", "issue", "--id", "spiffe://pay.test/control-plane", "--dns", "localhost", "--out", file("cp"), "--data", data)
+	// An OAuth client registered for tls_client_auth with a workload's ID.
+	runCLI(t, "client", "create", "ledger-oauth", "--scopes", "payment.read", "--cert-uri", "spiffe://pay.test/ledger", "--data", data)
 	srv, m := startCLI(t, []string{
 		`rampart: certificate renewal for the CA in \S+ at (https://\S+)\n`,
 		`rampart: control plane listening on (https://\S+) `,
@@ -136,6 +138,18 @@ func TestServeRenewsCertificates(t *testing.T) {
 		t.Fatalf("renewing the renewed certificate: %v", err)
 	}
 	checkRenewal(renewed.Leaf, again)
+
+	// The internal CA's certificates renew; they do not log in as OAuth
+	// clients (tls_client_auth keeps to --client-ca, absent here).
+	tokResp, err := clientFor(cert.GetClientCertificate).PostForm(base+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"ledger-oauth"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokBody, _ := io.ReadAll(tokResp.Body)
+	tokResp.Body.Close()
+	if tokResp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(tokBody), `"invalid_client"`) {
+		t.Errorf("tls_client_auth with an internal CA certificate: %d %s", tokResp.StatusCode, tokBody)
+	}
 
 	// The issuing CA's expiry is a metric to alert on.
 	resp, err := clientFor(nil).Get(base + "/metrics")
