@@ -243,7 +243,14 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 		if len(l.rules) == 0 {
 			continue
 		}
-		lim := &ratelimit.Limiter{Store: g.deps.RateLimitStore, Fallback: g.fallback, Rules: l.rules,
+		// Without a shared store, the limits live in one memory store
+		// for the gateway's life, so that a reload (SIGHUP, sent on
+		// every log rotation) gives nobody a fresh budget.
+		var store ratelimit.Store = g.fallback
+		if g.deps.RateLimitStore != nil {
+			store = g.deps.RateLimitStore
+		}
+		lim := &ratelimit.Limiter{Store: store, Fallback: g.fallback, Rules: l.rules,
 			TrustedProxies: trusted, Metrics: g.metrics.limits, Logger: g.log}
 		if err := lim.Init(); err != nil {
 			return nil, nil, fmt.Errorf("gateway: %w", err)
@@ -301,10 +308,15 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 				// ReverseProxy drops the client's Forwarded; X-Real-IP
 				// claims as much and is the client's word too.
 				pr.Out.Header.Del("X-Real-Ip")
+				// The gateway's own server answered any 100-continue
+				// when the proxy read the body; a service's interim
+				// answer would only reach the client as a second one.
+				pr.Out.Header.Del("Expect")
 			},
 			Transport:      tr,
 			BufferPool:     bufferPool{},
 			ErrorHandler:   g.upstreamError,
+			ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 			ModifyResponse: dropCORSHeaders,
 		}
 		if afterLimits != nil {
@@ -332,7 +344,7 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 	if cfg.CORS != nil {
 		outer = corsHandler(cfg.CORS).Handler(outer)
 	}
-	h.http = g.accessLog(cfg, mux, outer)
+	h.http = g.accessLog(cfg, mux, strictRequest(outer))
 	return h, commit, nil
 }
 
@@ -408,11 +420,70 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 	return token.Authenticate(g.deps.Tokens, g.deps.APIKeys)(record)
 }
 
-// limitBody applies the route's body limit: a declared length over it is
-// refused at once, a body that grows over it is cut (413 for the client,
-// http.MaxBytesError for the proxy).
+// Deadlines on the client's connection. A request that is not routed
+// (404, /healthz, a preflight, a refusal) must still be read and answered
+// within defaultTimeout; a routed one within its route's timeout. The
+// response may take writeGrace longer to reach a slow client.
+const (
+	defaultTimeout = 30 * time.Second
+	writeGrace     = 5 * time.Second
+)
+
+// setDeadlines bounds the time left to read the request and write the
+// response. Every request sets its own, so that none outlives it on a
+// kept-alive connection.
+func setDeadlines(w http.ResponseWriter, timeout time.Duration) {
+	rc := http.NewResponseController(w)
+	now := time.Now()
+	rc.SetReadDeadline(now.Add(timeout)) // errors: a writer without deadlines (tests)
+	rc.SetWriteDeadline(now.Add(timeout + writeGrace))
+}
+
+// strictRequest sets the default deadlines and refuses what a service
+// could read as another path than the gateway routed, limited and
+// authenticated: an encoded '.', '/', '\', '%' or NUL, and '\' or ';'
+// (Tomcat and Spring read /open/..;/v1/ as /v1/). Literal dot segments
+// are ServeMux's: it redirects to the clean path. CONNECT, which ServeMux
+// does not clean, and TRACE are never proxied.
+func strictRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setDeadlines(w, defaultTimeout)
+		if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
+			writeProblem(w, http.StatusMethodNotAllowed, "Method Not Allowed", r.Method+" is not proxied")
+			return
+		}
+		if msg := ambiguousPath(r.URL.EscapedPath()); msg != "" {
+			writeProblem(w, http.StatusBadRequest, "Bad Request", msg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ambiguousPath says what in the escaped path p a service might decode or
+// normalise into another path ("" if nothing).
+func ambiguousPath(p string) string {
+	for i := 0; i+2 < len(p); i++ {
+		if p[i] != '%' {
+			continue
+		}
+		switch strings.ToLower(p[i+1 : i+3]) {
+		case "2e", "2f", "5c", "25", "00":
+			return "the path holds an encoded '.', '/', '\\', '%' or NUL, which a service could decode into another path"
+		}
+	}
+	if strings.ContainsAny(p, "\\;") {
+		return "the path holds '\\' or ';', which a service could read as another path"
+	}
+	return ""
+}
+
+// limitBody applies the route's body limit and timeout: a declared length
+// over the limit is refused at once, a body that grows over it is cut
+// (413 for the client, http.MaxBytesError for the proxy).
 func limitBody(rt Route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setDeadlines(w, rt.timeout)
 		if r.ContentLength > rt.maxBody {
 			writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", rt.maxBody))
 			return

@@ -235,6 +235,42 @@ func TestRouting(t *testing.T) {
 			t.Errorf("upstream saw it")
 		}
 	})
+	t.Run("paths a service could read otherwise", func(t *testing.T) {
+		// /open/ needs no credentials, /v1/ does: a service that decodes
+		// or normalises what the gateway routed as /open/... must never
+		// be handed it. Each is refused before any route, without
+		// credentials or with.
+		for _, p := range []string{
+			"/open/%2E%2E/v1/x", "/open/%2e%2e%2fv1/x", "/open/..%2Fv1/x", "/open/..%5Cv1/x",
+			"/open/..;/v1/x", "/open/%252e%252e/v1/x", "/open/x%00", `/open/..\v1/x`,
+		} {
+			req, _ := http.NewRequest(http.MethodGet, e.gw.URL+"/", nil)
+			req.URL.Opaque = p
+			resp, err := e.gw.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s: %d, want 400", p, resp.StatusCode)
+			}
+		}
+		for _, m := range []string{http.MethodConnect, http.MethodTrace} {
+			req, _ := http.NewRequest(m, e.gw.URL+"/", nil)
+			req.URL.Opaque = "/open/../v1/x"
+			resp, err := e.gw.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMethodNotAllowed {
+				t.Errorf("%s: %d, want 405", m, resp.StatusCode)
+			}
+		}
+		if n := len(e.up.requests()); n != 0 {
+			t.Errorf("the service saw %d of them: %+v", n, e.up.requests())
+		}
+	})
 }
 
 // Without a CORS policy there is no cross-origin access, whatever the

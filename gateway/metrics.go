@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_gateway_upstream_errors_total",
-			Help: "Requests the upstream failed, by kind: error, timeout.",
+			Help: "Requests the upstream failed, by kind: error, timeout, aborted (an answer broken off mid-body).",
 		}, []string{"kind"}),
 		limits: ratelimit.NewMetrics(reg),
 	}
@@ -46,21 +46,48 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // abandoned before it was answered, as nginx does; it is never sent.
 const statusClientClosed = 499
 
-// recorder captures the status and size of a response for the log.
+// recorder captures the status and size of a response for the log. It
+// keeps a service's informational answers (1xx but 101) from the client:
+// httputil.ReverseProxy sends them on and then clears the header map,
+// which would drop the headers the gateway set (CORS, Vary, RateLimit)
+// from the final answer; the recorder puts those back.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	kept   http.Header // the header as it was before a 1xx, or nil
 }
 
 func (r *recorder) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		if r.kept == nil {
+			r.kept = r.Header().Clone()
+		}
+		return
+	}
+	r.restore()
 	if r.status == 0 {
 		r.status = code
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
+// restore puts back the header fields a 1xx made ReverseProxy clear.
+func (r *recorder) restore() {
+	if r.kept == nil {
+		return
+	}
+	h := r.Header()
+	for k, v := range r.kept {
+		if _, ok := h[k]; !ok {
+			h[k] = v
+		}
+	}
+	r.kept = nil
+}
+
 func (r *recorder) Write(b []byte) (int, error) {
+	r.restore()
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
@@ -105,7 +132,27 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 		// The principal and the route are found deeper in the chain; a
 		// holder lets the log see them.
 		holder := &principalHolder{}
+		aborted := true
+		defer func() {
+			if !aborted {
+				return
+			}
+			// The handler panicked: ReverseProxy's http.ErrAbortHandler
+			// when the copy of a response broke off (the service or the
+			// client went away, the route's timeout), or a bug. The
+			// request is logged and counted all the same, then the panic
+			// goes on to the server, which closes the connection.
+			p := recover()
+			if p == http.ErrAbortHandler {
+				g.metrics.upstreamErrors.WithLabelValues("aborted").Inc()
+			}
+			g.finish(rec, r, holder, routeOf(r, holder), time.Since(start), logOn, trusted, true)
+			if p != nil { // nil: runtime.Goexit, which goes on by itself
+				panic(p)
+			}
+		}()
 		next.ServeHTTP(rec, r.WithContext(withHolder(r.Context(), holder)))
+		aborted = false
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 			if r.Context().Err() != nil {
@@ -114,34 +161,45 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 				rec.status = statusClientClosed
 			}
 		}
-		route := routeOf(r, holder)
-		d := time.Since(start)
-		g.metrics.requests.WithLabelValues(route, statusText(rec.status)).Inc()
-		g.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
-		if !logOn {
-			return
-		}
-		attrs := []slog.Attr{
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.String("route", route),
-			slog.Int("status", rec.status),
-			slog.Int64("bytes", rec.bytes),
-			slog.Duration("duration", d),
-			slog.String("remote", r.RemoteAddr),
-			// The client as the rate limits see it: behind trusted
-			// proxies, the address they report.
-			slog.String("client_addr", ratelimit.ClientAddr(r, trusted).String()),
-			slog.String("proto", r.Proto),
-		}
-		if p := holder.p; p != nil {
-			attrs = append(attrs, slog.String("client", p.ClientID), slog.String("auth", string(p.Method)))
-		}
-		if o := r.Header.Get("Origin"); o != "" {
-			attrs = append(attrs, slog.String("origin", o))
-		}
-		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+		g.finish(rec, r, holder, routeOf(r, holder), time.Since(start), logOn, trusted, false)
 	})
+}
+
+// finish counts a request and logs its access line (unless logOn is
+// false); aborted says the answer broke off before its end.
+func (g *Gateway) finish(rec *recorder, r *http.Request, holder *principalHolder, route string, d time.Duration, logOn bool, trusted []netip.Prefix, aborted bool) {
+	status := rec.status
+	if status == 0 || aborted && r.Context().Err() != nil {
+		status = statusClientClosed // the client left before the end
+	}
+	g.metrics.requests.WithLabelValues(route, statusText(status)).Inc()
+	g.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+	if !logOn {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Duration("duration", d),
+		slog.String("remote", r.RemoteAddr),
+		// The client as the rate limits see it: behind trusted
+		// proxies, the address they report.
+		slog.String("client_addr", ratelimit.ClientAddr(r, trusted).String()),
+		slog.String("proto", r.Proto),
+	}
+	if aborted {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	if p := holder.p; p != nil {
+		attrs = append(attrs, slog.String("client", p.ClientID), slog.String("auth", string(p.Method)))
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		attrs = append(attrs, slog.String("origin", o))
+	}
+	g.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // principalHolder carries the authenticated caller, and the route that

@@ -143,6 +143,8 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 		if st != nil {
 			// The control plane's revocations (RFC 7009) apply at once.
 			v.Revoked = st.RevokedTokens().TokenRevoked
+		} else {
+			fmt.Fprintln(stdio.Err, "rampart: warning: auth.tokens without auth.api_keys: revoked tokens are accepted until they expire; give auth.api_keys the control plane's database to check revocations")
 		}
 		// A misconfigured Validator returns a plain error, not a
 		// *token.Error: refuse to start rather than answer 500 later.
