@@ -483,7 +483,9 @@ func ambiguousPath(p string) string {
 // (413 for the client, http.MaxBytesError for the proxy).
 func limitBody(rt Route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		setDeadlines(w, rt.timeout)
+		if rt.timeout != defaultTimeout { // strictRequest set those
+			setDeadlines(w, rt.timeout)
+		}
 		if r.ContentLength > rt.maxBody {
 			writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", rt.maxBody))
 			return

@@ -153,14 +153,6 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 		}()
 		next.ServeHTTP(rec, r.WithContext(withHolder(r.Context(), holder)))
 		aborted = false
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-			if r.Context().Err() != nil {
-				// Nothing was answered because the client went away
-				// (upstreamError writes nothing then): not a success.
-				rec.status = statusClientClosed
-			}
-		}
 		g.finish(rec, r, holder, routeOf(r, holder), time.Since(start), logOn, trusted, false)
 	})
 }
@@ -168,9 +160,15 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 // finish counts a request and logs its access line (unless logOn is
 // false); aborted says the answer broke off before its end.
 func (g *Gateway) finish(rec *recorder, r *http.Request, holder *principalHolder, route string, d time.Duration, logOn bool, trusted []netip.Prefix, aborted bool) {
-	status := rec.status
-	if status == 0 || aborted && r.Context().Err() != nil {
-		status = statusClientClosed // the client left before the end
+	// A handler that wrote nothing answered 200 (net/http's default),
+	// unless the client went away first (upstreamError writes nothing
+	// then) or the handler broke off: not a success.
+	status, gone := rec.status, r.Context().Err() != nil
+	if status == 0 && !aborted && !gone {
+		status = http.StatusOK
+	}
+	if status == 0 || aborted && gone {
+		status = statusClientClosed
 	}
 	g.metrics.requests.WithLabelValues(route, statusText(status)).Inc()
 	g.metrics.duration.WithLabelValues(route).Observe(d.Seconds())

@@ -354,15 +354,9 @@ func rotateCAFiles(dataDir string, keys *masterkey.Keys, old, next *mtls.CA) (st
 		return "", err
 	}
 	certFile, keyFile := filepath.Join(dir, caIssuingCert), filepath.Join(dir, caIssuingKey)
-	for _, f := range []struct {
-		path, tmp string
-		data      []byte
-	}{
-		{keyFile, keyFile + ".new", keyPEM},
-		{certFile, certFile + ".new", certPEM(next.Issuing)},
-	} {
-		os.Remove(f.tmp) // a leftover of an earlier run that failed before it used it
-		if err := keygen.WriteNew(f.tmp, f.data); err != nil {
+	for name, data := range map[string][]byte{keyFile + ".new": keyPEM, certFile + ".new": certPEM(next.Issuing)} {
+		os.Remove(name) // a leftover of an earlier run that failed before it used it
+		if err := keygen.WriteNew(name, data); err != nil {
 			return "", err
 		}
 	}
