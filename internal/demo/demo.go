@@ -70,6 +70,15 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer s.close()
 
+	// A --check run without --dir removes its files at exit: its URLs,
+	// keys and paths would be of no use, so only the checklist is shown.
+	if o.Check && o.Dir == "" {
+		fmt.Fprintf(out, "Rampart demo --check: every control, end to end on loopback (files in a\ntemporary directory removed at exit; --dir DIR keeps them)\n\n")
+		if !s.checklist(ctx, out) {
+			return ErrCheckFailed
+		}
+		return nil
+	}
 	fmt.Fprintf(out, "Rampart demo: a payment API behind the Rampart gateway, on loopback\n\n")
 	fmt.Fprintf(out, "  gateway          https://%s:%s/ at %s (pinned public certificate)\n", Host, port(s.gateway.addr), s.gateway.addr)
 	fmt.Fprintf(out, "  gateway metrics  http://%s/metrics\n", s.admin.addr)
@@ -77,7 +86,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	fmt.Fprintf(out, "  control plane    %s/ (dashboard; admin token in %s)\n", s.cpURL, s.file("admin-token"))
 	fmt.Fprintf(out, "  token endpoint   %s/oauth2/token\n", s.cpURL)
 	fmt.Fprintf(out, "  attacker         https://%s/ at %s (valid certificate from a compromised, trusted CA)\n", Host, s.attacker.addr)
-	fmt.Fprintf(out, "  files            %s\n\n", dir)
+	fmt.Fprintf(out, "  files            %s\n", dir)
+	// Under `go run`, the go command ignores SIGINT and SIGTERM: a demo
+	// sent to the background is stopped through its own process.
+	fmt.Fprintf(out, "  process          pid %d (Ctrl-C, or kill -INT %d when it runs in the background)\n\n", os.Getpid(), os.Getpid())
 	fmt.Fprintf(out, "Pins of %s (policy %s):\n  %s  current key\n  %s  backup key, kept offline (backup.key)\n\n",
 		Host, s.file("policy.yaml"), s.leafPin, s.backupPin)
 	fmt.Fprintf(out, "API key of client demo-app (payment.read, payment.write, payment.withdraw):\n  %s\n\n", s.appKey)
@@ -119,7 +131,8 @@ func (s *system) printTry(out io.Writer) {
 	fmt.Fprintf(out, "  %s --connect %s %s/healthz\n", get, s.attacker.addr, base)
 	fmt.Fprintf(out, "  rampart pin check --policy %s --ca %s --connect %s\n", s.file("policy.yaml"), s.file("roots.pem"), s.gateway.addr)
 	fmt.Fprintf(out, "\n  # the payment service refuses anyone without the gateway's client certificate\n")
-	fmt.Fprintf(out, "  curl -k https://%s/v1/payments   # handshake refused: certificate required\n", s.payments.addr)
+	fmt.Fprintf(out, "  printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client -connect %s -quiet   # ... tlsv13 alert certificate required\n", s.payments.addr)
+	fmt.Fprintf(out, "  curl -k https://%s/v1/payments   # curl shows only the broken connection: (55) or (56)\n", s.payments.addr)
 }
 
 func curlPins(pins ...pin.Pin) string {
