@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/rampartsec/rampart/internal/version"
 )
@@ -76,6 +78,13 @@ func usagef(format string, args ...any) error {
 // and returns the exit code.
 func Run(ctx context.Context, args []string, stdio Stdio) int {
 	root := newRoot(stdio)
+	if c, name := unknownSubcommand(root, args); c != nil {
+		// cobra runs a parent command, or prints its help with --help and
+		// exits 0, when the word after it names no subcommand.
+		fmt.Fprintf(stdio.Err, "rampart: unknown command %q for %q\n", name, c.CommandPath())
+		fmt.Fprintf(stdio.Err, "rampart: see '%s --help'\n", c.CommandPath())
+		return ExitUsage
+	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -98,15 +107,72 @@ func Run(ctx context.Context, args []string, stdio Stdio) int {
 	return code
 }
 
+// unknownSubcommand returns the command args lead to and the word that
+// follows it when that command only groups subcommands and the word is
+// none of them (nil otherwise; the root's own check covers the root).
+func unknownSubcommand(root *cobra.Command, args []string) (*cobra.Command, string) {
+	c, rest, err := root.Find(args)
+	if err != nil || c == root || !c.HasSubCommands() {
+		return nil, ""
+	}
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		switch {
+		case a == "--":
+			return nil, ""
+		case !strings.HasPrefix(a, "-") || a == "-":
+			return c, a
+		case strings.Contains(a, "="):
+			continue
+		}
+		var f *pflag.Flag
+		if strings.HasPrefix(a, "--") {
+			f = c.Flags().Lookup(a[2:])
+		} else if len(a) == 2 {
+			f = c.Flags().ShorthandLookup(a[1:])
+		}
+		if f == nil {
+			return nil, "" // cobra says which flag it does not know
+		}
+		if f.NoOptDefVal == "" {
+			i++ // the flag's value
+		}
+	}
+	return nil, ""
+}
+
+func newVersionCmd(stdio Stdio) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this binary",
+		Long: `Print the version of this binary: a release, or "(devel)" and the commit for a
+build from a checkout (go build records it; go run and -buildvcs=false do
+not), then the Go version and platform.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			fmt.Fprintf(stdio.Out, "rampart %s %s %s/%s\n", version.Get(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+	}
+}
+
 func newRoot(stdio Stdio) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "rampart",
 		Short: "Make attacks on payment APIs fail at the boundary",
-		Long: `Rampart pins the keys of the servers your clients talk to, so that a
-certificate from a compromised or coerced CA is refused even though every CA
-check passes.
+		Long: `Rampart makes attacks on payment APIs fail at the boundary:
 
-Start with 'rampart demo', then 'rampart pin --help'.
+  pin, bundle     pin the keys of your servers in clients, so that a certificate
+                  from a compromised CA is refused; signed pin updates
+  serve           the control plane: failure reports and a dashboard, signed
+                  bundles, the OAuth2 token server, certificate renewal
+  client, apikey, token
+                  clients, API keys rotated with a grace period, signing keys
+  ca              the internal CA for mutual TLS between services
+  gateway         the edge: TLS, CORS, rate limits, API keys and tokens,
+                  mutual TLS to the services
+
+Start with 'rampart demo', then 'rampart COMMAND --help'.
 
 ` + exitCodesHelp,
 		Version:       version.Get(),
@@ -117,7 +183,7 @@ Start with 'rampart demo', then 'rampart pin --help'.
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newPinCmd(stdio), newBundleCmd(stdio), newServeCmd(stdio), newClientCmd(stdio), newAPIKeyCmd(stdio), newTokenCmd(stdio), newCACmd(stdio), newGatewayCmd(stdio), newDemoCmd(stdio))
+	root.AddCommand(newPinCmd(stdio), newBundleCmd(stdio), newServeCmd(stdio), newClientCmd(stdio), newAPIKeyCmd(stdio), newTokenCmd(stdio), newCACmd(stdio), newGatewayCmd(stdio), newDemoCmd(stdio), newVersionCmd(stdio))
 	return root
 }
 
