@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -19,7 +21,10 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/pin/bundle"
 )
 
 // captureProxy is a listener that records the first lines of every
@@ -179,5 +184,90 @@ func TestPublishUnknownAuthorityHint(t *testing.T) {
 	code, stdout, stderr := run("bundle", "publish", "--server", srv.URL, "--ca", ca, file)
 	if code != cli.ExitOK || stdout != "published bundle mobile version 7\n" {
 		t.Errorf("with --ca: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// P8, P12, P13: the control plane refuses to publish what clients would
+// refuse: a bundle living past the lifetime bound (the one signed with
+// --expires 9999-12-31, whose expiry in year 10000 broke every JSON answer
+// naming it) and one pinning a public suffix with include_subdomains.
+// They are signed here with go-jose directly, as an old rampart or another
+// tool could have signed them.
+func TestPublishRefusesWhatClientsRefuse(t *testing.T) {
+	dir := t.TempDir()
+	key, err := bundle.GenerateKey("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := bundle.MarshalPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubFile := filepath.Join(dir, "b.pub")
+	if err := os.WriteFile(pubFile, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kid, err := bundle.KeyID(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(version int64, exp time.Time, policy string) string {
+		t.Helper()
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
+			new(jose.SignerOptions).WithType(bundle.Type).WithHeader("kid", kid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := fmt.Sprintf(`{"bundle":"mobile","version":%d,"iat":%d,"exp":%d,"policy":%s}`, version, time.Now().Unix()-60, exp.Unix(), policy)
+		obj, err := s.Sign([]byte(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := obj.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, fmt.Sprintf("v%d.jws", version))
+		if err := os.WriteFile(file, []byte(jws+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	const pins = `["sha256/ZeNsopu/RkB+8hoTVbU5SFCi5VD/wnUY2WAsJXMWm8w=","sha256/ntOyHREjgVPungTgIC00VYfAX9aF6YYS/WoPSZd68UA="]`
+	api := `{"version":1,"domains":[{"domain":"api.payments.test","pins":` + pins + `}]}`
+	suffix := `{"version":1,"domains":[{"domain":"test","include_subdomains":true,"pins":` + pins + `}]}`
+
+	_, base := startServe(t, filepath.Join(dir, "data"), "--bundle-key", pubFile)
+	env := []string{"RAMPART_ADMIN_TOKEN=" + serveToken}
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"expiry in year 10000", sign(1, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), api), "at most 366 days"},
+		{"a lifetime of two years", sign(2, time.Now().AddDate(2, 0, 0), api), "at most 366 days"},
+		{"include_subdomains on a public suffix", sign(3, time.Now().AddDate(0, 1, 0), suffix), "public suffix"},
+	} {
+		code, stderr := runChild(t, env, "bundle", "publish", "--server", base, tc.file)
+		if code != cli.ExitFailure || !strings.Contains(stderr, "400 Bad Request") || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 1, 400 and %q", tc.name, code, stderr, tc.want)
+		}
+	}
+	// Nothing was stored: the admin list answers, empty.
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/admin/bundles", nil)
+	req.Header.Set("Authorization", "Bearer "+serveToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var list struct {
+		Bundles []json.RawMessage `json:"bundles"`
+	}
+	if err := json.Unmarshal(body, &list); resp.StatusCode != http.StatusOK || err != nil || list.Bundles == nil || len(list.Bundles) != 0 {
+		t.Errorf("bundle list: %s %q, want 200 and no bundle", resp.Status, body)
+	}
+	// A bundle within the bounds is published.
+	if code, stderr := runChild(t, env, "bundle", "publish", "--server", base, sign(4, time.Now().AddDate(0, 3, 0), api)); code != cli.ExitOK {
+		t.Errorf("a valid bundle: exit %d, stderr %q", code, stderr)
 	}
 }
