@@ -128,6 +128,9 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		if n, err := strconv.Atoi(days); err == nil && n > 0 {
+			if n > 100000 { // AddDate would wrap around; far beyond any lifetime anyway
+				return time.Time{}, fmt.Errorf("--expires %q: too far away; a bundle may live at most %d days", s, bundle.MaxLifetime/(24*time.Hour))
+			}
 			return now.AddDate(0, 0, n), nil
 		}
 	}

@@ -34,3 +34,31 @@ func TestBundleInfoJSONAnyYear(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseExpiry checks --expires for any input: an error names the
+// flag; a success is a time after now, and a date (YYYY-MM-DD) means the
+// midnight UTC that ends it.
+func FuzzParseExpiry(f *testing.F) {
+	for _, s := range []string{"90d", "720h", "1s", "2027-03-31", "9999-12-31", "36500d", "0d", "-1d", "1.5h", "d", "", "2027-02-30", "99999999999999999999d", "9223372036854775807d"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		exp, err := parseExpiry(s, now)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "--expires ") {
+				t.Fatalf("error %q does not name --expires", err)
+			}
+			return
+		}
+		if d, derr := time.Parse(time.DateOnly, s); derr == nil {
+			if !exp.Equal(d.AddDate(0, 0, 1)) {
+				t.Fatalf("%q: %s, want the end of that day", s, exp)
+			}
+			return
+		}
+		if !exp.After(now) {
+			t.Fatalf("%q: %s is not after now", s, exp)
+		}
+	})
+}
