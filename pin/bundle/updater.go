@@ -371,11 +371,12 @@ func (u *Updater) badCache(err error, args ...any) {
 
 // Update fetches the bundle once and applies it if it is new: a GET of URL
 // with Accept: application/jose and If-None-Match with the ETag of the
-// last accepted bundle. 304 Not Modified keeps the bundle in effect. A
-// 200 response is verified with [Verify] and the Updater's Name, then
-// refused if its version is below the highest accepted ([ErrRollback]),
-// or equal with other content ([ErrRollback], equivocation); equal content
-// changes nothing. A new bundle is applied (see the package documentation
+// last accepted bundle. It does not fetch when Embedded's rule for URL's
+// host has expired ([ErrControlPlaneNotPinned]). 304 Not Modified keeps
+// the bundle in effect. A 200 response is verified with [Verify] and the
+// Updater's Name, then refused if its version is below the highest
+// accepted or below MinVersion ([ErrRollback]), or equal with other
+// content ([ErrRollback], equivocation); equal content changes nothing. A new bundle is applied (see the package documentation
 // for the effective policy) and written to CacheFile. Other statuses are
 // errors that name the status.
 //
