@@ -128,6 +128,21 @@ func TestUpdaterCacheTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, true, false},
+		{"planted by another user in a sticky shared directory", func(t *testing.T, cache string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to give a file to another user")
+			}
+			// As in /tmp: the victim's rename over the planted file fails,
+			// so it stays; it is refused for its owner.
+			if err := os.Chmod(filepath.Dir(cache), 0o1777); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(cache)
+			writeFile(t, cache, v3+"\n", 0o644)
+			if err := os.Chown(cache, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, true, false},
 		{"owned by another user", func(t *testing.T, cache string) {
 			if os.Geteuid() != 0 {
 				t.Skip("needs root to give a file to another user")
