@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampartsec/rampart/internal/keygen"
+	"github.com/rampartsec/rampart/internal/pinlint"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/bundle"
 )
@@ -35,11 +40,11 @@ change without shipping a new app. The signing key stays offline: the control
 plane only checks signatures. The format is in docs/bundle.md.
 
   rampart bundle keygen --out bundle-2027.key
-  rampart bundle sign --policy pins.yaml --key bundle-2027.key --name mobile --version 7 --expires 2027-03-31 -o mobile-7.jws
-  rampart bundle verify --pub bundle-2027.pub mobile-7.jws
-  rampart bundle publish --server https://cp.example.com mobile-7.jws
+  rampart bundle sign --policy pins.yaml --key bundle-2027.key --name mobile --version 7 --expires 90d -o mobile-7.jws
+  rampart bundle verify --bundle-key bundle-2027.pub mobile-7.jws
+  rampart bundle publish --server http://127.0.0.1:8080 mobile-7.jws
 
-` + exitCodesHelp,
+` + bundleExitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
@@ -47,11 +52,17 @@ plane only checks signatures. The format is in docs/bundle.md.
 	return c
 }
 
+const bundleExitCodesHelp = `Exit status:
+  0  success
+  1  refused: the bundle does not verify (verify), or the control plane
+     refused it or is unreachable (publish)
+  2  usage error, unreadable input, or invalid policy`
+
 func newBundleKeygenCmd(stdio Stdio) *cobra.Command {
 	var out, alg string
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "keygen --out KEY [--alg ES256|ES384|EdDSA] [--json]",
+		Use:   "keygen --out KEY [--alg ALG] [--json]",
 		Short: "Make a bundle signing key (KEY, 0600) and its public half (KEY.pub)",
 		Long: `Make a bundle signing key.
 
@@ -103,7 +114,7 @@ is the RFC 7638 thumbprint of the public key.`,
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "write the private key to `FILE`")
-	c.Flags().StringVar(&alg, "alg", "ES256", "signature algorithm: `ES256`, ES384 or EdDSA")
+	c.Flags().StringVar(&alg, "alg", "ES256", "signature algorithm `ALG`: ES256, ES384 or EdDSA")
 	c.Flags().BoolVar(&asJSON, "json", false, `print {"key", "public_key", "kid", "alg"}`)
 	return c
 }
@@ -117,6 +128,9 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		if n, err := strconv.Atoi(days); err == nil && n > 0 {
+			if n > 100000 { // AddDate would wrap around; far beyond any lifetime anyway
+				return time.Time{}, fmt.Errorf("--expires %q: too far away; a bundle may live at most %d days", s, bundle.MaxLifetime/(24*time.Hour))
+			}
 			return now.AddDate(0, 0, n), nil
 		}
 	}
@@ -136,9 +150,17 @@ func newBundleSignCmd(stdio Stdio) *cobra.Command {
 
 --version must be greater than every version clients have seen: they refuse
 older or equal ones (rollback protection). --expires is a date (inclusive,
-UTC) or a duration from now (90d); clients refuse an expired bundle and fall
-back to the policy they ship with. Choose it longer than your publishing
-interval and shorter than you would let a stale bundle live.`,
+UTC) or a duration from now (90d), at most 366 days away; clients refuse an
+expired bundle and fall back to the policy they ship with. Choose it longer
+than your publishing interval and as short as you can: a control plane that
+keeps serving this bundle holds clients on it until then.
+
+The policy must pass rampart pin lint without errors (a rule with
+include_subdomains on a public suffix is refused); its lint warnings are
+printed.
+
+Exit status: 0 signed, 2 usage, unreadable input, invalid policy or a lint
+error.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			switch {
@@ -159,9 +181,30 @@ interval and shorter than you would let a stale bundle live.`,
 			if !exp.After(now) {
 				return usagef("--expires %s is in the past", expires)
 			}
+			if exp.Sub(now) > bundle.MaxLifetime {
+				return usagef("--expires %s: a bundle may live at most %d days (until %s): a control plane serving it could hold clients on it that long",
+					expires, bundle.MaxLifetime/(24*time.Hour), now.Add(bundle.MaxLifetime).Format(time.DateOnly))
+			}
 			policy, err := pin.LoadPolicy(policyFile)
 			if err != nil {
 				return fail(ExitUsage, err)
+			}
+			// What rampart pin lint says: its errors refuse the policy,
+			// its warnings are shown.
+			var lintErrs []string
+			for _, f := range pinlint.Lint(policy.ReportURI(), policy.Domains(), pinlint.Options{Now: now}) {
+				where := f.Domain
+				if where == "" {
+					where = "policy"
+				}
+				if f.Severity == pinlint.Error {
+					lintErrs = append(lintErrs, fmt.Sprintf("%s: %s (%s)", where, f.Message, f.Rule))
+					continue
+				}
+				fmt.Fprintf(stdio.Err, "rampart: warning: %s: %s (%s)\n", where, f.Message, f.Rule)
+			}
+			if len(lintErrs) > 0 {
+				return fail(ExitUsage, fmt.Errorf("%s: refusing to sign; rampart pin lint finds:\n  %s", policyFile, strings.Join(lintErrs, "\n  ")))
 			}
 			keyPEM, err := os.ReadFile(keyFile)
 			if err != nil {
@@ -191,7 +234,7 @@ interval and shorter than you would let a stale bundle live.`,
 	f.StringVar(&keyFile, "key", "", "signing key `FILE` (rampart bundle keygen)")
 	f.StringVar(&name, "name", "default", "bundle `NAME`, as clients ask for it (/v1/bundles/NAME)")
 	f.Int64Var(&version, "version", 0, "bundle version `N`, greater than any before")
-	f.StringVar(&expires, "expires", "", "expiry: a `DATE` (YYYY-MM-DD, inclusive) or a duration (90d)")
+	f.StringVar(&expires, "expires", "", "expiry: a `DATE` (YYYY-MM-DD, inclusive) or a duration (90d), at most 366 days away")
 	f.StringVarP(&out, "output", "o", "", "write the bundle to `FILE`")
 	return c
 }
@@ -231,34 +274,52 @@ func loadKeys(files []string) (*bundle.Keys, error) {
 	return all, nil
 }
 
+// bundleInfo is bundle verify's JSON. Times are RFC 3339 strings written
+// here rather than by time.Time's MarshalJSON, which fails for years past
+// 9999: no time makes the output fail.
 type bundleInfo struct {
 	Name      string          `json:"name"`
 	Version   int64           `json:"version"`
 	KeyID     string          `json:"kid"`
-	IssuedAt  time.Time       `json:"issued_at"`
-	ExpiresAt time.Time       `json:"expires_at"`
+	IssuedAt  string          `json:"issued_at"`
+	ExpiresAt string          `json:"expires_at"`
 	Policy    json.RawMessage `json:"policy"`
 }
 
+func newBundleInfo(b *bundle.Bundle) (bundleInfo, error) {
+	policy, err := b.Policy.MarshalJSON()
+	if err != nil {
+		return bundleInfo{}, err
+	}
+	return bundleInfo{b.Name, b.Version, b.KeyID, b.IssuedAt.UTC().Format(time.RFC3339), b.ExpiresAt.UTC().Format(time.RFC3339), policy}, nil
+}
+
 func newBundleVerifyCmd(stdio Stdio) *cobra.Command {
-	var pubs []string
+	var pubs, oldPubs []string
 	var name string
 	var newerThan int64
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "verify --pub FILE [--name NAME] [--newer-than N] [--json] BUNDLE",
+		Use:   "verify --bundle-key FILE [--name NAME] [--newer-than N] [--json] BUNDLE",
 		Short: "Verify a pin bundle as a client would",
 		Long: `Verify a pin bundle (a file, or - for stdin) exactly as the client library
-does: the signature by one of the --pub keys, the algorithm, the payload, the
-policy inside (with its backup-pin rule), expiry; with --name, the name; with
+does: the signature by one of the --bundle-key keys (the same public keys
+rampart serve --bundle-key and rampart pin export --bundle-key take), the
+algorithm, the payload, its lifetime (at most 366 days), the policy inside
+(with its backup-pin rule), expiry; with --name, the name; with
 --newer-than N, that the version is above N (what a client that has N would
 demand). Prints the bundle's header fields and policy.
 
 Exit status: 0 valid, 1 refused (the reason on stderr), 2 usage.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			if len(oldPubs) > 0 {
+				// Not cobra's MarkDeprecated, which writes to stdout.
+				fmt.Fprintln(stdio.Err, "rampart: warning: --pub is deprecated; use --bundle-key")
+			}
+			pubs := append(append([]string(nil), pubs...), oldPubs...)
 			if len(pubs) == 0 {
-				return usagef("--pub is required")
+				return usagef("--bundle-key is required")
 			}
 			keys, err := loadKeys(pubs)
 			if err != nil {
@@ -278,16 +339,15 @@ Exit status: 0 valid, 1 refused (the reason on stderr), 2 usage.`,
 			if c.Flags().Changed("newer-than") && b.Version <= newerThan {
 				return fail(ExitFailure, fmt.Errorf("REFUSED: %w: version %d is not newer than %d", bundle.ErrRollback, b.Version, newerThan))
 			}
-			policy, err := b.Policy.MarshalJSON()
+			info, err := newBundleInfo(b)
 			if err != nil {
 				return err
 			}
-			info := bundleInfo{b.Name, b.Version, b.KeyID, b.IssuedAt.UTC(), b.ExpiresAt.UTC(), policy}
 			if asJSON {
 				return writeJSON(stdio.Out, info)
 			}
 			fmt.Fprintf(stdio.Out, "valid bundle %s version %d\n  kid      %s\n  issued   %s\n  expires  %s\n  domains ",
-				info.Name, info.Version, info.KeyID, info.IssuedAt.Format(time.RFC3339), info.ExpiresAt.Format(time.RFC3339))
+				info.Name, info.Version, info.KeyID, info.IssuedAt, info.ExpiresAt)
 			for _, d := range b.Policy.Domains() {
 				fmt.Fprintf(stdio.Out, " %s", d.Name)
 			}
@@ -296,7 +356,10 @@ Exit status: 0 valid, 1 refused (the reason on stderr), 2 usage.`,
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVar(&pubs, "pub", nil, "trusted public key `FILE` (PEM or JWK/JWKS; repeatable)")
+	f.StringArrayVar(&pubs, "bundle-key", nil, "trusted public key `FILE` (PEM or JWK/JWKS; repeatable)")
+	// --pub was this flag's name; kept working, out of the help.
+	f.StringArrayVar(&oldPubs, "pub", nil, "trusted public key `FILE`")
+	f.MarkHidden("pub")
 	f.StringVar(&name, "name", "", "require this bundle `NAME`")
 	f.Int64Var(&newerThan, "newer-than", 0, "require a version greater than `N`")
 	f.BoolVar(&asJSON, "json", false, `print {"name", "version", "kid", "issued_at", "expires_at", "policy"}`)
@@ -304,57 +367,70 @@ Exit status: 0 valid, 1 refused (the reason on stderr), 2 usage.`,
 }
 
 func newBundlePublishCmd(stdio Stdio) *cobra.Command {
-	var server, tokenFile, caFile string
+	var server, tokenFile, caFile, data string
 	c := &cobra.Command{
-		Use:   "publish --server URL [--token-file FILE] [--ca FILE] BUNDLE",
+		Use:   "publish --server URL [--token-file FILE | --data DIR] [--ca FILE] BUNDLE",
 		Short: "Publish a signed bundle on the control plane",
 		Long: `Publish a signed pin bundle (a file, or - for stdin) on the control plane's
-admin API. The admin token is $RAMPART_ADMIN_TOKEN or the first line of
---token-file. The server verifies the signature with its --bundle-key keys
-and refuses a version that is not newer than the latest.
+admin API. The admin token is the first line of --token-file, else
+$RAMPART_ADMIN_TOKEN, else DATA/admin-token: the file rampart serve makes on
+first start in its data directory (--data, else $RAMPART_DATA, else
+~/.local/share/rampart), so on the control plane's host no flag is needed.
+The server verifies the signature with its --bundle-key keys and refuses a
+version that is not newer than the latest.
 
-Exit status: 0 published, 1 refused by the server or unreachable, 2 usage.`,
+--server must be https, or http to localhost or a loopback address (the
+token would otherwise cross the network in the clear). A certificate from a
+private CA (rampart ca init) needs its root: --ca DATA/ca/root.pem.
+
+Exit status: 0 published, 1 refused by the server or unreachable, 2 usage
+(no token, an http URL that is not loopback, unreadable input).`,
+		Example: `  rampart bundle publish --server http://127.0.0.1:8080 mobile-7.jws
+  rampart bundle publish --server https://cp.example.com --ca root.pem --token-file admin-token mobile-7.jws`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			u, err := url.Parse(server)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" {
 				return usagef("--server %q: want an https:// URL", server)
+			}
+			if u.User != nil {
+				return usagef("--server %s: no user name or password in the URL; the admin token is the credential", u.Redacted())
+			}
+			if u.RawQuery != "" || u.Fragment != "" {
+				return usagef("--server %s: want the control plane's base URL, without a query or fragment", u.Redacted())
 			}
 			if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
 				return usagef("--server %s: the admin token would cross the network in the clear; use https", server)
 			}
-			token := os.Getenv("RAMPART_ADMIN_TOKEN")
-			if tokenFile != "" {
-				data, err := os.ReadFile(tokenFile)
-				if err != nil {
-					return fail(ExitUsage, err)
-				}
-				token, _, _ = strings.Cut(string(data), "\n")
-				token = strings.TrimSpace(token)
-			}
-			if token == "" {
-				return usagef("no admin token: set $RAMPART_ADMIN_TOKEN or --token-file")
+			token, err := publishToken(tokenFile, data)
+			if err != nil {
+				return err
 			}
 			jws, err := readBundleArg(stdio, a[0])
 			if err != nil {
 				return fail(ExitUsage, err)
 			}
-			client := &http.Client{
-				Timeout: 30 * time.Second,
-				// A redirect would carry the admin token elsewhere, perhaps
-				// over http: the admin API never redirects, so refuse.
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			}
+			// The default transport, for its proxy settings (an http URL
+			// to a loopback address never goes through a proxy).
+			tr := http.DefaultTransport.(*http.Transport).Clone()
 			if caFile != "" {
 				pool, err := loadRoots(caFile)
 				if err != nil {
 					return err
 				}
-				client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+				tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 			}
+			client := &http.Client{
+				Transport: tr,
+				Timeout:   30 * time.Second,
+				// A redirect would carry the admin token elsewhere, perhaps
+				// over http: the admin API never redirects, so refuse.
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			}
+			defer tr.CloseIdleConnections()
 			ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+"/v1/admin/bundles", bytes.NewReader([]byte(jws)))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.JoinPath("v1", "admin", "bundles").String(), bytes.NewReader([]byte(jws)))
 			if err != nil {
 				return usagef("%v", err)
 			}
@@ -362,6 +438,19 @@ Exit status: 0 published, 1 refused by the server or unreachable, 2 usage.`,
 			req.Header.Set("Authorization", "Bearer "+token)
 			resp, err := client.Do(req)
 			if err != nil {
+				var unknownCA x509.UnknownAuthorityError
+				var wrongName x509.HostnameError
+				switch {
+				case errors.As(err, &unknownCA) && caFile == "":
+					fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: a certificate from a private CA? pass its root with --ca (for rampart ca init: --ca DATA/ca/root.pem)\n", err)
+					return fail(ExitFailure, nil)
+				case errors.As(err, &unknownCA):
+					fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: the server's certificate does not chain to --ca %s\n", err, caFile)
+					return fail(ExitFailure, nil)
+				case errors.As(err, &wrongName):
+					fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: give --server a name the certificate covers\n", err)
+					return fail(ExitFailure, nil)
+				}
 				return fail(ExitFailure, err)
 			}
 			defer resp.Body.Close()
@@ -386,10 +475,69 @@ Exit status: 0 published, 1 refused by the server or unreachable, 2 usage.`,
 	f := c.Flags()
 	f.StringVar(&server, "server", "", "control plane base `URL`")
 	f.StringVar(&tokenFile, "token-file", "", "read the admin token from `FILE`")
+	f.StringVar(&data, "data", "", "rampart serve's data `DIR`, for DIR/admin-token (default $RAMPART_DATA or ~/.local/share/rampart)")
 	f.StringVar(&caFile, "ca", "", "trust the control plane's certificate through these roots (`FILE`, PEM)")
 	return c
 }
 
+// publishToken finds the admin token: the first line of tokenFile, else
+// $RAMPART_ADMIN_TOKEN, else the admin-token file in the data directory.
+func publishToken(tokenFile, data string) (string, error) {
+	if tokenFile == "" {
+		if t := strings.TrimSpace(os.Getenv("RAMPART_ADMIN_TOKEN")); t != "" {
+			return t, nil
+		}
+	}
+	file := tokenFile
+	if file == "" {
+		dir, err := dataDirName(data)
+		if err != nil {
+			return "", usagef("no admin token: set $RAMPART_ADMIN_TOKEN, --token-file FILE or --data DIR (%v)", err)
+		}
+		file = filepath.Join(dir, "admin-token")
+		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			return "", usagef("no admin token: set $RAMPART_ADMIN_TOKEN or --token-file FILE, or give --data the directory of rampart serve, which makes DATA/admin-token on first start (%s does not exist)", file)
+		}
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", fail(ExitUsage, err)
+	}
+	token, _, _ := strings.Cut(string(raw), "\n")
+	if token = strings.TrimSpace(token); token == "" {
+		return "", fail(ExitUsage, fmt.Errorf("%s: empty; want the admin token on its first line", file))
+	}
+	return token, nil
+}
+
+// dataDirName is the data directory as rampart serve finds it (dir, else
+// $RAMPART_DATA, else $XDG_DATA_HOME/rampart or ~/.local/share/rampart),
+// without creating it.
+func dataDirName(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv("RAMPART_DATA")
+	}
+	if dir != "" {
+		return dir, nil
+	}
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		base = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(base, "rampart"), nil
+}
+
+// isLoopbackHost reports whether h, a URL's host name, is localhost or a
+// loopback address: what the admin token may reach over plain http. A
+// name such as 127.example.com is neither, whatever it resolves to.
 func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1" || strings.HasPrefix(h, "127.")
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
 }

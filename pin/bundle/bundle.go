@@ -15,6 +15,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/rampartsec/rampart/pin"
 )
@@ -32,6 +33,16 @@ const MaxSize = 1 << 20
 // [Verify] refuses it as not yet valid ([ErrNotYetValid]).
 const ClockSkew = 5 * time.Minute
 
+// MaxLifetime is the longest a bundle may be valid: [Sign] and [Verify]
+// refuse an expiry more than MaxLifetime after the issue time
+// ([ErrMalformed]). A year, with a day to spare for an inclusive expiry
+// date. It bounds how long a client can be held on one bundle by a control
+// plane that keeps serving it (a freeze), how long a bundle can be replayed
+// to a client that has not seen a newer one, and keeps every time of a
+// valid bundle within the years that JSON and RFC 3339 can write (RFC 8725
+// §3.10: validate lifetimes).
+const MaxLifetime = 366 * 24 * time.Hour
+
 // Errors that callers branch on. Every error of [Verify] wraps exactly one of
 // ErrMalformed, ErrUnknownKey, ErrBadSignature, ErrExpired and
 // ErrNotYetValid, with detail; the [Updater] adds ErrWrongName,
@@ -40,8 +51,10 @@ var (
 	// ErrMalformed: the input is not a well-formed bundle: too large, not
 	// a JWS in compact serialization, a protected header other than
 	// {"alg","kid","typ"} with typ [Type], a payload that does not follow
-	// the schema, or a policy that package pin refuses (on its own or,
-	// in the [Updater], combined with the embedded policy).
+	// the schema, a lifetime (exp - iat) over [MaxLifetime], a policy
+	// that package pin refuses (on its own or, in the [Updater], combined
+	// with the embedded policy), or a rule with include_subdomains on a
+	// public suffix.
 	ErrMalformed = errors.New("bundle: malformed")
 	// ErrUnknownKey: the bundle's kid names none of the trusted keys.
 	ErrUnknownKey = errors.New("bundle: signed by an unknown key")
@@ -54,17 +67,18 @@ var (
 	// ErrNotYetValid: the bundle's issue time is more than [ClockSkew]
 	// ahead of the clock.
 	ErrNotYetValid = errors.New("bundle: not yet valid")
-	// ErrRollback: the bundle is older than one already accepted, or has
-	// the same version as one already accepted but other content
-	// (equivocation: the signer issued two different bundles under one
-	// version).
+	// ErrRollback: the bundle is older than one already accepted or than
+	// the [Updater]'s MinVersion, or has the same version as one already
+	// accepted but other content (equivocation: the signer issued two
+	// different bundles under one version).
 	ErrRollback = errors.New("bundle: rollback refused")
 	// ErrWrongName: the bundle is authentic but made for another bundle
 	// name than the one the [Updater] expects.
 	ErrWrongName = errors.New("bundle: wrong bundle name")
 	// ErrControlPlaneNotPinned: the [Updater]'s URL is on a host that the
-	// embedded policy does not pin in enforce mode; fetching pins over a
-	// connection that is not itself pinned would defeat their purpose.
+	// embedded policy does not pin in enforce mode, or whose embedded rule
+	// has expired; fetching pins over a connection that is not itself
+	// pinned would defeat their purpose.
 	ErrControlPlaneNotPinned = errors.New("bundle: the control plane is not pinned by the embedded policy (add an enforced rule for its host)")
 )
 
@@ -107,7 +121,10 @@ var algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA}
 // with ES384, Ed25519 with EdDSA; other keys are refused. key may be any
 // crypto.Signer of those types, such as a key held in a KMS or HSM. name
 // must match [a-z0-9][a-z0-9._-]{0,63}, version must be at least 1, and
-// expiresAt must be after issuedAt; both times are kept to the second.
+// expiresAt must be after issuedAt and at most [MaxLifetime] after it;
+// both times are kept to the second. The policy must not set
+// include_subdomains on a public suffix ("com", "co.uk", "test"), which
+// would pin every site registered under it.
 //
 // Sign verifies what it signed before returning it, so a signer whose
 // Public method does not match its signatures is caught here and not by
@@ -138,6 +155,9 @@ func Sign(key crypto.Signer, name string, version int64, issuedAt, expiresAt tim
 	if exp <= iat {
 		return "", fmt.Errorf("bundle: expiry %s is not after issue time %s", expiresAt.UTC().Format(time.RFC3339), issuedAt.UTC().Format(time.RFC3339))
 	}
+	if err := checkLifetime(iat, exp); err != nil {
+		return "", fmt.Errorf("bundle: %w", err)
+	}
 	if p == nil {
 		return "", errors.New("bundle: no policy")
 	}
@@ -147,7 +167,11 @@ func Sign(key crypto.Signer, name string, version int64, issuedAt, expiresAt tim
 	}
 	// What clients will parse, not what the caller holds: a Policy that
 	// is not usable (the zero Policy) is refused here.
-	if _, err := pin.ParsePolicy(raw); err != nil {
+	parsed, err := pin.ParsePolicy(raw)
+	if err != nil {
+		return "", fmt.Errorf("bundle: policy: %w", err)
+	}
+	if err := checkScope(parsed); err != nil {
 		return "", fmt.Errorf("bundle: policy: %w", err)
 	}
 	body, err := json.Marshal(payload{Bundle: name, Version: version, IAT: iat, EXP: exp, Policy: raw})
@@ -197,8 +221,9 @@ func Sign(key crypto.Signer, name string, version int64, issuedAt, expiresAt tim
 //   - an alg that is not the one of the key kid names, or a signature that
 //     does not verify ([ErrBadSignature]);
 //   - a payload with unknown, missing, duplicate or mistyped members, a
-//     bad name or version, an expiry not after the issue time, or a policy
-//     that [pin.ParsePolicy] refuses ([ErrMalformed]);
+//     bad name or version, an expiry not after the issue time or more than
+//     [MaxLifetime] after it, a policy that [pin.ParsePolicy] refuses, or
+//     a rule with include_subdomains on a public suffix ([ErrMalformed]);
 //   - now at or after the expiry ([ErrExpired]), or before the issue time
 //     minus [ClockSkew] ([ErrNotYetValid]).
 //
@@ -371,6 +396,9 @@ func decodePayload(body []byte) (*Bundle, error) {
 	if p.IAT <= 0 || p.EXP <= p.IAT {
 		return nil, fmt.Errorf("%w: payload: want 0 < iat < exp, got iat %d, exp %d", ErrMalformed, p.IAT, p.EXP)
 	}
+	if err := checkLifetime(p.IAT, p.EXP); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
 	raw := bytes.TrimSpace(m["policy"])
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, fmt.Errorf("%w: payload: policy must be an object", ErrMalformed)
@@ -378,6 +406,9 @@ func decodePayload(body []byte) (*Bundle, error) {
 	policy, err := pin.ParsePolicy(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+	if err := checkScope(policy); err != nil {
+		return nil, fmt.Errorf("%w: payload: policy: %v", ErrMalformed, err)
 	}
 	return &Bundle{
 		Name:      p.Bundle,
@@ -428,6 +459,37 @@ func decodeObject(data []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("data after the JSON object")
 	}
 	return m, nil
+}
+
+// checkLifetime refuses an exp more than MaxLifetime after iat (both
+// NumericDates, 0 < iat < exp, so exp - iat does not overflow).
+func checkLifetime(iat, exp int64) error {
+	if maxSecs := int64(MaxLifetime / time.Second); exp-iat > maxSecs {
+		return fmt.Errorf("expiry %s is %d days after the issue time %s; a bundle may live at most %d days (MaxLifetime)",
+			formatNumericDate(exp), (exp-iat)/86400, formatNumericDate(iat), maxSecs/86400)
+	}
+	return nil
+}
+
+// formatNumericDate writes a NumericDate as RFC 3339, whatever its year.
+func formatNumericDate(s int64) string {
+	return time.Unix(s, 0).UTC().Format(time.RFC3339)
+}
+
+// checkScope refuses a rule with include_subdomains on a public suffix
+// (the rule "public-suffix" of rampart pin lint): it would pin every site
+// registered under it, none of them the signer's.
+func checkScope(p *pin.Policy) error {
+	for _, d := range p.Domains() {
+		// pin refuses include_subdomains on an IP address.
+		if !d.IncludeSubdomains {
+			continue
+		}
+		if ps, _ := publicsuffix.PublicSuffix(d.Name); ps == d.Name {
+			return fmt.Errorf("rule %s: include_subdomains on a public suffix would pin every site registered under it (public-suffix)", truncate(d.Name))
+		}
+	}
+	return nil
 }
 
 // checkName checks a bundle name: [a-z0-9][a-z0-9._-]{0,63}.

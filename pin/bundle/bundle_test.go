@@ -152,6 +152,20 @@ func TestSignRefusals(t *testing.T) {
 		}},
 		{"expiry before issue time", func() (string, error) { return bundle.Sign(w.key, "mobile", 1, t0, t0.Add(-day), p) }},
 		{"zero issue time", func() (string, error) { return bundle.Sign(w.key, "mobile", 1, time.Time{}, t0, p) }},
+		// RFC 8725 §3.10: a lifetime has a bound (P8, P12).
+		{"lifetime over MaxLifetime", func() (string, error) {
+			return bundle.Sign(w.key, "mobile", 1, t0, t0.Add(bundle.MaxLifetime+time.Second), p)
+		}},
+		{"a hundred years", func() (string, error) { return bundle.Sign(w.key, "mobile", 1, t0, t0.AddDate(100, 0, 0), p) }},
+		// rampart bundle sign --expires 9999-12-31 (P13): exp in year 10000.
+		{"expiry in year 10000", func() (string, error) { return bundle.Sign(w.key, "mobile", 1, t0, year10000, p) }},
+		// rampart pin lint's public-suffix error (P8).
+		{"include_subdomains on a single-label public suffix", func() (string, error) {
+			return bundle.Sign(w.key, "mobile", 1, t0, t0.Add(day), publicSuffixPolicy(t, w, "test"))
+		}},
+		{"include_subdomains on co.uk", func() (string, error) {
+			return bundle.Sign(w.key, "mobile", 1, t0, t0.Add(day), publicSuffixPolicy(t, w, "co.uk"))
+		}},
 		{"nil policy", func() (string, error) { return bundle.Sign(w.key, "mobile", 1, t0, t0.Add(day), nil) }},
 		{"zero policy", func() (string, error) { return bundle.Sign(w.key, "mobile", 1, t0, t0.Add(day), new(pin.Policy)) }},
 	} {
@@ -169,6 +183,25 @@ func TestSignRefusals(t *testing.T) {
 			t.Errorf("name %q: %v", name, err)
 		}
 	}
+	// So are the longest lifetime, a public suffix pinned without its
+	// subdomains, and include_subdomains below a public suffix.
+	if _, err := bundle.Sign(w.key, "mobile", 1, t0, t0.Add(bundle.MaxLifetime), p); err != nil {
+		t.Errorf("lifetime of exactly MaxLifetime: %v", err)
+	}
+	exact := mustPolicy(t, "", pin.Domain{Name: "test", Pins: []pin.Pin{w.pinB, w.backupPin}},
+		pin.Domain{Name: "payments.test", IncludeSubdomains: true, Pins: []pin.Pin{w.pinB, w.backupPin}})
+	if _, err := bundle.Sign(w.key, "mobile", 1, t0, t0.Add(day), exact); err != nil {
+		t.Errorf("rules that are not on a public suffix with include_subdomains: %v", err)
+	}
+}
+
+// year10000 is the exp that rampart bundle sign --expires 9999-12-31
+// signed (P13): beyond what RFC 3339 and encoding/json can write.
+var year10000 = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// publicSuffixPolicy pins a public suffix with include_subdomains.
+func publicSuffixPolicy(t testing.TB, w *world, suffix string) *pin.Policy {
+	return mustPolicy(t, "", pin.Domain{Name: suffix, IncludeSubdomains: true, Pins: []pin.Pin{w.pinB, w.backupPin}})
 }
 
 // refusal is a bundle the client must refuse, and how.
@@ -341,6 +374,16 @@ func refusals() []refusal {
 		}, bundle.ErrMalformed, bundle.ErrMalformed},
 		{"policy as a string", func(t testing.TB, w *world) string {
 			return signRaw(t, jose.ES256, w.key, w.header(t, w.key), payloadJSON("mobile", 8, t0, t0.Add(month), `"domains: []"`))
+		}, bundle.ErrMalformed, bundle.ErrMalformed},
+		{"lifetime over MaxLifetime", func(t testing.TB, w *world) string {
+			return signRaw(t, jose.ES256, w.key, w.header(t, w.key), payloadJSON("mobile", 8, t0, t0.Add(bundle.MaxLifetime+time.Second), policyJSON(t, w.bundlePolicy(t))))
+		}, bundle.ErrMalformed, bundle.ErrMalformed},
+		{"expiry in year 10000", func(t testing.TB, w *world) string {
+			return signRaw(t, jose.ES256, w.key, w.header(t, w.key), payloadJSON("mobile", 8, t0, year10000, policyJSON(t, w.bundlePolicy(t))))
+		}, bundle.ErrMalformed, bundle.ErrMalformed},
+		{"include_subdomains on a public suffix", func(t testing.TB, w *world) string {
+			pol := fmt.Sprintf(`{"version":1,"domains":[{"domain":"test","include_subdomains":true,"pins":[%q,%q]}]}`, w.pinB, w.backupPin)
+			return signRaw(t, jose.ES256, w.key, w.header(t, w.key), payloadJSON("mobile", 8, t0, t0.Add(month), pol))
 		}, bundle.ErrMalformed, bundle.ErrMalformed},
 		{"oversized", func(t testing.TB, w *world) string {
 			return w.sign(t, 8) + strings.Repeat("A", bundle.MaxSize)

@@ -37,23 +37,28 @@
 //	  "bundle":  "mobile",       // name: [a-z0-9][a-z0-9._-]{0,63}
 //	  "version": 7,              // integer >= 1, increasing with each bundle of a name
 //	  "iat":     1764000000,     // issue time, NumericDate (integer seconds)
-//	  "exp":     1766600000,     // expiry, NumericDate, after iat
+//	  "exp":     1766600000,     // expiry, NumericDate, after iat, at most 366 days after it
 //	  "policy":  {"version":1, "report_uri":"https://...", "domains":[...]}
 //	}
 //
 // policy is a pin policy in exactly the schema of a policy file, as
 // [pin.Policy.MarshalJSON] writes it and [pin.ParsePolicy] reads it, with
-// all of its rules (an enforced rule needs a backup pin, and so on).
-// Unknown, missing or duplicated members are errors.
+// all of its rules (an enforced rule needs a backup pin, and so on), and
+// no rule may set include_subdomains on a public suffix ("test", "co.uk":
+// it would pin every site registered under it). exp is at most
+// [MaxLifetime] (366 days) after iat. Unknown, missing or duplicated
+// members are errors.
 //
 // To verify a bundle with any JOSE library: refuse input over [MaxSize]
 // bytes; parse it as a compact JWS allowing only ES256, ES384 and EdDSA;
 // require typ "rampart-pin-bundle+jws"; find the trusted public key whose
 // RFC 7638 thumbprint is kid and require alg to be that key's algorithm;
 // verify the signature; decode the payload strictly; check the bundle name
-// is the one you expect; refuse it when now >= exp, or when iat is more
-// than five minutes ([ClockSkew]) in the future; refuse a version below the
-// highest you have accepted, and the same version with other content.
+// is the one you expect; refuse exp - iat over 366 days ([MaxLifetime]);
+// refuse it when now >= exp, or when iat is more than five minutes
+// ([ClockSkew]) in the future; refuse a version below the highest you have
+// accepted or below the minimum the client ships with, and the same
+// version with other content.
 //
 // # Keys
 //
@@ -73,7 +78,11 @@
 //   - The connection to the control plane is pinned by the embedded policy
 //     alone: the Updater refuses to run ([ErrControlPlaneNotPinned]) when
 //     that policy has no enforced rule for the control plane's host, and
-//     a bundle never changes how the control plane itself is pinned.
+//     a bundle never changes how the control plane itself is pinned. When
+//     that rule's Expires date has passed, the connection would get CA
+//     validation only, so the Updater stops fetching: every
+//     [Updater.Update] fails with ErrControlPlaneNotPinned, logged at error
+//     level, and the bundle in effect stays until it expires.
 //   - The effective policy is the embedded policy with each rule that the
 //     bundle also names (same domain) replaced by the bundle's rule, and
 //     the bundle's other rules added. A bundle cannot unpin a host by
@@ -83,7 +92,8 @@
 //     whose combination is invalid is refused.
 //   - A bundle is refused when it does not verify ([Verify]), is for
 //     another name ([ErrWrongName]), has a version lower than the highest
-//     accepted, or the same version with other content ([ErrRollback]).
+//     accepted or than MinVersion, or the same version with other content
+//     ([ErrRollback]).
 //     The same bundle again changes nothing. A refused bundle changes
 //     nothing but the Updater's [State].
 //   - Applying a policy goes through [pin.Verifier.SetPolicy], which also
@@ -94,9 +104,17 @@
 //     applies it at start-up, before any network access, after verifying
 //     it like a fetched one. The cache also holds the rollback floor: the
 //     highest version accepted, which therefore survives restarts. An
-//     expired cached bundle is not applied but still sets the floor. When
-//     the cache is missing, corrupt, for another name, or signed by a key
-//     no longer trusted, the floor is 0: any valid bundle is accepted.
+//     expired cached bundle is not applied but still sets the floor. The
+//     file is read only if no one but this user could have written it (on
+//     Unix: opened without following symbolic links, a regular file of
+//     this user, not writable by group or others, one hard link, in a
+//     directory others cannot write to; else [ErrCacheRefused]).
+//   - The floor never goes below [Updater.MinVersion], a version shipped
+//     with the client. When the cache is missing, the floor is
+//     MinVersion; when it is present but refused, unreadable, corrupt,
+//     for another name, below MinVersion or signed by a key no longer
+//     trusted, it is not applied, the floor is MinVersion, and this is
+//     logged at error level and shown in [State].CacheError.
 //   - When the bundle in effect expires, the embedded policy applies alone
 //     again; [Updater.Run] does this when the expiry comes, without
 //     waiting for the next poll.
@@ -104,6 +122,28 @@
 //     If-None-Match; after a failure it retries after 5 s, doubling the
 //     wait with each further failure up to MaxBackoff, with ±20% jitter.
 //     Until a fetch succeeds, the bundle in effect stays.
+//
+// # What a control plane can and cannot do
+//
+// The control plane holds no signing key, so it cannot make a bundle: every
+// policy a client applies was signed with the offline key. But it chooses
+// which signed bundle a client gets, and when:
+//
+//   - Freeze: answering 304 Not Modified, or the same bundle, for ever
+//     keeps a client on the bundle it has until that bundle's exp (at most
+//     [MaxLifetime] after its iat), then the embedded policy applies. A
+//     signed freshness statement (TUF's timestamp role) would bound this
+//     more tightly; bundles do not have one. Choose expiries as short as
+//     your signing routine allows: the expiry is the longest freeze.
+//   - Rollback: a client refuses versions below the highest it has
+//     accepted and below MinVersion. A fresh install or a client whose
+//     cache is gone can be given any unexpired bundle at or above
+//     MinVersion. Keep MinVersion current in each client release.
+//   - Withholding: serving nothing, or errors, leaves the bundle in effect
+//     until it expires, then the embedded policy.
+//
+// A local user who can write the cache file as the client's own user can
+// replace it with an older authentic bundle; MinVersion bounds that too.
 //
 // The Updater logs bundle names, versions and key IDs, never policy
 // contents.

@@ -91,5 +91,11 @@ func FuzzVerify(f *testing.F) {
 		if now.Before(b.IssuedAt.Add(-bundle.ClockSkew)) || !now.Before(b.ExpiresAt) {
 			t.Fatalf("accepted a bundle valid from %s to %s at %s", b.IssuedAt, b.ExpiresAt, now)
 		}
+		if b.ExpiresAt.Sub(b.IssuedAt) > bundle.MaxLifetime {
+			t.Fatalf("accepted a bundle valid from %s to %s, longer than MaxLifetime", b.IssuedAt, b.ExpiresAt)
+		}
+		if _, err := b.ExpiresAt.MarshalJSON(); err != nil {
+			t.Fatalf("accepted a bundle whose expiry JSON cannot write: %v", err)
+		}
 	})
 }

@@ -47,6 +47,11 @@ type Updater struct {
 	// URL is the https URL of the bundle, for example
 	// https://cp.example.com/v1/bundles/mobile. Required. Its host must be
 	// pinned, in enforce mode, by Embedded (else [ErrControlPlaneNotPinned]).
+	// When that rule expires (its Expires date has passed), the Updater
+	// stops fetching, since the connection would then be checked by CA
+	// validation only: every Update fails with [ErrControlPlaneNotPinned]
+	// until a client with a renewed rule ships. The bundle in effect
+	// stays until it expires.
 	URL string
 	// Name is the bundle name expected in the payload. Required: a bundle
 	// for another name, even signed by a trusted key, is refused
@@ -70,9 +75,27 @@ type Updater struct {
 	// CacheFile is where the last accepted bundle is kept, so that it
 	// applies at the next start before any network access and so that
 	// the rollback floor survives restarts. Empty: no cache, and after
-	// a restart any bundle still valid is accepted again, older ones
-	// included.
+	// a restart any bundle still valid and not below MinVersion is
+	// accepted again, older ones included.
+	//
+	// The cache is read only if no one but this user could have written
+	// it: on Unix systems, a symbolic link, anything but a regular file, a
+	// file owned by another user, writable by group or others or with
+	// another hard link, and a file in a directory that others can write
+	// to (unless it is sticky, like /tmp, or group-writable for this
+	// process's own group only) are refused ([ErrCacheRefused]). A cache
+	// that is present but refused, unreadable, corrupt, for another name
+	// or signed by a key no longer trusted is not applied and sets no
+	// floor: it is logged at error level and shown in [State].CacheError,
+	// and the floor is MinVersion until a bundle is accepted.
 	CacheFile string
+	// MinVersion is the lowest bundle version the client accepts, from
+	// the cache or the network ([ErrRollback] below it). Ship it with the
+	// client, set to the version of the latest bundle when the client is
+	// built: a fresh install, or a client whose cache is gone, can then
+	// not be rolled back by a control plane that replays older bundles.
+	// 0 accepts any version.
+	MinVersion int64
 	// Client fetches the bundle. If nil, a client pinned by Embedded
 	// (from pin.NewVerifier(Embedded).Client, with the system roots) with
 	// a 30 s timeout is used; it follows redirects only to hosts that
@@ -100,7 +123,8 @@ type Updater struct {
 	initOnce sync.Once
 	initErr  error
 	client   *http.Client
-	urlText  string // URL without credentials, for logs
+	target   *url.URL // URL, parsed
+	urlText  string   // URL without credentials, for logs
 
 	// opMu serializes everything that changes the policy: Load, Update and
 	// the expiry fallback.
@@ -133,6 +157,11 @@ type State struct {
 	// LastError is the error of the last failed fetch, cleared by a
 	// success; or of a cache that could not be written.
 	LastError string
+	// CacheError says why the bundle in CacheFile gave no rollback floor
+	// at start-up (refused, unreadable, corrupt, another name, an
+	// unknown key, below MinVersion), empty when it did or when there
+	// was no cache file. Cleared when a bundle is accepted.
+	CacheError string
 	// ConsecutiveFailures counts failed fetches since the last success.
 	ConsecutiveFailures int
 	// Fetches counts fetch attempts; NotModified the 304 answers; Updates
@@ -182,6 +211,9 @@ func (u *Updater) setup() error {
 	if err := checkName(u.Name); err != nil {
 		return fmt.Errorf("bundle: Updater.Name: %w", err)
 	}
+	if u.MinVersion < 0 {
+		return fmt.Errorf("bundle: Updater.MinVersion %d: want 0 or more", u.MinVersion)
+	}
 	if u.URL == "" {
 		return errors.New("bundle: Updater.URL is required")
 	}
@@ -193,19 +225,24 @@ func (u *Updater) setup() error {
 		return fmt.Errorf("bundle: Updater.URL %q: want an https URL without credentials", target.Redacted())
 	}
 	u.urlText = target.Redacted()
-	if err := u.checkPinned(target); err != nil {
+	u.target = target
+	// The rule's expiry is checked at every fetch (checkPinned with the
+	// time); here, that there is an enforced rule at all.
+	if err := u.checkPinned(target, time.Time{}); err != nil {
 		return err
 	}
 	u.client = u.Client
 	if u.client == nil {
-		c, err := pin.NewVerifier(u.Embedded).Client(nil)
+		v := pin.NewVerifier(u.Embedded)
+		v.Now = u.now // pin-set expiry on the Updater's clock
+		c, err := v.Client(nil)
 		if err != nil {
 			return fmt.Errorf("bundle: %w", err)
 		}
 		c.Timeout = clientTimeout
 		pinnedRedirect := c.CheckRedirect
 		c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-			if err := u.checkPinned(req.URL); err != nil {
+			if err := u.checkPinned(req.URL, u.now()); err != nil {
 				return err
 			}
 			return pinnedRedirect(req, via)
@@ -222,8 +259,9 @@ func (u *Updater) setup() error {
 }
 
 // checkPinned refuses a control-plane URL that Embedded does not pin in
-// enforce mode.
-func (u *Updater) checkPinned(target *url.URL) error {
+// enforce mode, or (unless now is zero) whose rule has expired at now: an
+// expired rule falls back to CA validation alone, which is not pinned.
+func (u *Updater) checkPinned(target *url.URL, now time.Time) error {
 	if target.Scheme != "https" {
 		return fmt.Errorf("%w: %s is not https", ErrControlPlaneNotPinned, target.Redacted())
 	}
@@ -233,6 +271,10 @@ func (u *Updater) checkPinned(target *url.URL) error {
 	}
 	if d.Mode != pin.Enforce {
 		return fmt.Errorf("%w: the rule for %s is %s", ErrControlPlaneNotPinned, target.Hostname(), d.Mode)
+	}
+	if !now.IsZero() && d.Expired(now) {
+		return fmt.Errorf("%w: the embedded rule for %s expired after %s, so the connection would get CA validation only; not fetching (ship the client with a renewed rule)",
+			ErrControlPlaneNotPinned, target.Hostname(), d.Expires.Format(time.DateOnly))
 	}
 	return nil
 }
@@ -253,12 +295,14 @@ func (u *Updater) State() State {
 }
 
 // Load applies the bundle in CacheFile, if any, before any network access.
-// The cached bundle is verified like a fetched one (keys, signature, name,
-// expiry); one that does not verify is ignored with a warning and the
-// embedded policy stays. An expired cached bundle is not applied, but
-// still sets the rollback floor. Load returns an error only for an invalid
-// configuration. The first [Updater.Update] calls Load if it has not run,
-// so that no fetch happens without the rollback floor.
+// The cache file is checked first (see CacheFile), then the cached bundle
+// is verified like a fetched one (keys, signature, name, expiry,
+// MinVersion); one that is refused is ignored, logged at error level and
+// named in [State].CacheError, and the embedded policy stays. An expired
+// cached bundle is not applied, but still sets the rollback floor. Load
+// returns an error only for an invalid configuration. The first
+// [Updater.Update] calls Load if it has not run, so that no fetch happens
+// without the rollback floor.
 func (u *Updater) Load() error {
 	if err := u.init(); err != nil {
 		return err
@@ -276,19 +320,26 @@ func (u *Updater) load() {
 		return
 	}
 	log := u.logger()
-	data, err := readLimited(u.CacheFile)
+	data, err := readCache(u.CacheFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		log.Debug("bundle: no cached bundle", "file", u.CacheFile)
 		return
 	}
 	if err != nil {
-		log.Warn("bundle: ignoring the cached bundle; the embedded policy stays", "file", u.CacheFile, "err", err)
+		// A refused file is not read at all: whoever planted it chose
+		// its contents. The error names the file and why, never contents.
+		u.badCache(err, "err", err)
 		return
 	}
 	now := u.now()
 	b, err := verify(string(trimSpace(data)), u.Keys, now)
 	if err != nil {
 		if b != nil && b.Name == u.Name && (errors.Is(err, ErrExpired) || errors.Is(err, ErrNotYetValid)) {
+			if b.Version < u.MinVersion {
+				u.badCache(fmt.Errorf("%w: the cached version %d is below MinVersion %d", ErrRollback, b.Version, u.MinVersion),
+					"name", b.Name, "version", b.Version, "kid", b.KeyID, "reason", ErrRollback.Error())
+				return
+			}
 			// Authentic, and accepted once: the floor, though no longer
 			// (or not yet) in effect.
 			u.mu.Lock()
@@ -296,22 +347,36 @@ func (u *Updater) load() {
 				u.floor = b
 			}
 			u.mu.Unlock()
+			log.Warn("bundle: the cached bundle is not valid now; the embedded policy stays, the cached version stays the rollback floor",
+				"file", u.CacheFile, "name", b.Name, "version", b.Version, "kid", b.KeyID, "reason", reason(err))
+			return
 		}
-		log.Warn("bundle: ignoring the cached bundle; the embedded policy stays", "file", u.CacheFile, "reason", reason(err))
+		u.badCache(err, "reason", reason(err))
 		return
 	}
 	if _, err := u.accept(b, SourceCache, ""); err != nil {
-		log.Warn("bundle: ignoring the cached bundle", "file", u.CacheFile, "name", b.Name, "version", b.Version, "kid", b.KeyID, "reason", reason(err))
+		u.badCache(err, "name", b.Name, "version", b.Version, "kid", b.KeyID, "reason", reason(err))
 	}
+}
+
+// badCache records and logs a cache file that is present but gives no
+// rollback floor; args describe it for the log (never its contents).
+func (u *Updater) badCache(err error, args ...any) {
+	u.mu.Lock()
+	u.st.CacheError = err.Error()
+	u.mu.Unlock()
+	args = append([]any{"file", u.CacheFile, "min_version", u.MinVersion}, args...)
+	u.logger().Error("bundle: ignoring the cached bundle; the embedded policy stays, and the rollback floor is MinVersion until a bundle is accepted", args...)
 }
 
 // Update fetches the bundle once and applies it if it is new: a GET of URL
 // with Accept: application/jose and If-None-Match with the ETag of the
-// last accepted bundle. 304 Not Modified keeps the bundle in effect. A
-// 200 response is verified with [Verify] and the Updater's Name, then
-// refused if its version is below the highest accepted ([ErrRollback]),
-// or equal with other content ([ErrRollback], equivocation); equal content
-// changes nothing. A new bundle is applied (see the package documentation
+// last accepted bundle. It does not fetch when Embedded's rule for URL's
+// host has expired ([ErrControlPlaneNotPinned]). 304 Not Modified keeps
+// the bundle in effect. A 200 response is verified with [Verify] and the
+// Updater's Name, then refused if its version is below the highest
+// accepted or below MinVersion ([ErrRollback]), or equal with other
+// content ([ErrRollback], equivocation); equal content changes nothing. A new bundle is applied (see the package documentation
 // for the effective policy) and written to CacheFile. Other statuses are
 // errors that name the status.
 //
@@ -338,6 +403,11 @@ func (u *Updater) Update(ctx context.Context) error {
 	u.st.Fetches++
 	etag := u.etag
 	u.mu.Unlock()
+
+	if err := u.checkPinned(u.target, now); err != nil {
+		u.logger().Error("bundle: not fetching; the bundle in effect stays until it expires", "url", u.urlText, "err", err)
+		return u.fail(err)
+	}
 
 	jws, newETag, notModified, err := u.fetch(ctx, etag)
 	if err != nil {
@@ -430,7 +500,7 @@ func (u *Updater) fetch(ctx context.Context, etag string) (jws, newETag string, 
 	defer resp.Body.Close()
 	// A custom client may have followed a redirect somewhere unpinned.
 	if resp.Request != nil && resp.Request.URL != nil {
-		if err := u.checkPinned(resp.Request.URL); err != nil {
+		if err := u.checkPinned(resp.Request.URL, u.now()); err != nil {
 			return "", "", false, fmt.Errorf("bundle: fetching %s: redirected: %w", req.URL.Redacted(), err)
 		}
 	}
@@ -459,6 +529,9 @@ func (u *Updater) fetch(ctx context.Context, etag string) (jws, newETag string, 
 func (u *Updater) accept(b *Bundle, source, etag string) (applied bool, err error) {
 	if b.Name != u.Name {
 		return false, fmt.Errorf("%w: got a bundle for %q, want %q", ErrWrongName, b.Name, u.Name)
+	}
+	if b.Version < u.MinVersion {
+		return false, fmt.Errorf("%w: version %d is below version %d, the lowest this client accepts (MinVersion)", ErrRollback, b.Version, u.MinVersion)
 	}
 	u.mu.Lock()
 	floor := u.floor
@@ -493,6 +566,7 @@ func (u *Updater) accept(b *Bundle, source, etag string) (applied bool, err erro
 	u.Verifier.SetPolicy(eff)
 	u.mu.Lock()
 	u.active, u.source, u.floor, u.etag = b, source, b, etag
+	u.st.CacheError = ""
 	if source == SourceNetwork {
 		u.st.Updates++
 		u.cacheDirty = u.CacheFile != ""
@@ -669,8 +743,13 @@ func sameContent(a, b *Bundle) bool {
 }
 
 // writeCache writes jws to CacheFile atomically: a temporary file in the
-// same directory, mode 0600, synced, then renamed over the cache.
+// same directory, mode 0600, synced, then renamed over the cache. A
+// directory that readCache would refuse is refused here too: a cache
+// there would not be read back.
 func (u *Updater) writeCache(jws string) error {
+	if err := checkCacheDir(u.CacheFile); err != nil {
+		return err
+	}
 	dir := filepath.Dir(u.CacheFile)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(u.CacheFile)+".*.tmp")
 	if err != nil {
@@ -703,24 +782,6 @@ func (u *Updater) writeCache(jws string) error {
 		d.Close()
 	}
 	return nil
-}
-
-// readLimited reads a cache file of at most MaxSize bytes (plus a line
-// break).
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+3))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxSize+2 {
-		return nil, fmt.Errorf("%w: cache file larger than %d bytes", ErrMalformed, MaxSize)
-	}
-	return data, nil
 }
 
 func trimSpace(b []byte) []byte { return bytes.Trim(b, " \t\r\n") }

@@ -291,11 +291,12 @@ func TestCache(t *testing.T) {
 			if err := u5.Load(); err != nil {
 				t.Fatal(err)
 			}
-			if st := u5.State(); st.Source != bundle.SourceEmbedded || st.Version != 0 || v5.Policy() != w.embedded {
-				t.Errorf("content %.20q: state = %+v", content, st)
+			if st := u5.State(); st.Source != bundle.SourceEmbedded || st.Version != 0 || v5.Policy() != w.embedded || st.CacheError == "" {
+				t.Errorf("content %.20q: state = %+v, want the embedded policy and the cache error shown", content, st)
 			}
-			// The floor is lost with the cache (documented): version 6
-			// is accepted.
+			// The floor falls to MinVersion, here 0 (documented; see
+			// TestUpdaterCacheTampering for MinVersion): version 6 is
+			// accepted.
 			cp.set(w.sign(t, 6))
 			if err := u5.Update(context.Background()); err != nil {
 				t.Errorf("content %.20q: %v", content, err)
