@@ -405,6 +405,9 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		if w := caExpiryNote(ca, time.Now()); w != "" {
 			fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
 		}
+		if w := caRootKeyWarning(dir); w != "" {
+			fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
+		}
 	}
 	if renew != nil {
 		if tlsConfig == nil {
