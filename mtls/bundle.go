@@ -81,9 +81,90 @@ func rootName(c *x509.Certificate) string {
 	return fmt.Sprintf("with serial %x", c.SerialNumber)
 }
 
+// BundlesOf binds roots that come without a trust domain (a file of roots
+// in a configuration that does not say whose they are) to the one each
+// names: every root must be a CA certificate whose URI SANs hold exactly
+// one SPIFFE ID, spiffe://TRUST-DOMAIN, as those of rampart ca init and
+// SPIRE do, and no two roots may name the same trust domain. Anything else
+// is refused with [ErrRootTrustDomain]: a root that names no trust domain
+// would speak for whichever one its holder mints, and a second root
+// naming ours — a partner's claiming pay.internal — would speak for ours.
+// Bind such roots explicitly with [NewBundle] (several roots of one trust
+// domain, as during a root rollover, included).
+func BundlesOf(roots ...*x509.Certificate) (*x509bundle.Set, error) {
+	if len(roots) == 0 {
+		return nil, errors.New("mtls: no roots")
+	}
+	set := x509bundle.NewSet()
+	for _, root := range roots {
+		if root == nil {
+			return nil, errors.New("mtls: a nil root")
+		}
+		var ids []string
+		for _, u := range root.URIs {
+			if u.Scheme == "spiffe" {
+				ids = append(ids, u.String())
+			}
+		}
+		if len(ids) != 1 {
+			return nil, fmt.Errorf("%w: root %s names %d SPIFFE IDs %v, and nothing else says which trust domain it is for: a root listed without one names exactly one (spiffe://TRUST-DOMAIN), or is bound to one explicitly",
+				ErrRootTrustDomain, rootName(root), len(ids), ids)
+		}
+		id, err := spiffeid.FromString(ids[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: root %s names %s, which is not a SPIFFE ID (%v)", ErrRootTrustDomain, rootName(root), ids[0], err)
+		}
+		td := id.TrustDomain()
+		if set.Has(td) {
+			return nil, fmt.Errorf("%w: root %s names trust domain %s, which another root listed with it names too: bind the roots of one trust domain to it explicitly",
+				ErrRootTrustDomain, rootName(root), td.Name())
+		}
+		b, err := NewBundle(td, root)
+		if err != nil {
+			return nil, err
+		}
+		set.Add(b)
+	}
+	return set, nil
+}
+
 // ParseBundle reads PEM certificates as the roots of td ([NewBundle]).
 // Anything but CERTIFICATE blocks is refused.
 func ParseBundle(td spiffeid.TrustDomain, data []byte) (*x509bundle.Bundle, error) {
+	roots, err := parseRoots(data, " of "+td.Name())
+	if err != nil {
+		return nil, err
+	}
+	return NewBundle(td, roots...)
+}
+
+// ParseBundles reads PEM certificates as roots that name their trust
+// domains ([BundlesOf]).
+func ParseBundles(data []byte) (*x509bundle.Set, error) {
+	roots, err := parseRoots(data, "")
+	if err != nil {
+		return nil, err
+	}
+	return BundlesOf(roots...)
+}
+
+// LoadBundles reads a PEM file of roots that name their trust domains
+// ([ParseBundles]).
+func LoadBundles(file string) (*x509bundle.Set, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("mtls: %w", err)
+	}
+	s, err := ParseBundles(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return s, nil
+}
+
+// parseRoots reads PEM certificates, of which there must be one at least;
+// whose names them in errors (" of pay.internal").
+func parseRoots(data []byte, whose string) ([]*x509.Certificate, error) {
 	var roots []*x509.Certificate
 	for {
 		var b *pem.Block
@@ -92,18 +173,18 @@ func ParseBundle(td spiffeid.TrustDomain, data []byte) (*x509bundle.Bundle, erro
 			break
 		}
 		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("mtls: a PEM %q among the roots of %s, want CERTIFICATE", b.Type, td.Name())
+			return nil, fmt.Errorf("mtls: a PEM %q among the roots%s, want CERTIFICATE", b.Type, whose)
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("mtls: a root of %s: %w", td.Name(), err)
+			return nil, fmt.Errorf("mtls: a root%s: %w", whose, err)
 		}
 		roots = append(roots, c)
 	}
 	if len(roots) == 0 {
-		return nil, fmt.Errorf("mtls: no PEM certificate for the roots of %s", td.Name())
+		return nil, fmt.Errorf("mtls: no PEM certificate for the roots%s", whose)
 	}
-	return NewBundle(td, roots...)
+	return roots, nil
 }
 
 // LoadBundle reads a PEM file of roots as the bundle of td

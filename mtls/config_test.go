@@ -238,6 +238,63 @@ func TestNewBundle(t *testing.T) {
 	}
 }
 
+// BundlesOf, for roots listed without a trust domain, binds each to the one
+// it names, and refuses what would let a root speak for a trust domain
+// nobody bound it to: none named, several, or one another root names too
+// (the probe's pooled configuration, P2).
+func TestBundlesOf(t *testing.T) {
+	w := newWorld(t)
+	bank, _ := foreignRoot(t, bankTD)
+	noTD, _ := foreignRoot(t, spiffeid.TrustDomain{})
+	claimsPay, _ := partnerRoot(t, []string{"spiffe://pay.internal"})
+	both, _ := partnerRoot(t, []string{"spiffe://pay.internal", "spiffe://bank.internal"})
+	other, _ := partnerRoot(t, []string{"https://bank.example/ca", "spiffe://bank.internal"})
+
+	set, err := BundlesOf(w.ca.Root, bank)
+	if err != nil || set.Len() != 2 {
+		t.Fatalf("BundlesOf(ours, bank's) = %v, %v", set, err)
+	}
+	for d, root := range map[spiffeid.TrustDomain]*x509.Certificate{td: w.ca.Root, bankTD: bank} {
+		b, ok := set.Get(d)
+		if !ok || len(b.X509Authorities()) != 1 || !b.X509Authorities()[0].Equal(root) {
+			t.Errorf("bundle of %s: %v", d, b)
+		}
+	}
+	if set, err := BundlesOf(other); err != nil || !set.Has(bankTD) {
+		t.Errorf("a root with a non-SPIFFE URI besides: %v, %v", set, err)
+	}
+	for _, tc := range []struct {
+		name  string
+		roots []*x509.Certificate
+		msg   string
+	}{
+		{"a root naming no trust domain", []*x509.Certificate{w.ca.Root, noTD}, `root "CN=root without a trust domain" names 0 SPIFFE IDs []`},
+		{"a root naming two", []*x509.Certificate{both}, "names 2 SPIFFE IDs"},
+		{"a partner's root claiming ours", []*x509.Certificate{w.ca.Root, claimsPay}, `root "CN=bank root" names trust domain pay.internal, which another root listed with it names too`},
+		{"none", nil, "no roots"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := BundlesOf(tc.roots...)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) || (len(tc.roots) > 0 && !errors.Is(err, ErrRootTrustDomain)) {
+				t.Fatalf("err = %v, want %q", err, tc.msg)
+			}
+		})
+	}
+	file := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(file, pemCerts(w.ca.Root, bank), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if set, err := LoadBundles(file); err != nil || set.Len() != 2 {
+		t.Errorf("LoadBundles = %v, %v", set, err)
+	}
+	if err := os.WriteFile(file, pemCerts(w.ca.Root, claimsPay), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadBundles(file); !errors.Is(err, ErrRootTrustDomain) || !strings.HasPrefix(err.Error(), file+": ") {
+		t.Errorf("LoadBundles with a partner's root claiming ours: %v", err)
+	}
+}
+
 func pemCerts(certs ...*x509.Certificate) []byte {
 	var b []byte
 	for _, c := range certs {

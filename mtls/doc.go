@@ -22,7 +22,10 @@
 // relying party's configuration, never the roots' own word: [NewBundle]
 // and [LoadBundle] bind roots to the trust domain they are given, and
 // refuse, at load, a root whose certificate names another one
-// ([ErrRootTrustDomain]). So a federated partner's root, configured for
+// ([ErrRootTrustDomain]); for a list of roots that comes without trust
+// domains, [BundlesOf] and [LoadBundles] bind each root to the one trust
+// domain it names, and refuse roots that name none or several, and two
+// roots naming the same. So a federated partner's root, configured for
 // bank.internal, cannot mint pay.internal's workloads, even if its
 // certificate claims spiffe://pay.internal. [ServerConfig], [ClientConfig]
 // and [Authorize] apply the same rule.

@@ -63,14 +63,15 @@ func partnerRoot(t testing.TB, uris []string, ids ...spiffeid.ID) (*x509.Certifi
 // against the bundle of its own trust domain.
 func TestFederatedRootClaimsOurTrustDomain(t *testing.T) {
 	for _, row := range []struct {
-		name    string
-		uris    []string
-		loadErr bool // NewBundle(bank.internal, root) refuses it
+		name      string
+		uris      []string
+		loadErr   bool // NewBundle(bank.internal, root) refuses it
+		pooledErr bool // BundlesOf(our root, root), a pool without trust domains, refuses it
 	}{
-		{"partner root names bank.internal (control)", []string{"spiffe://bank.internal"}, false},
-		{"partner root names pay.internal", []string{"spiffe://pay.internal"}, true},
-		{"partner root names pay.internal and bank.internal", []string{"spiffe://pay.internal", "spiffe://bank.internal"}, true},
-		{"partner root names no trust domain", nil, false},
+		{"partner root names bank.internal (control)", []string{"spiffe://bank.internal"}, false, false},
+		{"partner root names pay.internal", []string{"spiffe://pay.internal"}, true, true},
+		{"partner root names pay.internal and bank.internal", []string{"spiffe://pay.internal", "spiffe://bank.internal"}, true, true},
+		{"partner root names no trust domain", nil, false, true},
 	} {
 		t.Run(row.name, func(t *testing.T) {
 			w := newWorld(t)
@@ -84,6 +85,18 @@ func TestFederatedRootClaimsOurTrustDomain(t *testing.T) {
 			}
 			if row.loadErr && !errors.Is(err, ErrRootTrustDomain) {
 				t.Errorf("load error %v, want ErrRootTrustDomain", err)
+			}
+			// Pooled with ours, without trust domains (the old
+			// configurations): each root is bound to the one trust domain it
+			// names, or refused.
+			pooled, err := BundlesOf(w.ca.Root, root)
+			if row.pooledErr != (err != nil) || (err != nil && !errors.Is(err, ErrRootTrustDomain)) {
+				t.Fatalf("BundlesOf(our root, partner root) = %v, %v; want an error: %v", pooled, err, row.pooledErr)
+			}
+			if err == nil {
+				if b, _ := pooled.Get(td); len(b.X509Authorities()) != 1 || !b.X509Authorities()[0].Equal(w.ca.Root) {
+					t.Errorf("pay.internal's bundle from the pool holds %d roots", len(b.X509Authorities()))
+				}
 			}
 			// Whatever the load check says, the handshake rule holds on its
 			// own: the partner's bundle built without it.

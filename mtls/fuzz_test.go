@@ -71,7 +71,9 @@ func FuzzIssueCSR(f *testing.F) {
 
 // Whatever PEM comes in as pay.internal's roots, ParseBundle either
 // refuses it or returns pay.internal's bundle of CA certificates, none of
-// which names another trust domain, or more than one SPIFFE ID.
+// which names another trust domain, or more than one SPIFFE ID; and
+// ParseBundles either refuses it or returns one bundle per trust domain,
+// of one CA certificate naming exactly that trust domain.
 func FuzzParseBundle(f *testing.F) {
 	ca := newCA(f, td, t0)
 	bank, _ := foreignRoot(f, bankTD)
@@ -82,6 +84,26 @@ func FuzzParseBundle(f *testing.F) {
 	f.Add(pemCerts(ca.Root, ca.Issuing))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if set, err := ParseBundles(data); err == nil {
+			for _, b := range set.Bundles() {
+				roots := b.X509Authorities()
+				if len(roots) != 1 || !roots[0].IsCA || len(roots[0].URIs) == 0 {
+					t.Fatalf("bundle of %v: %d roots", b.TrustDomain(), len(roots))
+				}
+				n := 0
+				for _, u := range roots[0].URIs {
+					if u.Scheme == "spiffe" {
+						n++
+						if id, err := spiffeid.FromURI(u); err != nil || id.TrustDomain() != b.TrustDomain() {
+							t.Fatalf("a root naming %v in the bundle of %v", u, b.TrustDomain())
+						}
+					}
+				}
+				if n != 1 {
+					t.Fatalf("a root with %d SPIFFE IDs", n)
+				}
+			}
+		}
 		b, err := ParseBundle(td, data)
 		if err != nil {
 			return
