@@ -18,6 +18,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -282,12 +284,13 @@ func (h *renewHandler) renew(w http.ResponseWriter, r *http.Request) ([]byte, er
 // For a Reloader that starts from files and renews:
 //
 //	r := &mtls.Reloader{CertFile: "gw.pem", KeyFile: "gw.key"}
-//	r.Renew = mtls.Renewer("https://cp.pay.internal/v1/certificates/renew", mtls.RenewalClient(r, cpRoots), nil)
+//	renew := mtls.Renewer("https://cp.pay.internal/v1/certificates/renew", mtls.RenewalClient(r, cpRoots), nil)
+//	r.Renew = mtls.SaveRenewals(renew, r.CertFile, r.KeyFile) // a restart begins from the latest
 //	err := r.Start(ctx)
 //
-// The files are then read once, at Start: the renewed certificates live
-// in memory (write them out from Renew, wrapping it, if something else
-// reads the files).
+// The files are read once, at Start; without [SaveRenewals] the renewed
+// certificates live in memory only, and a process restarted after the
+// files' certificate expired cannot start.
 func Renewer(url string, client *http.Client, key crypto.Signer) func(ctx context.Context, current *tls.Certificate) (*tls.Certificate, error) {
 	if client == nil {
 		panic("mtls: Renewer needs an http.Client that presents the current certificate")
@@ -416,4 +419,99 @@ func parseChain(data []byte, k crypto.Signer, id spiffeid.ID) (*tls.Certificate,
 	}
 	c.PrivateKey, c.Leaf = k, leaf
 	return &c, nil
+}
+
+// SaveRenewals wraps renew, a [Reloader.Renew] function such as
+// [Renewer]'s, so that every certificate it obtains is also written to
+// certFile and keyFile ([WriteFiles]) before the Reloader uses it: a
+// process that restarts begins from its latest certificate, not from the
+// one it was first given, which may have expired since. A certificate that
+// cannot be written is a failed renewal, retried as any other.
+func SaveRenewals(renew func(ctx context.Context, current *tls.Certificate) (*tls.Certificate, error), certFile, keyFile string) func(ctx context.Context, current *tls.Certificate) (*tls.Certificate, error) {
+	if renew == nil {
+		panic("mtls: SaveRenewals needs a Renew function")
+	}
+	return func(ctx context.Context, current *tls.Certificate) (*tls.Certificate, error) {
+		c, err := renew(ctx, current)
+		if err != nil {
+			return nil, err
+		}
+		if err := WriteFiles(certFile, keyFile, c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// WriteFiles writes c's chain (PEM, leaf first) to certFile and its
+// private key (PEM PKCS #8, mode 0600) to keyFile, replacing them so that
+// a reader finds the old pair or the new one: each is written whole and
+// synced beside the old one (NAME.new), then renamed over it, the key
+// first. certFile keeps its mode (0644 if new). Should it stop between the
+// two renames, the key is new, certFile still the old chain and
+// certFile.new the new one: rename it to finish (rampart ca renew does).
+func WriteFiles(certFile, keyFile string, c *tls.Certificate) error {
+	if c == nil || len(c.Certificate) == 0 {
+		return errors.New("mtls: no certificate to write")
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("mtls: the private key: %w", err)
+	}
+	var chain []byte
+	for _, d := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
+	}
+	key := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	certMode := os.FileMode(0o644)
+	if st, err := os.Stat(certFile); err == nil {
+		certMode = st.Mode().Perm()
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{keyFile + ".new", key, 0o600}, {certFile + ".new", chain, certMode}} {
+		if err := writeWhole(f.name, f.data, f.mode); err != nil {
+			os.Remove(keyFile + ".new")
+			os.Remove(certFile + ".new")
+			return fmt.Errorf("mtls: %w", err)
+		}
+	}
+	if err := os.Rename(keyFile+".new", keyFile); err != nil {
+		os.Remove(keyFile + ".new")
+		os.Remove(certFile + ".new")
+		return fmt.Errorf("mtls: %w", err)
+	}
+	if err := os.Rename(certFile+".new", certFile); err != nil {
+		return fmt.Errorf("mtls: %w: the new key is in place; finish with: mv %s.new %s", err, certFile, certFile)
+	}
+	for _, dir := range []string{filepath.Dir(keyFile), filepath.Dir(certFile)} {
+		if d, err := os.Open(dir); err == nil {
+			d.Sync()
+			d.Close()
+		}
+	}
+	return nil
+}
+
+// writeWhole writes data to name (replacing it) with mode, synced.
+func writeWhole(name string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil { // whatever the umask, or an older file, said
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

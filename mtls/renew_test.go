@@ -9,8 +9,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -342,5 +344,48 @@ func TestRenewalClient(t *testing.T) {
 	}
 	if _, err := Renewer(serve("cp.pay.internal"), RenewalClient(r, pool(ca.Root)), nil)(t.Context(), first); !errors.As(err, new(x509.HostnameError)) {
 		t.Errorf("a control plane certificate without 127.0.0.1: %v", err)
+	}
+}
+
+// SaveRenewals writes each renewal to the Reloader's files, replacing them
+// whole, so that a restart begins from the latest certificate: the key
+// 0600, the chain keeping its mode, no leftovers.
+func TestSaveRenewals(t *testing.T) {
+	rw := newRenewWorld(t, 0)
+	if err := os.Chmod(rw.r.CertFile, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rw.r.Renew = SaveRenewals(rw.r.Renew, rw.r.CertFile, rw.r.KeyFile)
+	started(t, rw.r)
+	first := rw.r.Certificate()
+	next, err := rw.r.Renew(t.Context(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := tls.LoadX509KeyPair(rw.r.CertFile, rw.r.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if onDisk.Leaf.SerialNumber.Cmp(next.Leaf.SerialNumber) != 0 || len(onDisk.Certificate) != len(next.Certificate) {
+		t.Errorf("the files hold serial %s, want the renewal's %s", onDisk.Leaf.SerialNumber, next.Leaf.SerialNumber)
+	}
+	for file, mode := range map[string]os.FileMode{rw.r.KeyFile: 0o600, rw.r.CertFile: 0o640} {
+		if st, err := os.Stat(file); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("%s: %v, want mode %o", file, st.Mode(), mode)
+		}
+		if _, err := os.Stat(file + ".new"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s.new left behind: %v", file, err)
+		}
+	}
+	// A renewal that cannot be written is a failed renewal, and the files
+	// in place are left alone.
+	missing := filepath.Join(t.TempDir(), "missing")
+	bad := SaveRenewals(Renewer(rw.url, rw.client, nil), filepath.Join(missing, "gw.pem"), filepath.Join(missing, "gw.key"))
+	if _, err := bad(t.Context(), next); err == nil {
+		t.Error("a renewal written to a missing directory succeeded")
+	}
+	again, err := tls.LoadX509KeyPair(rw.r.CertFile, rw.r.KeyFile)
+	if err != nil || again.Leaf.SerialNumber.Cmp(onDisk.Leaf.SerialNumber) != 0 {
+		t.Errorf("the pair on disk changed: %v", err)
 	}
 }

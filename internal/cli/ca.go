@@ -388,16 +388,8 @@ usage, or unreadable or mismatched files.`,
 				}
 				return fail(ExitFailure, errors.New(msg))
 			}
-			keyPEM, err := keygen.KeyPEM(next.PrivateKey.(crypto.Signer))
-			if err != nil {
-				return fail(ExitFailure, err)
-			}
-			var chain []byte
-			for _, der := range next.Certificate {
-				chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-			}
-			if err := replaceFiles(certFile, chain, keyFile, keyPEM); err != nil {
-				return fail(ExitFailure, err)
+			if err := mtls.WriteFiles(certFile, keyFile, next); err != nil {
+				return fail(ExitFailure, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
 			}
 			nl := next.Leaf
 			fmt.Fprintf(stdio.Out, "renewed %s: %s, serial %x, expires %s (%s)\n", certFile, id, nl.SerialNumber,
@@ -438,39 +430,7 @@ func renewalURL(server string) (string, error) {
 	return u.String(), nil
 }
 
-// replaceFiles replaces the certificate chain and its key in place: both
-// are written whole beside the old ones (NAME.new), then renamed over
-// them, the key first. If it stops between the renames, the key is new
-// and the chain old, with the new chain in CERT.new: finishRenewal
-// completes it.
-func replaceFiles(certFile string, chain []byte, keyFile string, key []byte) error {
-	certMode := fs.FileMode(0o644)
-	if st, err := os.Stat(certFile); err == nil {
-		certMode = st.Mode().Perm()
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode fs.FileMode
-	}{{keyFile + ".new", key, 0o600}, {certFile + ".new", chain, certMode}} {
-		if err := writeWhole(f.name, f.data, f.mode); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(keyFile+".new", keyFile); err != nil {
-		os.Remove(keyFile + ".new")
-		os.Remove(certFile + ".new")
-		return err
-	}
-	if err := os.Rename(certFile+".new", certFile); err != nil {
-		return fmt.Errorf("%w: the new key is in place; finish with: mv %s.new %s", err, certFile, certFile)
-	}
-	syncDir(filepath.Dir(keyFile))
-	syncDir(filepath.Dir(certFile))
-	return nil
-}
-
-// finishRenewal completes a replaceFiles stopped between its renames: the
+// finishRenewal completes an mtls.WriteFiles stopped between its renames: the
 // key is the new one, certFile the old chain and certFile.new the new
 // chain, for that key. It reports whether it did.
 func finishRenewal(certFile, keyFile string) (bool, error) {
@@ -489,34 +449,6 @@ func finishRenewal(certFile, keyFile string) (bool, error) {
 		return false, err
 	}
 	return true, nil
-}
-
-// writeWhole writes data to name (replacing it) with mode, synced.
-func writeWhole(name string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil { // whatever the umask, or an older file, said
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 func newCARotateCmd(stdio Stdio) *cobra.Command {
