@@ -80,7 +80,8 @@ rampart serve's ` + caRenewPath + `: Go services with package mtls
 keep the lifetime first issued, and stop 90 days after it (rampart serve
 --ca-max-lineage): a stolen key does not keep its identity for ever.
 
-` + exitCodesHelp,
+Exit status: 0 success, 1 failure (rampart ca renew: the renewal failed),
+2 usage or unreadable input; each command's help says more.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
@@ -786,8 +787,13 @@ func parseCAMaxLineage(s string) (time.Duration, error) {
 // as Go durations (36h, 90m).
 type durationFlag time.Duration
 
-func (d *durationFlag) String() string { return formatDuration(time.Duration(*d)) }
-func (d *durationFlag) Type() string   { return "duration" }
+func (d *durationFlag) String() string {
+	if *d == 0 {
+		return "0" // which pflag does not print as a default
+	}
+	return formatDuration(time.Duration(*d))
+}
+func (d *durationFlag) Type() string { return "duration" }
 
 func (d *durationFlag) Set(s string) error {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
