@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,5 +154,44 @@ func BenchmarkAuthorize(b *testing.B) {
 		if rec.Code != http.StatusOK {
 			b.Fatal(rec.Code)
 		}
+	}
+}
+
+// Concurrent requests, over HTTP/2 and many connections, share what
+// Authorize remembers (run with -race).
+func TestAuthorizeConcurrent(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	cfg := ServerConfig(NewStatic(w.server), w.roots)
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	addr := serveTLS(t, cfg, Authorize(w.roots, gateway)(peerHandler))
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range 8 {
+		id := gateway
+		if i%4 == 3 {
+			id = intruder
+		}
+		c := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true,
+			TLSClientConfig: ClientConfig(NewStatic(issue(t, w.ca, id, time.Hour, now)), w.roots, ledger)}}
+		wg.Go(func() {
+			defer c.CloseIdleConnections()
+			for range 20 {
+				resp, err := c.Get("https://" + addr + "/")
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if want := map[bool]int{true: 200, false: 403}[id == gateway]; resp.StatusCode != want || resp.ProtoMajor != 2 {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d requests had the wrong answer", n)
 	}
 }
