@@ -30,7 +30,8 @@ import (
 //	identity:                                      # the gateway's service certificate,
 //	  cert: gateway-svc.pem                        #   for mutual TLS to the upstreams
 //	  key: gateway-svc.key
-//	  roots: internal-root.pem
+//	  roots: internal-root.pem                     # roots naming their trust domain (rampart ca, SPIRE)
+//	  bundles: {bank.internal: bank-root.pem}      # optional: roots bound to a trust domain by name
 //	routes:
 //	  - prefix: /v1/                               # /v1 would take only the path /v1
 //	    upstream: https://127.0.0.1:9444
@@ -74,11 +75,19 @@ type CertFiles struct {
 }
 
 // Identity is the gateway's service certificate and the roots of the
-// upstreams' certificates.
+// upstreams' certificates, by trust domain: an upstream's certificate
+// verifies against the roots of its SPIFFE ID's trust domain alone.
+// Roots is a PEM file of roots that each name their one trust domain
+// (spiffe://TRUST-DOMAIN, as rampart ca init's and SPIRE's do), one root
+// per trust domain (mtls.LoadBundles); Bundles binds PEM files to trust
+// domains by name, for roots that name none, several roots of one trust
+// domain, or partners (mtls.LoadBundle: a root naming another trust
+// domain is refused). A trust domain is in one or the other.
 type Identity struct {
-	Cert  string `yaml:"cert"`
-	Key   string `yaml:"key"`
-	Roots string `yaml:"roots"`
+	Cert    string            `yaml:"cert"`
+	Key     string            `yaml:"key"`
+	Roots   string            `yaml:"roots"`
+	Bundles map[string]string `yaml:"bundles"`
 }
 
 // Route sends requests under Prefix to Upstream.
@@ -173,6 +182,10 @@ func (c *Config) resolve(dir string) {
 		abs(&c.Identity.Cert)
 		abs(&c.Identity.Key)
 		abs(&c.Identity.Roots)
+		for td, f := range c.Identity.Bundles {
+			abs(&f)
+			c.Identity.Bundles[td] = f
+		}
 	}
 	switch c.AccessLog {
 	case "stderr", "stdout", "off":
@@ -243,8 +256,18 @@ func ParseConfig(data []byte) (*Config, error) {
 			return nil, fmt.Errorf("gateway: route %q requires authentication, but auth configures neither tokens nor api_keys", r.Prefix)
 		}
 	}
-	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || c.Identity.Roots == "") {
+	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || (c.Identity.Roots == "" && len(c.Identity.Bundles) == 0)) {
 		return nil, fmt.Errorf("gateway: https upstreams need identity: {cert, key, roots} (mutual TLS)")
+	}
+	if c.Identity != nil {
+		for name, file := range c.Identity.Bundles {
+			if _, err := spiffeid.TrustDomainFromString(name); err != nil {
+				return nil, fmt.Errorf("gateway: identity.bundles: trust domain %q: %v", name, err)
+			}
+			if file == "" {
+				return nil, fmt.Errorf("gateway: identity.bundles: %s: no roots file", name)
+			}
+		}
 	}
 	if c.CORS != nil {
 		if err := c.CORS.check(); err != nil {

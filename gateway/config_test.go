@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -27,7 +28,8 @@ func TestLoadConfigFull(t *testing.T) {
 	if c.TLS == nil || *c.TLS != (CertFiles{Cert: "/etc/rampart/gateway.pem", Key: "/etc/rampart/gateway.key"}) {
 		t.Errorf("tls = %+v", c.TLS)
 	}
-	if c.Identity == nil || *c.Identity != (Identity{Cert: "/etc/rampart/gateway-svc.pem", Key: "/etc/rampart/gateway-svc.key", Roots: "/etc/rampart/internal-root.pem"}) {
+	if c.Identity == nil || !reflect.DeepEqual(*c.Identity, Identity{Cert: "/etc/rampart/gateway-svc.pem", Key: "/etc/rampart/gateway-svc.key", Roots: "/etc/rampart/internal-root.pem",
+		Bundles: map[string]string{"bank.internal": "/etc/rampart/bank-root.pem"}}) {
 		t.Errorf("identity = %+v", c.Identity)
 	}
 

@@ -28,7 +28,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,7 +36,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +45,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/principal"
@@ -68,8 +68,10 @@ type Deps struct {
 	// Identity is the gateway's service certificate for mutual TLS to the
 	// upstreams; nil loads Config.Identity's files (and watches them).
 	Identity *mtls.Reloader
-	// Roots are the upstreams' roots; nil loads Config.Identity.Roots.
-	Roots *x509.CertPool
+	// Roots are the upstreams' roots, by trust domain (an upstream's
+	// certificate verifies against its own trust domain's bundle alone);
+	// nil loads Config.Identity.Roots and Bundles.
+	Roots x509bundle.Source
 	// Logger receives errors and certificate changes; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -265,9 +267,18 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 	if slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.upstream.Scheme == "https" }) {
 		var err error
 		if roots == nil {
-			if roots, err = loadPool(cfg.Identity.Roots); err != nil {
-				return nil, nil, fmt.Errorf("gateway: identity roots: %w", err)
+			// The files are all there is (a Deps.Roots source may learn
+			// bundles later): every upstream's trust domain needs one.
+			set, err := loadBundles(cfg.Identity)
+			if err != nil {
+				return nil, nil, fmt.Errorf("gateway: identity: %w", err)
 			}
+			for _, rt := range cfg.Routes {
+				if td := rt.id.TrustDomain(); rt.upstream.Scheme == "https" && !set.Has(td) {
+					return nil, nil, fmt.Errorf("gateway: route %q: upstream_id %s: no roots for trust domain %s: add identity.bundles: {%s: FILE}", rt.Prefix, rt.id, td.Name(), td.Name())
+				}
+			}
+			roots = set
 		}
 		if identity == nil {
 			if identity, commit, err = g.loadIdentity(cfg.Identity); err != nil {
@@ -532,16 +543,32 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
-func loadPool(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
+// loadBundles loads the upstreams' roots: those of id.Roots, each bound
+// to the trust domain it names, and id.Bundles', bound by name.
+func loadBundles(id *Identity) (*x509bundle.Set, error) {
+	set := x509bundle.NewSet()
+	if id.Roots != "" {
+		s, err := mtls.LoadBundles(id.Roots)
+		if err != nil {
+			return nil, fmt.Errorf("roots: %w (to bind roots to a trust domain by name: identity.bundles: {TRUST-DOMAIN: FILE})", err)
+		}
+		set = s
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("%s: no PEM certificate", file)
+	for name, file := range id.Bundles {
+		td, err := spiffeid.TrustDomainFromString(name)
+		if err != nil {
+			return nil, fmt.Errorf("bundles: %q: %w", name, err)
+		}
+		if set.Has(td) {
+			return nil, fmt.Errorf("bundles: %s: %s has roots in identity.roots too; keep its roots in one place", name, name)
+		}
+		b, err := mtls.LoadBundle(td, file)
+		if err != nil {
+			return nil, fmt.Errorf("bundles: %w", err)
+		}
+		set.Add(b)
 	}
-	return pool, nil
+	return set, nil
 }
 
 // writeProblem answers with RFC 9457 problem details.

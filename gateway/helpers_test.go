@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
@@ -52,7 +53,7 @@ var discardLog = slog.New(slog.DiscardHandler)
 // testPKI is an internal CA (mtls.NewCA) and the pool of its root.
 type testPKI struct {
 	ca    *mtls.CA
-	roots *x509.CertPool
+	roots *x509bundle.Bundle // testTD's: the CA's root
 }
 
 func newTestPKI(t testing.TB) *testPKI {
@@ -61,9 +62,7 @@ func newTestPKI(t testing.TB) *testPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Root)
-	return &testPKI{ca: ca, roots: roots}
+	return &testPKI{ca: ca, roots: x509bundle.FromX509Authorities(testTD, []*x509.Certificate{ca.Root})}
 }
 
 // issue makes a certificate for id, on a new key, valid for ttl from now.
@@ -183,13 +182,13 @@ type testUpstream struct {
 // httptest's own certificate to Certificates, and crypto/tls prefers
 // Certificates over GetCertificate when the client sends no SNI, which is
 // the case when dialing an IP address.
-func startUpstream(t testing.TB, r *mtls.Reloader, roots *x509.CertPool, allowedIDs ...spiffeid.ID) *testUpstream {
+func startUpstream(t testing.TB, r *mtls.Reloader, roots x509bundle.Source, allowedIDs ...spiffeid.ID) *testUpstream {
 	t.Helper()
 	return startUpstreamProtos(t, []string{"h2", "http/1.1"}, r, roots, allowedIDs...)
 }
 
 // startUpstreamProtos is startUpstream offering the ALPN protocols protos.
-func startUpstreamProtos(t testing.TB, protos []string, r *mtls.Reloader, roots *x509.CertPool, allowedIDs ...spiffeid.ID) *testUpstream {
+func startUpstreamProtos(t testing.TB, protos []string, r *mtls.Reloader, roots x509bundle.Source, allowedIDs ...spiffeid.ID) *testUpstream {
 	t.Helper()
 	u := &testUpstream{release: make(chan struct{}), peers: map[string]bool{}}
 	cfg := mtls.ServerConfig(r, roots, allowedIDs...)

@@ -11,7 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -196,17 +199,51 @@ func (ca *CA) Rotate(rootKey crypto.Signer, now time.Time) (*CA, error) {
 
 // Issue signs a certificate for the workload id with public key pub, valid
 // from now (less [Backdate]) for ttl, or until the issuing certificate
-// expires if that is sooner. The certificate carries id as its one URI SAN,
-// dnsNames (optional) as DNS SANs, and may serve as both a TLS server and
-// client certificate. Issue returns the certificate followed by the issuing
-// certificate: the chain a workload serves.
+// expires if that is sooner. The certificate carries id as its one URI SAN
+// and names (optional) as further SANs: a DNS name as a DNS SAN, an IP
+// address (192.0.2.1, 2001:db8::1, as netip.ParseAddr reads them) as an IP
+// SAN. It may serve as both a TLS server and client certificate, and
+// starts a renewal lineage ([LineageOf]): its renewals at a
+// [RenewHandler] keep ttl, and stop after the handler's
+// [RenewPolicy.MaxLineage]. Issue returns the certificate followed by the
+// issuing certificate: the chain a workload serves.
 //
 // Issue refuses an id outside the CA's trust domain
 // ([ErrOutsideTrustDomain]) or naming the trust domain itself, a ttl that
-// is not positive or exceeds [MaxTTL], malformed DNS names, weak keys
-// (RSA under 2048 bits, unknown types), and any time at which the issuing
+// is not positive or exceeds [MaxTTL], malformed names, weak keys (RSA
+// under 2048 bits, unknown types), and any time at which the issuing
 // certificate is not valid ([ErrCANotValid]).
-func (ca *CA) Issue(id spiffeid.ID, dnsNames []string, ttl time.Duration, pub crypto.PublicKey, now time.Time) ([]*x509.Certificate, error) {
+func (ca *CA) Issue(id spiffeid.ID, names []string, ttl time.Duration, pub crypto.PublicKey, now time.Time) ([]*x509.Certificate, error) {
+	var dns []string
+	var ips []net.IP
+	for _, n := range names {
+		ip, err := parseIP(n)
+		switch {
+		case err != nil:
+			return nil, err
+		case ip != nil:
+			ips = append(ips, ip)
+		default:
+			dns = append(dns, n)
+		}
+	}
+	return ca.issue(id, dns, ips, ttl, pub, now, Lineage{Since: now, TTL: ttl})
+}
+
+// parseIP returns the IP address s spells, nil if it is not one.
+func parseIP(s string) (net.IP, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil, nil
+	}
+	if a.Zone() != "" {
+		return nil, fmt.Errorf("mtls: IP address %q: a zone has no place in a certificate", s)
+	}
+	return net.IP(a.Unmap().AsSlice()), nil
+}
+
+// issue signs a certificate as Issue does, in lineage lin.
+func (ca *CA) issue(id spiffeid.ID, dnsNames []string, ips []net.IP, ttl time.Duration, pub crypto.PublicKey, now time.Time, lin Lineage) ([]*x509.Certificate, error) {
 	if ca == nil || ca.Issuing == nil || ca.Key == nil {
 		return nil, errors.New("mtls: CA without an issuing certificate and key")
 	}
@@ -234,6 +271,10 @@ func (ca *CA) Issue(id spiffeid.ID, dnsNames []string, ttl time.Duration, pub cr
 		return nil, fmt.Errorf("%w (it is valid from %s to %s)", ErrCANotValid,
 			ca.Issuing.NotBefore.UTC().Format(time.RFC3339), ca.Issuing.NotAfter.UTC().Format(time.RFC3339))
 	}
+	ext, err := lin.extension()
+	if err != nil {
+		return nil, err
+	}
 	notBefore := now.Add(-Backdate)
 	if notBefore.Before(ca.Issuing.NotBefore) {
 		notBefore = ca.Issuing.NotBefore
@@ -251,7 +292,9 @@ func (ca *CA) Issue(id spiffeid.ID, dnsNames []string, ttl time.Duration, pub cr
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		URIs:                  []*url.URL{id.URL()},
-		DNSNames:              append([]string(nil), dnsNames...),
+		DNSNames:              slices.Clone(dnsNames),
+		IPAddresses:           slices.Clone(ips),
+		ExtraExtensions:       []pkix.Extension{ext},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Issuing, pub, ca.Key)
 	if err != nil {
@@ -266,15 +309,15 @@ func (ca *CA) Issue(id spiffeid.ID, dnsNames []string, ttl time.Duration, pub cr
 
 // IssueCSR issues a certificate, as [CA.Issue] does, for a certificate
 // request: its signature must verify, and it must carry exactly one URI
-// SAN, a SPIFFE ID in the CA's trust domain, and optionally DNS SANs. The
-// request's subject and extensions are ignored; IP and email SANs are
+// SAN, a SPIFFE ID in the CA's trust domain, and optionally DNS and IP
+// SANs. The request's subject and extensions are ignored; email SANs are
 // refused.
 func (ca *CA) IssueCSR(csr *x509.CertificateRequest, ttl time.Duration, now time.Time) ([]*x509.Certificate, error) {
 	id, err := csrID(csr)
 	if err != nil {
 		return nil, err
 	}
-	return ca.Issue(id, csr.DNSNames, ttl, csr.PublicKey, now)
+	return ca.issue(id, csr.DNSNames, csr.IPAddresses, ttl, csr.PublicKey, now, Lineage{Since: now, TTL: ttl})
 }
 
 // csrID checks a request's signature and returns its SPIFFE ID.
@@ -285,8 +328,8 @@ func csrID(csr *x509.CertificateRequest) (spiffeid.ID, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request signature: %w", err)
 	}
-	if len(csr.IPAddresses) > 0 || len(csr.EmailAddresses) > 0 {
-		return spiffeid.ID{}, errors.New("mtls: certificate request with IP or email SANs: only a SPIFFE ID and DNS names are issued")
+	if len(csr.EmailAddresses) > 0 {
+		return spiffeid.ID{}, errors.New("mtls: certificate request with email SANs: only a SPIFFE ID, DNS names and IP addresses are issued")
 	}
 	if len(csr.URIs) != 1 {
 		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request with %d URI SANs, want exactly one SPIFFE ID", len(csr.URIs))

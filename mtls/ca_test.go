@@ -50,8 +50,11 @@ func TestNewCA(t *testing.T) {
 		if len(c.PermittedURIDomains) != 1 || c.PermittedURIDomains[0] != "pay.internal" || !c.PermittedDNSDomainsCritical {
 			t.Errorf("%s: permitted URI domains %v (critical %v)", c.Subject.CommonName, c.PermittedURIDomains, c.PermittedDNSDomainsCritical)
 		}
-		if got, ok := trustDomainOf(c); !ok || got != td {
-			t.Errorf("%s: trust domain %v %v", c.Subject.CommonName, got, ok)
+		if len(c.URIs) != 1 || c.URIs[0].String() != "spiffe://pay.internal" {
+			t.Errorf("%s: URI SANs %v, want spiffe://pay.internal", c.Subject.CommonName, c.URIs)
+		}
+		if _, err := NewBundle(td, c); err != nil {
+			t.Errorf("%s: not a root of pay.internal: %v", c.Subject.CommonName, err)
 		}
 		if k, ok := c.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
 			t.Errorf("%s: key %T, want ECDSA P-256", c.Subject.CommonName, c.PublicKey)
@@ -206,13 +209,16 @@ func TestIssueCSR(t *testing.T) {
 		}
 		return c
 	}
-	good := csr(&x509.CertificateRequest{URIs: []*url.URL{ledger.URL()}, DNSNames: []string{"ledger.pay.internal"}})
+	good := csr(&x509.CertificateRequest{URIs: []*url.URL{ledger.URL()}, DNSNames: []string{"ledger.pay.internal"}, IPAddresses: []net.IP{net.IPv4(10, 0, 0, 1)}})
 	chain, err := ca.IssueCSR(good, time.Hour, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if id, _ := IDOf(chain[0]); id != ledger || chain[0].DNSNames[0] != "ledger.pay.internal" || !k.PublicKey.Equal(chain[0].PublicKey) {
 		t.Errorf("issued %v %v for another key or ID", chain[0].URIs, chain[0].DNSNames)
+	}
+	if len(chain[0].IPAddresses) != 1 || !chain[0].IPAddresses[0].Equal(net.IPv4(10, 0, 0, 1)) {
+		t.Errorf("issued IP addresses %v, want 10.0.0.1", chain[0].IPAddresses)
 	}
 	if err := verifyAt(t, ca, chain, now); err != nil {
 		t.Error(err)
@@ -232,7 +238,7 @@ func TestIssueCSR(t *testing.T) {
 		{"two URIs", csr(&x509.CertificateRequest{URIs: []*url.URL{ledger.URL(), gateway.URL()}}), "2 URI SANs"},
 		{"not SPIFFE", csr(&x509.CertificateRequest{URIs: []*url.URL{notSpiffe}}), "URI SAN"},
 		{"other trust domain", csr(&x509.CertificateRequest{URIs: []*url.URL{other}}), "outside the CA's trust domain"},
-		{"IP SAN", csr(&x509.CertificateRequest{URIs: []*url.URL{ledger.URL()}, IPAddresses: []net.IP{net.IPv4(10, 0, 0, 1)}}), "IP or email"},
+		{"email SAN", csr(&x509.CertificateRequest{URIs: []*url.URL{ledger.URL()}, EmailAddresses: []string{"ops@pay.test"}}), "email SANs"},
 		{"nil", nil, "no certificate request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,14 +3,13 @@ package mtls
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // IDMismatchError is the refusal of a peer whose verified certificate
@@ -19,79 +18,71 @@ import (
 type IDMismatchError struct {
 	// Got is the peer's ID.
 	Got spiffeid.ID
-	// Want are the IDs allowed; when empty, any ID of TrustDomains was.
+	// Want are the IDs allowed.
 	Want []spiffeid.ID
-	// TrustDomains are the trust domains of the roots the peer's chains
-	// verified to (empty if those roots name none).
-	TrustDomains []spiffeid.TrustDomain
 }
 
 func (e *IDMismatchError) Error() string {
-	names := func(tds []spiffeid.TrustDomain) string {
-		s := make([]string, len(tds))
-		for i, td := range tds {
-			s[i] = td.Name()
-		}
-		return strings.Join(s, " or ")
+	s := make([]string, len(e.Want))
+	for i, id := range e.Want {
+		s[i] = id.String()
 	}
-	if slices.Contains(e.Want, e.Got) {
-		// Listed, but vouched for by another trust domain's root.
-		return fmt.Sprintf("mtls: peer SPIFFE ID %s is vouched for by a root of trust domain %s, not of its own", e.Got, names(e.TrustDomains))
-	}
-	var want string
-	switch {
-	case len(e.Want) > 0:
-		s := make([]string, len(e.Want))
-		for i, id := range e.Want {
-			s[i] = id.String()
-		}
-		want = strings.Join(s, " or ")
-	case len(e.TrustDomains) > 0:
-		want = "an ID in trust domain " + names(e.TrustDomains)
-	default:
-		want = "an ID in the trust domain of its root, which names none (its certificate has no spiffe://TRUST-DOMAIN URI SAN): list the allowed IDs"
-	}
-	return fmt.Sprintf("mtls: peer SPIFFE ID %s is not allowed (want %s)", e.Got, want)
+	return fmt.Sprintf("mtls: peer SPIFFE ID %s is not allowed (want %s)", e.Got, strings.Join(s, " or "))
 }
 
 // ServerConfig returns a tls.Config for a service that accepts only mutual
-// TLS: it serves r's certificate, requires a client certificate that
-// verifies against roots, and, in a VerifyConnection hook, refuses a
-// client whose certificate's SPIFFE ID is not one of allowed (any ID, if
-// allowed is empty) or is not in the trust domain of the root its chain
-// verified to (the root's spiffe://TRUST-DOMAIN URI SAN, as NewCA and
-// SPIRE make them): with the roots of several trust domains in one pool,
-// each vouches only for its own. A root that names no trust domain
-// vouches only for the IDs listed. VerifyConnection runs on resumed
-// sessions too, unlike VerifyPeerCertificate. The minimum version is TLS
-// 1.2.
+// TLS: it serves r's certificate, requires a client certificate, and, in a
+// VerifyConnection hook, verifies it as an X509-SVID against bundles and
+// refuses a client whose SPIFFE ID is not one of allowed (if allowed is
+// empty, any workload ID of a trust domain bundles has roots for).
+//
+// The trust rule: a client certificate for spiffe://TD/... is verified
+// against the bundle bundles holds for TD, and nothing else. A bundle
+// speaks only for its own trust domain, whatever its certificates say: a
+// federated partner's root, even one whose certificate names
+// spiffe://pay.internal, cannot vouch for pay.internal's workloads. Build
+// bundles with [NewBundle] or [LoadBundle] (which also refuse, at load, a
+// root that names another trust domain than its own), an
+// x509bundle.Set of them for several trust domains, or use any other
+// x509bundle.Source (a SPIFFE Workload API client); it is asked on every
+// handshake, so its updates apply at once.
+//
+// The leaf must be an end-entity certificate for client authentication,
+// valid at the config's Time (time.Now if nil), with one URI SAN naming a
+// workload (not a bare trust domain). VerifyConnection runs on resumed
+// sessions too, unlike VerifyPeerCertificate, so a resumed session is
+// checked against today's bundles and list. Since the verification is
+// this hook's, crypto/tls is told only to require a certificate
+// (RequireAnyClientCert; it still checks that the client holds the key):
+// tls.ConnectionState.VerifiedChains stays empty, and [Authorize] checks
+// PeerCertificates itself. The minimum version is TLS 1.2.
 //
 // Do not replace VerifyConnection on the result; wrap it. ServerConfig
-// panics if r or roots is nil: a nil pool would mean the system roots.
-func ServerConfig(r *Reloader, roots *x509.CertPool, allowed ...spiffeid.ID) *tls.Config {
-	if r == nil || roots == nil {
-		panic("mtls: ServerConfig needs a Reloader and a root pool")
+// panics if r or bundles is nil.
+func ServerConfig(r *Reloader, bundles x509bundle.Source, allowed ...spiffeid.ID) *tls.Config {
+	if r == nil || bundles == nil {
+		panic("mtls: ServerConfig needs a Reloader and a bundle source")
 	}
 	allowed = slices.Clone(allowed)
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: r.GetCertificate,
-		ClientAuth:     tls.RequireAndVerifyClientCert,
-		ClientCAs:      roots,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.VerifiedChains) == 0 {
-				return errors.New("mtls: no verified client certificate")
-			}
-			_, err := checkPeer(cs.VerifiedChains, allowed)
-			return err
-		},
+		// Verification is done in full by VerifyConnection, below.
+		ClientAuth: tls.RequireAnyClientCert,
 	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		_, err := checkPeer(cs.PeerCertificates, bundles, x509.ExtKeyUsageClientAuth, allowed, configTime(cfg))
+		return err
+	}
+	return cfg
 }
 
 // ClientConfig returns a tls.Config for calling the service server over
 // mutual TLS: it presents r's certificate, and accepts only a server whose
-// certificate chain verifies against roots and carries the SPIFFE ID
-// server.
+// certificate verifies, as an X509-SVID for server authentication,
+// against the bundle bundles holds for server's trust domain, and carries
+// the SPIFFE ID server. The trust rule is [ServerConfig]'s: no other
+// trust domain's roots can vouch for server.
 //
 // Host name verification does not apply to SPIFFE identities (a workload
 // certificate may have no DNS name at all), so the config sets
@@ -103,103 +94,54 @@ func ServerConfig(r *Reloader, roots *x509.CertPool, allowed ...spiffeid.ID) *tl
 //     key of the leaf it sent (its CertificateVerify or key exchange
 //     signature is always checked).
 //   - VerifyConnection then verifies that leaf with x509.Verify against
-//     roots alone (the other certificates the server sent serve only as
-//     intermediates), at the current time, for server authentication, with
-//     the CA's name constraints enforced — what crypto/tls does, without
-//     the host name — and checks the leaf's SPIFFE ID instead.
+//     the roots of server's trust domain alone (the other certificates the
+//     server sent serve only as intermediates), at the config's Time
+//     (time.Now if nil), for server authentication, with the CA's name
+//     constraints enforced — what crypto/tls does, without the host name —
+//     and checks the leaf's SPIFFE ID instead.
 //   - crypto/tls calls VerifyConnection on every handshake, resumed
 //     sessions included, before any application data is sent; an error
 //     aborts the handshake.
 //
 // So never replace or drop VerifyConnection on the result (wrap it): it is
-// the only verification. ClientConfig panics if r or roots is nil or
+// the only verification. ClientConfig panics if r or bundles is nil or
 // server is zero.
-func ClientConfig(r *Reloader, roots *x509.CertPool, server spiffeid.ID) *tls.Config {
-	if r == nil || roots == nil || server.IsZero() {
-		panic("mtls: ClientConfig needs a Reloader, a root pool and the server's SPIFFE ID")
+func ClientConfig(r *Reloader, bundles x509bundle.Source, server spiffeid.ID) *tls.Config {
+	if r == nil || bundles == nil || server.IsZero() {
+		panic("mtls: ClientConfig needs a Reloader, a bundle source and the server's SPIFFE ID")
 	}
 	want := []spiffeid.ID{server}
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:           tls.VersionTLS12,
 		GetClientCertificate: r.GetClientCertificate,
-		RootCAs:              roots,
 		// Verification is done in full by VerifyConnection, below.
 		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			certs := cs.PeerCertificates
-			if len(certs) == 0 {
-				return errors.New("mtls: the server sent no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range certs[1:] {
-				inter.AddCert(c)
-			}
-			chains, err := certs[0].Verify(x509.VerifyOptions{
-				Roots:         roots,
-				Intermediates: inter,
-				CurrentTime:   time.Now(),
-				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			})
-			if err != nil {
-				return fmt.Errorf("mtls: server certificate: %w", err)
-			}
-			_, err = checkPeer(chains, want)
-			return err
-		},
 	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		_, err := checkPeer(cs.PeerCertificates, bundles, x509.ExtKeyUsageServerAuth, want, configTime(cfg))
+		return err
+	}
+	return cfg
 }
 
-// checkPeer checks the leaf of verified chains: an end-entity certificate
-// with a workload SPIFFE ID, vouched for by a root of the ID's own trust
-// domain, and one of allowed if any are given.
-//
-// A root that names its trust domain (a spiffe://TRUST-DOMAIN URI SAN, as
-// rampart ca's and SPIRE's do) vouches only for IDs in it, list or no
-// list: with several trust domains' roots in one pool (federation), one
-// domain's CA cannot speak for another's workloads. A root that names none
-// vouches for the IDs listed in allowed, and for nothing without a list.
-func checkPeer(chains [][]*x509.Certificate, allowed []spiffeid.ID) (spiffeid.ID, error) {
-	leaf := chains[0][0]
-	if leaf.IsCA {
-		return spiffeid.ID{}, errors.New("mtls: peer certificate is a CA certificate")
+// configTime is the time a config verifies at.
+func configTime(cfg *tls.Config) time.Time {
+	if cfg.Time != nil {
+		return cfg.Time()
 	}
-	id, err := x509svid.IDFromCert(leaf)
+	return time.Now()
+}
+
+// checkPeer verifies a peer's certificates as an X509-SVID of its own
+// trust domain's bundle (verifySVID) and checks that its ID is one of
+// allowed, if any are given.
+func checkPeer(certs []*x509.Certificate, bundles x509bundle.Source, usage x509.ExtKeyUsage, allowed []spiffeid.ID, now time.Time) (spiffeid.ID, error) {
+	id, _, err := verifySVID(certs, bundles, usage, now)
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("mtls: peer certificate: %w", err)
+		return id, err
 	}
-	if id.Path() == "" {
-		return id, fmt.Errorf("mtls: peer SPIFFE ID %s names a trust domain, not a workload", id)
-	}
-	listed := len(allowed) > 0 && slices.Contains(allowed, id)
-	if len(allowed) > 0 && !listed {
+	if len(allowed) > 0 && !slices.Contains(allowed, id) {
 		return id, &IDMismatchError{Got: id, Want: allowed}
 	}
-	var tds []spiffeid.TrustDomain
-	for _, chain := range chains {
-		td, ok := trustDomainOf(chain[len(chain)-1])
-		if !ok {
-			if listed {
-				return id, nil
-			}
-			continue
-		}
-		if id.MemberOf(td) {
-			return id, nil
-		}
-		if !slices.Contains(tds, td) {
-			tds = append(tds, td)
-		}
-	}
-	return id, &IDMismatchError{Got: id, Want: allowed, TrustDomains: tds}
-}
-
-// trustDomainOf returns the trust domain a CA certificate names with a
-// spiffe://TRUST-DOMAIN URI SAN.
-func trustDomainOf(ca *x509.Certificate) (spiffeid.TrustDomain, bool) {
-	for _, u := range ca.URIs {
-		if id, err := spiffeid.FromURI(u); err == nil && id.Path() == "" {
-			return id.TrustDomain(), true
-		}
-	}
-	return spiffeid.TrustDomain{}, false
+	return id, nil
 }

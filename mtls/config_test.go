@@ -4,15 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
+	"encoding/pem"
+	"errors"
 	"io"
-	"net/http"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -24,14 +28,23 @@ var versions = []struct {
 // world is a CA with a server and certificates for clients.
 type world struct {
 	ca     *CA
-	roots  *x509.CertPool
-	server tls.Certificate // ledger's
+	roots  *x509bundle.Bundle // the CA's root, pay.internal's bundle
+	server tls.Certificate    // ledger's
 }
 
 func newWorld(t *testing.T) *world {
 	now := time.Now()
 	ca := newCA(t, td, now.Add(-24*time.Hour))
-	return &world{ca: ca, roots: pool(ca.Root), server: issue(t, ca, ledger, time.Hour, now)}
+	return &world{ca: ca, roots: mustBundle(t, td, ca.Root), server: issue(t, ca, ledger, time.Hour, now)}
+}
+
+func mustBundle(t testing.TB, d spiffeid.TrustDomain, roots ...*x509.Certificate) *x509bundle.Bundle {
+	t.Helper()
+	b, err := NewBundle(d, roots...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func clientWith(c *tls.Certificate) *tls.Config {
@@ -104,15 +117,16 @@ func TestServerRefusals(t *testing.T) {
 	}
 }
 
-// With no allowed list, a server accepts any workload of the trust domain
-// named by the root its chain verified to, and no other: a trusted root of
-// another organization cannot vouch for pay.internal IDs.
+// With no allowed list, a server accepts any workload of the trust
+// domains it has bundles for, each vouched for by its own bundle: bank's
+// root cannot vouch for a pay.internal ID, and a trust domain without a
+// bundle is refused.
 func TestServerTrustDomains(t *testing.T) {
 	w := newWorld(t)
-	bank := spiffeid.RequireTrustDomainFromString("bank.internal")
-	bankRoot, certs := foreignRoot(t, bank, spiffeid.RequireFromPath(bank, "/teller"), gateway)
+	bankRoot, certs := foreignRoot(t, bankTD, teller, gateway)
 	bankClient, forged := certs[0], certs[1] // forged: bank's root vouching for a pay.internal ID
-	scfg := ServerConfig(NewStatic(w.server), pool(w.ca.Root, bankRoot))
+	set := x509bundle.NewSet(w.roots, mustBundle(t, bankTD, bankRoot))
+	scfg := ServerConfig(NewStatic(w.server), set)
 	for name, c := range map[string]tls.Certificate{
 		"pay.internal workload":  issue(t, w.ca, intruder, time.Hour, time.Now()),
 		"bank.internal workload": bankClient,
@@ -122,73 +136,171 @@ func TestServerTrustDomains(t *testing.T) {
 		}
 	}
 	serr, _ := handshake(t, scfg, clientWith(&forged))
-	e := wantErrAs[*IDMismatchError](t, serr)
-	if e.Got != gateway || len(e.TrustDomains) != 1 || e.TrustDomains[0] != bank {
-		t.Fatalf("mismatch %+v", e)
+	wantErrAs[x509.UnknownAuthorityError](t, serr)
+	if want := "mtls: peer certificate for spiffe://pay.internal/ns/prod/sa/gateway does not verify against the roots of trust domain pay.internal: x509: certificate signed by unknown authority"; !strings.HasPrefix(serr.Error(), want) {
+		t.Errorf("message %q, want it to start %q", serr, want)
 	}
-	if !strings.Contains(serr.Error(), "want an ID in trust domain bank.internal") {
-		t.Errorf("message %q", serr)
+
+	// Only pay.internal's bundle: bank's workloads have no roots.
+	serr, _ = handshake(t, ServerConfig(NewStatic(w.server), w.roots), clientWith(&bankClient))
+	if !errors.Is(serr, ErrUnknownTrustDomain) || !strings.Contains(serr.Error(), "spiffe://bank.internal/teller is in trust domain bank.internal") {
+		t.Errorf("a trust domain without a bundle: %v", serr)
 	}
 }
 
-// A list of allowed IDs does not let another trust domain's root speak
-// for them: in a federated pool, bank.internal's CA (a real root, with no
-// name constraints) issuing spiffe://pay.internal/... is refused by the
-// server, by Authorize and by the client, though the ID is listed. A root
-// that names no trust domain vouches for listed IDs only.
-func TestTrustDomainBinding(t *testing.T) {
+// A bundle source that lies (a bundle of another trust domain than the one
+// asked for) is not believed.
+type lyingSource struct{ b *x509bundle.Bundle }
+
+func (s lyingSource) GetX509BundleForTrustDomain(spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	return s.b, nil
+}
+
+func TestBundleOfAnotherTrustDomainIsNotUsed(t *testing.T) {
 	w := newWorld(t)
-	bank := spiffeid.RequireTrustDomainFromString("bank.internal")
-	bankRoot, certs := foreignRoot(t, bank, gateway, ledger)
-	forgedClient, forgedServer := certs[0], certs[1]
-	roots := pool(w.ca.Root, bankRoot)
+	bankRoot, certs := foreignRoot(t, bankTD, gateway)
+	scfg := ServerConfig(NewStatic(w.server), lyingSource{mustBundle(t, bankTD, bankRoot)}, gateway)
+	if serr, _ := handshake(t, scfg, clientWith(&certs[0])); !errors.Is(serr, ErrUnknownTrustDomain) {
+		t.Errorf("bank's bundle handed out for pay.internal: %v", serr)
+	}
+}
 
-	scfg := ServerConfig(NewStatic(w.server), roots, gateway)
-	serr, _ := handshake(t, scfg, clientWith(&forgedClient))
-	e := wantErrAs[*IDMismatchError](t, serr)
-	if e.Got != gateway || len(e.TrustDomains) != 1 || e.TrustDomains[0] != bank {
-		t.Errorf("mismatch %+v", e)
-	}
-	if want := "mtls: peer SPIFFE ID spiffe://pay.internal/ns/prod/sa/gateway is vouched for by a root of trust domain bank.internal, not of its own"; serr.Error() != want {
-		t.Errorf("message %q, want %q", serr, want)
-	}
-	// The real gateway still gets in.
-	real := issue(t, w.ca, gateway, time.Hour, time.Now())
-	if serr, cerr := handshake(t, scfg, clientWith(&real)); serr != nil || cerr != nil {
-		t.Errorf("the real gateway: %v, %v", serr, cerr)
+// NewBundle binds roots to the trust domain it is given, and refuses, at
+// load, a root whose certificate says otherwise.
+func TestNewBundle(t *testing.T) {
+	w := newWorld(t)
+	noTD, _ := foreignRoot(t, spiffeid.TrustDomain{})
+	bank, _ := foreignRoot(t, bankTD)
+	two, _ := partnerRoot(t, []string{"spiffe://bank.internal", "spiffe://bank.internal/ca"})
+	bad, _ := partnerRoot(t, []string{"spiffe://Bank.Internal"})
+	withPath, _ := partnerRoot(t, []string{"spiffe://bank.internal/ca"})
+	other, _ := partnerRoot(t, []string{"https://bank.example/ca"}) // not a SPIFFE ID: ignored
+	leaf := issue(t, w.ca, gateway, time.Hour, time.Now()).Leaf
+
+	for _, tc := range []struct {
+		name  string
+		td    spiffeid.TrustDomain
+		roots []*x509.Certificate
+		err   error  // errors.Is, if set
+		msg   string // the error contains it ("" for success)
+	}{
+		{"our CA", td, []*x509.Certificate{w.ca.Root}, nil, ""},
+		{"a root naming no trust domain", bankTD, []*x509.Certificate{noTD}, nil, ""},
+		{"a root naming its own", bankTD, []*x509.Certificate{bank, withPath, other}, nil, ""},
+		{"a root naming another", td, []*x509.Certificate{w.ca.Root, bank}, ErrRootTrustDomain, `root "CN=bank.internal root" names trust domain bank.internal, but is configured for pay.internal`},
+		{"our root as bank's", bankTD, []*x509.Certificate{w.ca.Root}, ErrRootTrustDomain, "names trust domain pay.internal, but is configured for bank.internal"},
+		{"two SPIFFE IDs", bankTD, []*x509.Certificate{two}, ErrRootTrustDomain, "names 2 SPIFFE IDs"},
+		{"a malformed SPIFFE ID", bankTD, []*x509.Certificate{bad}, ErrRootTrustDomain, "not a SPIFFE ID"},
+		{"not a CA", td, []*x509.Certificate{leaf}, nil, "is not a CA certificate"},
+		{"no roots", td, nil, nil, "no roots for trust domain pay.internal"},
+		{"no trust domain", spiffeid.TrustDomain{}, []*x509.Certificate{noTD}, nil, "needs a trust domain"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := NewBundle(tc.td, tc.roots...)
+			if tc.msg == "" {
+				if err != nil || b.TrustDomain() != tc.td || len(b.X509Authorities()) != len(tc.roots) {
+					t.Fatalf("NewBundle = %v, %v", b, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.msg) || (tc.err != nil && !errors.Is(err, tc.err)) {
+				t.Fatalf("err = %v, want %q (%v)", err, tc.msg, tc.err)
+			}
+		})
 	}
 
-	// Authorize, behind a server that lets any verified client through.
-	open := ServerConfig(NewStatic(w.server), roots)
-	open.VerifyConnection = nil
-	var through bool
-	addr := serveTLS(t, open, Authorize(gateway)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { through = true })))
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: clientWith(&forgedClient)}}
-	resp, err := c.Get("https://" + addr + "/")
-	if err != nil {
+	// From PEM, and from a file.
+	dir := t.TempDir()
+	file := filepath.Join(dir, "roots.pem")
+	write := func(data []byte) {
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(pemCerts(w.ca.Root, noTD))
+	if b, err := LoadBundle(td, file); err != nil || len(b.X509Authorities()) != 2 {
+		t.Errorf("LoadBundle = %v, %v", b, err)
+	}
+	write(pemCerts(w.ca.Root, bank))
+	if _, err := LoadBundle(td, file); !errors.Is(err, ErrRootTrustDomain) || !strings.HasPrefix(err.Error(), file+": ") {
+		t.Errorf("LoadBundle with bank's root as pay.internal's: %v", err)
+	}
+	write(append(pemCerts(w.ca.Root), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})...))
+	if _, err := LoadBundle(td, file); err == nil || !strings.Contains(err.Error(), `a PEM "PRIVATE KEY" among the roots of pay.internal`) {
+		t.Errorf("LoadBundle with a key: %v", err)
+	}
+	write([]byte("nothing"))
+	if _, err := LoadBundle(td, file); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("LoadBundle without PEM: %v", err)
+	}
+	if _, err := LoadBundle(td, filepath.Join(dir, "missing.pem")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("LoadBundle of a missing file: %v", err)
+	}
+}
+
+// BundlesOf, for roots listed without a trust domain, binds each to the one
+// it names, and refuses what would let a root speak for a trust domain
+// nobody bound it to: none named, several, or one another root names too
+// (the probe's pooled configuration, P2).
+func TestBundlesOf(t *testing.T) {
+	w := newWorld(t)
+	bank, _ := foreignRoot(t, bankTD)
+	noTD, _ := foreignRoot(t, spiffeid.TrustDomain{})
+	claimsPay, _ := partnerRoot(t, []string{"spiffe://pay.internal"})
+	both, _ := partnerRoot(t, []string{"spiffe://pay.internal", "spiffe://bank.internal"})
+	other, _ := partnerRoot(t, []string{"https://bank.example/ca", "spiffe://bank.internal"})
+
+	set, err := BundlesOf(w.ca.Root, bank)
+	if err != nil || set.Len() != 2 {
+		t.Fatalf("BundlesOf(ours, bank's) = %v, %v", set, err)
+	}
+	for d, root := range map[spiffeid.TrustDomain]*x509.Certificate{td: w.ca.Root, bankTD: bank} {
+		b, ok := set.Get(d)
+		if !ok || len(b.X509Authorities()) != 1 || !b.X509Authorities()[0].Equal(root) {
+			t.Errorf("bundle of %s: %v", d, b)
+		}
+	}
+	if set, err := BundlesOf(other); err != nil || !set.Has(bankTD) {
+		t.Errorf("a root with a non-SPIFFE URI besides: %v, %v", set, err)
+	}
+	for _, tc := range []struct {
+		name  string
+		roots []*x509.Certificate
+		msg   string
+	}{
+		{"a root naming no trust domain", []*x509.Certificate{w.ca.Root, noTD}, `root "CN=root without a trust domain" names 0 SPIFFE IDs []`},
+		{"a root naming two", []*x509.Certificate{both}, "names 2 SPIFFE IDs"},
+		{"a partner's root claiming ours", []*x509.Certificate{w.ca.Root, claimsPay}, `root "CN=bank root" names trust domain pay.internal, which another root listed with it names too`},
+		{"none", nil, "no roots"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := BundlesOf(tc.roots...)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) || (len(tc.roots) > 0 && !errors.Is(err, ErrRootTrustDomain)) {
+				t.Fatalf("err = %v, want %q", err, tc.msg)
+			}
+		})
+	}
+	file := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(file, pemCerts(w.ca.Root, bank), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if through || resp.StatusCode != http.StatusForbidden {
-		t.Errorf("Authorize(gateway) with the forged certificate: %d, handler reached %v", resp.StatusCode, through)
+	if set, err := LoadBundles(file); err != nil || set.Len() != 2 {
+		t.Errorf("LoadBundles = %v, %v", set, err)
 	}
+	if err := os.WriteFile(file, pemCerts(w.ca.Root, claimsPay), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadBundles(file); !errors.Is(err, ErrRootTrustDomain) || !strings.HasPrefix(err.Error(), file+": ") {
+		t.Errorf("LoadBundles with a partner's root claiming ours: %v", err)
+	}
+}
 
-	// The client side: a server vouched for by bank's root.
-	ccfg := ClientConfig(NewStatic(real), roots, ledger)
-	bad := &tls.Config{Certificates: []tls.Certificate{forgedServer}, ClientAuth: tls.RequireAnyClientCert}
-	_, cerr := handshake(t, bad, ccfg)
-	wantErrAs[*IDMismatchError](t, cerr)
-
-	// A root that names no trust domain: listed IDs only.
-	anon, anonCerts := foreignRoot(t, spiffeid.TrustDomain{}, gateway)
-	anonRoots := pool(w.ca.Root, anon)
-	if serr, cerr := handshake(t, ServerConfig(NewStatic(w.server), anonRoots, gateway), clientWith(&anonCerts[0])); serr != nil || cerr != nil {
-		t.Errorf("a listed ID from a root without a trust domain: %v, %v", serr, cerr)
+func pemCerts(certs ...*x509.Certificate) []byte {
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	serr, _ = handshake(t, ServerConfig(NewStatic(w.server), anonRoots), clientWith(&anonCerts[0]))
-	if !strings.Contains(fmt.Sprint(serr), "which names none") {
-		t.Errorf("no list, a root without a trust domain: %v", serr)
-	}
+	return b
 }
 
 // lineServer accepts connections with cfg, writes a line on each and
@@ -364,10 +476,13 @@ func TestConfigPanics(t *testing.T) {
 	w := newWorld(t)
 	r := NewStatic(w.server)
 	for name, f := range map[string]func(){
-		"server without roots":    func() { ServerConfig(r, nil) },
-		"server without reloader": func() { ServerConfig(nil, w.roots) },
-		"client without roots":    func() { ClientConfig(r, nil, ledger) },
-		"client without ID":       func() { ClientConfig(r, w.roots, spiffeid.ID{}) },
+		"server without roots":     func() { ServerConfig(r, nil) },
+		"server without reloader":  func() { ServerConfig(nil, w.roots) },
+		"client without roots":     func() { ClientConfig(r, nil, ledger) },
+		"client without ID":        func() { ClientConfig(r, w.roots, spiffeid.ID{}) },
+		"authorize without roots":  func() { Authorize(nil, gateway) },
+		"authorize without IDs":    func() { Authorize(w.roots) },
+		"renewal client, no certs": func() { RenewalClient(nil, nil) },
 	} {
 		func() {
 			defer func() {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/mtls"
@@ -49,7 +50,13 @@ func ExampleServerConfig() {
 	ctx := context.Background()
 	td := spiffeid.RequireTrustDomainFromString("pay.internal")
 	gateway := spiffeid.RequireFromPath(td, "/ns/prod/sa/gateway")
-	roots := x509.NewCertPool() // add root.pem of rampart ca init
+	// The roots of pay.internal (root.pem of rampart ca init): they vouch
+	// for pay.internal's IDs, and no other trust domain's.
+	roots, err := mtls.LoadBundle(td, "root.pem")
+	if err != nil {
+		log.Print(err)
+		return
+	}
 
 	cert := &mtls.Reloader{CertFile: "ledger.pem", KeyFile: "ledger.key"}
 	if err := cert.Start(ctx); err != nil {
@@ -57,7 +64,7 @@ func ExampleServerConfig() {
 		return
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", mtls.Authorize(gateway)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/v1/", mtls.Authorize(roots, gateway)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		caller, _ := mtls.PeerID(r.Context())
 		fmt.Fprintln(w, "hello", caller)
 	})))
@@ -65,21 +72,48 @@ func ExampleServerConfig() {
 	log.Fatal(srv.ListenAndServeTLS("", ""))
 }
 
+// A service that also takes calls from a federated partner: each trust
+// domain's roots are configured for it, and vouch for its IDs alone, so
+// bank.internal's CA cannot mint pay.internal's gateway, whatever its
+// certificate names.
+func ExampleServerConfig_federation() {
+	pay := spiffeid.RequireTrustDomainFromString("pay.internal")
+	bank := spiffeid.RequireTrustDomainFromString("bank.internal")
+	ours, err := mtls.LoadBundle(pay, "root.pem")
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	theirs, err := mtls.LoadBundle(bank, "bank-root.pem") // refused if it names pay.internal
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	bundles := x509bundle.NewSet(ours, theirs)
+	cert := mtls.NewStatic(tls.Certificate{}) // the service's certificate
+	_ = mtls.ServerConfig(cert, bundles,
+		spiffeid.RequireFromPath(pay, "/gateway"),
+		spiffeid.RequireFromPath(bank, "/settlement"))
+}
+
 // The gateway calls the ledger, renewing its own certificate at the
 // control plane's renewal endpoint with the certificate itself.
 func ExampleRenewer() {
 	ctx := context.Background()
 	td := spiffeid.RequireTrustDomainFromString("pay.internal")
-	roots := x509.NewCertPool() // add root.pem of rampart ca init
+	roots, err := mtls.LoadBundle(td, "root.pem") // root.pem of rampart ca init
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	// The control plane's own CA: it is reached by its DNS name, as any
+	// HTTPS server.
+	cpRoots := x509.NewCertPool()
 
 	// The first certificate comes from rampart ca issue; renewals from
 	// rampart serve.
 	cert := &mtls.Reloader{CertFile: "gateway.pem", KeyFile: "gateway.key"}
-	controlPlane := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs:              roots, // the control plane's own CA
-		GetClientCertificate: cert.GetClientCertificate,
-	}}}
-	cert.Renew = mtls.Renewer("https://rampart.internal:8443/v1/ca/renew", controlPlane, nil)
+	cert.Renew = mtls.Renewer("https://rampart.internal:8443/v1/certificates/renew", mtls.RenewalClient(cert, cpRoots), nil)
 	if err := cert.Start(ctx); err != nil {
 		log.Print(err)
 		return

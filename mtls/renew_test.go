@@ -7,9 +7,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -46,7 +49,7 @@ func newRenewWorld(t *testing.T, age time.Duration) *renewWorld {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    pool(rw.ca.Root, rw.otherCA.Root),
 	}
-	rw.url = "https://" + serveTLS(t, cfg, RenewHandler(rw.ca, 2*time.Hour, now)) + "/v1/ca/renew"
+	rw.url = "https://" + serveTLS(t, cfg, RenewHandler(rw.ca, RenewPolicy{MaxLifetime: 2 * time.Hour, Now: now})) + "/v1/ca/renew"
 	initial := issue(t, rw.ca, gateway, time.Hour, time.Now().Add(-age), "gateway.pay.internal")
 	dir := t.TempDir()
 	rw.r = &Reloader{CertFile: filepath.Join(dir, "gw.pem"), KeyFile: filepath.Join(dir, "gw.key"), Logger: discard}
@@ -73,7 +76,7 @@ func (rw *renewWorld) post(t *testing.T, c *http.Client, method string, body []b
 
 func csrPEM(t *testing.T, id spiffeid.ID, dns ...string) []byte {
 	t.Helper()
-	b, err := newCSR(id, dns, newKey(t))
+	b, err := newCSR(id, dns, nil, newKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +84,8 @@ func csrPEM(t *testing.T, id spiffeid.ID, dns ...string) []byte {
 }
 
 // A workload renews its certificate with the certificate itself, over
-// mutual TLS: same ID and names, new key, new validity.
+// mutual TLS: same ID and names, new key, new validity, of the lifetime it
+// was first issued with (an hour; the endpoint allows up to two).
 func TestRenewEndToEnd(t *testing.T) {
 	rw := newRenewWorld(t, 0)
 	started(t, rw.r)
@@ -100,15 +104,15 @@ func TestRenewEndToEnd(t *testing.T) {
 	if serial(renewed) == serial(first) || leaf.PublicKey.(*ecdsa.PublicKey).Equal(first.Leaf.PublicKey) {
 		t.Error("renewal kept the serial or the key")
 	}
-	if d := time.Until(leaf.NotAfter); d < 2*time.Hour-time.Minute || d > 2*time.Hour || !leaf.NotAfter.After(first.Leaf.NotAfter) {
-		t.Errorf("renewed certificate expires %v (in %v), want in 2h", leaf.NotAfter, d)
+	if d := time.Until(leaf.NotAfter); d < time.Hour-time.Minute || d > time.Hour || leaf.NotAfter.Before(first.Leaf.NotAfter) {
+		t.Errorf("renewed certificate expires %v (in %v), want in 1h, as the first", leaf.NotAfter, d)
 	}
 	inter := pool()
 	for _, der := range renewed.Certificate[1:] {
 		c, _ := x509.ParseCertificate(der)
 		inter.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: rw.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool(rw.ca.Root), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		t.Errorf("renewed chain does not verify: %v", err)
 	}
 	// A given key is used as is.
@@ -132,7 +136,7 @@ func TestReloaderRenewsOverHTTP(t *testing.T) {
 		t.Fatalf("first certificate expires %v", old.Leaf.NotAfter)
 	}
 	waitFor(t, "the renewal", func() bool { return serial(rw.r.Certificate()) != serial(old) })
-	if c := rw.r.Certificate(); time.Until(c.Leaf.NotAfter) < 100*time.Minute {
+	if c := rw.r.Certificate(); time.Until(c.Leaf.NotAfter) < 55*time.Minute {
 		t.Errorf("renewed certificate expires %v", c.Leaf.NotAfter)
 	}
 }
@@ -155,7 +159,7 @@ func TestRenewRefusals(t *testing.T) {
 	}{
 		{"another ID", gw, "POST", csrPEM(t, ledger), 403, "the request is for spiffe://pay.internal/ns/prod/sa/ledger, the client certificate for spiffe://pay.internal/ns/prod/sa/gateway"},
 		{"another DNS name", gw, "POST", csrPEM(t, gateway, "gateway.pay.internal", "api.payments.example"), 403, `DNS name "api.payments.example" is not in the current certificate`},
-		{"no client certificate", noCert, "POST", csrPEM(t, gateway), 401, "a verified client certificate"},
+		{"no client certificate", noCert, "POST", csrPEM(t, gateway), 401, "a client certificate (the current one) is required"},
 		{"certificate of another CA", otherCA, "POST", csrPEM(t, gateway), 401, "not issued by this CA"},
 		{"not PEM", gw, "POST", []byte("hello"), 400, "PEM certificate request"},
 		{"a certificate, not a request", gw, "POST", pemChain(*rw.r.Certificate()), 400, "PEM certificate request"},
@@ -182,7 +186,7 @@ func TestRenewRefusals(t *testing.T) {
 
 	// Renewer reports the refusal.
 	_, err := Renewer(rw.url, noCert, nil)(t.Context(), rw.r.Certificate())
-	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized") || !strings.Contains(err.Error(), "a verified client certificate") {
+	if err == nil || !strings.Contains(err.Error(), "401 Unauthorized") || !strings.Contains(err.Error(), "a client certificate (the current one) is required") {
 		t.Errorf("Renewer without a client certificate: %v", err)
 	}
 	// A request with a bad signature.
@@ -197,9 +201,13 @@ func TestRenewRefusals(t *testing.T) {
 func TestRenewHandlerPanics(t *testing.T) {
 	ca := newCA(t, td, time.Now())
 	for name, f := range map[string]func(){
-		"nil CA":            func() { RenewHandler(nil, time.Hour, nil) },
-		"zero ttl":          func() { RenewHandler(ca, 0, nil) },
-		"ttl over max":      func() { RenewHandler(ca, MaxTTL+1, nil) },
+		"nil CA":            func() { RenewHandler(nil, RenewPolicy{}) },
+		"negative lifetime": func() { RenewHandler(ca, RenewPolicy{MaxLifetime: -time.Hour}) },
+		"lifetime over max": func() { RenewHandler(ca, RenewPolicy{MaxLifetime: MaxTTL + 1}) },
+		"negative lineage":  func() { RenewHandler(ca, RenewPolicy{MaxLineage: -time.Hour}) },
+		"root of another TD": func() {
+			RenewHandler(&CA{Root: ca.Root, Issuing: ca.Issuing, Key: ca.Key, TrustDomain: bankTD}, RenewPolicy{})
+		},
 		"Renewer no client": func() { Renewer("https://x", nil, nil) },
 	} {
 		func() {
@@ -254,10 +262,10 @@ func TestRenewAcrossRotation(t *testing.T) {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    pool(next.Root),
 	}
-	url := "https://" + serveTLS(t, cfg, RenewHandler(next, time.Hour, nil)) + "/renew"
+	url := "https://" + serveTLS(t, cfg, RenewHandler(next, RenewPolicy{MaxLifetime: time.Hour})) + "/renew"
 	renew := func(c tls.Certificate) (*tls.Certificate, error) {
 		r := NewStatic(c)
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ClientConfig(r, pool(next.Root), controlPlane)}}
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: ClientConfig(r, mustBundle(t, td, next.Root), controlPlane)}}
 		return Renewer(url, client, nil)(t.Context(), r.Certificate())
 	}
 	got, err := renew(issue(t, old, gateway, time.Hour, now))
@@ -291,9 +299,9 @@ func TestRenewTruncatedBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert.Leaf, ca.Issuing, ca.Root}}}
+	req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert.Leaf, ca.Issuing}}
 	rec := httptest.NewRecorder()
-	RenewHandler(ca, time.Hour, nil).ServeHTTP(rec, req)
+	RenewHandler(ca, RenewPolicy{}).ServeHTTP(rec, req)
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error":"bad_request"`) {
 		t.Errorf("truncated body: %d %s", rec.Code, rec.Body)
 	}
@@ -302,3 +310,82 @@ func TestRenewTruncatedBody(t *testing.T) {
 type failingReader struct{ err error }
 
 func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// RenewalClient reaches the control plane as an HTTPS server (by its name,
+// here its IP address 127.0.0.1) and presents the Reloader's certificate.
+func TestRenewalClient(t *testing.T) {
+	ca := newCA(t, td, time.Now().Add(-time.Hour))
+	serve := func(names ...string) string {
+		cfg := &tls.Config{
+			Certificates: []tls.Certificate{issue(t, ca, controlPlane, time.Hour, time.Now(), names...)},
+			ClientAuth:   tls.RequireAnyClientCert,
+		}
+		return "https://" + serveTLS(t, cfg, RenewHandler(ca, RenewPolicy{})) + "/v1/certificates/renew"
+	}
+	url := serve("127.0.0.1")
+	dir := t.TempDir()
+	r := &Reloader{CertFile: filepath.Join(dir, "gw.pem"), KeyFile: filepath.Join(dir, "gw.key"), Logger: discard}
+	writePair(t, r.CertFile, r.KeyFile, issue(t, ca, gateway, time.Hour, time.Now()))
+	r.Renew = Renewer(url, RenewalClient(r, pool(ca.Root)), nil)
+	started(t, r)
+	first := r.Certificate()
+	next, err := r.Renew(t.Context(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := IDOf(next.Leaf); id != gateway || serial(next) == serial(first) {
+		t.Errorf("renewed %v serial %s", id, serial(next))
+	}
+
+	// Another CA's control plane, or one whose certificate does not name
+	// the address it is reached at: refused as any HTTPS client would.
+	if _, err := Renewer(url, RenewalClient(r, pool(newCA(t, td, time.Now()).Root)), nil)(t.Context(), first); !errors.As(err, new(x509.UnknownAuthorityError)) {
+		t.Errorf("another CA's control plane: %v", err)
+	}
+	if _, err := Renewer(serve("cp.pay.internal"), RenewalClient(r, pool(ca.Root)), nil)(t.Context(), first); !errors.As(err, new(x509.HostnameError)) {
+		t.Errorf("a control plane certificate without 127.0.0.1: %v", err)
+	}
+}
+
+// SaveRenewals writes each renewal to the Reloader's files, replacing them
+// whole, so that a restart begins from the latest certificate: the key
+// 0600, the chain keeping its mode, no leftovers.
+func TestSaveRenewals(t *testing.T) {
+	rw := newRenewWorld(t, 0)
+	if err := os.Chmod(rw.r.CertFile, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rw.r.Renew = SaveRenewals(rw.r.Renew, rw.r.CertFile, rw.r.KeyFile)
+	started(t, rw.r)
+	first := rw.r.Certificate()
+	next, err := rw.r.Renew(t.Context(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := tls.LoadX509KeyPair(rw.r.CertFile, rw.r.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if onDisk.Leaf.SerialNumber.Cmp(next.Leaf.SerialNumber) != 0 || len(onDisk.Certificate) != len(next.Certificate) {
+		t.Errorf("the files hold serial %s, want the renewal's %s", onDisk.Leaf.SerialNumber, next.Leaf.SerialNumber)
+	}
+	for file, mode := range map[string]os.FileMode{rw.r.KeyFile: 0o600, rw.r.CertFile: 0o640} {
+		if st, err := os.Stat(file); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("%s: %v, want mode %o", file, st.Mode(), mode)
+		}
+		if _, err := os.Stat(file + ".new"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s.new left behind: %v", file, err)
+		}
+	}
+	// A renewal that cannot be written is a failed renewal, and the files
+	// in place are left alone.
+	missing := filepath.Join(t.TempDir(), "missing")
+	bad := SaveRenewals(Renewer(rw.url, rw.client, nil), filepath.Join(missing, "gw.pem"), filepath.Join(missing, "gw.key"))
+	if _, err := bad(t.Context(), next); err == nil {
+		t.Error("a renewal written to a missing directory succeeded")
+	}
+	again, err := tls.LoadX509KeyPair(rw.r.CertFile, rw.r.KeyFile)
+	if err != nil || again.Leaf.SerialNumber.Cmp(onDisk.Leaf.SerialNumber) != 0 {
+		t.Errorf("the pair on disk changed: %v", err)
+	}
+}

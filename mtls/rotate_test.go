@@ -81,7 +81,7 @@ func TestRotate(t *testing.T) {
 
 	// Over mutual TLS, a server on the old CA's certificate and a client on
 	// the new one's accept each other, with the root as their only trust.
-	roots := pool(ca.Root)
+	roots := mustBundle(t, td, ca.Root)
 	srv := NewStatic(issue(t, ca, ledger, time.Hour, now))
 	cli := NewStatic(issue(t, next, gateway, time.Hour, now))
 	addr := lineServer(t, ServerConfig(srv, roots, gateway))

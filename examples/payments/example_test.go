@@ -5,7 +5,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,11 +31,13 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Root)
+	roots, err := mtls.NewBundle(td, ca.Root) // mtls.LoadBundle(td, "root.pem") from rampart ca init
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	tokens := newTokenIssuer(exampleTB{}, time.Now) // the authorization server's keys
-	svc, err := payments.New(payments.Config{Gateways: []spiffeid.ID{gatewayID}, Tokens: tokens.v})
+	svc, err := payments.New(payments.Config{Gateways: []spiffeid.ID{gatewayID}, Roots: roots, Tokens: tokens.v})
 	if err != nil {
 		log.Fatal(err)
 	}

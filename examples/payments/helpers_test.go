@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
@@ -76,7 +77,7 @@ func (c *clock) Add(d time.Duration) {
 // expired since.
 type pki struct {
 	ca    *mtls.CA
-	roots *x509.CertPool
+	roots *x509bundle.Bundle
 }
 
 func newPKI(t testing.TB) *pki {
@@ -85,9 +86,7 @@ func newPKI(t testing.TB) *pki {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Root)
-	return &pki{ca: ca, roots: roots}
+	return &pki{ca: ca, roots: x509bundle.FromX509Authorities(td, []*x509.Certificate{ca.Root})}
 }
 
 // issue makes a certificate for id, on a new key, valid from at for ttl.
@@ -289,7 +288,7 @@ func newEnv(t testing.TB, edit func(*payments.Config)) *env {
 		}
 	}
 	e.tokens = newTokenIssuer(t, time.Now)
-	cfg := payments.Config{Gateways: []spiffeid.ID{gatewayID}, APIKeys: verifier, Tokens: e.tokens.v, Now: e.clock.Now}
+	cfg := payments.Config{Gateways: []spiffeid.ID{gatewayID}, Roots: e.roots, APIKeys: verifier, Tokens: e.tokens.v, Now: e.clock.Now}
 	if edit != nil {
 		edit(&cfg)
 	}

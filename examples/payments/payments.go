@@ -42,6 +42,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
@@ -75,6 +76,11 @@ type Config struct {
 	// Gateways are the SPIFFE IDs allowed to call the service: the
 	// gateway's service certificate. Required.
 	Gateways []spiffeid.ID
+	// Roots are the trust bundles the gateways' certificates verify
+	// against, by trust domain (mtls.LoadBundle of the internal CA's
+	// root.pem): a gateway's certificate is checked against its own trust
+	// domain's roots alone. Required.
+	Roots x509bundle.Source
 	// APIKeys and Tokens check the client's credential; at least one is
 	// required.
 	APIKeys *apikey.Verifier
@@ -99,6 +105,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if len(cfg.Gateways) == 0 {
 		return nil, errors.New("payments: Config.Gateways is empty: name the gateway's SPIFFE ID")
+	}
+	if cfg.Roots == nil {
+		return nil, errors.New("payments: Config.Roots is nil: give the roots the gateway's certificate verifies against")
 	}
 	if cfg.APIKeys == nil && cfg.Tokens == nil {
 		return nil, errors.New("payments: Config needs APIKeys or Tokens")
@@ -134,7 +143,7 @@ func New(cfg Config) (*Service, error) {
 		problem(w, http.StatusNotFound, "no such resource")
 	})
 	authn := token.Authenticate(cfg.Tokens, cfg.APIKeys)(mux)
-	s.h = mtls.Authorize(cfg.Gateways...)(authn)
+	s.h = mtls.Authorize(cfg.Roots, cfg.Gateways...)(authn)
 	return s, nil
 }
 

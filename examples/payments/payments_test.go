@@ -338,13 +338,14 @@ func TestSwapLimitStoreDown(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	e := newEnv(t, nil)
-	base := payments.Config{Gateways: []spiffeid.ID{gatewayID}, Tokens: e.tokens.v}
+	base := payments.Config{Gateways: []spiffeid.ID{gatewayID}, Roots: e.roots, Tokens: e.tokens.v}
 	for _, tc := range []struct {
 		name string
 		edit func(*payments.Config)
 		want string
 	}{
 		{"no gateway", func(c *payments.Config) { c.Gateways = nil }, "Gateways"},
+		{"no roots", func(c *payments.Config) { c.Roots = nil }, "Config.Roots"},
 		{"no credentials", func(c *payments.Config) { c.Tokens = nil }, "APIKeys or Tokens"},
 		{"bad limiter", func(c *payments.Config) {
 			c.Limits = &ratelimit.Limiter{Rules: []ratelimit.Rule{{Name: "Swap!", Limit: payments.SwapLimit}}}

@@ -2,18 +2,24 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,16 +71,21 @@ domain. It lives in DATA/ca ($RAMPART_DATA, else ~/.local/share/rampart):
 
   rampart ca init --trust-domain pay.internal
   rampart ca issue --id spiffe://pay.internal/ns/prod/sa/ledger --dns ledger.pay.internal --out ledger
+  rampart ca renew --cert ledger.pem --key ledger.key --server https://cp.pay.internal:8443 --ca cp-root.pem
   rampart ca rotate --root-key /media/offline/root.key    # yearly: a new issuing CA
 
 Services renew their certificates with the certificates themselves at
-rampart serve's ` + caRenewPath + ` (package mtls: Reloader, Renewer).
+rampart serve's ` + caRenewPath + `: Go services with package mtls
+(Reloader, Renewer), others with rampart ca renew (from cron). Renewals
+keep the lifetime first issued, and stop 90 days after it (rampart serve
+--ca-max-lineage): a stolen key does not keep its identity for ever.
 
-` + exitCodesHelp,
+Exit status: 0 success, 1 failure (rampart ca renew: the renewal failed),
+2 usage or unreadable input; each command's help says more.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(newCAInitCmd(stdio), newCAIssueCmd(stdio), newCARotateCmd(stdio))
+	c.AddCommand(newCAInitCmd(stdio), newCAIssueCmd(stdio), newCARenewCmd(stdio), newCARotateCmd(stdio))
 	return c
 }
 
@@ -162,23 +173,29 @@ Exit status: 0 made; 2 usage, or a CA exists already.`,
 func newCAIssueCmd(stdio Stdio) *cobra.Command {
 	var (
 		data, idFlag, out string
-		dns               []string
-		ttl               time.Duration
+		dns, ips          []string
+		ttl               = mtls.DefaultTTL
 	)
 	c := &cobra.Command{
-		Use:   "issue --id SPIFFE-ID [--dns NAME]... [--ttl D] --out NAME [--data DIR]",
+		Use:   "issue --id SPIFFE-ID [--dns NAME]... [--ip ADDR]... [--ttl DURATION] --out NAME [--data DIR]",
 		Short: "Issue a service certificate (NAME.pem) and its key (NAME.key)",
 		Long: `Issue a short-lived certificate for a service: one URI SAN, its SPIFFE ID,
-which must be in the CA's trust domain, and optional DNS names, usable as a
-TLS server and client certificate. NAME.pem gets the chain to serve (the
-certificate, then the issuing CA's); NAME.key a new ECDSA P-256 key, mode
-0600. Neither is ever overwritten. --ttl is at most 720h (30 days); the
-service renews at two thirds of it.
+which must be in the CA's trust domain, and optional DNS names and IP
+addresses, usable as a TLS server and client certificate. NAME.pem gets
+the chain to serve (the certificate, then the issuing CA's); NAME.key a new
+ECDSA P-256 key, mode 0600. Neither is ever overwritten. --ttl is at most
+720h (30 days, 30d); the service renews at two thirds of it, and its
+renewals keep it.
+
+The certificate starts a lineage: rampart serve renews it, and its
+renewals, for 90 days after this (--ca-max-lineage), then refuses; issue
+a new one then.
 
 Exit status: 0 issued; 2 usage, no CA, an ID outside the trust domain, or
 an output file exists.`,
-		Example: `  rampart ca issue --id spiffe://pay.internal/ns/prod/sa/ledger --dns ledger.pay.internal --out ledger`,
-		Args:    args(cobra.NoArgs),
+		Example: `  rampart ca issue --id spiffe://pay.internal/ns/prod/sa/ledger --dns ledger.pay.internal --out ledger
+  rampart ca issue --id spiffe://pay.internal/control-plane --dns cp.pay.internal --ip 127.0.0.1 --ttl 7d --out cp`,
+		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if idFlag == "" {
 				return usagef("--id is required (e.g. spiffe://pay.internal/ns/prod/sa/ledger)")
@@ -192,6 +209,19 @@ an output file exists.`,
 			}
 			if ttl <= 0 || ttl > mtls.MaxTTL {
 				return usagef("--ttl %v: want more than 0 and at most %v", ttl, mtls.MaxTTL)
+			}
+			names := slices.Clone(dns)
+			for _, n := range dns {
+				if _, err := netip.ParseAddr(n); err == nil {
+					return usagef("--dns %s is an IP address: use --ip %s", n, n)
+				}
+			}
+			for _, ip := range ips {
+				a, err := netip.ParseAddr(ip)
+				if err != nil || a.Zone() != "" {
+					return usagef("--ip %q: want an IP address such as 192.0.2.1 or 2001:db8::1", ip)
+				}
+				names = append(names, a.Unmap().String())
 			}
 			certPath, keyPath := out+".pem", out+".key"
 			for _, p := range []string{certPath, keyPath} {
@@ -210,7 +240,8 @@ an output file exists.`,
 			if err != nil {
 				return fail(ExitFailure, err)
 			}
-			chain, err := ca.Issue(id, dns, ttl, key.Public(), time.Now())
+			now := time.Now()
+			chain, err := ca.Issue(id, names, ttl, key.Public(), now)
 			if err != nil {
 				return fail(ExitUsage, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
 			}
@@ -231,8 +262,17 @@ an output file exists.`,
 			if len(leaf.DNSNames) > 0 {
 				fmt.Fprintf(stdio.Out, "dns: %s\n", strings.Join(leaf.DNSNames, " "))
 			}
+			if len(leaf.IPAddresses) > 0 {
+				s := make([]string, len(leaf.IPAddresses))
+				for i, ip := range leaf.IPAddresses {
+					s[i] = ip.String()
+				}
+				fmt.Fprintf(stdio.Out, "ip: %s\n", strings.Join(s, " "))
+			}
+			fmt.Fprintf(stdio.Out, "renewable until: %s (rampart serve's default --ca-max-lineage %s)\n",
+				now.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339), formatDuration(mtls.DefaultMaxLineage))
 			fmt.Fprintf(stdio.Out, "%s: certificate chain (certificate, issuing CA); %s: private key, mode 0600\n", certPath, keyPath)
-			if w := caExpiryNote(ca, time.Now()); w != "" {
+			if w := caExpiryNote(ca, now); w != "" {
 				fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
 			}
 			return nil
@@ -241,10 +281,175 @@ an output file exists.`,
 	f := c.Flags()
 	f.StringVar(&idFlag, "id", "", "the service's SPIFFE `ID`, e.g. spiffe://pay.internal/ns/prod/sa/ledger")
 	f.StringArrayVar(&dns, "dns", nil, "a DNS `NAME` for the certificate (repeatable)")
-	f.DurationVar(&ttl, "ttl", mtls.DefaultTTL, "the certificate's lifetime (`D`, at most 720h)")
-	f.StringVar(&out, "out", "", "write NAME.pem and NAME.key (must not exist)")
+	f.StringArrayVar(&ips, "ip", nil, "an IP address (`ADDR`) for the certificate (repeatable)")
+	f.Var((*durationFlag)(&ttl), "ttl", "the certificate's lifetime (`DURATION`: 90m, 24h, 7d; at most 720h)")
+	f.StringVar(&out, "out", "", "write `NAME`.pem and NAME.key (must not exist)")
 	f.StringVar(&data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
 	return c
+}
+
+func newCARenewCmd(stdio Stdio) *cobra.Command {
+	var (
+		certFile, keyFile, server, caFile string
+		within                            durationFlag
+	)
+	c := &cobra.Command{
+		Use:   "renew --cert FILE --key FILE --server URL [--ca FILE] [--if-expires-within DURATION]",
+		Short: "Renew a service certificate at the control plane, in place",
+		Long: `Renew a service certificate at rampart serve's ` + caRenewPath + `, for
+services that are not written in Go and for cron jobs. The request goes
+over mutual TLS with the current certificate (--cert, --key), which must
+still be valid; it asks for the same SPIFFE ID, DNS names and IP addresses
+on a new ECDSA P-256 key. The new certificate keeps the lifetime the first
+one was issued with.
+
+The new key and chain replace --key and --cert in place: each is written
+whole beside the old one, then renamed over it (the key first, mode 0600;
+the certificate keeps its file's mode). A program that reloads the files
+when they change (rampart gateway, nginx on reload) picks them up. A run
+stopped between the two renames is finished by the next one.
+
+--server is the control plane's URL (https://HOST:PORT; its certificate is
+verified as any HTTPS server's, against --ca if given, else the system
+roots). With --if-expires-within, a certificate that expires later than
+that is left alone (exit 0), so that cron can run it often:
+
+  */15 * * * *  rampart ca renew --cert /etc/pay/payments.pem --key /etc/pay/payments.key \
+                  --server https://cp.pay.internal:8443 --ca /etc/pay/cp-root.pem --if-expires-within 8h
+
+Renewal stops 90 days after the first certificate of the lineage was
+issued (rampart serve --ca-max-lineage): then issue a new one with rampart
+ca issue.
+
+Exit status: 0 renewed, or not due yet; 1 the renewal failed (the control
+plane is unreachable or refused it, or the certificate has expired); 2
+usage, or unreadable or mismatched files.`,
+		Example: `  rampart ca renew --cert payments.pem --key payments.key --server https://localhost:8443 --ca DATA/ca/root.pem
+  rampart ca renew --cert payments.pem --key payments.key --server https://cp.pay.internal:8443 --if-expires-within 8h`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			switch {
+			case certFile == "" || keyFile == "":
+				return usagef("--cert and --key are required: the certificate to renew and its key")
+			case server == "":
+				return usagef("--server is required: the control plane's URL, e.g. https://cp.pay.internal:8443")
+			case within < 0:
+				return usagef("--if-expires-within %v: want 0 or more", time.Duration(within))
+			}
+			renewURL, err := renewalURL(server)
+			if err != nil {
+				return usagef("--server %q: %v", server, err)
+			}
+			var roots *x509.CertPool
+			if caFile != "" {
+				data, err := os.ReadFile(caFile)
+				if err != nil {
+					return fail(ExitUsage, err)
+				}
+				roots = x509.NewCertPool()
+				if !roots.AppendCertsFromPEM(data) {
+					return fail(ExitUsage, fmt.Errorf("--ca %s: no PEM certificate", caFile))
+				}
+			}
+			finished, err := finishRenewal(certFile, keyFile)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			if finished {
+				fmt.Fprintf(stdio.Err, "rampart: %s.new: finished a renewal stopped before its last rename\n", certFile)
+			}
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return fail(ExitUsage, fmt.Errorf("%s, %s: %w", certFile, keyFile, err))
+			}
+			leaf := cert.Leaf
+			id, err := mtls.IDOf(leaf)
+			if err != nil {
+				return fail(ExitUsage, fmt.Errorf("%s: not a service certificate: %w", certFile, errors.New(strings.TrimPrefix(err.Error(), "mtls: "))))
+			}
+			now := time.Now()
+			if c.Flags().Changed("if-expires-within") && leaf.NotAfter.Sub(now) > time.Duration(within) {
+				fmt.Fprintf(stdio.Out, "not due: %s (%s) expires at %s, more than %s from now\n",
+					certFile, id, leaf.NotAfter.UTC().Format(time.RFC3339), formatDuration(time.Duration(within)))
+				return nil
+			}
+			if !now.Before(leaf.NotAfter) {
+				return fail(ExitFailure, fmt.Errorf("%s expired at %s: an expired certificate cannot renew itself; issue a new one (rampart ca issue --id %s)",
+					certFile, leaf.NotAfter.UTC().Format(time.RFC3339), id))
+			}
+			ctx, cancel := context.WithTimeout(c.Context(), 60*time.Second)
+			defer cancel()
+			r := mtls.NewStatic(cert)
+			next, err := mtls.Renewer(renewURL, mtls.RenewalClient(r, roots), nil)(ctx, r.Certificate())
+			if err != nil {
+				msg := strings.TrimPrefix(err.Error(), "mtls: ")
+				var ua x509.UnknownAuthorityError
+				if errors.As(err, &ua) && caFile == "" {
+					msg += "\nhint: a control plane with a private CA's certificate? pass its root with --ca (e.g. DATA/ca/root.pem)"
+				}
+				return fail(ExitFailure, errors.New(msg))
+			}
+			if err := mtls.WriteFiles(certFile, keyFile, next); err != nil {
+				return fail(ExitFailure, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+			}
+			nl := next.Leaf
+			fmt.Fprintf(stdio.Out, "renewed %s: %s, serial %x, expires %s (%s)\n", certFile, id, nl.SerialNumber,
+				nl.NotAfter.UTC().Format(time.RFC3339), formatDuration(nl.NotAfter.Sub(nl.NotBefore)-mtls.Backdate))
+			fmt.Fprintf(stdio.Out, "%s: its new key, mode 0600\n", keyFile)
+			if l, ok := mtls.LineageOf(nl); ok {
+				fmt.Fprintf(stdio.Out, "lineage: first issued %s; renewable until %s at rampart serve's default --ca-max-lineage\n",
+					l.Since.UTC().Format(time.RFC3339), l.Since.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&certFile, "cert", "", "the certificate chain `FILE` to renew (PEM), replaced in place")
+	f.StringVar(&keyFile, "key", "", "its private key `FILE` (PEM), replaced by a new key")
+	f.StringVar(&server, "server", "", "the control plane's `URL` (https://HOST:PORT)")
+	f.StringVar(&caFile, "ca", "", "the roots (`FILE`, PEM) the control plane's certificate chains to (default: the system roots)")
+	f.Var(&within, "if-expires-within", "renew only if the certificate expires within `DURATION` (8h, 1d); else do nothing")
+	return c
+}
+
+// renewalURL is the renewal endpoint of the control plane at server: its
+// URL with the path caRenewPath (unless it has it already).
+func renewalURL(server string) (string, error) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return "", errors.New("want https://HOST[:PORT]: renewal is over mutual TLS")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", errors.New("want https://HOST[:PORT], without credentials, query or fragment")
+	}
+	if !strings.HasSuffix(u.Path, caRenewPath) {
+		u.Path = strings.TrimSuffix(u.Path, "/") + caRenewPath
+	}
+	return u.String(), nil
+}
+
+// finishRenewal completes an mtls.WriteFiles stopped between its renames: the
+// key is the new one, certFile the old chain and certFile.new the new
+// chain, for that key. It reports whether it did.
+func finishRenewal(certFile, keyFile string) (bool, error) {
+	next := certFile + ".new"
+	if _, err := os.Stat(next); err != nil {
+		return false, nil
+	}
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+		os.Remove(next) // a leftover: the pair in place is whole
+		return false, nil
+	}
+	if _, err := tls.LoadX509KeyPair(next, keyFile); err != nil {
+		return false, nil // not ours to finish; the pair's own error follows
+	}
+	if err := os.Rename(next, certFile); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func newCARotateCmd(stdio Stdio) *cobra.Command {
@@ -479,6 +684,11 @@ func loadCA(dataDir string, keys *masterkey.Keys) (*mtls.CA, error) {
 	if td.IsZero() {
 		return nil, fmt.Errorf("%s names no trust domain (want a spiffe://TRUST-DOMAIN URI SAN): %v", filepath.Join(dir, caIssuingCert), err)
 	}
+	// The root must speak for the same trust domain (the issuing CA's is
+	// bound to the sealed key, whose label names it).
+	if _, err := mtls.NewBundle(td, root); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, caRootCert), errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+	}
 	keyFile := filepath.Join(dir, caIssuingKey)
 	data, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -529,11 +739,10 @@ func readCert(path string) (*x509.Certificate, error) {
 }
 
 // caRenewal is rampart serve's renewal endpoint (mount it at caRenewPath)
-// for the CA in DATA/ca, issuing certificates valid ttl, and the CA, whose
-// root client certificates must chain to; all nil when there is no CA. The
-// endpoint works only over TLS with client certificates verified against
-// a pool holding the root.
-func caRenewal(dataDir string, keys *masterkey.Keys, ttl time.Duration) (http.Handler, *mtls.CA, error) {
+// for the CA in DATA/ca, renewing as p says, and the CA, whose root client
+// certificates must chain to; all nil when there is no CA. The endpoint
+// works only over TLS with client certificates asked for.
+func caRenewal(dataDir string, keys *masterkey.Keys, p mtls.RenewPolicy) (http.Handler, *mtls.CA, error) {
 	if !caExists(dataDir) {
 		return nil, nil, nil
 	}
@@ -541,8 +750,77 @@ func caRenewal(dataDir string, keys *masterkey.Keys, ttl time.Duration) (http.Ha
 	if err != nil {
 		return nil, nil, fmt.Errorf("CA: %w", err)
 	}
-	if ttl <= 0 || ttl > mtls.MaxTTL {
-		return nil, nil, fmt.Errorf("CA renewal lifetime %v: want more than 0 and at most %v", ttl, mtls.MaxTTL)
+	if p.MaxLifetime < 0 || p.MaxLifetime > mtls.MaxTTL {
+		return nil, nil, fmt.Errorf("CA renewal lifetime %v: want at most %v", p.MaxLifetime, mtls.MaxTTL)
 	}
-	return mtls.RenewHandler(ca, ttl, time.Now), ca, nil
+	if p.MaxLineage < 0 {
+		return nil, nil, fmt.Errorf("--ca-max-lineage %v: want more than 0", p.MaxLineage)
+	}
+	return mtls.RenewHandler(ca, p), ca, nil
+}
+
+// caRootKeyWarning is rampart serve's warning while the CA's root key is in
+// the data directory, online ("" when it is not): whoever reads it can
+// make issuing CAs for the trust domain.
+func caRootKeyWarning(dataDir string) string {
+	f := filepath.Join(dataDir, caDirName, caRootKey)
+	if _, err := os.Lstat(f); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("the CA's root key %s is online, next to the control plane: whoever reads it can make issuing CAs for the trust domain; move it offline (rampart ca rotate --root-key FILE brings it back once a year)", f)
+}
+
+// parseCAMaxLineage reads --ca-max-lineage: days ("90d") or a Go
+// duration; "" is the default.
+func parseCAMaxLineage(s string) (time.Duration, error) {
+	if s == "" {
+		return mtls.DefaultMaxLineage, nil
+	}
+	var d durationFlag
+	if err := d.Set(s); err != nil || d <= 0 {
+		return 0, fmt.Errorf("--ca-max-lineage %q: want days (90d) or a duration (2160h), more than 0", s)
+	}
+	return time.Duration(d), nil
+}
+
+// durationFlag is a duration flag that also takes days: 90d, 7d, as well
+// as Go durations (36h, 90m).
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string {
+	if *d == 0 {
+		return "0" // which pflag does not print as a default
+	}
+	return formatDuration(time.Duration(*d))
+}
+func (d *durationFlag) Type() string { return "duration" }
+
+func (d *durationFlag) Set(s string) error {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*365 || days != strconv.Itoa(n) {
+			return fmt.Errorf("%q: want a whole number of days (7d) or a duration (36h, 90m)", s)
+		}
+		*d = durationFlag(time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q: want a duration (36h, 90m) or days (7d)", s)
+	}
+	*d = durationFlag(v)
+	return nil
+}
+
+// formatDuration writes d as a flag would take it, without trailing zero
+// units: 24h, 1h30m, 90m -> 1h30m, 720h.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -34,4 +35,81 @@ func TestCAExpiryNote(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// Durations in ca flags: Go durations and whole days, written back as
+// they are read.
+func TestDurationFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"7d": 7 * 24 * time.Hour, "0d": 0, "36h": 36 * time.Hour, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute, "2160h": 90 * 24 * time.Hour,
+	} {
+		var d durationFlag
+		if err := d.Set(in); err != nil || time.Duration(d) != want {
+			t.Errorf("Set(%q) = %v, %v; want %v", in, time.Duration(d), err, want)
+		}
+	}
+	for _, in := range []string{"7days", "d", "-1d", "+7d", "07d", "1.5d", "soon", "", "99999d"} {
+		var d durationFlag
+		if err := d.Set(in); err == nil {
+			t.Errorf("Set(%q) = %v, want an error", in, time.Duration(d))
+		}
+	}
+	if got := formatDuration(2160 * time.Hour); got != "2160h" {
+		t.Errorf("formatDuration = %q", got)
+	}
+}
+
+// Whatever the flag says, Set either refuses it or reads a duration that
+// its String reads back the same.
+func FuzzDurationFlag(f *testing.F) {
+	for _, s := range []string{"7d", "36h", "90m", "1h30m", "0", "-5m", "1.5h", "d", "0d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var d durationFlag
+		if d.Set(s) != nil {
+			return
+		}
+		var again durationFlag
+		if err := again.Set(d.String()); err != nil || again != d {
+			t.Fatalf("%q read as %v, written %q, read back %v (%v)", s, time.Duration(d), d.String(), time.Duration(again), err)
+		}
+	})
+}
+
+// The renewal URL is the control plane's, over https, at caRenewPath,
+// whatever path it was given; anything else is refused.
+func TestRenewalURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://cp.pay.internal:8443":                       "https://cp.pay.internal:8443/v1/certificates/renew",
+		"https://cp.pay.internal:8443/":                      "https://cp.pay.internal:8443/v1/certificates/renew",
+		"https://cp.pay.internal/rampart/":                   "https://cp.pay.internal/rampart/v1/certificates/renew",
+		"https://cp.pay.internal:8443/v1/certificates/renew": "https://cp.pay.internal:8443/v1/certificates/renew",
+		"https://[::1]:8443":                                 "https://[::1]:8443/v1/certificates/renew",
+	} {
+		if got, err := renewalURL(in); err != nil || got != want {
+			t.Errorf("renewalURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"http://cp:8443", "cp.pay.internal:8443", "https://", "https://u:p@cp", "https://cp/?x=1", "https://cp/#f", "%zz"} {
+		if got, err := renewalURL(in); err == nil {
+			t.Errorf("renewalURL(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+func FuzzRenewalURL(f *testing.F) {
+	for _, s := range []string{"https://cp.pay.internal:8443", "https://cp/x/", "http://cp", "https://[::1]:1/v1/certificates/renew"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := renewalURL(s)
+		if err != nil {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || !strings.HasSuffix(u.Path, caRenewPath) {
+			t.Fatalf("renewalURL(%q) = %q (%v)", s, got, err)
+		}
+	})
 }

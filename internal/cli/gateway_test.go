@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/mtls"
@@ -174,7 +175,7 @@ type ledgerSaw struct {
 	HasKey bool   `json:"has_key"`
 }
 
-func startLedger(t *testing.T, certFile, keyFile string, roots *x509.CertPool, gatewayID string) *ledger {
+func startLedger(t *testing.T, certFile, keyFile string, roots x509bundle.Source, gatewayID string) *ledger {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -229,7 +230,11 @@ func TestGatewayEndToEnd(t *testing.T) {
 	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", data))
 	rootFile := filepath.Join(data, "ca", "root.pem")
 	roots := readPool(t, rootFile)
-	up := startLedger(t, file("ledger.pem"), file("ledger.key"), roots, "spiffe://pay.test/gateway")
+	bundles, err := mtls.LoadBundles(rootFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := startLedger(t, file("ledger.pem"), file("ledger.key"), bundles, "spiffe://pay.test/gateway")
 
 	config := file("gateway.yaml")
 	writeConfig := func(maxBody, more string, auth string) {

@@ -62,6 +62,9 @@ type serveConfig struct {
 	Scopes       []string            `yaml:"scopes"`
 	ScopeImplies map[string][]string `yaml:"scope_implies"`
 	KeyGrace     string              `yaml:"key_grace"`
+	// CAMaxLineage is how long after first issuance the CA renews a
+	// certificate's lineage (e.g. 90d).
+	CAMaxLineage string `yaml:"ca_max_lineage"`
 }
 
 func loadServeConfig(path string) (*serveConfig, error) {
@@ -117,7 +120,8 @@ The config file (YAML, unknown fields are errors) takes the flags' names with
 underscores: listen, data_dir, db, tls_cert, tls_key, admin_token_file,
 bundle_keys, trusted_proxies, bundle_cache_control, reports: {rate, burst},
 log_format, retention, secure_cookies, issuer, audience, client_ca, scopes,
-scope_implies (e.g. {payment.write: [payment.read]}), key_grace.
+scope_implies (e.g. {payment.write: [payment.read]}), key_grace,
+ca_max_lineage.
 
 The OAuth2 authorization server (client credentials, RFC 6749 §4.4) is at
 /oauth2/token, its metadata at /.well-known/oauth-authorization-server.
@@ -151,6 +155,7 @@ needs the same one.`,
 			set("issuer", &cfg.Issuer, flags.Issuer)
 			set("audience", &cfg.Audience, flags.Audience)
 			set("client-ca", &cfg.ClientCA, flags.ClientCA)
+			set("ca-max-lineage", &cfg.CAMaxLineage, flags.CAMaxLineage)
 			if c.Flags().Changed("secure-cookies") {
 				cfg.SecureCookies = flags.SecureCookies
 			}
@@ -186,6 +191,7 @@ needs the same one.`,
 	f.StringVar(&flags.ClientCA, "client-ca", "", "CA certificates (`FILE`, PEM) that client certificates must chain to (tls_client_auth, bound tokens)")
 	f.BoolVar(&flags.SecureCookies, "secure-cookies", false, "mark the dashboard cookie Secure (https ends in a proxy in front)")
 	f.StringVar(&flags.Retention, "retention", "90d", "delete reports older than this (`90d`, 720h; 0 keeps them)")
+	f.StringVar(&flags.CAMaxLineage, "ca-max-lineage", "90d", "renew certificates of the CA in DATA/ca for this long after first issuance (`DURATION`: 90d, 2160h)")
 	return c
 }
 
@@ -387,12 +393,19 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 	if err := oauth.Start(ctx); err != nil {
 		return fail(ExitFailure, err)
 	}
-	renew, ca, err := caRenewal(dir, secrets, mtls.DefaultTTL)
+	maxLineage, err := parseCAMaxLineage(cfg.CAMaxLineage)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	renew, ca, err := caRenewal(dir, secrets, mtls.RenewPolicy{MaxLineage: maxLineage})
 	if err != nil {
 		return fail(ExitUsage, err)
 	}
 	if ca != nil {
 		if w := caExpiryNote(ca, time.Now()); w != "" {
+			fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
+		}
+		if w := caRootKeyWarning(dir); w != "" {
 			fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
 		}
 	}

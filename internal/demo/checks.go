@@ -338,11 +338,11 @@ func (s *system) checkDirectRefused(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if resp, err := direct(mtls.ClientConfig(mtls.NewStatic(other), s.internalRoots, s.paymentID)); err == nil {
+	if resp, err := direct(mtls.ClientConfig(mtls.NewStatic(other), s.internalBundle, s.paymentID)); err == nil {
 		resp.Body.Close()
 		return fmt.Errorf("with the certificate of spiffe://%s/reporting: %s, want a refused handshake", TrustDomain, resp.Status)
 	}
-	resp, err := direct(mtls.ClientConfig(s.gatewayIdentity, s.internalRoots, s.paymentID))
+	resp, err := direct(mtls.ClientConfig(s.gatewayIdentity, s.internalBundle, s.paymentID))
 	if err != nil {
 		return fmt.Errorf("with the gateway's certificate: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
@@ -61,7 +62,8 @@ type system struct {
 
 	// The internal PKI and the services' identities.
 	ca                   *mtls.CA
-	internalRoots        *x509.CertPool
+	internalRoots        *x509.CertPool     // the internal CA's root, for crypto/tls
+	internalBundle       *x509bundle.Bundle // the same, as the trust domain's bundle, for mtls
 	gatewayID, paymentID spiffeid.ID
 
 	// The control plane.
@@ -202,6 +204,9 @@ func (s *system) internalPKI(context.Context) error {
 	s.ca = ca
 	s.internalRoots = x509.NewCertPool()
 	s.internalRoots.AddCert(ca.Root)
+	if s.internalBundle, err = mtls.NewBundle(td, ca.Root); err != nil {
+		return err
+	}
 	s.gatewayID = spiffeid.RequireFromPath(td, "/gateway")
 	s.paymentID = spiffeid.RequireFromPath(td, "/payments")
 	return s.writeFiles(map[string][]byte{"internal-ca.pem": testpki.CertPEM(ca.Root)})
@@ -307,7 +312,7 @@ func (s *system) controlPlane(ctx context.Context) error {
 	cp, err := server.New(server.Config{
 		Store: st, AdminToken: s.cpAdmin, OAuth: oauth,
 		APIKeyRotation: s.keys.RotateHandler(verifier, 72*time.Hour),
-		CertRenewal:    mtls.RenewHandler(s.ca, time.Hour, nil),
+		CertRenewal:    mtls.RenewHandler(s.ca, mtls.RenewPolicy{MaxLifetime: time.Hour}),
 		SecureCookies:  true,
 		BundleCacheTTL: time.Second,
 		Logger:         s.logger,
@@ -365,11 +370,11 @@ func (s *system) paymentService(ctx context.Context) error {
 	}
 	s.payIdent = ident
 	keys, tokens := s.credentials()
-	svc, err := payments.New(payments.Config{Gateways: []spiffeid.ID{s.gatewayID}, APIKeys: keys, Tokens: tokens})
+	svc, err := payments.New(payments.Config{Gateways: []spiffeid.ID{s.gatewayID}, Roots: s.internalBundle, APIKeys: keys, Tokens: tokens})
 	if err != nil {
 		return err
 	}
-	s.payments, err = s.serve(svc, mtls.ServerConfig(ident, s.internalRoots, s.gatewayID))
+	s.payments, err = s.serve(svc, mtls.ServerConfig(ident, s.internalBundle, s.gatewayID))
 	return err
 }
 
@@ -429,7 +434,7 @@ access_log: stderr
 	}
 	keys, tokens := s.credentials()
 	g, err := gateway.New(cfg, gateway.Deps{
-		APIKeys: keys, Tokens: tokens, Identity: ident, Roots: s.internalRoots, Logger: s.logger,
+		APIKeys: keys, Tokens: tokens, Identity: ident, Roots: s.internalBundle, Logger: s.logger,
 	})
 	if err != nil {
 		ln.Close()
