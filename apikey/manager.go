@@ -37,6 +37,13 @@ const (
 	MaxGrace = 30 * 24 * time.Hour
 	// MaxTokenLifetime bounds a client's access-token lifetime.
 	MaxTokenLifetime = 24 * time.Hour
+	// MinSelfRotationGrace is the least grace a key that rotates itself
+	// may ask for (less only when the server's own grace is less): a
+	// thief who rotates a stolen key must not end its owner's at once.
+	MinSelfRotationGrace = time.Hour
+	// MaxKeysInGrace bounds the keys of a client in their grace period
+	// that self-rotation may leave: each is a working credential.
+	MaxKeysInGrace = 10
 )
 
 var (
@@ -250,12 +257,20 @@ func (m *Manager) Due(ctx context.Context) ([]Record, error) {
 // key (as for any request) answers the new key, once, and the old one
 // enters its grace period. A client's scheduled job can so keep its keys
 // fresh without an operator. grace is the grace period given; the body
-// may ask for less: {"grace": "24h"}.
+// may ask for less, down to MinSelfRotationGrace: {"grace": "24h"}.
+//
+// A key that replaced another cannot rotate itself while that one still
+// works, and no client gets more than MaxKeysInGrace keys in their grace
+// period this way: someone holding a key cannot grow a chain of working
+// keys. Put the handler under a failed-authentication limit (rampart
+// serve uses the token endpoint's, token.Server.LimitFailedAuth): it
+// answers whether a key is valid.
 func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
+	minGrace := min(MinSelfRotationGrace, grace)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": "use POST"})
 			return
 		}
 		ver, err := v.Authenticate(r)
@@ -274,11 +289,18 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 		}
 		if req.Grace != "" {
 			d, err := time.ParseDuration(req.Grace)
-			if err != nil || d < 0 || d > grace {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": fmt.Sprintf("grace: want a duration up to %v", grace)})
+			if err != nil || d < minGrace || d > grace {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": fmt.Sprintf("grace: want a duration from %v to %v", minGrace, grace)})
 				return
 			}
 			g = d
+		}
+		if msg, err := m.selfRotationRefused(r.Context(), &ver.Record); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error_description": "the key store cannot answer now; retry shortly"})
+			return
+		} else if msg != "" {
+			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": msg})
+			return
 		}
 		k, rec, err := m.Rotate(r.Context(), ver.Record.ID, g)
 		switch {
@@ -286,7 +308,7 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": "this key was already rotated; use its replacement"})
 			return
 		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error_description": "the key store cannot answer now; retry shortly"})
 			return
 		}
 		v.Forget()
@@ -302,6 +324,32 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 		}
 		writeJSON(w, http.StatusCreated, out)
 	})
+}
+
+// selfRotationRefused says why key may not rotate itself now ("" when it
+// may): the key it replaced still works, or its client has
+// MaxKeysInGrace keys in their grace period.
+func (m *Manager) selfRotationRefused(ctx context.Context, key *Record) (string, error) {
+	keys, err := m.Store.Keys(ctx, key.ClientID)
+	if err != nil {
+		return "", err
+	}
+	now := m.now()
+	inGrace := 0
+	for _, k := range keys {
+		if k.ReplacedBy == "" || !k.RevokedAt.IsZero() || !now.Before(k.GraceUntil) {
+			continue
+		}
+		if k.ReplacedBy == key.ID {
+			return fmt.Sprintf("this key replaced %s, which works until %s (its grace period): rotate again after that",
+				k.ID, k.GraceUntil.UTC().Format(time.RFC3339)), nil
+		}
+		inGrace++
+	}
+	if inGrace >= MaxKeysInGrace {
+		return fmt.Sprintf("client %s has %d keys in their grace period: rotate again when one has ended", key.ClientID, inGrace), nil
+	}
+	return "", nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

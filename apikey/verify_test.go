@@ -373,3 +373,36 @@ func changeAt(s string, i int) string {
 	}
 	return s[:i] + string(c) + s[i+1:]
 }
+
+// Self-rotation leaves a client at most MaxKeysInGrace keys in their
+// grace period (CWE-770): each is a working credential.
+func TestSelfRotationBoundsKeysInGrace(t *testing.T) {
+	f := newFixture(t)
+	h := httptest.NewServer(f.m.RotateHandler(f.v, 72*time.Hour))
+	defer h.Close()
+	rotate := func(key string) int {
+		req, _ := http.NewRequest("POST", h.URL, nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range apikey.MaxKeysInGrace {
+		k, _ := f.key(t, nil, time.Time{})
+		if code := rotate(k); code != http.StatusCreated {
+			t.Fatalf("rotation %d: %d", i+1, code)
+		}
+	}
+	k, _ := f.key(t, nil, time.Time{})
+	if code := rotate(k); code != http.StatusConflict {
+		t.Errorf("a rotation past %d keys in grace: %d, want 409", apikey.MaxKeysInGrace, code)
+	}
+	f.clock.Add(72 * time.Hour)
+	f.v.Forget()
+	if code := rotate(k); code != http.StatusCreated {
+		t.Errorf("once the grace periods ended: %d, want 201", code)
+	}
+}

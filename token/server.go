@@ -92,9 +92,13 @@ type Server struct {
 	once    sync.Once
 	mux     *http.ServeMux
 	limiter *ratelimit.Memory
-	mu      sync.Mutex
-	ring    *keyring
-	clients map[string]cachedClient
+	// gateMu guards inflight: the client authentications in progress per
+	// address, each holding a reserved failure (see reserve).
+	gateMu   sync.Mutex
+	inflight map[string]int
+	mu       sync.Mutex
+	ring     *keyring
+	clients  map[string]cachedClient
 }
 
 type cachedClient struct {
@@ -155,6 +159,7 @@ func (s *Server) logger() *slog.Logger {
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.limiter = &ratelimit.Memory{Now: s.Now}
+		s.inflight = make(map[string]int)
 		mux := http.NewServeMux()
 		mux.HandleFunc("POST /oauth2/token", s.token)
 		mux.HandleFunc("GET /oauth2/jwks", s.jwks)
@@ -347,32 +352,117 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (*authenticated,
 		// by whatever was sent.
 		return nil, invalidClient("client authentication failed")
 	}
-	addrKey := "addr|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.TrustedProxies))
+	addrKey := s.addrKey(r)
 	clientKey := "client|" + id
-	limit := s.FailureLimit
-	if limit == (ratelimit.Limit{}) {
-		limit = ratelimit.PerMinute(10, 10)
-	}
+	limit := s.failureLimit()
 	// An address that failed too often is refused before its credentials
 	// are looked at. A client that failed too often is not: its secrets
 	// are 256-bit keys, beyond guessing, and refusing its right key would
 	// let anyone who knows its ID lock it out. Its failures are throttled
 	// instead (below).
-	if d, _ := s.limiter.Peek(addrKey, limit); !d.Allowed {
-		return nil, tooManyFailures(d)
+	if oerr := s.reserve(addrKey); oerr != nil {
+		return nil, oerr
 	}
 	a, oerr := s.verifyClient(r, id, secret, basic)
-	if oerr == nil {
-		return a, nil
-	}
-	if oerr.code == "invalid_client" {
-		s.limiter.Allow(r.Context(), addrKey, limit)
+	failed := oerr != nil && oerr.code == "invalid_client"
+	s.settle(addrKey, failed)
+	if failed {
 		if d, _ := s.limiter.Allow(r.Context(), clientKey, limit); !d.Allowed {
 			return nil, tooManyFailures(d)
 		}
 	}
-	return nil, oerr
+	return a, oerr
 }
+
+func (s *Server) failureLimit() ratelimit.Limit {
+	if s.FailureLimit == (ratelimit.Limit{}) {
+		return ratelimit.PerMinute(10, 10)
+	}
+	return s.FailureLimit
+}
+
+func (s *Server) addrKey(r *http.Request) string {
+	return "addr|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.TrustedProxies))
+}
+
+// reserve admits a client authentication from the address of key when
+// its failure budget has room for it and for every authentication from
+// there still in progress: each holds a failure in reserve until settle
+// says whether it failed. Checking the budget, verifying (a store round
+// trip) and only then counting would let a concurrent burst through the
+// check all at once.
+func (s *Server) reserve(key string) *oauthError {
+	s.init()
+	limit := s.failureLimit()
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	d, _ := s.limiter.Peek(key, limit)
+	if !d.Allowed {
+		return tooManyFailures(d)
+	}
+	if s.inflight[key] > d.Remaining {
+		// The budget is spoken for by authentications in progress:
+		// retry once they are settled.
+		return tooManyFailures(ratelimit.Decision{RetryAfter: limit.Period / time.Duration(limit.Rate)})
+	}
+	s.inflight[key]++
+	return nil
+}
+
+// settle ends a reservation: a failure is counted, a success (or an
+// answer that was neither, such as a store failure) gives it back.
+func (s *Server) settle(key string, failed bool) {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	if failed {
+		s.limiter.Allow(context.Background(), key, s.failureLimit())
+	}
+	if s.inflight[key]--; s.inflight[key] <= 0 {
+		delete(s.inflight, key)
+	}
+}
+
+// LimitFailedAuth puts next, an endpoint that authenticates its callers
+// (such as API-key self-rotation, POST /v1/apikeys/rotate), under the
+// token endpoint's per-address failure limit: a 401 from next counts as a
+// failed client authentication, and an address past the limit gets 429
+// before next sees its request. The budget is the one the token,
+// introspection and revocation endpoints share, so that no endpoint is an
+// unthrottled oracle for guessing keys.
+func (s *Server) LimitFailedAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := s.addrKey(r)
+		if oerr := s.reserve(key); oerr != nil {
+			writeOAuthError(w, oerr)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() { s.settle(key, sw.status == http.StatusUnauthorized && r.Context().Err() == nil) }()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// statusWriter records the status of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // tooManyFailures is the answer to an address or client that failed
 // client authentication too often: 429 with Retry-After (RFC 6585 §4),

@@ -70,14 +70,23 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, path: filepath.Join(t.TempDir(), "rampart.db"), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	path := filepath.Join(t.TempDir(), "rampart.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, st)
+	e.path = path
+	return e
+}
+
+// newEnvOn is newEnv on the store st, which it closes at the end.
+func newEnvOn(t *testing.T, st store.Store) *env {
+	t.Helper()
+	e := &env{t: t, st: st, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
 	e.pepper, e.kek = make([]byte, 32), make([]byte, 32)
 	rand.Read(e.pepper)
 	rand.Read(e.kek)
-	var err error
-	if e.st, err = sqlite.Open(context.Background(), e.path); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { e.st.Close() })
 	e.root = testpki.NewRoot(t, "Payments Internal Root")
 	issuing := e.root.NewIntermediate(t, "Payments Workload CA")
