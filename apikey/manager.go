@@ -296,7 +296,7 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 			g = d
 		}
 		if msg, err := m.selfRotationRefused(r.Context(), &ver.Record); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error_description": "the key store cannot answer now; retry shortly"})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "the key store cannot answer now; retry shortly"})
 			return
 		} else if msg != "" {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": msg})
@@ -308,7 +308,7 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": "this key was already rotated; use its replacement"})
 			return
 		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error_description": "the key store cannot answer now; retry shortly"})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "the key store cannot answer now; retry shortly"})
 			return
 		}
 		v.Forget()

@@ -245,15 +245,18 @@ func TestMiddleware(t *testing.T) {
 		}
 	}
 	for name, h := range map[string][]string{
-		"none":          nil,
-		"wrong key":     {"X-API-Key", changeAt(key, len(key)-1)},
-		"a JWT":         {"Authorization", "Bearer eyJhbGciOi.x.y"},
-		"two X-API-Key": {"X-API-Key", key, "X-API-Key", key},
+		"none":      nil,
+		"wrong key": {"X-API-Key", changeAt(key, len(key)-1)},
+		"a JWT":     {"Authorization", "Bearer eyJhbGciOi.x.y"},
 	} {
 		resp, body := do(h...)
 		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="rampart"`) || strings.Contains(body, key) {
 			t.Errorf("%s: %d %v %s", name, resp.StatusCode, resp.Header, body)
 		}
+	}
+	// RFC 6750 §2 / §3.1: more than one credential is invalid_request.
+	if resp, body := do("X-API-Key", key, "X-API-Key", key); resp.StatusCode != 400 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`) || strings.Contains(body, key) {
+		t.Errorf("two X-API-Key: %d %v %s, want 400 invalid_request", resp.StatusCode, resp.Header, body)
 	}
 }
 

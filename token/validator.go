@@ -28,6 +28,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 
+	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/principal"
 )
 
@@ -710,6 +711,8 @@ func (v *Validator) fetchKeys(ctx context.Context) (*valKeySet, error) {
 // called.
 //
 // The token is read from the Authorization header only (RFC 6750 §2.1).
+// A request with two Authorization headers, or an X-API-Key next to one,
+// is 400 invalid_request (§2: one method per request).
 // A token in the URI query (§2.3) is refused with 400, because URIs end
 // up in logs and Referer headers; a token in a form body (§2.2) is not
 // looked for, so that the body stays unread. When the token is bound to
@@ -731,10 +734,11 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 
 func (v *Validator) authenticate(r *http.Request) (*Principal, error) {
 	hs := r.Header.Values("Authorization")
-	if len(hs) > 1 {
+	if apikey.CheckOneCredential(r) != nil {
 		// RFC 6750 §3.1: a repeated parameter is invalid_request; two
-		// headers could be read as either token.
-		return nil, valBadRequest("more than one Authorization header")
+		// headers, or an API key next to the token, could be read as
+		// either credential.
+		return nil, valTwoCredentials()
 	}
 	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
 		return nil, valBadRequest("access tokens in the URI are not accepted; use the Authorization header")
