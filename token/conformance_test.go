@@ -3,8 +3,11 @@ package token_test
 import (
 	"bytes"
 	"context"
+	"crypto/elliptic"
+	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -324,6 +327,28 @@ func TestAuditLog(t *testing.T) {
 	for _, secret := range []string{key, otherChar(key, 20), tok, strings.Split(tok, ".")[2]} {
 		if strings.Contains(buf.String(), secret) {
 			t.Fatalf("the audit log holds a secret:\n%s", buf.String())
+		}
+	}
+}
+
+// E9: the tokens the Server issues are the canonical spelling of
+// themselves: strict base64url, and ES256 signatures with low S, so that
+// the high-S twin is never the token a client was given.
+func TestIssuedTokensAreCanonical(t *testing.T) {
+	e := newEnv(t)
+	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
+	half := new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+	for range 32 {
+		tok := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)).body["access_token"].(string)
+		for _, seg := range strings.Split(tok, ".") {
+			b, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+			if err != nil || base64.RawURLEncoding.EncodeToString(b) != seg {
+				t.Fatalf("segment %q is not canonical base64url: %v", seg, err)
+			}
+		}
+		sig, _ := base64.RawURLEncoding.DecodeString(tok[strings.LastIndexByte(tok, '.')+1:])
+		if new(big.Int).SetBytes(sig[32:]).Cmp(half) > 0 {
+			t.Fatalf("issued with high S: %s", tok)
 		}
 	}
 }

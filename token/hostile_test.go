@@ -274,8 +274,10 @@ func valFuzzKey(t testing.TB) *valKey {
 }
 
 // FuzzValidate mutates a valid token. Whatever the Validator accepts must
-// carry exactly the claims that were signed, and whatever it refuses is
-// refused as invalid_token, never with a panic or a server error.
+// be that token, byte for byte (an Ed25519 signature has one encoding,
+// and base64url one canonical spelling: RFC 7515 §2), carrying exactly
+// the claims that were signed; whatever it refuses is refused as
+// invalid_token, never with a panic or a server error.
 func FuzzValidate(f *testing.F) {
 	clock := valNewClock()
 	k := valFuzzKey(f)
@@ -285,6 +287,11 @@ func FuzzValidate(f *testing.F) {
 	f.Add(valNone(f, k.kid, valClaimsAt(clock.Now())))
 	f.Add(strings.Replace(good, ".", "..", 1))
 	f.Add("")
+	for _, seg := range strings.Split(good, ".") {
+		for _, spelling := range valReencodings(seg)[1:] {
+			f.Add(strings.Replace(good, seg, spelling, 1))
+		}
+	}
 	want, err := valStatic(clock, k).Validate(context.Background(), good, nil)
 	if err != nil {
 		f.Fatal(err)
@@ -297,6 +304,9 @@ func FuzzValidate(f *testing.F) {
 				t.Fatalf("Validate(%q): %v", raw, err)
 			}
 			return
+		}
+		if raw != good {
+			t.Fatalf("Validate(%q) accepted another spelling of %q", raw, good)
 		}
 		if p.Subject != want.Subject || p.ClientID != want.ClientID || p.TokenID != want.TokenID ||
 			!slices.Equal(p.Scopes, want.Scopes) || !p.Expires.Equal(want.Expires) {

@@ -9,8 +9,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/big"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -170,6 +173,26 @@ func loadKeyring(ctx context.Context, ks KeyStore, kek []byte, now time.Time) (*
 		return nil, ErrNoSigningKey
 	}
 	return kr, nil
+}
+
+// lowS returns the compact JWS raw with its ECDSA signature in low-S
+// form (s <= n/2), the canonical one of the two that verify: the Server
+// issues that one, so that its twin is never the token it issued. Other
+// algorithms, and what is not an ECDSA signature, are returned as they
+// are.
+func lowS(raw, alg string) string {
+	twin := valTwin(raw, jose.SignatureAlgorithm(alg))
+	if twin == "" {
+		return raw
+	}
+	sig := func(tok string) *big.Int {
+		b, _ := base64.RawURLEncoding.DecodeString(tok[strings.LastIndexByte(tok, '.')+1:])
+		return new(big.Int).SetBytes(b[len(b)/2:])
+	}
+	if sig(twin).Cmp(sig(raw)) < 0 {
+		return twin
+	}
+	return raw
 }
 
 // certThumbprint is the x5t#S256 of a certificate (RFC 8705 §3.1).

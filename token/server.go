@@ -715,6 +715,7 @@ func (s *Server) issue(r *http.Request, a *authenticated, requested string) (*to
 	var compact string
 	if err == nil {
 		compact, err = sig.CompactSerialize()
+		compact = lowS(compact, kr.alg)
 	}
 	if err != nil {
 		s.logger().Error("token: signing failed", "err", err)
@@ -812,7 +813,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 // parseOwnToken checks a token this server issued: signature with one of
 // its published keys, issuer, expiry. It returns nil for anything else.
 func (s *Server) parseOwnToken(ctx context.Context, raw string) *tokenClaims {
-	if len(raw) > 8<<10 {
+	if len(raw) > 8<<10 || !valCompact(raw) || !valCanonical(raw) {
 		return nil
 	}
 	kr, err := s.keys(ctx)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -294,7 +295,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 			if ks := v.keys.Load(); ks != nil && ks.find(e.kid, e.alg) != nil {
 				if err := v.recheck(ctx, e, now, peer); err != nil {
 					if err.Description == valExpired {
-						v.cache.remove(id)
+						v.cache.remove(e.ids...)
 					}
 					return nil, err
 				}
@@ -303,7 +304,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 			}
 			// The key has left the JWKS: whatever it signed is checked
 			// afresh, and will fail.
-			v.cache.remove(id)
+			v.cache.remove(e.ids...)
 		}
 	}
 	e, err := v.verify(ctx, raw, now)
@@ -314,7 +315,15 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(id, e, now)
+		e.ids = append(e.ids, id)
+		// The ECDSA twin of the signature is the same token, valid as
+		// well: served from the cache too, it costs no signature check.
+		if twin := valTwin(raw, e.alg); twin != "" {
+			e.ids = append(e.ids, sha256.Sum256([]byte(twin)))
+		}
+		for _, id := range e.ids {
+			v.cache.put(id, e, now)
+		}
 	}
 	p := e.p
 	return &p, nil
@@ -332,6 +341,9 @@ type valEntry struct {
 	jti    string
 	bound  bool
 	x5t256 [sha256.Size]byte
+	// ids are the cache keys of the entry: the token's, and its twin's
+	// for an ECDSA signature.
+	ids [][sha256.Size]byte
 }
 
 // recheck is what may change between two uses of the same token: the
@@ -379,6 +391,9 @@ type valClaims struct {
 func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*valEntry, error) {
 	if !valCompact(raw) {
 		return nil, valInvalid("malformed token: not a JWS in compact serialization", nil)
+	}
+	if !valCanonical(raw) {
+		return nil, valInvalid("malformed token: not canonical base64url (RFC 7515 section 2)", nil)
 	}
 	tok, err := jose.ParseSignedCompact(raw, v.c.algs)
 	if err != nil {
@@ -501,6 +516,83 @@ func valCompact(raw string) bool {
 		}
 	}
 	return dots == 2
+}
+
+// valCanonical reports whether every segment of raw, a string that
+// passed valCompact, is base64url without padding in its one canonical
+// form (RFC 7515 §2, RFC 4648 §3.5): no length that leaves a lone
+// character, and no bits set past the last whole byte. Decoders
+// (go-jose's included) ignore those bits, so without this check one
+// token had up to hundreds of spellings: as many credentials for a
+// limit keyed on the credential, and as many cache misses.
+func valCanonical(raw string) bool {
+	for seg := range strings.SplitSeq(raw, ".") {
+		if len(seg) == 0 {
+			continue // refused by the parser
+		}
+		last := valB64Value(seg[len(seg)-1])
+		switch len(seg) % 4 {
+		case 1:
+			return false
+		case 2:
+			if last&0x0f != 0 {
+				return false
+			}
+		case 3:
+			if last&0x03 != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// valB64Value is the value of a base64url character.
+func valB64Value(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c - 'A'
+	case 'a' <= c && c <= 'z':
+		return c - 'a' + 26
+	case '0' <= c && c <= '9':
+		return c - '0' + 52
+	case c == '-':
+		return 62
+	}
+	return 63
+}
+
+// valTwin returns the other encoding of an ECDSA signature that verifies
+// as well, (r, n - s) for (r, s) (malleability: RFC 7518 §3.4 does not
+// require either), as the token raw would carry it; "" for other
+// algorithms.
+func valTwin(raw string, alg jose.SignatureAlgorithm) string {
+	var n *big.Int
+	switch alg {
+	case jose.ES256:
+		n = elliptic.P256().Params().N
+	case jose.ES384:
+		n = elliptic.P384().Params().N
+	case jose.ES512:
+		n = elliptic.P521().Params().N
+	default:
+		return ""
+	}
+	i := strings.LastIndexByte(raw, '.')
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(raw[i+1:])
+	if err != nil || len(sig)%2 != 0 {
+		return ""
+	}
+	half := len(sig) / 2
+	s := new(big.Int).SetBytes(sig[half:])
+	if s.Sign() == 0 || s.Cmp(n) >= 0 {
+		return ""
+	}
+	s.Sub(n, s)
+	twin := make([]byte, len(sig))
+	copy(twin, sig[:half])
+	s.FillBytes(twin[half:])
+	return raw[:i+1] + base64.RawURLEncoding.EncodeToString(twin)
 }
 
 // key returns the key with that kid that can verify alg.
@@ -780,9 +872,11 @@ func (c *valCache) get(id [sha256.Size]byte) *valEntry {
 	return e
 }
 
-func (c *valCache) remove(id [sha256.Size]byte) {
+func (c *valCache) remove(ids ...[sha256.Size]byte) {
 	c.mu.Lock()
-	delete(c.m, id)
+	for _, id := range ids {
+		delete(c.m, id)
+	}
 	c.mu.Unlock()
 }
 
