@@ -94,7 +94,11 @@ type Validator struct {
 	// RefetchInterval is the minimum time between two JWKS fetches; 0
 	// means 30 s. A token with an unknown kid triggers a refetch (the
 	// issuer may have rotated keys), so without this limit anyone could
-	// make this server hammer the issuer.
+	// make this server hammer the issuer. A token issued after the keys
+	// were last fetched (by its iat, give or take Leeway) may be signed
+	// by a key published since: for it the wait is at most 5 s, and
+	// until the refetch it is answered 503 with Retry-After rather than
+	// 401, since the token may be good.
 	RefetchInterval time.Duration
 	// Realm is the WWW-Authenticate realm; "" means "rampart".
 	Realm string
@@ -416,7 +420,7 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 		return nil, valInvalid("token has no key ID (kid)", nil)
 	}
 	alg := jose.SignatureAlgorithm(h.Algorithm)
-	key, err := v.key(ctx, h.KeyID, alg, now)
+	key, err := v.key(ctx, h.KeyID, alg, now, func() time.Time { return valUnverifiedIAT(tok) })
 	if err != nil {
 		return nil, err
 	}
@@ -595,26 +599,64 @@ func valTwin(raw string, alg jose.SignatureAlgorithm) string {
 	return raw[:i+1] + base64.RawURLEncoding.EncodeToString(twin)
 }
 
-// key returns the key with that kid that can verify alg.
-func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm, now time.Time) (*jose.JSONWebKey, error) {
-	ks, err := v.keySet(ctx, now, false)
+// key returns the key with that kid that can verify alg. A kid not in
+// the keys known triggers a refetch, rate-limited: the issuer may have
+// published the key since the last fetch. The limit depends on the
+// token: one issued after (or about when) the keys were fetched, by its
+// iat (read before the signature is checked, so only to choose a limit),
+// may be signed by a key this Validator has not seen, and waits at most
+// valFreshRefetch; an older one, RefetchInterval. When the refetch is
+// not allowed yet for a fresh token, the answer is 503 with Retry-After,
+// not invalid_token: the token may be good, and a new one would meet the
+// same fate (RFC 6750 §3.1).
+func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm, now time.Time, iat func() time.Time) (*jose.JSONWebKey, error) {
+	ks, fetched, _, err := v.keySet(ctx, now, 0)
 	if err != nil {
 		return nil, err
 	}
 	if k := ks.find(kid, alg); k != nil {
 		return k, nil
 	}
-	if !v.c.static {
-		// The issuer may have rotated to a key published after our
-		// last fetch. keySet rate-limits this refetch.
-		if ks, err = v.keySet(ctx, now, true); err != nil {
-			return nil, err
-		}
-		if k := ks.find(kid, alg); k != nil {
-			return k, nil
-		}
+	if v.c.static || fetched {
+		return nil, valInvalid("unknown signing key", nil)
+	}
+	issued := iat()
+	fresh := !issued.IsZero() && !issued.Before(ks.fetched.Add(-v.c.leeway))
+	interval := v.c.refetch
+	if fresh {
+		interval = min(interval, valFreshRefetch)
+	}
+	ks, fetched, wait, err := v.keySet(ctx, now, interval)
+	if err != nil {
+		return nil, err
+	}
+	if k := ks.find(kid, alg); k != nil {
+		return k, nil
+	}
+	if fresh && !fetched {
+		return nil, valUnavailableErr("the token's signing key is not known here yet", max(wait, time.Second), nil)
 	}
 	return nil, valInvalid("unknown signing key", nil)
+}
+
+// valFreshRefetch is the least time between two JWKS fetches for tokens
+// with an unknown kid issued after the last fetch: short enough that a
+// token signed by a key published since (after two rotations in a row,
+// say) waits seconds, long enough that anyone sending made-up kids gets
+// the issuer fetched no more than every 5 s.
+const valFreshRefetch = 5 * time.Second
+
+// valUnverifiedIAT returns the iat of tok, a token whose signature has
+// not been checked: only for choosing a refetch limit (see key). Zero
+// when it has none.
+func valUnverifiedIAT(tok *jose.JSONWebSignature) time.Time {
+	var c struct {
+		IssuedAt *jwt.NumericDate `json:"iat"`
+	}
+	if json.Unmarshal(tok.UnsafePayloadWithoutVerification(), &c) != nil || c.IssuedAt == nil {
+		return time.Time{}
+	}
+	return c.IssuedAt.Time()
 }
 
 // valKeySet is a set of verification keys, replaced whole on each fetch.
@@ -688,21 +730,29 @@ type valFetch struct {
 
 // keySet returns the keys to verify with, fetching them when there are
 // none, when they are older than JWKSRefresh, or when force is set (an
-// unknown kid) — but never twice within RefetchInterval. When a fetch is
-// due but fails or is not allowed yet, the known keys are used for up to
-// a second JWKSRefresh; past that, or with no keys at all, the answer is
-// 503: the client is not at fault.
-func (v *Validator) keySet(ctx context.Context, now time.Time, force bool) (*valKeySet, error) {
-	ks := v.keys.Load()
-	if v.c.static || (ks != nil && !force && now.Sub(ks.fetched) < v.c.refresh) {
-		return ks, nil
+// unknown kid) and the last fetch is at least force ago; scheduled
+// fetches are never closer than RefetchInterval. fetched reports that
+// the keys returned come from a fetch made for this call (or one it
+// joined); wait, that a forced fetch was not allowed yet, and for how
+// long. When a fetch is due but fails or is not allowed yet, the known
+// keys are used for up to a second JWKSRefresh; past that, or with no
+// keys at all, the answer is 503: the client is not at fault.
+func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Duration) (ks *valKeySet, fetched bool, wait time.Duration, err error) {
+	ks = v.keys.Load()
+	if v.c.static || (ks != nil && force == 0 && now.Sub(ks.fetched) < v.c.refresh) {
+		return ks, false, 0, nil
+	}
+	interval := v.c.refetch
+	if force > 0 {
+		interval = force
 	}
 	v.mu.Lock()
 	f := v.fetching
 	if f == nil {
-		if wait := v.lastFetch.Add(v.c.refetch).Sub(now); !v.lastFetch.IsZero() && wait > 0 {
+		if wait := v.lastFetch.Add(interval).Sub(now); !v.lastFetch.IsZero() && wait > 0 {
 			v.mu.Unlock()
-			return v.stale(ks, now, wait, nil)
+			ks, err := v.stale(ks, now, wait, nil)
+			return ks, false, wait, err
 		}
 		v.lastFetch = now
 		f = &valFetch{done: make(chan struct{})}
@@ -713,12 +763,13 @@ func (v *Validator) keySet(ctx context.Context, now time.Time, force bool) (*val
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return nil, valUnavailableErr("signing keys are being fetched", time.Second, ctx.Err())
+		return nil, false, 0, valUnavailableErr("signing keys are being fetched", time.Second, ctx.Err())
 	}
 	if f.err != nil {
-		return v.stale(v.keys.Load(), now, v.c.refetch, f.err)
+		ks, err := v.stale(v.keys.Load(), now, v.c.refetch, f.err)
+		return ks, false, 0, err
 	}
-	return f.keys, nil
+	return f.keys, true, 0, nil
 }
 
 // stale returns ks if it is not too old to trust, or a 503.
