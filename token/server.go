@@ -595,6 +595,10 @@ type tokenClaims struct {
 	Cnf      *confirmation `json:"cnf,omitempty"`
 }
 
+func (c *tokenClaims) ref() TokenRef {
+	return TokenRef{JTI: c.ID, ClientID: c.ClientID, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: time.Unix(c.Expiry, 0)}
+}
+
 type confirmation struct {
 	X5tS256 string `json:"x5t#S256"`
 }
@@ -865,14 +869,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		c = nil
 	}
 	if c != nil {
-		// A disabled client's tokens are no longer active, whatever
-		// their expiry.
-		if cl, err := s.Clients.Client(r.Context(), c.ClientID); err != nil || cl.Disabled {
-			c = nil
-		}
-	}
-	if c != nil {
-		revoked, err := s.Revocations.TokenRevoked(r.Context(), c.ID)
+		// Revoked by jti, with its client's tokens, or its client
+		// disabled: the check a Validator's Revoked makes, so that
+		// introspection and validation agree (RFC 7662 §2.2).
+		revoked, err := s.Revocations.TokenRevoked(r.Context(), c.ref())
 		if err != nil {
 			s.logger().Warn("token: checking a revocation failed", "err", err)
 			writeOAuthError(w, unavailable())

@@ -102,12 +102,17 @@ type Validator struct {
 	RefetchInterval time.Duration
 	// Realm is the WWW-Authenticate realm; "" means "rampart".
 	Realm string
-	// Revoked, if set, reports whether the token with that jti was
-	// revoked (an RFC 7009 revocation list shared with the Server). It
-	// is called on every request, cached tokens too, so that revocation
-	// is immediate. An error makes the request fail with 503: a token
-	// that cannot be checked is not accepted.
-	Revoked func(ctx context.Context, jti string) (bool, error)
+	// Revoked, if set, reports whether a token was revoked: by its jti
+	// (RFC 7009, rampart token revoke), with every token of its client
+	// (rampart token revoke --client, rampart client disable), or because
+	// its client is disabled. The control plane's revocations are a
+	// [RevocationStore]'s TokenRevoked, which the Server's introspection
+	// answers from too, so that the two agree. It is called on every
+	// request, cached tokens too, so that revocation is immediate. An
+	// error makes the request fail with 503: a token that cannot be
+	// checked is not accepted. Without it, revoked tokens and those of
+	// disabled clients are accepted until they expire.
+	Revoked func(ctx context.Context, t TokenRef) (bool, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -340,6 +345,7 @@ const valExpired = "token expired"
 type valEntry struct {
 	p      Principal
 	exp    time.Time
+	iat    time.Time
 	kid    string
 	alg    jose.SignatureAlgorithm
 	jti    string
@@ -366,7 +372,7 @@ func (v *Validator) recheck(ctx context.Context, e *valEntry, now time.Time, pee
 		}
 	}
 	if v.Revoked != nil {
-		revoked, err := v.Revoked(ctx, e.jti)
+		revoked, err := v.Revoked(ctx, TokenRef{JTI: e.jti, ClientID: e.p.ClientID, IssuedAt: e.iat, Expires: e.exp})
 		if err != nil {
 			return valUnavailableErr("cannot check token revocation", time.Second, err)
 		}
@@ -483,6 +489,7 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 			Expires:  c.Expiry.Time(),
 		},
 		exp: c.Expiry.Time(),
+		iat: c.IssuedAt.Time(),
 		kid: h.KeyID,
 		alg: alg,
 		jti: c.ID,
