@@ -52,6 +52,22 @@ var (
 	scopeToken = regexp.MustCompile(`^[\x{21}\x{23}-\x{5B}\x{5D}-\x{7E}]+$`)
 )
 
+// ErrRefused is wrapped by the errors of a Manager that refuses what it
+// was asked (a malformed client ID, a scope outside the catalogue, a
+// grace too long...), as against a store that failed: the caller can fix
+// the request.
+var ErrRefused = errors.New("apikey: request refused")
+
+// refusedError is an error wrapping ErrRefused, with its own message.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return "apikey: " + e.msg }
+func (e *refusedError) Unwrap() error { return ErrRefused }
+
+func refusedf(format string, args ...any) error {
+	return &refusedError{fmt.Sprintf(format, args...)}
+}
+
 func (m *Manager) now() time.Time {
 	if m.Now != nil {
 		return m.Now()
@@ -64,10 +80,10 @@ func (m *Manager) now() time.Time {
 func (m *Manager) CheckScopes(scopes []string) error {
 	for _, s := range scopes {
 		if !scopeToken.MatchString(s) {
-			return fmt.Errorf("apikey: scope %q: not a scope token (RFC 6749 §3.3)", s)
+			return refusedf("scope %q: not a scope token (RFC 6749 §3.3)", s)
 		}
 		if m.Scopes != nil && !slices.Contains(m.Scopes, s) {
-			return fmt.Errorf("apikey: scope %q is not one of %s", s, strings.Join(m.Scopes, ", "))
+			return refusedf("scope %q is not one of %s", s, strings.Join(m.Scopes, ", "))
 		}
 	}
 	return nil
@@ -76,16 +92,16 @@ func (m *Manager) CheckScopes(scopes []string) error {
 // CreateClient registers a client.
 func (m *Manager) CreateClient(ctx context.Context, c Client) (*Client, error) {
 	if !clientID.MatchString(c.ID) {
-		return nil, fmt.Errorf("apikey: client ID %q: want 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit", c.ID)
+		return nil, refusedf("client ID %q: want 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit", c.ID)
 	}
 	if len(c.Scopes) == 0 {
-		return nil, errors.New("apikey: a client needs at least one scope")
+		return nil, refusedf("a client needs at least one scope")
 	}
 	if err := m.CheckScopes(c.Scopes); err != nil {
 		return nil, err
 	}
 	if c.TokenLifetime < 0 || c.TokenLifetime > MaxTokenLifetime {
-		return nil, fmt.Errorf("apikey: token lifetime %v: want up to %v", c.TokenLifetime, MaxTokenLifetime)
+		return nil, refusedf("token lifetime %v: want up to %v", c.TokenLifetime, MaxTokenLifetime)
 	}
 	n := 0
 	for _, v := range []string{c.CertSubject, c.CertURI, c.CertDNS} {
@@ -94,7 +110,7 @@ func (m *Manager) CreateClient(ctx context.Context, c Client) (*Client, error) {
 		}
 	}
 	if n > 1 {
-		return nil, errors.New("apikey: name the client certificate one way: subject, URI or DNS name")
+		return nil, refusedf("name the client certificate one way: subject, URI or DNS name")
 	}
 	c.Scopes = slices.Compact(slices.Sorted(slices.Values(c.Scopes)))
 	c.CreatedAt = m.now().UTC()
@@ -113,19 +129,19 @@ func (m *Manager) Create(ctx context.Context, client string, scopes []string, ex
 		return Key{}, nil, err
 	}
 	if c.Disabled {
-		return Key{}, nil, fmt.Errorf("apikey: client %s is disabled", client)
+		return Key{}, nil, refusedf("client %s is disabled", client)
 	}
 	if len(scopes) == 0 {
 		scopes = c.Scopes
 	}
 	for _, s := range scopes {
 		if !slices.Contains(c.Scopes, s) {
-			return Key{}, nil, fmt.Errorf("apikey: scope %q is not one of client %s's (%s)", s, client, strings.Join(c.Scopes, " "))
+			return Key{}, nil, refusedf("scope %q is not one of client %s's (%s)", s, client, strings.Join(c.Scopes, " "))
 		}
 	}
 	now := m.now().UTC()
 	if !expires.IsZero() && !expires.After(now) {
-		return Key{}, nil, errors.New("apikey: the expiry is in the past")
+		return Key{}, nil, refusedf("the expiry is in the past")
 	}
 	k, rec, err := m.newKey(client, scopes, expires, now)
 	if err != nil {
@@ -174,7 +190,7 @@ func newID() (string, error) {
 // once.
 func (m *Manager) Rotate(ctx context.Context, id string, grace time.Duration) (Key, *Record, error) {
 	if grace < 0 || grace > MaxGrace {
-		return Key{}, nil, fmt.Errorf("apikey: grace %v: want 0 to %v", grace, MaxGrace)
+		return Key{}, nil, refusedf("grace %v: want 0 to %v", grace, MaxGrace)
 	}
 	old, err := m.Store.Key(ctx, id)
 	if err != nil {
