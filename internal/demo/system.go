@@ -306,7 +306,7 @@ func (s *system) controlPlane(ctx context.Context) error {
 	}
 	cp, err := server.New(server.Config{
 		Store: st, AdminToken: s.cpAdmin, OAuth: oauth,
-		APIKeyRotation: s.keys.RotateHandler(verifier, 72*time.Hour),
+		APIKeyRotation: oauth.LimitFailedAuth(s.keys.RotateHandler(verifier, 72*time.Hour)),
 		CertRenewal:    mtls.RenewHandler(s.ca, time.Hour, nil),
 		SecureCookies:  true,
 		BundleCacheTTL: time.Second,
