@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -130,4 +131,49 @@ func jsonSegment(tok string) ([]byte, error) {
 		return nil, nil
 	}
 	return base64.RawURLEncoding.DecodeString(parts[1])
+}
+
+// rampart serve wires the token server's hardening: without --client-ca
+// the metadata offers neither tls_client_auth nor bound tokens (RFC 8414
+// §2, RFC 8705 §3.3); an issuer with a path has its metadata at the
+// path-inserted well-known URI (RFC 8414 §3.1); and API-key self-rotation
+// is under the token endpoint's failure limit (10 a minute per address).
+func TestServeOAuthHardening(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	dir := t.TempDir()
+	_, base := startServe(t, dir, "--issuer", "https://cp.pay.test/tenant")
+	get := func(path string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	code, m := get("/.well-known/oauth-authorization-server/tenant")
+	if code != 200 || m["issuer"] != "https://cp.pay.test/tenant" {
+		t.Errorf("path-inserted metadata: %d %v", code, m)
+	}
+	if methods, _ := json.Marshal(m["token_endpoint_auth_methods_supported"]); strings.Contains(string(methods), "tls_client_auth") || m["tls_client_certificate_bound_access_tokens"] != false {
+		t.Errorf("without --client-ca, the metadata offers mutual TLS: %v", m)
+	}
+	var codes []int
+	for range 12 {
+		req, _ := http.NewRequest("POST", base+"/v1/apikeys/rotate", nil)
+		req.Header.Set("X-API-Key", "rk_live_"+strings.Repeat("0", 43)+"zzzzzz")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if got := fmt.Sprint(codes); got != "[401 401 401 401 401 401 401 401 401 401 429 429]" {
+		t.Errorf("12 self-rotations with a wrong key: %s, want 10 401 then 429", got)
+	}
 }
