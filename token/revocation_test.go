@@ -2,11 +2,17 @@ package token_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/store/sqlite"
 	"github.com/rampartsec/rampart/token"
 )
 
@@ -75,4 +81,63 @@ func TestClientTokensRevokedStayRevoked(t *testing.T) {
 			t.Errorf("%s the revocation: Validate %v, introspection active %v; want valid %t in both", name, err, a, tc.active)
 		}
 	}
+}
+
+// FuzzReadIssued mutates a token the Server issued. What ReadIssued
+// accepts is that token (or its ECDSA twin, the same token): the same
+// jti, client and times; whatever it refuses wraps ErrNotIssued.
+func FuzzReadIssued(f *testing.F) {
+	st, err := sqlite.Open(context.Background(), f.TempDir()+"/rampart.db")
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	kek := make([]byte, 32)
+	now := time.Unix(1764072000, 0)
+	if err := token.EnsureKeys(context.Background(), st.SigningKeys(), kek, "ES256", now); err != nil {
+		f.Fatal(err)
+	}
+	ver := &apikey.Verifier{Store: st.APIKeys()}
+	defer ver.Close()
+	as := &token.Server{Issuer: "https://cp.pay.test", Audience: audience, Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
+		Clients: st.APIKeys(), APIKeys: ver, KeyEncryptionKey: kek, Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)}
+	if err := as.Start(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	m := &apikey.Manager{Store: st.APIKeys(), Now: func() time.Time { return now }}
+	if _, err := m.CreateClient(context.Background(), apikey.Client{ID: "shop", Scopes: []string{"payment.read"}}); err != nil {
+		f.Fatal(err)
+	}
+	k, _, err := m.Create(context.Background(), "shop", nil, time.Time{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader("grant_type=client_credentials&client_id=shop&client_secret="+k.String()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	as.ServeHTTP(w, req)
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &body)
+	good, err := token.ReadIssued(context.Background(), st.SigningKeys(), body.AccessToken)
+	if err != nil || good.ClientID != "shop" || !good.IssuedAt.Equal(now) {
+		f.Fatalf("ReadIssued of an issued token: %+v %v (%s)", good, err, w.Body)
+	}
+	f.Add(body.AccessToken)
+	f.Add(body.AccessToken + "\n")
+	f.Add(strings.Replace(body.AccessToken, ".", "..", 1))
+	f.Add("")
+	f.Fuzz(func(t *testing.T, raw string) {
+		ref, err := token.ReadIssued(context.Background(), st.SigningKeys(), raw)
+		if err != nil {
+			if !errors.Is(err, token.ErrNotIssued) {
+				t.Fatalf("ReadIssued(%q): %v, want ErrNotIssued", raw, err)
+			}
+			return
+		}
+		if ref != good {
+			t.Fatalf("ReadIssued(%q) = %+v, want %+v", raw, ref, good)
+		}
+	})
 }

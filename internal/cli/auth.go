@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -156,7 +157,7 @@ func parseDays(s string) (time.Duration, error) {
 	d := time.Duration(n) * 24 * time.Hour
 	if rest != "" {
 		r, err := time.ParseDuration(rest)
-		if err != nil || r < 0 {
+		if err != nil || r < 0 || r > math.MaxInt64-d {
 			return 0, fmt.Errorf("%q: want a duration such as 72h, 3d or 1d12h", s)
 		}
 		d += r
