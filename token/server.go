@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -697,11 +698,13 @@ func (s *Server) issue(r *http.Request, a *authenticated, requested string) (*to
 		s.logger().Error("token: no signing key", "err", err)
 		return nil, "", 0, unavailable()
 	}
+	// Hex, not base64url: a jti never starts with '-', so that an
+	// operator can paste it after rampart token revoke.
 	var jti [16]byte
 	rand.Read(jti[:])
 	c := &tokenClaims{
 		Issuer: s.Issuer, Subject: a.client.ID, Audience: s.Audience, ClientID: a.client.ID,
-		IssuedAt: now.Unix(), Expiry: now.Add(lifetime).Unix(), ID: b64(jti[:]), Scope: strings.Join(scopes, " "),
+		IssuedAt: now.Unix(), Expiry: now.Add(lifetime).Unix(), ID: hex.EncodeToString(jti[:]), Scope: strings.Join(scopes, " "),
 	}
 	// A token of a client that authenticated with its certificate is
 	// bound to it (RFC 8705 §3). One that authenticated with a secret is

@@ -806,7 +806,8 @@ introspection then answers inactive.
                                         client disable stops those too)
 
 A token's iat is in whole seconds: --all also revokes the tokens issued
-within the second it runs.`,
+within the second it runs. A jti that starts with '-' (from another
+issuer's tokens) goes after --: rampart token revoke -- -abc.`,
 		Args: args(func(c *cobra.Command, a []string) error {
 			switch {
 			case client != "" && !all:
