@@ -37,6 +37,13 @@ const (
 	MaxGrace = 30 * 24 * time.Hour
 	// MaxTokenLifetime bounds a client's access-token lifetime.
 	MaxTokenLifetime = 24 * time.Hour
+	// MinSelfRotationGrace is the least grace a key that rotates itself
+	// may ask for (less only when the server's own grace is less): a
+	// thief who rotates a stolen key must not end its owner's at once.
+	MinSelfRotationGrace = time.Hour
+	// MaxKeysInGrace bounds the keys of a client in their grace period
+	// that self-rotation may leave: each is a working credential.
+	MaxKeysInGrace = 10
 )
 
 var (
@@ -44,6 +51,22 @@ var (
 	// scopeToken is RFC 6749 §3.3's scope-token.
 	scopeToken = regexp.MustCompile(`^[\x{21}\x{23}-\x{5B}\x{5D}-\x{7E}]+$`)
 )
+
+// ErrRefused is wrapped by the errors of a Manager that refuses what it
+// was asked (a malformed client ID, a scope outside the catalogue, a
+// grace too long...), as against a store that failed: the caller can fix
+// the request.
+var ErrRefused = errors.New("apikey: request refused")
+
+// refusedError is an error wrapping ErrRefused, with its own message.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return "apikey: " + e.msg }
+func (e *refusedError) Unwrap() error { return ErrRefused }
+
+func refusedf(format string, args ...any) error {
+	return &refusedError{fmt.Sprintf(format, args...)}
+}
 
 func (m *Manager) now() time.Time {
 	if m.Now != nil {
@@ -57,10 +80,10 @@ func (m *Manager) now() time.Time {
 func (m *Manager) CheckScopes(scopes []string) error {
 	for _, s := range scopes {
 		if !scopeToken.MatchString(s) {
-			return fmt.Errorf("apikey: scope %q: not a scope token (RFC 6749 §3.3)", s)
+			return refusedf("scope %q: not a scope token (RFC 6749 §3.3)", s)
 		}
 		if m.Scopes != nil && !slices.Contains(m.Scopes, s) {
-			return fmt.Errorf("apikey: scope %q is not one of %s", s, strings.Join(m.Scopes, ", "))
+			return refusedf("scope %q is not one of %s", s, strings.Join(m.Scopes, ", "))
 		}
 	}
 	return nil
@@ -69,16 +92,16 @@ func (m *Manager) CheckScopes(scopes []string) error {
 // CreateClient registers a client.
 func (m *Manager) CreateClient(ctx context.Context, c Client) (*Client, error) {
 	if !clientID.MatchString(c.ID) {
-		return nil, fmt.Errorf("apikey: client ID %q: want 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit", c.ID)
+		return nil, refusedf("client ID %q: want 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit", c.ID)
 	}
 	if len(c.Scopes) == 0 {
-		return nil, errors.New("apikey: a client needs at least one scope")
+		return nil, refusedf("a client needs at least one scope")
 	}
 	if err := m.CheckScopes(c.Scopes); err != nil {
 		return nil, err
 	}
 	if c.TokenLifetime < 0 || c.TokenLifetime > MaxTokenLifetime {
-		return nil, fmt.Errorf("apikey: token lifetime %v: want up to %v", c.TokenLifetime, MaxTokenLifetime)
+		return nil, refusedf("token lifetime %v: want up to %v", c.TokenLifetime, MaxTokenLifetime)
 	}
 	n := 0
 	for _, v := range []string{c.CertSubject, c.CertURI, c.CertDNS} {
@@ -87,7 +110,7 @@ func (m *Manager) CreateClient(ctx context.Context, c Client) (*Client, error) {
 		}
 	}
 	if n > 1 {
-		return nil, errors.New("apikey: name the client certificate one way: subject, URI or DNS name")
+		return nil, refusedf("name the client certificate one way: subject, URI or DNS name")
 	}
 	c.Scopes = slices.Compact(slices.Sorted(slices.Values(c.Scopes)))
 	c.CreatedAt = m.now().UTC()
@@ -106,19 +129,19 @@ func (m *Manager) Create(ctx context.Context, client string, scopes []string, ex
 		return Key{}, nil, err
 	}
 	if c.Disabled {
-		return Key{}, nil, fmt.Errorf("apikey: client %s is disabled", client)
+		return Key{}, nil, refusedf("client %s is disabled", client)
 	}
 	if len(scopes) == 0 {
 		scopes = c.Scopes
 	}
 	for _, s := range scopes {
 		if !slices.Contains(c.Scopes, s) {
-			return Key{}, nil, fmt.Errorf("apikey: scope %q is not one of client %s's (%s)", s, client, strings.Join(c.Scopes, " "))
+			return Key{}, nil, refusedf("scope %q is not one of client %s's (%s)", s, client, strings.Join(c.Scopes, " "))
 		}
 	}
 	now := m.now().UTC()
 	if !expires.IsZero() && !expires.After(now) {
-		return Key{}, nil, errors.New("apikey: the expiry is in the past")
+		return Key{}, nil, refusedf("the expiry is in the past")
 	}
 	k, rec, err := m.newKey(client, scopes, expires, now)
 	if err != nil {
@@ -167,7 +190,7 @@ func newID() (string, error) {
 // once.
 func (m *Manager) Rotate(ctx context.Context, id string, grace time.Duration) (Key, *Record, error) {
 	if grace < 0 || grace > MaxGrace {
-		return Key{}, nil, fmt.Errorf("apikey: grace %v: want 0 to %v", grace, MaxGrace)
+		return Key{}, nil, refusedf("grace %v: want 0 to %v", grace, MaxGrace)
 	}
 	old, err := m.Store.Key(ctx, id)
 	if err != nil {
@@ -250,12 +273,20 @@ func (m *Manager) Due(ctx context.Context) ([]Record, error) {
 // key (as for any request) answers the new key, once, and the old one
 // enters its grace period. A client's scheduled job can so keep its keys
 // fresh without an operator. grace is the grace period given; the body
-// may ask for less: {"grace": "24h"}.
+// may ask for less, down to MinSelfRotationGrace: {"grace": "24h"}.
+//
+// A key that replaced another cannot rotate itself while that one still
+// works, and no client gets more than MaxKeysInGrace keys in their grace
+// period this way: someone holding a key cannot grow a chain of working
+// keys. Put the handler under a failed-authentication limit (rampart
+// serve uses the token endpoint's, token.Server.LimitFailedAuth): it
+// answers whether a key is valid.
 func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
+	minGrace := min(MinSelfRotationGrace, grace)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": "use POST"})
 			return
 		}
 		ver, err := v.Authenticate(r)
@@ -274,11 +305,18 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 		}
 		if req.Grace != "" {
 			d, err := time.ParseDuration(req.Grace)
-			if err != nil || d < 0 || d > grace {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": fmt.Sprintf("grace: want a duration up to %v", grace)})
+			if err != nil || d < minGrace || d > grace {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": fmt.Sprintf("grace: want a duration from %v to %v", minGrace, grace)})
 				return
 			}
 			g = d
+		}
+		if msg, err := m.selfRotationRefused(r.Context(), &ver.Record); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "the key store cannot answer now; retry shortly"})
+			return
+		} else if msg != "" {
+			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": msg})
+			return
 		}
 		k, rec, err := m.Rotate(r.Context(), ver.Record.ID, g)
 		switch {
@@ -286,7 +324,7 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": "this key was already rotated; use its replacement"})
 			return
 		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "the key store cannot answer now; retry shortly"})
 			return
 		}
 		v.Forget()
@@ -302,6 +340,32 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 		}
 		writeJSON(w, http.StatusCreated, out)
 	})
+}
+
+// selfRotationRefused says why key may not rotate itself now ("" when it
+// may): the key it replaced still works, or its client has
+// MaxKeysInGrace keys in their grace period.
+func (m *Manager) selfRotationRefused(ctx context.Context, key *Record) (string, error) {
+	keys, err := m.Store.Keys(ctx, key.ClientID)
+	if err != nil {
+		return "", err
+	}
+	now := m.now()
+	inGrace := 0
+	for _, k := range keys {
+		if k.ReplacedBy == "" || !k.RevokedAt.IsZero() || !now.Before(k.GraceUntil) {
+			continue
+		}
+		if k.ReplacedBy == key.ID {
+			return fmt.Sprintf("this key replaced %s, which works until %s (its grace period): rotate again after that",
+				k.ID, k.GraceUntil.UTC().Format(time.RFC3339)), nil
+		}
+		inGrace++
+	}
+	if inGrace >= MaxKeysInGrace {
+		return fmt.Sprintf("client %s has %d keys in their grace period: rotate again when one has ended", key.ClientID, inGrace), nil
+	}
+	return "", nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -245,15 +245,18 @@ func TestMiddleware(t *testing.T) {
 		}
 	}
 	for name, h := range map[string][]string{
-		"none":          nil,
-		"wrong key":     {"X-API-Key", changeAt(key, len(key)-1)},
-		"a JWT":         {"Authorization", "Bearer eyJhbGciOi.x.y"},
-		"two X-API-Key": {"X-API-Key", key, "X-API-Key", key},
+		"none":      nil,
+		"wrong key": {"X-API-Key", changeAt(key, len(key)-1)},
+		"a JWT":     {"Authorization", "Bearer eyJhbGciOi.x.y"},
 	} {
 		resp, body := do(h...)
 		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="rampart"`) || strings.Contains(body, key) {
 			t.Errorf("%s: %d %v %s", name, resp.StatusCode, resp.Header, body)
 		}
+	}
+	// RFC 6750 §2 / §3.1: more than one credential is invalid_request.
+	if resp, body := do("X-API-Key", key, "X-API-Key", key); resp.StatusCode != 400 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`) || strings.Contains(body, key) {
+		t.Errorf("two X-API-Key: %d %v %s, want 400 invalid_request", resp.StatusCode, resp.Header, body)
 	}
 }
 
@@ -372,4 +375,37 @@ func changeAt(s string, i int) string {
 		c = 'y'
 	}
 	return s[:i] + string(c) + s[i+1:]
+}
+
+// Self-rotation leaves a client at most MaxKeysInGrace keys in their
+// grace period (CWE-770): each is a working credential.
+func TestSelfRotationBoundsKeysInGrace(t *testing.T) {
+	f := newFixture(t)
+	h := httptest.NewServer(f.m.RotateHandler(f.v, 72*time.Hour))
+	defer h.Close()
+	rotate := func(key string) int {
+		req, _ := http.NewRequest("POST", h.URL, nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range apikey.MaxKeysInGrace {
+		k, _ := f.key(t, nil, time.Time{})
+		if code := rotate(k); code != http.StatusCreated {
+			t.Fatalf("rotation %d: %d", i+1, code)
+		}
+	}
+	k, _ := f.key(t, nil, time.Time{})
+	if code := rotate(k); code != http.StatusConflict {
+		t.Errorf("a rotation past %d keys in grace: %d, want 409", apikey.MaxKeysInGrace, code)
+	}
+	f.clock.Add(72 * time.Hour)
+	f.v.Forget()
+	if code := rotate(k); code != http.StatusCreated {
+		t.Errorf("once the grace periods ended: %d, want 201", code)
+	}
 }

@@ -88,11 +88,21 @@ func valBadRequest(desc string) *Error {
 	return &Error{Code: InvalidRequest, Description: desc, Status: http.StatusBadRequest}
 }
 
+// valMissingToken is what a request without a bearer token is told.
+const valMissingToken = "a bearer token is required: Authorization: Bearer <access token>"
+
 // valNoCredentials is the answer to a request without a bearer token:
 // 401 and no error code (RFC 6750 §3.1), so that a client that did not
 // know it had to authenticate learns how.
 func valNoCredentials() *Error {
-	return &Error{Description: "a bearer token is required", Status: http.StatusUnauthorized}
+	return &Error{Description: valMissingToken, Status: http.StatusUnauthorized}
+}
+
+// valTwoCredentials is the answer to a request with more than one
+// credential (RFC 6750 §2: one method per request; §3.1:
+// invalid_request).
+func valTwoCredentials() *Error {
+	return valBadRequest("more than one credential in the request: send one X-API-Key or one Authorization header")
 }
 
 func valUnavailableErr(desc string, retry time.Duration, err error) *Error {

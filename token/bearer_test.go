@@ -260,7 +260,7 @@ func TestErrorString(t *testing.T) {
 	}{
 		{valInvalid("bad signature", cause), "token: invalid_token: bad signature: go-jose/go-jose: error in cryptographic primitive"},
 		{valBadRequest("more than one Authorization header"), "token: invalid_request: more than one Authorization header"},
-		{valNoCredentials(), "token: a bearer token is required"},
+		{valNoCredentials(), "token: a bearer token is required: Authorization: Bearer <access token>"},
 	} {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)

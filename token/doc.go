@@ -23,17 +23,32 @@
 //	         "scope": "payment.read payment.write",
 //	         "cnf": {"x5t#S256": "<base64url SHA-256 of the client certificate>"}}
 //
-// cnf is present when the token was issued over a connection with a
-// client certificate: such a token is bound to that certificate
-// (RFC 8705 §3) and useless without it.
+// cnf is present when the client authenticated with its certificate
+// (tls_client_auth): such a token is bound to that certificate (RFC 8705
+// §3) and useless without it. A client that authenticated with its secret
+// gets an unbound token, whatever certificate its TLS stack sent.
+//
+// Tokens are canonical: strict base64url, and ES256 signatures with low S.
+// The Server writes an audit line per token issued, refused or revoked
+// (see [Server.Logger]).
 //
 // # Checking
 //
 // A [Validator] checks tokens for resource servers: signature with a key
 // from the JWKS (fetched and cached; an unknown kid triggers one
 // rate-limited refetch), an algorithm allow-list, typ, iss, aud, exp and
-// nbf with a small skew, the certificate binding, and a size limit before
-// any parsing. [Validator.Middleware] authenticates requests (RFC 6750);
-// [RequireScope] authorizes them by exact scope, for bearer tokens and API
-// keys alike.
+// nbf with a small skew, the certificate binding, one canonical spelling
+// per token, revocation ([Validator.Revoked], answered by a
+// [RevocationStore]), and a size limit before any parsing.
+// [Validator.Middleware] authenticates requests (RFC 6750), one
+// credential per request; [RequireScope] authorizes them by exact scope,
+// for bearer tokens and API keys alike.
+//
+// # Revocation
+//
+// A [RevocationStore] holds revoked tokens (by jti) and revocations of
+// every token of a client up to a time (by iat); a disabled client's
+// tokens are revoked too. The Server's introspection and a Validator
+// whose Revoked is the store's TokenRevoked ask the same question, so
+// they agree.
 package token

@@ -13,13 +13,25 @@ import (
 // bearer token checked by v; either may be nil to refuse that kind. The
 // caller goes in the context (FromContext), so RequireScope authorizes
 // both alike. Failures are answered as Validator.Middleware answers them
-// (RFC 6750 §3); a key or token store that cannot be reached is a 503.
+// (RFC 6750 §3); a key or token store that cannot be reached is a 503. A
+// request with more than one credential (see
+// [apikey.CheckOneCredential]) is 400 invalid_request, and one without
+// any is told what this route accepts.
 func Authenticate(v *Validator, keys *apikey.Verifier) func(http.Handler) http.Handler {
+	missing := "an API key (X-API-Key: rk_... or Authorization: Bearer rk_...) or an OAuth2 bearer token (Authorization: Bearer) is required"
+	switch {
+	case v == nil:
+		missing = "an API key is required: X-API-Key: rk_... or Authorization: Bearer rk_..."
+	case keys == nil:
+		missing = valMissingToken
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var p *Principal
 			var err error
-			if _, isKey := apikey.FromRequest(r); isKey {
+			if apikey.CheckOneCredential(r) != nil {
+				err = valTwoCredentials()
+			} else if _, isKey := apikey.FromRequest(r); isKey {
 				if keys == nil {
 					valWriteError(w, "rampart", valInvalid("API keys are not accepted here", nil))
 					return
@@ -41,6 +53,11 @@ func Authenticate(v *Validator, keys *apikey.Verifier) func(http.Handler) http.H
 				}
 			} else {
 				p, err = v.authenticate(r)
+			}
+			if e, ok := errors.AsType[*Error](err); ok && e.Code == "" && e.Status == http.StatusUnauthorized {
+				// No credentials (RFC 6750 §3.1: no error code): say what
+				// this route takes.
+				err = &Error{Description: missing, Status: http.StatusUnauthorized}
 			}
 			if err != nil {
 				valWriteError(w, "rampart", err)

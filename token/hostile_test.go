@@ -164,13 +164,14 @@ func valTLSState(c *testpki.Leaf) *tls.ConnectionState {
 
 // An unknown kid makes the Validator refetch the JWKS (the issuer may
 // have rotated), but at most once per RefetchInterval, however many such
-// tokens arrive.
+// tokens arrive, for tokens issued before the keys were fetched (a key
+// that signed them would have been published then).
 func TestHostileUnknownKidRefetchRateLimited(t *testing.T) {
 	clock := valNewClock()
 	k, stranger := valNewKey(t, jose.ES256), valNewKey(t, jose.ES256)
 	jwks := valNewJWKS(t, k)
 	v := jwks.validator(clock)
-	bad := stranger.mint(t, valWith(clock.Now(), map[string]any{"exp": clock.Now().Add(time.Hour).Unix()}), nil)
+	bad := stranger.mint(t, valWith(clock.Now(), map[string]any{"iat": clock.Now().Add(-time.Hour).Unix(), "exp": clock.Now().Add(time.Hour).Unix()}), nil)
 	flood := func() {
 		t.Helper()
 		var wg sync.WaitGroup
@@ -201,6 +202,36 @@ func TestHostileUnknownKidRefetchRateLimited(t *testing.T) {
 		if got := jwks.hits.Load(); got != step.hits {
 			t.Fatalf("after %v more: %d JWKS fetches, want %d", step.advance, got, step.hits)
 		}
+	}
+}
+
+// Tokens with made-up kids and a fresh iat (anyone can write one) get
+// the JWKS fetched at most every 5 s (valFreshRefetch), however many and
+// however varied, and are answered 503 (the key may be new) or 401 (the
+// keys were fetched after the token was issued), never let through.
+func TestHostileFreshUnknownKidsRefetchBounded(t *testing.T) {
+	clock := valNewClock()
+	k := valNewKey(t, jose.ES256)
+	jwks := valNewJWKS(t, k)
+	v := jwks.validator(clock)
+	if _, err := v.Validate(context.Background(), k.mint(t, valClaimsAt(clock.Now()), nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	for sec := range 60 {
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				stranger := valNewKey(t, jose.ES256)
+				if w := valServe(v, valRequest(stranger.mint(t, valClaimsAt(clock.Now()), nil))); w.Code != 503 && w.Code != 401 {
+					t.Errorf("a made-up kid: %d", w.Code)
+				}
+			})
+		}
+		wg.Wait()
+		if want := int32(1 + sec/5); jwks.hits.Load() != want {
+			t.Fatalf("after %d s: %d JWKS fetches, want %d (one every 5 s)", sec, jwks.hits.Load(), want)
+		}
+		clock.Add(time.Second)
 	}
 }
 
@@ -274,8 +305,10 @@ func valFuzzKey(t testing.TB) *valKey {
 }
 
 // FuzzValidate mutates a valid token. Whatever the Validator accepts must
-// carry exactly the claims that were signed, and whatever it refuses is
-// refused as invalid_token, never with a panic or a server error.
+// be that token, byte for byte (an Ed25519 signature has one encoding,
+// and base64url one canonical spelling: RFC 7515 §2), carrying exactly
+// the claims that were signed; whatever it refuses is refused as
+// invalid_token, never with a panic or a server error.
 func FuzzValidate(f *testing.F) {
 	clock := valNewClock()
 	k := valFuzzKey(f)
@@ -285,6 +318,11 @@ func FuzzValidate(f *testing.F) {
 	f.Add(valNone(f, k.kid, valClaimsAt(clock.Now())))
 	f.Add(strings.Replace(good, ".", "..", 1))
 	f.Add("")
+	for _, seg := range strings.Split(good, ".") {
+		for _, spelling := range valReencodings(seg)[1:] {
+			f.Add(strings.Replace(good, seg, spelling, 1))
+		}
+	}
 	want, err := valStatic(clock, k).Validate(context.Background(), good, nil)
 	if err != nil {
 		f.Fatal(err)
@@ -298,9 +336,48 @@ func FuzzValidate(f *testing.F) {
 			}
 			return
 		}
+		if raw != good {
+			t.Fatalf("Validate(%q) accepted another spelling of %q", raw, good)
+		}
 		if p.Subject != want.Subject || p.ClientID != want.ClientID || p.TokenID != want.TokenID ||
 			!slices.Equal(p.Scopes, want.Scopes) || !p.Expires.Equal(want.Expires) {
 			t.Fatalf("Validate(%q) accepted a token with other claims: %+v", raw, p)
 		}
 	})
+}
+
+// E18: an attacker's made-up kid spends a refetch; the issuer then
+// rotates twice, and signs with a key this Validator has never seen. The
+// new token waits seconds, not RefetchInterval (30 s), and is told 503
+// (retry: the token is fine) meanwhile, never 401 invalid_token (RFC 6750
+// §3.1: "get a new token", which would fail the same way).
+func TestJWKSDoubleRotationAfterAnAttackersRefetch(t *testing.T) {
+	clock := valNewClock()
+	k1, k2, k3, stranger := valNewKey(t, jose.ES256), valNewKey(t, jose.ES256), valNewKey(t, jose.ES256), valNewKey(t, jose.ES256)
+	jwks := valNewJWKS(t, k1, k2) // current and next
+	v := jwks.validator(clock)
+	ctx := context.Background()
+	if _, err := v.Validate(ctx, k1.mint(t, valClaimsAt(clock.Now()), nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(5 * time.Second)
+	if w := valServe(v, valRequest(stranger.mint(t, valClaimsAt(clock.Now()), nil))); w.Code == 200 {
+		t.Fatal("a made-up kid was accepted")
+	}
+	fetches := jwks.hits.Load()
+	// rampart token rotate-keys, twice: k3 signs, k2 retired, k4 next.
+	jwks.set(k2, k3, valNewKey(t, jose.ES256))
+	clock.Add(2 * time.Second)
+	tok := k3.mint(t, valWith(clock.Now(), map[string]any{"jti": "after-rotation"}), nil)
+	w := valServe(v, valRequest(tok))
+	if w.Code != 503 || w.Header().Get("Retry-After") == "" || w.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("within 5 s of the attacker's refetch: %d %v %s, want 503 with Retry-After", w.Code, w.Header(), w.Body)
+	}
+	clock.Add(3 * time.Second) // 5 s after the attacker's refetch
+	if w := valServe(v, valRequest(tok)); w.Code != 200 {
+		t.Errorf("5 s after the attacker's refetch: %d %s, want 200", w.Code, w.Body)
+	}
+	if got := jwks.hits.Load(); got != fetches+1 {
+		t.Errorf("%d JWKS fetches for the new key, want 1", got-fetches)
+	}
 }

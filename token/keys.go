@@ -9,11 +9,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/big"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/rampartsec/rampart/internal/sealed"
 )
@@ -170,6 +174,68 @@ func loadKeyring(ctx context.Context, ks KeyStore, kek []byte, now time.Time) (*
 		return nil, ErrNoSigningKey
 	}
 	return kr, nil
+}
+
+// ErrNotIssued is returned by ReadIssued for a string that is not an
+// access token signed by one of the store's signing keys.
+var ErrNotIssued = errors.New("token: not an access token signed by this server's keys")
+
+// ReadIssued checks that raw is an access token signed by one of the
+// signing keys in ks, whatever their state, and returns what revoking it
+// takes. It checks neither expiry nor issuer: an operator revoking a
+// token needs to know it is one of ours, and which. The error wraps
+// ErrNotIssued for anything else.
+func ReadIssued(ctx context.Context, ks KeyStore, raw string) (TokenRef, error) {
+	raw = strings.TrimSpace(raw)
+	if len(raw) > 8<<10 || !valCompact(raw) || !valCanonical(raw) {
+		return TokenRef{}, fmt.Errorf("%w: not a JWS in compact serialization", ErrNotIssued)
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
+	if err != nil || len(tok.Headers) != 1 {
+		return TokenRef{}, fmt.Errorf("%w: malformed", ErrNotIssued)
+	}
+	keys, err := ks.SigningKeys(ctx)
+	if err != nil {
+		return TokenRef{}, fmt.Errorf("token: loading signing keys: %w", err)
+	}
+	for _, k := range keys {
+		if k.ID != tok.Headers[0].KeyID {
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(k.Public)
+		if err != nil {
+			return TokenRef{}, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+		}
+		var c tokenClaims
+		if err := tok.Claims(pub, &c); err != nil {
+			return TokenRef{}, fmt.Errorf("%w: bad signature", ErrNotIssued)
+		}
+		if c.ID == "" || c.ClientID == "" {
+			return TokenRef{}, fmt.Errorf("%w: no jti or client_id", ErrNotIssued)
+		}
+		return c.ref(), nil
+	}
+	return TokenRef{}, fmt.Errorf("%w: its key (kid %q) is not one of the store's", ErrNotIssued, valQuoted(tok.Headers[0].KeyID))
+}
+
+// lowS returns the compact JWS raw with its ECDSA signature in low-S
+// form (s <= n/2), the canonical one of the two that verify: the Server
+// issues that one, so that its twin is never the token it issued. Other
+// algorithms, and what is not an ECDSA signature, are returned as they
+// are.
+func lowS(raw, alg string) string {
+	twin := valTwin(raw, jose.SignatureAlgorithm(alg))
+	if twin == "" {
+		return raw
+	}
+	sig := func(tok string) *big.Int {
+		b, _ := base64.RawURLEncoding.DecodeString(tok[strings.LastIndexByte(tok, '.')+1:])
+		return new(big.Int).SetBytes(b[len(b)/2:])
+	}
+	if sig(twin).Cmp(sig(raw)) < 0 {
+		return twin
+	}
+	return raw
 }
 
 // certThumbprint is the x5t#S256 of a certificate (RFC 8705 §3.1).

@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,14 @@ type Server struct {
 	// TrustedProxies are proxies whose X-Forwarded-For is believed, for
 	// the per-address brute-force limit.
 	TrustedProxies []netip.Prefix
+	// MutualTLS says that the TLS server in front asks clients for
+	// certificates (tls.VerifyClientCertIfGiven or stricter) and that
+	// requests reach this handler with their r.TLS. Only then does the
+	// server offer tls_client_auth (RFC 8705 §2.1) and bind the tokens it
+	// issues that way to the certificate (§3), and only then does the
+	// metadata advertise both; without it, client certificates are
+	// ignored.
+	MutualTLS bool
 	// ClientCAs, if set, are the only roots tls_client_auth accepts
 	// client certificates from (RFC 8705 §2.1), when the TLS server
 	// verifies client certificates against a wider pool (rampart serve's
@@ -73,15 +82,24 @@ type Server struct {
 	// KeyReload is how often signing keys are re-read from the store, to
 	// follow rotations by another instance; 0 means 10 s.
 	KeyReload time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Logger receives an audit line per token issued or refused and per
+	// revocation (the client, the API key's ID, the scopes, the grant,
+	// the status and the client's address; never a secret), at Info,
+	// and the server's own failures, at Warn and Error. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+	Now    func() time.Time
 
 	once    sync.Once
 	mux     *http.ServeMux
 	limiter *ratelimit.Memory
-	mu      sync.Mutex
-	ring    *keyring
-	clients map[string]cachedClient
+	// gateMu guards inflight: the client authentications in progress per
+	// address, each holding a reserved failure (see reserve).
+	gateMu   sync.Mutex
+	inflight map[string]int
+	mu       sync.Mutex
+	ring     *keyring
+	clients  map[string]cachedClient
 }
 
 type cachedClient struct {
@@ -142,12 +160,25 @@ func (s *Server) logger() *slog.Logger {
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.limiter = &ratelimit.Memory{Now: s.Now}
+		s.inflight = make(map[string]int)
 		mux := http.NewServeMux()
 		mux.HandleFunc("POST /oauth2/token", s.token)
 		mux.HandleFunc("GET /oauth2/jwks", s.jwks)
 		mux.HandleFunc("POST /oauth2/introspect", s.introspect)
 		mux.HandleFunc("POST /oauth2/revoke", s.revoke)
 		mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
+		// RFC 8414 §3.1: for an issuer with a path, the well-known suffix
+		// goes between the host and the path.
+		if u, err := url.Parse(s.Issuer); err == nil && strings.TrimSuffix(u.EscapedPath(), "/") != "" {
+			at := "/.well-known/oauth-authorization-server" + strings.TrimSuffix(u.EscapedPath(), "/")
+			mux.HandleFunc("GET /.well-known/oauth-authorization-server/", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.EscapedPath() != at {
+					http.NotFound(w, r)
+					return
+				}
+				s.metadata(w, r)
+			})
+		}
 		s.mux = mux
 	})
 }
@@ -200,7 +231,9 @@ func (s *Server) keys(ctx context.Context) (*keyring, error) {
 	return fresh, nil
 }
 
-// oauthError is an error response of RFC 6749 §5.2.
+// oauthError is an error response of RFC 6749 §5.2. Its code is empty
+// for the answers §5.2 has no code for (429, 503): the body then holds
+// only error_description.
 type oauthError struct {
 	status      int
 	code        string
@@ -209,6 +242,15 @@ type oauthError struct {
 }
 
 func (e *oauthError) Error() string { return e.code + ": " + e.description }
+
+// unavailable is the answer when the server cannot decide (a store or
+// signing failure): 503 with Retry-After. RFC 6749 §5.2 defines no code
+// for it; temporarily_unavailable is the authorization endpoint's
+// (§4.1.2.1), so there is none.
+func unavailable() *oauthError {
+	return &oauthError{status: http.StatusServiceUnavailable, description: "the authorization server cannot answer now; retry shortly",
+		header: http.Header{"Retry-After": {"1"}}}
+}
 
 func badRequest(code, format string, args ...any) *oauthError {
 	return &oauthError{status: http.StatusBadRequest, code: code, description: fmt.Sprintf(format, args...)}
@@ -227,11 +269,22 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	w.Header().Set("Pragma", "no-cache")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.status)
-	json.NewEncoder(w).Encode(map[string]string{"error": e.code, "error_description": e.description})
+	body := map[string]string{"error_description": descriptionText(e.description)}
+	if e.code != "" {
+		body["error"] = e.code
+	}
+	json.NewEncoder(w).Encode(body)
+}
+
+// descriptionText keeps an error_description within what RFC 6749 §5.2
+// allows, %x20-21 / %x23-5B / %x5D-7E: anything else becomes '?'.
+func descriptionText(s string) string {
+	return valQuoted(s)
 }
 
 // readForm parses an application/x-www-form-urlencoded body of at most
-// 8 KiB; a parameter given twice is an error (RFC 6749 §3.2).
+// 8 KiB; a parameter given twice is an error, and one without a value is
+// treated as omitted (RFC 6749 §3.2).
 func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
@@ -249,7 +302,13 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) 
 	if len(r.URL.Query()) > 0 {
 		return nil, badRequest("invalid_request", "parameters belong in the body, not the URL")
 	}
-	return r.PostForm, nil
+	form := url.Values{}
+	for k, vs := range r.PostForm {
+		if vs[0] != "" {
+			form[k] = vs
+		}
+	}
+	return form, nil
 }
 
 // authenticated is a client that proved who it is.
@@ -259,6 +318,8 @@ type authenticated struct {
 	// authenticated with a certificate.
 	scopes []string
 	method string
+	// keyID is the API key's ID, for client_secret_*.
+	keyID string
 	// until is when the credential stops working (the key's expiry or
 	// the end of its rotation grace); zero if never. No token outlives
 	// it.
@@ -279,7 +340,7 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (*authenticated,
 			return nil, invalidClient("malformed credentials in the Authorization header")
 		}
 		if form.Has("client_secret") || form.Has("client_id") && form.Get("client_id") != id {
-			return nil, badRequest("invalid_request", "use one client authentication method (RFC 6749 §2.3)")
+			return nil, badRequest("invalid_request", "use one client authentication method (RFC 6749 section 2.3)")
 		}
 	} else {
 		id, secret = form.Get("client_id"), form.Get("client_secret")
@@ -292,38 +353,127 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (*authenticated,
 		// by whatever was sent.
 		return nil, invalidClient("client authentication failed")
 	}
-	addrKey := "addr|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.TrustedProxies))
+	addrKey := s.addrKey(r)
 	clientKey := "client|" + id
-	limit := s.FailureLimit
-	if limit == (ratelimit.Limit{}) {
-		limit = ratelimit.PerMinute(10, 10)
-	}
+	limit := s.failureLimit()
 	// An address that failed too often is refused before its credentials
 	// are looked at. A client that failed too often is not: its secrets
 	// are 256-bit keys, beyond guessing, and refusing its right key would
 	// let anyone who knows its ID lock it out. Its failures are throttled
 	// instead (below).
-	if d, _ := s.limiter.Peek(addrKey, limit); !d.Allowed {
-		return nil, tooManyFailures(d)
+	if oerr := s.reserve(addrKey); oerr != nil {
+		return nil, oerr
 	}
 	a, oerr := s.verifyClient(r, id, secret, basic)
-	if oerr == nil {
-		return a, nil
-	}
-	if oerr.code == "invalid_client" {
-		s.limiter.Allow(r.Context(), addrKey, limit)
+	failed := oerr != nil && oerr.code == "invalid_client"
+	s.settle(addrKey, failed)
+	if failed {
 		if d, _ := s.limiter.Allow(r.Context(), clientKey, limit); !d.Allowed {
 			return nil, tooManyFailures(d)
 		}
 	}
-	return nil, oerr
+	return a, oerr
 }
 
+func (s *Server) failureLimit() ratelimit.Limit {
+	if s.FailureLimit == (ratelimit.Limit{}) {
+		return ratelimit.PerMinute(10, 10)
+	}
+	return s.FailureLimit
+}
+
+func (s *Server) addrKey(r *http.Request) string {
+	return "addr|" + ratelimit.AddrKey(ratelimit.ClientAddr(r, s.TrustedProxies))
+}
+
+// reserve admits a client authentication from the address of key when
+// its failure budget has room for it and for every authentication from
+// there still in progress: each holds a failure in reserve until settle
+// says whether it failed. Checking the budget, verifying (a store round
+// trip) and only then counting would let a concurrent burst through the
+// check all at once.
+func (s *Server) reserve(key string) *oauthError {
+	s.init()
+	limit := s.failureLimit()
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	d, _ := s.limiter.Peek(key, limit)
+	if !d.Allowed {
+		return tooManyFailures(d)
+	}
+	if s.inflight[key] > d.Remaining {
+		// The budget is spoken for by authentications in progress:
+		// retry once they are settled.
+		return tooManyFailures(ratelimit.Decision{RetryAfter: limit.Period / time.Duration(limit.Rate)})
+	}
+	s.inflight[key]++
+	return nil
+}
+
+// settle ends a reservation: a failure is counted, a success (or an
+// answer that was neither, such as a store failure) gives it back.
+func (s *Server) settle(key string, failed bool) {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	if failed {
+		s.limiter.Allow(context.Background(), key, s.failureLimit())
+	}
+	if s.inflight[key]--; s.inflight[key] <= 0 {
+		delete(s.inflight, key)
+	}
+}
+
+// LimitFailedAuth puts next, an endpoint that authenticates its callers
+// (such as API-key self-rotation, POST /v1/apikeys/rotate), under the
+// token endpoint's per-address failure limit: a 401 from next counts as a
+// failed client authentication, and an address past the limit gets 429
+// before next sees its request. The budget is the one the token,
+// introspection and revocation endpoints share, so that no endpoint is an
+// unthrottled oracle for guessing keys.
+func (s *Server) LimitFailedAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := s.addrKey(r)
+		if oerr := s.reserve(key); oerr != nil {
+			writeOAuthError(w, oerr)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() { s.settle(key, sw.status == http.StatusUnauthorized && r.Context().Err() == nil) }()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// statusWriter records the status of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// tooManyFailures is the answer to an address or client that failed
+// client authentication too often: 429 with Retry-After (RFC 6585 §4),
+// and no error code, since RFC 6749 §5.2 has none for it (and
+// temporarily_unavailable is the authorization endpoint's).
 func tooManyFailures(d ratelimit.Decision) *oauthError {
-	secs := int((d.RetryAfter + time.Second - 1) / time.Second)
-	return &oauthError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
-		description: "too many failed client authentications; retry later",
-		header:      http.Header{"Retry-After": {strconv.Itoa(max(secs, 1))}}}
+	secs := max(int((d.RetryAfter+time.Second-1)/time.Second), 1)
+	return &oauthError{status: http.StatusTooManyRequests,
+		description: fmt.Sprintf("too many failed client authentications; retry in %d s", secs),
+		header:      http.Header{"Retry-After": {strconv.Itoa(secs)}}}
 }
 
 func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*authenticated, *oauthError) {
@@ -332,7 +482,7 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 		if err != nil {
 			if isStoreFailure(err) {
 				s.logger().Warn("token: verifying an API key failed", "err", err)
-				return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"}
+				return nil, unavailable()
 			}
 			return nil, invalidClient("client authentication failed")
 		}
@@ -345,7 +495,7 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 			return nil, invalidClient("client authentication failed")
 		case err != nil:
 			s.logger().Warn("token: looking up a client failed", "err", err)
-			return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"}
+			return nil, unavailable()
 		case c.Disabled:
 			return nil, invalidClient("client authentication failed")
 		}
@@ -353,18 +503,18 @@ func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*
 		if basic {
 			method = "client_secret_basic"
 		}
-		return &authenticated{client: c, scopes: ver.Record.Scopes, method: method, until: ver.Principal.Expires}, nil
+		return &authenticated{client: c, scopes: ver.Record.Scopes, method: method, keyID: ver.Record.ID, until: ver.Principal.Expires}, nil
 	}
 	// tls_client_auth (RFC 8705 §2.1): the certificate the TLS layer
 	// verified must be the one registered for the client.
 	cert := verifiedClientCert(r)
-	if cert == nil || !s.fromClientCA(r) {
+	if !s.MutualTLS || cert == nil || !s.fromClientCA(r) {
 		return nil, invalidClient("client authentication failed")
 	}
 	c, err := s.Clients.Client(r.Context(), id)
 	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
 		s.logger().Warn("token: looking up a client failed", "err", err)
-		return nil, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"}
+		return nil, unavailable()
 	}
 	if err != nil || c.Disabled || !certMatches(c, cert) {
 		return nil, invalidClient("client authentication failed")
@@ -446,41 +596,92 @@ type tokenClaims struct {
 	Cnf      *confirmation `json:"cnf,omitempty"`
 }
 
+func (c *tokenClaims) ref() TokenRef {
+	return TokenRef{JTI: c.ID, ClientID: c.ClientID, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: time.Unix(c.Expiry, 0)}
+}
+
 type confirmation struct {
 	X5tS256 string `json:"x5t#S256"`
 }
 
-// token is the token endpoint (RFC 6749 §3.2, §4.4).
+// token is the token endpoint (RFC 6749 §3.2, §4.4). Every answer is
+// audited (see Logger).
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	form, oerr := readForm(w, r)
+	var (
+		form url.Values
+		a    *authenticated
+		c    *tokenClaims
+	)
+	oerr := func() *oauthError {
+		var oerr *oauthError
+		if form, oerr = readForm(w, r); oerr != nil {
+			return oerr
+		}
+		switch gt := form.Get("grant_type"); gt {
+		case "client_credentials":
+		case "":
+			return badRequest("invalid_request", "grant_type is required")
+		default:
+			return badRequest("unsupported_grant_type", "only client_credentials is supported")
+		}
+		if a, oerr = s.authenticate(r, form); oerr != nil {
+			return oerr
+		}
+		var compact string
+		var lifetime time.Duration
+		if c, compact, lifetime, oerr = s.issue(r, a, form.Get("scope")); oerr != nil {
+			return oerr
+		}
+		// RFC 6749 §5.1.
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Pragma", "no-cache")
+		json.NewEncoder(w).Encode(map[string]any{
+			"access_token": compact,
+			"token_type":   "Bearer",
+			"expires_in":   int64(lifetime / time.Second),
+			"scope":        c.Scope,
+		})
+		return nil
+	}()
+	attrs := []slog.Attr{slog.String("grant_type", form.Get("grant_type"))}
+	attrs = append(attrs, s.callerAttrs(r, form, a)...)
 	if oerr != nil {
 		writeOAuthError(w, oerr)
+		attrs = append(attrs, slog.Int("status", oerr.status), slog.String("error", oerr.code), slog.String("error_description", oerr.description))
+		if sc := form.Get("scope"); sc != "" {
+			attrs = append(attrs, slog.String("scope_requested", descriptionText(sc)))
+		}
+		s.audit(r, "token: refused", attrs...)
 		return
 	}
-	switch gt := form.Get("grant_type"); gt {
-	case "client_credentials":
-	case "":
-		writeOAuthError(w, badRequest("invalid_request", "grant_type is required"))
-		return
-	default:
-		writeOAuthError(w, badRequest("unsupported_grant_type", "only client_credentials is supported"))
-		return
-	}
-	a, oerr := s.authenticate(r, form)
-	if oerr != nil {
-		writeOAuthError(w, oerr)
-		return
-	}
+	attrs = append(attrs, slog.Int("status", http.StatusOK), slog.String("scope", c.Scope), slog.String("jti", c.ID),
+		slog.Time("expires", time.Unix(c.Expiry, 0).UTC()), slog.Bool("bound", c.Cnf != nil))
+	s.audit(r, "token: issued", attrs...)
+}
+
+// issue makes the access token for a, with the scopes requested (a's
+// when none).
+func (s *Server) issue(r *http.Request, a *authenticated, requested string) (*tokenClaims, string, time.Duration, *oauthError) {
 	scopes := a.scopes
-	if req := form.Get("scope"); req != "" {
-		requested := strings.Split(req, " ")
-		for _, sc := range requested {
-			if sc == "" || !slices.Contains(a.scopes, sc) {
-				writeOAuthError(w, badRequest("invalid_scope", "scope %q is not granted to this client", sc))
-				return
+	if requested != "" {
+		// RFC 6749 §3.3: scope-tokens separated by single spaces, a set.
+		scopes = nil
+		for _, sc := range strings.Split(requested, " ") {
+			if !valIsScopeToken(sc) {
+				return nil, "", 0, badRequest("invalid_scope", "the scope parameter must be scope-tokens separated by single spaces (RFC 6749 section 3.3)")
+			}
+			if !slices.Contains(a.scopes, sc) {
+				if a.keyID != "" && slices.Contains(a.client.Scopes, sc) {
+					return nil, "", 0, badRequest("invalid_scope", "scope %s is not granted to API key %s (its scopes: %s)", sc, a.keyID, strings.Join(a.scopes, " "))
+				}
+				return nil, "", 0, badRequest("invalid_scope", "scope %s is not granted to client %s", sc, a.client.ID)
+			}
+			if !slices.Contains(scopes, sc) {
+				scopes = append(scopes, sc)
 			}
 		}
-		scopes = requested
 	}
 	scopes = s.expand(scopes)
 	lifetime := a.client.TokenLifetime
@@ -495,46 +696,70 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	kr, err := s.keys(r.Context())
 	if err != nil {
 		s.logger().Error("token: no signing key", "err", err)
-		writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
-		return
+		return nil, "", 0, unavailable()
 	}
+	// Hex, not base64url: a jti never starts with '-', so that an
+	// operator can paste it after rampart token revoke.
 	var jti [16]byte
 	rand.Read(jti[:])
-	c := tokenClaims{
+	c := &tokenClaims{
 		Issuer: s.Issuer, Subject: a.client.ID, Audience: s.Audience, ClientID: a.client.ID,
-		IssuedAt: now.Unix(), Expiry: now.Add(lifetime).Unix(), ID: b64(jti[:]), Scope: strings.Join(scopes, " "),
+		IssuedAt: now.Unix(), Expiry: now.Add(lifetime).Unix(), ID: hex.EncodeToString(jti[:]), Scope: strings.Join(scopes, " "),
 	}
-	// A token issued over a connection with a client certificate is bound
-	// to it (RFC 8705 §3), whatever the authentication method.
-	if cert := verifiedClientCert(r); cert != nil {
-		c.Cnf = &confirmation{X5tS256: certThumbprint(cert.Raw)}
+	// A token of a client that authenticated with its certificate is
+	// bound to it (RFC 8705 §3). One that authenticated with a secret is
+	// not, whatever certificate its TLS stack sent: a binding it did not
+	// ask for would make its token useless where no certificate is asked
+	// for (the gateway).
+	if a.method == "tls_client_auth" {
+		c.Cnf = &confirmation{X5tS256: certThumbprint(verifiedClientCert(r).Raw)}
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
-		writeOAuthError(w, &oauthError{status: http.StatusInternalServerError, code: "server_error", description: "internal error"})
-		return
+		return nil, "", 0, &oauthError{status: http.StatusInternalServerError, code: "server_error", description: "internal error"}
 	}
 	sig, err := kr.signer.Sign(payload)
 	var compact string
 	if err == nil {
 		compact, err = sig.CompactSerialize()
+		compact = lowS(compact, kr.alg)
 	}
 	if err != nil {
 		s.logger().Error("token: signing failed", "err", err)
-		writeOAuthError(w, &oauthError{status: http.StatusInternalServerError, code: "server_error", description: "internal error"})
-		return
+		return nil, "", 0, unavailable()
 	}
-	// RFC 6749 §5.1.
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	json.NewEncoder(w).Encode(map[string]any{
-		"access_token": compact,
-		"token_type":   "Bearer",
-		"expires_in":   int64(lifetime / time.Second),
-		"scope":        c.Scope,
-	})
+	return c, compact, lifetime, nil
+}
+
+// callerAttrs describes who asked, for the audit log: the client ID it
+// claimed (when it has the syntax of one), how it authenticated, the API
+// key's ID, and its address. Never a secret.
+func (s *Server) callerAttrs(r *http.Request, form url.Values, a *authenticated) []slog.Attr {
+	var out []slog.Attr
+	switch {
+	case a != nil:
+		out = append(out, slog.String("client_id", a.client.ID), slog.String("auth_method", a.method))
+		if a.keyID != "" {
+			out = append(out, slog.String("key_id", a.keyID))
+		}
+	default:
+		id, _, basic := r.BasicAuth()
+		if basic {
+			id, _ = url.QueryUnescape(id)
+		} else if form != nil {
+			id = form.Get("client_id")
+		}
+		if clientIDSyntax.MatchString(id) {
+			out = append(out, slog.String("client_id", id))
+		}
+	}
+	return out
+}
+
+// audit writes one audit line, with the client's address.
+func (s *Server) audit(r *http.Request, msg string, attrs ...slog.Attr) {
+	attrs = append(attrs, slog.String("remote_addr", ratelimit.ClientAddr(r, s.TrustedProxies).String()))
+	s.logger().LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
 }
 
 // expand adds the scopes the configured hierarchy implies.
@@ -553,7 +778,7 @@ func (s *Server) expand(scopes []string) []string {
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	kr, err := s.keys(r.Context())
 	if err != nil {
-		writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
+		writeOAuthError(w, unavailable())
 		return
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
@@ -564,7 +789,10 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 // metadata is RFC 8414 §3's authorization server metadata.
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	iss := strings.TrimSuffix(s.Issuer, "/")
-	authMethods := []string{"client_secret_basic", "client_secret_post", "tls_client_auth"}
+	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	if s.MutualTLS {
+		authMethods = append(authMethods, "tls_client_auth")
+	}
 	scopes := s.Scopes
 	if scopes == nil {
 		scopes = []string{}
@@ -572,25 +800,27 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	json.NewEncoder(w).Encode(map[string]any{
-		"issuer":                                s.Issuer,
-		"token_endpoint":                        iss + "/oauth2/token",
-		"jwks_uri":                              iss + "/oauth2/jwks",
-		"introspection_endpoint":                iss + "/oauth2/introspect",
-		"revocation_endpoint":                   iss + "/oauth2/revoke",
-		"grant_types_supported":                 []string{"client_credentials"},
-		"response_types_supported":              []string{},
-		"token_endpoint_auth_methods_supported": authMethods,
+		"issuer":                 s.Issuer,
+		"token_endpoint":         iss + "/oauth2/token",
+		"jwks_uri":               iss + "/oauth2/jwks",
+		"introspection_endpoint": iss + "/oauth2/introspect",
+		"revocation_endpoint":    iss + "/oauth2/revoke",
+		"grant_types_supported":  []string{"client_credentials"},
+		// REQUIRED (RFC 8414 §2), and honest: with no authorization
+		// endpoint, no response type is supported.
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         authMethods,
 		"introspection_endpoint_auth_methods_supported": authMethods,
 		"revocation_endpoint_auth_methods_supported":    authMethods,
-		"scopes_supported":                           scopes,
-		"tls_client_certificate_bound_access_tokens": true,
+		"scopes_supported":                              scopes,
+		"tls_client_certificate_bound_access_tokens":    s.MutualTLS,
 	})
 }
 
 // parseOwnToken checks a token this server issued: signature with one of
 // its published keys, issuer, expiry. It returns nil for anything else.
 func (s *Server) parseOwnToken(ctx context.Context, raw string) *tokenClaims {
-	if len(raw) > 8<<10 {
+	if len(raw) > 8<<10 || !valCompact(raw) || !valCanonical(raw) {
 		return nil
 	}
 	kr, err := s.keys(ctx)
@@ -625,6 +855,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	if oerr != nil {
 		writeOAuthError(w, oerr)
+		s.audit(r, "token: introspection refused", append(s.callerAttrs(r, form, nil), slog.Int("status", oerr.status), slog.String("error", oerr.code))...)
 		return
 	}
 	raw := form.Get("token")
@@ -641,16 +872,13 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		c = nil
 	}
 	if c != nil {
-		// A disabled client's tokens are no longer active, whatever
-		// their expiry.
-		if cl, err := s.Clients.Client(r.Context(), c.ClientID); err != nil || cl.Disabled {
-			c = nil
-		}
-	}
-	if c != nil {
-		revoked, err := s.Revocations.TokenRevoked(r.Context(), c.ID)
+		// Revoked by jti, with its client's tokens, or its client
+		// disabled: the check a Validator's Revoked makes, so that
+		// introspection and validation agree (RFC 7662 §2.2).
+		revoked, err := s.Revocations.TokenRevoked(r.Context(), c.ref())
 		if err != nil {
-			writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
+			s.logger().Warn("token: checking a revocation failed", "err", err)
+			writeOAuthError(w, unavailable())
 			return
 		}
 		if revoked {
@@ -683,21 +911,23 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if oerr != nil {
 		writeOAuthError(w, oerr)
+		s.audit(r, "token: revocation refused", append(s.callerAttrs(r, form, nil), slog.Int("status", oerr.status), slog.String("error", oerr.code))...)
 		return
 	}
 	if form.Get("token") == "" {
 		writeOAuthError(w, badRequest("invalid_request", "token is required"))
 		return
 	}
-	if hint := form.Get("token_type_hint"); hint != "" && hint != "access_token" {
-		writeOAuthError(w, badRequest("unsupported_token_type", "only access tokens can be revoked"))
-		return
-	}
+	// token_type_hint is only a hint (RFC 7009 §2.1): access tokens are
+	// the one type this server has, and they are searched whatever it
+	// says.
 	if c := s.parseOwnToken(r.Context(), form.Get("token")); c != nil && c.ClientID == a.client.ID {
 		if err := s.Revocations.RevokeToken(r.Context(), c.ID, time.Unix(c.Expiry, 0)); err != nil {
-			writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", description: "try again shortly"})
+			s.logger().Warn("token: storing a revocation failed", "err", err)
+			writeOAuthError(w, unavailable())
 			return
 		}
+		s.audit(r, "token: revoked", append(s.callerAttrs(r, form, a), slog.Int("status", http.StatusOK), slog.String("jti", c.ID))...)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

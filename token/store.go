@@ -48,12 +48,39 @@ type KeyStore interface {
 	RotateSigningKeys(ctx context.Context, next StoredKey, now, dropRetiredBefore time.Time) error
 }
 
-// RevocationStore keeps revoked access tokens (RFC 7009) until they would
-// have expired anyway.
+// TokenRef identifies an access token for revocation: what a
+// RevocationStore needs to know of it.
+type TokenRef struct {
+	// JTI is its jti claim.
+	JTI string
+	// ClientID is its client_id claim.
+	ClientID string
+	// IssuedAt is its iat claim (whole seconds).
+	IssuedAt time.Time
+	// Expires is its exp claim; zero when not known.
+	Expires time.Time
+}
+
+// RevocationStore keeps revoked access tokens until they would have
+// expired anyway: single tokens (RFC 7009, rampart token revoke), and
+// every token of a client issued up to a time (rampart token revoke
+// --client, rampart client disable).
 type RevocationStore interface {
+	// RevokeToken revokes the token with that jti, which expires at
+	// expires (when the revocation can be forgotten).
 	RevokeToken(ctx context.Context, jti string, expires time.Time) error
-	// TokenRevoked reports whether the token with that jti was revoked.
-	TokenRevoked(ctx context.Context, jti string) (bool, error)
+	// RevokeClientTokens revokes every token of the client issued at or
+	// before at, by their iat: every token it holds, when at is now.
+	// Tokens issued later are not revoked, but a token's iat is in whole
+	// seconds, so one issued within the second of at is revoked too.
+	// Revoking again keeps the latest at.
+	RevokeClientTokens(ctx context.Context, clientID string, at time.Time) error
+	// TokenRevoked reports whether t is revoked: by its jti, by a
+	// revocation of its client's tokens at or after its IssuedAt, or
+	// because its client is disabled or unknown to the store. The
+	// Server's introspection answers from it, and a Validator's Revoked
+	// should too: then introspection and validation agree.
+	TokenRevoked(ctx context.Context, t TokenRef) (bool, error)
 	// PruneRevoked forgets revocations of tokens expired before t.
 	PruneRevoked(ctx context.Context, before time.Time) error
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,6 +29,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 
+	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/principal"
 )
 
@@ -92,16 +94,25 @@ type Validator struct {
 	// RefetchInterval is the minimum time between two JWKS fetches; 0
 	// means 30 s. A token with an unknown kid triggers a refetch (the
 	// issuer may have rotated keys), so without this limit anyone could
-	// make this server hammer the issuer.
+	// make this server hammer the issuer. A token issued after the keys
+	// were last fetched (by its iat, give or take Leeway) may be signed
+	// by a key published since: for it the wait is at most 5 s, and
+	// until the refetch it is answered 503 with Retry-After rather than
+	// 401, since the token may be good.
 	RefetchInterval time.Duration
 	// Realm is the WWW-Authenticate realm; "" means "rampart".
 	Realm string
-	// Revoked, if set, reports whether the token with that jti was
-	// revoked (an RFC 7009 revocation list shared with the Server). It
-	// is called on every request, cached tokens too, so that revocation
-	// is immediate. An error makes the request fail with 503: a token
-	// that cannot be checked is not accepted.
-	Revoked func(ctx context.Context, jti string) (bool, error)
+	// Revoked, if set, reports whether a token was revoked: by its jti
+	// (RFC 7009, rampart token revoke), with every token of its client
+	// (rampart token revoke --client, rampart client disable), or because
+	// its client is disabled. The control plane's revocations are a
+	// [RevocationStore]'s TokenRevoked, which the Server's introspection
+	// answers from too, so that the two agree. It is called on every
+	// request, cached tokens too, so that revocation is immediate. An
+	// error makes the request fail with 503: a token that cannot be
+	// checked is not accepted. Without it, revoked tokens and those of
+	// disabled clients are accepted until they expire.
+	Revoked func(ctx context.Context, t TokenRef) (bool, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -293,7 +304,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 			if ks := v.keys.Load(); ks != nil && ks.find(e.kid, e.alg) != nil {
 				if err := v.recheck(ctx, e, now, peer); err != nil {
 					if err.Description == valExpired {
-						v.cache.remove(id)
+						v.cache.remove(e.ids...)
 					}
 					return nil, err
 				}
@@ -302,7 +313,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 			}
 			// The key has left the JWKS: whatever it signed is checked
 			// afresh, and will fail.
-			v.cache.remove(id)
+			v.cache.remove(e.ids...)
 		}
 	}
 	e, err := v.verify(ctx, raw, now)
@@ -313,7 +324,15 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(id, e, now)
+		e.ids = append(e.ids, id)
+		// The ECDSA twin of the signature is the same token, valid as
+		// well: served from the cache too, it costs no signature check.
+		if twin := valTwin(raw, e.alg); twin != "" {
+			e.ids = append(e.ids, sha256.Sum256([]byte(twin)))
+		}
+		for _, id := range e.ids {
+			v.cache.put(id, e, now)
+		}
 	}
 	p := e.p
 	return &p, nil
@@ -326,11 +345,15 @@ const valExpired = "token expired"
 type valEntry struct {
 	p      Principal
 	exp    time.Time
+	iat    time.Time
 	kid    string
 	alg    jose.SignatureAlgorithm
 	jti    string
 	bound  bool
 	x5t256 [sha256.Size]byte
+	// ids are the cache keys of the entry: the token's, and its twin's
+	// for an ECDSA signature.
+	ids [][sha256.Size]byte
 }
 
 // recheck is what may change between two uses of the same token: the
@@ -349,7 +372,7 @@ func (v *Validator) recheck(ctx context.Context, e *valEntry, now time.Time, pee
 		}
 	}
 	if v.Revoked != nil {
-		revoked, err := v.Revoked(ctx, e.jti)
+		revoked, err := v.Revoked(ctx, TokenRef{JTI: e.jti, ClientID: e.p.ClientID, IssuedAt: e.iat, Expires: e.exp})
 		if err != nil {
 			return valUnavailableErr("cannot check token revocation", time.Second, err)
 		}
@@ -379,6 +402,9 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 	if !valCompact(raw) {
 		return nil, valInvalid("malformed token: not a JWS in compact serialization", nil)
 	}
+	if !valCanonical(raw) {
+		return nil, valInvalid("malformed token: not canonical base64url (RFC 7515 section 2)", nil)
+	}
 	tok, err := jose.ParseSignedCompact(raw, v.c.algs)
 	if err != nil {
 		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
@@ -400,7 +426,7 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 		return nil, valInvalid("token has no key ID (kid)", nil)
 	}
 	alg := jose.SignatureAlgorithm(h.Algorithm)
-	key, err := v.key(ctx, h.KeyID, alg, now)
+	key, err := v.key(ctx, h.KeyID, alg, now, func() time.Time { return valUnverifiedIAT(tok) })
 	if err != nil {
 		return nil, err
 	}
@@ -463,6 +489,7 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 			Expires:  c.Expiry.Time(),
 		},
 		exp: c.Expiry.Time(),
+		iat: c.IssuedAt.Time(),
 		kid: h.KeyID,
 		alg: alg,
 		jti: c.ID,
@@ -502,26 +529,141 @@ func valCompact(raw string) bool {
 	return dots == 2
 }
 
-// key returns the key with that kid that can verify alg.
-func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm, now time.Time) (*jose.JSONWebKey, error) {
-	ks, err := v.keySet(ctx, now, false)
+// valCanonical reports whether every segment of raw, a string that
+// passed valCompact, is base64url without padding in its one canonical
+// form (RFC 7515 §2, RFC 4648 §3.5): no length that leaves a lone
+// character, and no bits set past the last whole byte. Decoders
+// (go-jose's included) ignore those bits, so without this check one
+// token had up to hundreds of spellings: as many credentials for a
+// limit keyed on the credential, and as many cache misses.
+func valCanonical(raw string) bool {
+	for seg := range strings.SplitSeq(raw, ".") {
+		if len(seg) == 0 {
+			continue // refused by the parser
+		}
+		last := valB64Value(seg[len(seg)-1])
+		switch len(seg) % 4 {
+		case 1:
+			return false
+		case 2:
+			if last&0x0f != 0 {
+				return false
+			}
+		case 3:
+			if last&0x03 != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// valB64Value is the value of a base64url character.
+func valB64Value(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c - 'A'
+	case 'a' <= c && c <= 'z':
+		return c - 'a' + 26
+	case '0' <= c && c <= '9':
+		return c - '0' + 52
+	case c == '-':
+		return 62
+	}
+	return 63
+}
+
+// valTwin returns the other encoding of an ECDSA signature that verifies
+// as well, (r, n - s) for (r, s) (malleability: RFC 7518 §3.4 does not
+// require either), as the token raw would carry it; "" for other
+// algorithms.
+func valTwin(raw string, alg jose.SignatureAlgorithm) string {
+	var n *big.Int
+	switch alg {
+	case jose.ES256:
+		n = elliptic.P256().Params().N
+	case jose.ES384:
+		n = elliptic.P384().Params().N
+	case jose.ES512:
+		n = elliptic.P521().Params().N
+	default:
+		return ""
+	}
+	i := strings.LastIndexByte(raw, '.')
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(raw[i+1:])
+	if err != nil || len(sig)%2 != 0 {
+		return ""
+	}
+	half := len(sig) / 2
+	s := new(big.Int).SetBytes(sig[half:])
+	if s.Sign() == 0 || s.Cmp(n) >= 0 {
+		return ""
+	}
+	s.Sub(n, s)
+	twin := make([]byte, len(sig))
+	copy(twin, sig[:half])
+	s.FillBytes(twin[half:])
+	return raw[:i+1] + base64.RawURLEncoding.EncodeToString(twin)
+}
+
+// key returns the key with that kid that can verify alg. A kid not in
+// the keys known triggers a refetch, rate-limited: the issuer may have
+// published the key since the last fetch. The limit depends on the
+// token: one issued after (or about when) the keys were fetched, by its
+// iat (read before the signature is checked, so only to choose a limit),
+// may be signed by a key this Validator has not seen, and waits at most
+// valFreshRefetch; an older one, RefetchInterval. When the refetch is
+// not allowed yet for a fresh token, the answer is 503 with Retry-After,
+// not invalid_token: the token may be good, and a new one would meet the
+// same fate (RFC 6750 §3.1).
+func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm, now time.Time, iat func() time.Time) (*jose.JSONWebKey, error) {
+	ks, fetched, _, err := v.keySet(ctx, now, 0)
 	if err != nil {
 		return nil, err
 	}
 	if k := ks.find(kid, alg); k != nil {
 		return k, nil
 	}
-	if !v.c.static {
-		// The issuer may have rotated to a key published after our
-		// last fetch. keySet rate-limits this refetch.
-		if ks, err = v.keySet(ctx, now, true); err != nil {
-			return nil, err
-		}
-		if k := ks.find(kid, alg); k != nil {
-			return k, nil
-		}
+	if v.c.static || fetched {
+		return nil, valInvalid("unknown signing key", nil)
+	}
+	issued := iat()
+	fresh := !issued.IsZero() && !issued.Before(ks.fetched.Add(-v.c.leeway))
+	interval := v.c.refetch
+	if fresh {
+		interval = min(interval, valFreshRefetch)
+	}
+	ks, fetched, wait, err := v.keySet(ctx, now, interval)
+	if err != nil {
+		return nil, err
+	}
+	if k := ks.find(kid, alg); k != nil {
+		return k, nil
+	}
+	if fresh && !fetched {
+		return nil, valUnavailableErr("the token's signing key is not known here yet", max(wait, time.Second), nil)
 	}
 	return nil, valInvalid("unknown signing key", nil)
+}
+
+// valFreshRefetch is the least time between two JWKS fetches for tokens
+// with an unknown kid issued after the last fetch: short enough that a
+// token signed by a key published since (after two rotations in a row,
+// say) waits seconds, long enough that anyone sending made-up kids gets
+// the issuer fetched no more than every 5 s.
+const valFreshRefetch = 5 * time.Second
+
+// valUnverifiedIAT returns the iat of tok, a token whose signature has
+// not been checked: only for choosing a refetch limit (see key). Zero
+// when it has none.
+func valUnverifiedIAT(tok *jose.JSONWebSignature) time.Time {
+	var c struct {
+		IssuedAt *jwt.NumericDate `json:"iat"`
+	}
+	if json.Unmarshal(tok.UnsafePayloadWithoutVerification(), &c) != nil || c.IssuedAt == nil {
+		return time.Time{}
+	}
+	return c.IssuedAt.Time()
 }
 
 // valKeySet is a set of verification keys, replaced whole on each fetch.
@@ -595,21 +737,29 @@ type valFetch struct {
 
 // keySet returns the keys to verify with, fetching them when there are
 // none, when they are older than JWKSRefresh, or when force is set (an
-// unknown kid) — but never twice within RefetchInterval. When a fetch is
-// due but fails or is not allowed yet, the known keys are used for up to
-// a second JWKSRefresh; past that, or with no keys at all, the answer is
-// 503: the client is not at fault.
-func (v *Validator) keySet(ctx context.Context, now time.Time, force bool) (*valKeySet, error) {
-	ks := v.keys.Load()
-	if v.c.static || (ks != nil && !force && now.Sub(ks.fetched) < v.c.refresh) {
-		return ks, nil
+// unknown kid) and the last fetch is at least force ago; scheduled
+// fetches are never closer than RefetchInterval. fetched reports that
+// the keys returned come from a fetch made for this call (or one it
+// joined); wait, that a forced fetch was not allowed yet, and for how
+// long. When a fetch is due but fails or is not allowed yet, the known
+// keys are used for up to a second JWKSRefresh; past that, or with no
+// keys at all, the answer is 503: the client is not at fault.
+func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Duration) (ks *valKeySet, fetched bool, wait time.Duration, err error) {
+	ks = v.keys.Load()
+	if v.c.static || (ks != nil && force == 0 && now.Sub(ks.fetched) < v.c.refresh) {
+		return ks, false, 0, nil
+	}
+	interval := v.c.refetch
+	if force > 0 {
+		interval = force
 	}
 	v.mu.Lock()
 	f := v.fetching
 	if f == nil {
-		if wait := v.lastFetch.Add(v.c.refetch).Sub(now); !v.lastFetch.IsZero() && wait > 0 {
+		if wait := v.lastFetch.Add(interval).Sub(now); !v.lastFetch.IsZero() && wait > 0 {
 			v.mu.Unlock()
-			return v.stale(ks, now, wait, nil)
+			ks, err := v.stale(ks, now, wait, nil)
+			return ks, false, wait, err
 		}
 		v.lastFetch = now
 		f = &valFetch{done: make(chan struct{})}
@@ -620,12 +770,13 @@ func (v *Validator) keySet(ctx context.Context, now time.Time, force bool) (*val
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return nil, valUnavailableErr("signing keys are being fetched", time.Second, ctx.Err())
+		return nil, false, 0, valUnavailableErr("signing keys are being fetched", time.Second, ctx.Err())
 	}
 	if f.err != nil {
-		return v.stale(v.keys.Load(), now, v.c.refetch, f.err)
+		ks, err := v.stale(v.keys.Load(), now, v.c.refetch, f.err)
+		return ks, false, 0, err
 	}
-	return f.keys, nil
+	return f.keys, true, 0, nil
 }
 
 // stale returns ks if it is not too old to trust, or a 503.
@@ -710,6 +861,8 @@ func (v *Validator) fetchKeys(ctx context.Context) (*valKeySet, error) {
 // called.
 //
 // The token is read from the Authorization header only (RFC 6750 §2.1).
+// A request with two Authorization headers, or an X-API-Key next to one,
+// is 400 invalid_request (§2: one method per request).
 // A token in the URI query (§2.3) is refused with 400, because URIs end
 // up in logs and Referer headers; a token in a form body (§2.2) is not
 // looked for, so that the body stays unread. When the token is bound to
@@ -731,10 +884,11 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 
 func (v *Validator) authenticate(r *http.Request) (*Principal, error) {
 	hs := r.Header.Values("Authorization")
-	if len(hs) > 1 {
+	if apikey.CheckOneCredential(r) != nil {
 		// RFC 6750 §3.1: a repeated parameter is invalid_request; two
-		// headers could be read as either token.
-		return nil, valBadRequest("more than one Authorization header")
+		// headers, or an API key next to the token, could be read as
+		// either credential.
+		return nil, valTwoCredentials()
 	}
 	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
 		return nil, valBadRequest("access tokens in the URI are not accepted; use the Authorization header")
@@ -776,9 +930,11 @@ func (c *valCache) get(id [sha256.Size]byte) *valEntry {
 	return e
 }
 
-func (c *valCache) remove(id [sha256.Size]byte) {
+func (c *valCache) remove(ids ...[sha256.Size]byte) {
 	c.mu.Lock()
-	delete(c.m, id)
+	for _, id := range ids {
+		delete(c.m, id)
+	}
 	c.mu.Unlock()
 }
 

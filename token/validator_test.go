@@ -878,10 +878,11 @@ func TestCacheRevoked(t *testing.T) {
 	var revoked atomic.Bool
 	var calls atomic.Int32
 	var storeErr atomic.Pointer[error]
-	v.Revoked = func(ctx context.Context, jti string) (bool, error) {
+	v.Revoked = func(ctx context.Context, ref TokenRef) (bool, error) {
 		calls.Add(1)
-		if jti != "jti-1" {
-			t.Errorf("Revoked(%q)", jti)
+		// What a revocation store needs: jti, client and iat.
+		if want := (TokenRef{JTI: "jti-1", ClientID: "client-1", IssuedAt: valT0, Expires: valT0.Add(15 * time.Minute)}); ref != want {
+			t.Errorf("Revoked(%+v), want %+v", ref, want)
 		}
 		if p := storeErr.Load(); p != nil {
 			return false, *p

@@ -89,16 +89,29 @@ func splitScopes(s string) []string {
 	return out
 }
 
-// authError maps store and manager errors to exit codes: conflicts and
-// unknown IDs are the caller's (2), the rest failures (1).
-func authError(err error) error {
+// authError maps store and manager errors to exit codes and messages.
+// An unknown ID or a conflict is the caller's (2), and is said in
+// notFound or conflict (when given) rather than in the backend's words; a
+// request the manager refuses is the caller's too; anything else is a
+// failure (1), with its cause.
+func authError(err error, notFound, conflict string) error {
 	switch {
-	case errors.Is(err, apikey.ErrNotFound), errors.Is(err, apikey.ErrConflict):
-		return fail(ExitUsage, err)
-	case strings.HasPrefix(err.Error(), "apikey: "):
+	case notFound != "" && errors.Is(err, apikey.ErrNotFound):
+		return fail(ExitUsage, errors.New(notFound))
+	case conflict != "" && errors.Is(err, apikey.ErrConflict):
+		return fail(ExitUsage, errors.New(conflict))
+	case errors.Is(err, apikey.ErrNotFound), errors.Is(err, apikey.ErrConflict), errors.Is(err, apikey.ErrRefused):
 		return fail(ExitUsage, err)
 	}
 	return fail(ExitFailure, err)
+}
+
+func noClient(id string) string {
+	return fmt.Sprintf("no client %s (rampart client list shows them)", id)
+}
+
+func noKey(id string) string {
+	return fmt.Sprintf("no API key %s (rampart apikey list shows them)", id)
 }
 
 func newClientCmd(stdio Stdio) *cobra.Command {
@@ -114,7 +127,7 @@ rampart serve).
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
-	c.AddCommand(newClientCreateCmd(stdio), newClientListCmd(stdio), newClientDisableCmd(stdio, true), newClientDisableCmd(stdio, false))
+	c.AddCommand(newClientCreateCmd(stdio), newClientListCmd(stdio), newClientDisableCmd(stdio), newClientEnableCmd(stdio))
 	return c
 }
 
@@ -143,7 +156,7 @@ authenticate with (tls_client_auth, RFC 8705).`,
 				CertSubject: certSubject, CertURI: certURI, CertDNS: certDNS,
 			})
 			if err != nil {
-				return authError(err)
+				return authError(err, "", fmt.Sprintf("client %s exists already (rampart client list shows them)", a[0]))
 			}
 			if asJSON {
 				return writeJSON(stdio.Out, clientJSON(*cl))
@@ -156,7 +169,7 @@ authenticate with (tls_client_auth, RFC 8705).`,
 	f := c.Flags()
 	f.StringVar(&name, "name", "", "a human-readable `NAME`")
 	f.StringVar(&scopes, "scopes", "", "the `SCOPES` the client may hold, comma-separated")
-	f.DurationVar(&lifetime, "token-lifetime", 0, "access-token lifetime (`D`; default 15m, at most 24h)")
+	f.Var((*durationFlag)(&lifetime), "token-lifetime", "access-token lifetime (`D`, such as 1h or 1d; default 15m, at most 24h)")
 	f.StringVar(&certSubject, "cert-subject", "", "client certificate subject `DN` (tls_client_auth)")
 	f.StringVar(&certURI, "cert-uri", "", "client certificate URI SAN (tls_client_auth), e.g. a SPIFFE `ID`")
 	f.StringVar(&certDNS, "cert-dns", "", "client certificate DNS SAN `NAME` (tls_client_auth)")
@@ -219,7 +232,8 @@ func newClientListCmd(stdio Stdio) *cobra.Command {
 				if cert == "" {
 					cert = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cl.ID, status, strings.Join(cl.Scopes, " "), cl.TokenLifetime, cert)
+				lt, _ := time.ParseDuration(cl.TokenLifetime)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cl.ID, status, strings.Join(cl.Scopes, " "), shortDuration(lt), cert)
 			}
 			return tw.Flush()
 		},
@@ -229,26 +243,62 @@ func newClientListCmd(stdio Stdio) *cobra.Command {
 	return c
 }
 
-func newClientDisableCmd(stdio Stdio, disable bool) *cobra.Command {
+func newClientDisableCmd(stdio Stdio) *cobra.Command {
 	var sf storeFlags
-	verb := "disable"
-	if !disable {
-		verb = "enable"
-	}
 	c := &cobra.Command{
-		Use:   verb + " ID",
-		Short: strings.ToUpper(verb[:1]) + verb[1:] + " a client: its keys and certificate stop (or start again) working at once",
-		Args:  args(cobra.ExactArgs(1)),
+		Use:   "disable ID",
+		Short: "Disable a client: its API keys, certificate and access tokens stop working at once",
+		Long: `Disable a client, the switch for an incident: its API keys and its
+certificate stop authenticating, and every access token it holds stops
+working, at once, on every instance (within 100 ms) and at every
+token.Validator that checks revocations (rampart gateway with auth.api_keys).
+The tokens it held stay revoked after client enable.`,
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			st, _, err := sf.open(c.Context())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := st.APIKeys().SetClientDisabled(c.Context(), a[0], disable); err != nil {
-				return authError(err)
+			if _, err := st.APIKeys().Client(c.Context(), a[0]); err != nil {
+				return authError(err, noClient(a[0]), "")
 			}
-			fmt.Fprintf(stdio.Out, "client %s %sd\n", a[0], verb)
+			// Its tokens first: should disabling fail, they are revoked
+			// all the same.
+			now := time.Now().UTC()
+			if err := st.RevokedTokens().RevokeClientTokens(c.Context(), a[0], now); err != nil {
+				return fail(ExitFailure, err)
+			}
+			if err := st.APIKeys().SetClientDisabled(c.Context(), a[0], true); err != nil {
+				return authError(err, noClient(a[0]), "")
+			}
+			fmt.Fprintf(stdio.Out, "client %s disabled; its access tokens issued until %s are revoked\n", a[0], now.Format(time.RFC3339))
+			return nil
+		},
+	}
+	sf.register(c)
+	return c
+}
+
+func newClientEnableCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	c := &cobra.Command{
+		Use:   "enable ID",
+		Short: "Enable a disabled client again: its keys and certificate work; its old tokens stay revoked",
+		Long: `Enable a disabled client again: its API keys and its certificate
+authenticate again, on every instance within 100 ms, and it gets new access
+tokens. The tokens it held when it was disabled stay revoked.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			st, _, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.APIKeys().SetClientDisabled(c.Context(), a[0], false); err != nil {
+				return authError(err, noClient(a[0]), "")
+			}
+			fmt.Fprintf(stdio.Out, "client %s enabled\n", a[0])
 			return nil
 		},
 	}
@@ -345,7 +395,7 @@ func newAPIKeyCreateCmd(stdio Stdio) *cobra.Command {
 			defer st.Close()
 			k, rec, err := sf.manager(st, keys, env).Create(c.Context(), client, splitScopes(scopes), exp)
 			if err != nil {
-				return authError(err)
+				return authError(err, noClient(client), "")
 			}
 			return printNewKey(stdio, asJSON, k, rec, "")
 		},
@@ -379,11 +429,16 @@ func newAPIKeyListCmd(stdio Stdio) *cobra.Command {
 	var sf storeFlags
 	var client string
 	var due, asJSON bool
-	var maxAge time.Duration
+	maxAge := 90 * 24 * time.Hour
 	c := &cobra.Command{
 		Use:   "list [--client ID] [--due [--max-age D]] [--json]",
 		Short: "List API keys (never the keys themselves), or those due for rotation",
-		Args:  args(cobra.NoArgs),
+		Long: `List API keys, never the keys themselves. GRACE UNTIL is when a rotated key
+stops working; LAST USED is when it last authenticated a request or a token
+request, written by each instance once a minute (so up to a minute late).
+Times are UTC. --due lists the keys the rotation policy says to rotate:
+older than --max-age, or expiring within a tenth of it.`,
+		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			st, keys, err := sf.open(c.Context())
 			if err != nil {
@@ -400,7 +455,7 @@ func newAPIKeyListCmd(stdio Stdio) *cobra.Command {
 				recs, err = st.APIKeys().Keys(c.Context(), client)
 			}
 			if err != nil {
-				return fail(ExitFailure, err)
+				return authError(err, noClient(client), "")
 			}
 			now := time.Now()
 			out := make([]keyOut, len(recs))
@@ -410,11 +465,26 @@ func newAPIKeyListCmd(stdio Stdio) *cobra.Command {
 			if asJSON {
 				return writeJSON(stdio.Out, out)
 			}
+			if len(out) == 0 {
+				what := "no API keys"
+				if due {
+					what = fmt.Sprintf("no API keys are due for rotation (older than %s, or expiring within %s)", shortDuration(maxAge), shortDuration(maxAge/10))
+				}
+				if client != "" {
+					what += " of client " + client
+				}
+				fmt.Fprintln(stdio.Out, what)
+				return nil
+			}
 			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tCLIENT\tHINT\tSTATUS\tSCOPES\tCREATED\tEXPIRES\tLAST USED")
+			fmt.Fprintln(tw, "KEY\tCLIENT\tHINT\tSTATUS\tSCOPES\tCREATED\tEXPIRES\tGRACE UNTIL\tLAST USED")
 			for _, k := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Client, k.Hint, k.Status,
-					strings.Join(k.Scopes, " "), k.CreatedAt.Format(time.DateOnly), dateOr(k.ExpiresAt), dateOr(k.LastUsedAt))
+				grace := "-"
+				if k.Status == "grace" {
+					grace = minuteOr(k.GraceUntil)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Client, k.Hint, k.Status,
+					strings.Join(k.Scopes, " "), k.CreatedAt.Format(time.DateOnly), dateOr(k.ExpiresAt), grace, minuteOr(k.LastUsedAt))
 			}
 			return tw.Flush()
 		},
@@ -423,7 +493,7 @@ func newAPIKeyListCmd(stdio Stdio) *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&client, "client", "", "only the keys of client `ID`")
 	f.BoolVar(&due, "due", false, "only keys due for rotation (older than --max-age, or expiring soon)")
-	f.DurationVar(&maxAge, "max-age", 90*24*time.Hour, "rotation policy: the maximum age of a key (`D`)")
+	f.Var((*durationFlag)(&maxAge), "max-age", "rotation policy: the maximum age of a key (`D`, such as 90d)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }
@@ -435,9 +505,17 @@ func dateOr(t *time.Time) string {
 	return t.Format(time.DateOnly)
 }
 
+// minuteOr writes t to the minute, in UTC: 2026-12-02T09:41Z.
+func minuteOr(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04Z")
+}
+
 func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
 	var sf storeFlags
-	var grace, maxAge time.Duration
+	grace, maxAge := 72*time.Hour, 90*24*time.Hour
 	var due, asJSON bool
 	c := &cobra.Command{
 		Use:   "rotate (ID | --due [--max-age D]) [--grace 72h] [--json]",
@@ -471,11 +549,11 @@ func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
 			for _, id := range ids {
 				old, err := st.APIKeys().Key(c.Context(), id)
 				if err != nil {
-					return authError(err)
+					return authError(err, noKey(id), "")
 				}
 				k, rec, err := m.Rotate(c.Context(), id, grace)
 				if err != nil {
-					return authError(err)
+					return authError(err, noKey(id), "")
 				}
 				if due || asJSON {
 					o := keyJSON(*rec, time.Now())
@@ -492,7 +570,11 @@ func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
 				for _, o := range outs {
 					fmt.Fprintf(stdio.Out, "%s %s %s %s\n", o.Replaces, o.ID, o.Client, o.Key)
 				}
-				fmt.Fprintf(stdio.Err, "rampart: %d key(s) rotated; the old ones work for %v; the new keys are shown once\n", len(outs), grace)
+				if len(outs) == 0 {
+					fmt.Fprintf(stdio.Err, "rampart: no API keys are due for rotation (older than %s, or expiring within %s)\n", shortDuration(maxAge), shortDuration(maxAge/10))
+					return nil
+				}
+				fmt.Fprintf(stdio.Err, "rampart: %d key(s) rotated; the old ones work for %s; the new keys are shown once\n", len(outs), shortDuration(grace))
 				return nil
 			}
 			if asJSON {
@@ -506,23 +588,30 @@ func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
 	}
 	sf.register(c)
 	f := c.Flags()
-	f.DurationVar(&grace, "grace", 72*time.Hour, "how long the old key keeps working (`D`, at most 30 days)")
+	f.Var((*durationFlag)(&grace), "grace", "how long the old key keeps working (`D`, such as 72h or 3d; at most 30 days)")
 	f.BoolVar(&due, "due", false, "rotate every key due under the rotation policy")
-	f.DurationVar(&maxAge, "max-age", 90*24*time.Hour, "rotation policy: the maximum age of a key (`D`)")
+	f.Var((*durationFlag)(&maxAge), "max-age", "rotation policy: the maximum age of a key (`D`, such as 90d)")
 	f.BoolVar(&asJSON, "json", false, "print JSON, the new keys included")
 	return c
 }
 
 func newAPIKeyRevokeCmd(stdio Stdio) *cobra.Command {
 	var sf storeFlags
-	var chain bool
+	var chain, tokens bool
 	c := &cobra.Command{
-		Use:   "revoke ID [--chain]",
+		Use:   "revoke ID [--chain] [--tokens]",
 		Short: "Revoke a key at once, on every instance",
 		Long: `Revoke a key at once, on every instance (within 100 ms). A key in its
 rotation grace period ends early; its replacement keeps working. With
 --chain, every key it was rotated into is revoked too: for a stolen key,
-whose thief may have rotated it through POST /v1/apikeys/rotate.`,
+whose thief may have rotated it through POST /v1/apikeys/rotate.
+
+The access tokens already issued with the key keep working until they
+expire (at most the client's token lifetime): tokens do not record which
+key they were issued for. With --tokens, every access token of the key's
+client issued until now is revoked too (as rampart token revoke --client
+ID --all does): for a stolen key, whose thief may hold tokens. The client's
+other keys keep working and get new tokens.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			st, keys, err := sf.open(c.Context())
@@ -531,37 +620,56 @@ whose thief may have rotated it through POST /v1/apikeys/rotate.`,
 			}
 			defer st.Close()
 			m := sf.manager(st, keys, "")
+			rec, err := st.APIKeys().Key(c.Context(), a[0])
+			if err != nil {
+				return authError(err, noKey(a[0]), "")
+			}
 			if !chain {
 				if err := m.Revoke(c.Context(), a[0]); err != nil {
-					return authError(err)
+					return authError(err, noKey(a[0]), fmt.Sprintf("key %s is already revoked", a[0]))
 				}
 				fmt.Fprintf(stdio.Out, "key %s revoked\n", a[0])
+			} else {
+				ids, err := m.RevokeChain(c.Context(), a[0])
+				for _, id := range ids {
+					fmt.Fprintf(stdio.Out, "key %s revoked\n", id)
+				}
+				if err != nil {
+					return authError(err, noKey(a[0]), "")
+				}
+				if len(ids) == 0 {
+					fmt.Fprintf(stdio.Out, "key %s and its replacements were already revoked\n", a[0])
+				}
+			}
+			if !tokens {
+				fmt.Fprintf(stdio.Err, "rampart: access tokens issued with it work until they expire; to end them: rampart apikey revoke %s --tokens, or rampart token revoke --client %s --all\n", a[0], rec.ClientID)
 				return nil
 			}
-			ids, err := m.RevokeChain(c.Context(), a[0])
-			for _, id := range ids {
-				fmt.Fprintf(stdio.Out, "key %s revoked\n", id)
+			now := time.Now().UTC()
+			if err := st.RevokedTokens().RevokeClientTokens(c.Context(), rec.ClientID, now); err != nil {
+				return fail(ExitFailure, err)
 			}
-			if err != nil {
-				return authError(err)
-			}
-			if len(ids) == 0 {
-				fmt.Fprintf(stdio.Out, "key %s and its replacements were already revoked\n", a[0])
-			}
+			fmt.Fprintf(stdio.Out, "access tokens of client %s issued until %s revoked\n", rec.ClientID, now.Format(time.RFC3339))
 			return nil
 		},
 	}
 	sf.register(c)
 	c.Flags().BoolVar(&chain, "chain", false, "also revoke every key this one was rotated into")
+	c.Flags().BoolVar(&tokens, "tokens", false, "also revoke every access token of the key's client issued until now")
 	return c
 }
 
 func newTokenCmd(stdio Stdio) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "token",
-		Short: "Manage the OAuth2 token signing keys",
-		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, args []string) error { return c.Help() },
+		Short: "Revoke access tokens and rotate the OAuth2 token signing keys",
+		Long: `Revoke access tokens (one, or every token of a client) and rotate the
+OAuth2 token signing keys. These commands work on the control plane's
+database (--data, --db as for rampart serve).
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
 	var sf storeFlags
 	var alg string
@@ -608,8 +716,129 @@ within 10 s. Private keys are stored sealed under the master key.`,
 	}
 	sf.register(rot)
 	rot.Flags().StringVar(&alg, "alg", "ES256", "algorithm of the new key: `ES256` or EdDSA")
-	c.AddCommand(rot)
+	c.AddCommand(rot, newTokenRevokeCmd(stdio))
 	return c
+}
+
+func newTokenRevokeCmd(stdio Stdio) *cobra.Command {
+	var sf storeFlags
+	var client string
+	var all bool
+	c := &cobra.Command{
+		Use:   "revoke (JTI | TOKEN | - | --client ID --all)",
+		Short: "Revoke access tokens at once: one, by its jti or itself, or every token of a client",
+		Long: `Revoke access tokens at once (RFC 7009), on every instance and at every
+token.Validator that checks revocations (rampart gateway with auth.api_keys);
+introspection then answers inactive.
+
+  rampart token revoke JTI              the token with that jti (from the audit
+                                        log of rampart serve, or introspection)
+  rampart token revoke - < token.txt    the token itself, read from stdin (or
+                                        given as the argument): it must be
+                                        signed by one of this database's keys
+  rampart token revoke --client ID --all
+                                        every token of the client issued until
+                                        now; new ones can be issued (rampart
+                                        client disable stops those too)
+
+A token's iat is in whole seconds: --all also revokes the tokens issued
+within the second it runs. A jti that starts with '-' (from another
+issuer's tokens) goes after --: rampart token revoke -- -abc.`,
+		Args: args(func(c *cobra.Command, a []string) error {
+			switch {
+			case client != "" && !all:
+				return errors.New("--client needs --all: every token of the client issued until now")
+			case all && client == "":
+				return errors.New("--all needs --client ID")
+			case all && len(a) > 0:
+				return errors.New("give a jti or a token, or --client ID --all, not both")
+			case !all && len(a) != 1:
+				return errors.New("give one jti or token (- reads it from stdin), or --client ID --all")
+			}
+			return nil
+		}),
+		RunE: func(c *cobra.Command, a []string) error {
+			st, _, err := sf.open(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			now := time.Now().UTC()
+			rs := st.RevokedTokens()
+			if all {
+				if _, err := st.APIKeys().Client(c.Context(), client); err != nil {
+					return authError(err, noClient(client), "")
+				}
+				if err := rs.RevokeClientTokens(c.Context(), client, now); err != nil {
+					return fail(ExitFailure, err)
+				}
+				fmt.Fprintf(stdio.Out, "access tokens of client %s issued until %s revoked\n", client, now.Format(time.RFC3339))
+				return nil
+			}
+			arg := a[0]
+			if arg == "-" {
+				b, err := io.ReadAll(io.LimitReader(stdio.In, 16<<10))
+				if err != nil {
+					return fail(ExitUsage, fmt.Errorf("reading the token from stdin: %w", err))
+				}
+				arg = strings.TrimSpace(string(b))
+			}
+			if !strings.Contains(arg, ".") {
+				if !isJTI(arg) {
+					return usagef("%q is neither a jti (1 to 255 printable characters) nor a token", truncated(arg))
+				}
+				// The token's expiry is unknown: keep the revocation as
+				// long as any token can live.
+				if err := rs.RevokeToken(c.Context(), arg, now.Add(token.MaxLifetime+token.ClockSkew)); err != nil {
+					return fail(ExitFailure, err)
+				}
+				fmt.Fprintf(stdio.Out, "token %s revoked\n", arg)
+				return nil
+			}
+			ref, err := token.ReadIssued(c.Context(), st.SigningKeys(), arg)
+			switch {
+			case errors.Is(err, token.ErrNotIssued):
+				return fail(ExitUsage, fmt.Errorf("%w: revoke it where it was issued", err))
+			case err != nil:
+				return fail(ExitFailure, err)
+			}
+			if !now.Before(ref.Expires) {
+				fmt.Fprintf(stdio.Out, "token %s of client %s expired at %s: nothing to revoke\n", ref.JTI, ref.ClientID, ref.Expires.UTC().Format(time.RFC3339))
+				return nil
+			}
+			if err := rs.RevokeToken(c.Context(), ref.JTI, ref.Expires); err != nil {
+				return fail(ExitFailure, err)
+			}
+			fmt.Fprintf(stdio.Out, "token %s of client %s revoked (it would have expired at %s)\n", ref.JTI, ref.ClientID, ref.Expires.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	sf.register(c)
+	c.Flags().StringVar(&client, "client", "", "with --all: the client `ID` whose tokens to revoke")
+	c.Flags().BoolVar(&all, "all", false, "with --client: every token of the client issued until now")
+	return c
+}
+
+// isJTI reports whether s can be a jti: 1 to 255 printable ASCII
+// characters, no space.
+func isJTI(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// truncated shortens s for a message.
+func truncated(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
 
 func printSigningKeys(w io.Writer, ks []token.StoredKey) {

@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -270,7 +269,7 @@ an output file exists.`,
 				fmt.Fprintf(stdio.Out, "ip: %s\n", strings.Join(s, " "))
 			}
 			fmt.Fprintf(stdio.Out, "renewable until: %s (rampart serve's default --ca-max-lineage %s)\n",
-				now.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339), formatDuration(mtls.DefaultMaxLineage))
+				now.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339), shortDuration(mtls.DefaultMaxLineage))
 			fmt.Fprintf(stdio.Out, "%s: certificate chain (certificate, issuing CA); %s: private key, mode 0600\n", certPath, keyPath)
 			if w := caExpiryNote(ca, now); w != "" {
 				fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
@@ -370,7 +369,7 @@ usage, or unreadable or mismatched files.`,
 			now := time.Now()
 			if c.Flags().Changed("if-expires-within") && leaf.NotAfter.Sub(now) > time.Duration(within) {
 				fmt.Fprintf(stdio.Out, "not due: %s (%s) expires at %s, more than %s from now\n",
-					certFile, id, leaf.NotAfter.UTC().Format(time.RFC3339), formatDuration(time.Duration(within)))
+					certFile, id, leaf.NotAfter.UTC().Format(time.RFC3339), shortDuration(time.Duration(within)))
 				return nil
 			}
 			if !now.Before(leaf.NotAfter) {
@@ -394,7 +393,7 @@ usage, or unreadable or mismatched files.`,
 			}
 			nl := next.Leaf
 			fmt.Fprintf(stdio.Out, "renewed %s: %s, serial %x, expires %s (%s)\n", certFile, id, nl.SerialNumber,
-				nl.NotAfter.UTC().Format(time.RFC3339), formatDuration(nl.NotAfter.Sub(nl.NotBefore)-mtls.Backdate))
+				nl.NotAfter.UTC().Format(time.RFC3339), shortDuration(nl.NotAfter.Sub(nl.NotBefore)-mtls.Backdate))
 			fmt.Fprintf(stdio.Out, "%s: its new key, mode 0600\n", keyFile)
 			if l, ok := mtls.LineageOf(nl); ok {
 				fmt.Fprintf(stdio.Out, "lineage: first issued %s; renewable until %s at rampart serve's default --ca-max-lineage\n",
@@ -783,44 +782,3 @@ func parseCAMaxLineage(s string) (time.Duration, error) {
 	return time.Duration(d), nil
 }
 
-// durationFlag is a duration flag that also takes days: 90d, 7d, as well
-// as Go durations (36h, 90m).
-type durationFlag time.Duration
-
-func (d *durationFlag) String() string {
-	if *d == 0 {
-		return "0" // which pflag does not print as a default
-	}
-	return formatDuration(time.Duration(*d))
-}
-func (d *durationFlag) Type() string { return "duration" }
-
-func (d *durationFlag) Set(s string) error {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 || n > 100*365 || days != strconv.Itoa(n) {
-			return fmt.Errorf("%q: want a whole number of days (7d) or a duration (36h, 90m)", s)
-		}
-		*d = durationFlag(time.Duration(n) * 24 * time.Hour)
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("%q: want a duration (36h, 90m) or days (7d)", s)
-	}
-	*d = durationFlag(v)
-	return nil
-}
-
-// formatDuration writes d as a flag would take it, without trailing zero
-// units: 24h, 1h30m, 90m -> 1h30m, 720h.
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}

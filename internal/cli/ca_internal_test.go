@@ -37,46 +37,6 @@ func TestCAExpiryNote(t *testing.T) {
 	}
 }
 
-// Durations in ca flags: Go durations and whole days, written back as
-// they are read.
-func TestDurationFlag(t *testing.T) {
-	for in, want := range map[string]time.Duration{
-		"7d": 7 * 24 * time.Hour, "0d": 0, "36h": 36 * time.Hour, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute, "2160h": 90 * 24 * time.Hour,
-	} {
-		var d durationFlag
-		if err := d.Set(in); err != nil || time.Duration(d) != want {
-			t.Errorf("Set(%q) = %v, %v; want %v", in, time.Duration(d), err, want)
-		}
-	}
-	for _, in := range []string{"7days", "d", "-1d", "+7d", "07d", "1.5d", "soon", "", "99999d"} {
-		var d durationFlag
-		if err := d.Set(in); err == nil {
-			t.Errorf("Set(%q) = %v, want an error", in, time.Duration(d))
-		}
-	}
-	if got := formatDuration(2160 * time.Hour); got != "2160h" {
-		t.Errorf("formatDuration = %q", got)
-	}
-}
-
-// Whatever the flag says, Set either refuses it or reads a duration that
-// its String reads back the same.
-func FuzzDurationFlag(f *testing.F) {
-	for _, s := range []string{"7d", "36h", "90m", "1h30m", "0", "-5m", "1.5h", "d", "0d"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		var d durationFlag
-		if d.Set(s) != nil {
-			return
-		}
-		var again durationFlag
-		if err := again.Set(d.String()); err != nil || again != d {
-			t.Fatalf("%q read as %v, written %q, read back %v (%v)", s, time.Duration(d), d.String(), time.Duration(again), err)
-		}
-	})
-}
-
 // The renewal URL is the control plane's, over https, at caRenewPath,
 // whatever path it was given; anything else is refused.
 func TestRenewalURL(t *testing.T) {

@@ -389,6 +389,8 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
 		Clients: st.APIKeys(), APIKeys: verifier, KeyEncryptionKey: secrets.SigningKeyKEK,
 		Scopes: scopes, ScopeImplies: cfg.ScopeImplies, TrustedProxies: proxies, Logger: logger,
+		// tls_client_auth and bound tokens only with --client-ca.
+		MutualTLS: cfg.ClientCA != "",
 	}
 	if err := oauth.Start(ctx); err != nil {
 		return fail(ExitFailure, err)
@@ -438,7 +440,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		CertRenewal:        renew,
 		CAExpiry:           caExpiry,
 		OAuth:              oauth,
-		APIKeyRotation:     keyManager.RotateHandler(verifier, grace),
+		APIKeyRotation:     oauth.LimitFailedAuth(keyManager.RotateHandler(verifier, grace)),
 		Store:              st,
 		AdminToken:         adminTok,
 		BundleKeys:         keys,

@@ -311,7 +311,7 @@ func (s *system) controlPlane(ctx context.Context) error {
 	}
 	cp, err := server.New(server.Config{
 		Store: st, AdminToken: s.cpAdmin, OAuth: oauth,
-		APIKeyRotation: s.keys.RotateHandler(verifier, 72*time.Hour),
+		APIKeyRotation: oauth.LimitFailedAuth(s.keys.RotateHandler(verifier, 72*time.Hour)),
 		CertRenewal:    mtls.RenewHandler(s.ca, mtls.RenewPolicy{MaxLifetime: time.Hour}),
 		SecureCookies:  true,
 		BundleCacheTTL: time.Second,

@@ -260,6 +260,8 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	if s.cfg.OAuth != nil {
 		mux.Handle("/oauth2/", s.cfg.OAuth)
 		mux.Handle("GET /.well-known/oauth-authorization-server", s.cfg.OAuth)
+		// RFC 8414 §3.1: an issuer with a path has its metadata below.
+		mux.Handle("GET /.well-known/oauth-authorization-server/", s.cfg.OAuth)
 	}
 	if s.cfg.CertRenewal != nil {
 		mux.Handle("POST /v1/certificates/renew", s.cfg.CertRenewal)

@@ -90,16 +90,45 @@ func (s revokedTokens) RevokeToken(ctx context.Context, jti string, expires time
 	return nil
 }
 
-func (s revokedTokens) TokenRevoked(ctx context.Context, jti string) (bool, error) {
+func (s revokedTokens) RevokeClientTokens(ctx context.Context, clientID string, at time.Time) error {
+	if err := sqlq.CheckClientRevocation(clientID, at); err != nil {
+		return fmt.Errorf("postgres: revoke client tokens: %w", err)
+	}
+	// Revoking again keeps the latest time.
+	if _, err := s.db.pool.Exec(ctx, "INSERT INTO revoked_clients (client_id, revoked_ms, expires_ms) VALUES ($1, $2, $3)"+
+		" ON CONFLICT (client_id) DO UPDATE SET revoked_ms = GREATEST(revoked_clients.revoked_ms, excluded.revoked_ms),"+
+		" expires_ms = GREATEST(revoked_clients.expires_ms, excluded.expires_ms)",
+		clientID, sqlq.Millis(at), sqlq.Millis(sqlq.ClientRevocationExpiry(at))); err != nil {
+		return fmt.Errorf("postgres: revoke the tokens of client %q: %w", clientID, err)
+	}
+	return nil
+}
+
+// tokenRevokedSQL: a token is revoked by its jti, by a revocation of its
+// client's tokens at or after its iat, or when its client is disabled or
+// unknown. Arguments: sqlq.TokenRevokedArgs.
+const tokenRevokedSQL = "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)" +
+	" OR NOT EXISTS (SELECT 1 FROM clients WHERE id = $2 AND NOT disabled)" +
+	" OR EXISTS (SELECT 1 FROM revoked_clients WHERE client_id = $2 AND revoked_ms >= $3)"
+
+func (s revokedTokens) TokenRevoked(ctx context.Context, t token.TokenRef) (bool, error) {
 	var revoked bool
-	if err := s.db.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)", jti).Scan(&revoked); err != nil {
-		return false, fmt.Errorf("postgres: token %q revoked: %w", jti, err)
+	if err := s.db.pool.QueryRow(ctx, tokenRevokedSQL, sqlq.TokenRevokedArgs(t)...).Scan(&revoked); err != nil {
+		return false, fmt.Errorf("postgres: token %q revoked: %w", t.JTI, err)
 	}
 	return revoked, nil
 }
 
 func (s revokedTokens) PruneRevoked(ctx context.Context, before time.Time) error {
-	if _, err := s.db.pool.Exec(ctx, "DELETE FROM revoked_tokens WHERE expires_ms < $1", sqlq.Millis(before)); err != nil {
+	err := s.db.inTx(ctx, func(tx pgx.Tx) error {
+		for _, q := range []string{"DELETE FROM revoked_tokens WHERE expires_ms < $1", "DELETE FROM revoked_clients WHERE expires_ms < $1"} {
+			if _, err := tx.Exec(ctx, q, sqlq.Millis(before)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("postgres: prune revoked tokens: %w", err)
 	}
 	return nil

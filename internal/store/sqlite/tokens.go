@@ -10,7 +10,12 @@ import (
 	"github.com/rampartsec/rampart/token"
 )
 
-const tokenRevokedSQL = "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)"
+// tokenRevokedSQL: a token is revoked by its jti, by a revocation of its
+// client's tokens at or after its iat, or when its client is disabled or
+// unknown. Arguments: sqlq.TokenRevokedArgs.
+const tokenRevokedSQL = "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1)" +
+	" OR NOT EXISTS (SELECT 1 FROM clients WHERE id = ?2 AND disabled = 0)" +
+	" OR EXISTS (SELECT 1 FROM revoked_clients WHERE client_id = ?2 AND revoked_ms >= ?3)"
 
 // signingKeys implements token.KeyStore. Rotations are serialized by the
 // write lock that BEGIN IMMEDIATE takes, which other processes opening
@@ -94,16 +99,37 @@ func (s revokedTokens) RevokeToken(ctx context.Context, jti string, expires time
 	return nil
 }
 
-func (s revokedTokens) TokenRevoked(ctx context.Context, jti string) (bool, error) {
+func (s revokedTokens) RevokeClientTokens(ctx context.Context, clientID string, at time.Time) error {
+	if err := sqlq.CheckClientRevocation(clientID, at); err != nil {
+		return fmt.Errorf("sqlite: revoke client tokens: %w", err)
+	}
+	// Revoking again keeps the latest time.
+	if _, err := s.db.write.ExecContext(ctx, "INSERT INTO revoked_clients (client_id, revoked_ms, expires_ms) VALUES (?, ?, ?)"+
+		" ON CONFLICT (client_id) DO UPDATE SET revoked_ms = MAX(revoked_ms, excluded.revoked_ms), expires_ms = MAX(expires_ms, excluded.expires_ms)",
+		clientID, sqlq.Millis(at), sqlq.Millis(sqlq.ClientRevocationExpiry(at))); err != nil {
+		return fmt.Errorf("sqlite: revoke the tokens of client %q: %w", clientID, err)
+	}
+	return nil
+}
+
+func (s revokedTokens) TokenRevoked(ctx context.Context, t token.TokenRef) (bool, error) {
 	var revoked bool
-	if err := s.db.tokenRevoked.QueryRowContext(ctx, jti).Scan(&revoked); err != nil {
-		return false, fmt.Errorf("sqlite: token %q revoked: %w", jti, err)
+	if err := s.db.tokenRevoked.QueryRowContext(ctx, sqlq.TokenRevokedArgs(t)...).Scan(&revoked); err != nil {
+		return false, fmt.Errorf("sqlite: token %q revoked: %w", t.JTI, err)
 	}
 	return revoked, nil
 }
 
 func (s revokedTokens) PruneRevoked(ctx context.Context, before time.Time) error {
-	if _, err := s.db.write.ExecContext(ctx, "DELETE FROM revoked_tokens WHERE expires_ms < ?", sqlq.Millis(before)); err != nil {
+	err := s.db.inTx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{"DELETE FROM revoked_tokens WHERE expires_ms < ?", "DELETE FROM revoked_clients WHERE expires_ms < ?"} {
+			if _, err := tx.ExecContext(ctx, q, sqlq.Millis(before)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: prune revoked tokens: %w", err)
 	}
 	return nil

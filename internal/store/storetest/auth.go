@@ -38,6 +38,8 @@ var authTests = []struct {
 	{"SigningKeys/RotationRefused", testSigningRefused},
 	{"SigningKeys/ConcurrentRotationsSerialized", testSigningConcurrent},
 	{"RevokedTokens/RevokeCheckPrune", testRevokedTokens},
+	{"RevokedTokens/ClientTokens", testRevokedClientTokens},
+	{"RevokedTokens/DisabledOrUnknownClient", testRevokedDisabledClient},
 }
 
 // second opens a second handle on e's database, as another instance or
@@ -828,16 +830,27 @@ func testSigningConcurrent(t *testing.T, e *env) {
 	}
 }
 
+// tokenOf is a token of client issued at iat.
+func tokenOf(jti, client string, iat time.Time) token.TokenRef {
+	return token.TokenRef{JTI: jti, ClientID: client, IssuedAt: iat, Expires: iat.Add(15 * time.Minute)}
+}
+
+func isRevoked(t *testing.T, s store.Store, ref token.TokenRef) bool {
+	t.Helper()
+	ok, err := s.RevokedTokens().TokenRevoked(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("TokenRevoked(%+v): %v", ref, err)
+	}
+	return ok
+}
+
 func testRevokedTokens(t *testing.T, e *env) {
 	ctx := context.Background()
 	rs := e.RevokedTokens()
+	createClient(t, e, newClient("shop"))
 	revoked := func(jti string) bool {
 		t.Helper()
-		ok, err := rs.TokenRevoked(ctx, jti)
-		if err != nil {
-			t.Fatalf("TokenRevoked(%s): %v", jti, err)
-		}
-		return ok
+		return isRevoked(t, e, tokenOf(jti, "shop", t0))
 	}
 	if revoked("a") {
 		t.Error("TokenRevoked(a) before any revocation")
@@ -880,5 +893,83 @@ func testRevokedTokens(t *testing.T, e *env) {
 		if err := rs.RevokeToken(ctx, bad.jti, bad.exp); err == nil {
 			t.Errorf("RevokeToken(%q, %v) accepted", bad.jti, bad.exp)
 		}
+	}
+}
+
+// Every token of a client issued up to a time, by its iat: those issued
+// later are not revoked, other clients' are not, and revoking again keeps
+// the latest time. Pruned once every such token has expired.
+func testRevokedClientTokens(t *testing.T, e *env) {
+	ctx := context.Background()
+	rs := e.RevokedTokens()
+	createClient(t, e, newClient("shop"))
+	createClient(t, e, newClient("other"))
+	before, at, after := tokenOf("1", "shop", t0), t0.Add(ms(500)), tokenOf("2", "shop", t0.Add(time.Second))
+	if isRevoked(t, e, before) || isRevoked(t, e, after) {
+		t.Fatal("tokens revoked before any revocation")
+	}
+	if err := rs.RevokeClientTokens(ctx, "shop", at); err != nil {
+		t.Fatalf("RevokeClientTokens: %v", err)
+	}
+	if !isRevoked(t, e, before) || !isRevoked(t, e, tokenOf("3", "shop", at)) {
+		t.Error("a token issued before (or at) the revocation is not revoked")
+	}
+	if isRevoked(t, e, after) || isRevoked(t, e, tokenOf("1", "other", t0)) {
+		t.Error("a later token, or another client's, is revoked")
+	}
+	if err := rs.RevokeClientTokens(ctx, "shop", t0.Add(-time.Hour)); err != nil {
+		t.Fatalf("RevokeClientTokens earlier: %v", err)
+	}
+	if !isRevoked(t, e, before) {
+		t.Error("an earlier revocation undid a later one")
+	}
+	if s2 := e.second(t); s2 != nil && !isRevoked(t, s2, before) {
+		t.Error("another handle does not see the revocation")
+	}
+	// Kept until every token it covers has expired.
+	forget := at.Add(token.MaxLifetime + token.ClockSkew)
+	if err := rs.PruneRevoked(ctx, forget); err != nil {
+		t.Fatal(err)
+	}
+	if !isRevoked(t, e, before) {
+		t.Error("pruned while a token it covers could still be valid")
+	}
+	if err := rs.PruneRevoked(ctx, forget.Add(ms(1))); err != nil {
+		t.Fatal(err)
+	}
+	if isRevoked(t, e, before) {
+		t.Error("not pruned after every token it covers expired")
+	}
+	for _, bad := range []struct {
+		client string
+		at     time.Time
+	}{{"", t0}, {"shop", time.Time{}}, {"sh\x00op", t0}} {
+		if err := rs.RevokeClientTokens(ctx, bad.client, bad.at); err == nil {
+			t.Errorf("RevokeClientTokens(%q, %v) accepted", bad.client, bad.at)
+		}
+	}
+}
+
+// A disabled client's tokens are revoked whatever their iat, for as long
+// as it is disabled; a client the store does not know has no valid
+// tokens: introspection and validation agree with the client's state.
+func testRevokedDisabledClient(t *testing.T, e *env) {
+	ctx := context.Background()
+	createClient(t, e, newClient("shop"))
+	tok := tokenOf("1", "shop", t0)
+	if err := e.APIKeys().SetClientDisabled(ctx, "shop", true); err != nil {
+		t.Fatal(err)
+	}
+	if !isRevoked(t, e, tok) || !isRevoked(t, e, tokenOf("2", "shop", t0.Add(time.Hour))) {
+		t.Error("a disabled client's token is not revoked")
+	}
+	if err := e.APIKeys().SetClientDisabled(ctx, "shop", false); err != nil {
+		t.Fatal(err)
+	}
+	if isRevoked(t, e, tok) {
+		t.Error("enabled again (and no revocation of its tokens): its token is still revoked")
+	}
+	if !isRevoked(t, e, tokenOf("1", "nobody", t0)) || !isRevoked(t, e, tokenOf("1", "", t0)) {
+		t.Error("a token of a client the store does not know is not revoked")
 	}
 }

@@ -158,6 +158,30 @@ func CheckRevocation(jti string, expires time.Time) error {
 	return checkText("jti", jti)
 }
 
+// CheckClientRevocation returns an error when the revocation of every
+// token of clientID issued up to at may not be stored.
+func CheckClientRevocation(clientID string, at time.Time) error {
+	switch {
+	case clientID == "":
+		return errors.New("no client")
+	case at.IsZero():
+		return fmt.Errorf("client %q: no revocation time", truncate(clientID, 80))
+	}
+	return checkText("client ID", clientID)
+}
+
+// ClientRevocationExpiry is when a revocation of a client's tokens at at
+// can be forgotten: every token issued by then has expired.
+func ClientRevocationExpiry(at time.Time) time.Time {
+	return at.Add(token.MaxLifetime + token.ClockSkew)
+}
+
+// TokenRevokedArgs are the arguments of the token-revoked query, in the
+// order of its numbered parameters: jti, client ID, iat in milliseconds.
+func TokenRevokedArgs(t token.TokenRef) []any {
+	return []any{t.JTI, t.ClientID, Millis(t.IssuedAt)}
+}
+
 // ClientColumns are the columns of clients in the order [ScanClient]
 // reads them and [ClientArgs] gives them.
 const ClientColumns = "id, name, scopes, disabled, token_lifetime_ms, cert_subject, cert_uri, cert_dns, created_ms"
