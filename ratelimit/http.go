@@ -94,7 +94,8 @@ func credential(r *http.Request) string {
 
 // Middleware applies the edge rules to every request, in order. Every
 // response carries the RateLimit-Policy and RateLimit fields
-// (draft-ietf-httpapi-ratelimit-headers) of the rules that applied. The
+// (draft-ietf-httpapi-ratelimit-headers) of the rules that applied, added
+// to those already set (by an earlier Middleware, say). The
 // first rule that denies answers 429 with Retry-After (delta seconds) and
 // an RFC 9457 problem+json body; rules before it have counted the
 // request. A FailClosed rule whose store fails answers 503.
@@ -105,7 +106,7 @@ func credential(r *http.Request) string {
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := l.Init(); err != nil {
-			http.Error(w, "rate limiter misconfigured", http.StatusInternalServerError)
+			writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "the rate limiter is misconfigured", "", time.Second)
 			return
 		}
 		// The fields are built in place: this runs on every request.
@@ -180,10 +181,14 @@ var (
 	stateHeader  = http.CanonicalHeaderKey("RateLimit")
 )
 
-// setFields sets the RateLimit-Policy and RateLimit fields.
+// setFields adds the RateLimit-Policy and RateLimit items of this
+// middleware's rules to those already on the response: another Limiter's
+// (the gateway runs one before authentication and one after it), a
+// business rule's. Both are lists (draft-ietf-httpapi-ratelimit-headers
+// §4, §5; RFC 9110 §5.3: field lines of a list combine).
 func setFields(h http.Header, policies, states []byte) {
-	h[policyHeader] = []string{string(policies)}
-	h[stateHeader] = []string{string(states)}
+	h[policyHeader] = append(h[policyHeader], string(policies))
+	h[stateHeader] = append(h[stateHeader], string(states))
 }
 
 // appendPolicyField appends an item of RateLimit-Policy to a list: the
