@@ -5,25 +5,36 @@
 // # The request path
 //
 //	TLS termination (certificate reloaded when its files change; HTTP/2)
+//	 -> request framing: an HTTP/1 request with a body, and any HTTP/1.0
+//	    one, is answered and its connection closed (RFC 9112 §6.1)
+//	 -> the request itself: a registered method, a path no decoder or
+//	    normaliser reads otherwise, a Host of Config.Hosts, a Connection
+//	    header naming only hop-by-hop options, no Upgrade but websocket
+//	    on a route that takes it; GET /healthz is answered here
 //	 -> CORS (rs/cors, a strict allow-list of origins)
-//	 -> edge rate limits not keyed by client (address, credential, route)
-//	 -> route, request size limit, timeout
+//	 -> edge rate limits not keyed by client (address, credential,
+//	    route), preflights included
+//	 -> route: its methods, request size limit, timeout
 //	 -> authentication: an API key (apikey.Verifier) or a bearer token
-//	    (token.Validator)
+//	    (token.Validator); only the credential checked goes on
 //	 -> edge rate limits keyed by client
 //	 -> the upstream, over mutual TLS with the gateway's own service
-//	    certificate, checking the upstream's SPIFFE ID
+//	    certificate, checking the upstream's SPIFFE ID; headers naming the
+//	    client or another URL are the gateway's, not the client's
 //
-// The request keeps its credentials: the service authenticates and
-// authorizes again (every control exists twice). Access logs are
-// structured and never hold a credential or a query string; a request
-// the client abandoned before its answer is logged and counted as 499.
+// The request keeps the credential the gateway checked, and no other: the
+// service authenticates and authorizes again (every control exists
+// twice). Access logs are structured and never hold a credential or a
+// query string; a request the client abandoned before its answer is
+// logged and counted as 499.
 //
 // # Operations
 //
 // Gateway.Handler serves the requests, and GET /healthz (which no route
-// can take); Gateway.AdminHandler /metrics and /healthz. Gateway.Reload swaps in a new configuration without dropping
-// a connection (rampart gateway does it on SIGHUP).
+// can take); Gateway.AdminHandler /metrics and /healthz. Gateway.Reload
+// swaps in a new configuration without dropping a connection (rampart
+// gateway does it on SIGHUP). The service certificate is reloaded from its
+// files, or renewed at the control plane (Identity.Renew).
 package gateway
 
 import (
