@@ -120,6 +120,9 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 		if h.route != "" {
 			return h.route
 		}
+		if r.URL.Path == "/healthz" { // the gateway's own, whatever the routes
+			return "none"
+		}
 		if _, pattern := mux.Handler(r); routes[pattern] {
 			return pattern
 		}
