@@ -78,7 +78,8 @@ type Deps struct {
 	// keeps them in memory.
 	RateLimitStore ratelimit.Store
 	// Identity is the gateway's service certificate for mutual TLS to the
-	// upstreams; nil loads Config.Identity's files (and watches them).
+	// upstreams; nil loads Config.Identity's files (and watches them, or
+	// renews the certificate at Config.Identity.Renew).
 	Identity *mtls.Reloader
 	// Roots are the upstreams' roots; nil loads Config.Identity.Roots.
 	Roots *x509.CertPool
