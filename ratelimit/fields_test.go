@@ -40,3 +40,13 @@ func TestFieldsOfEveryRule(t *testing.T) {
 		t.Errorf("the 429's RateLimit %q, want %q", got, want)
 	}
 }
+
+// A Limiter whose rules do not load answers 500 with problem details, as
+// its other refusals do, not plain text (second walkthrough 11).
+func TestMisconfiguredMiddleware(t *testing.T) {
+	l := &Limiter{Rules: []Rule{{Name: "Not A Name", Limit: PerSecond(1, 1), By: []By{ByAddr}}}}
+	w := do(t, l.Middleware(ok), "203.0.113.7:1000")
+	if w.Code != http.StatusInternalServerError || w.Header().Get("Content-Type") != "application/problem+json" {
+		t.Errorf("%d %q %s, want 500 problem+json", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+}
