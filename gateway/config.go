@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,14 +29,18 @@ import (
 
 // Config is the gateway's configuration file:
 //
-//	listen: 127.0.0.1:8443
+//	listen: 127.0.0.1:8443                         # without tls: loopback only
 //	tls: {cert: gateway.pem, key: gateway.key}     # reloaded when the files change
+//	hosts: [api.payments.example]                  # the only Host values answered (default: any)
 //	admin_listen: 127.0.0.1:9443                   # /metrics and /healthz, plain http
 //	identity:                                      # the gateway's service certificate,
 //	  cert: gateway-svc.pem                        #   for mutual TLS to the upstreams
 //	  key: gateway-svc.key
 //	  roots: internal-root.pem                     # roots naming their trust domain (rampart ca, SPIRE)
 //	  bundles: {bank.internal: bank-root.pem}      # optional: roots bound to a trust domain by name
+//	  renew:                                       # renewed at the control plane (default: the
+//	    url: https://cp.pay.internal:8443/v1/certificates/renew  #   files are watched instead)
+//	    roots: cp-root.pem                         #   default: identity.roots
 //	routes:
 //	  - prefix: /v1/                               # /v1 would take only the path /v1
 //	    upstream: https://127.0.0.1:9444
@@ -39,6 +48,10 @@ import (
 //	    auth: required                             # required | none
 //	    max_body: 1MiB                             # default 1MiB
 //	    timeout: 30s                               # default 30s
+//	    methods: [GET, POST]                       # default GET HEAD POST PUT PATCH DELETE OPTIONS
+//	    strip_prefix: false                        # true: /v1/x goes upstream as /x
+//	    websocket: false                           # true: Upgrade: websocket is proxied
+//	    forward_cookies: false                     # true: Cookie reaches the service (auth: required)
 //	cors:                                          # the only CORS policy (none if omitted): the
 //	                                               #   services' Access-Control-* headers are dropped
 //	  allowed_origins: [https://app.payments.example]  # exactly as browsers send them
@@ -57,6 +70,7 @@ import (
 type Config struct {
 	Listen      string            `yaml:"listen"`
 	TLS         *CertFiles        `yaml:"tls"`
+	Hosts       []string          `yaml:"hosts"`
 	AdminListen string            `yaml:"admin_listen"`
 	Identity    *Identity         `yaml:"identity"`
 	Routes      []Route           `yaml:"routes"`
@@ -88,6 +102,20 @@ type Identity struct {
 	Key     string            `yaml:"key"`
 	Roots   string            `yaml:"roots"`
 	Bundles map[string]string `yaml:"bundles"`
+	// Renew, if set, renews the certificate at the control plane (an
+	// mtls.RenewHandler, rampart serve's /v1/certificates/renew) while
+	// the gateway serves, and writes each new one to Cert and Key; the
+	// files are then not watched.
+	Renew *Renewal `yaml:"renew"`
+}
+
+// Renewal names the control plane's renewal endpoint.
+type Renewal struct {
+	// URL is the endpoint, https.
+	URL string `yaml:"url"`
+	// Roots are the roots trusted for the control plane's TLS
+	// certificate; default the identity's roots.
+	Roots string `yaml:"roots"`
 }
 
 // Route sends requests under Prefix to Upstream.
@@ -101,12 +129,32 @@ type Route struct {
 	Auth    string `yaml:"auth"`
 	MaxBody string `yaml:"max_body"`
 	Timeout string `yaml:"timeout"`
+	// Methods are the methods the route takes (others: 405); default
+	// DefaultMethods. HEAD comes with GET.
+	Methods []string `yaml:"methods"`
+	// StripPrefix sends the path without the prefix upstream (/v1/x as
+	// /x), and X-Forwarded-Prefix with it.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// Websocket lets a GET with Upgrade: websocket through (after
+	// authentication and limits); the connection then lives at most the
+	// route's timeout. Without it any Upgrade but h2c is refused.
+	Websocket bool `yaml:"websocket"`
+	// ForwardCookies lets the client's Cookie reach the service on a
+	// route with auth: required; without it only the credential the
+	// gateway checked does.
+	ForwardCookies bool `yaml:"forward_cookies"`
 
 	upstream *url.URL
 	id       spiffeid.ID
 	maxBody  int64
 	timeout  time.Duration
+	methods  map[string]bool
 }
+
+// DefaultMethods are the methods a route takes unless it lists its own:
+// those of RFC 9110 §9.3 (but CONNECT and TRACE, which the gateway never
+// proxies) and PATCH (RFC 5789).
+var DefaultMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // CORS is the cross-origin policy: an allow-list of origins.
 type CORS struct {
@@ -186,6 +234,9 @@ func (c *Config) resolve(dir string) {
 			abs(&f)
 			c.Identity.Bundles[td] = f
 		}
+		if r := c.Identity.Renew; r != nil {
+			abs(&r.Roots)
+		}
 	}
 	switch c.AccessLog {
 	case "stderr", "stdout", "off":
@@ -205,20 +256,90 @@ func (c *Config) resolve(dir string) {
 }
 
 // yamlError turns a YAML decoding error into one line without Go type
-// names: "line 3: field listne not found".
+// names, and says what an unknown field might have been: "line 3: field
+// listne not found; did you mean listen? (the top level takes listen,
+// tls, ...)".
 func yamlError(err error) string {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		msgs := make([]string, len(te.Errors))
 		for i, m := range te.Errors {
+			typ := ""
 			if j := strings.Index(m, " in type "); j >= 0 {
-				m = m[:j]
+				m, typ = m[:j], m[j+len(" in type "):]
+			}
+			if _, f, ok := strings.Cut(m, ": field "); ok && strings.HasSuffix(f, " not found") {
+				m += knownFields(strings.TrimSuffix(f, " not found"), typ)
 			}
 			msgs[i] = m
 		}
 		return strings.Join(msgs, "; ")
 	}
 	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// sections are the types of the configuration file by the name yaml
+// gives them in errors, and what the file calls them.
+var sections = map[string]struct {
+	name string
+	t    reflect.Type
+}{
+	"gateway.Config":     {"the top level", reflect.TypeFor[Config]()},
+	"gateway.CertFiles":  {"tls", reflect.TypeFor[CertFiles]()},
+	"gateway.Identity":   {"identity", reflect.TypeFor[Identity]()},
+	"gateway.Renewal":    {"identity.renew", reflect.TypeFor[Renewal]()},
+	"gateway.Route":      {"a route", reflect.TypeFor[Route]()},
+	"gateway.CORS":       {"cors", reflect.TypeFor[CORS]()},
+	"gateway.LimitStore": {"ratelimit_store", reflect.TypeFor[LimitStore]()},
+	"gateway.Auth":       {"auth", reflect.TypeFor[Auth]()},
+	"gateway.TokenAuth":  {"auth.tokens", reflect.TypeFor[TokenAuth]()},
+	"gateway.APIKeyAuth": {"auth.api_keys", reflect.TypeFor[APIKeyAuth]()},
+}
+
+// knownFields says which field of typ (a yaml type name) the unknown
+// field was perhaps meant to be, and lists them.
+func knownFields(field, typ string) string {
+	sec, ok := sections[typ]
+	if !ok {
+		return ""
+	}
+	var names []string
+	best, bestD := "", 3
+	for i := range sec.t.NumField() {
+		tag, _, _ := strings.Cut(sec.t.Field(i).Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		names = append(names, tag)
+		if d := editDistance(field, tag); d < bestD {
+			best, bestD = tag, d
+		}
+	}
+	s := ""
+	if best != "" {
+		s = "; did you mean " + best + "?"
+	}
+	return s + " (" + sec.name + " takes " + strings.Join(names, ", ") + ")"
+}
+
+// editDistance is the Levenshtein distance of a and b, bytes.
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // ParseConfig parses and checks a configuration.
@@ -236,6 +357,20 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		return nil, fmt.Errorf("gateway: tls needs cert and key")
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen %q: want host:port", c.Listen)
+	}
+	if c.TLS == nil && !isLoopback(host) {
+		return nil, fmt.Errorf("gateway: listen %q: plain http only on loopback (127.0.0.1, ::1, localhost), or credentials cross the network in the clear: configure tls", c.Listen)
+	}
+	for i, h := range c.Hosts {
+		canon, err := checkHost(h)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: hosts: %w", err)
+		}
+		c.Hosts[i] = canon
 	}
 	if len(c.Routes) == 0 {
 		return nil, fmt.Errorf("gateway: no routes")
@@ -267,6 +402,14 @@ func ParseConfig(data []byte) (*Config, error) {
 			if file == "" {
 				return nil, fmt.Errorf("gateway: identity.bundles: %s: no roots file", name)
 			}
+		}
+	}
+	if c.Identity != nil && c.Identity.Renew != nil {
+		if err := c.Identity.Renew.check(); err != nil {
+			return nil, fmt.Errorf("gateway: identity.renew: %w", err)
+		}
+		if c.Identity.Cert == "" || c.Identity.Key == "" {
+			return nil, fmt.Errorf("gateway: identity.renew needs identity.cert and identity.key: the first certificate, and where the new ones are written")
 		}
 	}
 	if c.CORS != nil {
@@ -337,7 +480,73 @@ func (r *Route) check() error {
 			return fmt.Errorf("timeout %q: want a duration such as 30s", r.Timeout)
 		}
 	}
+	methods := r.Methods
+	if len(methods) == 0 {
+		methods = DefaultMethods
+	}
+	r.methods = map[string]bool{}
+	for _, m := range methods {
+		if !isToken(m) || strings.ToUpper(m) != m {
+			return fmt.Errorf("methods: %q: want a method in upper case, such as POST (methods are case-sensitive, RFC 9110 §9.1)", m)
+		}
+		if m == http.MethodConnect || m == http.MethodTrace {
+			return fmt.Errorf("methods: %s is never proxied", m)
+		}
+		r.methods[m] = true
+	}
+	if r.methods[http.MethodGet] {
+		r.methods[http.MethodHead] = true
+	}
 	return nil
+}
+
+// allow is the route's Allow header value (RFC 9110 §10.2.1).
+func (r *Route) allow() string {
+	ms := make([]string, 0, len(r.methods))
+	for m := range r.methods {
+		ms = append(ms, m)
+	}
+	slices.Sort(ms)
+	return strings.Join(ms, ", ")
+}
+
+func (r *Renewal) check() error {
+	u, err := url.Parse(r.URL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("url %q: want https://host:port/v1/certificates/renew (the control plane, over TLS)", r.URL)
+	}
+	return nil
+}
+
+// checkHost checks an entry of hosts: a host name or address as clients
+// send it in Host (lower case, international names in punycode), with
+// an optional port. It returns it in lower case.
+func checkHost(h string) (string, error) {
+	u, err := url.Parse("//" + h)
+	if err != nil || u.Host != h || u.User != nil || u.Hostname() == "" || strings.ContainsAny(h, "*/") {
+		return "", fmt.Errorf("%q: want a host name such as api.payments.example, with an optional :port", h)
+	}
+	if strings.ContainsFunc(h, func(r rune) bool { return r > unicode.MaxASCII }) {
+		return "", fmt.Errorf("%q: write the host name as clients send it, in punycode (xn--...)", h)
+	}
+	if strings.HasSuffix(u.Hostname(), ".") {
+		return "", fmt.Errorf("%q: without the trailing dot", h)
+	}
+	return strings.ToLower(h), nil
+}
+
+// isToken reports whether s is an RFC 9110 §5.6.2 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkPrefix accepts a clean path of RFC 3986 path characters, without
@@ -435,4 +644,87 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size such as 1MiB", s)
 	}
 	return n * mult, nil
+}
+
+// Warnings are what in c is allowed but probably not meant: edge rate
+// limits that can never apply.
+func (c *Config) Warnings() []string {
+	if c.Limits == nil {
+		return nil
+	}
+	routes := http.NewServeMux()
+	prefixes := map[string]bool{}
+	authenticates := false
+	for _, r := range c.Routes {
+		routes.Handle(r.Prefix, http.NotFoundHandler())
+		prefixes[r.Prefix] = true
+		authenticates = authenticates || r.Auth == "required"
+	}
+	var warn []string
+	for _, rule := range c.Limits.Rules {
+		if rule.Kind == ratelimit.Business {
+			continue
+		}
+		if slices.Contains(rule.By, ratelimit.ByClient) && !authenticates {
+			warn = append(warn, fmt.Sprintf("ratelimit rule %s is keyed by client, but no route authenticates: it never applies", rule.Name))
+		}
+		if len(rule.Routes) == 0 {
+			continue
+		}
+		if w := ruleRoutes(rule, routes, prefixes, c.Routes); w != "" {
+			warn = append(warn, fmt.Sprintf("ratelimit rule %s: %s", rule.Name, w))
+		}
+	}
+	return warn
+}
+
+// wildcard is a ServeMux pattern wildcard.
+var wildcard = regexp.MustCompile(`\{[^}]*\}`)
+
+// ruleRoutes says why rule's routes (ServeMux patterns) can match no
+// request the gateway routes; "" if one can.
+func ruleRoutes(rule ratelimit.Rule, routes *http.ServeMux, prefixes map[string]bool, cfgRoutes []Route) string {
+	patterns := http.NewServeMux()
+	for _, p := range rule.Routes {
+		patterns.Handle(p, http.NotFoundHandler()) // checked by ratelimit.ParseConfig
+	}
+	for _, p := range rule.Routes {
+		if method, _, ok := strings.Cut(p, " "); ok && strings.ToUpper(method) != method {
+			return fmt.Sprintf("route %q: methods are case-sensitive (RFC 9110 §9.1) and the gateway refuses them in lower case: write %s", p, strings.ToUpper(method))
+		}
+	}
+	for _, p := range rule.Routes {
+		method, rest, ok := strings.Cut(p, " ")
+		if !ok {
+			method, rest = "", p
+		}
+		rest = strings.TrimLeft(rest, " \t")
+		host, pth := "", rest
+		if i := strings.IndexByte(rest, '/'); i > 0 {
+			host, pth = rest[:i], rest[i:]
+		}
+		if method == "" {
+			method = http.MethodGet
+		}
+		pth = strings.ReplaceAll(wildcard.ReplaceAllStringFunc(pth, func(w string) string {
+			if w == "{$}" {
+				return ""
+			}
+			return "x"
+		}), "//", "/x/")
+		if host == "" {
+			host = "gateway.invalid"
+		}
+		// A request the pattern matches that a route takes...
+		if _, got := routes.Handler(&http.Request{Method: method, Host: host, URL: &url.URL{Path: pth}}); prefixes[got] {
+			return ""
+		}
+		// ...or a route whose own path the pattern matches.
+		for _, r := range cfgRoutes {
+			if _, got := patterns.Handler(&http.Request{Method: method, Host: host, URL: &url.URL{Path: r.Prefix}}); got != "" {
+				return ""
+			}
+		}
+	}
+	return fmt.Sprintf("routes %q match no route of this gateway: it never applies", rule.Routes)
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -201,6 +202,23 @@ func TestParseConfigRefusals(t *testing.T) {
 		{"unknown route field", route("prefix: /v1/, upstrem: https://x, " + https), "field upstrem not found"},
 		{"unknown cors field", cors("allowed_origin: [https://a.example]"), "field allowed_origin not found"},
 		{"tls without key", open + "tls: {cert: c.pem}\n", "tls needs cert and key"},
+		// Plain http only on loopback (second walkthrough 9).
+		{"plain http on every address", open + "listen: 0.0.0.0:8080\n", "plain http only on loopback"},
+		{"plain http on every address, no host", open + "listen: ':8080'\n", "plain http only on loopback"},
+		{"plain http on the network", open + "listen: 10.0.0.5:8080\n", "plain http only on loopback"},
+		{"plain http on a name", open + "listen: gateway.internal:8080\n", "plain http only on loopback"},
+		{"listen without port", open + "listen: 127.0.0.1\n", "want host:port"},
+		{"hosts with a scheme", open + "hosts: ['https://api.example']\n", "hosts"},
+		{"hosts with a path", open + "hosts: ['api.example/v1']\n", "hosts"},
+		{"hosts wildcard", open + "hosts: ['*.example']\n", "hosts"},
+		{"hosts trailing dot", open + "hosts: ['api.example.']\n", "trailing dot"},
+		{"hosts unicode", open + "hosts: ['bücher.example']\n", "punycode"},
+		{"route methods lower case", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, methods: [post]}]\n", "upper case"},
+		{"route methods not a token", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, methods: ['GET /x']}]\n", "upper case"},
+		{"route methods connect", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, methods: [CONNECT]}]\n", "never proxied"},
+		{"renew over http", "identity: {cert: c.pem, key: k.pem, roots: r.pem, renew: {url: 'http://cp:8443/v1/certificates/renew'}}\nauth: {api_keys: {}}\nroutes: [{prefix: /v1/, " + https + "}]\n", "identity.renew: url \"http://cp:8443"},
+		{"renew without url", "identity: {cert: c.pem, key: k.pem, roots: r.pem, renew: {roots: r.pem}}\nauth: {api_keys: {}}\nroutes: [{prefix: /v1/, " + https + "}]\n", "identity.renew: url"},
+		{"renew without files", "identity: {roots: r.pem, renew: {url: 'https://cp:8443/v1/certificates/renew'}}\n" + open, "identity.renew needs identity.cert and identity.key"},
 		{"access_log with newline", open + "access_log: \"a\\nb\"\n", "access_log"},
 
 		// Routes.
@@ -299,6 +317,11 @@ func TestParseConfigAccepts(t *testing.T) {
 		{"tokens alone", "auth: {tokens: {issuer: a, audience: b, jwks_url: c}}\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080'}]"},
 		{"empty ratelimit", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\nratelimit: {}"},
 		{"access_log off", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\naccess_log: 'off'"},
+		{"plain http on localhost", "listen: 'localhost:8080'\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]"},
+		{"plain http on ipv6 loopback", "listen: '[::1]:8080'\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]"},
+		{"tls on every address", "listen: ':8443'\ntls: {cert: c.pem, key: k.pem}\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]"},
+		{"hosts", "hosts: [api.example.com, 'API.example.com:8443', '[::1]:8443', 127.0.0.1]\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]"},
+		{"route options", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, methods: [GET, PROPFIND], strip_prefix: true, websocket: true, forward_cookies: true}]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := ParseConfig([]byte(tc.yaml)); err != nil {
@@ -332,6 +355,8 @@ func FuzzParseConfig(f *testing.F) {
 		"identity: {cert: a, key: b, roots: c}\nauth: {api_keys: {}}\nroutes: [{prefix: /x/, upstream: 'https://h', upstream_id: 'spiffe://t/w'}]",
 		"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\ncors: {allowed_origins: ['https://a.example'], allow_credentials: true, max_age: 1h}",
 		"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\nratelimit: {rules: [{name: a, rate: 1, by: [addr, route], routes: ['GET /v1/{id}']}]}",
+		"listen: '[::1]:1'\nhosts: [a.example]\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, methods: [GET], strip_prefix: true, websocket: true}]",
+		"identity: {cert: a, key: b, roots: c, renew: {url: 'https://cp/renew'}}\nauth: {api_keys: {}}\nroutes: [{prefix: /x/, upstream: 'https://h', upstream_id: 'spiffe://t/w'}]",
 	} {
 		f.Add([]byte(s))
 	}
@@ -353,6 +378,7 @@ func FuzzParseConfig(f *testing.F) {
 			return
 		}
 		checkConfigInvariants(t, c)
+		c.Warnings() // never panics
 		if _, _, err := g.build(c); err != nil {
 			t.Fatalf("accepted, but the gateway cannot be built: %v", err)
 		}
@@ -363,6 +389,9 @@ func checkConfigInvariants(t *testing.T, c *Config) {
 	t.Helper()
 	if c.Listen == "" || c.AccessLog == "" || len(c.Routes) == 0 {
 		t.Fatalf("defaults missing: %+v", c)
+	}
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil || c.TLS == nil && !isLoopback(host) {
+		t.Fatalf("listen %q without tls", c.Listen)
 	}
 	prefixes := map[string]bool{}
 	needAuth, needIdentity := false, false
@@ -394,6 +423,14 @@ func checkConfigInvariants(t *testing.T, c *Config) {
 		if r.maxBody <= 0 || r.timeout <= 0 {
 			t.Fatalf("route %q: max_body %d, timeout %v", r.Prefix, r.maxBody, r.timeout)
 		}
+		if len(r.methods) == 0 {
+			t.Fatalf("route %q takes no method", r.Prefix)
+		}
+		for m := range r.methods {
+			if !isToken(m) || strings.ToUpper(m) != m || m == "CONNECT" || m == "TRACE" {
+				t.Fatalf("route %q: method %q", r.Prefix, m)
+			}
+		}
 	}
 	if needAuth && c.Auth.Tokens == nil && c.Auth.APIKeys == nil {
 		t.Fatal("authentication required, but no way to authenticate")
@@ -413,5 +450,61 @@ func checkConfigInvariants(t *testing.T, c *Config) {
 	}
 	if c.LimitStore != nil && c.LimitStore.Redis == "" {
 		t.Fatal("ratelimit_store without redis")
+	}
+}
+
+// An unknown field is named with its line, the field it was perhaps meant
+// to be, and the fields its section takes (second walkthrough 12).
+func TestParseConfigSuggests(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"listne: 127.0.0.1:1\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\n",
+			"line 1: field listne not found; did you mean listen? (the top level takes listen, tls, hosts, admin_listen, identity, routes,"},
+		{"routes:\n  - {prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, max_bodi: 1KiB}\n",
+			"line 2: field max_bodi not found; did you mean max_body? (a route takes prefix, upstream, upstream_id, auth, max_body, timeout, methods, strip_prefix, websocket, forward_cookies)"},
+		{"identity: {cert: a, key: b, roots: c, renew: {uri: x}}\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\n",
+			"field uri not found; did you mean url? (identity.renew takes url, roots)"},
+		{"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\nbogus_field: 1\n",
+			"line 2: field bogus_field not found (the top level takes"},
+	} {
+		_, err := ParseConfig([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "gateway.") {
+			t.Errorf("%q:\n got %v\nwant it to contain %q (and no Go type name)", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// Usability 24: rules that can never apply are accepted, but said.
+func TestConfigWarnings(t *testing.T) {
+	const routes = "auth: {api_keys: {}}\nroutes:\n  - {prefix: /open/, upstream: 'http://127.0.0.1:8080', auth: none}\n  - {prefix: /v1/, upstream: 'http://127.0.0.1:8080'}\n  - {prefix: /oauth2/token, upstream: 'http://127.0.0.1:8080', auth: none}\n"
+	for _, tc := range []struct {
+		name, rules string
+		want        string // "" for no warning
+	}{
+		{"every request", "{name: a, rate: 1, by: [addr]}", ""},
+		{"a route's subtree", "{name: a, rate: 1, by: [addr], routes: ['POST /v1/swaps']}", ""},
+		{"a wildcard under a route", "{name: a, rate: 1, by: [addr], routes: ['GET /v1/payments/{id}']}", ""},
+		{"a route's exact path", "{name: a, rate: 1, by: [addr], routes: ['POST /oauth2/token']}", ""},
+		{"a pattern wider than a route", "{name: a, rate: 1, by: [addr], routes: ['/oauth2/']}", ""},
+		{"no route", "{name: a, rate: 1, by: [addr], routes: ['POST /admin/']}", `ratelimit rule a: routes ["POST /admin/"] match no route of this gateway: it never applies`},
+		{"a lower-case method", "{name: a, rate: 1, by: [addr], routes: ['post /v1/']}", "ratelimit rule a: route \"post /v1/\": methods are case-sensitive"},
+		{"business rules are the services'", "{name: swap, kind: business, rate: 1}", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(routes + "ratelimit: {rules: [" + tc.rules + "]}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := c.Warnings()
+			if tc.want == "" && len(w) != 0 || tc.want != "" && (len(w) != 1 || !strings.HasPrefix(w[0], tc.want)) {
+				t.Errorf("warnings %q, want %q", w, tc.want)
+			}
+		})
+	}
+	c, err := ParseConfig([]byte("routes: [{prefix: /open/, upstream: 'http://127.0.0.1:8080', auth: none}]\nratelimit: {rules: [{name: per-client, rate: 1, by: [client]}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "keyed by client, but no route authenticates") {
+		t.Errorf("warnings %q", w)
 	}
 }

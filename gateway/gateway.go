@@ -5,25 +5,36 @@
 // # The request path
 //
 //	TLS termination (certificate reloaded when its files change; HTTP/2)
+//	 -> request framing: an HTTP/1 request with a body, and any HTTP/1.0
+//	    one, is answered and its connection closed (RFC 9112 §6.1)
+//	 -> the request itself: a registered method, a path no decoder or
+//	    normaliser reads otherwise, a Host of Config.Hosts, a Connection
+//	    header naming only hop-by-hop options, no Upgrade but websocket
+//	    on a route that takes it; GET /healthz is answered here
 //	 -> CORS (rs/cors, a strict allow-list of origins)
-//	 -> edge rate limits not keyed by client (address, credential, route)
-//	 -> route, request size limit, timeout
+//	 -> edge rate limits not keyed by client (address, credential,
+//	    route), preflights included
+//	 -> route: its methods, request size limit, timeout
 //	 -> authentication: an API key (apikey.Verifier) or a bearer token
-//	    (token.Validator)
+//	    (token.Validator); only the credential checked goes on
 //	 -> edge rate limits keyed by client
 //	 -> the upstream, over mutual TLS with the gateway's own service
-//	    certificate, checking the upstream's SPIFFE ID
+//	    certificate, checking the upstream's SPIFFE ID; headers naming the
+//	    client or another URL are the gateway's, not the client's
 //
-// The request keeps its credentials: the service authenticates and
-// authorizes again (every control exists twice). Access logs are
-// structured and never hold a credential or a query string; a request
-// the client abandoned before its answer is logged and counted as 499.
+// The request keeps the credential the gateway checked, and no other: the
+// service authenticates and authorizes again (every control exists
+// twice). Access logs are structured and never hold a credential or a
+// query string; a request the client abandoned before its answer is
+// logged and counted as 499.
 //
 // # Operations
 //
 // Gateway.Handler serves the requests, and GET /healthz (which no route
-// can take); Gateway.AdminHandler /metrics and /healthz. Gateway.Reload swaps in a new configuration without dropping
-// a connection (rampart gateway does it on SIGHUP).
+// can take); Gateway.AdminHandler /metrics and /healthz. Gateway.Reload
+// swaps in a new configuration without dropping a connection (rampart
+// gateway does it on SIGHUP). The service certificate is reloaded from its
+// files, or renewed at the control plane (Identity.Renew).
 package gateway
 
 import (
@@ -49,6 +60,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/principal"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
@@ -66,7 +78,8 @@ type Deps struct {
 	// keeps them in memory.
 	RateLimitStore ratelimit.Store
 	// Identity is the gateway's service certificate for mutual TLS to the
-	// upstreams; nil loads Config.Identity's files (and watches them).
+	// upstreams; nil loads Config.Identity's files (and watches them, or
+	// renews the certificate at Config.Identity.Renew).
 	Identity *mtls.Reloader
 	// Roots are the upstreams' roots, by trust domain (an upstream's
 	// certificate verifies against its own trust domain's bundle alone);
@@ -98,7 +111,7 @@ type Gateway struct {
 	// when Deps.Identity is nil, watched until the files it came from
 	// change in the configuration or the gateway closes.
 	identity     *mtls.Reloader
-	identityFrom CertFiles
+	identityFrom identitySource
 	stopIdentity context.CancelFunc
 }
 
@@ -188,29 +201,6 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-// loadIdentity returns the identity loaded from files, reusing the one
-// already watched if the files are the same.
-func (g *Gateway) loadIdentity(id *Identity) (*mtls.Reloader, func(), error) {
-	from := CertFiles{Cert: id.Cert, Key: id.Key}
-	if g.identity != nil && g.identityFrom == from {
-		return g.identity, func() {}, nil
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &mtls.Reloader{CertFile: id.Cert, KeyFile: id.Key, Logger: g.log}
-	if err := r.Start(ctx); err != nil {
-		cancel()
-		return nil, nil, fmt.Errorf("gateway: identity: %w", err)
-	}
-	// commit is called once the configuration using r is in place.
-	commit := func() {
-		if g.stopIdentity != nil {
-			g.stopIdentity()
-		}
-		g.identity, g.identityFrom, g.stopIdentity = r, from, cancel
-	}
-	return r, commit, nil
-}
-
 // Config returns the configuration in use.
 func (g *Gateway) Config() *Config { return g.current.Load().cfg }
 
@@ -288,7 +278,11 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 	}
 
 	mux := http.NewServeMux()
-	for _, rt := range cfg.Routes {
+	routes := map[string]*Route{}
+	vouchHost := len(cfg.Hosts) > 0
+	for i := range cfg.Routes {
+		rt := &cfg.Routes[i]
+		routes[rt.Prefix] = rt
 		tr := &http.Transport{
 			Proxy:                 nil, // never an environment proxy between the gateway and its services
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -303,60 +297,86 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 			tr.TLSClientConfig = mtls.ClientConfig(identity, roots, rt.id)
 		}
 		h.transports = append(h.transports, tr)
-		upstream := rt.upstream
 		var next http.Handler = &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(upstream)
-				// Behind proxies of its own (ratelimit.trusted_proxies),
-				// the gateway keeps the chain they wrote, so that the
-				// service finds the client as the gateway did
-				// (ratelimit.ClientAddr) rather than the proxy; anyone
-				// else's is dropped, since the client may have written it.
-				if fromTrusted(pr.In, trusted) {
-					pr.Out.Header["X-Forwarded-For"] = slices.Clone(pr.In.Header["X-Forwarded-For"])
+			Rewrite:      func(pr *httputil.ProxyRequest) { rewrite(pr, rt, trusted, vouchHost) },
+			Transport:    tr,
+			BufferPool:   bufferPool{},
+			ErrorHandler: g.upstreamError,
+			ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+			ModifyResponse: func(resp *http.Response) error {
+				dropCORSHeaders(resp)
+				if resp.StatusCode == http.StatusSwitchingProtocols {
+					// ReverseProxy tunnels a 101 whose Upgrade matches
+					// the request's; the gateway forwarded one only on
+					// a websocket route.
+					if !rt.Websocket || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+						return errUnaskedUpgrade
+					}
+					if h := holderOf(resp.Request.Context()); h != nil {
+						h.upgraded = true
+					}
 				}
-				pr.SetXForwarded()
-				// ReverseProxy drops the client's Forwarded; X-Real-IP
-				// claims as much and is the client's word too.
-				pr.Out.Header.Del("X-Real-Ip")
-				// The gateway's own server answered any 100-continue
-				// when the proxy read the body; a service's interim
-				// answer would only reach the client as a second one.
-				pr.Out.Header.Del("Expect")
+				return nil
 			},
-			Transport:      tr,
-			BufferPool:     bufferPool{},
-			ErrorHandler:   g.upstreamError,
-			ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-			ModifyResponse: dropCORSHeaders,
 		}
 		if afterLimits != nil {
 			next = afterLimits.Middleware(next)
 		}
 		if rt.Auth == "required" {
-			next = g.authenticate(next)
+			next = g.authenticate(next, rt.ForwardCookies)
 		}
-		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, next)))
+		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, next))))
 	}
 	if !slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Prefix == "/" }) {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, http.StatusNotFound, "Not Found", "no route for this path")
 		})
 	}
-	// Load balancers and pinned clients checking the connection need a
-	// path that always answers, without credentials.
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	var outer http.Handler = mux
+	var inner http.Handler = mux
+	if cfg.CORS != nil {
+		// rs/cors answers preflights itself, before any limit; with
+		// OptionsPassthrough it sets their headers and lets them
+		// through the limits, then answerPreflight answers them.
+		inner = answerPreflight(inner)
+	}
 	if beforeLimits != nil {
-		outer = beforeLimits.Middleware(outer)
+		inner = beforeLimits.Middleware(inner)
 	}
 	if cfg.CORS != nil {
-		outer = corsHandler(cfg.CORS).Handler(outer)
+		inner = corsHandler(cfg.CORS).Handler(inner)
 	}
-	h.http = g.accessLog(cfg, mux, strictRequest(outer))
+	routeOf := func(r *http.Request) *Route {
+		_, pattern := mux.Handler(r)
+		return routes[pattern]
+	}
+	h.http = g.accessLog(cfg, mux, httpx.Framing(newFront(cfg, routeOf, inner)))
 	return h, commit, nil
+}
+
+// answerPreflight answers a CORS preflight (rs/cors has set its headers)
+// as rs/cors would have: 204, nothing forwarded.
+func answerPreflight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// routeMethods refuses the methods the route does not take: 405 with
+// Allow (RFC 9110 §15.5.6).
+func routeMethods(rt *Route, next http.Handler) http.Handler {
+	allow := rt.allow()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !rt.methods[r.Method] {
+			w.Header().Set("Allow", allow)
+			writeProblem(w, http.StatusMethodNotAllowed, "Method Not Allowed", fmt.Sprintf("%s takes %s", rt.Prefix, allow))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func corsHandler(c *CORS) *cors.Cors {
@@ -384,6 +404,9 @@ func corsHandler(c *CORS) *cors.Cors {
 		ExposedHeaders:   c.ExposedHeaders,
 		AllowCredentials: c.AllowCredentials,
 		MaxAge:           maxAge,
+		// Preflights go on to the edge limits (then answerPreflight):
+		// they are requests like any other.
+		OptionsPassthrough: true,
 	})
 }
 
@@ -420,12 +443,15 @@ func dropCORSHeaders(resp *http.Response) error {
 }
 
 // authenticate admits a request with a valid API key or bearer token
-// (token.Authenticate) and records the caller for the access log.
-func (g *Gateway) authenticate(next http.Handler) http.Handler {
+// (token.Authenticate), records the caller for the access log, and
+// leaves on the request only the credential it checked (onlyChecked).
+func (g *Gateway) authenticate(next http.Handler, keepCookies bool) http.Handler {
 	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := principal.From(r.Context())
 		if h := holderOf(r.Context()); h != nil {
-			h.p = principal.From(r.Context())
+			h.p = p
 		}
+		onlyChecked(r.Header, p, keepCookies)
 		next.ServeHTTP(w, r)
 	})
 	return token.Authenticate(g.deps.Tokens, g.deps.APIKeys)(record)
@@ -450,51 +476,13 @@ func setDeadlines(w http.ResponseWriter, timeout time.Duration) {
 	rc.SetWriteDeadline(now.Add(timeout + writeGrace))
 }
 
-// strictRequest sets the default deadlines and refuses what a service
-// could read as another path than the gateway routed, limited and
-// authenticated: an encoded '.', '/', '\', '%' or NUL, and '\' or ';'
-// (Tomcat and Spring read /open/..;/v1/ as /v1/). Literal dot segments
-// are ServeMux's: it redirects to the clean path. CONNECT, which ServeMux
-// does not clean, and TRACE are never proxied.
-func strictRequest(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		setDeadlines(w, defaultTimeout)
-		if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
-			writeProblem(w, http.StatusMethodNotAllowed, "Method Not Allowed", r.Method+" is not proxied")
-			return
-		}
-		if msg := ambiguousPath(r.URL.EscapedPath()); msg != "" {
-			writeProblem(w, http.StatusBadRequest, "Bad Request", msg)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// ambiguousPath says what in the escaped path p a service might decode or
-// normalise into another path ("" if nothing).
-func ambiguousPath(p string) string {
-	for i := 0; i+2 < len(p); i++ {
-		if p[i] != '%' {
-			continue
-		}
-		switch strings.ToLower(p[i+1 : i+3]) {
-		case "2e", "2f", "5c", "25", "00":
-			return "the path holds an encoded '.', '/', '\\', '%' or NUL, which a service could decode into another path"
-		}
-	}
-	if strings.ContainsAny(p, "\\;") {
-		return "the path holds '\\' or ';', which a service could read as another path"
-	}
-	return ""
-}
-
 // limitBody applies the route's body limit and timeout: a declared length
 // over the limit is refused at once, a body that grows over it is cut
-// (413 for the client, http.MaxBytesError for the proxy).
-func limitBody(rt Route, next http.Handler) http.Handler {
+// (413 for the client, http.MaxBytesError for the proxy). The body is a
+// clientBody, so that its failures are the client's.
+func limitBody(rt *Route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.timeout != defaultTimeout { // strictRequest set those
+		if rt.timeout != defaultTimeout { // the front set those
 			setDeadlines(w, rt.timeout)
 		}
 		if r.ContentLength > rt.maxBody {
@@ -503,17 +491,30 @@ func limitBody(rt Route, next http.Handler) http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 		defer cancel()
-		r = r.WithContext(ctx)
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+			b := &clientBody{ReadCloser: http.MaxBytesReader(w, r.Body, rt.maxBody)}
+			ctx = context.WithValue(ctx, clientBodyKey{}, b)
+			r = r.WithContext(ctx)
+			r.Body = b
+		} else {
+			r = r.WithContext(ctx)
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// upstreamError answers a failed proxy request: 502, 504 on a timeout,
+// upstreamError answers a failed proxy request: the client's failure if
+// reading its body failed (clientBodyError), else 502, 504 on a timeout,
 // 413 when the body was cut. The detail goes to the log only.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	// ReverseProxy hands over its own request, whose body wraps the
+	// clientBody: the context leads to it.
+	if b, ok := r.Context().Value(clientBodyKey{}).(*clientBody); ok && r.Context().Err() == nil {
+		if berr := b.failure(); berr != nil {
+			clientBodyError(w, berr)
+			return
+		}
+	}
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {

@@ -120,6 +120,9 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 		if h.route != "" {
 			return h.route
 		}
+		if r.URL.Path == "/healthz" { // the gateway's own, whatever the routes
+			return "none"
+		}
 		if _, pattern := mux.Handler(r); routes[pattern] {
 			return pattern
 		}
@@ -164,6 +167,9 @@ func (g *Gateway) finish(rec *recorder, r *http.Request, holder *principalHolder
 	// unless the client went away first (upstreamError writes nothing
 	// then) or the handler broke off: not a success.
 	status, gone := rec.status, r.Context().Err() != nil
+	if status == 0 && holder.upgraded {
+		status = http.StatusSwitchingProtocols
+	}
 	if status == 0 && !aborted && !gone {
 		status = http.StatusOK
 	}
@@ -177,11 +183,13 @@ func (g *Gateway) finish(rec *recorder, r *http.Request, holder *principalHolder
 	}
 	attrs := []slog.Attr{
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		// As the client sent it: an encoded path the gateway refused
+		// is logged as it came, not decoded into the path it is not.
+		slog.String("path", r.URL.EscapedPath()),
 		slog.String("route", route),
 		slog.Int("status", status),
 		slog.Int64("bytes", rec.bytes),
-		slog.Duration("duration", d),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", r.RemoteAddr),
 		// The client as the rate limits see it: behind trusted
 		// proxies, the address they report.
@@ -205,6 +213,10 @@ func (g *Gateway) finish(rec *recorder, r *http.Request, holder *principalHolder
 type principalHolder struct {
 	p     *principal.Principal
 	route string
+	// upgraded says the service switched protocols (101): the
+	// connection was handed over, no status written through the
+	// recorder.
+	upgraded bool
 }
 
 // routeMark tells the log that route's handler took the request.

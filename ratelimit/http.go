@@ -82,11 +82,17 @@ func (cr *compiledRule) key(r *http.Request, trusted []netip.Prefix) (string, bo
 
 // credential returns the API key or bearer token a request presents.
 func credential(r *http.Request) string {
-	if k := r.Header.Get("X-API-Key"); k != "" {
-		return k
+	// A request with more than one credential header has no one
+	// credential: authentication refuses it (RFC 6750 §2), and keying it
+	// on either value would let the other go uncounted.
+	keys, auths := r.Header.Values("X-API-Key"), r.Header.Values("Authorization")
+	switch {
+	case len(keys)+len(auths) != 1:
+		return ""
+	case len(keys) == 1:
+		return keys[0]
 	}
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+	if h := auths[0]; len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
 		return h[7:]
 	}
 	return ""
@@ -94,7 +100,8 @@ func credential(r *http.Request) string {
 
 // Middleware applies the edge rules to every request, in order. Every
 // response carries the RateLimit-Policy and RateLimit fields
-// (draft-ietf-httpapi-ratelimit-headers) of the rules that applied. The
+// (draft-ietf-httpapi-ratelimit-headers) of the rules that applied, added
+// to those already set (by an earlier Middleware, say). The
 // first rule that denies answers 429 with Retry-After (delta seconds) and
 // an RFC 9457 problem+json body; rules before it have counted the
 // request. A FailClosed rule whose store fails answers 503.
@@ -105,7 +112,7 @@ func credential(r *http.Request) string {
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := l.Init(); err != nil {
-			http.Error(w, "rate limiter misconfigured", http.StatusInternalServerError)
+			writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "the rate limiter is misconfigured", "", time.Second)
 			return
 		}
 		// The fields are built in place: this runs on every request.
@@ -180,10 +187,14 @@ var (
 	stateHeader  = http.CanonicalHeaderKey("RateLimit")
 )
 
-// setFields sets the RateLimit-Policy and RateLimit fields.
+// setFields adds the RateLimit-Policy and RateLimit items of this
+// middleware's rules to those already on the response: another Limiter's
+// (the gateway runs one before authentication and one after it), a
+// business rule's. Both are lists (draft-ietf-httpapi-ratelimit-headers
+// §4, §5; RFC 9110 §5.3: field lines of a list combine).
 func setFields(h http.Header, policies, states []byte) {
-	h[policyHeader] = []string{string(policies)}
-	h[stateHeader] = []string{string(states)}
+	h[policyHeader] = append(h[policyHeader], string(policies))
+	h[stateHeader] = append(h[stateHeader], string(states))
 }
 
 // appendPolicyField appends an item of RateLimit-Policy to a list: the

@@ -46,6 +46,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
@@ -143,7 +144,7 @@ func New(cfg Config) (*Service, error) {
 		problem(w, http.StatusNotFound, "no such resource")
 	})
 	authn := token.Authenticate(cfg.Tokens, cfg.APIKeys)(mux)
-	s.h = mtls.Authorize(cfg.Roots, cfg.Gateways...)(authn)
+	s.h = httpx.Framing(mtls.Authorize(cfg.Roots, cfg.Gateways...)(authn)) // ambiguous request framing: answered and closed (RFC 9112 §6.1)
 	return s, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/mtls"
+	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/ratelimit/redisstore"
 	"github.com/rampartsec/rampart/token"
 )
@@ -36,6 +38,7 @@ func newGatewayCmd(stdio Stdio) *cobra.Command {
 	var (
 		configFile string
 		logFormat  string
+		pidFile    string
 	)
 	c := &cobra.Command{
 		Use:   "gateway --config FILE",
@@ -47,32 +50,35 @@ it reaches a service, over mutual TLS with the gateway's own service
 certificate.
 
 The configuration (YAML, unknown fields are errors) is described in
-docs/gateway.md. The TLS certificate and the service certificate are
-reloaded when their files change; SIGHUP reloads the configuration
-(a configuration that does not load is logged and the old one kept);
-SIGTERM or Ctrl-C stops accepting connections and lets requests in
-flight finish.
+docs/gateway.md. The TLS certificate is reloaded when its files change;
+the service certificate too, or it is renewed at the control plane
+(identity.renew). SIGHUP reloads the configuration (a configuration that
+does not load is logged and the old one kept); send it to this process
+only: --pid-file writes its PID, or let systemd do it (ExecReload=kill
+-HUP $MAINPID). SIGTERM or Ctrl-C stops accepting connections and lets
+requests in flight finish.
 
 API keys are checked in the control plane's database (auth.api_keys),
 with the master key of rampart serve ($RAMPART_MASTER_KEY or
 DATA/master.key). Bearer tokens are checked against the issuer's JWKS
 (auth.tokens). Metrics are at admin_listen/metrics.`,
-		Example: `  rampart gateway --config gateway.yaml
-  kill -HUP $(pidof rampart)    # reload gateway.yaml`,
+		Example: `  rampart gateway --config gateway.yaml --pid-file /run/rampart/gateway.pid
+  kill -HUP "$(cat /run/rampart/gateway.pid)"    # reload gateway.yaml`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if configFile == "" {
 				return usagef("gateway needs --config FILE")
 			}
-			return runGateway(c.Context(), stdio, configFile, logFormat)
+			return runGateway(c.Context(), stdio, configFile, logFormat, pidFile)
 		},
 	}
 	c.Flags().StringVar(&configFile, "config", "", "configuration `FILE` (YAML)")
 	c.Flags().StringVar(&logFormat, "log-format", "json", "log format: text or `json`")
+	c.Flags().StringVar(&pidFile, "pid-file", "", "write the process ID to `FILE` while serving (for kill -HUP)")
 	return c
 }
 
-func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) error {
+func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat, pidFile string) error {
 	if logFormat != "text" && logFormat != "json" {
 		return usagef("--log-format %q: want text or json", logFormat)
 	}
@@ -90,6 +96,9 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 	cfg, err := gateway.LoadConfig(configFile)
 	if err != nil {
 		return fail(ExitUsage, err)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
 	}
 	newLogger := func(w io.Writer) *slog.Logger {
 		if logFormat == "text" {
@@ -163,6 +172,9 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 		// Redis that is down, then the rule's failure mode applies.
 		opts.MaxRetries, opts.DialerRetries = -1, 1
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 100*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+		// go-redis would log each failed dial on its own, in its own
+		// format; the limiter logs the store's failures and recoveries.
+		redis.SetLogger(redisLogger{logger})
 		rdb := redis.NewClient(opts)
 		defer rdb.Close()
 		prefix := s.Prefix
@@ -170,6 +182,11 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 			prefix = "rampart:rl:gateway"
 		}
 		deps.RateLimitStore = redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		if err := rdb.Ping(pctx).Err(); err != nil {
+			fmt.Fprintf(stdio.Err, "rampart: warning: ratelimit_store: redis at %s does not answer (%v); until it does, %s\n", opts.Addr, err, storeDown(cfg))
+		}
+		pcancel()
 	}
 	g, err := gateway.New(cfg, deps)
 	if err != nil {
@@ -179,7 +196,8 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 
 	var tlsConfig *tls.Config
 	if cfg.TLS != nil {
-		cert := &mtls.Reloader{CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key, Logger: logger}
+		// Its log lines say which certificate: this one is the clients'.
+		cert := &mtls.Reloader{CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key, Logger: logger.With("certificate", "tls")}
 		if err := cert.Start(ctx); err != nil {
 			return fail(ExitUsage, fmt.Errorf("tls: %w", err))
 		}
@@ -198,7 +216,9 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 	if tlsConfig != nil {
 		scheme = "https"
 	} else if a, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !a.Addr().IsLoopback() {
-		fmt.Fprintf(stdio.Err, "rampart: warning: serving plain http on %s; credentials cross the network in the clear: configure tls\n", ln.Addr())
+		// ParseConfig refuses a listen address that is not loopback;
+		// this is a name that resolved to another.
+		return fail(ExitUsage, fmt.Errorf("listen %q is %s: plain http only on loopback, or credentials cross the network in the clear: configure tls", cfg.Listen, ln.Addr()))
 	}
 	hs := &http.Server{
 		Handler:           g.Handler(),
@@ -221,7 +241,13 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 		fmt.Fprintf(stdio.Err, "rampart: gateway metrics at http://%s/metrics\n", aln.Addr())
 	}
 	for _, r := range cfg.Routes {
-		fmt.Fprintf(stdio.Err, "rampart: route %s -> %s (auth %s)\n", r.Prefix, r.Upstream, r.Auth)
+		fmt.Fprintf(stdio.Err, "rampart: route %s\n", describeRoute(r))
+	}
+	if pidFile != "" {
+		if err := writePIDFile(pidFile); err != nil {
+			return fail(ExitUsage, fmt.Errorf("--pid-file: %w", err))
+		}
+		defer removePIDFile(pidFile)
 	}
 	fmt.Fprintf(stdio.Err, "rampart: gateway listening on %s://%s\n", scheme, ln.Addr())
 	go func() {
@@ -258,7 +284,11 @@ func runGateway(ctx context.Context, stdio Stdio, configFile, logFormat string) 
 				logger.Error("reload failed; keeping the configuration in use", "err", err)
 				continue
 			}
-			logger.Info("configuration reloaded", "file", configFile)
+			logger.Info("configuration reloaded", "file", configFile, "changed", configChanges(cfg, next))
+			for _, w := range next.Warnings() {
+				logger.Warn(w)
+			}
+			cfg = next
 		}
 	}
 	fmt.Fprintf(stdio.Err, "rampart: shutting down\n")
@@ -378,4 +408,130 @@ func openKeyStore(ctx context.Context, dir, dsn string) (store.Store, *masterkey
 		return nil, nil, fail(ExitFailure, err)
 	}
 	return st, secrets, nil
+}
+
+// describeRoute is a route's start-up line: where it goes, whom it
+// expects there, and what it lets through.
+func describeRoute(r gateway.Route) string {
+	s := r.Prefix + " -> " + r.Upstream
+	var opts []string
+	if r.UpstreamID != "" {
+		opts = append(opts, "upstream_id "+r.UpstreamID)
+	}
+	opts = append(opts, "auth "+r.Auth)
+	if len(r.Methods) > 0 {
+		opts = append(opts, "methods "+strings.Join(r.Methods, " "))
+	}
+	if r.StripPrefix {
+		opts = append(opts, "strip_prefix")
+	}
+	if r.Websocket {
+		opts = append(opts, "websocket")
+	}
+	if r.ForwardCookies {
+		opts = append(opts, "forward_cookies")
+	}
+	return s + " (" + strings.Join(opts, ", ") + ")"
+}
+
+// configChanges says what a reload changed: routes added (+), removed
+// (-) or changed (~), and the other sections that differ.
+func configChanges(cur, next *gateway.Config) string {
+	var out []string
+	old := map[string]gateway.Route{}
+	for _, r := range cur.Routes {
+		old[r.Prefix] = r
+	}
+	var routes []string
+	for _, r := range next.Routes {
+		o, ok := old[r.Prefix]
+		switch {
+		case !ok:
+			routes = append(routes, "+"+r.Prefix)
+		case !reflect.DeepEqual(o, r):
+			routes = append(routes, "~"+r.Prefix)
+		}
+		delete(old, r.Prefix)
+	}
+	for _, r := range cur.Routes {
+		if _, gone := old[r.Prefix]; gone {
+			routes = append(routes, "-"+r.Prefix)
+		}
+	}
+	if len(routes) > 0 {
+		out = append(out, "routes "+strings.Join(routes, " "))
+	}
+	for _, f := range []struct {
+		name     string
+		was, now any
+	}{
+		{"hosts", cur.Hosts, next.Hosts},
+		{"identity", cur.Identity, next.Identity},
+		{"cors", cur.CORS, next.CORS},
+		{"ratelimit", cur.Limits, next.Limits},
+	} {
+		if !reflect.DeepEqual(f.was, f.now) {
+			out = append(out, f.name)
+		}
+	}
+	if len(out) == 0 {
+		return "nothing"
+	}
+	return strings.Join(out, "; ")
+}
+
+// storeDown says what the edge rules do while the shared store is down.
+func storeDown(cfg *gateway.Config) string {
+	var open, closed []string
+	if cfg.Limits != nil {
+		for _, r := range cfg.Limits.Rules {
+			switch {
+			case r.Kind == ratelimit.Business:
+			case r.Failure == ratelimit.FailClosed:
+				closed = append(closed, r.Name)
+			default:
+				open = append(open, r.Name)
+			}
+		}
+	}
+	var parts []string
+	if len(open) > 0 {
+		parts = append(parts, "open rules ("+strings.Join(open, ", ")+") limit on this instance alone")
+	}
+	if len(closed) > 0 {
+		parts = append(parts, "closed rules ("+strings.Join(closed, ", ")+") refuse with 503")
+	}
+	if len(parts) == 0 {
+		return "no rule uses it"
+	}
+	return strings.Join(parts, " and ")
+}
+
+// redisLogger sends go-redis's own log lines to the debug level.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
+// writePIDFile writes this process's ID to name, by renaming a new file
+// into place.
+func writePIDFile(name string) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// removePIDFile removes name if it still holds this process's ID (a
+// second instance may have replaced it).
+func removePIDFile(name string) {
+	if data, err := os.ReadFile(name); err == nil && strings.TrimSpace(string(data)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(name)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/rampartsec/rampart/internal/httpx/httpxtest"
 	"github.com/rampartsec/rampart/mtls"
 )
 
@@ -635,5 +637,60 @@ ratelimit_store: {redis: %q, prefix: %q}
 	}
 	if ks := keys(); len(ks) != 1 || !strings.HasPrefix(ks[0], prefix+":{per-address:") {
 		t.Errorf("keys under %s: %v, want the one per-address key", prefix, ks)
+	}
+}
+
+// rampart gateway as operators run it answers every ambiguously framed
+// request once and closes the connection (issue 10 §1, RFC 9112 §6.1):
+// the guard is in the server it builds, over raw sockets.
+func TestGatewayFraming(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "{}\n")
+	}))
+	defer upstream.Close()
+	conf := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("listen: 127.0.0.1:0\naccess_log: \"off\"\nroutes:\n  - {prefix: /open/, upstream: %q, auth: none}\n", upstream.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, m := startCLI(t, []string{`gateway listening on http://(127\.0\.0\.1:\d+)`}, "gateway", "--config", conf)
+	dial := func() (net.Conn, error) { return net.Dial("tcp", m[0]) }
+	httpxtest.Check(t, dial, "/open/a")
+	httpxtest.KeepAlive(t, dial, "/open/a")
+}
+
+// SIGHUP by the PID in --pid-file reloads the gateway, whose log says
+// what changed; the file is removed at exit (usability 5).
+func TestGatewayPIDFileReload(t *testing.T) {
+	dir := t.TempDir()
+	conf, pidFile := filepath.Join(dir, "gateway.yaml"), filepath.Join(dir, "gateway.pid")
+	write := func(routes string) {
+		writeAtomic(t, conf, []byte("listen: 127.0.0.1:0\naccess_log: \"off\"\nroutes:\n"+routes))
+	}
+	write("  - {prefix: /v1/, upstream: 'http://127.0.0.1:1', auth: none}\n  - {prefix: /old/, upstream: 'http://127.0.0.1:1', auth: none}\n")
+	gw, _ := startCLI(t, []string{`(gateway listening on)`}, "gateway", "--config", conf, "--pid-file", pidFile)
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid != gw.cmd.Process.Pid {
+		t.Fatalf("pid file %q, want %d", data, gw.cmd.Process.Pid)
+	}
+	write("  - {prefix: /v1/, upstream: 'http://127.0.0.1:1', auth: none, timeout: 5s}\n  - {prefix: /new/, upstream: 'http://127.0.0.1:1', auth: none}\n")
+	mark := gw.logLen()
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	gw.waitFor(t, mark, regexp.MustCompile(`"msg":"configuration reloaded","file":"[^"]*gateway.yaml","changed":"routes ~/v1/ \+/new/ -/old/"`))
+	mark = gw.logLen()
+	syscall.Kill(pid, syscall.SIGHUP)
+	gw.waitFor(t, mark, regexp.MustCompile(`"msg":"configuration reloaded","file":"[^"]*","changed":"nothing"`))
+	gw.cmd.Process.Signal(syscall.SIGTERM)
+	if err := gw.exit(t); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Errorf("the PID file outlived the gateway: %v", err)
 	}
 }

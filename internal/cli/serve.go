@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/keygen"
 	"github.com/rampartsec/rampart/internal/masterkey"
 	"github.com/rampartsec/rampart/internal/server"
@@ -455,7 +456,7 @@ func runServe(ctx context.Context, stdio Stdio, cfg *serveConfig) error {
 		return fail(ExitUsage, err)
 	}
 	hs := &http.Server{
-		Handler:           srv,
+		Handler:           httpx.Framing(srv), // ambiguous request framing: answered and closed (RFC 9112 §6.1)
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -27,6 +27,7 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/examples/payments"
 	"github.com/rampartsec/rampart/gateway"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/masterkey"
 	"github.com/rampartsec/rampart/internal/server"
 	"github.com/rampartsec/rampart/internal/store"
@@ -495,7 +496,7 @@ var discardLog = log.New(io.Discard, "", 0)
 
 func (s *system) serveOn(ln net.Listener, h http.Handler, tc *tls.Config) *listener {
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           httpx.Framing(h), // as rampart serve and gateway do: ambiguous framing answered and closed
 		TLSConfig:         tc,
 		ReadHeaderTimeout: 5 * time.Second,
 		// Refused handshakes are the point of several checks.
