@@ -143,12 +143,13 @@ func (p *Policy) Match(host string) *Domain {
 }
 
 // canonicalHost returns the form of host that rules are stored under:
-// lowercase without trailing dot for names; for IP addresses the form
-// netip prints, without brackets or zone, IPv4-mapped IPv6 as IPv4 — the
-// way crypto/x509 compares addresses, so that no spelling of a pinned
-// address escapes its rule.
+// lowercase without trailing dots for names (every trailing dot, as
+// crypto/tls strips them from the SNI); for IP addresses the form netip
+// prints, without brackets or zone, IPv4-mapped IPv6 as IPv4 — the way
+// crypto/x509 compares addresses, so that no spelling of a pinned address
+// escapes its rule. See [CanonicalHost] for the names it refuses.
 func canonicalHost(host string) (string, bool) {
-	host = strings.TrimSuffix(host, ".")
+	host = strings.TrimRight(host, ".")
 	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
 		host = host[1 : len(host)-1]
 	}
@@ -163,6 +164,27 @@ func canonicalHost(host string) (string, bool) {
 		}
 	}
 	return host, false
+}
+
+// ErrInvalidServerName is returned (wrapped) for a server name with an
+// empty label ("api..example.com", ".example.com"), which no rule can
+// match by its labels but which crypto/x509 matches exactly against a
+// certificate's name of the same spelling: such a name is refused, never
+// left unpinned.
+var ErrInvalidServerName = errors.New("pin: server name has an empty label")
+
+// CanonicalHost returns the form of a server name that rules are matched
+// under, as every entry point of this package computes it: lowercase,
+// without its trailing dots (all of them, as crypto/tls strips them from
+// the SNI; RFC 6066 §3), and for an IP address, with or without brackets,
+// the address as netip prints it (IPv4-mapped IPv6 as IPv4, no zone). A
+// name with an empty label is refused with [ErrInvalidServerName].
+func CanonicalHost(name string) (string, error) {
+	h, isIP := canonicalHost(name)
+	if !isIP && (h == "" || h[0] == '.' || strings.Contains(h, "..")) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidServerName, name)
+	}
+	return h, nil
 }
 
 // mayBeIP is a cheap filter in front of netip.ParseAddr, whose error

@@ -196,17 +196,21 @@ func NewVerifier(p *Policy) *Verifier {
 // SetPolicy replaces the policy for new handshakes, and makes sure nothing
 // checked under the old pins outlives them:
 //
-//   - live connections made by v ([Verifier.DialContext], and direct
-//     connections of transports from [Verifier.Transport]), idle or busy,
-//     HTTP/1.1 or HTTP/2, are checked again under p and closed if p refuses
-//     them — in-flight requests on them fail; the others keep working;
-//   - transports made by v that have connected through a proxy, whose
-//     connections v cannot see, have their idle connections closed (in
-//     net/http this also stops the reuse of their busy HTTP/2 connections);
+//   - live connections made by v ([Verifier.DialContext], and every HTTPS
+//     connection of transports from [Verifier.Transport], direct or
+//     through a proxy), idle or busy, HTTP/1.1 or HTTP/2, are checked
+//     again under p and closed if p refuses them — in-flight requests on
+//     them fail; the others keep working;
+//   - a handshake that checked the server's certificate under the old
+//     policy but finishes after SetPolicy is checked again under p before
+//     its connection is handed out;
 //   - TLS sessions cached under the old policy are no longer resumed.
 //
 // Connections made with a config from [Verifier.TLSConfig] belong to the
-// caller; the hook checks them again only if they resume a session.
+// caller; the hook checks them again only if they resume a session. So do
+// connections a transport from [Verifier.Transport] makes itself after
+// its Proxy, DialContext, DialTLSContext or TLSClientConfig was changed:
+// SetPolicy closes only their idle connections.
 func (v *Verifier) SetPolicy(p *Policy) {
 	if p == nil || p.byName == nil {
 		panic("pin: SetPolicy with a nil or unbuilt Policy")
@@ -220,7 +224,7 @@ func (v *Verifier) SetPolicy(p *Policy) {
 	var idle []*http.Transport
 	v.transports = slices.DeleteFunc(v.transports, func(tt trackedTransport) bool {
 		t := tt.t.Value()
-		if t != nil && tt.proxied.Load() {
+		if t != nil && tt.untracked.Load() {
 			idle = append(idle, t)
 		}
 		return t == nil
@@ -243,10 +247,7 @@ func (v *Verifier) SetPolicy(p *Policy) {
 		}
 		cs := conn.ConnectionState()
 		if cs.HandshakeComplete && p.refuses(c.host, &cs, now) {
-			// Close the socket itself: tls.Conn.Close would first send a
-			// close_notify, which can wait seconds on a peer that does not
-			// read, and this server is no longer trusted anyway.
-			conn.NetConn().Close()
+			closeSocket(conn)
 		}
 	}
 	for _, t := range idle {
@@ -256,8 +257,8 @@ func (v *Verifier) SetPolicy(p *Policy) {
 
 // trackedTransport is a transport made by the verifier, held weakly.
 type trackedTransport struct {
-	t       weak.Pointer[http.Transport]
-	proxied *atomic.Bool // a connection went through a proxy
+	t         weak.Pointer[http.Transport]
+	untracked *atomic.Bool // the transport made a connection itself (see Transport)
 }
 
 // liveConn is a connection made by the verifier, held weakly: the
