@@ -215,3 +215,35 @@ func TestClientRefusesRedirectToUnpinnedHost(t *testing.T) {
 		}
 	})
 }
+
+// CanonicalHost is the one normalisation of every entry point: whatever
+// the spelling, its result is a fixed point, has no trailing dot and no
+// upper-case ASCII, and a name it accepts finds the same rule as its
+// canonical form, so that no spelling escapes a rule (CWE-180).
+func FuzzCanonicalHost(f *testing.F) {
+	for _, s := range []string{host, host + "..", "API.PAYMENTS.TEST...", ".api.payments.test", "api..payments.test",
+		"127.0.0.1..", "[::ffff:127.0.0.1].", "[::1]", "fe80::1%eth0", "x.api.payments.test.", "", ".", "..", "[]", "xn--bcher-kva.test"} {
+		f.Add(s)
+	}
+	p := mustPolicy(f, pin.Domain{Name: host, Pins: []pin.Pin{pin.FromSPKI([]byte("a")), pin.FromSPKI([]byte("b"))}},
+		pin.Domain{Name: "payments.test", IncludeSubdomains: true, Pins: []pin.Pin{pin.FromSPKI([]byte("c")), pin.FromSPKI([]byte("d"))}},
+		pin.Domain{Name: "127.0.0.1", Pins: []pin.Pin{pin.FromSPKI([]byte("e")), pin.FromSPKI([]byte("f"))}})
+	f.Fuzz(func(t *testing.T, name string) {
+		c, err := pin.CanonicalHost(name)
+		if err != nil {
+			if !errors.Is(err, pin.ErrInvalidServerName) {
+				t.Fatalf("CanonicalHost(%q): untyped error %v", name, err)
+			}
+			return
+		}
+		if again, err := pin.CanonicalHost(c); err != nil || again != c {
+			t.Fatalf("CanonicalHost(%q) = %q, but CanonicalHost(%q) = %q, %v", name, c, c, again, err)
+		}
+		if strings.HasSuffix(c, ".") || strings.ContainsAny(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+			t.Fatalf("CanonicalHost(%q) = %q", name, c)
+		}
+		if p.Match(name) != p.Match(c) {
+			t.Fatalf("Match(%q) = %v but Match(%q) = %v", name, p.Match(name), c, p.Match(c))
+		}
+	})
+}

@@ -149,9 +149,15 @@ func (p *Policy) Match(host string) *Domain {
 // crypto/x509 compares addresses, so that no spelling of a pinned address
 // escapes its rule. See [CanonicalHost] for the names it refuses.
 func canonicalHost(host string) (string, bool) {
-	host = strings.TrimRight(host, ".")
-	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
-		host = host[1 : len(host)-1]
+	for {
+		h := strings.TrimRight(host, ".")
+		if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+			h = h[1 : len(h)-1]
+		}
+		if h == host {
+			break
+		}
+		host = h
 	}
 	if mayBeIP(host) {
 		if addr, err := netip.ParseAddr(host); err == nil {
