@@ -167,9 +167,10 @@ type Verifier struct {
 	// Reporter receives every pin validation failure, in both modes. If nil,
 	// failures are only logged.
 	Reporter Reporter
-	// Logger receives a warning per distinct failure per 24 hours (a host
-	// mismatching on every connection is logged once a day). If nil,
-	// slog.Default() is used.
+	// Logger receives a record per distinct failure per 24 hours (a host
+	// mismatching on every connection is logged once a day): an error for
+	// a refused connection, a warning for a report-only failure or an
+	// expired pin set. If nil, slog.Default() is used.
 	Logger *slog.Logger
 	// Now returns the current time, for pin-set expiry. If nil, time.Now.
 	Now func() time.Time
@@ -424,7 +425,9 @@ func (v *Verifier) notify(f *Failure) {
 	case f.Domain.Mode == ReportOnly:
 		v.logger().Warn("pin: pin validation failed; connection allowed (report-only)", attrs...)
 	default:
-		v.logger().Warn("pin: pin validation failed; connection refused", attrs...)
+		// A refusal is the error, not a warning: a key changed without a
+		// policy update, or an interception.
+		v.logger().Error("pin: pin validation failed; connection refused", attrs...)
 	}
 }
 
@@ -475,7 +478,7 @@ func (e *MismatchError) Error() string {
 	}
 	for i, chain := range e.Chains {
 		if len(e.Chains) > 1 {
-			fmt.Fprintf(&b, "\n  verified chain %d:", i+1)
+			fmt.Fprintf(&b, "\n  verified chain %d:", i) // 0-based, as Result.Chain
 		} else {
 			b.WriteString("\n  verified chain:")
 		}
