@@ -164,11 +164,13 @@ func (v *Verifier) dialTLS(ctx context.Context, dial dialFunc, cfg *tls.Config, 
 		hctx, cancel = context.WithTimeout(ctx, handshakeTimeout)
 	}
 	err = conn.HandshakeContext(hctx)
-	cancel()
 	if err != nil {
+		err = handshakeError(ctx, hctx, addr, handshakeTimeout, err)
+		cancel()
 		closeSocket(raw)
-		return nil, handshakeError(ctx, hctx, addr, handshakeTimeout, err)
+		return nil, err
 	}
+	cancel()
 	// The hook ran when the server's certificate arrived, before its
 	// Finished, and the server decides how long that takes. A SetPolicy
 	// in between has not seen this connection: once it is tracked (so
@@ -195,8 +197,8 @@ func handshakeError(ctx, hctx context.Context, addr string, limit time.Duration,
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("pin: connected to %s, but the TLS handshake did not finish: %w", addr, err)
-	case hctx.Err() != nil:
-		return fmt.Errorf("pin: connected to %s, but the TLS handshake did not finish within %s (TLSHandshakeTimeout): %w", addr, limit, hctx.Err())
+	case errors.Is(hctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("pin: connected to %s, but the TLS handshake did not finish within %s: %w", addr, limit, hctx.Err())
 	}
 	return err
 }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,5 +232,41 @@ func TestClientHandshakeStraddlingSetPolicy(t *testing.T) {
 				t.Fatalf("the server answered %d requests under pins that refuse it", n)
 			}
 		})
+	}
+}
+
+// A server that accepts the TCP connection and never answers the
+// ClientHello (or stalls before its Finished) is bounded by the base
+// transport's TLSHandshakeTimeout, as net/http bounds its own handshakes,
+// and the error says that the TCP connection was made.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-stop; c.Close() }()
+		}
+	}()
+	w := newWorld(t)
+	v := pin.NewVerifier(mustPolicy(t, pin.Domain{Name: host, Pins: []pin.Pin{spki(w.leaf), w.backupPin}}))
+	base := baseTransport(ln.Addr().String(), w.pool)
+	base.TLSHandshakeTimeout = 50 * time.Millisecond
+	c, err := v.Client(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Timeout = 30 * time.Second // bounds a transport that ignores TLSHandshakeTimeout
+	err = fetchHost(c)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connected to "+host+":443, but the TLS handshake did not finish within 50ms") {
+		t.Fatalf("err = %v, want the handshake timeout", err)
 	}
 }

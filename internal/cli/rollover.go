@@ -15,14 +15,15 @@ import (
 func newRolloverCmd(stdio Stdio) *cobra.Command {
 	var policyFile, domain, chainFile, keyFile, csrFile, caFile string
 	c := &cobra.Command{
-		Use:   "rollover --policy FILE --domain D (--chain NEW.pem | --key NEW.key | --csr NEW.csr) [--ca FILE]",
+		Use:   "rollover --policy FILE --domain DOMAIN (--chain NEW.pem | --key NEW.key | --csr NEW.csr) [--ca FILE]",
 		Short: "Test a certificate renewal against the policy before it ships",
 		Long: `Answer "will this renewal break my clients?" before the renewal.
 
 --chain NEW.pem: the new certificate chain (leaf first). It is verified as a
 client for DOMAIN would verify it, trusting the system roots or only those in
 --ca FILE (at the leaf's start of validity, if that is in the future), then
-checked against the policy: which pin matches, at which chain position.
+checked against the policy: which pin matches, at which chain position
+(counted from 0, the leaf).
 
 --key NEW.key or --csr NEW.csr: the certificate does not exist yet. Says
 whether a pin of the rule is the new key's own (a leaf or backup pin covers
@@ -69,11 +70,11 @@ says which rule and why); 2 usage or policy error.`,
 		},
 	}
 	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE`")
-	c.Flags().StringVar(&domain, "domain", "", "the host the new certificate is for")
-	c.Flags().StringVar(&chainFile, "chain", "", "the new certificate chain, leaf first (PEM)")
-	c.Flags().StringVar(&keyFile, "key", "", "the new key (private or public)")
-	c.Flags().StringVar(&csrFile, "csr", "", "a certificate request for the new key")
-	c.Flags().StringVar(&caFile, "ca", "", "with --chain: trusted roots; with --key or --csr: the issuing chain")
+	c.Flags().StringVar(&domain, "domain", "", "the host `DOMAIN` the new certificate is for")
+	c.Flags().StringVar(&chainFile, "chain", "", "the new certificate chain, leaf first, in a PEM `FILE`")
+	c.Flags().StringVar(&keyFile, "key", "", "the new key (private or public) in a PEM `FILE`")
+	c.Flags().StringVar(&csrFile, "csr", "", "a certificate request for the new key in a PEM `FILE`")
+	c.Flags().StringVar(&caFile, "ca", "", "with --chain: trusted roots; with --key or --csr: the issuing chain (PEM `FILE`)")
 	return c
 }
 
@@ -84,14 +85,21 @@ func describeRole(d *pin.Domain, p pin.Pin) string {
 	return ""
 }
 
-// breaks says that clients would break, why, and exits 1 for an enforced
+// breaks says that clients would break and why, headline first, then what
+// detail prints (if not nil), then the pins, and exits 1 for an enforced
 // rule; a report-only rule keeps clients working (they report).
-func breaks(w io.Writer, rule *pin.Domain, format string, args ...any) error {
+func breaks(w io.Writer, rule *pin.Domain, why string, detail func()) error {
 	if rule.Mode == pin.ReportOnly {
-		fmt.Fprintf(w, "report-only rule %s: clients keep working but report every connection: "+format+"\n", append([]any{rule.Name}, args...)...)
+		fmt.Fprintf(w, "report-only rule %s: clients keep working but report every connection: %s\n", rule.Name, why)
+		if detail != nil {
+			detail()
+		}
 		return nil
 	}
-	fmt.Fprintf(w, "CLIENTS WOULD BREAK (rule %s, enforce): "+format+"\n", append([]any{rule.Name}, args...)...)
+	fmt.Fprintf(w, "CLIENTS WOULD BREAK (rule %s, enforce): %s\n", rule.Name, why)
+	if detail != nil {
+		detail()
+	}
 	fmt.Fprintf(w, "  pinned:\n")
 	for _, p := range rule.Pins {
 		fmt.Fprintf(w, "    %s%s\n", p, describeRole(rule, p))
@@ -130,15 +138,23 @@ func rolloverChain(w io.Writer, policy *pin.Policy, rule *pin.Domain, host, chai
 	})
 	if err != nil {
 		fmt.Fprintf(w, "CLIENTS WOULD BREAK: the new chain fails certificate verification for %s, before any pin is checked: %v\n", host, err)
+		chain := make([]*x509.Certificate, len(items))
+		for i, it := range items {
+			chain[i] = it.Cert
+		}
+		for _, h := range verifyHints(err, chain, caFile != "") {
+			fmt.Fprintf(w, "  hint: %s\n", h)
+		}
 		return fail(ExitFailure, nil)
 	}
 	r := policy.Check(host, chains, now)
 	if !r.Matched {
-		fmt.Fprintf(w, "verified chain:\n")
-		for i, c := range chains[0] {
-			fmt.Fprintf(w, "  %d %s %s\n", i, pin.FromCertificate(c), c.Subject)
-		}
-		return breaks(w, rule, "no pin matches the new chain")
+		return breaks(w, rule, "no pin matches the new chain", func() {
+			fmt.Fprintf(w, "  verified chain 0:\n")
+			for i, c := range chains[0] {
+				fmt.Fprintf(w, "    %d %s %s\n", i, pin.FromCertificate(c), c.Subject)
+			}
+		})
 	}
 	c := chains[r.Chain][r.Position]
 	fmt.Fprintf(w, "clients keep working: %s%s matches position %d of the new chain (%s)\n", r.Pin, describeRole(rule, r.Pin), r.Position, c.Subject)
@@ -159,12 +175,12 @@ func rolloverKey(w io.Writer, rule *pin.Domain, file, caFile string) error {
 	newPin := pin.FromSPKI(items[0].SPKI)
 	for _, p := range rule.Pins {
 		if p == newPin {
-			fmt.Fprintf(w, "clients keep working: the new key's pin %s is pinned%s; any certificate for it will be accepted\n", newPin, describeRole(rule, p))
+			fmt.Fprintf(w, "clients keep working: the new key's pin %s is pinned%s; any certificate a trusted CA issues for it is accepted\n", newPin, describeRole(rule, p))
 			return nil
 		}
 	}
 	if caFile == "" {
-		return breaks(w, rule, "the new key's pin %s is not pinned (pass --ca with the issuing chain to check CA pins)", newPin)
+		return breaks(w, rule, fmt.Sprintf("the new key's pin %s is not pinned (pass --ca with the issuing chain to check CA pins)", newPin), nil)
 	}
 	issuers, err := certfile.ReadFile(caFile, nil)
 	if err != nil {
@@ -194,5 +210,5 @@ func rolloverKey(w io.Writer, rule *pin.Domain, file, caFile string) error {
 			}
 		}
 	}
-	return breaks(w, rule, "the new key's pin %s is not pinned, and no pin covers the issuing chain in %s", newPin, caFile)
+	return breaks(w, rule, fmt.Sprintf("the new key's pin %s is not pinned, and no pin covers the issuing chain in %s", newPin, caFile), nil)
 }
