@@ -126,7 +126,7 @@ type connectFlags struct {
 func (f *connectFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.ca, "ca", "", "trust only the CA certificates in this PEM `FILE` (instead of the system roots)")
 	c.Flags().StringVar(&f.connect, "connect", "", "connect to `ADDR:PORT` instead of resolving the host (SNI and verification still use the host)")
-	c.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "connection and handshake timeout (a `DURATION` such as 3s)")
+	c.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "connection and handshake timeout, a `DURATION` such as 3s")
 }
 
 // label names a target in text output: HOST:PORT, or with --connect
