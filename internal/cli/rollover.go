@@ -13,9 +13,9 @@ import (
 )
 
 func newRolloverCmd(stdio Stdio) *cobra.Command {
-	var policyFile, domain, chainFile, keyFile, csrFile, caFile string
+	var policyFile, domain, chainFile, keyFile, csrFile, caFile, issuingFile string
 	c := &cobra.Command{
-		Use:   "rollover --policy FILE --domain DOMAIN (--chain NEW.pem | --key NEW.key | --csr NEW.csr) [--ca FILE]",
+		Use:   "rollover --policy FILE --domain DOMAIN (--chain NEW.pem [--ca FILE] | (--key NEW.key | --csr NEW.csr) [--issuing-chain FILE])",
 		Short: "Test a certificate renewal against the policy before it ships",
 		Long: `Answer "will this renewal break my clients?" before the renewal.
 
@@ -27,13 +27,14 @@ checked against the policy: which pin matches, at which chain position
 
 --key NEW.key or --csr NEW.csr: the certificate does not exist yet. Says
 whether a pin of the rule is the new key's own (a leaf or backup pin covers
-it), and, given the issuing chain in --ca FILE (intermediate first), whether a
-CA pin will cover any certificate that CA issues for it.
+it), and, given the issuing chain in --issuing-chain FILE (intermediate
+first; --ca FILE is accepted for it too), whether a CA pin will cover any
+certificate that CA issues for it.
 
 Exit status: 0 pinned clients keep working; 1 they would break (the output
 says which rule and why); 2 usage or policy error.`,
 		Example: `  rampart pin rollover --policy pins.yaml --domain api.example.com --chain new-fullchain.pem
-  rampart pin rollover --policy pins.yaml --domain api.example.com --csr next.csr --ca issuing-ca.pem`,
+  rampart pin rollover --policy pins.yaml --domain api.example.com --csr next.csr --issuing-chain issuing-ca.pem`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			modes := 0
@@ -44,6 +45,15 @@ says which rule and why); 2 usage or policy error.`,
 			}
 			if policyFile == "" || domain == "" || modes != 1 {
 				return usagef("--policy, --domain and one of --chain, --key or --csr are required")
+			}
+			if issuingFile != "" {
+				if chainFile != "" {
+					return usagef("--issuing-chain goes with --key or --csr; with --chain, --ca names the trusted roots")
+				}
+				if caFile != "" {
+					return usagef("--issuing-chain and --ca name the same thing with --key or --csr: give one")
+				}
+				caFile = issuingFile
 			}
 			t, err := parseTarget(domain, 443)
 			if err != nil {
@@ -66,7 +76,11 @@ says which rule and why); 2 usage or policy error.`,
 			if chainFile != "" {
 				return rolloverChain(stdio.Out, policy, rule, t.host, chainFile, caFile, now)
 			}
-			return rolloverKey(stdio.Out, rule, keyFile+csrFile, caFile)
+			flag := "--ca"
+			if issuingFile != "" {
+				flag = "--issuing-chain"
+			}
+			return rolloverKey(stdio.Out, rule, keyFile+csrFile, caFile, flag)
 		},
 	}
 	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE`")
@@ -74,7 +88,8 @@ says which rule and why); 2 usage or policy error.`,
 	c.Flags().StringVar(&chainFile, "chain", "", "the new certificate chain, leaf first, in a PEM `FILE`")
 	c.Flags().StringVar(&keyFile, "key", "", "the new key (private or public) in a PEM `FILE`")
 	c.Flags().StringVar(&csrFile, "csr", "", "a certificate request for the new key in a PEM `FILE`")
-	c.Flags().StringVar(&caFile, "ca", "", "with --chain: trusted roots; with --key or --csr: the issuing chain (PEM `FILE`)")
+	c.Flags().StringVar(&caFile, "ca", "", "with --chain: trust only the roots in this PEM `FILE` (with --key or --csr: the same as --issuing-chain)")
+	c.Flags().StringVar(&issuingFile, "issuing-chain", "", "with --key or --csr: the issuing CA, then each CA's issuer, in a PEM `FILE`")
 	return c
 }
 
@@ -164,7 +179,9 @@ func rolloverChain(w io.Writer, policy *pin.Policy, rule *pin.Domain, host, chai
 	return nil
 }
 
-func rolloverKey(w io.Writer, rule *pin.Domain, file, caFile string) error {
+// rolloverKey judges a new key; caFile is the issuing chain, given with
+// flag.
+func rolloverKey(w io.Writer, rule *pin.Domain, file, caFile, flag string) error {
 	items, err := certfile.ReadFile(file, nil)
 	if err != nil {
 		return fail(ExitUsage, fmt.Errorf("%s: %w", file, err))
@@ -180,26 +197,26 @@ func rolloverKey(w io.Writer, rule *pin.Domain, file, caFile string) error {
 		}
 	}
 	if caFile == "" {
-		return breaks(w, rule, fmt.Sprintf("the new key's pin %s is not pinned (pass --ca with the issuing chain to check CA pins)", newPin), nil)
+		return breaks(w, rule, fmt.Sprintf("the new key's pin %s is not pinned (pass the issuing chain with --issuing-chain to check CA pins)", newPin), nil)
 	}
 	issuers, err := certfile.ReadFile(caFile, nil)
 	if err != nil {
-		return fail(ExitUsage, fmt.Errorf("--ca %s: %w", caFile, err))
+		return fail(ExitUsage, fmt.Errorf("%s %s: %w", flag, caFile, err))
 	}
 	for i, it := range issuers {
 		if it.Cert == nil {
-			return fail(ExitUsage, fmt.Errorf("--ca %s holds a %s; want the issuing CA certificates", caFile, it.Type))
+			return fail(ExitUsage, fmt.Errorf("%s %s holds a %s; want the issuing CA certificates", flag, caFile, it.Type))
 		}
 		if !it.Cert.IsCA {
-			return fail(ExitUsage, fmt.Errorf("--ca %s: certificate %d (%s) is not a CA", caFile, i, it.Cert.Subject))
+			return fail(ExitUsage, fmt.Errorf("%s %s: certificate %d (%s) is not a CA", flag, caFile, i, it.Cert.Subject))
 		}
 		// Only a real chain counts: a pinned root appended to an unrelated
 		// intermediate covers nothing that intermediate issues.
 		if i > 0 {
 			child := issuers[i-1].Cert
 			if err := child.CheckSignatureFrom(it.Cert); err != nil {
-				return fail(ExitUsage, fmt.Errorf("--ca %s is not an issuing chain: certificate %d (%s) did not issue certificate %d (%s); list the issuing CA first, then each CA's issuer",
-					caFile, i, it.Cert.Subject, i-1, child.Subject))
+				return fail(ExitUsage, fmt.Errorf("%s %s is not an issuing chain: certificate %d (%s) did not issue certificate %d (%s); list the issuing CA first, then each CA's issuer",
+					flag, caFile, i, it.Cert.Subject, i-1, child.Subject))
 			}
 		}
 		p := pin.FromCertificate(it.Cert)
