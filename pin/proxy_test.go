@@ -26,10 +26,10 @@ import (
 // tunnel to backend, whatever the requested authority, and remembers what
 // it was asked.
 type tunnelProxy struct {
-	URL     *url.URL
-	backend string
+	URL *url.URL
 
 	mu      sync.Mutex
+	backend string
 	targets []string      // the CONNECT request targets, in order
 	headers []http.Header // their header fields
 	status  int           // answer CONNECT with this status; 0 means 200
@@ -52,13 +52,13 @@ func (p *tunnelProxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.targets = append(p.targets, r.RequestURI)
 	p.headers = append(p.headers, r.Header.Clone())
-	status := p.status
+	status, backend := p.status, p.backend
 	p.mu.Unlock()
 	if status != 0 && status != http.StatusOK {
 		http.Error(w, "no", status)
 		return
 	}
-	tunnel(w, p.backend)
+	tunnel(w, backend)
 }
 
 // tunnel answers a CONNECT with 200 and splices the connection to backend.
@@ -549,4 +549,33 @@ func TestProxyPlainHTTPUnchanged(t *testing.T) {
 	if string(body) != "via proxy" || got != "GET http://plain.test/x" {
 		t.Fatalf("got %q for %q", body, got)
 	}
+}
+
+// A transport whose Proxy is changed after Transport returned makes its
+// proxied handshakes itself: the config's hook still pins them, and
+// SetPolicy closes their idle connections, as its doc says.
+func TestTransportChangedAfterwards(t *testing.T) {
+	w := newWorld(t)
+	legit := serve(t, w.leaf.TLS(), serverOptions{}).Listener.Addr().String()
+	rogue := serve(t, w.rogueLeaf.TLS(), serverOptions{}).Listener.Addr().String()
+	proxy := newTunnelProxy(t, legit)
+	v := pin.NewVerifier(mustPolicy(t, pin.Domain{Name: host, Pins: []pin.Pin{spki(w.leaf), w.backupPin}}))
+	tr, err := v.Transport(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: w.pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Proxy = http.ProxyURL(proxy.URL) // behind the verifier's back
+	c := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	if err := fetchHost(c); err != nil {
+		t.Fatal(err)
+	}
+	v.SetPolicy(mustPolicy(t, pin.Domain{Name: host, Pins: []pin.Pin{spki(w.rogueLeaf), w.backupPin}}))
+	mismatch(t, fetchHost(c)) // the idle connection was closed; the new handshake is refused
+
+	v.SetPolicy(mustPolicy(t, pin.Domain{Name: host, Pins: []pin.Pin{spki(w.leaf), w.backupPin}}))
+	proxy.mu.Lock()
+	proxy.backend = rogue
+	proxy.mu.Unlock()
+	mismatch(t, fetchHost(c))
 }
