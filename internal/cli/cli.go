@@ -152,27 +152,18 @@ func args(v cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-// stderrLogger logs library warnings and errors to w as one line each:
+// stderrLogger logs library warnings to w as one line each:
 // "rampart: warning: MESSAGE (key=value, ...)".
 func stderrLogger(w io.Writer) *slog.Logger {
 	return slog.New(&lineHandler{w: w})
 }
 
-// warningLogger logs only warnings, for a library whose errors the command
-// reports itself.
-func warningLogger(w io.Writer) *slog.Logger {
-	return slog.New(&lineHandler{w: w, warningsOnly: true})
-}
-
 type lineHandler struct {
-	w            io.Writer
-	attrs        []slog.Attr
-	warningsOnly bool
+	w     io.Writer
+	attrs []slog.Attr
 }
 
-func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && (!h.warningsOnly || l < slog.LevelError)
-}
+func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
 
 func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
@@ -198,7 +189,7 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 }
 
 func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &lineHandler{w: h.w, attrs: append(append([]slog.Attr(nil), h.attrs...), as...), warningsOnly: h.warningsOnly}
+	return &lineHandler{w: h.w, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
 }
 
 func (h *lineHandler) WithGroup(string) slog.Handler { return h }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -90,7 +91,7 @@ error.`,
 			v.Reporter = sent
 			// A refusal is this command's error, printed with the chains
 			// when it exits; the log line would only repeat it.
-			v.Logger = warningLogger(stdio.Err)
+			v.Logger = slog.New(warningsOnly{stderrLogger(stdio.Err).Handler()})
 			base := http.DefaultTransport.(*http.Transport).Clone()
 			base.TLSClientConfig = &tls.Config{RootCAs: roots}
 			d := &net.Dialer{Timeout: cf.timeout}
@@ -226,6 +227,22 @@ func (s *getSteps) timedOut(addr string, timeout time.Duration) string {
 		return fmt.Sprintf("TCP connected to %s, but the TLS handshake did not finish within %s (--timeout)", addr, timeout)
 	}
 	return fmt.Sprintf("no TCP connection to %s within %s (--timeout)", addr, timeout)
+}
+
+// warningsOnly passes on warnings, not errors: for a library whose errors
+// the command reports itself.
+type warningsOnly struct{ slog.Handler }
+
+func (h warningsOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l < slog.LevelError && h.Handler.Enabled(ctx, l)
+}
+
+func (h warningsOnly) WithAttrs(as []slog.Attr) slog.Handler {
+	return warningsOnly{h.Handler.WithAttrs(as)}
+}
+
+func (h warningsOnly) WithGroup(name string) slog.Handler {
+	return warningsOnly{h.Handler.WithGroup(name)}
 }
 
 // reportedURIs is a pin.Reporter that remembers where reports went.
