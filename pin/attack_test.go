@@ -197,6 +197,11 @@ func TestExpiredPinSet(t *testing.T) {
 			_, err := get(t, v, s, w.pool)
 			if tc.refused {
 				mismatch(t, err)
+				// The refusal is logged as the error it is, not as a
+				// warning a scan of the logs would pass over.
+				if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "connection refused") {
+					t.Errorf("refusal not logged as an error; logs:\n%s", logs.String())
+				}
 				return
 			}
 			if err != nil {

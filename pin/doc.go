@@ -32,13 +32,20 @@
 //     certificates the server sent (CVE-2016-2402), and a root the server
 //     never sent matches;
 //   - resumed sessions are checked too; [Verifier.SetPolicy] invalidates
-//     session caches and closes the live connections the new pins refuse;
+//     session caches and closes the live connections the new pins refuse,
+//     through a proxy too, and re-checks handshakes it overtook;
+//   - every entry point matches a server name in one normal form
+//     ([CanonicalHost]: trailing dots stripped, empty labels refused), so no
+//     spelling of a pinned name escapes its rule;
 //   - an expired pin set falls back to CA validation with a warning;
 //   - in report-only mode failures are reported and the connection proceeds.
 //
 // Use [Verifier.Client] or [Verifier.Transport] for HTTP (HTTP/1.1 and
 // HTTP/2), [Verifier.DialContext] for raw TLS, or [Verifier.TLSConfig] to pin
-// a tls.Config used elsewhere. A refused connection fails with a
+// a tls.Config used elsewhere. A client from [Verifier.Client] does not follow
+// a redirect from a pinned host to an unpinned one ([ErrUnpinnedRedirect]),
+// and a transport refuses a base ServerName that would pin every URL under
+// one name ([ErrServerNameSet]). A refused connection fails with a
 // [*MismatchError] listing the verified chain's pins and the expected ones.
 //
 // # Reports

@@ -193,22 +193,33 @@ func parseSPKI(s string) (Pin, error) {
 		return Pin{}, parseError(s, fmt.Errorf("%w: contains a line break", ErrEncoding))
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(body)
+	if err == nil && len(raw) == sha256.Size {
+		p := Pin{kind: SPKI}
+		copy(p.digest[:], raw)
+		return p, nil
+	}
+	kind := ErrLength
 	if err != nil {
-		if isHex(body) {
-			return Pin{}, parseError(s, fmt.Errorf("%w: looks like hex; a certificate fingerprint is written cert-sha256:<hex>", ErrEncoding))
-		}
-		return Pin{}, parseError(s, fmt.Errorf("%w: %v", ErrEncoding, err))
+		kind = ErrEncoding
 	}
-	if len(raw) != sha256.Size {
-		if isHex(body) {
-			// 64 hex digits are also valid base64, of 48 bytes.
-			return Pin{}, parseError(s, fmt.Errorf("%w: looks like hex; a certificate fingerprint is written cert-sha256:<hex>", ErrLength))
-		}
-		return Pin{}, parseError(s, fmt.Errorf("%w: got %d bytes", ErrLength, len(raw)))
+	switch {
+	case isHexDigest(body):
+		// 64 hex digits are also valid base64, of 48 bytes.
+		return Pin{}, parseError(s, fmt.Errorf("%w: looks like a hex SHA-256; a certificate fingerprint is written cert-sha256:<hex>", kind))
+	case len(body) != spkiLen:
+		return Pin{}, parseError(s, fmt.Errorf("%w: %d characters after sha256/, where a pin has %d characters (the base64 of 32 bytes, ending in =): truncated or mistyped?", kind, len(body), spkiLen))
+	case err != nil:
+		return Pin{}, parseError(s, fmt.Errorf("%w: %v", kind, err))
 	}
-	p := Pin{kind: SPKI}
-	copy(p.digest[:], raw)
-	return p, nil
+	return Pin{}, parseError(s, fmt.Errorf("%w: got %d bytes", kind, len(raw)))
+}
+
+// spkiLen is the length of the base64 of a SHA-256 digest.
+var spkiLen = base64.StdEncoding.EncodedLen(sha256.Size)
+
+// isHexDigest reports whether s is a SHA-256 in hex, plain or with colons.
+func isHexDigest(s string) bool {
+	return isHex(s) && (len(s) == 2*sha256.Size && !strings.Contains(s, ":") || len(s) == 3*sha256.Size-1 && strings.Count(s, ":") == sha256.Size-1)
 }
 
 func parseCert(s string) (Pin, error) {

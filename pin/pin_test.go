@@ -197,3 +197,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A truncated or mistyped base64 pin is not called hex because its few
+// characters happen to be hex digits; the hint says what a pin looks like.
+func TestParseHintTruncatedBase64(t *testing.T) {
+	for _, s := range []string{"sha256/abc", "sha256/ABCDEF12", "sha256/ZeNsopu/RkB+8hoTVbU5SFCi5VD/wnUY2WAsJXMWm8", "sha256/ZeNsopu/RkB"} {
+		_, err := pin.Parse(s)
+		if err == nil || strings.Contains(err.Error(), "hex") || !strings.Contains(err.Error(), "44 characters") {
+			t.Errorf("Parse(%q): %v; want a hint about the 44-character base64 form, not hex", s, err)
+		}
+	}
+}

@@ -143,14 +143,21 @@ func (p *Policy) Match(host string) *Domain {
 }
 
 // canonicalHost returns the form of host that rules are stored under:
-// lowercase without trailing dot for names; for IP addresses the form
-// netip prints, without brackets or zone, IPv4-mapped IPv6 as IPv4 — the
-// way crypto/x509 compares addresses, so that no spelling of a pinned
-// address escapes its rule.
+// lowercase without trailing dots for names (every trailing dot, as
+// crypto/tls strips them from the SNI); for IP addresses the form netip
+// prints, without brackets or zone, IPv4-mapped IPv6 as IPv4 — the way
+// crypto/x509 compares addresses, so that no spelling of a pinned address
+// escapes its rule. See [CanonicalHost] for the names it refuses.
 func canonicalHost(host string) (string, bool) {
-	host = strings.TrimSuffix(host, ".")
-	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
-		host = host[1 : len(host)-1]
+	for {
+		h := strings.TrimRight(host, ".")
+		if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+			h = h[1 : len(h)-1]
+		}
+		if h == host {
+			break
+		}
+		host = h
 	}
 	if mayBeIP(host) {
 		if addr, err := netip.ParseAddr(host); err == nil {
@@ -163,6 +170,27 @@ func canonicalHost(host string) (string, bool) {
 		}
 	}
 	return host, false
+}
+
+// ErrInvalidServerName is returned (wrapped) for a server name with an
+// empty label ("api..example.com", ".example.com"), which no rule can
+// match by its labels but which crypto/x509 matches exactly against a
+// certificate's name of the same spelling: such a name is refused, never
+// left unpinned.
+var ErrInvalidServerName = errors.New("pin: server name has an empty label")
+
+// CanonicalHost returns the form of a server name that rules are matched
+// under, as every entry point of this package computes it: lowercase,
+// without its trailing dots (all of them, as crypto/tls strips them from
+// the SNI; RFC 6066 §3), and for an IP address, with or without brackets,
+// the address as netip prints it (IPv4-mapped IPv6 as IPv4, no zone). A
+// name with an empty label is refused with [ErrInvalidServerName].
+func CanonicalHost(name string) (string, error) {
+	h, isIP := canonicalHost(name)
+	if !isIP && (h == "" || h[0] == '.' || strings.Contains(h, "..")) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidServerName, name)
+	}
+	return h, nil
 }
 
 // mayBeIP is a cheap filter in front of netip.ParseAddr, whose error
@@ -215,6 +243,9 @@ var (
 	ErrReportLoop = errors.New("report_uri is on the pinned domain itself: reports of a pin failure could never be delivered (report loop); send them to another host")
 )
 
+// ErrNoPins is wrapped by the [PolicyError] of a rule without pins.
+var ErrNoPins = errors.New("no pins")
+
 // ErrNoBackupPin is wrapped by the [PolicyError] of an enforced rule with
 // fewer than two distinct pins.
 var ErrNoBackupPin = errors.New("enforce mode needs at least two distinct pins: add a backup pin (the pin of a spare key kept offline, see `rampart pin keygen`), or set allow_single_pin: true to accept the risk")
@@ -246,12 +277,14 @@ func (p *Policy) init(domains []Domain) error {
 	for i, d := range domains {
 		d.Pins = slices.Clone(d.Pins)
 		d.Roles = maps.Clone(d.Roles)
-		if err := checkDomain(&d, defaultURI); err != nil {
+		if problems := checkDomain(&d, defaultURI); len(problems) > 0 {
 			name := d.Name
 			if name == "" {
 				name = fmt.Sprintf("#%d", i+1)
 			}
-			errs = append(errs, &PolicyError{Domain: name, Err: err})
+			for _, err := range problems {
+				errs = append(errs, &PolicyError{Domain: name, Err: err})
+			}
 			continue
 		}
 		if names[d.Name] {
@@ -276,22 +309,24 @@ func (p *Policy) init(domains []Domain) error {
 	return nil
 }
 
-// checkDomain normalizes d in place and validates it.
-func checkDomain(d *Domain, defaultReportURI string) error {
+// checkDomain normalizes d in place and validates it, returning every
+// problem of the rule, not the first only.
+func checkDomain(d *Domain, defaultReportURI string) []error {
 	name, err := checkName(d.Name)
 	if err != nil {
-		return err
+		return []error{err} // nothing else can be judged without the name
 	}
 	d.Name = name
+	var errs []error
 	if _, err := netip.ParseAddr(name); err == nil && d.IncludeSubdomains {
-		return errors.New("include_subdomains makes no sense for an IP address")
+		errs = append(errs, errors.New("include_subdomains makes no sense for an IP address"))
 	}
 	switch d.Mode {
 	case "":
 		d.Mode = Enforce
 	case Enforce, ReportOnly:
 	default:
-		return fmt.Errorf("mode %q: want %q or %q", d.Mode, Enforce, ReportOnly)
+		errs = append(errs, fmt.Errorf("mode %q: want %q or %q", d.Mode, Enforce, ReportOnly))
 	}
 	if !d.Expires.IsZero() {
 		// The calendar date the caller wrote, in whatever location; the pin
@@ -300,42 +335,48 @@ func checkDomain(d *Domain, defaultReportURI string) error {
 		d.Expires = time.Date(y, m, dd, 0, 0, 0, 0, time.UTC)
 	}
 	if len(d.Pins) == 0 {
-		return errors.New("no pins")
+		errs = append(errs, ErrNoPins)
 	}
+	seen := make(map[Pin]int, len(d.Pins))
 	for i, p := range d.Pins {
 		if p.IsZero() {
-			return fmt.Errorf("pin #%d is the zero Pin", i+1)
+			errs = append(errs, fmt.Errorf("pin #%d is the zero Pin", i+1))
+			continue
 		}
-		if slices.Index(d.Pins, p) != i {
-			return fmt.Errorf("%s: %w", p, ErrDuplicatePin)
+		if seen[p]++; seen[p] == 2 { // once per repeated pin
+			errs = append(errs, fmt.Errorf("%s: %w", p, ErrDuplicatePin))
 		}
 	}
-	for p, r := range d.Roles {
+	for _, p := range slices.SortedFunc(maps.Keys(d.Roles), func(a, b Pin) int { return strings.Compare(a.String(), b.String()) }) {
+		r := d.Roles[p]
 		if !slices.Contains(d.Pins, p) {
-			return fmt.Errorf("a role is given for %s, which is not one of the rule's pins", p)
+			errs = append(errs, fmt.Errorf("a role is given for %s, which is not one of the rule's pins", p))
+			continue
 		}
 		switch r {
 		case RoleUnknown, RoleLeaf, RoleBackup, RoleCA:
 		default:
-			return fmt.Errorf("pin %s: role %q: want leaf, backup or ca", p, r)
+			errs = append(errs, fmt.Errorf("pin %s: role %q: want leaf, backup or ca", p, r))
 		}
 	}
-	if d.Mode == Enforce && len(d.Pins) < 2 && !d.AllowSinglePin {
-		return ErrNoBackupPin
+	// A repeated pin is reported as such, not again as a missing backup.
+	if d.Mode == Enforce && len(d.Pins) == 1 && !d.AllowSinglePin {
+		errs = append(errs, ErrNoBackupPin)
 	}
 	if d.ReportURI == "" {
 		d.ReportURI = defaultReportURI
 	} else if err := checkReportURI(d.ReportURI); err != nil {
-		return fmt.Errorf("report_uri: %w", err)
+		errs = append(errs, fmt.Errorf("report_uri: %w", err))
+		return errs
 	}
 	if d.ReportURI != "" {
 		u, _ := url.Parse(d.ReportURI)
 		h, _ := canonicalHost(u.Hostname())
 		if h == d.Name || d.IncludeSubdomains && strings.HasSuffix(h, "."+d.Name) {
-			return fmt.Errorf("%s: %w", d.ReportURI, ErrReportLoop)
+			errs = append(errs, fmt.Errorf("%s: %w", d.ReportURI, ErrReportLoop))
 		}
 	}
-	return nil
+	return errs
 }
 
 // checkName validates a rule's domain name and returns it normalized.
@@ -536,6 +577,13 @@ func readPolicy(path string) ([]byte, error) {
 // without the checks of [NewPolicy], for tools that review a policy rule by
 // rule: [NewPolicy](reportURI, domains...) then gives what [ParsePolicy]
 // gives. source names the file in errors; it may be empty.
+//
+// When only some rules are malformed (a pin or a date that does not
+// parse), the error has a [*PolicyError] for each of those problems, and
+// reportURI and domains are still returned, every rule decoded as far as
+// it goes (the malformed pins and dates left out), so that a tool can
+// review the rest in the same pass. When the file as a whole cannot be
+// read, domains is nil.
 func DecodePolicy(data []byte, source string) (reportURI string, domains []Domain, err error) {
 	if len(data) > maxPolicySize {
 		return "", nil, withSource(fmt.Errorf("larger than %d bytes", maxPolicySize), source)
@@ -559,18 +607,18 @@ func DecodePolicy(data []byte, source string) (reportURI string, domains []Domai
 	var errs []error
 	domains = make([]Domain, len(fp.Domains))
 	for i, fd := range fp.Domains {
-		d, err := fd.domain()
-		if err != nil {
-			name := fd.Domain
-			if name == "" {
-				name = fmt.Sprintf("#%d", i+1)
-			}
+		d, problems := fd.domain()
+		name := fd.Domain
+		if name == "" {
+			name = fmt.Sprintf("#%d", i+1)
+		}
+		for _, err := range problems {
 			errs = append(errs, &PolicyError{Domain: name, Err: err})
 		}
 		domains[i] = d
 	}
 	if len(errs) > 0 {
-		return "", nil, withSource(errors.Join(errs...), source)
+		return fp.ReportURI, domains, withSource(errors.Join(errs...), source)
 	}
 	return fp.ReportURI, domains, nil
 }
@@ -616,7 +664,9 @@ func parsePolicy(data []byte, source string) (*Policy, error) {
 	return p, nil
 }
 
-func (fd *fileDomain) domain() (Domain, error) {
+// domain decodes fd, leaving out what does not parse, and returns every
+// problem.
+func (fd *fileDomain) domain() (Domain, []error) {
 	d := Domain{
 		Name:              fd.Domain,
 		IncludeSubdomains: fd.IncludeSubdomains,
@@ -624,17 +674,19 @@ func (fd *fileDomain) domain() (Domain, error) {
 		AllowSinglePin:    fd.AllowSinglePin,
 		ReportURI:         fd.ReportURI,
 	}
+	var errs []error
 	if fd.Expires != "" {
 		t, err := time.Parse(dateLayout, fd.Expires)
 		if err != nil {
-			return d, fmt.Errorf("expires %q: want a date as YYYY-MM-DD", fd.Expires)
+			errs = append(errs, fmt.Errorf("expires %q: want a date as YYYY-MM-DD", fd.Expires))
 		}
 		d.Expires = t
 	}
 	for _, fp := range fd.Pins {
 		p, err := Parse(fp.Pin)
 		if err != nil {
-			return d, err
+			errs = append(errs, err)
+			continue
 		}
 		d.Pins = append(d.Pins, p)
 		if fp.Role != RoleUnknown {
@@ -644,7 +696,7 @@ func (fd *fileDomain) domain() (Domain, error) {
 			d.Roles[p] = fp.Role
 		}
 	}
-	return d, nil
+	return d, errs
 }
 
 // yamlError rewrites the YAML decoder's messages, which name Go types, into

@@ -247,9 +247,9 @@ func connectProxy(t *testing.T, backend *atomic.Value) *url.URL {
 	return u
 }
 
-// Through a proxy the transport does the TLS handshake itself, with the
-// config's hook: pins hold there too, and SetPolicy closes those
-// connections when idle, since the verifier cannot see them.
+// Through a proxy the verifier makes the tunnel and the pinned handshake
+// over it: pins hold there too, and SetPolicy closes the connections the
+// new pins refuse (TestProxiedH2ReuseAfterSetPolicy has the busy ones).
 func TestProxiedConnections(t *testing.T) {
 	w := newWorld(t)
 	legit := serve(t, w.leaf.TLS(), serverOptions{}).Listener.Addr().String()

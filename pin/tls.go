@@ -25,6 +25,13 @@ var (
 	// ErrTLSDialer: the base transport has its own TLS dialer, which would
 	// bypass the per-connection pin check.
 	ErrTLSDialer = errors.New("pin: base http.Transport has DialTLS or DialTLSContext set; pinning needs to own the TLS dial")
+	// ErrServerNameSet: the base transport's TLSClientConfig has a
+	// ServerName, under which every URL would be verified and pinned,
+	// whatever its host: a pinned host would silently get another name's
+	// rule. Leave ServerName empty (each connection uses its URL's host);
+	// to reach a host at a fixed address, set a DialContext that connects
+	// there.
+	ErrServerNameSet = errors.New("pin: base http.Transport's TLSClientConfig has ServerName set; every URL would be verified and pinned under that one name instead of its own host (leave it empty, and use DialContext to connect a host name to a fixed address)")
 )
 
 // TLSConfig returns a clone of base (nil means a zero tls.Config) with a
@@ -63,6 +70,11 @@ func (v *Verifier) hookedConfig(base *tls.Config, seen *atomic.Bool) (*tls.Confi
 		if host == "" {
 			host = fallback
 		}
+		if host != "" {
+			if _, err := CanonicalHost(host); err != nil {
+				return err
+			}
+		}
 		return v.verify(&cs, host, 0)
 	}
 	return cfg, nil
@@ -95,13 +107,19 @@ func (v *Verifier) DialContext(ctx context.Context, network, addr string, base *
 	if err != nil {
 		return nil, err
 	}
-	return v.dialTLS(ctx, new(net.Dialer).DialContext, cfg, network, addr)
+	return v.dialTLS(ctx, new(net.Dialer).DialContext, cfg, network, addr, 0)
 }
 
+// dialFunc is the shape of net.Dialer.DialContext.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // dialTLS dials addr and runs the handshake on cfg, which it owns, with a
-// hook that knows the host and port of this connection.
-func (v *Verifier) dialTLS(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error),
-	cfg *tls.Config, network, addr string) (*tls.Conn, error) {
+// hook that knows the host and port of this connection. The connection is
+// tracked for SetPolicy, and checked again if the policy changed while
+// the handshake was finishing. A handshakeTimeout other than 0 bounds the
+// handshake (not the dial), as http.Transport.TLSHandshakeTimeout does.
+func (v *Verifier) dialTLS(ctx context.Context, dial dialFunc, cfg *tls.Config, network, addr string,
+	handshakeTimeout time.Duration) (*tls.Conn, error) {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -111,6 +129,9 @@ func (v *Verifier) dialTLS(ctx context.Context, dial func(context.Context, strin
 		cfg.ServerName = host
 	}
 	name := cfg.ServerName
+	if _, err := CanonicalHost(name); err != nil {
+		return nil, err
+	}
 	// Sessions this connection learns are filed under the policy it was
 	// verified with, not the one current when a TLS 1.3 ticket arrives.
 	var sc *connSessionCache
@@ -118,14 +139,18 @@ func (v *Verifier) dialTLS(ctx context.Context, dial func(context.Context, strin
 		sc = &connSessionCache{sessionCache: c}
 		cfg.ClientSessionCache = sc
 	}
+	var verifiedGen atomic.Uint64 // the policy the hook checked the chain under
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		st := v.state.Load()
 		if st == nil {
 			return errors.New("pin: Verifier has no policy (use NewVerifier)")
 		}
 		err := v.verifyWith(st.policy, &cs, name, port)
-		if err == nil && sc != nil {
-			sc.verifiedGen.Store(st.gen)
+		if err == nil {
+			verifiedGen.Store(st.gen)
+			if sc != nil {
+				sc.verifiedGen.Store(st.gen)
+			}
 		}
 		return err
 	}
@@ -134,23 +159,92 @@ func (v *Verifier) dialTLS(ctx context.Context, dial func(context.Context, strin
 		return nil, err
 	}
 	conn := tls.Client(raw, cfg)
-	if err := conn.HandshakeContext(ctx); err != nil {
-		raw.Close()
+	hctx, cancel := ctx, context.CancelFunc(func() {})
+	if handshakeTimeout > 0 {
+		hctx, cancel = context.WithTimeout(ctx, handshakeTimeout)
+	}
+	err = conn.HandshakeContext(hctx)
+	if err != nil {
+		err = handshakeError(ctx, hctx, addr, handshakeTimeout, err)
+		cancel()
+		closeSocket(raw)
 		return nil, err
 	}
+	cancel()
+	// The hook ran when the server's certificate arrived, before its
+	// Finished, and the server decides how long that takes. A SetPolicy
+	// in between has not seen this connection: once it is tracked (so
+	// that any later SetPolicy sees it), check it against the policy now
+	// current if that is not the one the hook used (CWE-367).
 	v.track(conn, name)
+	if st := v.state.Load(); st.gen != verifiedGen.Load() {
+		cs := conn.ConnectionState()
+		if err := v.verifyWith(st.policy, &cs, name, port); err != nil {
+			closeSocket(conn)
+			return nil, err
+		}
+		if sc != nil {
+			sc.verifiedGen.Store(st.gen)
+		}
+	}
 	return conn, nil
+}
+
+// handshakeError says which step failed when a handshake ran out of time:
+// "context deadline exceeded" alone does not tell a server that never
+// answered the TCP connection from one that stalls the handshake.
+func handshakeError(ctx, hctx context.Context, addr string, limit time.Duration, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("pin: connected to %s, but the TLS handshake did not finish: %w", addr, err)
+	case errors.Is(hctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("pin: connected to %s, but the TLS handshake did not finish within %s: %w", addr, limit, hctx.Err())
+	}
+	return err
+}
+
+// closeSocket closes the socket under c, and so every TLS layer and
+// tunnel on it, without the close_notify that tls.Conn.Close would first
+// send: that can wait seconds on a peer that does not read, and a server
+// the policy refuses is no longer trusted anyway.
+func closeSocket(c net.Conn) {
+	for {
+		switch t := c.(type) {
+		case *tls.Conn:
+			c = t.NetConn()
+		case *prefixConn:
+			c = t.Conn
+		default:
+			c.Close()
+			return
+		}
+	}
 }
 
 // Transport returns a clone of base (nil means http.DefaultTransport) whose
 // HTTPS connections are pinned. HTTP/1.1 and HTTP/2 are negotiated exactly
-// as base would have negotiated them. Direct connections are pinned with the
-// host and port known; connections through a proxy use the
-// [Verifier.TLSConfig] hook. See [Verifier.SetPolicy] for what happens to
-// the transport's connections when pins change.
+// as base would have negotiated them.
 //
-// It refuses a base with its own TLS dialer ([ErrTLSDialer]) and a base
-// TLSClientConfig that [Verifier.TLSConfig] refuses.
+// The verifier makes every HTTPS connection of the transport itself, with
+// the host and port known, so that [Verifier.SetPolicy] can see and close
+// each one: direct connections, and connections through the proxy that
+// base.Proxy names (http.ProxyFromEnvironment in the default transport).
+// For those it takes over the proxy leg from net/http and does what
+// net/http does: an HTTP CONNECT (RFC 9110 §9.3.6) through an http or
+// https proxy, with Proxy-Authorization from the proxy URL's user info and
+// the header fields of GetProxyConnectHeader or ProxyConnectHeader, then
+// OnProxyConnectResponse; or a SOCKS5 CONNECT (RFC 1928, RFC 1929) for
+// socks5 and socks5h. The TLS connection to an https proxy is pinned
+// under the proxy's name. base.Proxy is called once per https request,
+// with that request. Plain http requests go through the proxy as net/http
+// sends them; they are not pinned.
+//
+// It refuses a base with its own TLS dialer ([ErrTLSDialer]), a base
+// TLSClientConfig with a ServerName ([ErrServerNameSet]), and a base
+// TLSClientConfig that [Verifier.TLSConfig] refuses. Change the returned
+// transport's Proxy, DialContext, DialTLSContext or TLSClientConfig and
+// its connections escape the verifier's tracking: they are still checked
+// by the config's hook, but SetPolicy then only closes their idle ones.
 func (v *Verifier) Transport(base *http.Transport) (*http.Transport, error) {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport)
@@ -158,56 +252,91 @@ func (v *Verifier) Transport(base *http.Transport) (*http.Transport, error) {
 	if base.DialTLSContext != nil || base.DialTLS != nil { //nolint:staticcheck // DialTLS is checked on purpose
 		return nil, ErrTLSDialer
 	}
+	if base.TLSClientConfig != nil && base.TLSClientConfig.ServerName != "" {
+		return nil, ErrServerNameSet
+	}
 	protocols := effectiveProtocols(base)
 	t := base.Clone()
-	// Direct connections go through DialTLSContext; only connections
-	// through a proxy reach the config's own hook.
-	proxied := new(atomic.Bool)
-	cfg, err := v.hookedConfig(t.TLSClientConfig, proxied)
+	// Every https connection goes through DialTLSContext; the config's own
+	// hook runs only for handshakes net/http makes itself, which happens
+	// only if the transport is changed afterwards.
+	untracked := new(atomic.Bool)
+	cfg, err := v.hookedConfig(t.TLSClientConfig, untracked)
 	if err != nil {
 		return nil, err
 	}
 	t.TLSClientConfig = cfg
 	t.Protocols = &protocols
-	dial := t.DialContext
+	dial := dialFunc(t.DialContext)
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
+	routes := v.takeProxyLeg(t)
 	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		// Read the config at dial time: the transport adds its ALPN
 		// protocols (h2) to it before the first dial.
 		c := t.TLSClientConfig.Clone()
-		return v.dialTLS(ctx, dial, c, network, addr)
+		d := dial
+		if u := routes.lookup(addr); u != nil {
+			d = v.proxyDial(t, u, dial)
+		}
+		return v.dialTLS(ctx, d, c, network, addr, t.TLSHandshakeTimeout)
 	}
 	v.mu.Lock()
-	v.transports = append(v.transports, trackedTransport{weak.Make(t), proxied})
+	v.transports = append(v.transports, trackedTransport{weak.Make(t), untracked})
 	v.mu.Unlock()
 	return t, nil
 }
 
 // Client returns an http.Client using [Verifier.Transport] of base. It
-// follows at most 10 redirects, and only to https URLs: a redirect to plain
-// http would leave pinning behind.
+// follows at most 10 redirects, only to https URLs (a redirect to plain
+// http would leave pinning behind), and, once a request has been to a host
+// that the policy pins in enforce mode, only to hosts it pins in enforce
+// mode too ([ErrUnpinnedRedirect]): net/http forwards Authorization to a
+// redirect's subdomain and custom header fields to any host, and an open
+// redirect must not hand them to a connection that pinning no longer
+// guards. A caller that wants other rules sets the client's CheckRedirect.
 func (v *Verifier) Client(base *http.Transport) (*http.Client, error) {
 	t, err := v.Transport(base)
 	if err != nil {
 		return nil, err
 	}
-	return &http.Client{Transport: t, CheckRedirect: httpsRedirectsOnly}, nil
+	return &http.Client{Transport: t, CheckRedirect: v.checkRedirect}, nil
 }
 
 // ErrInsecureRedirect is returned (wrapped in a *url.Error) by clients from
 // [Verifier.Client] for a redirect to a URL that is not https.
 var ErrInsecureRedirect = errors.New("pin: refusing to follow a redirect to a URL that is not https")
 
-func httpsRedirectsOnly(req *http.Request, via []*http.Request) error {
+// ErrUnpinnedRedirect is returned (wrapped in a *url.Error) by clients
+// from [Verifier.Client] for a redirect from a host the policy pins in
+// enforce mode to one it does not (no rule, a report-only rule or an
+// expired pin set).
+var ErrUnpinnedRedirect = errors.New("pin: refusing to follow a redirect from a pinned host to one the policy does not pin (its credentials would travel over an unpinned connection)")
+
+func (v *Verifier) checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "https" {
 		return fmt.Errorf("%w: %s", ErrInsecureRedirect, req.URL.Redacted())
 	}
 	if len(via) >= 10 {
 		return errors.New("pin: stopped after 10 redirects")
 	}
+	p, now := v.Policy(), v.now()
+	if p.enforces(req.URL.Hostname(), now) {
+		return nil
+	}
+	for _, r := range via {
+		if p.enforces(r.URL.Hostname(), now) {
+			return fmt.Errorf("%w: %s to %s", ErrUnpinnedRedirect, r.URL.Hostname(), req.URL.Redacted())
+		}
+	}
 	return nil
+}
+
+// enforces reports whether p pins host in enforce mode at time now.
+func (p *Policy) enforces(host string, now time.Time) bool {
+	d := p.Match(host)
+	return d != nil && d.Mode == Enforce && !d.Expired(now)
 }
 
 // effectiveProtocols is the protocol set t would use on its own. Setting

@@ -167,9 +167,10 @@ type Verifier struct {
 	// Reporter receives every pin validation failure, in both modes. If nil,
 	// failures are only logged.
 	Reporter Reporter
-	// Logger receives a warning per distinct failure per 24 hours (a host
-	// mismatching on every connection is logged once a day). If nil,
-	// slog.Default() is used.
+	// Logger receives a record per distinct failure per 24 hours (a host
+	// mismatching on every connection is logged once a day): an error for
+	// a refused connection, a warning for a report-only failure or an
+	// expired pin set. If nil, slog.Default() is used.
 	Logger *slog.Logger
 	// Now returns the current time, for pin-set expiry. If nil, time.Now.
 	Now func() time.Time
@@ -196,17 +197,21 @@ func NewVerifier(p *Policy) *Verifier {
 // SetPolicy replaces the policy for new handshakes, and makes sure nothing
 // checked under the old pins outlives them:
 //
-//   - live connections made by v ([Verifier.DialContext], and direct
-//     connections of transports from [Verifier.Transport]), idle or busy,
-//     HTTP/1.1 or HTTP/2, are checked again under p and closed if p refuses
-//     them — in-flight requests on them fail; the others keep working;
-//   - transports made by v that have connected through a proxy, whose
-//     connections v cannot see, have their idle connections closed (in
-//     net/http this also stops the reuse of their busy HTTP/2 connections);
+//   - live connections made by v ([Verifier.DialContext], and every HTTPS
+//     connection of transports from [Verifier.Transport], direct or
+//     through a proxy), idle or busy, HTTP/1.1 or HTTP/2, are checked
+//     again under p and closed if p refuses them — in-flight requests on
+//     them fail; the others keep working;
+//   - a handshake that checked the server's certificate under the old
+//     policy but finishes after SetPolicy is checked again under p before
+//     its connection is handed out;
 //   - TLS sessions cached under the old policy are no longer resumed.
 //
 // Connections made with a config from [Verifier.TLSConfig] belong to the
-// caller; the hook checks them again only if they resume a session.
+// caller; the hook checks them again only if they resume a session. So do
+// connections a transport from [Verifier.Transport] makes itself after
+// its Proxy, DialContext, DialTLSContext or TLSClientConfig was changed:
+// SetPolicy closes only their idle connections.
 func (v *Verifier) SetPolicy(p *Policy) {
 	if p == nil || p.byName == nil {
 		panic("pin: SetPolicy with a nil or unbuilt Policy")
@@ -220,7 +225,7 @@ func (v *Verifier) SetPolicy(p *Policy) {
 	var idle []*http.Transport
 	v.transports = slices.DeleteFunc(v.transports, func(tt trackedTransport) bool {
 		t := tt.t.Value()
-		if t != nil && tt.proxied.Load() {
+		if t != nil && tt.untracked.Load() {
 			idle = append(idle, t)
 		}
 		return t == nil
@@ -243,10 +248,7 @@ func (v *Verifier) SetPolicy(p *Policy) {
 		}
 		cs := conn.ConnectionState()
 		if cs.HandshakeComplete && p.refuses(c.host, &cs, now) {
-			// Close the socket itself: tls.Conn.Close would first send a
-			// close_notify, which can wait seconds on a peer that does not
-			// read, and this server is no longer trusted anyway.
-			conn.NetConn().Close()
+			closeSocket(conn)
 		}
 	}
 	for _, t := range idle {
@@ -256,8 +258,8 @@ func (v *Verifier) SetPolicy(p *Policy) {
 
 // trackedTransport is a transport made by the verifier, held weakly.
 type trackedTransport struct {
-	t       weak.Pointer[http.Transport]
-	proxied *atomic.Bool // a connection went through a proxy
+	t         weak.Pointer[http.Transport]
+	untracked *atomic.Bool // the transport made a connection itself (see Transport)
 }
 
 // liveConn is a connection made by the verifier, held weakly: the
@@ -423,7 +425,9 @@ func (v *Verifier) notify(f *Failure) {
 	case f.Domain.Mode == ReportOnly:
 		v.logger().Warn("pin: pin validation failed; connection allowed (report-only)", attrs...)
 	default:
-		v.logger().Warn("pin: pin validation failed; connection refused", attrs...)
+		// A refusal is the error, not a warning: a key changed without a
+		// policy update, or an interception.
+		v.logger().Error("pin: pin validation failed; connection refused", attrs...)
 	}
 }
 
@@ -474,7 +478,7 @@ func (e *MismatchError) Error() string {
 	}
 	for i, chain := range e.Chains {
 		if len(e.Chains) > 1 {
-			fmt.Fprintf(&b, "\n  verified chain %d:", i+1)
+			fmt.Fprintf(&b, "\n  verified chain %d:", i) // 0-based, as Result.Chain
 		} else {
 			b.WriteString("\n  verified chain:")
 		}

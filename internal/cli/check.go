@@ -31,6 +31,7 @@ const (
 type checkResult struct {
 	Domain        string         `json:"domain"`
 	Port          int            `json:"port"`
+	Address       string         `json:"address"`
 	Status        string         `json:"status"`
 	Rule          string         `json:"rule,omitempty"`
 	Mode          string         `json:"mode,omitempty"`
@@ -40,7 +41,9 @@ type checkResult struct {
 	PinSetExpires string         `json:"pin_set_expires,omitempty"`
 	Warnings      []checkWarning `json:"warnings"`
 	Error         string         `json:"error,omitempty"`
+	Hints         []string       `json:"hints,omitempty"`
 	failure       bool
+	label         string // the text output's name for it
 }
 
 type checkMatch struct {
@@ -56,6 +59,7 @@ type checkCert struct {
 	NotAfter   string `json:"not_after,omitempty"`
 	SPKISHA256 string `json:"spki_sha256"`
 	CertSHA256 string `json:"cert_sha256"`
+	CertPin    string `json:"cert_pin"`
 }
 
 type checkWarning struct {
@@ -85,7 +89,7 @@ func newCheckCmd(stdio Stdio) *cobra.Command {
 		cf         connectFlags
 	)
 	c := &cobra.Command{
-		Use:   "check --policy FILE [--ca FILE] [--connect ADDR:PORT] [--warn-days N] [--json] [DOMAIN[:PORT]...]",
+		Use:   "check --policy FILE [--ca FILE] [--connect ADDR:PORT] [--timeout DURATION] [--warn-days N] [--json] [DOMAIN[:PORT]...]",
 		Short: "Check live servers against a pin policy, as a pinned client would",
 		Long: `Connect to each DOMAIN (default: every domain named in the policy, port 443)
 with the pin library's verifier, exactly as a pinned client does, and report:
@@ -99,17 +103,18 @@ with the pin library's verifier, exactly as a pinned client does, and report:
   not-pinned            the policy has no rule for the domain
 
 and warns about certificates or pin sets expiring within --warn-days. No
-failure reports are sent. Domains are checked concurrently (--parallel, 8 by
-default); results keep the order of the arguments. On a terminal a progress
-bar goes to stderr; there is none when stderr is piped.
+failure reports are sent. Chains and positions count from 0; position 0 is
+the leaf. Domains are checked concurrently (--parallel, 8 by default);
+results keep the order of the arguments. On a terminal a progress bar goes
+to stderr; there is none when stderr is piped.
 
 --json prints {"results": [...], "summary": {...}}. Each result has domain,
-port, status (above), rule, mode, match {pin, chain, position, subject},
-verified_chain [{position, subject, not_after, spki_sha256, cert_sha256}],
-expected_pins, pin_set_expires, warnings [{code, message}] and error. Warning
-codes: not-pinned, pin-set-expired, report-only-mismatch, cert-expiring,
-pin-set-expiring. The summary counts checked, ok, failed and warnings, and
-gives exit_code.
+port, address (the address dialled), status (above), rule, mode, match {pin,
+chain, position, subject}, verified_chain [{position, subject, not_after,
+spki_sha256, cert_sha256, cert_pin}], expected_pins, pin_set_expires,
+warnings [{code, message}], error and hints. Warning codes: not-pinned,
+pin-set-expired, report-only-mismatch, cert-expiring, pin-set-expiring. The
+summary counts checked, ok, failed and warnings, and gives exit_code.
 
 Exit status:
   0  every domain pinned and matching, no warnings
@@ -162,6 +167,7 @@ Exit status:
 					defer wg.Done()
 					defer func() { <-sem }()
 					out.Results[i] = checkOne(c.Context(), v, t, addrs[i], roots, cf.timeout, now, warnDays)
+					out.Results[i].label = cf.label(t)
 					bar.Add(1)
 				}()
 			}
@@ -191,7 +197,7 @@ Exit status:
 
 func checkOne(ctx context.Context, v *pin.Verifier, t target, addr string, roots *x509.CertPool,
 	timeout time.Duration, now time.Time, warnDays int) checkResult {
-	r := checkResult{Domain: t.host, Port: t.port, Warnings: []checkWarning{}}
+	r := checkResult{Domain: t.host, Port: t.port, Address: addr, Warnings: []checkWarning{}}
 	warn := func(code, format string, args ...any) {
 		r.Warnings = append(r.Warnings, checkWarning{code, fmt.Sprintf(format, args...)})
 	}
@@ -222,15 +228,17 @@ func checkOne(ctx context.Context, v *pin.Verifier, t target, addr string, roots
 			r.Status = statusMismatch
 			for i, c := range me.Chains[0] {
 				r.VerifiedChain = append(r.VerifiedChain, checkCert{Position: i, Subject: c.Subject,
-					SPKISHA256: c.SPKI.String(), CertSHA256: strings.TrimPrefix(c.Cert.String(), "cert-sha256:")})
+					SPKISHA256: c.SPKI.String(), CertSHA256: strings.TrimPrefix(c.Cert.String(), "cert-sha256:"), CertPin: c.Cert.String()})
 			}
 			r.Error = "no pin matches the verified chain"
+			r.Hints = []string{"if the server's key changed on purpose, check the new chain with 'rampart pin rollover --chain' and add its pin to the policy; if not, this connection is being intercepted"}
 		case errors.As(err, &ve):
 			r.Status = statusUntrusted
 			r.Error = err.Error()
+			r.Hints = verifyHints(err, ve.UnverifiedCertificates, roots != nil)
 		default:
 			r.Status = statusUnreachable
-			r.Error = err.Error()
+			r.Error = describeConnError(err, addr, timeout)
 		}
 		r.failure = true
 		return r
@@ -241,9 +249,9 @@ func checkOne(ctx context.Context, v *pin.Verifier, t target, addr string, roots
 	for i, c := range chain {
 		d := describeCert(c)
 		r.VerifiedChain = append(r.VerifiedChain, checkCert{Position: i, Subject: d.Subject, NotAfter: d.NotAfter,
-			SPKISHA256: d.SPKISHA256, CertSHA256: d.CertSHA256})
+			SPKISHA256: d.SPKISHA256, CertSHA256: d.CertSHA256, CertPin: d.CertPin})
 		if c.NotAfter.Before(horizon) {
-			warn("cert-expiring", "certificate %d (%s) expires on %s (%s)",
+			warn("cert-expiring", "the certificate at position %d (%s) expires on %s (%s)",
 				i, d.Subject, c.NotAfter.UTC().Format(time.DateOnly), inDays(daysUntil(now, c.NotAfter)))
 		}
 	}
@@ -309,19 +317,22 @@ func printCheck(w io.Writer, out checkOutput) {
 		case len(r.Warnings) > 0:
 			label = "warn"
 		}
-		fmt.Fprintf(w, "%-4s  %s:%d  %s", label, r.Domain, r.Port, r.Status)
+		fmt.Fprintf(w, "%-4s  %s", label, r.label)
+		if r.Status != label {
+			fmt.Fprintf(w, "  %s", r.Status)
+		}
 		if r.Rule != "" && r.Rule != r.Domain {
 			fmt.Fprintf(w, " (rule %s)", r.Rule)
 		}
 		fmt.Fprintln(w)
 		if r.Match != nil {
-			fmt.Fprintf(w, "      %s matches chain %d position %d (%s)\n", r.Match.Pin, r.Match.Chain+1, r.Match.Position, r.Match.Subject)
+			fmt.Fprintf(w, "      %s matches chain %d position %d (%s)\n", r.Match.Pin, r.Match.Chain, r.Match.Position, r.Match.Subject)
 		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "      %s\n", strings.ReplaceAll(r.Error, "\n", "\n      "))
 		}
 		if r.Status == statusMismatch || r.Status == statusReportOnlyMismatch {
-			fmt.Fprintf(w, "      verified chain:\n")
+			fmt.Fprintf(w, "      verified chain 0:\n")
 			for _, c := range r.VerifiedChain {
 				fmt.Fprintf(w, "        %d %s %s\n", c.Position, c.SPKISHA256, c.Subject)
 			}
@@ -336,6 +347,9 @@ func printCheck(w io.Writer, out checkOutput) {
 			} else {
 				fmt.Fprintf(w, "      %s\n", wn.Message)
 			}
+		}
+		for _, h := range r.Hints {
+			fmt.Fprintf(w, "      hint: %s\n", h)
 		}
 	}
 	s := out.Summary

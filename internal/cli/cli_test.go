@@ -78,6 +78,7 @@ func TestScripts(t *testing.T) {
 			"waitlisten": cmdWaitListen,
 			"capture":    cmdCapture,
 			"contains":   cmdContains,
+			"silent":     cmdSilent,
 		},
 	})
 }
@@ -86,6 +87,9 @@ func TestScripts(t *testing.T) {
 //
 //	roots.pem        the trust store: the payment root and a compromised public root
 //	api.pem/.key     api.payments.test, chain to the payment root (valid 90 days)
+//	api-leaf.pem     the same leaf alone, without its intermediate
+//	cp.pem/.key      a control plane on 127.0.0.1, chain to its own root, cp-root.pem
+//	rogue-dots.pem/.key the compromised CA's certificate for api.payments.test.. too
 //	rogue.pem/.key   api.payments.test, chain to the compromised root
 //	renewed.pem/.key api.payments.test renewed on the backup key
 //	backup.key       the offline backup key
@@ -108,7 +112,11 @@ func cmdPKI(ts *testscript.TestScript, neg bool, args []string) {
 	long := testpki.LeafOptions{DNSNames: []string{host}, NotAfter: time.Now().AddDate(0, 0, 90)}
 	leaf := inter.Issue(ts, long)
 	rogueRoot := testpki.NewRoot(ts, "Compromised Public CA")
-	rogue := rogueRoot.NewIntermediate(ts, "Compromised Issuing CA").Issue(ts, long)
+	rogueInter := rogueRoot.NewIntermediate(ts, "Compromised Issuing CA")
+	rogue := rogueInter.Issue(ts, long)
+	dots := long
+	dots.DNSNames = []string{host, host + "..", host + "..."}
+	rogueDots := rogueInter.Issue(ts, dots)
 	backup := testpki.NewKey(ts, testpki.ECDSAP256)
 	renewedOpts := long
 	renewedOpts.Key = backup
@@ -119,10 +127,16 @@ func cmdPKI(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(os.WriteFile(ts.MkAbs(name), data, 0o600))
 	}
 	write("roots.pem", testpki.CertPEM(root.Cert, rogueRoot.Cert))
-	for name, l := range map[string]*testpki.Leaf{"api": leaf, "rogue": rogue, "renewed": renewed, "short": short} {
+	for name, l := range map[string]*testpki.Leaf{"api": leaf, "rogue": rogue, "rogue-dots": rogueDots, "renewed": renewed, "short": short} {
 		write(name+".pem", testpki.CertPEM(l.Chain...))
 		write(name+".key", testpki.KeyPEM(ts, l.Key))
 	}
+	write("api-leaf.pem", testpki.CertPEM(leaf.Cert))
+	cpRoot := testpki.NewRoot(ts, "Control Plane Root CA")
+	cp := cpRoot.NewIntermediate(ts, "Control Plane Issuing CA").Issue(ts, testpki.LeafOptions{})
+	write("cp.pem", testpki.CertPEM(cp.Chain...))
+	write("cp.key", testpki.KeyPEM(ts, cp.Key))
+	write("cp-root.pem", testpki.CertPEM(cpRoot.Cert))
 	write("backup.key", testpki.KeyPEM(ts, backup))
 	fresh := inter.Issue(ts, long) // a renewal on a new key
 	write("fresh.pem", testpki.CertPEM(fresh.Chain...))
@@ -174,9 +188,11 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 
 // collector NAME starts a report collector on loopback and sets $NAME to
 // its URL. Each report is saved as NAME-reports/N.json.
+//
+// collector NAME CHAIN.pem KEY.pem serves https with that certificate.
 func cmdCollector(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: collector NAME")
+	if neg || (len(args) != 1 && len(args) != 3) {
+		ts.Fatalf("usage: collector NAME [CHAIN.pem KEY.pem]")
 	}
 	dir := ts.MkAbs(args[0] + "-reports")
 	ts.Check(os.MkdirAll(dir, 0o700))
@@ -193,9 +209,17 @@ func cmdCollector(ts *testscript.TestScript, neg bool, args []string) {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.json", n)), body, 0o600)
 		mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
-	})}
-	go srv.Serve(ln)
+	}), ErrorLog: log.New(io.Discard, "", 0)}
 	ts.Defer(func() { srv.Close() })
+	if len(args) == 3 {
+		cert, err := tls.LoadX509KeyPair(ts.MkAbs(args[1]), ts.MkAbs(args[2]))
+		ts.Check(err)
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		go srv.ServeTLS(ln, "", "")
+		ts.Setenv(args[0], "https://"+ln.Addr().String()+"/reports")
+		return
+	}
+	go srv.Serve(ln)
 	ts.Setenv(args[0], "http://"+ln.Addr().String()+"/reports")
 }
 
@@ -270,6 +294,39 @@ func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// silent NAME listens on loopback, accepts connections and never sends a
+// byte (a server that stalls the TLS handshake), and sets $NAME to its
+// address.
+func cmdSilent(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: silent NAME")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	ts.Defer(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	ts.Setenv(args[0], ln.Addr().String())
 }
 
 // waithttp URL waits up to 30 s for URL to answer 200.

@@ -24,7 +24,7 @@ func newExportCmd(stdio Stdio) *cobra.Command {
 		formats = append(formats, string(f))
 	}
 	c := &cobra.Command{
-		Use:   "export --policy FILE --format F [--domain D] [-o FILE]",
+		Use:   "export --policy FILE --format FORMAT [--domain DOMAIN] [-o FILE]",
 		Short: "Render the policy for Android, iOS, TrustKit, OkHttp, curl, .NET, react-native, HPKP",
 		Long: `Render one pin policy as the configuration of a client platform, so that the
 policy stays the single source of truth. Formats:
@@ -51,6 +51,9 @@ which policy field to change, or leaves a rule out (report-only rules on
 platforms without report-only mode) with a warning on stderr. Remaining
 differences (expiry, subdomain depth) are stated in warnings and in the
 output's header comment.
+
+With -o, the file is replaced atomically and one line on stderr says what
+was written.
 
 Exit status: 0 exported (warnings on stderr); 2 usage, invalid policy, or
 a policy the format cannot express.`,
@@ -91,17 +94,18 @@ a policy the format cannot express.`,
 			if err := writeFileAtomic(output, r.Output, 0o644); err != nil {
 				return fail(ExitUsage, err)
 			}
+			fmt.Fprintf(stdio.Err, "rampart: wrote %s (%s, %d bytes)\n", output, format, len(r.Output))
 			return nil
 		},
 	}
 	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
-	c.Flags().StringVar(&format, "format", "", "output `format`: "+strings.Join(formats, ", "))
+	c.Flags().StringVar(&format, "format", "", "output `FORMAT`: "+strings.Join(formats, ", "))
 	c.Flags().StringVar(&o.Domain, "domain", "", "export only the rule for `DOMAIN`")
 	c.Flags().StringVarP(&output, "output", "o", "", "write to `FILE` (replaced atomically) instead of stdout")
 	c.Flags().BoolVar(&o.OkHTTP3, "okhttp3", false, "okhttp: OkHttp 3 patterns (exact names and \"*.\", one level of subdomains)")
-	c.Flags().StringVar(&identities, "ios-identities", "", "ios: export `leaf`, ca or both pins (default: the one kind the rule has)")
+	c.Flags().StringVar(&identities, "ios-identities", "", "ios: the `KIND` of pins to export, leaf, ca or both (default: the one kind the rule has)")
 	c.Flags().StringArrayVar(&bundleKeys, "bundle-key", nil, "embed this bundle public key `FILE` (repeatable; see above)")
-	c.Flags().DurationVar(&o.MaxAge, "max-age", 60*24*time.Hour, "hpkp: max-age (capped at the pin set's expiry)")
+	c.Flags().DurationVar(&o.MaxAge, "max-age", 60*24*time.Hour, "hpkp: max-age, a `DURATION` (capped at the pin set's expiry)")
 	return c
 }
 

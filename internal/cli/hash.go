@@ -15,7 +15,9 @@ import (
 	"github.com/rampartsec/rampart/pin"
 )
 
-// hashJSON is one element of `pin hash --json`.
+// hashJSON is one element of `pin hash --json`. spki_sha256 is a pin as
+// policies write it; cert_sha256 is the bare hex digest (kept so for the
+// stable schema) and cert_pin the same digest as a policy writes it.
 type hashJSON struct {
 	File       string `json:"file"`
 	Type       string `json:"type"`
@@ -23,6 +25,7 @@ type hashJSON struct {
 	Key        string `json:"key"`
 	SPKISHA256 string `json:"spki_sha256"`
 	CertSHA256 string `json:"cert_sha256,omitempty"`
+	CertPin    string `json:"cert_pin,omitempty"`
 }
 
 // certJSON describes a certificate in fetch and check output.
@@ -34,6 +37,7 @@ type certJSON struct {
 	Key        string `json:"key"`
 	SPKISHA256 string `json:"spki_sha256"`
 	CertSHA256 string `json:"cert_sha256"`
+	CertPin    string `json:"cert_pin"`
 }
 
 func describeCert(c *x509.Certificate) certJSON {
@@ -46,6 +50,7 @@ func describeCert(c *x509.Certificate) certJSON {
 		Key:        certfile.DescribeKey(c.PublicKey),
 		SPKISHA256: pin.FromCertificate(c).String(),
 		CertSHA256: hex.EncodeToString(sum[:]),
+		CertPin:    pin.Fingerprint(c).String(),
 	}
 }
 
@@ -86,8 +91,9 @@ hash the offline backup key to get the backup pin.
   key          the key, e.g. "RSA 2048", "ECDSA P-256", "Ed25519"
   spki_sha256  the SPKI pin, "sha256/<base64>"
   cert_sha256  certificates only: lowercase hex SHA-256 of the DER certificate
+  cert_pin     certificates only: the same digest as a pin, "cert-sha256:<hex>"
 
-` + exitCodesHelp,
+Exit status: 0 printed; 2 usage error or unreadable input.`,
 		Example: `  rampart pin hash server.pem
   rampart pin hash --json backup.key chain.pem
   openssl s_client -connect api.example.com:443 </dev/null | rampart pin hash -`,
@@ -110,6 +116,7 @@ hash the offline backup key to get the backup pin.
 					if it.Cert != nil {
 						sum := sha256.Sum256(it.Cert.Raw)
 						h.CertSHA256 = hex.EncodeToString(sum[:])
+						h.CertPin = pin.Fingerprint(it.Cert).String()
 					}
 					out = append(out, h)
 				}
@@ -123,8 +130,8 @@ hash the offline backup key to get the backup pin.
 					fmt.Fprintf(stdio.Out, " %q", h.Subject)
 				}
 				fmt.Fprintf(stdio.Out, " (%s)\n  %s\n", h.Key, h.SPKISHA256)
-				if h.CertSHA256 != "" {
-					fmt.Fprintf(stdio.Out, "  cert-sha256:%s\n", h.CertSHA256)
+				if h.CertPin != "" {
+					fmt.Fprintf(stdio.Out, "  %s\n", h.CertPin)
 				}
 			}
 			return nil

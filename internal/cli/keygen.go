@@ -24,7 +24,7 @@ func newKeygenCmd(stdio Stdio) *cobra.Command {
 		asJSON            bool
 	)
 	c := &cobra.Command{
-		Use:   "keygen --out KEY [--csr FILE --cn NAME [--dns NAME]...] [--type T] [--json]",
+		Use:   "keygen --out KEY [--csr FILE --cn NAME [--dns NAME]...] [--type TYPE] [--json]",
 		Short: "Make a backup key (and CSR) and print its pin",
 		Long: `Make the backup key that a backup pin refers to, ready to be kept offline, and
 print its pin for the policy. The key is PKCS #8 PEM, written with mode 0600,
@@ -92,9 +92,9 @@ Exit status: 0 written; 2 usage, or a file already exists.`,
 	}
 	c.Flags().StringVar(&out, "out", "", "write the private key to `KEY` (must not exist)")
 	c.Flags().StringVar(&csr, "csr", "", "also write a certificate request to `FILE` (must not exist)")
-	c.Flags().StringVar(&cn, "cn", "", "the request's common `name`")
-	c.Flags().StringArrayVar(&dns, "dns", nil, "a DNS `name` for the request (repeatable)")
-	c.Flags().StringVar(&typ, "type", keygen.Types[0], "key `type`")
+	c.Flags().StringVar(&cn, "cn", "", "the request's common `NAME`")
+	c.Flags().StringArrayVar(&dns, "dns", nil, "a DNS `NAME` for the request (repeatable)")
+	c.Flags().StringVar(&typ, "type", keygen.Types[0], "key `TYPE`")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }

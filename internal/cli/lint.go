@@ -26,8 +26,9 @@ func newLintCmd(stdio Stdio) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "lint --policy FILE [--json]",
 		Short: "Review a policy offline for what breaks apps",
-		Long: `Review a pin policy offline, reporting every problem at once, each under the
-name of its rule:
+		Long: `Review a pin policy offline, reporting every problem at once (a malformed pin
+hides nothing else), grouped by domain in the policy's order, each under the
+name of its check:
 
   errors (the policy would not load, or pins far more than intended)
     invalid                 syntax, unknown fields, malformed pins or URIs
@@ -72,12 +73,16 @@ Exit status: 0 clean; 2 errors; 3 warnings only.`,
 					return err
 				}
 			} else {
-				for _, f := range out.Findings {
-					domain := f.Domain
-					if domain == "" {
-						domain = "(policy)"
+				// Grouped by rule, in the policy's order (pinlint sorts them).
+				for i, f := range out.Findings {
+					if i == 0 || f.Domain != out.Findings[i-1].Domain {
+						domain := f.Domain
+						if domain == "" {
+							domain = "(policy)"
+						}
+						fmt.Fprintln(stdio.Out, domain)
 					}
-					fmt.Fprintf(stdio.Out, "%-7s  %s  %s: %s\n", f.Severity, domain, f.Rule, f.Message)
+					fmt.Fprintf(stdio.Out, "  %-7s  %s: %s\n", f.Severity, f.Rule, f.Message)
 				}
 				if len(out.Findings) == 0 {
 					fmt.Fprintf(stdio.Out, "%s: no problems found\n", policyFile)

@@ -18,11 +18,19 @@ func newProgress(w io.Writer, n int, what string) *progress {
 	if !ok || n < 2 || !term.IsTerminal(int(f.Fd())) {
 		return &progress{}
 	}
+	return newBar(w, n, what)
+}
+
+// newBar draws a bar on w at once, in its blank state: when every check
+// hangs, the screen says that checks are running rather than nothing.
+func newBar(w io.Writer, n int, what string) *progress {
 	return &progress{bar: progressbar.NewOptions(n,
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
+		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetRenderBlankState(true),
 		progressbar.OptionThrottle(100_000_000), // redraw at most every 100 ms
 	)}
 }

@@ -5,10 +5,12 @@
 package pinlint
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,17 +57,62 @@ type Options struct {
 	WarnDays int       // expiry horizon; 0 means 30
 }
 
-// File lints the policy file at path.
+// File lints the policy file at path. A rule with a malformed pin or date
+// hides nothing: it is reported, and the rest of the policy, that rule
+// included, is reviewed in the same pass.
 func File(path string, o Options) []Finding {
 	reportURI, domains, err := pin.LoadPolicyFile(path)
-	if err != nil {
-		return classify(err)
-	}
-	return Lint(reportURI, domains, o)
+	return review(reportURI, domains, err, o)
 }
 
-// Lint reviews decoded rules (see pin.DecodePolicy).
+// Bytes lints a policy file's contents; source names it in messages.
+func Bytes(data []byte, source string, o Options) []Finding {
+	reportURI, domains, err := pin.DecodePolicy(data, source)
+	return review(reportURI, domains, err, o)
+}
+
+// review lints what pin.DecodePolicy returned, errors included.
+func review(reportURI string, domains []pin.Domain, err error, o Options) []Finding {
+	out := classify(err)
+	if domains == nil {
+		return out
+	}
+	// The pins of these rules did not all decode: counting what is left
+	// would report a missing backup pin that is only malformed.
+	partial := make(map[string]bool)
+	for _, f := range out {
+		partial[canonical(f.Domain)] = true
+	}
+	return group(domains, append(out, lintRules(reportURI, domains, partial, o)...))
+}
+
+// Lint reviews decoded rules (see pin.DecodePolicy). Findings come
+// grouped by rule, in the policy's order, those about the policy as a
+// whole first.
 func Lint(reportURI string, domains []pin.Domain, o Options) []Finding {
+	return group(domains, lintRules(reportURI, domains, nil, o))
+}
+
+// group orders findings by rule as the policy lists them, keeping the
+// order within a rule.
+func group(domains []pin.Domain, fs []Finding) []Finding {
+	rank := map[string]int{"": 0}
+	for i, d := range domains {
+		if _, ok := rank[canonical(d.Name)]; !ok {
+			rank[canonical(d.Name)] = i + 1
+		}
+	}
+	at := func(f Finding) int {
+		if r, ok := rank[f.Domain]; ok {
+			return r
+		}
+		return len(domains) + 1 // "#3" and other names no rule has
+	}
+	slices.SortStableFunc(fs, func(a, b Finding) int { return cmp.Compare(at(a), at(b)) })
+	return fs
+}
+
+func lintRules(reportURI string, domains []pin.Domain, partial map[string]bool, o Options) []Finding {
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -76,7 +123,14 @@ func Lint(reportURI string, domains []pin.Domain, o Options) []Finding {
 	}
 	var out []Finding
 	if _, err := pin.NewPolicy(reportURI, domains...); err != nil {
-		out = classify(err)
+		for _, e := range unjoin(err) {
+			var pe *pin.PolicyError
+			if errors.As(e, &pe) && partial[canonical(pe.Domain)] &&
+				(errors.Is(e, pin.ErrNoBackupPin) || errors.Is(e, pin.ErrNoPins)) {
+				continue
+			}
+			out = append(out, classify(e)...)
+		}
 	}
 	// Rules the loader accepts but that deserve a warning.
 	for _, d := range domains {
@@ -84,13 +138,15 @@ func Lint(reportURI string, domains []pin.Domain, o Options) []Finding {
 		warn := func(rule, format string, args ...any) {
 			out = append(out, Finding{Domain: name, Rule: rule, Severity: Warning, Message: fmt.Sprintf(format, args...)})
 		}
-		if len(d.Pins) == 1 && (d.AllowSinglePin || d.Mode == pin.ReportOnly) {
+		if partial[name] {
+			// Left with the pins that decoded, the counts below mean nothing.
+		} else if len(d.Pins) == 1 && (d.AllowSinglePin || d.Mode == pin.ReportOnly) {
 			warn(RuleSinglePin, "one pin: when its key is lost, rotated or compromised, pinned clients have nothing to fall back on; add a backup pin (rampart pin keygen)")
 		}
-		if len(d.Pins) > 0 && allRole(d, pin.RoleLeaf) {
+		if !partial[name] && len(d.Pins) > 0 && allRole(d, pin.RoleLeaf) {
 			warn(RuleNoBackup, "every pin is a leaf key in use, with no backup key and no CA pin: the next renewal on a new key breaks clients")
 		}
-		if len(d.Pins) > 0 && allKind(d, pin.Cert) {
+		if !partial[name] && len(d.Pins) > 0 && allKind(d, pin.Cert) {
 			warn(RuleCertificatePinsOnly, "every pin is a certificate fingerprint: the next renewal breaks clients, even on the same key; pin public keys (sha256/...)")
 		}
 		if !d.Expires.IsZero() {
@@ -129,12 +185,8 @@ func Lint(reportURI string, domains []pin.Domain, o Options) []Finding {
 
 // classify turns policy errors into findings named by rule.
 func classify(err error) []Finding {
-	errs := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	}
 	var out []Finding
-	for _, e := range errs {
+	for _, e := range unjoin(err) {
 		f := Finding{Rule: RuleInvalid, Severity: Error, Message: e.Error()}
 		var pe *pin.PolicyError
 		if errors.As(e, &pe) {
@@ -156,8 +208,24 @@ func classify(err error) []Finding {
 	return out
 }
 
+// unjoin returns the errors joined in err (nil for nil).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// canonical is the name a rule is reported under: the pin package's
+// normal form, or the name as written when it has none.
 func canonical(name string) string {
-	return strings.ToLower(strings.TrimSuffix(name, "."))
+	if c, err := pin.CanonicalHost(name); err == nil {
+		return c
+	}
+	return strings.ToLower(name)
 }
 
 func allRole(d pin.Domain, r pin.Role) bool {

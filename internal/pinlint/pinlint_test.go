@@ -1,6 +1,7 @@
 package pinlint
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -101,9 +102,34 @@ func FuzzLint(f *testing.F) {
 	f.Add([]byte("version: 1\ndomains:\n  - {domain: a.test, pins: [" + a + "]}\n"))
 	f.Add([]byte("version: 1\nreport_uri: https://r.b.test/\ndomains:\n  - {domain: github.io, include_subdomains: true, expires: '2026-12-01', pins: [{pin: " + a + ", role: leaf}, {pin: " + b + ", role: leaf}]}\n  - {domain: b.test, include_subdomains: true, pins: [" + a + ", " + c + "]}\n"))
 	f.Add([]byte("version: 1\ndomains: [{domain: 10.0.0.1, pins: ['cert-sha256:" + strings.Repeat("ab", 32) + "']}]"))
+	f.Add([]byte("version: 1\ndomains:\n  - {domain: a.test, report_uri: 'https://a.test/', pins: [sha256/abc, " + a + "]}\n  - {domain: b.test, pins: [" + a + "]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		reportURI, domains, err := pin.DecodePolicy(data, "")
 		if err != nil {
+			// Malformed rules are reported, each finding well formed,
+			// and never a missing backup for a rule whose pins did not
+			// all decode.
+			fs := Bytes(data, "", Options{Now: now})
+			if len(fs) == 0 {
+				t.Fatalf("no finding for a policy that does not decode: %v", err)
+			}
+			broken := map[string]bool{}
+			for _, e := range unjoin(err) {
+				var pe *pin.PolicyError
+				if errors.As(e, &pe) {
+					broken[canonical(pe.Domain)] = true
+				}
+			}
+			for _, fd := range fs {
+				if fd.Rule == "" || (fd.Severity != Error && fd.Severity != Warning) || fd.Message == "" {
+					t.Fatalf("malformed finding %+v", fd)
+				}
+			}
+			for _, fd := range fs {
+				if fd.Rule == RuleSinglePin && broken[fd.Domain] {
+					t.Fatalf("single-pin reported for %s, whose pins did not decode: %+v", fd.Domain, fs)
+				}
+			}
 			return
 		}
 		_, loadErr := pin.NewPolicy(reportURI, domains...)
@@ -116,4 +142,65 @@ func FuzzLint(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A malformed pin hides nothing: the other rules' problems, and the other
+// problems of its own rule, are reported in the same run.
+func TestMalformedPinHidesNothing(t *testing.T) {
+	fs := lint(t, "version: 1\ndomains:\n"+
+		"  - {domain: x.example.com, report_uri: 'https://x.example.com/r', pins: [sha256/abc, "+a+", "+b+"]}\n"+
+		"  - {domain: one.example.com, pins: ["+a+"]}\n"+
+		"  - {domain: dup.example.com, pins: ["+a+", "+a+"]}\n"+
+		"  - {domain: github.io, include_subdomains: true, pins: ["+a+", "+b+"]}\n"+
+		"  - {domain: old.example.com, expires: '2020-01-01', pins: ["+a+", "+b+"]}\n")
+	want := map[string]string{
+		"x.example.com/" + RuleInvalid:               "",
+		"x.example.com/" + RuleReportLoop:            "",
+		"one.example.com/" + RuleSinglePin:           "",
+		"dup.example.com/" + RuleBackupEqualsPrimary: "",
+		"github.io/" + RulePublicSuffix:              "",
+		"old.example.com/" + RuleExpired:             "",
+	}
+	got := map[string]bool{}
+	for _, f := range fs {
+		got[f.Domain+"/"+f.Rule] = true
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("missing finding %s", k)
+		}
+	}
+	if len(fs) != len(want) {
+		t.Errorf("%d findings, want %d: %+v", len(fs), len(want), fs)
+	}
+}
+
+// Every problem of one rule: a report loop is reported next to a missing
+// backup pin, not after it is fixed.
+func TestEveryProblemOfARule(t *testing.T) {
+	fs := lint(t, "version: 1\ndomains:\n  - {domain: a.test, report_uri: 'https://a.test/r', pins: ["+a+"]}\n")
+	rules := map[string]bool{}
+	for _, f := range fs {
+		rules[f.Rule] = true
+	}
+	if !rules[RuleSinglePin] || !rules[RuleReportLoop] || len(fs) != 2 {
+		t.Fatalf("findings = %+v, want single-pin and report-loop", fs)
+	}
+}
+
+// Findings come grouped by rule, in the policy's order, the policy's own
+// first: a reader fixes one rule at a time.
+func TestFindingsGroupedByDomain(t *testing.T) {
+	fs := lint(t, "version: 1\nreport_uri: 'http://r.test/'\ndomains:\n"+
+		"  - {domain: b.test, mode: report-only, report_uri: 'https://b.test/r', pins: ["+a+"]}\n"+
+		"  - {domain: a.test, expires: '2020-01-01', pins: ["+a+"]}\n")
+	var order []string
+	for _, f := range fs {
+		if len(order) == 0 || order[len(order)-1] != f.Domain {
+			order = append(order, f.Domain)
+		}
+	}
+	if strings.Join(order, ",") != ",b.test,a.test" {
+		t.Fatalf("domains in order %q, want the policy, b.test, a.test: %+v", order, fs)
+	}
 }

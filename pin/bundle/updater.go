@@ -494,6 +494,10 @@ func (u *Updater) fetch(ctx context.Context, etag string) (jws, newETag string, 
 		req.Header.Set("If-None-Match", etag)
 	}
 	resp, err := u.client.Do(req)
+	if errors.Is(err, pin.ErrUnpinnedRedirect) {
+		// A client from pin.Verifier.Client refuses the hop itself.
+		return "", "", false, fmt.Errorf("bundle: fetching %s: %w: %w", req.URL.Redacted(), ErrControlPlaneNotPinned, err)
+	}
 	if err != nil {
 		return "", "", false, fmt.Errorf("bundle: fetching %s: %w", req.URL.Redacted(), err)
 	}
