@@ -781,4 +781,3 @@ func parseCAMaxLineage(s string) (time.Duration, error) {
 	}
 	return time.Duration(d), nil
 }
-
