@@ -137,16 +137,16 @@ func etagMatch(header, etag string) bool {
 
 // bundleJSON describes a published bundle in the admin API.
 type bundleJSON struct {
-	Name        string    `json:"name"`
-	Version     int64     `json:"version"`
-	KeyID       string    `json:"kid"`
-	IssuedAt    time.Time `json:"issued_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	PublishedAt time.Time `json:"published_at"`
+	Name        string  `json:"name"`
+	Version     int64   `json:"version"`
+	KeyID       string  `json:"kid"`
+	IssuedAt    apiTime `json:"issued_at"`
+	ExpiresAt   apiTime `json:"expires_at"`
+	PublishedAt apiTime `json:"published_at"`
 }
 
 func toBundleJSON(b store.Bundle) bundleJSON {
-	return bundleJSON{b.Name, b.Version, b.KeyID, b.IssuedAt.UTC(), b.ExpiresAt.UTC(), b.PublishedAt.UTC()}
+	return bundleJSON{b.Name, b.Version, b.KeyID, newAPITime(b.IssuedAt), newAPITime(b.ExpiresAt), newAPITime(b.PublishedAt)}
 }
 
 // publishBundle verifies a signed bundle with the configured keys and
@@ -186,8 +186,7 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.bundles.forget(b.Name)
 	s.log.Info("bundle published", "bundle", b.Name, "version", b.Version, "kid", b.KeyID)
-	writeJSON(w, http.StatusCreated, toBundleJSON(sb))
-	return nil
+	return writeJSON(w, http.StatusCreated, toBundleJSON(sb))
 }
 
 func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
@@ -203,6 +202,5 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
 	for i, b := range bs {
 		out[i] = toBundleJSON(b)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
-	return nil
+	return writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
 }

@@ -23,8 +23,8 @@ import (
 var webFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"time":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
-	"date":  func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+	"time":  func(t timeLike) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	"date":  func(t timeLike) string { return t.UTC().Format(time.DateOnly) },
 	"short": shortPin,
 	"pct": func(n, total int64) string {
 		if total == 0 {
@@ -33,6 +33,9 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.0f%%", 100*float64(n)/float64(total))
 	},
 }).ParseFS(webFS, "web/*.html"))
+
+// timeLike is a time.Time or an apiTime, for the templates.
+type timeLike interface{ UTC() time.Time }
 
 const (
 	sessionCookie   = "rampart_session"
@@ -202,7 +205,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 	}
 	d.Sum = sum
 	d.Chart = newChart(sum.Timeline, sum.width)
-	f.Since = sum.Since
+	f.Since = sum.Since.Time
 	f.Limit = 25
 	if d.Groups, err = s.st.Reports().Groups(r.Context(), f); err != nil {
 		return err

@@ -278,8 +278,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.st.Ping(ctx); err != nil {
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "database unreachable", Err: err}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	return nil
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // admin wraps h with the admin bearer-token check.

@@ -12,8 +12,8 @@ import (
 // summary is what the dashboard shows and /v1/admin/reports/summary
 // returns.
 type summary struct {
-	Since       time.Time      `json:"since"`
-	Until       time.Time      `json:"until"`
+	Since       apiTime        `json:"since"`
+	Until       apiTime        `json:"until"`
 	Bucket      string         `json:"bucket"`
 	Total       int64          `json:"total"`
 	Timeline    []store.Bucket `json:"-"`
@@ -27,8 +27,8 @@ type summary struct {
 }
 
 type bucketJSON struct {
-	Start   time.Time `json:"start"`
-	Reports int64     `json:"reports"`
+	Start   apiTime `json:"start"`
+	Reports int64   `json:"reports"`
 }
 
 type tallyJSON struct {
@@ -56,7 +56,7 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 	// Align buckets to the width so that the bars do not shift with every
 	// reload.
 	f.Since = f.Since.Truncate(width)
-	out := &summary{Since: f.Since, Until: f.Until, Bucket: humanDuration(width), width: width}
+	out := &summary{Since: newAPITime(f.Since), Until: newAPITime(f.Until), Bucket: humanDuration(width), width: width}
 	var err error
 	if out.Total, err = rs.Total(ctx, f); err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 			i++
 		}
 		out.Timeline = append(out.Timeline, b)
-		out.TimelineOut = append(out.TimelineOut, bucketJSON{b.Start.UTC(), b.Reports})
+		out.TimelineOut = append(out.TimelineOut, bucketJSON{newAPITime(b.Start), b.Reports})
 	}
 	for _, d := range []struct {
 		by  store.Dimension
@@ -131,8 +131,7 @@ func (s *Server) summary(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, sum)
-	return nil
+	return writeJSON(w, http.StatusOK, sum)
 }
 
 // untilNow is the exclusive end of a range that ends now, at the store's
