@@ -26,6 +26,10 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"time":  func(t timeLike) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 	"date":  func(t timeLike) string { return t.UTC().Format(time.DateOnly) },
 	"short": shortPin,
+	// text shows stored free text (subjects, app versions, reasons) as
+	// ingest would have cleaned it: data stored before a character was
+	// refused is shown safe too.
+	"text": func(s string) string { return cleanText(s, len(s)) },
 	"pct": func(n, total int64) string {
 		if total == 0 {
 			return "0%"
