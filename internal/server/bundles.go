@@ -152,6 +152,9 @@ func toBundleJSON(b store.Bundle) bundleJSON {
 // publishBundle verifies a signed bundle with the configured keys and
 // publishes it if its version is newer than the latest.
 func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
+	if err := checkParams(r.URL.Query(), nil); err != nil {
+		return err
+	}
 	if s.cfg.BundleKeys == nil {
 		return httpError(http.StatusForbidden, "this server has no bundle keys configured, so it accepts no bundle; start it with --bundle-key PUBLIC.pem")
 	}
@@ -190,6 +193,9 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
+	if err := checkParams(r.URL.Query(), []string{"name"}); err != nil {
+		return err
+	}
 	name := r.URL.Query().Get("name")
 	if name != "" && !bundleName.MatchString(name) {
 		return httpError(http.StatusBadRequest, "name: not a bundle name")

@@ -296,7 +296,7 @@ func (s *Server) admin(h handlerFunc) http.Handler {
 			}
 			return &Error{
 				Code:   http.StatusUnauthorized,
-				Msg:    "admin token required: Authorization: Bearer <token>",
+				Msg:    "admin token required: send the header Authorization: Bearer followed by the admin token",
 				Header: http.Header{"Www-Authenticate": {`Bearer realm="rampart-admin"`}},
 			}
 		}

@@ -106,7 +106,7 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 // hours, at most 400 days.
 func (s *Server) summaryFilter(r *http.Request) (store.ReportFilter, error) {
 	now := s.now().UTC()
-	f, err := reportFilter(r, now)
+	f, err := reportFilter(r, filterParams)
 	if err != nil {
 		return f, err
 	}
