@@ -102,6 +102,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger receives errors and notable events; nil discards them.
 	Logger *slog.Logger
+	// AccessLog, if set, receives one line per request: method, path
+	// (without the query), status, duration_ms, bytes and remote (the
+	// client address, after TrustedProxies). Never a header, a query or
+	// a body: no credential reaches it.
+	AccessLog *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -223,6 +228,12 @@ func (s *Server) pruneLoop(ctx context.Context) {
 
 // ServeHTTP serves the control plane.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.AccessLog != nil {
+		lw := &loggingWriter{ResponseWriter: w}
+		start := time.Now()
+		defer func() { s.logRequest(r, lw, time.Since(start)) }()
+		w = lw
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
