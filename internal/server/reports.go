@@ -73,15 +73,25 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	err = s.ingest.submit(store.Report{
+	rep := store.Report{
 		Received:  s.now(),
 		Source:    src.String(),
 		UserAgent: cleanText(r.UserAgent(), 512),
 		Device:    device,
 		Content:   content,
-	})
+	}
+	cost, err := s.quota.admit(r.Context(), rep)
+	if err != nil {
+		s.metrics.reports.WithLabelValues("over_quota").Inc()
+		return err
+	}
+	err = s.ingest.submit(rep)
+	if err != nil {
+		s.quota.release(cost)
+	}
 	switch {
 	case err == nil:
+		s.quota.stored(content.Digest)
 	case errors.Is(err, errIngestBusy), errors.Is(err, errIngestClosed):
 		s.metrics.reports.WithLabelValues("unavailable").Inc()
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "busy; retry later", Err: err,

@@ -79,6 +79,9 @@ type Config struct {
 	// Retention is how long reports are kept; older ones are deleted
 	// every hour. Zero keeps them forever.
 	Retention time.Duration
+	// ReportQuota bounds the storage reports take; the zero value has
+	// the documented defaults.
+	ReportQuota ReportQuota
 	// SecureCookies marks the dashboard session cookie Secure; set it when
 	// the server is reached over https.
 	SecureCookies bool
@@ -121,6 +124,7 @@ type Server struct {
 	token    [sha256.Size]byte
 	limiter  *ratelimit.Memory
 	ingest   *ingester
+	quota    *quota
 	bundles  *bundleCache
 	metrics  *metrics
 	mux      *http.ServeMux
@@ -191,6 +195,8 @@ func New(cfg Config) (*Server, error) {
 			s.log.Error("storing reports failed; clients were told to retry", "reports", n, "err", err)
 		}
 	})
+	s.quota = newQuota(cfg.ReportQuota, cfg.Store.Reports(), s.now, func(msg string, args ...any) { s.log.Warn(msg, args...) })
+	s.quota.register(reg)
 	s.bundles = newBundleCache(cfg.Store.Bundles(), cfg.BundleCacheTTL, s.now)
 	s.routes(reg)
 	ctx, stop := context.WithCancel(context.Background())
