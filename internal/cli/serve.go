@@ -191,6 +191,19 @@ needs the same one.`,
 
 // dataDir returns the data directory, created 0700.
 func dataDir(dir string) (string, error) {
+	dir, err := dataDirPath(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// dataDirPath returns the data directory's path: dir, else $RAMPART_DATA,
+// else $XDG_DATA_HOME/rampart or ~/.local/share/rampart.
+func dataDirPath(dir string) (string, error) {
 	if dir == "" {
 		dir = os.Getenv("RAMPART_DATA")
 	}
@@ -204,9 +217,6 @@ func dataDir(dir string) (string, error) {
 			base = filepath.Join(home, ".local", "share")
 		}
 		dir = filepath.Join(base, "rampart")
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
 	}
 	return dir, nil
 }

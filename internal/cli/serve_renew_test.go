@@ -55,7 +55,7 @@ func TestServeRenewsCertificates(t *testing.T) {
 	runCLI(t, "ca", "init", "--trust-domain", "pay.test", "--data", data)
 	runCLI(t, "ca", "issue", "--id", "spiffe://pay.test/control-plane", "--dns", "localhost", "--out", file("cp"), "--data", data)
 	// An OAuth client registered for tls_client_auth with a workload's ID.
-	runCLI(t, "client", "create", "ledger-oauth", "--scopes", "payment.read", "--cert-uri", "spiffe://pay.test/ledger", "--data", data)
+	runCLI(t, "client", "create", "ledger-oauth", "--init", "--scopes", "payment.read", "--cert-uri", "spiffe://pay.test/ledger", "--data", data)
 	srv, m := startCLI(t, []string{
 		`rampart: certificate renewal for the CA in \S+ at (https://\S+)\n`,
 		`rampart: control plane listening on (https://\S+) `,

@@ -209,7 +209,7 @@ func TestServeOAuthEndToEnd(t *testing.T) {
 		t.Skip("starts a server")
 	}
 	dir := t.TempDir()
-	runCLI(t, "client", "create", "shop", "--data", dir, "--scopes", "payment.read,payment.write")
+	runCLI(t, "client", "create", "shop", "--init", "--data", dir, "--scopes", "payment.read,payment.write")
 	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", dir, "--scopes", "payment.read"))
 	_, url := startServe(t, dir)
 
