@@ -49,13 +49,13 @@ func (w *loggingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 const maxLoggedPath = 256
 
 // logRequest writes the access log line of r.
-func (s *Server) logRequest(r *http.Request, w *loggingWriter, d time.Duration) {
+func (s *Server) logRequest(log *slog.Logger, r *http.Request, w *loggingWriter, d time.Duration) {
 	status := w.status
 	if status == 0 {
 		// Nothing written: net/http answers 200 with an empty body.
 		status = http.StatusOK
 	}
-	s.cfg.AccessLog.LogAttrs(r.Context(), slog.LevelInfo, "request",
+	log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 		slog.String("method", cleanText(r.Method, 32)),
 		slog.String("path", cleanText(r.URL.Path, maxLoggedPath)),
 		slog.Int("status", status),

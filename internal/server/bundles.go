@@ -105,7 +105,7 @@ func (s *Server) getBundle(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set("ETag", e.etag)
-	h.Set("Cache-Control", s.cfg.BundleCacheControl)
+	h.Set("Cache-Control", s.live.Load().BundleCacheControl)
 	h.Set("X-Content-Type-Options", "nosniff")
 	if etagMatch(r.Header.Get("If-None-Match"), e.etag) {
 		s.metrics.bundleRequests.WithLabelValues("304").Inc()
@@ -155,7 +155,8 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
 	if err := checkParams(r.URL.Query(), nil); err != nil {
 		return err
 	}
-	if s.cfg.BundleKeys == nil {
+	keys := s.live.Load().BundleKeys
+	if keys == nil {
 		return httpError(http.StatusForbidden, "this server has no bundle keys configured, so it accepts no bundle; start it with --bundle-key PUBLIC.pem")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBundleSize))
@@ -167,7 +168,7 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Code: http.StatusBadRequest, Msg: "could not read the body", Err: err}
 	}
 	now := s.now()
-	b, err := bundle.Verify(strings.TrimSpace(string(body)), s.cfg.BundleKeys, now)
+	b, err := bundle.Verify(strings.TrimSpace(string(body)), keys, now)
 	if err != nil {
 		// Verification errors describe the bundle the client sent, never
 		// server state: safe to return.

@@ -58,9 +58,23 @@ const (
 	groupOverhead = 256
 )
 
+// withDefaults returns q with its zero fields set to the defaults.
+func (q ReportQuota) withDefaults() ReportQuota {
+	if q.MaxBytes == 0 {
+		q.MaxBytes = DefaultReportMaxBytes
+	}
+	if q.PerHostPerDay == 0 {
+		q.PerHostPerDay = DefaultReportPerHostPerDay
+	}
+	if q.MinFree == 0 {
+		q.MinFree = DefaultReportMinFree
+	}
+	return q
+}
+
 // quota enforces a ReportQuota.
 type quota struct {
-	cfg     ReportQuota
+	cfgp    atomic.Pointer[ReportQuota]
 	st      store.ReportStore
 	limiter *ratelimit.Memory
 	now     func() time.Time
@@ -78,20 +92,19 @@ type quota struct {
 }
 
 func newQuota(cfg ReportQuota, st store.ReportStore, now func() time.Time, warn func(string, ...any)) *quota {
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = DefaultReportMaxBytes
-	}
-	if cfg.PerHostPerDay == 0 {
-		cfg.PerHostPerDay = DefaultReportPerHostPerDay
-	}
-	if cfg.MinFree == 0 {
-		cfg.MinFree = DefaultReportMinFree
-	}
-	q := &quota{cfg: cfg, st: st, limiter: &ratelimit.Memory{Now: now}, now: now, warn: warn}
+	q := &quota{st: st, limiter: &ratelimit.Memory{Now: now}, now: now, warn: warn}
+	q.setConfig(cfg)
 	q.free.Store(-1)
 	q.seen.m = make(map[string]struct{})
 	return q
 }
+
+func (q *quota) setConfig(cfg ReportQuota) {
+	cfg = cfg.withDefaults()
+	q.cfgp.Store(&cfg)
+}
+
+func (q *quota) cfg() ReportQuota { return *q.cfgp.Load() }
 
 func (q *quota) register(reg prometheus.Registerer) {
 	reg.MustRegister(
@@ -102,7 +115,7 @@ func (q *quota) register(reg prometheus.Registerer) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rampart_report_storage_limit_bytes",
 			Help: "The bound on the space of stored reports (ReportQuota.MaxBytes); -1: none.",
-		}, func() float64 { return float64(max(q.cfg.MaxBytes, -1)) }),
+		}, func() float64 { return float64(max(q.cfg().MaxBytes, -1)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rampart_report_storage_free_bytes",
 			Help: "Free space of the file system holding the database, as last measured; -1: unknown (PostgreSQL).",
@@ -151,6 +164,7 @@ func (q *quota) warnf(msg string, args ...any) {
 // after all.
 func (q *quota) admit(ctx context.Context, r store.Report) (int64, error) {
 	q.refresh(ctx)
+	cfg := q.cfg()
 	c := r.Content
 	cost := int64(len(r.UserAgent) + len(r.Source) + len(r.Device) + eventOverhead)
 	fresh := !q.seen.has(c.Digest)
@@ -158,25 +172,25 @@ func (q *quota) admit(ctx context.Context, r store.Report) (int64, error) {
 		cost += int64(len(c.Body) + len(c.ServedSubject) + groupOverhead)
 	}
 	used := q.usage.Load() + q.added.Load()
-	if q.cfg.MaxBytes > 0 && used+cost > q.cfg.MaxBytes {
+	if cfg.MaxBytes > 0 && used+cost > cfg.MaxBytes {
 		q.warnf("report storage is full: refusing reports; raise --report-storage or shorten --retention",
-			"used_bytes", used, "limit_bytes", q.cfg.MaxBytes)
+			"used_bytes", used, "limit_bytes", cfg.MaxBytes)
 		return 0, storageFull("report storage is full; retry later")
 	}
-	if free := q.free.Load(); q.cfg.MinFree > 0 && free >= 0 && free-q.added.Load()-cost < q.cfg.MinFree {
+	if free := q.free.Load(); cfg.MinFree > 0 && free >= 0 && free-q.added.Load()-cost < cfg.MinFree {
 		q.warnf("the disk holding the database is nearly full: refusing reports to keep room for the rest",
-			"free_bytes", free, "min_free_bytes", q.cfg.MinFree)
+			"free_bytes", free, "min_free_bytes", cfg.MinFree)
 		return 0, storageFull("the server is short of disk space; retry later")
 	}
-	if fresh && q.cfg.PerHostPerDay > 0 {
-		l := ratelimit.Limit{Rate: int(q.cfg.PerHostPerDay), Period: 24 * time.Hour, Burst: int(q.cfg.PerHostPerDay)}
+	if fresh && cfg.PerHostPerDay > 0 {
+		l := ratelimit.Limit{Rate: int(cfg.PerHostPerDay), Period: 24 * time.Hour, Burst: int(cfg.PerHostPerDay)}
 		d, err := q.limiter.AllowN(ctx, "host|"+c.NotedHostname, l, int(len(c.Body)))
 		if err != nil {
 			return 0, err
 		}
 		if !d.Allowed {
 			q.warnf("distinct reports about one host name over the daily quota: refusing them",
-				"host", c.NotedHostname, "per_host_per_day_bytes", q.cfg.PerHostPerDay)
+				"host", c.NotedHostname, "per_host_per_day_bytes", cfg.PerHostPerDay)
 			return 0, tooMany(d, "too many distinct reports about this host name; retry later")
 		}
 	}

@@ -111,7 +111,11 @@ func TestReportQuotaGlobalManyAddresses(t *testing.T) {
 	}
 	// Room for about 40 reports of 4 KiB above the empty database.
 	limit := u0.Bytes + 160<<10
-	e.srv.quota.cfg.MaxBytes = limit
+	set := e.srv.Settings()
+	set.ReportQuota.MaxBytes = limit
+	if err := e.srv.Update(set); err != nil {
+		t.Fatal(err)
+	}
 	accepted, refused := 0, 0
 	for i := range 300 {
 		if i%25 == 0 {
@@ -178,7 +182,7 @@ func TestReportQuotaMinFree(t *testing.T) {
 // The quota's defaults are the documented ones.
 func TestReportQuotaDefaults(t *testing.T) {
 	q := newQuota(ReportQuota{}, nil, time.Now, nil)
-	if q.cfg.MaxBytes != 4<<30 || q.cfg.PerHostPerDay != 64<<20 || q.cfg.MinFree != 1<<30 {
-		t.Errorf("defaults %+v", q.cfg)
+	if c := q.cfg(); c.MaxBytes != 4<<30 || c.PerHostPerDay != 64<<20 || c.MinFree != 1<<30 {
+		t.Errorf("defaults %+v", c)
 	}
 }

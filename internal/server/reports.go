@@ -29,8 +29,9 @@ const reportCostUnit = 16 << 10
 // postReport accepts one failure report: RFC 7469 §3 or TrustKit's.
 func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 	src := ratelimit.ClientAddr(r, s.cfg.TrustedProxies)
-	if s.cfg.ReportLimit.Rate > 0 {
-		d, err := s.limiter.Allow(r.Context(), "report|"+ratelimit.AddrKey(src), s.cfg.ReportLimit)
+	limit := s.live.Load().ReportLimit
+	if limit.Rate > 0 {
+		d, err := s.limiter.Allow(r.Context(), "report|"+ratelimit.AddrKey(src), limit)
 		if err != nil {
 			return err
 		}
@@ -54,8 +55,8 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A large report costs more of the client's budget: otherwise one
 	// client could fill the disk with 64 KiB reports at the report rate.
-	if extra := len(body) / reportCostUnit; extra > 0 && s.cfg.ReportLimit.Rate > 0 {
-		d, err := s.limiter.AllowN(r.Context(), "report|"+ratelimit.AddrKey(src), s.cfg.ReportLimit, extra)
+	if extra := len(body) / reportCostUnit; extra > 0 && limit.Rate > 0 {
+		d, err := s.limiter.AllowN(r.Context(), "report|"+ratelimit.AddrKey(src), limit, extra)
 		if err != nil {
 			return err
 		}

@@ -41,6 +41,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,10 +115,44 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Settings are the parts of a Config that a running Server can change
+// ([Server.Update]; rampart serve applies them on SIGHUP). Their zero
+// values mean what the Config fields of the same names document.
+type Settings struct {
+	BundleKeys         *bundle.Keys
+	ReportLimit        ratelimit.Limit
+	ReportQuota        ReportQuota
+	BundleCacheControl string
+	Retention          time.Duration
+	AccessLog          *slog.Logger
+}
+
+// normalize fills in the defaults of st and checks it.
+func (st *Settings) normalize() error {
+	if st.ReportLimit == (ratelimit.Limit{}) {
+		st.ReportLimit = defaultReportLimit
+	}
+	if st.ReportLimit.Rate >= 0 {
+		if err := st.ReportLimit.Validate(); err != nil {
+			return fmt.Errorf("server: report limit: %w", err)
+		}
+	}
+	if st.BundleCacheControl == "" {
+		st.BundleCacheControl = "public, max-age=60"
+	}
+	if st.Retention < 0 {
+		return errors.New("server: negative retention")
+	}
+	st.ReportQuota = st.ReportQuota.withDefaults()
+	return nil
+}
+
 // Server is the control plane's HTTP handler. Create it with New and stop
 // it with Close after the http.Server has shut down.
 type Server struct {
 	cfg      Config
+	live     atomic.Pointer[Settings]
+	kick     chan struct{} // wakes pruneLoop when the retention changed
 	st       store.Store
 	log      *slog.Logger
 	now      func() time.Time
@@ -148,16 +183,10 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.AdminToken) < 16 {
 		return nil, errors.New("server: the admin token must be at least 16 characters (rampart serve makes a random one)")
 	}
-	if cfg.ReportLimit == (ratelimit.Limit{}) {
-		cfg.ReportLimit = defaultReportLimit
-	}
-	if cfg.ReportLimit.Rate >= 0 {
-		if err := cfg.ReportLimit.Validate(); err != nil {
-			return nil, fmt.Errorf("server: report limit: %w", err)
-		}
-	}
-	if cfg.BundleCacheControl == "" {
-		cfg.BundleCacheControl = "public, max-age=60"
+	live := Settings{BundleKeys: cfg.BundleKeys, ReportLimit: cfg.ReportLimit, ReportQuota: cfg.ReportQuota,
+		BundleCacheControl: cfg.BundleCacheControl, Retention: cfg.Retention, AccessLog: cfg.AccessLog}
+	if err := live.normalize(); err != nil {
+		return nil, err
 	}
 	if cfg.BundleCacheTTL == 0 {
 		cfg.BundleCacheTTL = 2 * time.Second
@@ -169,7 +198,9 @@ func New(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		token:   sha256.Sum256([]byte(cfg.AdminToken)),
 		limiter: &ratelimit.Memory{Now: cfg.Now},
+		kick:    make(chan struct{}, 1),
 	}
+	s.live.Store(&live)
 	if s.log == nil {
 		s.log = discardLogger
 	}
@@ -195,7 +226,7 @@ func New(cfg Config) (*Server, error) {
 			s.log.Error("storing reports failed; clients were told to retry", "reports", n, "err", err)
 		}
 	})
-	s.quota = newQuota(cfg.ReportQuota, cfg.Store.Reports(), s.now, func(msg string, args ...any) { s.log.Warn(msg, args...) })
+	s.quota = newQuota(live.ReportQuota, cfg.Store.Reports(), s.now, func(msg string, args ...any) { s.log.Warn(msg, args...) })
 	s.quota.register(reg)
 	s.bundles = newBundleCache(cfg.Store.Bundles(), cfg.BundleCacheTTL, s.now)
 	s.routes(reg)
@@ -212,13 +243,13 @@ func (s *Server) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if s.cfg.Retention > 0 {
-			n, err := s.st.Reports().Prune(ctx, s.now().Add(-s.cfg.Retention))
+		if retention := s.live.Load().Retention; retention > 0 {
+			n, err := s.st.Reports().Prune(ctx, s.now().Add(-retention))
 			switch {
 			case err != nil && ctx.Err() == nil:
 				s.log.Error("deleting old reports failed; retrying in an hour", "err", err)
 			case n > 0:
-				s.log.Info("deleted old reports", "reports", n, "retention", s.cfg.Retention.String())
+				s.log.Info("deleted old reports", "reports", n, "retention", retention.String())
 			}
 		}
 		if err := s.st.RevokedTokens().PruneRevoked(ctx, s.now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
@@ -228,16 +259,38 @@ func (s *Server) pruneLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.kick:
 		}
 	}
 }
 
+// Settings returns the settings in force.
+func (s *Server) Settings() Settings { return *s.live.Load() }
+
+// Update replaces the settings in force, for the requests that follow;
+// a changed retention deletes what it no longer keeps at once. An
+// invalid st changes nothing.
+func (s *Server) Update(st Settings) error {
+	if err := st.normalize(); err != nil {
+		return err
+	}
+	old := s.live.Swap(&st)
+	s.quota.setConfig(st.ReportQuota)
+	if st.Retention != old.Retention {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
 // ServeHTTP serves the control plane.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.AccessLog != nil {
+	if al := s.live.Load().AccessLog; al != nil {
 		lw := &loggingWriter{ResponseWriter: w}
 		start := time.Now()
-		defer func() { s.logRequest(r, lw, time.Since(start)) }()
+		defer func() { s.logRequest(al, r, lw, time.Since(start)) }()
 		w = lw
 	}
 	defer func() {
