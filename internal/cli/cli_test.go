@@ -78,6 +78,8 @@ func TestScripts(t *testing.T) {
 			"waitlisten": cmdWaitListen,
 			"capture":    cmdCapture,
 			"contains":   cmdContains,
+			"sighup":     cmdSighup,   // serve_test.go
+			"waitbody":   cmdWaitBody, // serve_test.go
 		},
 	})
 }
