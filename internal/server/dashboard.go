@@ -127,10 +127,19 @@ func (s *Server) sessionOK(r *http.Request) bool {
 type loginData struct {
 	Error   string
 	Version string
+	Hint    string
+}
+
+func (s *Server) loginData(errMsg string) loginData {
+	hint := s.cfg.AdminTokenHint
+	if hint == "" {
+		hint = "in the file admin-token in rampart serve's data directory, or in $RAMPART_ADMIN_TOKEN"
+	}
+	return loginData{Error: errMsg, Version: version.Get(), Hint: hint}
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
-	return s.render(w, http.StatusOK, "login.html", loginData{Version: version.Get()})
+	return s.render(w, http.StatusOK, "login.html", s.loginData(""))
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
@@ -145,7 +154,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		if err := s.authFailure(r); err != nil {
 			return err
 		}
-		return s.render(w, http.StatusUnauthorized, "login.html", loginData{Error: "That is not the admin token.", Version: version.Get()})
+		return s.render(w, http.StatusUnauthorized, "login.html", s.loginData("That is not the admin token."))
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: s.newSession(), Path: "/", MaxAge: int(sessionLifetime / time.Second),

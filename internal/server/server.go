@@ -58,6 +58,10 @@ type Config struct {
 	// compared in constant time and never logged. Use at least 32 random
 	// bytes; New refuses fewer than 16 characters.
 	AdminToken string
+	// AdminTokenHint completes "The admin token is ..." on the login
+	// page, e.g. "in the file admin-token in the data directory". The
+	// page is public: name no path of the machine. Empty: a generic hint.
+	AdminTokenHint string
 	// BundleKeys are the public keys published bundles must be signed
 	// with. If nil, publishing is refused: the control plane never holds
 	// a signing key, and never accepts what it cannot verify.
