@@ -1,9 +1,12 @@
 package server
 
 import (
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampartsec/rampart/pin"
 )
@@ -69,4 +72,54 @@ func TestAdmin401IsReadableJSON(t *testing.T) {
 	if msg := errorMessage(t, body); !strings.Contains(msg, "Authorization: Bearer") || !strings.Contains(msg, "admin token") {
 		t.Errorf("401 says %q", msg)
 	}
+}
+
+// FuzzDashboardFilter: any query string is either refused with an *Error
+// of status 400 (a message safe to show) or read as a filter the store
+// can take: a known range or since before until, at most 400 days, a
+// known mode, a host name, an SPKI pin, a row count in bounds; and the
+// filter's own links read back as the same filter.
+func FuzzDashboardFilter(f *testing.F) {
+	e := newEnv(f, nil)
+	for _, q := range []string{"", "range=7d&domain=api.payments.test&mode=enforce", "since=2026-01-01&until=2026-01-02",
+		"served_pin=sha256%2FAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D", "rows=100", "domian=x", "range=7d&since=2026-01-01",
+		"app_version=5.1.0", "domain=%E2%80%AE", "until=2026-01-01T00:00:00.5Z", "%zz"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.RawQuery = raw
+		d, err := e.srv.dashboardFilter(r)
+		if err != nil {
+			var he *Error
+			if !errors.As(err, &he) || he.Code != http.StatusBadRequest || he.Msg == "" {
+				t.Fatalf("%q: %v, want a 400 *Error", raw, err)
+			}
+			return
+		}
+		if !d.Since.Before(d.Until) || d.Until.Sub(d.Since) > 400*24*time.Hour || d.Rows < 1 || d.Rows > maxRows {
+			t.Fatalf("%q: %+v", raw, d)
+		}
+		if d.Mode != "" && d.Mode != "enforce" && d.Mode != "report-only" {
+			t.Fatalf("%q: mode %q", raw, d.Mode)
+		}
+		if d.Domain != "" && checkHostname("domain", d.Domain) != nil {
+			t.Fatalf("%q: domain %q", raw, d.Domain)
+		}
+		if d.ServedPin != "" {
+			if _, err := pin.Parse(d.ServedPin); err != nil {
+				t.Fatalf("%q: served pin %q", raw, d.ServedPin)
+			}
+		}
+		if strings.IndexFunc(d.AppVersion, isControl) >= 0 {
+			t.Fatalf("%q: app version %q", raw, d.AppVersion)
+		}
+		link := string(d.Link("/"))
+		r2 := httptest.NewRequest("GET", link, nil)
+		d2, err := e.srv.dashboardFilter(r2)
+		if err != nil || d2.Domain != d.Domain || d2.Mode != d.Mode || d2.ServedPin != d.ServedPin || d2.AppVersion != d.AppVersion ||
+			d2.Rows != d.Rows || d2.Range != d.Range || (d.Custom && (!d2.Since.Equal(d.Since) || !d2.Until.Equal(d.Until))) {
+			t.Fatalf("%q: the filter's link %q reads back as %+v (%v), not %+v", raw, link, d2, err, d)
+		}
+	})
 }

@@ -236,22 +236,6 @@ func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]reportGroupJSON, len(groups))
-	for i, g := range groups {
-		c := g.Content
-		body := json.RawMessage(c.Body)
-		if !json.Valid(body) {
-			// Checked at ingest; a row that is not JSON (an edit, an
-			// older bug) must not break every listing that holds it.
-			s.log.Warn("a stored report is not JSON; listed without it", "group", g.ID)
-			body = json.RawMessage("null")
-		}
-		out[i] = reportGroupJSON{
-			ID: g.ID, Format: c.Format, Hostname: c.Hostname, Port: c.Port, NotedHostname: c.NotedHostname,
-			IncludeSubdomains: c.IncludeSubdomains, Mode: c.Mode, Reason: c.Reason, ServedPin: c.ServedPin,
-			ServedSubject: c.ServedSubject, AppBundleID: c.AppBundleID, AppVersion: c.AppVersion, AppPlatform: c.AppPlatform,
-			Reports: g.Reports, Clients: g.Clients, FirstSeen: newAPITime(g.FirstSeen), LastSeen: newAPITime(g.LastSeen), Report: body,
-		}
-	}
+	out := s.groupsJSON(groups)
 	return writeJSON(w, http.StatusOK, map[string]any{"groups": out})
 }
