@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -126,7 +127,11 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 
 // typeError matches yaml.v3's type errors: the value read and the Go type
 // it did not fit.
-var typeError = regexp.MustCompile("^line (\\d+): cannot unmarshal !!\\w+ (`[^`]*`|[^ ]+) into (.+)$")
+var typeError = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: (`[^`]*`|[^ ]+))? into (.+)$")
+
+// yamlKinds says in words what a YAML tag holds.
+var yamlKinds = map[string]string{"map": "a mapping", "seq": "a list", "str": "a string", "int": "a number",
+	"float": "a number", "bool": "true or false", "null": "null", "binary": "binary data", "timestamp": "a time"}
 
 // goTypeWords says in words what a Go type of serveConfig holds.
 func goTypeWords(t string) string {
@@ -163,7 +168,14 @@ func yamlText(err error, lines map[int]string) string {
 			if f, ok := lines[line]; ok {
 				field = f + ": "
 			}
-			m = fmt.Sprintf("line %s: %s%q is not %s", sm[1], field, strings.Trim(sm[2], "`"), goTypeWords(sm[3]))
+			what := yamlKinds[sm[2]]
+			if what == "" {
+				what = "this value"
+			}
+			if sm[3] != "" {
+				what = strconv.Quote(strings.Trim(sm[3], "`"))
+			}
+			m = fmt.Sprintf("line %s: %s%s is not %s", sm[1], field, what, goTypeWords(sm[4]))
 		}
 		msgs[i] = m
 	}
