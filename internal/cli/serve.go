@@ -417,6 +417,7 @@ func (r *reloader) reload() {
 		log.Error("SIGHUP: configuration not reloaded; the running one stays", "err", errors.Unwrap(err))
 		return
 	}
+	oldKeys := keyIDs(r.srv.Settings().BundleKeys)
 	st, err := reloadable(next, org, log)
 	if err == nil {
 		err = r.srv.Update(st)
@@ -437,7 +438,7 @@ func (r *reloader) reload() {
 			}
 		}
 	}
-	if !slices.Contains(changed, "bundle_keys") && !slices.Equal(keyIDs(r.srv.Settings().BundleKeys), keyIDs(st.BundleKeys)) {
+	if !slices.Contains(changed, "bundle_keys") && !slices.Equal(oldKeys, keyIDs(st.BundleKeys)) {
 		changed = append(changed, "bundle_keys (the files' keys)")
 	}
 	for field := range org.inFile {
