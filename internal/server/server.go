@@ -11,6 +11,9 @@
 //	GET  /v1/admin/reports        groups of identical reports, filtered (admin)
 //	GET  /v1/admin/reports/summary  counts by time, domain, served key, app, mode (admin)
 //	GET  /                        the dashboard (admin session, after /login)
+//	GET  /reports/{id}            one report group: chain, pins, deliveries (session)
+//	GET  /export/reports.csv, /export/reports.json, /export/summary.json
+//	                              the dashboard's filter, downloaded (session)
 //	GET  /metrics, /healthz       Prometheus metrics; database health
 //	/oauth2/..., /.well-known/oauth-authorization-server
 //	                              the OAuth2 authorization server, when configured
@@ -22,7 +25,15 @@
 // # Errors
 //
 // Every refusal is a precise 4xx with a JSON body {"error": "..."}; an
-// unexpected failure is a bare 500 whose detail goes only to the log.
+// unexpected failure is a bare 500 whose detail goes only to the log. An
+// answer is encoded before its status line is sent, so an encoding
+// failure is such a 500 too, never a truncated 2xx. Unknown query
+// parameters of the admin API and the dashboard are refused.
+//
+// # Storage
+//
+// Reports are bounded by [ReportQuota]: the space they take, distinct
+// reports per host name per day, and the free disk space left.
 //
 // # Durability
 //
