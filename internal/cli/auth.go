@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,17 +30,26 @@ var defaultScopes = []string{"payment.read", "payment.write", "payment.withdraw"
 // plane's database directly: the same --data and --db as rampart serve.
 type storeFlags struct {
 	data, db, config string
+	// init lets open make a new database where there is none.
+	init bool
 	// scopes is the catalogue, from the config file or the default.
 	scopes []string
+	cmd    *cobra.Command // for its stderr
 }
 
 func (f *storeFlags) register(c *cobra.Command) {
+	f.cmd = c
+	c.Flags().BoolVar(&f.init, "init", false, "make a new database (and master key) if there is none; rampart serve makes one on first start")
 	c.Flags().StringVar(&f.config, "config", "", "rampart serve's configuration `FILE` (for data_dir, db, scopes)")
 	c.Flags().StringVar(&f.data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
 	c.Flags().StringVar(&f.db, "db", "", "database `DSN`: postgres://... or a SQLite file (default DATA/rampart.db)")
 }
 
-// open opens the store and the master key's derived secrets.
+// open opens the store and the master key's derived secrets, and says on
+// stderr which database it works on. It makes a new database (and master
+// key) only with --init: an admin command pointed at the wrong directory
+// must not quietly start an installation no server uses. The master key
+// must be the one the database was set up with (masterkey.Verify).
 func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, error) {
 	f.scopes = defaultScopes
 	if f.config != "" {
@@ -56,7 +67,7 @@ func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, er
 			f.scopes = cfg.Scopes
 		}
 	}
-	dir, err := dataDir(f.data)
+	dir, err := dataDirPath(f.data)
 	if err != nil {
 		return nil, nil, fail(ExitUsage, fmt.Errorf("data directory: %w", err))
 	}
@@ -64,16 +75,47 @@ func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, er
 	if dsn == "" {
 		dsn = filepath.Join(dir, "rampart.db")
 	}
-	// A master key may be made here only for the local default database:
-	// for one given with --db, the servers' key is needed.
-	keys, err := masterkey.Load(dir, f.db == "")
+	file, isFile := backend.File(dsn)
+	fresh := false
+	if isFile {
+		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			fresh = true
+		}
+	}
+	if fresh && !f.init && f.db == "" {
+		return nil, nil, fail(ExitUsage, fmt.Errorf("no database at %s: this command works on rampart serve's database; point --data (or --db, --config) at it, or pass --init to make a new one here", file))
+	}
+	if fresh && f.init {
+		if dir, err = dataDir(f.data); err != nil {
+			return nil, nil, fail(ExitUsage, fmt.Errorf("data directory: %w", err))
+		}
+	}
+	// A master key may be made here only for a new local database: for
+	// one given with --db, or one that exists, the servers' key is
+	// needed.
+	keys, err := masterkey.Load(dir, fresh && f.init && f.db == "")
 	if err != nil {
 		return nil, nil, fail(ExitUsage, err)
+	}
+	if fresh && !f.init {
+		return nil, nil, fail(ExitUsage, fmt.Errorf("no database at %s: point --db at rampart serve's database, or pass --init to make a new one", file))
 	}
 	st, err := backend.Open(ctx, dsn)
 	if err != nil {
 		return nil, nil, fail(ExitFailure, err)
 	}
+	if err := masterkey.Verify(ctx, st, keys); err != nil {
+		st.Close()
+		if errors.Is(err, masterkey.ErrMismatch) {
+			return nil, nil, fail(ExitUsage, err)
+		}
+		return nil, nil, fail(ExitFailure, err)
+	}
+	what := "database"
+	if fresh {
+		what = "new database"
+	}
+	fmt.Fprintf(f.cmd.ErrOrStderr(), "rampart: %s %s (master key from %s)\n", what, backend.Describe(dsn), keys.Source)
 	return st, keys, nil
 }
 

@@ -79,6 +79,8 @@ func TestScripts(t *testing.T) {
 			"capture":    cmdCapture,
 			"contains":   cmdContains,
 			"silent":     cmdSilent,
+			"sighup":     cmdSighup,   // serve_test.go
+			"waitbody":   cmdWaitBody, // serve_test.go
 		},
 	})
 }

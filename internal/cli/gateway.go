@@ -407,6 +407,10 @@ func openKeyStore(ctx context.Context, dir, dsn string) (store.Store, *masterkey
 	if err != nil {
 		return nil, nil, fail(ExitFailure, err)
 	}
+	if err := masterkey.Verify(ctx, st, secrets); err != nil {
+		st.Close()
+		return nil, nil, fail(ExitUsage, fmt.Errorf("auth.api_keys: %w", err))
+	}
 	return st, secrets, nil
 }
 

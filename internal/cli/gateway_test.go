@@ -228,7 +228,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	issue("spiffe://pay.test/edge", "edge")       // the TLS certificate clients see
 	issue("spiffe://pay.test/gateway", "gateway") // the gateway's service identity
 	issue("spiffe://pay.test/ledger", "ledger")
-	runCLI(t, "client", "create", "shop", "--data", data, "--scopes", "payment.read")
+	runCLI(t, "client", "create", "shop", "--init", "--data", data, "--scopes", "payment.read")
 	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", data))
 	rootFile := filepath.Join(data, "ca", "root.pem")
 	roots := readPool(t, rootFile)

@@ -55,14 +55,15 @@ func TestServeRenewsCertificates(t *testing.T) {
 	runCLI(t, "ca", "init", "--trust-domain", "pay.test", "--data", data)
 	runCLI(t, "ca", "issue", "--id", "spiffe://pay.test/control-plane", "--dns", "localhost", "--out", file("cp"), "--data", data)
 	// An OAuth client registered for tls_client_auth with a workload's ID.
-	runCLI(t, "client", "create", "ledger-oauth", "--scopes", "payment.read", "--cert-uri", "spiffe://pay.test/ledger", "--data", data)
+	runCLI(t, "client", "create", "ledger-oauth", "--init", "--scopes", "payment.read", "--cert-uri", "spiffe://pay.test/ledger", "--data", data)
 	srv, m := startCLI(t, []string{
-		`rampart: certificate renewal for the CA in \S+ at (https://\S+)\n`,
-		`rampart: control plane listening on (https://\S+) `,
+		`msg="certificate renewal at (https://[^"]+)" ca=\S+\n`,
+		`msg="control plane listening on (https://[^"]+)" `,
 	}, "serve", "--listen", "127.0.0.1:0", "--data", data, "--tls-cert", file("cp.pem"), "--tls-key", file("cp.key"))
 	renewURL, base := m[0], m[1]
-	if renewURL != base+"/v1/certificates/renew" {
-		t.Fatalf("renewal at %s, want %s/v1/certificates/renew", renewURL, base)
+	// The URL it prints is one its certificate (for localhost) verifies.
+	if want := strings.Replace(base, "127.0.0.1", "localhost", 1) + "/v1/certificates/renew"; renewURL != want {
+		t.Fatalf("renewal at %s, want %s", renewURL, want)
 	}
 	runCLI(t, "ca", "issue", "--id", "spiffe://pay.test/ledger", "--dns", "ledger.pay.test", "--ttl", "1h", "--out", file("ledger"), "--data", data)
 	roots := readPool(t, filepath.Join(data, "ca", "root.pem"))
@@ -236,9 +237,9 @@ func TestServeCAWithoutTLSWarns(t *testing.T) {
 	}
 	data := filepath.Join(t.TempDir(), "data")
 	runCLI(t, "ca", "init", "--trust-domain", "pay.test", "--data", data)
-	srv, m := startCLI(t, []string{`rampart: control plane listening on (http://\S+) `}, "serve", "--listen", "127.0.0.1:0", "--data", data)
-	want := "rampart: warning: the CA in " + filepath.Join(data, "ca") + " renews certificates only over TLS: give rampart serve --tls-cert and --tls-key\n"
-	if log := srv.log.String(); !strings.Contains(log, want) || strings.Contains(log, "certificate renewal for the CA") {
+	srv, m := startCLI(t, []string{`msg="control plane listening on (http://[^"]+)"`}, "serve", "--listen", "127.0.0.1:0", "--data", data)
+	want := `level=WARN msg="the CA in ` + filepath.Join(data, "ca") + ` renews certificates only over TLS: give rampart serve --tls-cert and --tls-key"` + "\n"
+	if log := srv.log.String(); !strings.Contains(log, want) || strings.Contains(log, "certificate renewal at") {
 		t.Errorf("stderr:\n%s\nwant the line %q and no renewal endpoint", log, want)
 	}
 	resp, err := http.Post(m[0]+"/v1/certificates/renew", "application/x-pem-file", bytes.NewReader(csrPEM(t, "spiffe://pay.test/ledger")))

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,15 +21,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/pgtest"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/internal/testpki"
 )
 
 const serveToken = "serve-test-admin-token-0123456789"
+
+// listeningLine is rampart serve's log line saying where it listens.
+var listeningLine = regexp.MustCompile(`control plane listening on (https?://[^" ]+)`)
 
 // startServe runs "rampart serve" in a child process on dir and returns it
 // with its base URL once it listens.
@@ -46,8 +54,8 @@ func startServe(t *testing.T, dir string, extra ...string) (*exec.Cmd, string) {
 	found := make(chan string, 1)
 	go func() {
 		for lines.Scan() {
-			if _, url, ok := strings.Cut(lines.Text(), "control plane listening on "); ok {
-				found <- strings.Fields(url)[0]
+			if m := listeningLine.FindStringSubmatch(lines.Text()); m != nil {
+				found <- m[1]
 			}
 		}
 		close(found)
@@ -209,7 +217,7 @@ func TestServeOAuthEndToEnd(t *testing.T) {
 		t.Skip("starts a server")
 	}
 	dir := t.TempDir()
-	runCLI(t, "client", "create", "shop", "--data", dir, "--scopes", "payment.read,payment.write")
+	runCLI(t, "client", "create", "shop", "--init", "--data", dir, "--scopes", "payment.read,payment.write")
 	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", dir, "--scopes", "payment.read"))
 	_, url := startServe(t, dir)
 
@@ -276,5 +284,100 @@ func TestServeOAuthEndToEnd(t *testing.T) {
 			t.Fatalf("3 s after revocation, the revoked key still gets tokens (%d)", code)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sighup PIDFILE sends SIGHUP to the process whose ID the file holds, as
+// an operator's kill -HUP "$(cat PIDFILE)" does.
+func cmdSighup(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sighup PIDFILE")
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(ts.ReadFile(args[0])))
+	ts.Check(err)
+	ts.Check(syscall.Kill(pid, syscall.SIGHUP))
+}
+
+// waitbody URL REGEXP waits up to 30 s for a 200 whose body matches.
+func cmdWaitBody(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitbody URL REGEXP")
+	}
+	re := regexp.MustCompile(args[1])
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(args[0])
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(b)
+			if resp.StatusCode == http.StatusOK && re.Match(b) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("%s did not answer a body matching %q within 30 s; last:\n%s", args[0], args[1], last)
+}
+
+// SIGHUP does not stop rampart serve (Go's default action for it is to
+// exit): it is handled, counted, and the server keeps answering.
+func TestServeSurvivesSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	cmd, url := startServe(t, t.TempDir())
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`rampart_config_reloads_total\{result="applied"\} 1\b`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatalf("after SIGHUP: %v (the process died?)", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want.Match(b) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP not handled within 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(url + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz after SIGHUP: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+// The start-up line names the PostgreSQL database (user, host, port,
+// database), never its password.
+func TestServeNamesPostgresDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	u, err := neturl.Parse(pgtest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test server trusts local connections: the password is not
+	// checked, only carried, and must not be shown.
+	const secret = "s3cret-pw-in-the-dsn"
+	u.User = neturl.UserPassword(u.User.Username(), secret)
+	p, _ := startCLI(t, []string{`msg="control plane listening on (http://[^"]+)"`}, "serve", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--db", u.String())
+	p.cmd.Process.Signal(os.Interrupt)
+	<-p.done
+	log := p.log.String()
+	want := fmt.Sprintf(`database="PostgreSQL %s@%s, database %s"`, u.User.Username(), u.Host, strings.TrimPrefix(u.Path, "/"))
+	if !strings.Contains(log, want) {
+		t.Errorf("log lacks %s:\n%s", want, log)
+	}
+	if strings.Contains(log, secret) {
+		t.Error("the log shows the database password")
 	}
 }

@@ -39,7 +39,7 @@ func TestTokenRevokeEndToEnd(t *testing.T) {
 		t.Skip("starts a server")
 	}
 	dir := t.TempDir()
-	runCLI(t, "client", "create", "shop", "--data", dir, "--scopes", "payment.read", "--token-lifetime", "1d")
+	runCLI(t, "client", "create", "shop", "--data", dir, "--scopes", "payment.read", "--token-lifetime", "1d", "--init")
 	runCLI(t, "client", "create", "rs", "--data", dir, "--scopes", token.IntrospectScope)
 	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", dir))
 	rsKey := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "rs", "--data", dir))

@@ -160,3 +160,97 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("the browser reported:\n%s", strings.Join(problems, "\n"))
 	}
 }
+
+// newBrowser starts a headless Chromium of the given window width and
+// signs it in to e's dashboard.
+func newBrowser(t *testing.T, e *testEnv, width int) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium(t)),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(width, 1000),
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.http.URL+"/login"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("#timeline")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+func evalJS[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// At a 1400 px window, what an incident needs is on screen: the Clients
+// column of "Unexpected keys" and of the recent reports (no horizontal
+// scrolling), full pins, "Last seen" on one line, the chart's time zone,
+// and the last tick label of the 7-day chart inside the chart.
+func TestDashboardLayoutAt1400px(t *testing.T) {
+	chromium(t)
+	e := newEnv(t, nil)
+	seed(t, e)
+	ctx := newBrowser(t, e, 1400)
+	shot := func(name string) {
+		if dir := os.Getenv("RAMPART_SCREENSHOTS"); dir != "" {
+			b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err == nil {
+				os.MkdirAll(dir, 0o755)
+				os.WriteFile(filepath.Join(dir, name), b, 0o644)
+			}
+		}
+	}
+	shot("dashboard-1400.png")
+	for _, table := range []string{"#by-served-pin", "#groups"} {
+		js := fmt.Sprintf(`(() => {
+			const t = document.querySelector(%q), card = t.closest('.card');
+			const th = t.querySelector('thead th:last-child').getBoundingClientRect();
+			return card.scrollWidth <= card.clientWidth && th.right <= card.getBoundingClientRect().right && th.right <= window.innerWidth;
+		})()`, table)
+		if !evalJS[bool](t, ctx, js) {
+			t.Errorf("%s: the last column (Clients) is clipped or behind a scroll bar at 1400 px", table)
+		}
+	}
+	if got := evalJS[string](t, ctx, `document.querySelector('#by-served-pin tbody code.pin').textContent`); !strings.HasPrefix(got, "sha256/") || len(got) != 51 || strings.Contains(got, "…") {
+		t.Errorf("the Unexpected keys table shows the pin %q, want it whole", got)
+	}
+	if lines := evalJS[int](t, ctx, `Math.max(...[...document.querySelectorAll('#groups td.when')].map(td => {
+			const r = document.createRange(); r.selectNodeContents(td);
+			return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }))`); lines != 1 {
+		t.Errorf("a Last/First seen cell takes %d lines, want 1", lines)
+	}
+	if tz := evalJS[string](t, ctx, `document.querySelector('#axis-tz').textContent`); tz != "UTC" {
+		t.Errorf("the chart's axis says %q, want UTC", tz)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.http.URL+"/?range=7d"), chromedp.WaitVisible(chromedp.CSS("#timeline"))); err != nil {
+		t.Fatal(err)
+	}
+	shot("dashboard-1400-7d.png")
+	inside := evalJS[bool](t, ctx, `(() => {
+		const svg = document.querySelector('#timeline').getBoundingClientRect();
+		return [...document.querySelectorAll('#timeline text.tick')].every(t => { const b = t.getBoundingClientRect(); return b.left >= svg.left - 0.5 && b.right <= svg.right + 0.5; });
+	})()`)
+	if !inside {
+		t.Error("a tick label of the 7-day chart is cut at the chart's edge")
+	}
+}

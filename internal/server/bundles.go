@@ -105,7 +105,7 @@ func (s *Server) getBundle(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set("ETag", e.etag)
-	h.Set("Cache-Control", s.cfg.BundleCacheControl)
+	h.Set("Cache-Control", s.live.Load().BundleCacheControl)
 	h.Set("X-Content-Type-Options", "nosniff")
 	if etagMatch(r.Header.Get("If-None-Match"), e.etag) {
 		s.metrics.bundleRequests.WithLabelValues("304").Inc()
@@ -137,22 +137,26 @@ func etagMatch(header, etag string) bool {
 
 // bundleJSON describes a published bundle in the admin API.
 type bundleJSON struct {
-	Name        string    `json:"name"`
-	Version     int64     `json:"version"`
-	KeyID       string    `json:"kid"`
-	IssuedAt    time.Time `json:"issued_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	PublishedAt time.Time `json:"published_at"`
+	Name        string  `json:"name"`
+	Version     int64   `json:"version"`
+	KeyID       string  `json:"kid"`
+	IssuedAt    apiTime `json:"issued_at"`
+	ExpiresAt   apiTime `json:"expires_at"`
+	PublishedAt apiTime `json:"published_at"`
 }
 
 func toBundleJSON(b store.Bundle) bundleJSON {
-	return bundleJSON{b.Name, b.Version, b.KeyID, b.IssuedAt.UTC(), b.ExpiresAt.UTC(), b.PublishedAt.UTC()}
+	return bundleJSON{b.Name, b.Version, b.KeyID, newAPITime(b.IssuedAt), newAPITime(b.ExpiresAt), newAPITime(b.PublishedAt)}
 }
 
 // publishBundle verifies a signed bundle with the configured keys and
 // publishes it if its version is newer than the latest.
 func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
-	if s.cfg.BundleKeys == nil {
+	if err := checkParams(r.URL.Query(), nil); err != nil {
+		return err
+	}
+	keys := s.live.Load().BundleKeys
+	if keys == nil {
 		return httpError(http.StatusForbidden, "this server has no bundle keys configured, so it accepts no bundle; start it with --bundle-key PUBLIC.pem")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBundleSize))
@@ -164,7 +168,7 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Code: http.StatusBadRequest, Msg: "could not read the body", Err: err}
 	}
 	now := s.now()
-	b, err := bundle.Verify(strings.TrimSpace(string(body)), s.cfg.BundleKeys, now)
+	b, err := bundle.Verify(strings.TrimSpace(string(body)), keys, now)
 	if err != nil {
 		// Verification errors describe the bundle the client sent, never
 		// server state: safe to return.
@@ -186,11 +190,13 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.bundles.forget(b.Name)
 	s.log.Info("bundle published", "bundle", b.Name, "version", b.Version, "kid", b.KeyID)
-	writeJSON(w, http.StatusCreated, toBundleJSON(sb))
-	return nil
+	return writeJSON(w, http.StatusCreated, toBundleJSON(sb))
 }
 
 func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
+	if err := checkParams(r.URL.Query(), []string{"name"}); err != nil {
+		return err
+	}
 	name := r.URL.Query().Get("name")
 	if name != "" && !bundleName.MatchString(name) {
 		return httpError(http.StatusBadRequest, "name: not a bundle name")
@@ -203,6 +209,5 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
 	for i, b := range bs {
 		out[i] = toBundleJSON(b)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
-	return nil
+	return writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
 }

@@ -10,7 +10,6 @@ import (
 	"html/template"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +22,16 @@ import (
 var webFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"time":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
-	"date":  func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+	"time": func(t timeLike) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	"date": func(t timeLike) string { return t.UTC().Format(time.DateOnly) },
+	// stamp is a time for a table cell: date and minute, UTC said in
+	// the column's header.
+	"stamp": func(t timeLike) string { return t.UTC().Format("2006-01-02 15:04") },
 	"short": shortPin,
+	// text shows stored free text (subjects, app versions, reasons) as
+	// ingest would have cleaned it: data stored before a character was
+	// refused is shown safe too.
+	"text": func(s string) string { return cleanText(s, len(s)) },
 	"pct": func(n, total int64) string {
 		if total == 0 {
 			return "0%"
@@ -33,6 +39,9 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.0f%%", 100*float64(n)/float64(total))
 	},
 }).ParseFS(webFS, "web/*.html"))
+
+// timeLike is a time.Time or an apiTime, for the templates.
+type timeLike interface{ UTC() time.Time }
 
 const (
 	sessionCookie   = "rampart_session"
@@ -45,6 +54,10 @@ const (
 func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	csrf := http.NewCrossOriginProtection()
 	mux.Handle("GET /{$}", s.handle(s.dashboard))
+	mux.Handle("GET /reports/{id}", s.handle(s.groupPage))
+	mux.Handle("GET /export/reports.csv", s.handle(s.exportCSV))
+	mux.Handle("GET /export/reports.json", s.handle(s.exportJSON))
+	mux.Handle("GET /export/summary.json", s.handle(s.exportSummary))
 	mux.Handle("GET /login", s.handle(s.loginPage))
 	mux.Handle("POST /login", csrf.Handler(s.handle(s.login)))
 	mux.Handle("POST /logout", csrf.Handler(s.handle(s.logout)))
@@ -120,10 +133,19 @@ func (s *Server) sessionOK(r *http.Request) bool {
 type loginData struct {
 	Error   string
 	Version string
+	Hint    string
+}
+
+func (s *Server) loginData(errMsg string) loginData {
+	hint := s.cfg.AdminTokenHint
+	if hint == "" {
+		hint = "in the file admin-token in rampart serve's data directory, or in $RAMPART_ADMIN_TOKEN"
+	}
+	return loginData{Error: errMsg, Version: version.Get(), Hint: hint}
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
-	return s.render(w, http.StatusOK, "login.html", loginData{Version: version.Get()})
+	return s.render(w, http.StatusOK, "login.html", s.loginData(""))
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
@@ -138,7 +160,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		if err := s.authFailure(r); err != nil {
 			return err
 		}
-		return s.render(w, http.StatusUnauthorized, "login.html", loginData{Error: "That is not the admin token.", Version: version.Get()})
+		return s.render(w, http.StatusUnauthorized, "login.html", s.loginData("That is not the admin token."))
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: s.newSession(), Path: "/", MaxAge: int(sessionLifetime / time.Second),
@@ -153,76 +175,6 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 	return nil
-}
-
-// ranges are the dashboard's time ranges.
-var ranges = []struct {
-	Key  string
-	Span time.Duration
-}{{"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour}, {"90d", 90 * 24 * time.Hour}}
-
-type dashboardData struct {
-	Version string
-	Now     time.Time
-	Range   string
-	Ranges  []string
-	Domain  string
-	Mode    string
-	Domains []string // for the filter
-	Sum     *summary
-	Chart   chart
-	Groups  []store.ReportGroup
-	Filter  string // the query string of the filter, for links
-}
-
-func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
-	// Only a session opens the dashboard: a bearer token here would be a
-	// second door for guessing it, outside the admin API's limits.
-	if !s.sessionOK(r) {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return nil
-	}
-	q := r.URL.Query()
-	d := dashboardData{Version: version.Get(), Now: s.now().UTC(), Range: "24h",
-		Domain: strings.ToLower(q.Get("domain")), Mode: q.Get("mode")}
-	span := 24 * time.Hour
-	for _, rg := range ranges {
-		d.Ranges = append(d.Ranges, rg.Key)
-		if q.Get("range") == rg.Key {
-			d.Range, span = rg.Key, rg.Span
-		}
-	}
-	if d.Mode != "enforce" && d.Mode != "report-only" {
-		d.Mode = ""
-	}
-	f := store.ReportFilter{Domain: d.Domain, Mode: d.Mode, Until: untilNow(d.Now), Since: d.Now.Add(-span)}
-	sum, err := s.summarize(r.Context(), f)
-	if err != nil {
-		return err
-	}
-	d.Sum = sum
-	d.Chart = newChart(sum.Timeline, sum.width)
-	f.Since = sum.Since
-	f.Limit = 25
-	if d.Groups, err = s.st.Reports().Groups(r.Context(), f); err != nil {
-		return err
-	}
-	all, err := s.st.Reports().Count(r.Context(), store.ReportFilter{Since: f.Since, Until: f.Until, Limit: 200}, store.ByDomain)
-	if err != nil {
-		return err
-	}
-	for _, t := range all {
-		d.Domains = append(d.Domains, t.Key)
-	}
-	v := url.Values{"range": {d.Range}}
-	if d.Domain != "" {
-		v.Set("domain", d.Domain)
-	}
-	if d.Mode != "" {
-		v.Set("mode", d.Mode)
-	}
-	d.Filter = v.Encode()
-	return s.render(w, http.StatusOK, "dashboard.html", d)
 }
 
 // chart is a bar chart of reports over time, laid out here so that the
@@ -242,8 +194,9 @@ type bar struct {
 }
 
 type tick struct {
-	X, Y  float64
-	Label string
+	X, Y   float64
+	Label  string
+	Anchor string // text-anchor: start, middle or end
 }
 
 func newChart(tl []store.Bucket, width time.Duration) chart {
@@ -272,7 +225,18 @@ func newChart(tl []store.Bucket, width time.Duration) chart {
 		c.Bars = append(c.Bars, bar{X: x + step*0.1, Y: float64(top) + plotH - bh, W: step * 0.8, H: bh,
 			Title: fmt.Sprintf("%s: %d report(s)", b.Start.UTC().Format("2006-01-02 15:04 UTC"), b.Reports)})
 		if i%every == 0 {
-			c.Labels = append(c.Labels, tick{X: x + step/2, Y: float64(h - 8), Label: b.Start.UTC().Format(format)})
+			label := b.Start.UTC().Format(format)
+			lx, anchor := x+step/2, "middle"
+			// Keep the label inside the chart: near an edge, anchor it
+			// there instead of at its middle.
+			half := labelWidth(label) / 2
+			switch {
+			case lx+half > w:
+				lx, anchor = w, "end"
+			case lx-half < 0:
+				lx, anchor = 0, "start"
+			}
+			c.Labels = append(c.Labels, tick{X: lx, Y: float64(h - 8), Label: label, Anchor: anchor})
 		}
 	}
 	for i := int64(0); i <= 4; i++ {
@@ -281,6 +245,10 @@ func newChart(tl []store.Bucket, width time.Duration) chart {
 	}
 	return c
 }
+
+// labelWidth estimates the width of a tick label in the chart's units
+// (11 px text, about 0.62 em per character, with a margin).
+func labelWidth(s string) float64 { return float64(len(s))*7 + 4 }
 
 // niceCeil rounds n up to 4, 8, 20, 40, 80, 200, ... so that axis ticks
 // at quarters are whole numbers.
@@ -294,11 +262,12 @@ func niceCeil(n int64) int64 {
 	}
 }
 
-// shortPin abbreviates "sha256/abcdef...=" for tables; the full pin is in
-// the title attribute.
+// shortPin abbreviates "sha256/abcdef...=" for the recent reports table;
+// the full pin is in the title attribute, and in full, to copy, in the
+// Unexpected keys table and on the group's page.
 func shortPin(p string) string {
-	if len(p) > 32 {
-		return p[:29] + "…"
+	if len(p) > 24 {
+		return p[:21] + "…"
 	}
 	return p
 }

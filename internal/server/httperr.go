@@ -3,8 +3,11 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Error is an error with what the client may see. Msg goes to the client;
@@ -66,16 +69,54 @@ func writeError(w http.ResponseWriter, he *Error) {
 			w.Header().Add(k, v)
 		}
 	}
-	writeJSON(w, he.Code, map[string]string{"error": he.Msg})
+	// A map of strings always encodes.
+	_ = writeJSON(w, he.Code, map[string]string{"error": he.Msg})
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+// writeJSON sends v as JSON with status code. It encodes v before writing
+// anything: an encoding error is returned, for [Server.handle] to answer
+// 500 and log, instead of a status line already sent with a truncated
+// body behind it. Handlers end with "return writeJSON(...)".
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("server: encoding the answer: %w", err)
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	w.Write(b)
+	return nil
+}
+
+// apiTime is a time in the JSON of the admin API: RFC 3339 in UTC. It
+// always encodes: RFC 3339 has four-digit years, so a time past the end
+// of year 9999 (a bundle signed to expire in year 10000, say: stored
+// data, whatever its origin, must not break every answer that lists it)
+// is written as 9999-12-31T23:59:59Z, and one before year 0 as
+// 0000-01-01T00:00:00Z.
+type apiTime struct{ time.Time }
+
+var (
+	maxAPITime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	minAPITime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func newAPITime(t time.Time) apiTime { return apiTime{t.UTC()} }
+
+// MarshalJSON implements [json.Marshaler].
+func (t apiTime) MarshalJSON() ([]byte, error) {
+	u := t.UTC()
+	switch {
+	case u.After(maxAPITime):
+		u = maxAPITime
+	case u.Before(minAPITime):
+		u = minAPITime
+	}
+	return u.MarshalJSON()
 }
 
 // discardLogger is the logger of a Server without one.

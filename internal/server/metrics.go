@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_reports_total",
-			Help: "Failure reports received, by result: accepted, invalid, too_large, unsupported_media_type, rate_limited, unavailable.",
+			Help: "Failure reports received, by result: accepted, invalid, too_large, unsupported_media_type, rate_limited, over_quota (storage bounds), unavailable.",
 		}, []string{"result"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "rampart_report_batch_size",
@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.reports, m.batchSize, m.commitSeconds, m.commitErrors, m.bundleRequests, m.authFailures)
-	for _, r := range []string{"accepted", "invalid", "too_large", "unsupported_media_type", "rate_limited", "unavailable"} {
+	for _, r := range []string{"accepted", "invalid", "too_large", "unsupported_media_type", "rate_limited", "over_quota", "unavailable"} {
 		m.reports.WithLabelValues(r)
 	}
 	return m

@@ -3,14 +3,21 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/internal/suggest"
+	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
@@ -22,8 +29,9 @@ const reportCostUnit = 16 << 10
 // postReport accepts one failure report: RFC 7469 §3 or TrustKit's.
 func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 	src := ratelimit.ClientAddr(r, s.cfg.TrustedProxies)
-	if s.cfg.ReportLimit.Rate > 0 {
-		d, err := s.limiter.Allow(r.Context(), "report|"+ratelimit.AddrKey(src), s.cfg.ReportLimit)
+	limit := s.live.Load().ReportLimit
+	if limit.Rate > 0 {
+		d, err := s.limiter.Allow(r.Context(), "report|"+ratelimit.AddrKey(src), limit)
 		if err != nil {
 			return err
 		}
@@ -47,8 +55,8 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A large report costs more of the client's budget: otherwise one
 	// client could fill the disk with 64 KiB reports at the report rate.
-	if extra := len(body) / reportCostUnit; extra > 0 && s.cfg.ReportLimit.Rate > 0 {
-		d, err := s.limiter.AllowN(r.Context(), "report|"+ratelimit.AddrKey(src), s.cfg.ReportLimit, extra)
+	if extra := len(body) / reportCostUnit; extra > 0 && limit.Rate > 0 {
+		d, err := s.limiter.AllowN(r.Context(), "report|"+ratelimit.AddrKey(src), limit, extra)
 		if err != nil {
 			return err
 		}
@@ -66,15 +74,25 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	err = s.ingest.submit(store.Report{
+	rep := store.Report{
 		Received:  s.now(),
 		Source:    src.String(),
 		UserAgent: cleanText(r.UserAgent(), 512),
 		Device:    device,
 		Content:   content,
-	})
+	}
+	cost, err := s.quota.admit(r.Context(), rep)
+	if err != nil {
+		s.metrics.reports.WithLabelValues("over_quota").Inc()
+		return err
+	}
+	err = s.ingest.submit(rep)
+	if err != nil {
+		s.quota.release(cost)
+	}
 	switch {
 	case err == nil:
+		s.quota.stored(content.Digest)
 	case errors.Is(err, errIngestBusy), errors.Is(err, errIngestClosed):
 		s.metrics.reports.WithLabelValues("unavailable").Inc()
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "busy; retry later", Err: err,
@@ -89,13 +107,45 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// reportFilter reads the admin filters from the query string:
-// domain, since, until (RFC 3339 or YYYY-MM-DD), mode, served_pin,
-// app_version, limit.
-func reportFilter(r *http.Request, now time.Time) (store.ReportFilter, error) {
+// Query parameters of the admin endpoints. Anything else is refused: a
+// misspelt filter (domian=) must not answer for everything.
+var (
+	filterParams  = []string{"domain", "since", "until", "mode", "served_pin", "app_version"}
+	reportsParams = append(slices.Clip(filterParams), "limit")
+)
+
+// checkParams refuses a query with a parameter not in known, or one given
+// twice, with a 400 naming it (and the closest known name).
+func checkParams(q url.Values, known []string) error {
+	names := slices.Sorted(maps.Keys(q))
+	for _, name := range names {
+		if !slices.Contains(known, name) {
+			msg := fmt.Sprintf("unknown parameter %q", truncate(cleanText(name, 64), 64))
+			if s := suggest.Closest(name, known); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			if len(known) == 0 {
+				return httpError(http.StatusBadRequest, msg+": this endpoint takes no parameters")
+			}
+			return httpError(http.StatusBadRequest, msg+"; this endpoint takes "+strings.Join(known, ", "))
+		}
+		if n := len(q[name]); n > 1 {
+			return httpError(http.StatusBadRequest, fmt.Sprintf("%s given %d times; give it once", name, n))
+		}
+	}
+	return nil
+}
+
+// reportFilter reads the admin filters from the query string, which may
+// hold only known: domain, since, until (RFC 3339 or YYYY-MM-DD), mode,
+// served_pin, app_version, and limit where known has it.
+func reportFilter(r *http.Request, known []string) (store.ReportFilter, error) {
 	q := r.URL.Query()
+	if err := checkParams(q, known); err != nil {
+		return store.ReportFilter{}, err
+	}
 	f := store.ReportFilter{
-		Domain:     strings.ToLower(strings.TrimSpace(q.Get("domain"))),
+		Domain:     strings.TrimSuffix(strings.ToLower(strings.TrimSpace(q.Get("domain"))), "."),
 		Mode:       q.Get("mode"),
 		ServedPin:  q.Get("served_pin"),
 		AppVersion: q.Get("app_version"),
@@ -104,6 +154,23 @@ func reportFilter(r *http.Request, now time.Time) (store.ReportFilter, error) {
 	case "", "enforce", "report-only":
 	default:
 		return f, httpError(http.StatusBadRequest, "mode: want enforce or report-only")
+	}
+	if f.Domain != "" {
+		if err := checkHostname("domain", f.Domain); err != nil {
+			return f, httpError(http.StatusBadRequest, err.Error())
+		}
+	}
+	if f.ServedPin != "" {
+		if _, err := pin.Parse(f.ServedPin); err != nil || !strings.HasPrefix(f.ServedPin, "sha256/") {
+			msg := "served_pin: want an SPKI pin (sha256/ and the base64 of 32 bytes)"
+			if strings.Contains(f.ServedPin, " ") {
+				msg += "; in a query string, write + as %2B"
+			}
+			return f, httpError(http.StatusBadRequest, msg)
+		}
+	}
+	if len(f.AppVersion) > maxField || strings.IndexFunc(f.AppVersion, isControl) >= 0 || !utf8.ValidString(f.AppVersion) {
+		return f, httpError(http.StatusBadRequest, "app_version: not a version a report can hold")
 	}
 	var err error
 	if f.Since, err = parseTimeParam(q.Get("since")); err != nil {
@@ -155,13 +222,13 @@ type reportGroupJSON struct {
 	AppPlatform       string          `json:"app_platform,omitempty"`
 	Reports           int64           `json:"reports"`
 	Clients           int64           `json:"clients"`
-	FirstSeen         time.Time       `json:"first_seen"`
-	LastSeen          time.Time       `json:"last_seen"`
+	FirstSeen         apiTime         `json:"first_seen"`
+	LastSeen          apiTime         `json:"last_seen"`
 	Report            json.RawMessage `json:"report"`
 }
 
 func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
-	f, err := reportFilter(r, s.now())
+	f, err := reportFilter(r, reportsParams)
 	if err != nil {
 		return err
 	}
@@ -169,16 +236,6 @@ func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]reportGroupJSON, len(groups))
-	for i, g := range groups {
-		c := g.Content
-		out[i] = reportGroupJSON{
-			ID: g.ID, Format: c.Format, Hostname: c.Hostname, Port: c.Port, NotedHostname: c.NotedHostname,
-			IncludeSubdomains: c.IncludeSubdomains, Mode: c.Mode, Reason: c.Reason, ServedPin: c.ServedPin,
-			ServedSubject: c.ServedSubject, AppBundleID: c.AppBundleID, AppVersion: c.AppVersion, AppPlatform: c.AppPlatform,
-			Reports: g.Reports, Clients: g.Clients, FirstSeen: g.FirstSeen.UTC(), LastSeen: g.LastSeen.UTC(), Report: json.RawMessage(c.Body),
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"groups": out})
-	return nil
+	out := s.groupsJSON(groups)
+	return writeJSON(w, http.StatusOK, map[string]any{"groups": out})
 }

@@ -6,19 +6,20 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
-
 	"encoding/pem"
 	"errors"
 	"fmt"
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"io"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin"
@@ -240,9 +241,12 @@ func parseReport(body []byte) (store.ReportContent, string, error) {
 			return c, "", badReport("%s is longer than %d bytes", name, maxField)
 		}
 		// Control characters (NUL above all) have no place in these
-		// fields, and some databases refuse them.
+		// fields, and some databases refuse them; format characters
+		// (bidi overrides, zero-width characters) and line separators
+		// would let a sender make one value display as another.
 		if i := strings.IndexFunc(v, isControl); i >= 0 {
-			return c, "", badReport("%s has a control character at byte %d", name, i)
+			r, _ := utf8.DecodeRuneInString(v[i:])
+			return c, "", badReport("%s has a %s (U+%04X) at byte %d", name, controlKind(r), r, i)
 		}
 	}
 	// The digest is of the report as stored: host names normalized.
@@ -521,11 +525,35 @@ func hashString(raw jsontext.Value, field func([]byte), h io.Writer) error {
 	return nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }
+// isControl reports whether r has no place in text the dashboard shows:
+// the C0 and C1 control characters and DEL; the format characters
+// (Unicode category Cf: the bidi marks, embeddings, overrides and
+// isolates U+200E-F, U+202A-E, U+2066-9, U+061C, the zero-width
+// characters, U+FEFF, soft hyphens), which change how the text around
+// them is displayed, so that a sender could make one certificate subject
+// or app version display as another (CVE-2021-42574, "Trojan Source");
+// and the line and paragraph separators U+2028-9, which do the same.
+func isControl(r rune) bool {
+	switch {
+	case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
+		return true
+	case r < 0xad:
+		return false
+	}
+	return unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
+}
 
-// cleanText makes s fit to store and show: valid UTF-8, no control
-// characters, at most n bytes. For values the server keeps but does not
-// refuse over (a User-Agent, a certificate subject).
+func controlKind(r rune) string {
+	if r < 0xa0 {
+		return "control character"
+	}
+	return "format character"
+}
+
+// cleanText makes s fit to store and show: valid UTF-8, no character
+// isControl refuses (each becomes U+FFFD, visibly), at most n bytes. For
+// values the server keeps but does not refuse over (a User-Agent, a
+// certificate subject), and for stored text as the dashboard shows it.
 func cleanText(s string, n int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	if strings.IndexFunc(s, isControl) >= 0 {

@@ -24,6 +24,7 @@ func FuzzParseReport(f *testing.F) {
 	f.Add([]byte(`{"hostname":"a.test"}`))
 	f.Add([]byte(`{"date-time":"2026-11-25T10:00:00Z","hostname":"a.test","port":443,"known-pins":[],"served-certificate-chain":["-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----"]}`))
 	f.Add([]byte("[[[[[["))
+	f.Add(trustKit(f, "api.payments.test", "1.0\u202e", "dev\u2066", true, rogue))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c, device, err := parseReport(body)
 		if err != nil {
@@ -39,6 +40,15 @@ func FuzzParseReport(f *testing.F) {
 		}
 		if _, err := pin.Parse(c.ServedPin); err != nil {
 			t.Fatalf("served pin %q: %v", c.ServedPin, err)
+		}
+		// Nothing the dashboard shows carries a control or format
+		// character (P7: bidi overrides would let one value display
+		// as another).
+		for name, v := range map[string]string{"subject": c.ServedSubject, "reason": c.Reason, "app version": c.AppVersion,
+			"app platform": c.AppPlatform, "bundle id": c.AppBundleID, "device": device, "hostname": c.NotedHostname} {
+			if i := strings.IndexFunc(v, isControl); i >= 0 {
+				t.Fatalf("accepted %s %q with a control or format character at byte %d", name, v, i)
+			}
 		}
 		// Re-encode with sorted keys, no white space and another date.
 		var m map[string]any

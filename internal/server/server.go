@@ -11,6 +11,9 @@
 //	GET  /v1/admin/reports        groups of identical reports, filtered (admin)
 //	GET  /v1/admin/reports/summary  counts by time, domain, served key, app, mode (admin)
 //	GET  /                        the dashboard (admin session, after /login)
+//	GET  /reports/{id}            one report group: chain, pins, deliveries (session)
+//	GET  /export/reports.csv, /export/reports.json, /export/summary.json
+//	                              the dashboard's filter, downloaded (session)
 //	GET  /metrics, /healthz       Prometheus metrics; database health
 //	/oauth2/..., /.well-known/oauth-authorization-server
 //	                              the OAuth2 authorization server, when configured
@@ -22,7 +25,15 @@
 // # Errors
 //
 // Every refusal is a precise 4xx with a JSON body {"error": "..."}; an
-// unexpected failure is a bare 500 whose detail goes only to the log.
+// unexpected failure is a bare 500 whose detail goes only to the log. An
+// answer is encoded before its status line is sent, so an encoding
+// failure is such a 500 too, never a truncated 2xx. Unknown query
+// parameters of the admin API and the dashboard are refused.
+//
+// # Storage
+//
+// Reports are bounded by [ReportQuota]: the space they take, distinct
+// reports per host name per day, and the free disk space left.
 //
 // # Durability
 //
@@ -41,6 +52,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +69,10 @@ type Config struct {
 	// compared in constant time and never logged. Use at least 32 random
 	// bytes; New refuses fewer than 16 characters.
 	AdminToken string
+	// AdminTokenHint completes "The admin token is ..." on the login
+	// page, e.g. "in the file admin-token in the data directory". The
+	// page is public: name no path of the machine. Empty: a generic hint.
+	AdminTokenHint string
 	// BundleKeys are the public keys published bundles must be signed
 	// with. If nil, publishing is refused: the control plane never holds
 	// a signing key, and never accepts what it cannot verify.
@@ -79,6 +95,9 @@ type Config struct {
 	// Retention is how long reports are kept; older ones are deleted
 	// every hour. Zero keeps them forever.
 	Retention time.Duration
+	// ReportQuota bounds the storage reports take; the zero value has
+	// the documented defaults.
+	ReportQuota ReportQuota
 	// SecureCookies marks the dashboard session cookie Secure; set it when
 	// the server is reached over https.
 	SecureCookies bool
@@ -102,20 +121,60 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger receives errors and notable events; nil discards them.
 	Logger *slog.Logger
+	// AccessLog, if set, receives one line per request: method, path
+	// (without the query), status, duration_ms, bytes and remote (the
+	// client address, after TrustedProxies). Never a header, a query or
+	// a body: no credential reaches it.
+	AccessLog *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Settings are the parts of a Config that a running Server can change
+// ([Server.Update]; rampart serve applies them on SIGHUP). Their zero
+// values mean what the Config fields of the same names document.
+type Settings struct {
+	BundleKeys         *bundle.Keys
+	ReportLimit        ratelimit.Limit
+	ReportQuota        ReportQuota
+	BundleCacheControl string
+	Retention          time.Duration
+	AccessLog          *slog.Logger
+}
+
+// normalize fills in the defaults of st and checks it.
+func (st *Settings) normalize() error {
+	if st.ReportLimit == (ratelimit.Limit{}) {
+		st.ReportLimit = defaultReportLimit
+	}
+	if st.ReportLimit.Rate >= 0 {
+		if err := st.ReportLimit.Validate(); err != nil {
+			return fmt.Errorf("server: report limit: %w", err)
+		}
+	}
+	if st.BundleCacheControl == "" {
+		st.BundleCacheControl = "public, max-age=60"
+	}
+	if st.Retention < 0 {
+		return errors.New("server: negative retention")
+	}
+	st.ReportQuota = st.ReportQuota.withDefaults()
+	return nil
 }
 
 // Server is the control plane's HTTP handler. Create it with New and stop
 // it with Close after the http.Server has shut down.
 type Server struct {
 	cfg      Config
+	live     atomic.Pointer[Settings]
+	kick     chan struct{} // wakes pruneLoop when the retention changed
 	st       store.Store
 	log      *slog.Logger
 	now      func() time.Time
 	token    [sha256.Size]byte
 	limiter  *ratelimit.Memory
 	ingest   *ingester
+	quota    *quota
 	bundles  *bundleCache
 	metrics  *metrics
 	mux      *http.ServeMux
@@ -139,16 +198,10 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.AdminToken) < 16 {
 		return nil, errors.New("server: the admin token must be at least 16 characters (rampart serve makes a random one)")
 	}
-	if cfg.ReportLimit == (ratelimit.Limit{}) {
-		cfg.ReportLimit = defaultReportLimit
-	}
-	if cfg.ReportLimit.Rate >= 0 {
-		if err := cfg.ReportLimit.Validate(); err != nil {
-			return nil, fmt.Errorf("server: report limit: %w", err)
-		}
-	}
-	if cfg.BundleCacheControl == "" {
-		cfg.BundleCacheControl = "public, max-age=60"
+	live := Settings{BundleKeys: cfg.BundleKeys, ReportLimit: cfg.ReportLimit, ReportQuota: cfg.ReportQuota,
+		BundleCacheControl: cfg.BundleCacheControl, Retention: cfg.Retention, AccessLog: cfg.AccessLog}
+	if err := live.normalize(); err != nil {
+		return nil, err
 	}
 	if cfg.BundleCacheTTL == 0 {
 		cfg.BundleCacheTTL = 2 * time.Second
@@ -160,7 +213,9 @@ func New(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		token:   sha256.Sum256([]byte(cfg.AdminToken)),
 		limiter: &ratelimit.Memory{Now: cfg.Now},
+		kick:    make(chan struct{}, 1),
 	}
+	s.live.Store(&live)
 	if s.log == nil {
 		s.log = discardLogger
 	}
@@ -186,6 +241,8 @@ func New(cfg Config) (*Server, error) {
 			s.log.Error("storing reports failed; clients were told to retry", "reports", n, "err", err)
 		}
 	})
+	s.quota = newQuota(live.ReportQuota, cfg.Store.Reports(), s.now, func(msg string, args ...any) { s.log.Warn(msg, args...) })
+	s.quota.register(reg)
 	s.bundles = newBundleCache(cfg.Store.Bundles(), cfg.BundleCacheTTL, s.now)
 	s.routes(reg)
 	ctx, stop := context.WithCancel(context.Background())
@@ -201,13 +258,13 @@ func (s *Server) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if s.cfg.Retention > 0 {
-			n, err := s.st.Reports().Prune(ctx, s.now().Add(-s.cfg.Retention))
+		if retention := s.live.Load().Retention; retention > 0 {
+			n, err := s.st.Reports().Prune(ctx, s.now().Add(-retention))
 			switch {
 			case err != nil && ctx.Err() == nil:
 				s.log.Error("deleting old reports failed; retrying in an hour", "err", err)
 			case n > 0:
-				s.log.Info("deleted old reports", "reports", n, "retention", s.cfg.Retention.String())
+				s.log.Info("deleted old reports", "reports", n, "retention", retention.String())
 			}
 		}
 		if err := s.st.RevokedTokens().PruneRevoked(ctx, s.now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
@@ -217,12 +274,40 @@ func (s *Server) pruneLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.kick:
 		}
 	}
 }
 
+// Settings returns the settings in force.
+func (s *Server) Settings() Settings { return *s.live.Load() }
+
+// Update replaces the settings in force, for the requests that follow;
+// a changed retention deletes what it no longer keeps at once. An
+// invalid st changes nothing.
+func (s *Server) Update(st Settings) error {
+	if err := st.normalize(); err != nil {
+		return err
+	}
+	old := s.live.Swap(&st)
+	s.quota.setConfig(st.ReportQuota)
+	if st.Retention != old.Retention {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
 // ServeHTTP serves the control plane.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if al := s.live.Load().AccessLog; al != nil {
+		lw := &loggingWriter{ResponseWriter: w}
+		start := time.Now()
+		defer func() { s.logRequest(al, r, lw, time.Since(start)) }()
+		w = lw
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -280,8 +365,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.st.Ping(ctx); err != nil {
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "database unreachable", Err: err}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	return nil
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // admin wraps h with the admin bearer-token check.
@@ -299,7 +383,7 @@ func (s *Server) admin(h handlerFunc) http.Handler {
 			}
 			return &Error{
 				Code:   http.StatusUnauthorized,
-				Msg:    "admin token required: Authorization: Bearer <token>",
+				Msg:    "admin token required: send the header Authorization: Bearer followed by the admin token",
 				Header: http.Header{"Www-Authenticate": {`Bearer realm="rampart-admin"`}},
 			}
 		}

@@ -12,23 +12,28 @@ import (
 // summary is what the dashboard shows and /v1/admin/reports/summary
 // returns.
 type summary struct {
-	Since       time.Time      `json:"since"`
-	Until       time.Time      `json:"until"`
-	Bucket      string         `json:"bucket"`
-	Total       int64          `json:"total"`
-	Timeline    []store.Bucket `json:"-"`
-	TimelineOut []bucketJSON   `json:"timeline"`
-	ByDomain    []tallyJSON    `json:"by_domain"`
-	ByServedPin []tallyJSON    `json:"by_served_pin"`
-	ByApp       []tallyJSON    `json:"by_app"`
-	ByMode      []tallyJSON    `json:"by_mode"`
-	Bundles     []bundleJSON   `json:"bundles"`
-	width       time.Duration
+	Since apiTime `json:"since"`
+	Until apiTime `json:"until"`
+	// Bucket is the timeline's step as an ISO 8601 duration ("PT1H",
+	// "P1D"); BucketSeconds the same in seconds; BucketLabel in words,
+	// for the page.
+	Bucket        string         `json:"bucket"`
+	BucketSeconds int64          `json:"bucket_seconds"`
+	BucketLabel   string         `json:"-"`
+	Total         int64          `json:"total"`
+	Timeline      []store.Bucket `json:"-"`
+	TimelineOut   []bucketJSON   `json:"timeline"`
+	ByDomain      []tallyJSON    `json:"by_domain"`
+	ByServedPin   []tallyJSON    `json:"by_served_pin"`
+	ByApp         []tallyJSON    `json:"by_app"`
+	ByMode        []tallyJSON    `json:"by_mode"`
+	Bundles       []bundleJSON   `json:"bundles"`
+	width         time.Duration
 }
 
 type bucketJSON struct {
-	Start   time.Time `json:"start"`
-	Reports int64     `json:"reports"`
+	Start   apiTime `json:"start"`
+	Reports int64   `json:"reports"`
 }
 
 type tallyJSON struct {
@@ -56,7 +61,8 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 	// Align buckets to the width so that the bars do not shift with every
 	// reload.
 	f.Since = f.Since.Truncate(width)
-	out := &summary{Since: f.Since, Until: f.Until, Bucket: humanDuration(width), width: width}
+	out := &summary{Since: newAPITime(f.Since), Until: newAPITime(f.Until), Bucket: isoDuration(width),
+		BucketSeconds: int64(width / time.Second), BucketLabel: humanDuration(width), width: width}
 	var err error
 	if out.Total, err = rs.Total(ctx, f); err != nil {
 		return nil, err
@@ -74,7 +80,7 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 			i++
 		}
 		out.Timeline = append(out.Timeline, b)
-		out.TimelineOut = append(out.TimelineOut, bucketJSON{b.Start.UTC(), b.Reports})
+		out.TimelineOut = append(out.TimelineOut, bucketJSON{newAPITime(b.Start), b.Reports})
 	}
 	for _, d := range []struct {
 		by  store.Dimension
@@ -106,7 +112,7 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 // hours, at most 400 days.
 func (s *Server) summaryFilter(r *http.Request) (store.ReportFilter, error) {
 	now := s.now().UTC()
-	f, err := reportFilter(r, now)
+	f, err := reportFilter(r, filterParams)
 	if err != nil {
 		return f, err
 	}
@@ -131,14 +137,29 @@ func (s *Server) summary(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, sum)
-	return nil
+	return writeJSON(w, http.StatusOK, sum)
 }
 
 // untilNow is the exclusive end of a range that ends now, at the store's
 // millisecond precision: a report received this millisecond is in it.
 func untilNow(now time.Time) time.Time {
 	return now.Truncate(time.Millisecond).Add(time.Millisecond)
+}
+
+// isoDuration writes a bucket width as an ISO 8601 duration: whole days
+// as "P1D", else hours and minutes ("PT1H", "PT15M").
+func isoDuration(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("P%dD", d/(24*time.Hour))
+	}
+	s := "PT"
+	if h := d / time.Hour; h > 0 {
+		s += fmt.Sprintf("%dH", h)
+	}
+	if m := d % time.Hour / time.Minute; m > 0 {
+		s += fmt.Sprintf("%dM", m)
+	}
+	return s
 }
 
 // humanDuration writes a bucket width as people say it: "15 min", "1 h",

@@ -49,6 +49,9 @@ type Store interface {
 	SigningKeys() token.KeyStore
 	// RevokedTokens returns the revoked access tokens.
 	RevokedTokens() token.RevocationStore
+	// Settings returns the installation's settings, such as the check
+	// value of its master key.
+	Settings() SettingStore
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database. Calls in progress may fail.
@@ -107,6 +110,8 @@ type ReportFilter struct {
 	Mode         string
 	ServedPin    string
 	AppVersion   string
+	// GroupID selects the reports of one group (ReportGroup.ID).
+	GroupID int64
 	// Limit bounds the number of rows returned; 0 means 100.
 	Limit int
 }
@@ -147,6 +152,27 @@ type Bucket struct {
 	Reports int64
 }
 
+// Delivery is one report of a group as it arrived.
+type Delivery struct {
+	Received  time.Time
+	Source    string
+	UserAgent string
+	Device    string
+}
+
+// Usage is the space reports take, for storage caps.
+type Usage struct {
+	// Bytes is the space of the reports as the backend measures it,
+	// without a scan: for SQLite the pages in use in the database file
+	// (which holds the auth tables too, a small part of it); for
+	// PostgreSQL the report tables with their indexes and TOAST data.
+	Bytes int64
+	// Free is the space left on the file system holding the database,
+	// or -1 when the backend cannot tell (PostgreSQL: the server's disk
+	// is not this machine's).
+	Free int64
+}
+
 // ReportStore keeps failure reports.
 type ReportStore interface {
 	// AddReports stores reports in one transaction: all or none. When it
@@ -168,6 +194,23 @@ type ReportStore interface {
 	// ingestion is never held up for long. It returns the number of
 	// reports deleted.
 	Prune(ctx context.Context, before time.Time) (int64, error)
+	// Deliveries lists the reports received within f (usually of one
+	// group, f.GroupID), most recent first, at most f.Limit.
+	Deliveries(ctx context.Context, f ReportFilter) ([]Delivery, error)
+	// Usage measures the space reports take and what is left, cheaply
+	// enough to be called every few seconds.
+	Usage(ctx context.Context) (Usage, error)
+}
+
+// SettingStore keeps named values of the installation.
+type SettingStore interface {
+	// Get returns the value stored under name, or ErrNotFound.
+	Get(ctx context.Context, name string) (string, error)
+	// Init stores value under name unless a value is stored there
+	// already, and returns the value stored under name after the call:
+	// value, or the one found. Concurrent calls agree on one value,
+	// across every instance sharing the database.
+	Init(ctx context.Context, name, value string) (string, error)
 }
 
 // Bundle is a published signed pin bundle.

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -38,25 +39,69 @@ func Open(ctx context.Context, dsnString string) (store.Store, error) {
 }
 
 func open(ctx context.Context, d string) (store.Store, error) {
+	if isPostgres(d) {
+		return postgres.Open(ctx, d)
+	}
+	path, err := sqlitePath(d)
+	if err != nil {
+		return nil, err
+	}
+	return sqlite.Open(ctx, path)
+}
+
+func isPostgres(d string) bool {
+	return strings.HasPrefix(d, "postgres://") || strings.HasPrefix(d, "postgresql://")
+}
+
+// sqlitePath returns the file a SQLite DSN names.
+func sqlitePath(d string) (string, error) {
 	switch {
 	case d == "":
-		return nil, errors.New("no database given (a file path, sqlite:PATH or postgres://...)")
-	case strings.HasPrefix(d, "postgres://"), strings.HasPrefix(d, "postgresql://"):
-		return postgres.Open(ctx, d)
+		return "", errors.New("no database given (a file path, sqlite:PATH or postgres://...)")
 	case strings.HasPrefix(d, "sqlite:"):
 		path := strings.TrimPrefix(d, "sqlite:")
 		if rest, ok := strings.CutPrefix(path, "//"); ok {
 			// sqlite:///abs/path is a URL with an empty host;
 			// sqlite://name would put the file name in the host.
 			if !strings.HasPrefix(rest, "/") {
-				return nil, errors.New("sqlite:// must be followed by an absolute path (sqlite:///path), or use sqlite:PATH")
+				return "", errors.New("sqlite:// must be followed by an absolute path (sqlite:///path), or use sqlite:PATH")
 			}
 			path = rest
 		}
-		return sqlite.Open(ctx, path)
+		return path, nil
 	case scheme.MatchString(d):
-		return nil, fmt.Errorf("unsupported database scheme %q (want postgres:// or sqlite:)", scheme.FindStringSubmatch(d)[1])
+		return "", fmt.Errorf("unsupported database scheme %q (want postgres:// or sqlite:)", scheme.FindStringSubmatch(d)[1])
 	default:
-		return sqlite.Open(ctx, d)
+		return d, nil
 	}
+}
+
+// File returns the SQLite file a DSN names, absolute, and whether it
+// names one (false for PostgreSQL and for DSNs Open refuses).
+func File(d string) (string, bool) {
+	if isPostgres(d) {
+		return "", false
+	}
+	path, err := sqlitePath(d)
+	if err != nil {
+		return "", false
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return path, true
+}
+
+// Describe names the database of a DSN for messages, never with its
+// password: the absolute file of a SQLite database; for PostgreSQL, the
+// user, host, port and database it connects to (environment defaults
+// applied, as the driver applies them).
+func Describe(d string) string {
+	if isPostgres(d) {
+		return postgres.Describe(d)
+	}
+	if path, ok := File(d); ok {
+		return path
+	}
+	return dsn.Scrub(d, d)
 }

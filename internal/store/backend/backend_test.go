@@ -72,3 +72,31 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// Describe names the database for start-up lines and never shows a
+// password (usability 25: host and database name, not just "postgres").
+func TestDescribe(t *testing.T) {
+	const secret = "s3cret-pw"
+	dir := t.TempDir()
+	for _, tc := range []struct{ dsn, want string }{
+		{"postgres://rampart:" + secret + "@db.internal:5433/payments?sslmode=require", "PostgreSQL rampart@db.internal:5433, database payments"},
+		{"postgresql://rampart:" + secret + "@[2001:db8::5]/cp", "PostgreSQL rampart@[2001:db8::5]:5432, database cp"},
+		{"postgres://rampart:bad:" + secret + "@db:notaport/x", "PostgreSQL (invalid DSN)"},
+		{filepath.Join(dir, "rampart.db"), filepath.Join(dir, "rampart.db")},
+		{"sqlite:" + filepath.Join(dir, "x.db"), filepath.Join(dir, "x.db")},
+	} {
+		got := Describe(tc.dsn)
+		if got != tc.want {
+			t.Errorf("Describe(%q) = %q, want %q", tc.dsn, got, tc.want)
+		}
+		if strings.Contains(got, secret) {
+			t.Errorf("Describe(%q) shows the password", tc.dsn)
+		}
+	}
+	if f, ok := File("postgres://db/x"); ok || f != "" {
+		t.Errorf("File(postgres) = %q, %v", f, ok)
+	}
+	if f, ok := File("relative.db"); !ok || !filepath.IsAbs(f) {
+		t.Errorf("File(relative.db) = %q, %v", f, ok)
+	}
+}

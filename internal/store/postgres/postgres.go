@@ -38,6 +38,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -105,6 +106,21 @@ func open(ctx context.Context, dsnString string) (*DB, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return db, nil
+}
+
+// Describe names the database dsnString connects to, for start-up lines:
+// "PostgreSQL user@host:port, database name", without the password, with
+// the driver's defaults (PGHOST, PGUSER, ...) applied.
+func Describe(dsnString string) string {
+	cfg, err := pgconn.ParseConfig(dsnString)
+	if err != nil {
+		return "PostgreSQL (invalid DSN)"
+	}
+	host := cfg.Host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("PostgreSQL %s@%s:%d, database %s", cfg.User, host, cfg.Port, cfg.Database)
 }
 
 var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}

@@ -238,3 +238,32 @@ func (r reports) Prune(ctx context.Context, before time.Time) (int64, error) {
 	}
 	return total, nil
 }
+
+func (r reports) Deliveries(ctx context.Context, f store.ReportFilter) ([]store.Delivery, error) {
+	q := sqlq.Deliveries(sqlq.Postgres, f)
+	rows, err := r.db.pool.Query(ctx, q.SQL, q.Args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: report deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Delivery, error) {
+		return sqlq.ScanDelivery(row.Scan)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: report deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// usageSQL adds up the report tables' space, indexes and TOAST included,
+// from the sizes of their files: no scan.
+const usageSQL = "SELECT pg_total_relation_size('report_groups'::regclass) + pg_total_relation_size('report_events'::regclass)"
+
+// Usage measures the report tables; the free space of the server's disk
+// is not known here (Free is -1).
+func (r reports) Usage(ctx context.Context) (store.Usage, error) {
+	u := store.Usage{Free: -1}
+	if err := r.db.pool.QueryRow(ctx, usageSQL).Scan(&u.Bytes); err != nil {
+		return u, fmt.Errorf("postgres: usage: %w", err)
+	}
+	return u, nil
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -193,4 +194,42 @@ func (r reports) Prune(ctx context.Context, before time.Time) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+func (r reports) Deliveries(ctx context.Context, f store.ReportFilter) ([]store.Delivery, error) {
+	q := sqlq.Deliveries(sqlq.SQLite, f)
+	var out []store.Delivery
+	err := r.query(ctx, q, func(rows *sql.Rows) error {
+		d, err := sqlq.ScanDelivery(rows.Scan)
+		if err != nil {
+			return err
+		}
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: report deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// usageSQL is the space in use in the database file: its pages less
+// those on the free list. The WAL's committed pages count, as the
+// connection sees the database through it.
+const usageSQL = "SELECT (p.page_count - f.freelist_count) * s.page_size" +
+	" FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s"
+
+// Usage measures the database file's pages in use and the free space of
+// the file system holding it.
+func (r reports) Usage(ctx context.Context) (store.Usage, error) {
+	u := store.Usage{Free: -1}
+	if err := r.db.read.QueryRowContext(ctx, usageSQL).Scan(&u.Bytes); err != nil {
+		return u, fmt.Errorf("sqlite: usage: %w", err)
+	}
+	free, err := freeSpace(filepath.Dir(r.db.path))
+	if err != nil {
+		return u, fmt.Errorf("sqlite: free space: %w", err)
+	}
+	u.Free = free
+	return u, nil
 }

@@ -43,7 +43,16 @@
 //   - Timeline refuses an unset Since and a width that is not a positive
 //     whole number of milliseconds;
 //   - List breaks ties in publication time by name, then version
-//     descending; Publish sets a zero PublishedAt to the current time.
+//     descending; Publish sets a zero PublishedAt to the current time;
+//   - GroupID selects one group in every query; Deliveries lists the
+//     reports within a filter most recent first, ties by insertion,
+//     later first;
+//   - Usage grows with the reports stored (by at least half their
+//     bodies' size: the backend may compress); Free is -1 (unknown) or
+//     positive;
+//   - Settings.Init keeps the first value stored under a name, through
+//     every handle, concurrent calls included; names are 1 to 64 of a-z,
+//     0-9, _ and .; values are text without NUL.
 //
 // Of the auth stores (APIKeys, SigningKeys, RevokedTokens), beyond what
 // packages apikey and token document:
@@ -85,6 +94,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -107,7 +117,7 @@ type Opener func(t *testing.T) (s store.Store, reopen func(t *testing.T) store.S
 
 // Run runs the suite against the backend opened by open.
 func Run(t *testing.T, open Opener) {
-	for _, tc := range append(tests[:len(tests):len(tests)], authTests...) {
+	for _, tc := range slices.Concat(tests, moreTests, authTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, reopen := open(t)

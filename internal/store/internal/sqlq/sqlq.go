@@ -124,6 +124,9 @@ func (b *builder) from(f store.ReportFilter, joinGroups bool) string {
 		where = append(where, "g.app_version = "+b.arg(f.AppVersion))
 		joinGroups = true
 	}
+	if f.GroupID != 0 {
+		where = append(where, "e.group_id = "+b.arg(f.GroupID))
+	}
 	s := " FROM report_events e"
 	if !f.Since.IsZero() || !f.Until.IsZero() {
 		s += b.d.TimeIndex
@@ -215,6 +218,42 @@ func Timeline(d Dialect, f store.ReportFilter, width time.Duration) (Query, erro
 // BucketStart returns the start of bucket k of a timeline from since.
 func BucketStart(since time.Time, width time.Duration, k int64) time.Time {
 	return Time(Millis(since)).Add(time.Duration(k) * width)
+}
+
+// DeliveryColumns are the columns Deliveries selects, in scan order.
+const DeliveryColumns = "e.received_ms, e.source, e.user_agent, e.device"
+
+// Deliveries selects the events within f, most recent first, ties by ID
+// descending (the later insert first).
+func Deliveries(d Dialect, f store.ReportFilter) Query {
+	b := &builder{d: d}
+	from := b.from(f, false)
+	limit := b.arg(Limit(f))
+	return Query{SQL: "SELECT " + DeliveryColumns + from + " ORDER BY e.received_ms DESC, e.id DESC LIMIT " + limit, Args: b.args}
+}
+
+// ScanDelivery reads a row of Deliveries.
+func ScanDelivery(scan func(...any) error) (store.Delivery, error) {
+	var d store.Delivery
+	var received int64
+	if err := scan(&received, &d.Source, &d.UserAgent, &d.Device); err != nil {
+		return d, err
+	}
+	d.Received = Time(received)
+	return d, nil
+}
+
+// Setting names are short identifiers; values are text.
+func CheckSetting(name, value string) error {
+	if name == "" || len(name) > 64 || strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '.')
+	}) {
+		return fmt.Errorf("setting name %q: want 1 to 64 of a-z, 0-9, _ and .", truncate(name, 80))
+	}
+	if err := checkText("setting "+name, value); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Total counts the events within f.
