@@ -156,6 +156,14 @@ func noKey(id string) string {
 	return fmt.Sprintf("no API key %s (rampart apikey list shows them)", id)
 }
 
+// adminExitCodesHelp are the exit codes of the client, apikey and token
+// commands.
+const adminExitCodesHelp = `Exit status:
+  0  success
+  1  failure: the database failed or could not be reached
+  2  usage error, an unknown client, key or scope, a taken ID, or a database
+     set up with another master key`
+
 func newClientCmd(stdio Stdio) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "client",
@@ -165,7 +173,7 @@ with the scopes they may hold (payment.read, payment.write, payment.withdraw).
 These commands work on the control plane's database (--data, --db as for
 rampart serve).
 
-` + exitCodesHelp,
+` + adminExitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
@@ -358,7 +366,7 @@ old one work for a grace period (requests with it get Deprecation and Sunset
 headers); the rotation policy marks keys older than 90 days as due. Clients
 can rotate their own key: POST /v1/apikeys/rotate with the current key.
 
-` + exitCodesHelp,
+` + adminExitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}
@@ -709,7 +717,7 @@ func newTokenCmd(stdio Stdio) *cobra.Command {
 OAuth2 token signing keys. These commands work on the control plane's
 database (--data, --db as for rampart serve).
 
-` + exitCodesHelp,
+` + adminExitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/keygen"
 	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/secretfile"
 	"github.com/rampartsec/rampart/internal/server"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/mtls"
@@ -295,14 +296,7 @@ func adminToken(file, dir string) (string, string, error) {
 			return "", "", err
 		}
 	}
-	fi, err := os.Stat(file)
-	if err != nil {
-		return "", "", err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", "", fmt.Errorf("%s is readable by others (mode %04o); chmod 600 it", file, fi.Mode().Perm())
-	}
-	data, err := os.ReadFile(file)
+	data, err := secretfile.Read(file)
 	if err != nil {
 		return "", "", err
 	}

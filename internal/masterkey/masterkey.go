@@ -32,6 +32,7 @@ import (
 
 	"github.com/rampartsec/rampart/internal/keygen"
 	"github.com/rampartsec/rampart/internal/sealed"
+	"github.com/rampartsec/rampart/internal/secretfile"
 	"github.com/rampartsec/rampart/internal/store"
 )
 
@@ -87,14 +88,10 @@ func Load(dataDir string, create bool) (*Keys, error) {
 				created = path
 			}
 		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			return nil, fmt.Errorf("masterkey: %w", err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("masterkey: %s is readable by others (mode %04o); chmod 600 it", path, fi.Mode().Perm())
-		}
-		data, err := os.ReadFile(path)
+		// Not through a link, only this user's file, readable by no one
+		// else: a master key someone else could have chosen or read is
+		// no key.
+		data, err := secretfile.Read(path)
 		if err != nil {
 			return nil, fmt.Errorf("masterkey: %w", err)
 		}
