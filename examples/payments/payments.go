@@ -385,12 +385,17 @@ func checkFields(body []byte, v any) error {
 	}
 	seen := map[string]bool{}
 	for dec.More() {
+		before := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			return err
 		}
 		name, _ := tok.(string)
 		switch {
+		case bytes.IndexByte(body[before:dec.InputOffset()], '\\') >= 0:
+			// {"amount\u005fminor": 1} is amount_minor to encoding/json,
+			// and to nothing that matches the raw bytes.
+			return fmt.Errorf("field name %q is written with an escape: write it as is", name)
 		case !known[name]:
 			return fmt.Errorf("unknown field %q", name)
 		case seen[name]:

@@ -396,6 +396,11 @@ func TestInput(t *testing.T) {
 		{"unknown field", "/v1/payments", "application/json", `{"amount_minor": 1250, "currency": "EUR", "payee": "ACME", "fee": 0}`, 400, "fee"},
 		{"field in another case", "/v1/payments", "application/json", `{"AMOUNT_MINOR": 1250, "currency": "EUR", "payee": "ACME"}`, 400, "AMOUNT_MINOR"},
 		{"field twice", "/v1/payments", "application/json", `{"amount_minor": 1, "currency": "EUR", "payee": "ACME", "amount_minor": 99999}`, 400, "amount_minor"},
+		// SECURITY-FINDINGS E20: a name encoding/json decodes, and a WAF or
+		// an audit log matching the raw bytes does not.
+		{"escaped field name", "/v1/payments", "application/json", `{"amount\u005fminor": 1250, "currency": "EUR", "payee": "ACME"}`, 400, "escape"},
+		{"escaped field name, twice", "/v1/payments", "application/json", `{"amount_minor": 1, "currency": "EUR", "payee": "ACME", "amount\u005fminor": 99999}`, 400, "escape"},
+		{"escape in a value", "/v1/payments", "application/json", `{"amount_minor": 1250, "currency": "EUR", "payee": "ACME \u0026 Co"}`, 201, ""},
 		{"field twice in two cases", "/v1/payments", "application/json", `{"amount_minor": 1, "currency": "EUR", "payee": "ACME", "Amount_Minor": 99999}`, 400, "Amount_Minor"},
 		{"trailing object", "/v1/payments", "application/json", paymentBody + paymentBody, 400, "after the JSON value"},
 		{"trailing garbage", "/v1/payments", "application/json", paymentBody + " x", 400, "malformed"},
