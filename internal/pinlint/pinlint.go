@@ -113,13 +113,11 @@ func group(domains []pin.Domain, fs []Finding) []Finding {
 }
 
 func lintRules(reportURI string, domains []pin.Domain, partial map[string]bool, o Options) []Finding {
-	now := o.Now
-	if now.IsZero() {
-		now = time.Now()
+	if o.Now.IsZero() {
+		o.Now = time.Now()
 	}
-	days := o.WarnDays
-	if days <= 0 {
-		days = 30
+	if o.WarnDays <= 0 {
+		o.WarnDays = 30
 	}
 	var out []Finding
 	if _, err := pin.NewPolicy(reportURI, domains...); err != nil {
@@ -135,52 +133,81 @@ func lintRules(reportURI string, domains []pin.Domain, partial map[string]bool, 
 	// Rules the loader accepts but that deserve a warning.
 	for _, d := range domains {
 		name := canonical(d.Name)
-		warn := func(rule, format string, args ...any) {
-			out = append(out, Finding{Domain: name, Rule: rule, Severity: Warning, Message: fmt.Sprintf(format, args...)})
+		add := func(sev Severity, rule, format string, args ...any) {
+			out = append(out, Finding{Domain: name, Rule: rule, Severity: sev, Message: fmt.Sprintf(format, args...)})
 		}
-		if partial[name] {
-			// Left with the pins that decoded, the counts below mean nothing.
-		} else if len(d.Pins) == 1 && (d.AllowSinglePin || d.Mode == pin.ReportOnly) {
-			warn(RuleSinglePin, "one pin: when its key is lost, rotated or compromised, pinned clients have nothing to fall back on; add a backup pin (rampart pin keygen)")
+		// Left with the pins that decoded, the counts mean nothing.
+		if !partial[name] {
+			lintPinCounts(d, add)
 		}
-		if !partial[name] && len(d.Pins) > 0 && allRole(d, pin.RoleLeaf) {
-			warn(RuleNoBackup, "every pin is a leaf key in use, with no backup key and no CA pin: the next renewal on a new key breaks clients")
-		}
-		if !partial[name] && len(d.Pins) > 0 && allKind(d, pin.Cert) {
-			warn(RuleCertificatePinsOnly, "every pin is a certificate fingerprint: the next renewal breaks clients, even on the same key; pin public keys (sha256/...)")
-		}
-		if !d.Expires.IsZero() {
-			end := d.ExpiresAt()
-			switch {
-			case !now.Before(end):
-				warn(RuleExpired, "the pin set expired after %s: clients do CA validation only", d.Expires.Format(time.DateOnly))
-			case end.Sub(now) < time.Duration(days)*24*time.Hour:
-				warn(RuleExpiringSoon, "the pin set expires after %s, within %d days: clients then do CA validation only; extend it or plan the change", d.Expires.Format(time.DateOnly), days)
-			}
-		}
-		if _, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
-			warn(RuleIPAddress, "an IP address: few clients can pin one (TrustKit and react-native refuse), and certificates for addresses are rare; pin a host name")
-		} else if d.IncludeSubdomains {
-			if ps, _ := publicsuffix.PublicSuffix(name); ps == name {
-				out = append(out, Finding{Domain: name, Rule: RulePublicSuffix, Severity: Error,
-					Message: fmt.Sprintf("include_subdomains on %s, a public suffix: it pins every site registered under it", name)})
-			}
-		}
-		uri := d.ReportURI
-		if uri == "" {
-			uri = reportURI
-		}
-		if u, err := url.Parse(uri); err == nil && uri != "" {
-			h := canonical(u.Hostname())
-			for _, o := range domains {
-				other := canonical(o.Name)
-				if other != name && (h == other || o.IncludeSubdomains && strings.HasSuffix(h, "."+other)) {
-					warn(RuleReportURIPinned, "report_uri %s is on a host pinned by rule %s: when that rule's pins fail too, the reports are lost", uri, other)
-				}
-			}
-		}
+		lintExpiry(d, o, add)
+		lintName(d, name, add)
+		lintReportURI(d, name, reportURI, domains, add)
 	}
 	return out
+}
+
+// addFunc records a finding of the rule being linted.
+type addFunc func(sev Severity, rule, format string, args ...any)
+
+// lintPinCounts warns of rules whose pins leave clients nothing to fall
+// back on.
+func lintPinCounts(d pin.Domain, add addFunc) {
+	if len(d.Pins) == 1 && (d.AllowSinglePin || d.Mode == pin.ReportOnly) {
+		add(Warning, RuleSinglePin, "one pin: when its key is lost, rotated or compromised, pinned clients have nothing to fall back on; add a backup pin (rampart pin keygen)")
+	}
+	if len(d.Pins) > 0 && allRole(d, pin.RoleLeaf) {
+		add(Warning, RuleNoBackup, "every pin is a leaf key in use, with no backup key and no CA pin: the next renewal on a new key breaks clients")
+	}
+	if len(d.Pins) > 0 && allKind(d, pin.Cert) {
+		add(Warning, RuleCertificatePinsOnly, "every pin is a certificate fingerprint: the next renewal breaks clients, even on the same key; pin public keys (sha256/...)")
+	}
+}
+
+// lintExpiry warns of pin sets expired or expiring within o.WarnDays.
+func lintExpiry(d pin.Domain, o Options, add addFunc) {
+	if d.Expires.IsZero() {
+		return
+	}
+	end := d.ExpiresAt()
+	switch {
+	case !o.Now.Before(end):
+		add(Warning, RuleExpired, "the pin set expired after %s: clients do CA validation only", d.Expires.Format(time.DateOnly))
+	case end.Sub(o.Now) < time.Duration(o.WarnDays)*24*time.Hour:
+		add(Warning, RuleExpiringSoon, "the pin set expires after %s, within %d days: clients then do CA validation only; extend it or plan the change", d.Expires.Format(time.DateOnly), o.WarnDays)
+	}
+}
+
+// lintName checks what the rule's name pins: an IP address, or with
+// include_subdomains a public suffix.
+func lintName(d pin.Domain, name string, add addFunc) {
+	if _, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
+		add(Warning, RuleIPAddress, "an IP address: few clients can pin one (TrustKit and react-native refuse), and certificates for addresses are rare; pin a host name")
+	} else if d.IncludeSubdomains {
+		if ps, _ := publicsuffix.PublicSuffix(name); ps == name {
+			add(Error, RulePublicSuffix, "include_subdomains on %s, a public suffix: it pins every site registered under it", name)
+		}
+	}
+}
+
+// lintReportURI warns when a rule's reports go to a host another rule
+// pins: when both fail, the reports are lost.
+func lintReportURI(d pin.Domain, name, reportURI string, domains []pin.Domain, add addFunc) {
+	uri := d.ReportURI
+	if uri == "" {
+		uri = reportURI
+	}
+	u, err := url.Parse(uri)
+	if err != nil || uri == "" {
+		return
+	}
+	h := canonical(u.Hostname())
+	for _, o := range domains {
+		other := canonical(o.Name)
+		if other != name && (h == other || o.IncludeSubdomains && strings.HasSuffix(h, "."+other)) {
+			add(Warning, RuleReportURIPinned, "report_uri %s is on a host pinned by rule %s: when that rule's pins fail too, the reports are lost", uri, other)
+		}
+	}
 }
 
 // classify turns policy errors into findings named by rule.
