@@ -807,6 +807,79 @@ func TestStripPrefix(t *testing.T) {
 	}
 }
 
+// An independent review of issue 10's fixes: a path the front accepts
+// reaches the service as the client encoded it, strip_prefix included
+// (re-encoding the decoded path turned %3b into the literal ';' that
+// Tomcat reads as a path parameter: /payments/..;/manager/html); an
+// encoded ';' is refused like a literal one; and a target with a
+// character the URL parser re-encodes ('{') is still checked as sent.
+func TestPathAsTheClientEncodedIt(t *testing.T) {
+	t.Parallel()
+	up := startPlainUpstream(t)
+	tg := startGateway(t, "routes:\n  - {prefix: /v1/, upstream: '"+up.URL+"/payments', auth: none, strip_prefix: true}\n"+
+		"  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	raw := func(p string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, tg.URL+"/", nil)
+		req.URL.Opaque = p
+		resp, err := tg.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, p := range []string{"/v1/..%3b/manager/html", "/v1/a%3B/b", "/open/%2e%2e/v1/{x}", "/open/%2E%2E/x|y"} {
+		if resp := raw(p); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", p, resp.StatusCode)
+		}
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Fatalf("the service saw %d of them: %+v", n, up.requests())
+	}
+	// An escape the front accepts goes on as written.
+	resp, body := tg.get(t, "/v1/a%20b/caf%C3%A9")
+	wantStatus(t, resp, body, http.StatusOK)
+	if s := echoed(t, body); s.RequestURI != "/payments/a%20b/caf%C3%A9" {
+		t.Errorf("the service got %q, want /payments/a%%20b/caf%%C3%%A9", s.RequestURI)
+	}
+}
+
+// A path that takes another route in another case is refused: with /v1/
+// authenticated and / open, /V1/withdrawals takes the open route here,
+// and a service that routes without regard to case (Express, ASP.NET
+// Core) runs it as /v1/withdrawals. Unicode case maps count: U+0131
+// (dotless i) upper-cases to I, U+017F (long s) to S.
+func TestRouteInAnotherCase(t *testing.T) {
+	t.Parallel()
+	up := startPlainUpstream(t)
+	tg := startGateway(t, "routes:\n  - {prefix: /admin/, upstream: '"+up.URL+"', auth: none, methods: [GET]}\n"+
+		"  - {prefix: /Mixed/, upstream: '"+up.URL+"', auth: none}\n"+
+		"  - {prefix: /, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	for _, p := range []string{"/ADMIN/x", "/Admin/x", "/adm%C4%B1n/x", "/admin%C5%BF/x"} {
+		resp, body := tg.get(t, p)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", p, resp.StatusCode, body)
+		}
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Fatalf("the service saw %d of them: %+v", n, up.requests())
+	}
+	// Paths whose case changes no route pass: a prefix in mixed case
+	// takes its own path, other paths in any case take /.
+	for _, p := range []string{"/admin/x", "/Mixed/x", "/mixed/x", "/Other/Path", "/caf%C3%A9"} {
+		resp, body := tg.get(t, p)
+		if p == "/mixed/x" {
+			// /mixed/x takes / here, /Mixed/ in another case.
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s: %d, want 400", p, resp.StatusCode)
+			}
+			continue
+		}
+		wantStatus(t, resp, body, http.StatusOK)
+	}
+}
+
 // The access log's duration has its unit in its name, and the path is
 // logged as sent: a refused encoded path is not decoded into the path it
 // is not (second walkthrough 12).

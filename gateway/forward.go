@@ -82,14 +82,19 @@ func rewrite(pr *httputil.ProxyRequest, rt *Route, trusted []netip.Prefix, vouch
 }
 
 // stripPrefix removes prefix (but its trailing slash) from u's path:
-// /v1/x with prefix /v1/ becomes /x. The path is encoded anew from the
-// decoded one, which the front checked.
+// /v1/x with prefix /v1/ becomes /x. It works on the path as the client
+// encoded it, so that what the front checked is what goes on: a path
+// encoded anew from its decoded form would turn %3b into a literal ';'.
 func stripPrefix(u *url.URL, prefix string) {
-	p := strings.TrimPrefix(u.Path, strings.TrimSuffix(prefix, "/"))
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
+	raw := strings.TrimPrefix(u.EscapedPath(), strings.TrimSuffix(prefix, "/"))
+	if !strings.HasPrefix(raw, "/") {
+		raw = "/" + raw
 	}
-	u.Path, u.RawPath = p, ""
+	p, err := url.PathUnescape(raw)
+	if err != nil { // the front refused malformed escapes
+		p = raw
+	}
+	u.Path, u.RawPath = p, raw
 }
 
 // onlyChecked leaves on a request the credential the gateway

@@ -142,6 +142,8 @@ type seen struct {
 	Method   string      `json:"method"`
 	Path     string      `json:"path"`
 	RawQuery string      `json:"raw_query"`
+	// RequestURI is the request target as the service received it.
+	RequestURI string `json:"request_uri"`
 	Header   http.Header `json:"header"`
 	BodyLen  int         `json:"body_len"`
 	Proto    string      `json:"proto"`
@@ -213,7 +215,7 @@ func startUpstreamProtos(t testing.TB, protos []string, r *mtls.Reloader, roots 
 
 func (u *testUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	s := seen{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), BodyLen: len(body), Proto: r.Proto}
+	s := seen{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RequestURI: r.RequestURI, Header: r.Header.Clone(), BodyLen: len(body), Proto: r.Proto}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		leaf := r.TLS.PeerCertificates[0]
 		s.PeerSerial = leaf.SerialNumber.String()

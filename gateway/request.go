@@ -27,7 +27,11 @@ type front struct {
 	hosts   []hostPort
 	// routeOf returns the route a request goes to, nil for none.
 	routeOf func(*http.Request) *Route
-	next    http.Handler
+	// folded are the routes' prefixes folded to one case;
+	// foldedPrefixes says whether folding changed any.
+	folded         []foldedRoute
+	foldedPrefixes bool
+	next           http.Handler
 }
 
 type hostPort struct{ name, port string }
@@ -37,10 +41,13 @@ func newFront(cfg *Config, routeOf func(*http.Request) *Route, next http.Handler
 	for _, m := range DefaultMethods {
 		f.methods[m] = true
 	}
-	for _, r := range cfg.Routes {
+	for i, r := range cfg.Routes {
 		for m := range r.methods {
 			f.methods[m] = true
 		}
+		fp := foldCase(r.Prefix)
+		f.folded = append(f.folded, foldedRoute{fp, &cfg.Routes[i]})
+		f.foldedPrefixes = f.foldedPrefixes || fp != r.Prefix
 	}
 	for _, h := range cfg.Hosts {
 		u := url.URL{Host: h}
@@ -87,7 +94,10 @@ func (f *front) check(r *http.Request) (int, string) {
 		}
 		return http.StatusNotImplemented, fmt.Sprintf("method %q is not proxied", m)
 	}
-	if msg := checkPath(r.URL.EscapedPath()); msg != "" {
+	if msg := checkPath(rawPath(r)); msg != "" {
+		return http.StatusBadRequest, msg
+	}
+	if msg := f.sameRouteInAnyCase(r); msg != "" {
 		return http.StatusBadRequest, msg
 	}
 	if !f.hostAllowed(r.Host) {
@@ -102,6 +112,70 @@ func (f *front) check(r *http.Request) (int, string) {
 	}
 	return 0, ""
 }
+
+// rawPath is the path of r's request target as the client wrote it. The
+// parsed URL's EscapedPath is not always that: where the target holds a
+// character such as '{' or '|', it encodes the decoded path anew, and an
+// escape the client wrote (%2e) would no longer be there to refuse.
+func rawPath(r *http.Request) string {
+	t := r.RequestURI
+	if t == "" { // a request not read by a server (tests, in-process callers)
+		return r.URL.EscapedPath()
+	}
+	if i := strings.IndexByte(t, '?'); i >= 0 {
+		t = t[:i]
+	}
+	if !strings.HasPrefix(t, "/") {
+		// Absolute form (RFC 9112 §3.2.2): the path after the authority.
+		if _, rest, ok := strings.Cut(t, "://"); ok {
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				return rest[i:]
+			}
+			return "/"
+		}
+	}
+	return t
+}
+
+// sameRouteInAnyCase refuses a path that would take another route if
+// paths and prefixes were compared without regard to case: with /v1/
+// authenticated and / open, GET /V1/withdrawals takes the open route
+// here, and a service that routes without regard to case (Express,
+// ASP.NET Core) runs it as /v1/withdrawals. Unicode case maps count
+// (U+0131 ı upper-cases to I, U+017F ſ to S): both sides are folded as
+// strings.ToLower(strings.ToUpper(s)).
+func (f *front) sameRouteInAnyCase(r *http.Request) string {
+	p := r.URL.Path
+	if !strings.ContainsFunc(p, func(c rune) bool { return 'A' <= c && c <= 'Z' || c >= 0x80 }) && !f.foldedPrefixes {
+		return "" // lower-case ASCII against lower-case prefixes: folding changes nothing
+	}
+	folded := foldCase(p)
+	var best *foldedRoute
+	for i, fr := range f.folded {
+		if fr.prefix == folded || strings.HasSuffix(fr.prefix, "/") && strings.HasPrefix(folded, fr.prefix) {
+			if best == nil || len(fr.prefix) > len(best.prefix) {
+				best = &f.folded[i]
+			}
+		}
+	}
+	var want *Route
+	if best != nil {
+		want = best.route
+	}
+	if got := f.routeOf(r); got != want {
+		return fmt.Sprintf("the path %q takes another route than it would in another case (%q): a service that routes without regard to case could read it as the other", p, folded)
+	}
+	return ""
+}
+
+// foldedRoute is a route's prefix folded to one case.
+type foldedRoute struct {
+	prefix string
+	route  *Route
+}
+
+// foldCase folds s to one case, Unicode case maps included.
+func foldCase(s string) string { return strings.ToLower(strings.ToUpper(s)) }
 
 // hostAllowed reports whether host (Host, or the host of an absolute
 // request target) is one of the configured hosts; any is without them.
@@ -186,7 +260,7 @@ func dropConnectionOptions(h http.Header, opts ...string) {
 
 // checkPath says what in the escaped path p a service might decode or
 // normalise into another path ("" if nothing): an encoded '.', '/', '\',
-// '%' or NUL; '\' or ';' (Tomcat and Spring read /open/..;/v1/ as /v1/);
+// '%', ';' or NUL; '\' or ';' (Tomcat and Spring read /open/..;/v1/ as /v1/);
 // once decoded, a byte sequence that is not UTF-8 (the overlong %c0%ae is
 // a '.' to legacy decoders), a control character (%0d%0a, %09), or a
 // character that Unicode normalisation (NFKC) turns into ASCII
@@ -198,8 +272,8 @@ func checkPath(p string) string {
 			continue
 		}
 		switch strings.ToLower(p[i+1 : i+3]) {
-		case "2e", "2f", "5c", "25", "00":
-			return "the path holds an encoded '.', '/', '\\', '%' or NUL, which a service could decode into another path"
+		case "2e", "2f", "5c", "25", "00", "3b":
+			return "the path holds an encoded '.', '/', '\\', '%', ';' or NUL, which a service could decode into another path"
 		}
 	}
 	if strings.ContainsAny(p, "\\;") {
