@@ -345,6 +345,20 @@ tokens. The tokens it held when it was disabled stay revoked.`,
 				return err
 			}
 			defer st.Close()
+			cl, err := st.APIKeys().Client(c.Context(), a[0])
+			if err != nil {
+				return authError(err, noClient(a[0]), "")
+			}
+			if cl.Disabled {
+				// A token server whose key check had not yet seen the
+				// disable (it polls every 100 ms) could have issued tokens
+				// after disable's revocation; while disabled they were
+				// refused, and they must not come back: revoke again, up
+				// to now, before enabling.
+				if err := st.RevokedTokens().RevokeClientTokens(c.Context(), a[0], time.Now().UTC()); err != nil {
+					return fail(ExitFailure, err)
+				}
+			}
 			if err := st.APIKeys().SetClientDisabled(c.Context(), a[0], false); err != nil {
 				return authError(err, noClient(a[0]), "")
 			}

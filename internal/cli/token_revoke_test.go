@@ -177,3 +177,48 @@ func TestServeOAuthHardening(t *testing.T) {
 		t.Errorf("12 self-rotations with a wrong key: %s, want 10 401 then 429", got)
 	}
 }
+
+// A token issued after client disable revoked the client's tokens, but
+// before every token server saw the client disabled (their key check
+// polls every 100 ms), is refused while the client is disabled, and stays
+// refused once it is enabled again: enable revokes again up to its own
+// time (an independent review of E13's fix).
+func TestTokenOfTheDisableWindowStaysRevoked(t *testing.T) {
+	dir := t.TempDir()
+	runCLI(t, "client", "create", "shop", "--data", dir, "--scopes", "payment.read", "--init")
+	runCLI(t, "client", "disable", "shop", "--data", dir)
+	// Issued in a later second than the disable's revocation, as a
+	// lagging token server would.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	ref := token.TokenRef{JTI: "window", ClientID: "shop", IssuedAt: time.Now().Truncate(time.Second), Expires: time.Now().Add(time.Hour)}
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+
+	st, err := backend.Open(context.Background(), filepath.Join(dir, "rampart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	revoked := func() bool {
+		t.Helper()
+		r, err := st.RevokedTokens().TokenRevoked(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if !revoked() {
+		t.Fatal("the token of a disabled client is not revoked")
+	}
+	runCLI(t, "client", "enable", "shop", "--data", dir)
+	if !revoked() {
+		t.Error("the token issued while the client was being disabled works again once it is enabled")
+	}
+	// Enabling a client that is not disabled revokes nothing.
+	later := ref
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	later.JTI, later.IssuedAt = "later", time.Now().Truncate(time.Second)
+	runCLI(t, "client", "enable", "shop", "--data", dir)
+	if r, err := st.RevokedTokens().TokenRevoked(context.Background(), later); err != nil || r {
+		t.Errorf("a token issued after the client was enabled: revoked %v, %v", r, err)
+	}
+}
