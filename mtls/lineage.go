@@ -57,6 +57,16 @@ func LineageOf(cert *x509.Certificate) (l Lineage, ok bool) {
 	return Lineage{}, false
 }
 
+// hasPolicies reports whether cert has a certificate policies extension.
+func hasPolicies(cert *x509.Certificate) bool {
+	for _, e := range cert.Extensions {
+		if e.Id.Equal(oidCertificatePolicies) {
+			return true
+		}
+	}
+	return false
+}
+
 var (
 	oidCertificatePolicies = asn1.ObjectIdentifier{2, 5, 29, 32}
 	oidAnyPolicy           = asn1.ObjectIdentifier{2, 5, 29, 32, 0}

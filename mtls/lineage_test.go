@@ -142,6 +142,36 @@ func TestRenewalOfCertificateWithoutLineage(t *testing.T) {
 	}
 }
 
+// A certificate whose policies extension this CA cannot read as a
+// lineage (a future format, another issuer's policy) is refused rather
+// than given a new lineage, which would restart at every renewal and never
+// reach the limit (an independent review of P11's fix).
+func TestRenewalOfUnreadableLineage(t *testing.T) {
+	lw := newLineageWorld(t, RenewPolicy{})
+	k := newKey(t)
+	now := time.Now()
+	old := rawCert(t, &x509.Certificate{
+		NotBefore: now.Add(-Backdate), NotAfter: now.Add(2 * time.Hour), URIs: []*url.URL{gateway.URL()},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		Policies:    []x509.OID{mustOID(t, "1.3.6.1.4.1.99999.1")},
+	}, lw.ca.Issuing, lw.ca.Key, k.Public())
+	if _, ok := LineageOf(old); ok {
+		t.Fatal("another policy reads as a lineage")
+	}
+	if _, err := lw.renew(t, tlsCert([]*x509.Certificate{old, lw.ca.Issuing}, k)); err == nil || !strings.Contains(err.Error(), "lineage cannot be read") {
+		t.Errorf("renew: %v, want the lineage refused", err)
+	}
+}
+
+func mustOID(t *testing.T, s string) x509.OID {
+	t.Helper()
+	o, err := x509.ParseOID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 // Renewal keeps IP addresses, and refuses to add one.
 func TestRenewIPAddresses(t *testing.T) {
 	lw := newLineageWorld(t, RenewPolicy{})

@@ -200,6 +200,13 @@ func (h *renewHandler) renew(w http.ResponseWriter, r *http.Request) ([]byte, er
 		return nil, refuse(http.StatusUnauthorized, "unauthorized", "the client certificate carries no workload SPIFFE ID of this CA's trust domain")
 	}
 	lin, ok := LineageOf(leaf)
+	if !ok && hasPolicies(leaf) {
+		// This CA writes a policies extension into every certificate
+		// since lineages exist; one it cannot read would start a new
+		// lineage at every renewal, and the limit would never come.
+		return nil, refuse(http.StatusForbidden, "forbidden", fmt.Sprintf(
+			"the certificate's lineage cannot be read: issue a new certificate for %s", current))
+	}
 	if !ok {
 		// Issued before lineages were recorded: it begins here.
 		lin = Lineage{Since: leaf.NotBefore, TTL: leaf.NotAfter.Sub(leaf.NotBefore) - Backdate}
