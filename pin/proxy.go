@@ -29,18 +29,19 @@ import (
 // the pinned, tracked handshake over the tunnel.
 
 // proxyRoutes maps the address of an https origin ("host:port", as
-// net/http writes it) to the proxy the transport's Proxy chose for it the
-// last time. An address that is not in the map is dialled directly:
+// net/http writes it) to the proxy the transport's Proxy chose for it
+// (the first time; it may not change). It holds one entry per address
+// the transport ever reached through its Proxy. An address that is not in the map is dialled directly:
 // origins without a proxy, and https proxies themselves, which net/http
 // dials through DialTLSContext for plain http requests.
-type proxyRoutes struct{ m sync.Map } // string -> *url.URL
+type proxyRoutes struct{ m sync.Map } // string -> *proxyRoute
 
 func (r *proxyRoutes) lookup(addr string) *url.URL {
 	if r == nil {
 		return nil
 	}
-	if u, ok := r.m.Load(addr); ok {
-		return u.(*url.URL)
+	if route, ok := r.m.Load(addr); ok {
+		return route.(*proxyRoute).u
 	}
 	return nil
 }
@@ -59,15 +60,48 @@ func (v *Verifier) takeProxyLeg(t *http.Transport) *proxyRoutes {
 		if err != nil || req.URL.Scheme != "https" {
 			return u, err
 		}
+		// net/http pools connections by address alone once Proxy says
+		// "none": every request to addr shares them, whatever proxy it
+		// would have taken. So an address is routed one way for the
+		// transport's life; a Proxy that changes its mind for an address
+		// (by request header, by tenant) gets an error rather than a
+		// connection made through another route, or with another
+		// tenant's proxy credentials.
 		addr := canonicalAddr(req.URL)
-		if u == nil {
-			routes.m.Delete(addr)
-		} else {
-			routes.m.Store(addr, u)
+		route := &proxyRoute{u: u}
+		if prev, loaded := routes.m.LoadOrStore(addr, route); loaded && !prev.(*proxyRoute).same(route) {
+			return nil, &ProxyChangedError{Addr: addr, From: prev.(*proxyRoute).String(), To: route.String()}
 		}
 		return nil, nil
 	}
 	return routes
+}
+
+// proxyRoute is how an address is reached: through u, or directly (nil).
+type proxyRoute struct{ u *url.URL }
+
+func (r *proxyRoute) same(o *proxyRoute) bool {
+	return r.u == nil && o.u == nil || r.u != nil && o.u != nil && r.u.String() == o.u.String()
+}
+
+func (r *proxyRoute) String() string {
+	if r.u == nil {
+		return "direct"
+	}
+	return r.u.Redacted()
+}
+
+// ProxyChangedError is returned for a request whose transport's Proxy
+// chose another proxy (or none) for its address than it chose for that
+// address before: a pinned transport routes each address one way (see
+// Verifier.Transport). Use one transport per proxy.
+type ProxyChangedError struct {
+	Addr     string
+	From, To string // "direct" or the proxy URL, without its password
+}
+
+func (e *ProxyChangedError) Error() string {
+	return fmt.Sprintf("pin: the proxy for %s changed from %s to %s: a pinned transport reaches each address one way; use one transport per proxy", e.Addr, e.From, e.To)
 }
 
 // canonicalAddr is the address net/http dials for u: the host in ASCII

@@ -579,3 +579,62 @@ func TestTransportChangedAfterwards(t *testing.T) {
 	proxy.mu.Unlock()
 	mismatch(t, fetchHost(c))
 }
+
+// net/http pools a pinned transport's https connections by address (its
+// Proxy answers "none" to take the proxy leg over), so each address is
+// routed one way: a Proxy that chooses by request (by tenant, or direct
+// for some requests) gets *pin.ProxyChangedError for a request that would
+// take another route than the address's first, instead of a connection
+// made another way or with another tenant's proxy credentials (an
+// independent review of P1's fix). Over HTTP/1.1: for HTTP/2, net/http
+// hands a request to a pooled connection of its address before it asks
+// Proxy at all, with a pinned transport or without.
+func TestProxyDecisionPerAddress(t *testing.T) {
+	w := newWorld(t)
+	s := serve(t, w.leaf.TLS(), serverOptions{})
+	proxy := newTunnelProxy(t, s.Listener.Addr().String())
+	v := pin.NewVerifier(mustPolicy(t, pin.Domain{Name: host, Pins: []pin.Pin{spki(w.leaf), w.backupPin}}))
+	base := proxiedTransport(proxy.URL, w, false)
+	base.Proxy = func(r *http.Request) (*url.URL, error) {
+		switch tenant := r.Header.Get("X-Tenant"); tenant {
+		case "direct":
+			return nil, nil
+		default:
+			u := *proxy.URL
+			u.User = url.UserPassword(tenant, "secret-of-"+tenant)
+			return &u, nil
+		}
+	}
+	c, err := v.Client(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	get := func(tenant, url string) error {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("X-Tenant", tenant)
+		resp, err := c.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get("alice", "https://"+host+"/"); err != nil {
+		t.Fatal(err)
+	}
+	var changed *pin.ProxyChangedError
+	err = get("bob", "https://"+host+"/")
+	if !errors.As(err, &changed) || changed.Addr != host+":443" || strings.Contains(err.Error(), "secret-of") {
+		t.Fatalf("bob through alice's route: %v, want a ProxyChangedError without the password", err)
+	}
+	if err := get("direct", "https://"+host+"/"); !errors.As(err, &changed) || changed.To != "direct" {
+		t.Errorf("direct after a proxy: %v", err)
+	}
+	if got := proxy.tunnels(); len(got) != 1 {
+		t.Errorf("CONNECTs %q, want alice's only", got)
+	}
+	if h := proxy.headers[0]; h.Get("Proxy-Authorization") != "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:secret-of-alice")) {
+		t.Errorf("the tunnel was made with %q", h.Get("Proxy-Authorization"))
+	}
+}

@@ -235,9 +235,14 @@ func closeSocket(c net.Conn) {
 // the header fields of GetProxyConnectHeader or ProxyConnectHeader, then
 // OnProxyConnectResponse; or a SOCKS5 CONNECT (RFC 1928, RFC 1929) for
 // socks5 and socks5h. The TLS connection to an https proxy is pinned
-// under the proxy's name. base.Proxy is called once per https request,
-// with that request. Plain http requests go through the proxy as net/http
-// sends them; they are not pinned.
+// under the proxy's name. base.Proxy is called once per https request
+// that net/http does not give to a pooled HTTP/2 connection, with that
+// request; its connections are pooled by address, so base.Proxy must
+// choose one way per address (one proxy, with one set of credentials, or
+// none): a request it sends another way than the address's first fails
+// with a [*ProxyChangedError] (use one transport per proxy). Plain http
+// requests go through the proxy as net/http sends them; they are not
+// pinned.
 //
 // It refuses a base with its own TLS dialer ([ErrTLSDialer]), a base
 // TLSClientConfig with a ServerName ([ErrServerNameSet]), and a base
