@@ -160,7 +160,8 @@ func (e *MismatchError) Is(target error) bool { return target == ErrMismatch }
 // Verify checks that k is the master key st was set up with. At first use
 // it records k's check value. A database set up before check values
 // existed holds none: if it holds sealed signing keys, k must unseal
-// them, else k is taken as the database's. On a mismatch, a master.key
+// them; if it holds clients, k must not be one this process just made;
+// else k is taken as the database's. On a mismatch, a master.key
 // this process made (Keys.Created) is removed, so that the next attempt
 // does not find a wrong key in place, and the error is a *MismatchError.
 func Verify(ctx context.Context, st store.Store, k *Keys) error {
@@ -169,6 +170,9 @@ func Verify(ctx context.Context, st store.Store, k *Keys) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		if err := k.opensSigningKeys(ctx, st); err != nil {
+			return k.mismatch(err)
+		}
+		if err := k.notNewForOldData(ctx, st); err != nil {
 			return k.mismatch(err)
 		}
 		if stored, err = st.Settings().Init(ctx, checkSetting, want); err != nil {
@@ -198,6 +202,25 @@ func (k *Keys) opensSigningKeys(ctx context.Context, st store.Store) error {
 			return fmt.Errorf("masterkey: %w", err)
 		}
 		return nil // one is enough: they are sealed alike
+	}
+	return nil
+}
+
+// notNewForOldData returns ErrMismatch when k was made by this process
+// (Keys.Created) for a database that already has clients: their API keys
+// were hashed under another master key, which a new one cannot be. (A
+// key that was already there, in a file or the environment, is taken at
+// its word: nothing in such a database can tell.)
+func (k *Keys) notNewForOldData(ctx context.Context, st store.Store) error {
+	if k.Created == "" {
+		return nil
+	}
+	clients, err := st.APIKeys().Clients(ctx)
+	if err != nil {
+		return fmt.Errorf("masterkey: reading the clients: %w", err)
+	}
+	if len(clients) > 0 {
+		return ErrMismatch
 	}
 	return nil
 }

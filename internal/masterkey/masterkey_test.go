@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/apikey"
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
@@ -139,5 +140,50 @@ func TestVerifyDatabaseWithoutCheckValue(t *testing.T) {
 	}
 	if err := Verify(ctx, st, wrong); !errors.Is(err, ErrMismatch) {
 		t.Errorf("after recording: %v", err)
+	}
+}
+
+// A database from before check values, with clients but no signing keys
+// (admin commands and the gateway used it, never serve), does not adopt a
+// master key this process has just made: its API keys were hashed under
+// another. The key made is removed, and nothing is recorded; a key that
+// was already there is taken at its word (an independent review of
+// usability 23's fix).
+func TestVerifyNewKeyForDatabaseWithClients(t *testing.T) {
+	t.Setenv(Env, "")
+	ctx := context.Background()
+	st := openDB(t)
+	if err := st.APIKeys().CreateClient(ctx, &apikey.Client{ID: "shop", Scopes: []string{"payment.read"}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fresh, err := Load(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Created == "" {
+		t.Fatal("Load did not say it made the key")
+	}
+	if err := Verify(ctx, st, fresh); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("Verify with a key made now, for a database with clients = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "master.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the key made for the refused run is still there (%v)", err)
+	}
+	if _, err := st.Settings().Get(ctx, checkSetting); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a check value was recorded (%v)", err)
+	}
+	// The same key, found in place, is taken.
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	if err := os.WriteFile(filepath.Join(dir, "master.key"), []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	found, err := Load(dir, true)
+	if err != nil || found.Created != "" {
+		t.Fatalf("Load: %v (made %q)", err, found.Created)
+	}
+	if err := Verify(ctx, st, found); err != nil {
+		t.Errorf("Verify with the key in place: %v", err)
 	}
 }
