@@ -26,23 +26,23 @@ type front struct {
 	methods map[string]bool
 	hosts   []hostPort
 	// routeOf returns the route a request goes to, nil for none.
-	routeOf func(*http.Request) *Route
+	routeOf func(*http.Request) *route
 	next    http.Handler
 }
 
 type hostPort struct{ name, port string }
 
-func newFront(cfg *Config, routeOf func(*http.Request) *Route, next http.Handler) *front {
+func newFront(h *handler, routeOf func(*http.Request) *route, next http.Handler) *front {
 	f := &front{methods: map[string]bool{}, routeOf: routeOf, next: next}
 	for _, m := range DefaultMethods {
 		f.methods[m] = true
 	}
-	for _, r := range cfg.Routes {
+	for _, r := range h.routes {
 		for m := range r.methods {
 			f.methods[m] = true
 		}
 	}
-	for _, h := range cfg.Hosts {
+	for _, h := range h.hosts {
 		u := url.URL{Host: h}
 		f.hosts = append(f.hosts, hostPort{u.Hostname(), u.Port()})
 	}
@@ -50,7 +50,7 @@ func newFront(cfg *Config, routeOf func(*http.Request) *Route, next http.Handler
 }
 
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setDeadlines(w, defaultTimeout)
+	setDeadlines(w, DefaultTimeout)
 	if r.URL.Path == "/healthz" {
 		// Load balancers and pinned clients checking the connection need
 		// a path that always answers, without credentials or limits.
