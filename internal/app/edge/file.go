@@ -378,86 +378,9 @@ func Parse(data []byte) (*File, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("gateway: %s", yamlError(err))
 	}
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8443"
-	}
-	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		return nil, fmt.Errorf("gateway: tls needs cert and key")
-	}
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: listen %q: want host:port", c.Listen)
-	}
-	if c.TLS == nil && !isLoopback(host) {
-		return nil, fmt.Errorf("gateway: listen %q: plain http only on loopback (127.0.0.1, ::1, localhost), or credentials cross the network in the clear: configure tls", c.Listen)
-	}
-	for i, h := range c.Hosts {
-		c.Hosts[i] = strings.ToLower(h) // checked by gateway.Options.Check
-	}
-	if len(c.Routes) == 0 {
-		return nil, fmt.Errorf("gateway: no routes")
-	}
-	needIdentity := false
-	for i := range c.Routes {
-		r := &c.Routes[i]
-		gr, err := r.parse()
-		if err != nil {
-			return nil, fmt.Errorf("gateway: route %q: %w", r.Prefix, err)
-		}
-		c.routes = append(c.routes, gr)
-		needIdentity = needIdentity || gr.Upstream.Scheme == "https"
-		if r.Auth == "required" && c.Auth.Tokens == nil && c.Auth.APIKeys == nil {
-			return nil, fmt.Errorf("gateway: route %q requires authentication, but auth configures neither tokens nor api_keys", r.Prefix)
-		}
-	}
-	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || (c.Identity.Roots == "" && len(c.Identity.Bundles) == 0)) {
-		return nil, fmt.Errorf("gateway: https upstreams need identity: {cert, key, roots} (mutual TLS)")
-	}
-	if c.Identity != nil {
-		for name, file := range c.Identity.Bundles {
-			if _, err := spiffeid.TrustDomainFromString(name); err != nil {
-				return nil, fmt.Errorf("gateway: identity.bundles: trust domain %q: %v", name, err)
-			}
-			if file == "" {
-				return nil, fmt.Errorf("gateway: identity.bundles: %s: no roots file", name)
-			}
-		}
-	}
-	if c.Identity != nil && c.Identity.Renew != nil {
-		if err := c.Identity.Renew.check(); err != nil {
-			return nil, fmt.Errorf("gateway: identity.renew: %w", err)
-		}
-		if c.Identity.Cert == "" || c.Identity.Key == "" {
-			return nil, fmt.Errorf("gateway: identity.renew needs identity.cert and identity.key: the first certificate, and where the new ones are written")
-		}
-	}
-	if c.CORS != nil {
-		if c.cors, err = c.CORS.parse(); err != nil {
-			return nil, fmt.Errorf("gateway: cors: %w", err)
-		}
-	}
-	if t := c.Auth.Tokens; t != nil && (t.Issuer == "" || t.Audience == "" || t.JWKSURL == "") {
-		return nil, fmt.Errorf("gateway: auth.tokens needs issuer, audience and jwks_url")
-	}
-	if c.LimitStore != nil && c.LimitStore.Redis == "" {
-		return nil, fmt.Errorf("gateway: ratelimit_store needs redis: URL")
-	}
-	switch c.AccessLog {
-	case "":
-		c.AccessLog = "stderr"
-	case "stderr", "stdout", "off":
-	default:
-		if strings.ContainsAny(c.AccessLog, "\x00\n") {
-			return nil, fmt.Errorf("gateway: access_log %q: want stderr, stdout, off or a file", c.AccessLog)
-		}
-	}
-	if !c.RateLimit.IsZero() {
-		raw, err := yaml.Marshal(&c.RateLimit)
-		if err != nil {
+	for _, check := range []func() error{c.checkListen, c.parseRoutes, c.checkIdentity, c.checkSections, c.parseRateLimit} {
+		if err := check(); err != nil {
 			return nil, err
-		}
-		if c.limits, err = ratelimit.ParseConfig(raw); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
 	// What the gateway checks of its options (prefixes, upstreams,
@@ -467,6 +390,116 @@ func Parse(data []byte) (*File, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// checkListen checks listen and tls, and puts hosts in lower case.
+func (c *File) checkListen() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8443"
+	}
+	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		return fmt.Errorf("gateway: tls needs cert and key")
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: listen %q: want host:port", c.Listen)
+	}
+	if c.TLS == nil && !isLoopback(host) {
+		return fmt.Errorf("gateway: listen %q: plain http only on loopback (127.0.0.1, ::1, localhost), or credentials cross the network in the clear: configure tls", c.Listen)
+	}
+	for i, h := range c.Hosts {
+		c.Hosts[i] = strings.ToLower(h) // checked by gateway.Options.Check
+	}
+	return nil
+}
+
+// parseRoutes makes the gateway's routes.
+func (c *File) parseRoutes() error {
+	if len(c.Routes) == 0 {
+		return fmt.Errorf("gateway: no routes")
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		gr, err := r.parse()
+		if err != nil {
+			return fmt.Errorf("gateway: route %q: %w", r.Prefix, err)
+		}
+		c.routes = append(c.routes, gr)
+		if r.Auth == "required" && c.Auth.Tokens == nil && c.Auth.APIKeys == nil {
+			return fmt.Errorf("gateway: route %q requires authentication, but auth configures neither tokens nor api_keys", r.Prefix)
+		}
+	}
+	return nil
+}
+
+// checkIdentity checks the identity section, which https upstreams need.
+func (c *File) checkIdentity() error {
+	needIdentity := slices.ContainsFunc(c.routes, func(r gateway.Route) bool { return r.Upstream.Scheme == "https" })
+	id := c.Identity
+	if needIdentity && (id == nil || id.Cert == "" || id.Key == "" || (id.Roots == "" && len(id.Bundles) == 0)) {
+		return fmt.Errorf("gateway: https upstreams need identity: {cert, key, roots} (mutual TLS)")
+	}
+	if id == nil {
+		return nil
+	}
+	for name, file := range id.Bundles {
+		if _, err := spiffeid.TrustDomainFromString(name); err != nil {
+			return fmt.Errorf("gateway: identity.bundles: trust domain %q: %v", name, err)
+		}
+		if file == "" {
+			return fmt.Errorf("gateway: identity.bundles: %s: no roots file", name)
+		}
+	}
+	if id.Renew != nil {
+		if err := id.Renew.check(); err != nil {
+			return fmt.Errorf("gateway: identity.renew: %w", err)
+		}
+		if id.Cert == "" || id.Key == "" {
+			return fmt.Errorf("gateway: identity.renew needs identity.cert and identity.key: the first certificate, and where the new ones are written")
+		}
+	}
+	return nil
+}
+
+// checkSections checks cors, auth.tokens, ratelimit_store and access_log.
+func (c *File) checkSections() error {
+	if c.CORS != nil {
+		var err error
+		if c.cors, err = c.CORS.parse(); err != nil {
+			return fmt.Errorf("gateway: cors: %w", err)
+		}
+	}
+	if t := c.Auth.Tokens; t != nil && (t.Issuer == "" || t.Audience == "" || t.JWKSURL == "") {
+		return fmt.Errorf("gateway: auth.tokens needs issuer, audience and jwks_url")
+	}
+	if c.LimitStore != nil && c.LimitStore.Redis == "" {
+		return fmt.Errorf("gateway: ratelimit_store needs redis: URL")
+	}
+	switch c.AccessLog {
+	case "":
+		c.AccessLog = "stderr"
+	case "stderr", "stdout", "off":
+	default:
+		if strings.ContainsAny(c.AccessLog, "\x00\n") {
+			return fmt.Errorf("gateway: access_log %q: want stderr, stdout, off or a file", c.AccessLog)
+		}
+	}
+	return nil
+}
+
+// parseRateLimit parses the ratelimit section, a rules file of its own.
+func (c *File) parseRateLimit() error {
+	if c.RateLimit.IsZero() {
+		return nil
+	}
+	raw, err := yaml.Marshal(&c.RateLimit)
+	if err != nil {
+		return fmt.Errorf("gateway: ratelimit: %w", err)
+	}
+	if c.limits, err = ratelimit.ParseConfig(raw); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
 }
 
 // Options returns deps, the dependencies a caller built (verifiers,
