@@ -87,11 +87,17 @@ type Options struct {
 	// Identity is the gateway's service certificate, presented to the
 	// https upstreams (mutual TLS); required when a route is https. It
 	// must hold a certificate (started, or mtls.NewStatic). The caller
-	// owns it: loads it, watches or renews it, stops it.
+	// owns it: loads it, watches its files or renews it (Renew set to
+	// mtls.Renewer, as identity.renew in rampart gateway's file), stops
+	// it.
 	Identity *mtls.Reloader
 	// Roots are the upstreams' roots by trust domain: an upstream's
 	// certificate verifies against the bundle of its UpstreamID's trust
 	// domain alone (mtls.ClientConfig). Required when a route is https.
+	// An x509bundle.Set of mtls.LoadBundles (roots that name their trust
+	// domain) and mtls.LoadBundle (roots bound to one by name, as
+	// identity.bundles) is what rampart gateway gives; a Source may also
+	// learn trust domains while the gateway runs.
 	Roots x509bundle.Source
 
 	// Logger receives upstream failures and the limits' store failures.
