@@ -205,27 +205,43 @@ func (e *Edge) writePID(name string) error {
 	return nil
 }
 
-// startOnly refuses a reload that changes settings used only at start:
-// the listeners, the TLS files (watched from the paths given at start),
-// the verifiers built from auth, the rate limit store and the access log.
-// Applying the rest would report success while, say, API keys a new auth
-// section drops are still accepted. A setting added to File is in this
-// list, or in configChanges'.
+// section is a section of the file as reloads see it.
+type section struct {
+	name string
+	of   func(*File) any
+}
+
+// The reload rules: every section of File is in one of these lists, or
+// is routes (TestEverySectionHasAReloadRule).
+var (
+	// atStart are read at start only: the listeners, the TLS files
+	// (watched from the paths given at start), the verifiers built from
+	// auth, the rate limit store and the access log.
+	atStart = []section{
+		{"listen", func(f *File) any { return f.Listen }},
+		{"tls", func(f *File) any { return f.TLS }},
+		{"admin_listen", func(f *File) any { return f.AdminListen }},
+		{"auth", func(f *File) any { return f.Auth }},
+		{"ratelimit_store", func(f *File) any { return f.LimitStore }},
+		{"access_log", func(f *File) any { return f.AccessLog }},
+	}
+	// reloaded are applied by a reload, besides the routes.
+	reloaded = []section{
+		{"hosts", func(f *File) any { return f.Hosts }},
+		{"identity", func(f *File) any { return f.Identity }},
+		{"cors", func(f *File) any { return f.CORS }},
+		{"ratelimit", func(f *File) any { return f.limits }},
+	}
+)
+
+// startOnly refuses a reload that changes settings used only at start
+// (atStart). Applying the rest would report success while, say, API keys
+// a new auth section drops are still accepted.
 func startOnly(file string, cur, next *File) error {
 	var changed []string
-	for _, f := range []struct {
-		name     string
-		was, now any
-	}{
-		{"listen", cur.Listen, next.Listen},
-		{"tls", cur.TLS, next.TLS},
-		{"admin_listen", cur.AdminListen, next.AdminListen},
-		{"auth", cur.Auth, next.Auth},
-		{"ratelimit_store", cur.LimitStore, next.LimitStore},
-		{"access_log", cur.AccessLog, next.AccessLog},
-	} {
-		if !reflect.DeepEqual(f.was, f.now) {
-			changed = append(changed, f.name)
+	for _, s := range atStart {
+		if !reflect.DeepEqual(s.of(cur), s.of(next)) {
+			changed = append(changed, s.name)
 		}
 	}
 	if len(changed) > 0 {
@@ -261,17 +277,9 @@ func configChanges(cur, next *File) string {
 	if len(routes) > 0 {
 		out = append(out, "routes "+strings.Join(routes, " "))
 	}
-	for _, f := range []struct {
-		name     string
-		was, now any
-	}{
-		{"hosts", cur.Hosts, next.Hosts},
-		{"identity", cur.Identity, next.Identity},
-		{"cors", cur.CORS, next.CORS},
-		{"ratelimit", cur.limits, next.limits},
-	} {
-		if !reflect.DeepEqual(f.was, f.now) {
-			out = append(out, f.name)
+	for _, s := range reloaded {
+		if !reflect.DeepEqual(s.of(cur), s.of(next)) {
+			out = append(out, s.name)
 		}
 	}
 	if len(out) == 0 {

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -374,5 +376,28 @@ func TestNewErrors(t *testing.T) {
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A section added to File says whether a reload may change it: a
+// newcomer adding one finds this test, not a reload that half applies it.
+func TestEverySectionHasAReloadRule(t *testing.T) {
+	ruled := map[string]bool{"routes": true}
+	for _, s := range append(slices.Clone(atStart), reloaded...) {
+		if ruled[s.name] {
+			t.Errorf("%s has two rules", s.name)
+		}
+		ruled[s.name] = true
+	}
+	ft := reflect.TypeFor[File]()
+	for i := range ft.NumField() {
+		tag, _, _ := strings.Cut(ft.Field(i).Tag.Get("yaml"), ",")
+		if tag != "" && tag != "-" && !ruled[tag] {
+			t.Errorf("section %s: in neither atStart nor reloaded (internal/app/edge/deps.go)", tag)
+		}
+		delete(ruled, tag)
+	}
+	for name := range ruled {
+		t.Errorf("%s: a reload rule for no section", name)
 	}
 }

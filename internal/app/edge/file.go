@@ -89,6 +89,8 @@ import (
 // Unknown fields are errors. Load and Parse check all of it, the gateway
 // options with [gateway.Options.Check] too: a File they return makes a
 // gateway, given the dependencies its sections name ([New] builds them).
+// Each section is read at start only or applied by a reload (atStart and
+// reloaded, in deps.go).
 type File struct {
 	Listen      string      `yaml:"listen"`
 	TLS         *CertFiles  `yaml:"tls"`
