@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,7 +31,6 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store/sqlite"
-	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
@@ -109,32 +107,6 @@ func (p *testPKI) renewing(t testing.TB, id spiffeid.ID, ttl time.Duration) *mtl
 		t.Fatal(err)
 	}
 	return r
-}
-
-// writeIdentity writes id's certificate chain, key and the CA root as PEM
-// files under dir, named prefix.pem, prefix.key and roots.pem.
-func (p *testPKI) writeIdentity(t testing.TB, dir, prefix string, id spiffeid.ID) (certFile, keyFile, rootsFile string) {
-	t.Helper()
-	c := p.issue(t, id, time.Hour)
-	var chain []*x509.Certificate
-	for _, der := range c.Certificate {
-		x, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, x)
-	}
-	certFile, keyFile, rootsFile = filepath.Join(dir, prefix+".pem"), filepath.Join(dir, prefix+".key"), filepath.Join(dir, "roots.pem")
-	for file, data := range map[string][]byte{
-		certFile:  testpki.CertPEM(chain...),
-		keyFile:   testpki.KeyPEM(t, c.PrivateKey.(crypto.Signer)),
-		rootsFile: testpki.CertPEM(p.ca.Root),
-	} {
-		if err := os.WriteFile(file, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile, rootsFile
 }
 
 // seen is what the upstream saw of one request.
