@@ -276,6 +276,23 @@ func wantStatus(t testing.TB, resp *http.Response, body []byte, code int) {
 	}
 }
 
+// wantProblem checks an RFC 9457 problem details answer.
+func wantProblem(t testing.TB, resp *http.Response, body []byte, code int) {
+	t.Helper()
+	wantStatus(t, resp, body, code)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q, want application/problem+json", ct)
+	}
+	var p struct {
+		Type   string `json:"type"`
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil || p.Status != code || p.Title == "" || p.Type == "" {
+		t.Errorf("problem body %s: %+v %v", body, p, err)
+	}
+}
+
 // echoed decodes what the upstream saw from its answer.
 func echoed(t testing.TB, body []byte) seen {
 	t.Helper()

@@ -169,7 +169,7 @@ func TestIdentityRootsByTrustDomain(t *testing.T) {
 			resp, body = gw.get(t, "/bank/ledger")
 			wantStatus(t, resp, body, http.StatusOK)
 			resp, body = gw.get(t, "/forged/payments")
-			wantStatus(t, resp, body, http.StatusBadGateway)
+			wantProblem(t, resp, body, http.StatusBadGateway)
 			if n := forged.requests(); n != 0 {
 				t.Errorf("the forged upstream got %d requests", n)
 			}
