@@ -200,92 +200,15 @@ func (g *Gateway) build(o Options) (*handler, error) {
 	for _, host := range o.Hosts {
 		h.hosts = append(h.hosts, strings.ToLower(host))
 	}
-	trusted := h.trusted
-
-	// Rate limits: those not keyed by client run before everything else,
-	// so that floods and guessing stop before authentication; those keyed
-	// by client after it.
-	var before, after []ratelimit.Rule
-	for _, r := range o.Limits {
-		switch edgeRule(r) {
-		case ruleBusiness: // the services apply those
-		case ruleByClient:
-			after = append(after, r)
-		default:
-			before = append(before, r)
-		}
+	beforeLimits, afterLimits, err := g.limiters(o.Limits, h.trusted)
+	if err != nil {
+		return nil, err
 	}
-	var beforeLimits, afterLimits *ratelimit.Limiter
-	for _, l := range []struct {
-		rules []ratelimit.Rule
-		into  **ratelimit.Limiter
-	}{{before, &beforeLimits}, {after, &afterLimits}} {
-		if len(l.rules) == 0 {
-			continue
-		}
-		// Without a shared store, the limits live in one memory store
-		// for the gateway's life, so that a reload (SIGHUP, sent on
-		// every log rotation) gives nobody a fresh budget.
-		var store ratelimit.Store = g.fallback
-		if g.deps.RateLimitStore != nil {
-			store = g.deps.RateLimitStore
-		}
-		lim := &ratelimit.Limiter{Store: store, Fallback: g.fallback, Rules: slices.Clone(l.rules),
-			TrustedProxies: trusted, Metrics: g.metrics.limits, Logger: g.log}
-		if err := lim.Init(); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-		*l.into = lim
-	}
-
 	mux := http.NewServeMux()
 	routes := map[string]*route{}
-	vouchHost := len(h.hosts) > 0
 	for _, rt := range h.routes {
 		routes[rt.Prefix] = rt
-		tr := &http.Transport{
-			Proxy:                 nil, // never an environment proxy between the gateway and its services
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: rt.Timeout,
-		}
-		if rt.Upstream.Scheme == "https" {
-			tr.TLSClientConfig = mtls.ClientConfig(g.deps.Identity, g.deps.Roots, rt.UpstreamID)
-		}
-		h.transports = append(h.transports, tr)
-		var next http.Handler = &httputil.ReverseProxy{
-			Rewrite:      func(pr *httputil.ProxyRequest) { rewrite(pr, rt, trusted, vouchHost) },
-			Transport:    tr,
-			BufferPool:   bufferPool{},
-			ErrorHandler: g.upstreamError,
-			ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-			ModifyResponse: func(resp *http.Response) error {
-				dropCORSHeaders(resp)
-				if resp.StatusCode == http.StatusSwitchingProtocols {
-					// ReverseProxy tunnels a 101 whose Upgrade matches
-					// the request's; the gateway forwarded one only on
-					// a websocket route.
-					if !rt.Websocket || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
-						return errUnaskedUpgrade
-					}
-					if h := holderOf(resp.Request.Context()); h != nil {
-						h.upgraded = true
-					}
-				}
-				return nil
-			},
-		}
-		if afterLimits != nil {
-			next = afterLimits.Middleware(next)
-		}
-		if !rt.AllowAnonymous {
-			next = g.authenticate(next, rt.ForwardCookies)
-		}
-		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, next))))
+		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, g.proxy(h, rt, afterLimits)))))
 	}
 	if _, ok := routes["/"]; !ok {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -311,6 +234,96 @@ func (g *Gateway) build(o Options) (*handler, error) {
 	}
 	h.http = g.accessLog(h, mux, httpx.Framing(newFront(h, routeOf, inner)))
 	return h, nil
+}
+
+// limiters makes the edge limits of rules: before, the rules not keyed
+// by client, which run before everything else, so that floods and
+// guessing stop before authentication; after, those keyed by client,
+// after it. Either is nil without rules.
+func (g *Gateway) limiters(rules []ratelimit.Rule, trusted []netip.Prefix) (before, after *ratelimit.Limiter, err error) {
+	var early, late []ratelimit.Rule
+	for _, r := range rules {
+		switch edgeRule(r) {
+		case ruleBusiness: // the services apply those
+		case ruleByClient:
+			late = append(late, r)
+		default:
+			early = append(early, r)
+		}
+	}
+	for _, l := range []struct {
+		rules []ratelimit.Rule
+		into  **ratelimit.Limiter
+	}{{early, &before}, {late, &after}} {
+		if len(l.rules) == 0 {
+			continue
+		}
+		// Without a shared store, the limits live in one memory store
+		// for the gateway's life, so that a reload (SIGHUP, sent on
+		// every log rotation) gives nobody a fresh budget.
+		var store ratelimit.Store = g.fallback
+		if g.deps.RateLimitStore != nil {
+			store = g.deps.RateLimitStore
+		}
+		lim := &ratelimit.Limiter{Store: store, Fallback: g.fallback, Rules: slices.Clone(l.rules),
+			TrustedProxies: trusted, Metrics: g.metrics.limits, Logger: g.log}
+		if err := lim.Init(); err != nil {
+			return nil, nil, fmt.Errorf("gateway: %w", err)
+		}
+		*l.into = lim
+	}
+	return before, after, nil
+}
+
+// proxy is the handler of route rt after its checks: authentication
+// unless the route is anonymous, the limits keyed by client
+// (afterLimits, if any), and the reverse proxy to its upstream, whose
+// transport goes into hd.
+func (g *Gateway) proxy(hd *handler, rt *route, afterLimits *ratelimit.Limiter) http.Handler {
+	trusted, vouchHost := hd.trusted, len(hd.hosts) > 0
+	tr := &http.Transport{
+		Proxy:                 nil, // never an environment proxy between the gateway and its services
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: rt.Timeout,
+	}
+	if rt.Upstream.Scheme == "https" {
+		tr.TLSClientConfig = mtls.ClientConfig(g.deps.Identity, g.deps.Roots, rt.UpstreamID)
+	}
+	hd.transports = append(hd.transports, tr)
+	var next http.Handler = &httputil.ReverseProxy{
+		Rewrite:      func(pr *httputil.ProxyRequest) { rewrite(pr, rt, trusted, vouchHost) },
+		Transport:    tr,
+		BufferPool:   bufferPool{},
+		ErrorHandler: g.upstreamError,
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ModifyResponse: func(resp *http.Response) error {
+			dropCORSHeaders(resp)
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				// ReverseProxy tunnels a 101 whose Upgrade matches
+				// the request's; the gateway forwarded one only on
+				// a websocket route.
+				if !rt.Websocket || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+					return errUnaskedUpgrade
+				}
+				if h := holderOf(resp.Request.Context()); h != nil {
+					h.upgraded = true
+				}
+			}
+			return nil
+		},
+	}
+	if afterLimits != nil {
+		next = afterLimits.Middleware(next)
+	}
+	if !rt.AllowAnonymous {
+		next = g.authenticate(next, rt.ForwardCookies)
+	}
+	return next
 }
 
 // Kinds of rules, as the gateway applies them.

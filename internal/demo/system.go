@@ -408,36 +408,7 @@ func (s *system) edge(ctx context.Context) error {
 		adminLn.Close()
 		return err
 	}
-	conf := fmt.Appendf(nil, `# The demo's gateway (rampart gateway --config gateway.yaml takes the same file).
-listen: %[1]s
-tls: {cert: %[2]s/gateway.pem, key: %[2]s/gateway.key}
-admin_listen: %[3]s
-identity:
-  cert: %[2]s/gateway-svc.pem
-  key: %[2]s/gateway-svc.key
-  roots: %[2]s/internal-ca.pem
-  renew: {url: %[6]s/v1/certificates/renew, roots: %[2]s/public-ca.pem}
-routes:
-  - prefix: /v1/
-    upstream: https://%[4]s
-    upstream_id: %[5]s
-    auth: required
-    max_body: 64KiB
-    timeout: 10s
-cors:
-  allowed_origins: [https://app.payments.test]
-  allowed_methods: [GET, POST]
-  allowed_headers: [Authorization, Content-Type, X-API-Key]
-  max_age: 10m
-ratelimit:
-  rules:
-    - {name: per-address, rate: 200, per: 1s, burst: 400, by: [addr]}
-    - {name: per-client, rate: 50, per: 1s, burst: 200, by: [client]}
-auth:
-  tokens: {issuer: %[6]s, audience: %[7]s, jwks_url: %[6]s/oauth2/jwks, jwks_roots: %[2]s/public-ca.pem}
-  api_keys: {data_dir: %[2]s}
-access_log: stderr
-`, ln.Addr(), dir, adminLn.Addr(), s.payments.addr, s.paymentID, s.cpURL, audience)
+	conf := s.gatewayFile(dir, ln.Addr(), adminLn.Addr())
 	var f *edge.File
 	if err = s.writeFiles(map[string][]byte{"gateway.yaml": conf}); err == nil {
 		f, err = edge.Load(s.file("gateway.yaml"))
@@ -470,6 +441,41 @@ access_log: stderr
 	s.gateway = &listener{addr: ln.Addr().String()}
 	s.admin = &listener{addr: adminLn.Addr().String()}
 	return nil
+}
+
+// gatewayFile is the demo's gateway.yaml, naming the files in dir and
+// the listeners' addresses: what rampart gateway --config takes.
+func (s *system) gatewayFile(dir string, listen, admin net.Addr) []byte {
+	return fmt.Appendf(nil, `# The demo's gateway (rampart gateway --config gateway.yaml takes the same file).
+listen: %[1]s
+tls: {cert: %[2]s/gateway.pem, key: %[2]s/gateway.key}
+admin_listen: %[3]s
+identity:
+  cert: %[2]s/gateway-svc.pem
+  key: %[2]s/gateway-svc.key
+  roots: %[2]s/internal-ca.pem
+  renew: {url: %[6]s/v1/certificates/renew, roots: %[2]s/public-ca.pem}
+routes:
+  - prefix: /v1/
+    upstream: https://%[4]s
+    upstream_id: %[5]s
+    auth: required
+    max_body: 64KiB
+    timeout: 10s
+cors:
+  allowed_origins: [https://app.payments.test]
+  allowed_methods: [GET, POST]
+  allowed_headers: [Authorization, Content-Type, X-API-Key]
+  max_age: 10m
+ratelimit:
+  rules:
+    - {name: per-address, rate: 200, per: 1s, burst: 400, by: [addr]}
+    - {name: per-client, rate: 50, per: 1s, burst: 200, by: [client]}
+auth:
+  tokens: {issuer: %[6]s, audience: %[7]s, jwks_url: %[6]s/oauth2/jwks, jwks_roots: %[2]s/public-ca.pem}
+  api_keys: {data_dir: %[2]s}
+access_log: stderr
+`, listen, dir, admin, s.payments.addr, s.paymentID, s.cpURL, audience)
 }
 
 // writeFiles writes files into the demo directory, 0600, each through a
