@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"testing"
+	"time"
+
+	"github.com/rampartsec/rampart/ratelimit"
 )
 
 // BenchmarkProxy measures what the gateway's controls cost on top of
@@ -28,25 +31,17 @@ func BenchmarkProxy(b *testing.B) {
 
 	ks := newKeyStore(b)
 	key := ks.key(b, "shop")
-	cfg, err := ParseConfig([]byte(`
-listen: 127.0.0.1:0
-routes:
-  - prefix: /
-    upstream: ` + upstream.URL + `
-    auth: required
-cors:
-  allowed_origins: [https://app.payments.example]
-  allowed_headers: [X-API-Key, Content-Type]
-ratelimit:
-  rules:
-    - {name: per-address, rate: 1000000000, per: 1s, by: [addr]}
-    - {name: per-client, rate: 1000000000, per: 1s, by: [client]}
-access_log: "off"
-` + authYAML))
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := New(cfg, Deps{APIKeys: ks.v, Logger: discardLog})
+	g, err := New(Options{
+		Routes: []Route{{Prefix: "/", Upstream: mustURL(upstream.URL)}},
+		CORS:   &CORS{AllowedOrigins: []string{"https://app.payments.example"}, AllowedHeaders: []string{"X-API-Key", "Content-Type"}},
+		Limits: []ratelimit.Rule{
+			rule("per-address", 1000000000, time.Second, byAddr),
+			rule("per-client", 1000000000, time.Second, byClient),
+		},
+		APIKeys:   ks.v,
+		Logger:    discardLog,
+		AccessLog: discardLog,
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/gateway"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
+	"github.com/rampartsec/rampart/ratelimit"
 )
 
 // corsProbePage is the page each origin serves. probe runs fetch() and
@@ -86,6 +87,10 @@ func TestCORSInChromium(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]string{"method": r.Method, "path": r.URL.Path})
 	}))
 	t.Cleanup(upstream.Close)
+	upstreamURL, err := url.Parse(upstream.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	upstreamCount := func(method, path string) int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -131,29 +136,25 @@ func TestCORSInChromium(t *testing.T) {
 	t.Cleanup(func() { verifier.Close() })
 
 	// The rate limit only adds RateLimit-Policy and RateLimit to every
-	// answer, to expose them; the api_keys files are unused (Deps.APIKeys).
-	cfg, err := gateway.ParseConfig(fmt.Appendf(nil, `
-routes:
-  - {prefix: /public/, upstream: %[1]s, auth: none}
-  - {prefix: /v1/, upstream: %[1]s, auth: required}
-cors:
-  allowed_origins: [%[2]s]
-  allowed_methods: [GET, POST]
-  allowed_headers: [Content-Type, X-API-Key]
-  exposed_headers: [X-Request-Id, RateLimit-Policy, RateLimit]
-  allow_credentials: true
-  max_age: 10m
-ratelimit:
-  rules:
-    - {name: per-address, rate: 10000, per: 1s, by: [addr]}
-auth:
-  api_keys: {data_dir: unused, db: unused}
-access_log: "off"
-`, upstream.URL, allowed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.New(cfg, gateway.Deps{APIKeys: verifier, Logger: slog.New(slog.DiscardHandler)})
+	// answer, to expose them.
+	g, err := gateway.New(gateway.Options{
+		Routes: []gateway.Route{
+			{Prefix: "/public/", Upstream: upstreamURL, AllowAnonymous: true},
+			{Prefix: "/v1/", Upstream: upstreamURL},
+		},
+		CORS: &gateway.CORS{
+			AllowedOrigins:   []string{allowed},
+			AllowedMethods:   []string{"GET", "POST"},
+			AllowedHeaders:   []string{"Content-Type", "X-API-Key"},
+			ExposedHeaders:   []string{"X-Request-Id", "RateLimit-Policy", "RateLimit"},
+			AllowCredentials: true,
+			MaxAge:           10 * time.Minute,
+		},
+		Limits:    []ratelimit.Rule{{Name: "per-address", Limit: ratelimit.Limit{Rate: 10000, Period: time.Second, Burst: 10000}, By: []ratelimit.By{ratelimit.ByAddr}}},
+		APIKeys:   verifier,
+		Logger:    slog.New(slog.DiscardHandler),
+		AccessLog: slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/rampartsec/rampart/internal/httpx/httpxtest"
+	"github.com/rampartsec/rampart/ratelimit"
 )
 
 // The regression tests of issue 10 for the edge: what the gateway lets
@@ -83,7 +84,7 @@ func (tg *testGateway) raw(t testing.TB, req string) (*http.Response, []byte) {
 func TestRequestFraming(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", up.URL, anonymous)}})
 	plain := httptest.NewUnstartedServer(tg.g.Handler())
 	plain.Config.ErrorLog = log.New(io.Discard, "", 0)
 	plain.Start()
@@ -195,7 +196,7 @@ func (u *framingUpstream) last(t *testing.T) ([]string, string) {
 func TestUpstreamFraming(t *testing.T) {
 	t.Parallel()
 	up := startFramingUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: 'http://"+up.addr+"', auth: none}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", "http://"+up.addr, anonymous)}})
 	head := "POST /open/f HTTP/1.1\r\nHost: x\r\n"
 	for _, tc := range []struct {
 		name, req, wantFraming string
@@ -238,7 +239,7 @@ func TestUpstreamFraming(t *testing.T) {
 // so that the service saw only an Authorization nobody had checked.
 func TestConnectionNamesNoCheckedHeader(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	forged := "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ2aWN0aW0ifQ.c2lnbmF0dXJl"
 	for _, tc := range []struct{ name, conn, creds string }{
 		{"the key", "X-API-Key", "X-API-Key: " + e.shopKey + "\r\nAuthorization: " + forged + "\r\n"},
@@ -272,7 +273,7 @@ func TestConnectionNamesNoCheckedHeader(t *testing.T) {
 // credential is dropped unless the route asks for it.
 func TestOnlyTheCheckedCredentialIsForwarded(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	tok := e.tokens.mint(t, "shop", time.Now(), time.Minute)
 	const forged = "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ2aWN0aW0ifQ.c2lnbmF0dXJl"
 	for _, tc := range []struct {
@@ -324,7 +325,9 @@ func TestOnlyTheCheckedCredentialIsForwarded(t *testing.T) {
 // checked credential.
 func TestForwardCookies(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, func(up string) string { return standardYAML(up) + routeYAML("/web/", up, "forward_cookies: true") })
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: append(standardRoutes(up), routeTo("/web/", up, func(r *Route) { r.ForwardCookies = true }))}
+	})
 	resp, body := e.gw.get(t, "/web/c", "X-API-Key", e.shopKey, "Cookie", "session=mine")
 	wantStatus(t, resp, body, http.StatusOK)
 	if h := echoed(t, body).Header; h.Get("Cookie") != "session=mine" || h.Get("X-Api-Key") != e.shopKey || h.Get("Authorization") != "" {
@@ -387,8 +390,7 @@ func TestUpgrades(t *testing.T) {
 	up := startUpgrader(t)
 	keys := newKeyStore(t)
 	key := keys.key(t, "shop")
-	tg := startGateway(t, authYAML+"routes:\n  - {prefix: /pub/, upstream: '"+up.srv.URL+"', auth: none}\n"+
-		"  - {prefix: /ws/, upstream: '"+up.srv.URL+"'}\n", Deps{APIKeys: keys.v})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/pub/", up.srv.URL, anonymous), routeTo("/ws/", up.srv.URL)}, APIKeys: keys.v})
 
 	t.Run("h2c is ignored", func(t *testing.T) {
 		resp, body := tg.raw(t, "GET /pub/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
@@ -426,7 +428,7 @@ func TestWebsocketRoute(t *testing.T) {
 	up := startUpgrader(t)
 	keys := newKeyStore(t)
 	key := keys.key(t, "shop")
-	tg := startGateway(t, authYAML+"routes:\n  - {prefix: /ws/, upstream: '"+up.srv.URL+"', websocket: true}\n", Deps{APIKeys: keys.v})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/ws/", up.srv.URL, func(r *Route) { r.Websocket = true })}, APIKeys: keys.v})
 	for _, tc := range []struct{ name, req string }{
 		{"another protocol", "GET /ws/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo/2\r\nX-API-Key: " + key + "\r\n\r\n"},
 		{"websocket with POST", "POST /ws/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\nX-API-Key: " + key + "\r\n\r\n"},
@@ -473,7 +475,7 @@ func TestWebsocketRoute(t *testing.T) {
 func TestClientSuppliedHeaders(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", up.URL, anonymous)}})
 	var hdr []string
 	for _, h := range append(slices.Clone(clientSupplied), "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server", "X-Forwarded-Scheme", "X-Forwarded-Ssl", "X-Forwarded-Uri") {
 		hdr = append(hdr, h, "6.6.6.6")
@@ -498,7 +500,7 @@ func TestClientSuppliedHeaders(t *testing.T) {
 	}
 
 	// With hosts, only those are answered, and vouched for.
-	tg2 := startGateway(t, "hosts: [api.pay.example, 'admin.pay.example:8443']\nroutes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	tg2 := startGateway(t, Options{Hosts: []string{"api.pay.example", "admin.pay.example:8443"}, Routes: []Route{routeTo("/open/", up.URL, anonymous)}})
 	for _, tc := range []struct {
 		host string
 		want int
@@ -535,7 +537,7 @@ func TestClientBodyErrors(t *testing.T) {
 	up := startPlainUpstream(t)
 	logs := &syncBuffer{}
 	lg := slog.New(slog.NewJSONHandler(logs, nil))
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n", Deps{Logger: lg, AccessLog: lg})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", up.URL, anonymous)}, Logger: lg, AccessLog: lg})
 	head := "POST /open/body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 	for _, tc := range []struct{ name, body string }{
 		{"chunk size with LF only", "3\nabc\r\n0\r\n\r\n"},
@@ -571,7 +573,7 @@ func TestClientBodyErrors(t *testing.T) {
 func TestPathsThatNormaliseOtherwise(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n  - {prefix: /, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", up.URL, anonymous), routeTo("/", up.URL, anonymous)}})
 	for _, p := range []string{
 		"/open/%c0%ae%c0%ae/v1/a",              // overlong '.'
 		"/open/%e0%80%ae/v1/a",                 // overlong '.', three bytes
@@ -673,8 +675,8 @@ func dots(p string) string {
 func TestMethods(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n"+
-		"ratelimit: {rules: [{name: posts, rate: 1, per: 1h, by: [addr], routes: ['POST /open/']}]}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", up.URL, anonymous)},
+		Limits: []ratelimit.Rule{rule("posts", 1, time.Hour, byAddr, "POST /open/")}})
 	resp, body := tg.do(t, http.MethodPost, "/open/m", nil)
 	wantStatus(t, resp, body, http.StatusOK)
 	resp, body = tg.do(t, http.MethodPost, "/open/m", nil)
@@ -703,7 +705,7 @@ func TestMethods(t *testing.T) {
 func TestRouteMethods(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /read/, upstream: '"+up.URL+"', auth: none, methods: [GET]}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/read/", up.URL, anonymous, func(r *Route) { r.Methods = []string{"GET"} })}})
 	resp, body := tg.do(t, http.MethodDelete, "/read/x", nil)
 	wantProblem(t, resp, body, http.StatusMethodNotAllowed)
 	if got := resp.Header.Get("Allow"); got != "GET, HEAD" {
@@ -719,8 +721,8 @@ func TestPreflightsAreLimited(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
 	const origin = "https://app.pay.example"
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n"+
-		"cors: {allowed_origins: ['"+origin+"']}\nratelimit: {rules: [{name: per-addr, rate: 3, per: 1h, by: [addr]}]}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", up.URL, anonymous)},
+		CORS: &CORS{AllowedOrigins: []string{origin}}, Limits: []ratelimit.Rule{rule("per-addr", 3, time.Hour, byAddr)}})
 	var got []int
 	for range 4 {
 		resp, body := tg.do(t, http.MethodOptions, "/open/p", nil, "Origin", origin, "Access-Control-Request-Method", "POST")
@@ -741,8 +743,9 @@ func TestPreflightsAreLimited(t *testing.T) {
 // applied, the edge rules before authentication and after it.
 func TestRateLimitFieldsOfEveryRule(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, func(up string) string {
-		return standardYAML(up) + "ratelimit:\n  rules:\n    - {name: per-address, rate: 50, per: 1s, by: [addr]}\n    - {name: per-client, rate: 100, per: 1m, by: [client]}\n"
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: standardRoutes(up), Limits: []ratelimit.Rule{
+			rule("per-address", 50, time.Second, byAddr), rule("per-client", 100, time.Minute, byClient)}}
 	})
 	resp, body := e.gw.get(t, "/v1/payments", "X-API-Key", e.shopKey)
 	wantStatus(t, resp, body, http.StatusOK)
@@ -759,7 +762,7 @@ func TestRateLimitFieldsOfEveryRule(t *testing.T) {
 func TestHealthzIsNotLimited(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /, upstream: '"+up.URL+"', auth: none}\nratelimit: {rules: [{name: per-addr, rate: 2, per: 1h, by: [addr]}]}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/", up.URL, anonymous)}, Limits: []ratelimit.Rule{rule("per-addr", 2, time.Hour, byAddr)}})
 	for i := range 5 {
 		resp, body := tg.get(t, "/healthz")
 		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != `{"status":"ok"}` {
@@ -782,15 +785,19 @@ func TestHealthzIsNotLimited(t *testing.T) {
 	}
 }
 
+func stripping(r *Route) { r.StripPrefix = true }
+
 // strip_prefix (usability 14): the service sees the path under the
 // prefix, and the prefix in X-Forwarded-Prefix; without it, the path as
 // sent.
 func TestStripPrefix(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /api/, upstream: '"+up.URL+"/base', auth: none, strip_prefix: true}\n"+
-		"  - {prefix: /exact, upstream: '"+up.URL+"', auth: none, strip_prefix: true}\n"+
-		"  - {prefix: /keep/, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{
+		routeTo("/api/", up.URL+"/base", anonymous, stripping),
+		routeTo("/exact", up.URL, anonymous, stripping),
+		routeTo("/keep/", up.URL, anonymous),
+	}})
 	for _, tc := range []struct{ path, want, prefix string }{
 		{"/api/v1/payments?x=1", "/base/v1/payments", "/api"},
 		{"/api/", "/base/", "/api"},
@@ -816,8 +823,10 @@ func TestStripPrefix(t *testing.T) {
 func TestPathAsTheClientEncodedIt(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /v1/, upstream: '"+up.URL+"/payments', auth: none, strip_prefix: true}\n"+
-		"  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{
+		routeTo("/v1/", up.URL+"/payments", anonymous, stripping),
+		routeTo("/open/", up.URL, anonymous),
+	}})
 	raw := func(p string) *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, tg.URL+"/", nil)
@@ -853,9 +862,11 @@ func TestPathAsTheClientEncodedIt(t *testing.T) {
 func TestRouteInAnotherCase(t *testing.T) {
 	t.Parallel()
 	up := startPlainUpstream(t)
-	tg := startGateway(t, "routes:\n  - {prefix: /admin/, upstream: '"+up.URL+"', auth: none, methods: [GET]}\n"+
-		"  - {prefix: /Mixed/, upstream: '"+up.URL+"', auth: none}\n"+
-		"  - {prefix: /, upstream: '"+up.URL+"', auth: none}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{
+		routeTo("/admin/", up.URL, anonymous, func(r *Route) { r.Methods = []string{http.MethodGet} }),
+		routeTo("/Mixed/", up.URL, anonymous),
+		routeTo("/", up.URL, anonymous),
+	}})
 	for _, p := range []string{"/ADMIN/x", "/Admin/x", "/adm%C4%B1n/x", "/admin%C5%BF/x"} {
 		resp, body := tg.get(t, p)
 		if resp.StatusCode != http.StatusBadRequest {
@@ -888,7 +899,7 @@ func TestAccessLogFields(t *testing.T) {
 	up := startPlainUpstream(t)
 	logs := &syncBuffer{}
 	lg := slog.New(slog.NewJSONHandler(logs, nil))
-	tg := startGateway(t, "routes:\n  - {prefix: /open/, upstream: '"+up.URL+"', auth: none}\n", Deps{Logger: lg, AccessLog: lg})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/open/", up.URL, anonymous)}, Logger: lg, AccessLog: lg})
 	req, _ := http.NewRequest(http.MethodGet, tg.URL+"/", nil)
 	req.URL.Opaque = "/open/%2e%2e/v1/payments"
 	resp, err := tg.client.Do(req)

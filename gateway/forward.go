@@ -22,7 +22,7 @@ import (
 // Laravel and others X-HTTP-Method-Override; CDN-style IP headers feed
 // rate limits and audit logs). The client may have written any of them;
 // the gateway forwards none, and writes X-Forwarded-For, -Proto and, when
-// it knows the host (Config.Hosts), -Host itself. Every X-Forwarded-*
+// it knows the host (Options.Hosts), -Host itself. Every X-Forwarded-*
 // field is dropped too, and every field with '_' in its name: CGI, WSGI,
 // PHP and nginx read X_API_Key and X-API-Key as one (HTTP_X_API_KEY).
 var clientSupplied = []string{
@@ -38,12 +38,12 @@ var clientSupplied = []string{
 
 // rewrite makes the request the service receives (httputil.ProxyRequest's
 // Out, whose hop-by-hop fields ReverseProxy has removed).
-func rewrite(pr *httputil.ProxyRequest, rt *Route, trusted []netip.Prefix, vouchHost bool) {
+func rewrite(pr *httputil.ProxyRequest, rt *route, trusted []netip.Prefix, vouchHost bool) {
 	out := pr.Out
 	if rt.StripPrefix {
 		stripPrefix(out.URL, rt.Prefix)
 	}
-	pr.SetURL(rt.upstream)
+	pr.SetURL(rt.Upstream)
 	for name := range out.Header {
 		if strings.HasPrefix(name, "X-Forwarded-") || strings.ContainsRune(name, '_') {
 			delete(out.Header, name)
@@ -61,7 +61,7 @@ func rewrite(pr *httputil.ProxyRequest, rt *Route, trusted []netip.Prefix, vouch
 	}
 	pr.SetXForwarded()
 	// Host (or an absolute request target's host) is the client's word,
-	// checked only against Config.Hosts.
+	// checked only against Options.Hosts.
 	if !vouchHost {
 		out.Header.Del("X-Forwarded-Host")
 	}

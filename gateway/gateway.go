@@ -4,11 +4,12 @@
 //
 // # The request path
 //
-//	TLS termination (certificate reloaded when its files change; HTTP/2)
+//	TLS termination (the server's: rampart gateway's, or the caller's
+//	    http.Server; HTTP/2)
 //	 -> request framing: an HTTP/1 request with a body, and any HTTP/1.0
 //	    one, is answered and its connection closed (RFC 9112 §6.1)
 //	 -> the request itself: a registered method, a path no decoder or
-//	    normaliser reads otherwise, a Host of Config.Hosts, a Connection
+//	    normaliser reads otherwise, a Host of Options.Hosts, a Connection
 //	    header naming only hop-by-hop options, no Upgrade but websocket
 //	    on a route that takes it; GET /healthz is answered here
 //	 -> CORS (rs/cors, a strict allow-list of origins)
@@ -28,13 +29,23 @@
 // query string; a request the client abandoned before its answer is
 // logged and counted as 499.
 //
+// # Building one
+//
+// [New] takes [Options]: the routes, hosts, CORS policy and limits, typed,
+// and what the gateway runs with (the API-key verifier, the token
+// validator, the limits' store, its service certificate and the
+// upstreams' roots, loggers). It checks them all and returns an error for
+// anything it would not serve safely; it never panics and starts nothing
+// in the background. The service certificate is the caller's: a started
+// [mtls.Reloader] (rampart gateway loads it from files and watches or
+// renews it).
+//
 // # Operations
 //
 // Gateway.Handler serves the requests, and GET /healthz (which no route
 // can take); Gateway.AdminHandler /metrics and /healthz. Gateway.Reload
-// swaps in a new configuration without dropping a connection (rampart
-// gateway does it on SIGHUP). The service certificate is reloaded from its
-// files, or renewed at the control plane (Identity.Renew).
+// takes new Options without dropping a connection (rampart gateway does
+// it on SIGHUP).
 package gateway
 
 import (
@@ -56,10 +67,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/principal"
 	"github.com/rampartsec/rampart/mtls"
@@ -67,38 +75,12 @@ import (
 	"github.com/rampartsec/rampart/token"
 )
 
-// Deps are what a configuration file cannot hold: the stores and
-// verifiers the caller builds.
-type Deps struct {
-	// APIKeys checks API keys; nil refuses them.
-	APIKeys *apikey.Verifier
-	// Tokens checks bearer tokens; nil refuses them.
-	Tokens *token.Validator
-	// RateLimitStore shares limits between instances (redisstore); nil
-	// keeps them in memory.
-	RateLimitStore ratelimit.Store
-	// Identity is the gateway's service certificate for mutual TLS to the
-	// upstreams; nil loads Config.Identity's files (and watches them, or
-	// renews the certificate at Config.Identity.Renew).
-	Identity *mtls.Reloader
-	// Roots are the upstreams' roots, by trust domain (an upstream's
-	// certificate verifies against its own trust domain's bundle alone);
-	// nil loads Config.Identity.Roots and Bundles.
-	Roots x509bundle.Source
-	// Logger receives errors and certificate changes; nil means
-	// slog.Default().
-	Logger *slog.Logger
-	// AccessLog receives a line per request (unless Config.AccessLog is
-	// "off"); nil means Logger.
-	AccessLog *slog.Logger
-	// Registry receives the metrics; nil means a new registry with the Go
-	// and process collectors.
-	Registry *prometheus.Registry
-}
-
-// Gateway is the edge proxy.
+// Gateway is the edge proxy. Build it with New; it serves with Handler
+// and AdminHandler, and takes new Options with Reload.
 type Gateway struct {
-	deps     Deps
+	// deps are the Options of the configuration being built or in use:
+	// build reads the verifiers, the store and the identity from them.
+	deps     Options
 	log      *slog.Logger
 	access   *slog.Logger
 	reg      *prometheus.Registry
@@ -106,31 +88,35 @@ type Gateway struct {
 	current  atomic.Pointer[handler]
 	mu       sync.Mutex // serializes Reload and Close
 	fallback *ratelimit.Memory
-
-	// identity is the service certificate loaded from Config.Identity
-	// when Deps.Identity is nil, watched until the files it came from
-	// change in the configuration or the gateway closes.
-	identity     *mtls.Reloader
-	identityFrom identitySource
-	stopIdentity context.CancelFunc
 }
 
 // handler is one configuration, ready to serve.
 type handler struct {
-	cfg  *Config
-	http http.Handler
+	routes  []*route
+	hosts   []string // lower case
+	trusted []netip.Prefix
+	http    http.Handler
 	// transports are closed when the configuration is replaced.
 	transports []*http.Transport
 }
 
-// New builds a gateway for cfg.
-func New(cfg *Config, deps Deps) (*Gateway, error) {
-	g := &Gateway{deps: deps, log: deps.Logger, reg: deps.Registry, fallback: &ratelimit.Memory{}}
+// New checks o ([Options.Check], and the dependencies its routes need)
+// and builds a gateway for it. It starts nothing in the background.
+func New(o Options) (*Gateway, error) {
+	g := &Gateway{log: o.Logger, reg: o.Registry, fallback: &ratelimit.Memory{}}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	if g.access = deps.AccessLog; g.access == nil {
+	if g.access = o.AccessLog; g.access == nil {
 		g.access = g.log
+	}
+	// The metrics are registered once the gateway is built, all or
+	// none: a New that fails leaves the caller's Registry as it was.
+	var cs collectors
+	g.metrics = newMetrics(&cs)
+	h, err := g.build(o)
+	if err != nil {
+		return nil, err
 	}
 	if g.reg == nil {
 		g.reg = prometheus.NewRegistry()
@@ -138,14 +124,11 @@ func New(cfg *Config, deps Deps) (*Gateway, error) {
 		// package, which collectors.NewGoCollector only wraps: that
 		// package imports database/sql (its DBStatsCollector), a
 		// dependency public packages must not have (internal/meta).
-		g.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{})) //nolint:staticcheck // SA1019, see above
+		cs = append(cs, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{})) //nolint:staticcheck // SA1019, see above
 	}
-	g.metrics = newMetrics(g.reg)
-	h, commit, err := g.build(cfg)
-	if err != nil {
-		return nil, err
+	if err := cs.registerWith(g.reg); err != nil {
+		return nil, fmt.Errorf("gateway: Registry: %w", err)
 	}
-	commit()
 	g.current.Store(h)
 	return g, nil
 }
@@ -164,74 +147,116 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	return mux
+	// The same framing rule as the main listener: the admin listener is
+	// plain http, often behind the same load balancer.
+	return httpx.Framing(mux)
 }
 
-// Reload replaces the configuration: new requests use cfg, requests in
-// flight finish with the old one. On error the old one stays.
-func (g *Gateway) Reload(cfg *Config) error {
+// Reload checks o as New does and replaces the configuration: new
+// requests use o, requests in flight finish with the old one. On error
+// the old one stays. The loggers and the registry stay New's: Reload
+// does not read o.Logger, o.AccessLog or o.Registry.
+func (g *Gateway) Reload(o Options) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	h, commit, err := g.build(cfg)
+	old := g.deps
+	h, err := g.build(o)
 	if err != nil {
+		g.deps = old
 		return err
 	}
-	commit()
-	old := g.current.Swap(h)
+	prev := g.current.Swap(h)
 	// Idle upstream connections of the old configuration are closed;
 	// connections in use finish their requests.
-	for _, t := range old.transports {
+	for _, t := range prev.transports {
 		t.CloseIdleConnections()
 	}
 	return nil
 }
 
-// Close stops watching the identity files. Requests in flight are not
-// affected; the caller shuts its servers down first.
+// Close closes the idle upstream connections. Requests in flight are not
+// affected; the caller shuts its servers down first. The dependencies
+// (Identity, APIKeys, ...) are the caller's to close.
 func (g *Gateway) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stopIdentity != nil {
-		g.stopIdentity()
-		g.stopIdentity = nil
-	}
 	for _, t := range g.current.Load().transports {
 		t.CloseIdleConnections()
 	}
 	return nil
 }
 
-// Config returns the configuration in use.
-func (g *Gateway) Config() *Config { return g.current.Load().cfg }
+// build checks o and makes its handler.
+func (g *Gateway) build(o Options) (*handler, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	if err := o.checkDeps(); err != nil {
+		return nil, err
+	}
+	g.deps = o
+	h := &handler{trusted: slices.Clone(o.TrustedProxies)}
+	for _, r := range o.Routes {
+		h.routes = append(h.routes, compile(r))
+	}
+	for _, host := range o.Hosts {
+		h.hosts = append(h.hosts, strings.ToLower(host))
+	}
+	beforeLimits, afterLimits, err := g.limiters(o.Limits, h.trusted)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	routes := map[string]*route{}
+	for _, rt := range h.routes {
+		routes[rt.Prefix] = rt
+		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, g.proxy(h, rt, afterLimits)))))
+	}
+	if _, ok := routes["/"]; !ok {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, http.StatusNotFound, "Not Found", "no route for this path")
+		})
+	}
+	var inner http.Handler = mux
+	if o.CORS != nil {
+		// rs/cors answers preflights itself, before any limit; with
+		// OptionsPassthrough it sets their headers and lets them
+		// through the limits, then answerPreflight answers them.
+		inner = answerPreflight(inner)
+	}
+	if beforeLimits != nil {
+		inner = beforeLimits.Middleware(inner)
+	}
+	if o.CORS != nil {
+		inner = corsHandler(o.CORS).Handler(inner)
+	}
+	routeOf := func(r *http.Request) *route {
+		_, pattern := mux.Handler(r)
+		return routes[pattern]
+	}
+	h.http = g.accessLog(h, mux, httpx.Framing(newFront(h, routeOf, inner)))
+	return h, nil
+}
 
-// build makes the handler of cfg; commit, called once it is in use,
-// switches to the identity it loaded, if it loaded one.
-func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
-	h := &handler{cfg: cfg}
-
-	// Rate limits: those not keyed by client run before everything else,
-	// so that floods and guessing stop before authentication; those keyed
-	// by client after it.
-	var before, after []ratelimit.Rule
-	var trusted []netip.Prefix
-	if cfg.Limits != nil {
-		trusted = cfg.Limits.TrustedProxies
-		for _, r := range cfg.Limits.Rules {
-			if r.Kind == ratelimit.Business {
-				continue // the services apply those
-			}
-			if slices.Contains(r.By, ratelimit.ByClient) {
-				after = append(after, r)
-			} else {
-				before = append(before, r)
-			}
+// limiters makes the edge limits of rules: before, the rules not keyed
+// by client, which run before everything else, so that floods and
+// guessing stop before authentication; after, those keyed by client,
+// after it. Either is nil without rules.
+func (g *Gateway) limiters(rules []ratelimit.Rule, trusted []netip.Prefix) (before, after *ratelimit.Limiter, err error) {
+	var early, late []ratelimit.Rule
+	for _, r := range rules {
+		switch edgeRule(r) {
+		case ruleBusiness: // the services apply those
+		case ruleByClient:
+			late = append(late, r)
+		default:
+			early = append(early, r)
 		}
 	}
-	var beforeLimits, afterLimits *ratelimit.Limiter
 	for _, l := range []struct {
 		rules []ratelimit.Rule
 		into  **ratelimit.Limiter
-	}{{before, &beforeLimits}, {after, &afterLimits}} {
+	}{{early, &before}, {late, &after}} {
 		if len(l.rules) == 0 {
 			continue
 		}
@@ -242,115 +267,92 @@ func (g *Gateway) build(cfg *Config) (*handler, func(), error) {
 		if g.deps.RateLimitStore != nil {
 			store = g.deps.RateLimitStore
 		}
-		lim := &ratelimit.Limiter{Store: store, Fallback: g.fallback, Rules: l.rules,
+		lim := &ratelimit.Limiter{Store: store, Fallback: g.fallback, Rules: slices.Clone(l.rules),
 			TrustedProxies: trusted, Metrics: g.metrics.limits, Logger: g.log}
 		if err := lim.Init(); err != nil {
 			return nil, nil, fmt.Errorf("gateway: %w", err)
 		}
 		*l.into = lim
 	}
+	return before, after, nil
+}
 
-	// The identity comes last: nothing fails after it is loaded, so a
-	// failed build never leaves a watcher behind.
-	commit := func() {}
-	identity, roots := g.deps.Identity, g.deps.Roots
-	if slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.upstream.Scheme == "https" }) {
-		var err error
-		if roots == nil {
-			// The files are all there is (a Deps.Roots source may learn
-			// bundles later): every upstream's trust domain needs one.
-			set, err := loadBundles(cfg.Identity)
-			if err != nil {
-				return nil, nil, fmt.Errorf("gateway: identity: %w", err)
-			}
-			for _, rt := range cfg.Routes {
-				if td := rt.id.TrustDomain(); rt.upstream.Scheme == "https" && !set.Has(td) {
-					return nil, nil, fmt.Errorf("gateway: route %q: upstream_id %s: no roots for trust domain %s: add identity.bundles: {%s: FILE}", rt.Prefix, rt.id, td.Name(), td.Name())
+// proxy is the handler of route rt after its checks: authentication
+// unless the route is anonymous, the limits keyed by client
+// (afterLimits, if any), and the reverse proxy to its upstream, whose
+// transport goes into hd.
+func (g *Gateway) proxy(hd *handler, rt *route, afterLimits *ratelimit.Limiter) http.Handler {
+	trusted, vouchHost := hd.trusted, len(hd.hosts) > 0
+	tr := &http.Transport{
+		Proxy:                 nil, // never an environment proxy between the gateway and its services
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: rt.Timeout,
+	}
+	if rt.Upstream.Scheme == "https" {
+		tr.TLSClientConfig = mtls.ClientConfig(g.deps.Identity, g.deps.Roots, rt.UpstreamID)
+	}
+	hd.transports = append(hd.transports, tr)
+	var next http.Handler = &httputil.ReverseProxy{
+		Rewrite:      func(pr *httputil.ProxyRequest) { rewrite(pr, rt, trusted, vouchHost) },
+		Transport:    tr,
+		BufferPool:   bufferPool{},
+		ErrorHandler: g.upstreamError,
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ModifyResponse: func(resp *http.Response) error {
+			dropCORSHeaders(resp)
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				// ReverseProxy tunnels a 101 whose Upgrade matches
+				// the request's; the gateway forwarded one only on
+				// a websocket route.
+				if !rt.Websocket || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+					return errUnaskedUpgrade
+				}
+				if h := holderOf(resp.Request.Context()); h != nil {
+					h.upgraded = true
 				}
 			}
-			roots = set
-		}
-		if identity == nil {
-			if identity, commit, err = g.loadIdentity(cfg.Identity); err != nil {
-				return nil, nil, err
-			}
-		}
+			return nil
+		},
 	}
+	if afterLimits != nil {
+		next = afterLimits.Middleware(next)
+	}
+	if !rt.AllowAnonymous {
+		next = g.authenticate(next, rt.ForwardCookies)
+	}
+	return next
+}
 
-	mux := http.NewServeMux()
-	routes := map[string]*Route{}
-	vouchHost := len(cfg.Hosts) > 0
-	for i := range cfg.Routes {
-		rt := &cfg.Routes[i]
-		routes[rt.Prefix] = rt
-		tr := &http.Transport{
-			Proxy:                 nil, // never an environment proxy between the gateway and its services
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: rt.timeout,
+// Kinds of rules, as the gateway applies them.
+const (
+	ruleBefore   = iota // an edge rule not keyed by client: before authentication
+	ruleByClient        // an edge rule keyed by client: after it
+	ruleBusiness        // the services'
+)
+
+// edgeRule says where the gateway applies r, with ratelimit.Rule's
+// defaults: no Kind means an edge rule when r has By or Routes, else a
+// business rule; no By means ratelimit.ByAddr.
+func edgeRule(r ratelimit.Rule) int {
+	kind := r.Kind
+	if kind == "" {
+		kind = ratelimit.Business
+		if len(r.By) > 0 || len(r.Routes) > 0 {
+			kind = ratelimit.Edge
 		}
-		if rt.upstream.Scheme == "https" {
-			tr.TLSClientConfig = mtls.ClientConfig(identity, roots, rt.id)
-		}
-		h.transports = append(h.transports, tr)
-		var next http.Handler = &httputil.ReverseProxy{
-			Rewrite:      func(pr *httputil.ProxyRequest) { rewrite(pr, rt, trusted, vouchHost) },
-			Transport:    tr,
-			BufferPool:   bufferPool{},
-			ErrorHandler: g.upstreamError,
-			ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-			ModifyResponse: func(resp *http.Response) error {
-				dropCORSHeaders(resp)
-				if resp.StatusCode == http.StatusSwitchingProtocols {
-					// ReverseProxy tunnels a 101 whose Upgrade matches
-					// the request's; the gateway forwarded one only on
-					// a websocket route.
-					if !rt.Websocket || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
-						return errUnaskedUpgrade
-					}
-					if h := holderOf(resp.Request.Context()); h != nil {
-						h.upgraded = true
-					}
-				}
-				return nil
-			},
-		}
-		if afterLimits != nil {
-			next = afterLimits.Middleware(next)
-		}
-		if rt.Auth == "required" {
-			next = g.authenticate(next, rt.ForwardCookies)
-		}
-		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, next))))
 	}
-	if !slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Prefix == "/" }) {
-		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			writeProblem(w, http.StatusNotFound, "Not Found", "no route for this path")
-		})
+	switch {
+	case kind == ratelimit.Business:
+		return ruleBusiness
+	case slices.Contains(r.By, ratelimit.ByClient):
+		return ruleByClient
 	}
-	var inner http.Handler = mux
-	if cfg.CORS != nil {
-		// rs/cors answers preflights itself, before any limit; with
-		// OptionsPassthrough it sets their headers and lets them
-		// through the limits, then answerPreflight answers them.
-		inner = answerPreflight(inner)
-	}
-	if beforeLimits != nil {
-		inner = beforeLimits.Middleware(inner)
-	}
-	if cfg.CORS != nil {
-		inner = corsHandler(cfg.CORS).Handler(inner)
-	}
-	routeOf := func(r *http.Request) *Route {
-		_, pattern := mux.Handler(r)
-		return routes[pattern]
-	}
-	h.http = g.accessLog(cfg, mux, httpx.Framing(newFront(cfg, routeOf, inner)))
-	return h, commit, nil
+	return ruleBefore
 }
 
 // answerPreflight answers a CORS preflight (rs/cors has set its headers)
@@ -367,8 +369,8 @@ func answerPreflight(next http.Handler) http.Handler {
 
 // routeMethods refuses the methods the route does not take: 405 with
 // Allow (RFC 9110 §15.5.6).
-func routeMethods(rt *Route, next http.Handler) http.Handler {
-	allow := rt.allow()
+func routeMethods(rt *route, next http.Handler) http.Handler {
+	allow := rt.allow
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !rt.methods[r.Method] {
 			w.Header().Set("Allow", allow)
@@ -380,12 +382,8 @@ func routeMethods(rt *Route, next http.Handler) http.Handler {
 }
 
 func corsHandler(c *CORS) *cors.Cors {
-	maxAge := 0
-	if c.MaxAge != "" {
-		d, _ := time.ParseDuration(c.MaxAge)
-		maxAge = int(d / time.Second)
-	}
-	methods := c.AllowedMethods
+	maxAge := int(c.MaxAge / time.Second)
+	methods := slices.Clone(c.AllowedMethods)
 	if len(methods) == 0 {
 		methods = []string{http.MethodGet, http.MethodPost}
 	}
@@ -400,8 +398,8 @@ func corsHandler(c *CORS) *cors.Cors {
 			return len(r.Header.Values("Origin")) == 1 && slices.Contains(origins, origin), nil
 		},
 		AllowedMethods:   methods,
-		AllowedHeaders:   c.AllowedHeaders,
-		ExposedHeaders:   c.ExposedHeaders,
+		AllowedHeaders:   slices.Clone(c.AllowedHeaders),
+		ExposedHeaders:   slices.Clone(c.ExposedHeaders),
 		AllowCredentials: c.AllowCredentials,
 		MaxAge:           maxAge,
 		// Preflights go on to the edge limits (then answerPreflight):
@@ -429,7 +427,7 @@ func fromTrusted(r *http.Request, trusted []netip.Prefix) bool {
 }
 
 // dropCORSHeaders removes the upstream's CORS response headers: the
-// gateway's policy (Config.CORS; none without it) is the one that
+// gateway's policy (Options.CORS; none without it) is the one that
 // applies. A service's own Access-Control-Allow-Origin ("*", or an origin
 // the gateway does not list) would otherwise widen it, or be added to the
 // gateway's, a duplicate that browsers refuse.
@@ -459,12 +457,9 @@ func (g *Gateway) authenticate(next http.Handler, keepCookies bool) http.Handler
 
 // Deadlines on the client's connection. A request that is not routed
 // (404, /healthz, a preflight, a refusal) must still be read and answered
-// within defaultTimeout; a routed one within its route's timeout. The
+// within DefaultTimeout; a routed one within its route's timeout. The
 // response may take writeGrace longer to reach a slow client.
-const (
-	defaultTimeout = 30 * time.Second
-	writeGrace     = 5 * time.Second
-)
+const writeGrace = 5 * time.Second
 
 // setDeadlines bounds the time left to read the request and write the
 // response. Every request sets its own, so that none outlives it on a
@@ -480,19 +475,19 @@ func setDeadlines(w http.ResponseWriter, timeout time.Duration) {
 // over the limit is refused at once, a body that grows over it is cut
 // (413 for the client, http.MaxBytesError for the proxy). The body is a
 // clientBody, so that its failures are the client's.
-func limitBody(rt *Route, next http.Handler) http.Handler {
+func limitBody(rt *route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.timeout != defaultTimeout { // the front set those
-			setDeadlines(w, rt.timeout)
+		if rt.Timeout != DefaultTimeout { // the front set those
+			setDeadlines(w, rt.Timeout)
 		}
-		if r.ContentLength > rt.maxBody {
-			writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", rt.maxBody))
+		if r.ContentLength > rt.MaxBody {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", rt.MaxBody))
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
+		ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 		defer cancel()
 		if r.Body != nil && r.Body != http.NoBody {
-			b := &clientBody{ReadCloser: http.MaxBytesReader(w, r.Body, rt.maxBody)}
+			b := &clientBody{ReadCloser: http.MaxBytesReader(w, r.Body, rt.MaxBody)}
 			ctx = context.WithValue(ctx, clientBodyKey{}, b)
 			r = r.WithContext(ctx)
 			r.Body = b
@@ -543,34 +538,6 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
-
-// loadBundles loads the upstreams' roots: those of id.Roots, each bound
-// to the trust domain it names, and id.Bundles', bound by name.
-func loadBundles(id *Identity) (*x509bundle.Set, error) {
-	set := x509bundle.NewSet()
-	if id.Roots != "" {
-		s, err := mtls.LoadBundles(id.Roots)
-		if err != nil {
-			return nil, fmt.Errorf("roots: %w (to bind roots to a trust domain by name: identity.bundles: {TRUST-DOMAIN: FILE})", err)
-		}
-		set = s
-	}
-	for name, file := range id.Bundles {
-		td, err := spiffeid.TrustDomainFromString(name)
-		if err != nil {
-			return nil, fmt.Errorf("bundles: %q: %w", name, err)
-		}
-		if set.Has(td) {
-			return nil, fmt.Errorf("bundles: %s: %s has roots in identity.roots too; keep its roots in one place", name, name)
-		}
-		b, err := mtls.LoadBundle(td, file)
-		if err != nil {
-			return nil, fmt.Errorf("bundles: %w", err)
-		}
-		set.Add(b)
-	}
-	return set, nil
-}
 
 // writeProblem answers with RFC 9457 problem details.
 func writeProblem(w http.ResponseWriter, status int, title, detail string) {

@@ -9,8 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/mtls"
+	"github.com/rampartsec/rampart/ratelimit"
 )
 
 // e2e is a gateway in front of one payment service, over mutual TLS, with
@@ -37,38 +37,36 @@ type e2e struct {
 	shopKey string
 }
 
-// newE2E starts the upstream, then the gateway with the configuration
-// yml(upstream URL). deps, if given, are changed before New.
-func newE2E(t *testing.T, yml func(upstream string) string, deps ...func(*Deps)) *e2e {
+// newE2E starts the upstream, then the gateway with the options
+// opts(upstream URL) and the test's verifiers, identity, roots and
+// loggers.
+func newE2E(t *testing.T, opts func(upstream string) Options) *e2e {
 	t.Helper()
 	e := &e2e{pki: newTestPKI(t), keys: newKeyStore(t), tokens: newTokenIssuer(t), log: &syncBuffer{}}
 	e.up = startUpstream(t, e.pki.static(t, paymentsID), e.pki.roots, gatewayID)
 	e.shopKey = e.keys.key(t, "shop")
 	logger := slog.New(slog.NewJSONHandler(e.log, nil))
-	d := Deps{
-		APIKeys:   e.keys.v,
-		Tokens:    e.tokens.validator(),
-		Identity:  e.pki.static(t, gatewayID),
-		Roots:     e.pki.roots,
-		Logger:    logger,
-		AccessLog: logger,
-	}
-	for _, f := range deps {
-		f(&d)
-	}
-	e.gw = startGateway(t, yml(e.up.URL), d)
+	o := opts(e.up.URL)
+	o.APIKeys, o.Tokens = e.keys.v, e.tokens.validator()
+	o.Identity, o.Roots = e.pki.static(t, gatewayID), e.pki.roots
+	o.Logger, o.AccessLog = logger, logger
+	e.gw = startGateway(t, o)
 	return e
 }
 
-// standardYAML: /v1/ needs authentication, /open/ does not, /small/
+// standardRoutes: /v1/ needs authentication, /open/ does not, /small/
 // takes 1 KiB bodies, /slow/ waits 300 ms for the upstream.
-func standardYAML(up string) string {
-	return identityYAML + authYAML + "routes:\n" +
-		routeYAML("/v1/", up) +
-		routeYAML("/open/", up, "auth: none") +
-		routeYAML("/small/", up, "max_body: 1KiB") +
-		routeYAML("/slow/", up, "timeout: 300ms")
+func standardRoutes(up string) []Route {
+	return []Route{
+		routeTo("/v1/", up),
+		routeTo("/open/", up, anonymous),
+		routeTo("/small/", up, func(r *Route) { r.MaxBody = 1 << 10 }),
+		routeTo("/slow/", up, func(r *Route) { r.Timeout = 300 * time.Millisecond }),
+	}
 }
+
+// standard is the options of standardRoutes.
+func standard(up string) Options { return Options{Routes: standardRoutes(up)} }
 
 // wantBearerChallenge checks an RFC 6750 §3 challenge: the Bearer scheme
 // with a realm, and the error code (none for a request without
@@ -89,7 +87,7 @@ func wantBearerChallenge(t *testing.T, resp *http.Response, code string) {
 
 func TestAuthentication(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	now := time.Now()
 	unknownKey, err := apikey.Generate(apikey.Live)
 	if err != nil {
@@ -202,7 +200,7 @@ func TestAuthentication(t *testing.T) {
 
 func TestRouting(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 
 	t.Run("unknown path", func(t *testing.T) {
 		resp, body := e.gw.get(t, "/v2/payments", "X-API-Key", e.shopKey)
@@ -277,7 +275,7 @@ func TestRouting(t *testing.T) {
 // service answers.
 func TestNoCORS(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	e.up.mu.Lock()
 	e.up.headers = http.Header{"Access-Control-Allow-Origin": {"*"}, "Access-Control-Allow-Credentials": {"true"}}
 	e.up.mu.Unlock()
@@ -293,8 +291,8 @@ func TestNoCORS(t *testing.T) {
 // A route may take every path; /healthz stays the gateway's.
 func TestRootRoute(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, func(up string) string {
-		return identityYAML + "routes:\n" + routeYAML("/", up, "auth: none")
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: []Route{routeTo("/", up, anonymous)}}
 	})
 	resp, body := e.gw.get(t, "/anything/at/all")
 	wantStatus(t, resp, body, http.StatusOK)
@@ -317,7 +315,7 @@ func (u unsized) Read(p []byte) (int, error) { return u.r.Read(p) }
 // RFC 9110 §15.5.14: 413 Content Too Large.
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	big := bytes.Repeat([]byte("x"), 64<<10)
 
 	t.Run("declared length", func(t *testing.T) {
@@ -352,7 +350,7 @@ func TestBodyLimit(t *testing.T) {
 // within the route's timeout.
 func TestUpstreamTimeout(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	start := time.Now()
 	resp, body := e.gw.get(t, "/slow/report/slow", "X-API-Key", e.shopKey)
 	wantProblem(t, resp, body, http.StatusGatewayTimeout)
@@ -394,8 +392,8 @@ func TestUpstreamIdentity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := tc.up(t)
 			log := &syncBuffer{}
-			gw := startGateway(t, identityYAML+"routes:\n"+routeYAML("/v1/", up.URL, "auth: none"),
-				Deps{Identity: pki.static(t, gatewayID), Roots: pki.roots, Logger: slog.New(slog.NewJSONHandler(log, nil))})
+			gw := startGateway(t, Options{Routes: []Route{routeTo("/v1/", up.URL, anonymous)},
+				Identity: pki.static(t, gatewayID), Roots: pki.roots, Logger: slog.New(slog.NewJSONHandler(log, nil))})
 			resp, body := gw.get(t, "/v1/payments")
 			wantProblem(t, resp, body, http.StatusBadGateway)
 			if strings.Contains(string(body), "certificate") || strings.Contains(string(body), "spiffe") {
@@ -411,8 +409,8 @@ func TestUpstreamIdentity(t *testing.T) {
 
 	t.Run("the right one", func(t *testing.T) {
 		up := startUpstream(t, pki.static(t, paymentsID), pki.roots, gatewayID)
-		gw := startGateway(t, identityYAML+"routes:\n"+routeYAML("/v1/", up.URL, "auth: none"),
-			Deps{Identity: pki.static(t, gatewayID), Roots: pki.roots})
+		gw := startGateway(t, Options{Routes: []Route{routeTo("/v1/", up.URL, anonymous)},
+			Identity: pki.static(t, gatewayID), Roots: pki.roots})
 		resp, body := gw.get(t, "/v1/payments")
 		wantStatus(t, resp, body, http.StatusOK)
 	})
@@ -436,8 +434,8 @@ func wantRateLimited(t *testing.T, resp *http.Response, body []byte, rule string
 
 func TestEdgeRateLimit(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, func(up string) string {
-		return standardYAML(up) + "ratelimit:\n  rules:\n    - {name: per-address, rate: 3, per: 1m, by: [addr]}\n"
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: standardRoutes(up), Limits: []ratelimit.Rule{rule("per-address", 3, time.Minute, byAddr)}}
 	})
 	for i := range 3 {
 		resp, body := e.gw.get(t, fmt.Sprintf("/open/%d", i))
@@ -459,8 +457,8 @@ func TestEdgeRateLimit(t *testing.T) {
 
 func TestClientRateLimit(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, func(up string) string {
-		return standardYAML(up) + "ratelimit:\n  rules:\n    - {name: per-client, rate: 2, per: 1m, by: [client]}\n"
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: standardRoutes(up), Limits: []ratelimit.Rule{rule("per-client", 2, time.Minute, byClient)}}
 	})
 	partnerKey := e.keys.key(t, "partner")
 	// Two keys of one client share its limit.
@@ -487,7 +485,7 @@ func TestClientRateLimit(t *testing.T) {
 
 func TestReload(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 
 	// A request in flight on the old configuration...
 	type result struct {
@@ -508,15 +506,8 @@ func TestReload(t *testing.T) {
 	eventually(t, "the held request at the upstream", func() bool { return e.up.count("/open/long/hold") == 1 })
 
 	// ...while the configuration changes: /open/ goes away, /v2/ comes.
-	cfg, err := ParseConfig([]byte(identityYAML + authYAML + "routes:\n" + routeYAML("/v2/", e.up.URL, "auth: none")))
-	if err != nil {
+	if err := e.gw.g.Reload(Options{Routes: []Route{routeTo("/v2/", e.up.URL, anonymous)}, Identity: e.pki.static(t, gatewayID), Roots: e.pki.roots}); err != nil {
 		t.Fatal(err)
-	}
-	if err := e.gw.g.Reload(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if e.gw.g.Config() != cfg {
-		t.Error("Config() is not the new configuration")
 	}
 	resp, body := e.gw.get(t, "/open/status")
 	wantProblem(t, resp, body, http.StatusNotFound)
@@ -535,40 +526,39 @@ func TestReload(t *testing.T) {
 	}
 }
 
-// A configuration that cannot be built is refused and the old one keeps
-// serving; the identity files are loaded (and watched) by the gateway.
+// Options that cannot be built are refused and the old ones keep
+// serving; another identity given to Reload is used for new connections.
+// (Identity files and their reload are internal/app/edge's.)
 func TestReloadBroken(t *testing.T) {
 	t.Parallel()
 	pki := newTestPKI(t)
 	up := startUpstream(t, pki.static(t, paymentsID), pki.roots, gatewayID)
-	dir := t.TempDir()
-	certFile, keyFile, rootsFile := pki.writeIdentity(t, dir, "gw", gatewayID)
-	yml := func(cert, key, roots string) string {
-		return fmt.Sprintf("identity: {cert: %s, key: %s, roots: %s}\nroutes:\n%s", cert, key, roots, routeYAML("/v1/", up.URL, "auth: none"))
+	opts := func(id *mtls.Reloader) Options {
+		return Options{Routes: []Route{routeTo("/v1/", up.URL, anonymous)}, Identity: id, Roots: pki.roots}
 	}
-	gw := startGateway(t, yml(certFile, keyFile, rootsFile), Deps{})
-	old := gw.g.Config()
+	gw := startGateway(t, opts(pki.static(t, gatewayID)))
 	resp, body := gw.get(t, "/v1/before")
 	wantStatus(t, resp, body, http.StatusOK)
 	firstSerial := echoed(t, body).PeerSerial
 
-	missing := filepath.Join(dir, "missing.pem")
-	for _, tc := range []struct{ name, yaml, want string }{
-		{"identity missing", yml(missing, keyFile, rootsFile), "identity"},
-		{"roots missing", yml(certFile, keyFile, missing), "roots"},
-		{"key of another certificate", yml(certFile, writeOtherKey(t, pki, dir), rootsFile), "identity"},
+	noRoots := opts(pki.static(t, gatewayID))
+	noRoots.Roots = nil
+	badRoute := opts(pki.static(t, gatewayID))
+	badRoute.Routes = append(badRoute.Routes, routeTo("/v1/", up.URL, anonymous))
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"identity missing", opts(nil), "Identity"},
+		{"identity not started", opts(&mtls.Reloader{}), "Identity holds no certificate"},
+		{"roots missing", noRoots, "Roots"},
+		{"a route twice", badRoute, "listed twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := ParseConfig([]byte(tc.yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = gw.g.Reload(cfg)
+			err := gw.g.Reload(tc.o)
 			if err == nil || !strings.HasPrefix(err.Error(), "gateway: ") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Reload = %v, want an error about %s", err, tc.want)
-			}
-			if gw.g.Config() != old {
-				t.Error("the configuration changed")
 			}
 			resp, body := gw.get(t, "/v1/after-"+strings.ReplaceAll(tc.name, " ", "-"))
 			wantStatus(t, resp, body, http.StatusOK)
@@ -578,36 +568,15 @@ func TestReloadBroken(t *testing.T) {
 		})
 	}
 
-	// Other identity files are loaded on Reload, and used for new
-	// connections.
-	certFile2, keyFile2, _ := pki.writeIdentity(t, dir, "gw2", gatewayID)
-	cfg, err := ParseConfig([]byte(yml(certFile2, keyFile2, rootsFile)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.g.Reload(cfg); err != nil {
+	// Another identity is used for new connections.
+	if err := gw.g.Reload(opts(pki.static(t, gatewayID))); err != nil {
 		t.Fatal(err)
 	}
 	resp, body = gw.get(t, "/v1/renewed")
 	wantStatus(t, resp, body, http.StatusOK)
 	if s := echoed(t, body).PeerSerial; s == firstSerial {
-		t.Error("the gateway still presents the certificate of the old files")
+		t.Error("the gateway still presents the certificate of the old identity")
 	}
-}
-
-// writeOtherKey writes a key that matches no certificate.
-func writeOtherKey(t *testing.T, pki *testPKI, dir string) string {
-	t.Helper()
-	_, keyFile, _ := pki.writeIdentity(t, t.TempDir(), "other", gatewayID)
-	data, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "other.key")
-	if err := os.WriteFile(file, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
 }
 
 // The access log holds what on-call needs (method, path, status, client)
@@ -615,8 +584,8 @@ func writeOtherKey(t *testing.T, pki *testPKI, dir string) string {
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	dead := freeAddr(t)
-	e := newE2E(t, func(up string) string {
-		return standardYAML(up) + "  - {prefix: /dead/, upstream: 'http://" + dead + "', auth: none}\n"
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: append(standardRoutes(up), routeTo("/dead/", "http://"+dead, anonymous))}
 	})
 	tok := e.tokens.mint(t, "shop", time.Now(), 15*time.Minute)
 	badKey, _ := apikey.Generate(apikey.Live)
@@ -714,7 +683,7 @@ func metricValue(metrics, sample string) (float64, bool) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	for range 3 {
 		resp, body := e.gw.get(t, "/v1/payments", "X-API-Key", e.shopKey)
 		wantStatus(t, resp, body, http.StatusOK)
@@ -744,7 +713,7 @@ func TestMetrics(t *testing.T) {
 		}
 		return true
 	})
-	// Deps.Registry nil: a registry with the Go and process collectors.
+	// Options.Registry nil: a registry with the Go and process collectors.
 	if !strings.Contains(metrics, "\ngo_goroutines ") {
 		t.Error("no Go runtime metrics")
 	}
@@ -765,16 +734,15 @@ func TestMetrics(t *testing.T) {
 func TestCORS(t *testing.T) {
 	t.Parallel()
 	const allowed = "https://app.pay.example"
-	e := newE2E(t, func(up string) string {
-		return standardYAML(up) + `
-cors:
-  allowed_origins: [` + allowed + `]
-  allowed_methods: [GET, POST]
-  allowed_headers: [Authorization, Content-Type, X-API-Key]
-  exposed_headers: [RateLimit]
-  allow_credentials: true
-  max_age: 10m
-`
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: standardRoutes(up), CORS: &CORS{
+			AllowedOrigins:   []string{allowed},
+			AllowedMethods:   []string{"GET", "POST"},
+			AllowedHeaders:   []string{"Authorization", "Content-Type", "X-API-Key"},
+			ExposedHeaders:   []string{"RateLimit"},
+			AllowCredentials: true,
+			MaxAge:           10 * time.Minute,
+		}}
 	})
 	// The service answers with a CORS policy of its own, more
 	// permissive: the gateway's is the one that applies.
@@ -903,7 +871,8 @@ func TestIdentityRenewalWhileServing(t *testing.T) {
 	up.closeEvery = 2
 	keys := newKeyStore(t)
 	key := keys.key(t, "shop")
-	gw := startGateway(t, identityYAML+authYAML+"routes:\n"+routeYAML("/v1/", up.URL), Deps{
+	gw := startGateway(t, Options{
+		Routes:   []Route{routeTo("/v1/", up.URL)},
 		APIKeys:  keys.v,
 		Identity: pki.renewing(t, gatewayID, 2*time.Second),
 		Roots:    pki.roots,
@@ -957,17 +926,12 @@ func TestIdentityRenewalWhileServing(t *testing.T) {
 	}
 }
 
-// Close stops the watch of the identity files; it may be called twice.
+// Close may be called twice.
 func TestClose(t *testing.T) {
 	t.Parallel()
 	pki := newTestPKI(t)
-	certFile, keyFile, rootsFile := pki.writeIdentity(t, t.TempDir(), "gw", gatewayID)
-	cfg, err := ParseConfig([]byte(fmt.Sprintf("identity: {cert: %s, key: %s, roots: %s}\nroutes:\n%s", certFile, keyFile, rootsFile,
-		routeYAML("/v1/", "https://127.0.0.1:1", "auth: none"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Deps{Logger: discardLog})
+	g, err := New(Options{Routes: []Route{routeTo("/v1/", "https://127.0.0.1:1", anonymous)},
+		Identity: pki.static(t, gatewayID), Roots: pki.roots, Logger: discardLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -976,11 +940,6 @@ func TestClose(t *testing.T) {
 	}
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
-	}
-	// New refuses what it cannot load.
-	cfg.Identity.Cert = filepath.Join(t.TempDir(), "missing.pem")
-	if _, err := New(cfg, Deps{Logger: discardLog}); err == nil || !strings.Contains(err.Error(), "identity") {
-		t.Errorf("New with a missing identity: %v", err)
 	}
 }
 
@@ -994,7 +953,7 @@ func TestUpstreamErrors(t *testing.T) {
 	t.Parallel()
 	pki := newTestPKI(t)
 	up := startUpstream(t, pki.static(t, paymentsID), pki.roots, gatewayID)
-	gw := startGateway(t, identityYAML+"routes:\n"+routeYAML("/v1/", up.URL, "auth: none"), Deps{Identity: pki.static(t, gatewayID), Roots: pki.roots})
+	gw := startGateway(t, Options{Routes: []Route{routeTo("/v1/", up.URL, anonymous)}, Identity: pki.static(t, gatewayID), Roots: pki.roots})
 	g := gw.g
 
 	transportErr := func(t *testing.T, h2 bool, path string) error {
@@ -1043,7 +1002,7 @@ func TestUpstreamErrors(t *testing.T) {
 // the log and the metrics: 499, as nginx counts it.
 func TestClientGoneAway(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, standardYAML)
+	e := newE2E(t, standard)
 	c := *e.gw.client
 	c.Timeout = 200 * time.Millisecond
 	req, _ := http.NewRequest(http.MethodGet, e.gw.URL+"/open/x/slow", nil)
@@ -1067,14 +1026,15 @@ func TestClientGoneAway(t *testing.T) {
 func TestForwardedFor(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name, trusted string
-		want          []string
+		name    string
+		trusted []netip.Prefix
+		want    []string
 	}{
-		{"untrusted peer", "", []string{"127.0.0.1"}},
-		{"trusted peer", "ratelimit: {trusted_proxies: [127.0.0.0/8]}\n", []string{"203.0.113.9, 198.51.100.7, 127.0.0.1"}},
+		{"untrusted peer", nil, []string{"127.0.0.1"}},
+		{"trusted peer", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, []string{"203.0.113.9, 198.51.100.7, 127.0.0.1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newE2E(t, func(up string) string { return standardYAML(up) + tc.trusted })
+			e := newE2E(t, func(up string) Options { return Options{Routes: standardRoutes(up), TrustedProxies: tc.trusted} })
 			req, _ := http.NewRequest(http.MethodGet, e.gw.URL+"/open/xff", nil)
 			req.Header.Add("X-Forwarded-For", "203.0.113.9")
 			req.Header.Add("X-Forwarded-For", "198.51.100.7")
@@ -1097,8 +1057,8 @@ func TestForwardedFor(t *testing.T) {
 // no route's, however it starts.
 func TestRouteLabels(t *testing.T) {
 	t.Parallel()
-	e := newE2E(t, func(up string) string {
-		return identityYAML + "routes:\n" + routeYAML("/status", up, "auth: none") + routeYAML("/v1/", up, "auth: none")
+	e := newE2E(t, func(up string) Options {
+		return Options{Routes: []Route{routeTo("/status", up, anonymous), routeTo("/v1/", up, anonymous)}}
 	})
 	for path, code := range map[string]int{"/status": 200, "/statusx": 404, "/status/sub": 404, "/v1/x": 200, "/v1x": 404} {
 		resp, body := e.gw.get(t, path)

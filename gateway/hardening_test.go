@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"github.com/rampartsec/rampart/ratelimit"
 	"io"
 	"log/slog"
 	"net/http"
@@ -50,7 +51,7 @@ func TestAbortedAnswersAreLogged(t *testing.T) {
 	defer up.Close()
 	logs := &syncBuffer{}
 	lg := slog.New(slog.NewJSONHandler(logs, nil))
-	tg := startGateway(t, "routes:\n  - {prefix: /s/, upstream: '"+up.URL+"', auth: none, timeout: 300ms}\n", Deps{Logger: lg, AccessLog: lg})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/s/", up.URL, anonymous, timeout300ms)}, Logger: lg, AccessLog: lg})
 
 	resp, err := tg.client.Get(tg.URL + "/s/stream")
 	if err != nil {
@@ -108,7 +109,8 @@ func TestInterimAnswersKeepGatewayHeaders(t *testing.T) {
 	logs := &syncBuffer{}
 	lg := slog.New(slog.NewJSONHandler(logs, nil))
 	const origin = "https://app.pay.example"
-	tg := startGateway(t, "routes:\n  - {prefix: /s/, upstream: '"+up.URL+"', auth: none}\ncors: {allowed_origins: ["+origin+"]}\nratelimit: {rules: [{name: per-addr, rate: 100, per: 1s, by: [addr]}]}\n", Deps{Logger: lg, AccessLog: lg})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/s/", up.URL, anonymous)}, CORS: &CORS{AllowedOrigins: []string{origin}},
+		Limits: []ratelimit.Rule{rule("per-addr", 100, time.Second, byAddr)}, Logger: lg, AccessLog: lg})
 
 	body := strings.Repeat("x", 2000)
 	conn, err := tls.Dial("tcp", strings.TrimPrefix(tg.URL, "https://"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
@@ -157,8 +159,8 @@ func TestReloadKeepsLimits(t *testing.T) {
 	t.Parallel()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer up.Close()
-	yml := "routes:\n  - {prefix: /s/, upstream: '" + up.URL + "', auth: none}\nratelimit: {rules: [{name: per-addr, rate: 3, per: 1h, by: [addr]}]}\n"
-	tg := startGateway(t, yml, Deps{})
+	o := Options{Routes: []Route{routeTo("/s/", up.URL, anonymous)}, Limits: []ratelimit.Rule{rule("per-addr", 3, time.Hour, byAddr)}}
+	tg := startGateway(t, o)
 	codes := func(n int) []int {
 		var c []int
 		for range n {
@@ -170,11 +172,7 @@ func TestReloadKeepsLimits(t *testing.T) {
 	if got := fmt.Sprint(codes(4)); got != "[200 200 200 429]" {
 		t.Fatalf("before the reload: %s", got)
 	}
-	cfg, err := ParseConfig([]byte(yml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tg.g.Reload(cfg); err != nil {
+	if err := tg.g.Reload(o); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(codes(1)); got != "[429]" {
@@ -189,7 +187,7 @@ func TestMissingBodyIsBounded(t *testing.T) {
 	t.Parallel()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.ReadAll(r.Body) }))
 	defer up.Close()
-	tg := startGateway(t, "routes:\n  - {prefix: /s/, upstream: '"+up.URL+"', auth: none, timeout: 300ms}\n", Deps{})
+	tg := startGateway(t, Options{Routes: []Route{routeTo("/s/", up.URL, anonymous, timeout300ms)}})
 	conn, err := tls.Dial("tcp", strings.TrimPrefix(tg.URL, "https://"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)

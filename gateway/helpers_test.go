@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -19,7 +18,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,8 +31,8 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store/sqlite"
-	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/mtls"
+	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
 )
 
@@ -109,32 +107,6 @@ func (p *testPKI) renewing(t testing.TB, id spiffeid.ID, ttl time.Duration) *mtl
 		t.Fatal(err)
 	}
 	return r
-}
-
-// writeIdentity writes id's certificate chain, key and the CA root as PEM
-// files under dir, named prefix.pem, prefix.key and roots.pem.
-func (p *testPKI) writeIdentity(t testing.TB, dir, prefix string, id spiffeid.ID) (certFile, keyFile, rootsFile string) {
-	t.Helper()
-	c := p.issue(t, id, time.Hour)
-	var chain []*x509.Certificate
-	for _, der := range c.Certificate {
-		x, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, x)
-	}
-	certFile, keyFile, rootsFile = filepath.Join(dir, prefix+".pem"), filepath.Join(dir, prefix+".key"), filepath.Join(dir, "roots.pem")
-	for file, data := range map[string][]byte{
-		certFile:  testpki.CertPEM(chain...),
-		keyFile:   testpki.KeyPEM(t, c.PrivateKey.(crypto.Signer)),
-		rootsFile: testpki.CertPEM(p.ca.Root),
-	} {
-		if err := os.WriteFile(file, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile, rootsFile
 }
 
 // seen is what the upstream saw of one request.
@@ -429,18 +401,14 @@ type testGateway struct {
 	client *http.Client
 }
 
-// startGateway builds a gateway from the YAML configuration yml and
-// serves its Handler with httptest over TLS, HTTP/2 enabled.
-func startGateway(t testing.TB, yml string, deps Deps) *testGateway {
+// startGateway builds a gateway from o and serves its Handler with
+// httptest over TLS, HTTP/2 enabled.
+func startGateway(t testing.TB, o Options) *testGateway {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(yml))
-	if err != nil {
-		t.Fatalf("ParseConfig: %v\n%s", err, yml)
+	if o.Logger == nil {
+		o.Logger = discardLog
 	}
-	if deps.Logger == nil {
-		deps.Logger = discardLog
-	}
-	g, err := New(cfg, deps)
+	g, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,28 +486,36 @@ func echoed(t testing.TB, body []byte) seen {
 	return s
 }
 
-// authYAML is an auth section satisfying ParseConfig; the tests pass the
-// real verifiers in Deps.
-const authYAML = `
-auth:
-  api_keys: {data_dir: /nonexistent, db: sqlite}
-  tokens: {issuer: ` + "https://auth.pay.example" + `, audience: https://api.pay.example, jwks_url: https://auth.pay.example/oauth2/jwks}
-`
-
-// routeYAML is one route to an mTLS upstream.
-func routeYAML(prefix, upstream string, extra ...string) string {
-	s := fmt.Sprintf("  - prefix: %s\n    upstream: %s\n    upstream_id: %s\n", prefix, upstream, paymentsID)
-	for _, e := range extra {
-		s += "    " + e + "\n"
+// routeTo is a Route for prefix to upstream (an https one presents
+// paymentsID); with changes it.
+func routeTo(prefix, upstream string, with ...func(*Route)) Route {
+	r := Route{Prefix: prefix, Upstream: mustURL(upstream)}
+	if r.Upstream.Scheme == "https" {
+		r.UpstreamID = paymentsID
 	}
-	return s
+	for _, f := range with {
+		f(&r)
+	}
+	return r
 }
 
-// identityYAML names identity files; with Deps.Identity and Deps.Roots
-// set they are never read.
-const identityYAML = `
-identity: {cert: /nonexistent/gw.pem, key: /nonexistent/gw.key, roots: /nonexistent/roots.pem}
-`
+// anonymous is a route that does not authenticate.
+func anonymous(r *Route) { r.AllowAnonymous = true }
+
+// timeout300ms is a route with a timeout of 300 ms.
+func timeout300ms(r *Route) { r.Timeout = 300 * time.Millisecond }
+
+// rule is an edge rate limit of rate requests per per (burst rate),
+// keyed by by, on routes (ServeMux patterns; every request without).
+func rule(name string, rate int, per time.Duration, by []ratelimit.By, routes ...string) ratelimit.Rule {
+	return ratelimit.Rule{Name: name, Limit: ratelimit.Limit{Rate: rate, Period: per, Burst: rate}, By: by, Routes: routes}
+}
+
+// byAddr and byClient are rule keys.
+var (
+	byAddr   = []ratelimit.By{ratelimit.ByAddr}
+	byClient = []ratelimit.By{ratelimit.ByClient}
+)
 
 // freeAddr is a loopback address nobody listens on.
 func freeAddr(t testing.TB) string {

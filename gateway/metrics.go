@@ -42,6 +42,34 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// collectors is a prometheus.Registerer that keeps what is registered
+// with it, for New to register with the Registry all at once.
+type collectors []prometheus.Collector
+
+func (c *collectors) Register(col prometheus.Collector) error {
+	*c = append(*c, col)
+	return nil
+}
+
+func (c *collectors) MustRegister(cols ...prometheus.Collector) { *c = append(*c, cols...) }
+
+func (c *collectors) Unregister(prometheus.Collector) bool { return false }
+
+// registerWith registers the collectors with reg, all or none: a
+// collector reg has already (a Registry shared by two gateways) is an
+// error, not a panic.
+func (c collectors) registerWith(reg prometheus.Registerer) error {
+	for i, col := range c {
+		if err := reg.Register(col); err != nil {
+			for _, done := range c[:i] {
+				reg.Unregister(done)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
 // statusClientClosed is logged and counted for a request the client
 // abandoned before it was answered, as nginx does; it is never sent.
 const statusClientClosed = 499
@@ -104,13 +132,10 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // a query string or a body, which may hold credentials. The route is the
 // one mux sends the request to (a prefix without a trailing slash takes
 // that path only), or "none", whatever answered.
-func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) http.Handler {
-	var trusted []netip.Prefix
-	if cfg.Limits != nil {
-		trusted = cfg.Limits.TrustedProxies
-	}
+func (g *Gateway) accessLog(h *handler, mux *http.ServeMux, next http.Handler) http.Handler {
+	trusted := h.trusted
 	routes := map[string]bool{}
-	for _, r := range cfg.Routes {
+	for _, r := range h.routes {
 		routes[r.Prefix] = true
 	}
 	// A request that reached its route's handler says so (routeMark);
@@ -128,8 +153,10 @@ func (g *Gateway) accessLog(cfg *Config, mux *http.ServeMux, next http.Handler) 
 		}
 		return "none"
 	}
-	logOn := cfg.AccessLog != "off"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An access logger that is off (slog.DiscardHandler) costs no
+		// line.
+		logOn := g.access.Enabled(r.Context(), slog.LevelInfo)
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		// The principal and the route are found deeper in the chain; a

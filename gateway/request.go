@@ -26,7 +26,7 @@ type front struct {
 	methods map[string]bool
 	hosts   []hostPort
 	// routeOf returns the route a request goes to, nil for none.
-	routeOf func(*http.Request) *Route
+	routeOf func(*http.Request) *route
 	// folded are the routes' prefixes folded to one case;
 	// foldedPrefixes says whether folding changed any.
 	folded         []foldedRoute
@@ -36,20 +36,20 @@ type front struct {
 
 type hostPort struct{ name, port string }
 
-func newFront(cfg *Config, routeOf func(*http.Request) *Route, next http.Handler) *front {
+func newFront(h *handler, routeOf func(*http.Request) *route, next http.Handler) *front {
 	f := &front{methods: map[string]bool{}, routeOf: routeOf, next: next}
 	for _, m := range DefaultMethods {
 		f.methods[m] = true
 	}
-	for i, r := range cfg.Routes {
+	for _, r := range h.routes {
 		for m := range r.methods {
 			f.methods[m] = true
 		}
 		fp := foldCase(r.Prefix)
-		f.folded = append(f.folded, foldedRoute{fp, &cfg.Routes[i]})
+		f.folded = append(f.folded, foldedRoute{fp, r})
 		f.foldedPrefixes = f.foldedPrefixes || fp != r.Prefix
 	}
-	for _, h := range cfg.Hosts {
+	for _, h := range h.hosts {
 		u := url.URL{Host: h}
 		f.hosts = append(f.hosts, hostPort{u.Hostname(), u.Port()})
 	}
@@ -57,7 +57,7 @@ func newFront(cfg *Config, routeOf func(*http.Request) *Route, next http.Handler
 }
 
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setDeadlines(w, defaultTimeout)
+	setDeadlines(w, DefaultTimeout)
 	if r.URL.Path == "/healthz" {
 		// Load balancers and pinned clients checking the connection need
 		// a path that always answers, without credentials or limits.
@@ -158,7 +158,7 @@ func (f *front) sameRouteInAnyCase(r *http.Request) string {
 			}
 		}
 	}
-	var want *Route
+	var want *route
 	if best != nil {
 		want = best.route
 	}
@@ -171,7 +171,7 @@ func (f *front) sameRouteInAnyCase(r *http.Request) string {
 // foldedRoute is a route's prefix folded to one case.
 type foldedRoute struct {
 	prefix string
-	route  *Route
+	route  *route
 }
 
 // foldCase folds s to one case, Unicode case maps included.

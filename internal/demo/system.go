@@ -26,7 +26,7 @@ import (
 
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/examples/payments"
-	"github.com/rampartsec/rampart/gateway"
+	"github.com/rampartsec/rampart/internal/app/edge"
 	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/masterkey"
 	"github.com/rampartsec/rampart/internal/server"
@@ -47,19 +47,19 @@ const audience = "payments"
 // system is everything the demo starts.
 type system struct {
 	dir     string
+	logs    io.Writer // the demo's servers' logs
 	logger  *slog.Logger
 	closers []func()
 
 	// The public PKI, and pinning.
-	policy, reportOnly  *pin.Policy
-	leafPin, backupPin  pin.Pin
-	primary, renewed    [2][]byte      // PEM chain and key of the gateway's certificate, current and on the backup key
-	publicRoots         *x509.CertPool // the clients' trust store: the demo CA and the compromised one
-	demoRoots           *x509.CertPool // the demo CA alone
-	publicCA            *testpki.CA
-	attacker            *listener
-	attackerSawAPIKey   atomic.Bool
-	gatewayCertReloader *mtls.Reloader
+	policy, reportOnly *pin.Policy
+	leafPin, backupPin pin.Pin
+	primary, renewed   [2][]byte      // PEM chain and key of the gateway's certificate, current and on the backup key
+	publicRoots        *x509.CertPool // the clients' trust store: the demo CA and the compromised one
+	demoRoots          *x509.CertPool // the demo CA alone
+	publicCA           *testpki.CA
+	attacker           *listener
+	attackerSawAPIKey  atomic.Bool
 
 	// The internal PKI and the services' identities.
 	ca                   *mtls.CA
@@ -77,7 +77,6 @@ type system struct {
 	cpAdmin string
 
 	// The edge and the service.
-	gw                        *gateway.Gateway
 	gateway, admin, payments  *listener
 	gatewayIdentity, payIdent *mtls.Reloader
 
@@ -94,8 +93,8 @@ type panicTB struct{}
 
 func (panicTB) Fatalf(format string, args ...any) { panic(pkiFailure{fmt.Sprintf(format, args...)}) }
 
-func start(ctx context.Context, dir string, logs io.Writer) (s *system, err error) {
-	s = &system{dir: dir, logger: slog.New(slog.NewTextHandler(logs, nil))}
+func start(ctx context.Context, dir string, logs io.Writer) (_ *system, err error) {
+	s := &system{dir: dir, logs: logs, logger: slog.New(slog.NewTextHandler(logs, nil))}
 	defer func() {
 		if r := recover(); r != nil {
 			f, ok := r.(pkiFailure)
@@ -105,7 +104,7 @@ func start(ctx context.Context, dir string, logs io.Writer) (s *system, err erro
 			err = fmt.Errorf("demo: %s", f.msg)
 		}
 		if err != nil {
-			s.close()
+			s.close() // s, not the result: nil on error
 		}
 	}()
 	steps := []func(context.Context) error{s.publicPKI, s.internalPKI, s.controlPlane, s.paymentService, s.edge}
@@ -230,27 +229,32 @@ func (s *system) issue(id spiffeid.ID, dns []string, ttl time.Duration) (tls.Cer
 	return c, nil
 }
 
-// identity starts the Reloader of a service: its first certificate is
-// issued directly (as rampart ca issue does) and written to NAME.pem and
-// NAME.key; it then renews itself at the control plane, authenticated by
-// the certificate it holds.
-func (s *system) identity(ctx context.Context, id spiffeid.ID, name string) (*mtls.Reloader, error) {
+// identityFiles issues a workload's first certificate directly (as
+// rampart ca issue does) and writes it to NAME.pem and NAME.key.
+func (s *system) identityFiles(id spiffeid.ID, name string) error {
 	cert, err := s.issue(id, nil, time.Hour)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var chain []byte
 	for _, der := range cert.Certificate {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
-	if err := s.writeFiles(map[string][]byte{
+	return s.writeFiles(map[string][]byte{
 		name + ".pem": chain,
 		name + ".key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}); err != nil {
+	})
+}
+
+// identity starts the Reloader of a service from its first certificate
+// (identityFiles); it then renews itself at the control plane,
+// authenticated by the certificate it holds.
+func (s *system) identity(ctx context.Context, id spiffeid.ID, name string) (*mtls.Reloader, error) {
+	if err := s.identityFiles(id, name); err != nil {
 		return nil, err
 	}
 	r := &mtls.Reloader{CertFile: s.file(name + ".pem"), KeyFile: s.file(name + ".key"), Logger: s.logger}
@@ -379,14 +383,14 @@ func (s *system) paymentService(ctx context.Context) error {
 	return err
 }
 
-// edge starts the gateway from a configuration file, as rampart gateway
-// does, with the stores and verifiers built here.
+// edge starts the gateway as rampart gateway does (internal/app/edge),
+// from the configuration file it writes, with demo options: listeners of
+// its own, certificate files checked often (so that the renewal check is
+// quick), its logs with the demo's.
 func (s *system) edge(ctx context.Context) error {
-	ident, err := s.identity(ctx, s.gatewayID, "gateway-svc")
-	if err != nil {
+	if err := s.identityFiles(s.gatewayID, "gateway-svc"); err != nil {
 		return err
 	}
-	s.gatewayIdentity = ident
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -396,11 +400,61 @@ func (s *system) edge(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	conf := fmt.Appendf(nil, `# The demo's gateway (rampart gateway --config gateway.yaml takes the same file).
+	// The file names files by absolute paths: relative ones would be the
+	// file's directory's.
+	dir, err := filepath.Abs(s.dir)
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	conf := s.gatewayFile(dir, ln.Addr(), adminLn.Addr())
+	var f *edge.File
+	if err = s.writeFiles(map[string][]byte{"gateway.yaml": conf}); err == nil {
+		f, err = edge.Load(s.file("gateway.yaml"))
+	}
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	e, err := edge.New(ctx, edge.Options{
+		File: f, Logger: s.logger, LogFormat: "text", Stdout: s.logs, Stderr: s.logs,
+		Listener: ln, AdminListener: adminLn, PollInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		return err
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		e.Serve()
+	}()
+	s.onClose(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Shutdown(ctx)
+		<-served
+		e.Close()
+	})
+	s.gatewayIdentity = e.Identity()
+	s.gateway = &listener{addr: ln.Addr().String()}
+	s.admin = &listener{addr: adminLn.Addr().String()}
+	return nil
+}
+
+// gatewayFile is the demo's gateway.yaml, naming the files in dir and
+// the listeners' addresses: what rampart gateway --config takes.
+func (s *system) gatewayFile(dir string, listen, admin net.Addr) []byte {
+	return fmt.Appendf(nil, `# The demo's gateway (rampart gateway --config gateway.yaml takes the same file).
 listen: %[1]s
 tls: {cert: %[2]s/gateway.pem, key: %[2]s/gateway.key}
 admin_listen: %[3]s
-identity: {cert: %[2]s/gateway-svc.pem, key: %[2]s/gateway-svc.key, roots: %[2]s/internal-ca.pem}
+identity:
+  cert: %[2]s/gateway-svc.pem
+  key: %[2]s/gateway-svc.key
+  roots: %[2]s/internal-ca.pem
+  renew: {url: %[6]s/v1/certificates/renew, roots: %[2]s/public-ca.pem}
 routes:
   - prefix: /v1/
     upstream: https://%[4]s
@@ -421,46 +475,7 @@ auth:
   tokens: {issuer: %[6]s, audience: %[7]s, jwks_url: %[6]s/oauth2/jwks, jwks_roots: %[2]s/public-ca.pem}
   api_keys: {data_dir: %[2]s}
 access_log: stderr
-`, ln.Addr(), s.dir, adminLn.Addr(), s.payments.addr, s.paymentID, s.cpURL, audience)
-	if err := s.writeFiles(map[string][]byte{"gateway.yaml": conf}); err != nil {
-		ln.Close()
-		adminLn.Close()
-		return err
-	}
-	cfg, err := gateway.ParseConfig(conf)
-	if err != nil {
-		ln.Close()
-		adminLn.Close()
-		return err
-	}
-	keys, tokens := s.credentials()
-	g, err := gateway.New(cfg, gateway.Deps{
-		APIKeys: keys, Tokens: tokens, Identity: ident, Roots: s.internalBundle, Logger: s.logger,
-	})
-	if err != nil {
-		ln.Close()
-		adminLn.Close()
-		return err
-	}
-	s.gw = g
-	s.onClose(func() { g.Close() })
-	// The public certificate is watched, as rampart gateway watches it,
-	// and checked often so that the renewal check is quick.
-	s.gatewayCertReloader = &mtls.Reloader{CertFile: s.file("gateway.pem"), KeyFile: s.file("gateway.key"),
-		PollInterval: 50 * time.Millisecond, Logger: s.logger}
-	rctx, cancel := context.WithCancel(context.Background())
-	s.onClose(cancel)
-	if err := s.gatewayCertReloader.Start(rctx); err != nil {
-		ln.Close()
-		adminLn.Close()
-		return err
-	}
-	s.gateway = s.serveOn(ln, g.Handler(), &tls.Config{
-		GetCertificate: s.gatewayCertReloader.GetCertificate,
-		NextProtos:     []string{"h2", "http/1.1"},
-	})
-	s.admin = s.serveOn(adminLn, g.AdminHandler(), nil)
-	return nil
+`, listen, dir, admin, s.payments.addr, s.paymentID, s.cpURL, audience)
 }
 
 // writeFiles writes files into the demo directory, 0600, each through a

@@ -1,4 +1,25 @@
-package gateway
+// Package edge assembles what rampart gateway runs: the gateway's
+// configuration file (YAML), the process around package gateway (the
+// listeners, TLS, the admin listener, the access log, the API-key
+// database, the token validator, Redis, the service certificate from its
+// files) and what a reload may change. rampart gateway and rampart demo
+// build their edge here, from [Options]; package gateway knows nothing of
+// files.
+//
+// # The file
+//
+// [Load] reads a [File] (docs/gateway.md), checks it and resolves its
+// relative file names; [File.Options] turns it into gateway.Options,
+// given the dependencies; [File.Warnings] says what it holds that can
+// never apply.
+//
+// # The process
+//
+// [New] builds an [Edge] from Options: it opens what the file names
+// (databases, files, Redis), starts the certificate watchers and listens.
+// [Edge.Serve] serves, [Edge.Reload] applies the file anew (refusing what
+// applies only at start), [Edge.Shutdown] and [Edge.Close] stop it.
+package edge
 
 import (
 	"bytes"
@@ -11,7 +32,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -19,15 +39,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rampartsec/rampart/gateway"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
-// Config is the gateway's configuration file:
+// File is rampart gateway's configuration file (docs/gateway.md):
 //
 //	listen: 127.0.0.1:8443                         # without tls: loopback only
 //	tls: {cert: gateway.pem, key: gateway.key}     # reloaded when the files change
@@ -66,20 +86,30 @@ import (
 //	  api_keys: {data_dir: ..., db: ...}               # the control plane's database
 //	access_log: stderr                                 # stderr | stdout | a file | off
 //
-// Unknown fields are errors.
-type Config struct {
-	Listen      string            `yaml:"listen"`
-	TLS         *CertFiles        `yaml:"tls"`
-	Hosts       []string          `yaml:"hosts"`
-	AdminListen string            `yaml:"admin_listen"`
-	Identity    *Identity         `yaml:"identity"`
-	Routes      []Route           `yaml:"routes"`
-	CORS        *CORS             `yaml:"cors"`
-	RateLimit   yaml.Node         `yaml:"ratelimit"`
-	LimitStore  *LimitStore       `yaml:"ratelimit_store"`
-	Auth        Auth              `yaml:"auth"`
-	AccessLog   string            `yaml:"access_log"`
-	Limits      *ratelimit.Config `yaml:"-"`
+// Unknown fields are errors. Load and Parse check all of it, the gateway
+// options with [gateway.Options.Check] too: a File they return makes a
+// gateway, given the dependencies its sections name ([New] builds them).
+// Each section is read at start only or applied by a reload (atStart and
+// reloaded, in deps.go).
+type File struct {
+	Listen      string      `yaml:"listen"`
+	TLS         *CertFiles  `yaml:"tls"`
+	Hosts       []string    `yaml:"hosts"`
+	AdminListen string      `yaml:"admin_listen"`
+	Identity    *Identity   `yaml:"identity"`
+	Routes      []Route     `yaml:"routes"`
+	CORS        *CORS       `yaml:"cors"`
+	RateLimit   yaml.Node   `yaml:"ratelimit"`
+	LimitStore  *LimitStore `yaml:"ratelimit_store"`
+	Auth        Auth        `yaml:"auth"`
+	AccessLog   string      `yaml:"access_log"`
+
+	// What Parse made of the sections for package gateway.
+	limits *ratelimit.Config // nil without a ratelimit section
+	routes []gateway.Route
+	cors   *gateway.CORS
+	// path is the file Load read, "" for Parse.
+	path string
 }
 
 // CertFiles names a certificate chain and its key, PEM.
@@ -118,19 +148,23 @@ type Renewal struct {
 	Roots string `yaml:"roots"`
 }
 
-// Route sends requests under Prefix to Upstream.
+// Route sends requests under Prefix to Upstream (gateway.Route).
 type Route struct {
 	Prefix   string `yaml:"prefix"`
 	Upstream string `yaml:"upstream"`
 	// UpstreamID is the SPIFFE ID the upstream must present (mutual TLS);
 	// required for https upstreams.
 	UpstreamID string `yaml:"upstream_id"`
-	// Auth is "required" (an API key or a bearer token) or "none".
-	Auth    string `yaml:"auth"`
+	// Auth is "required" (an API key or a bearer token; the default) or
+	// "none".
+	Auth string `yaml:"auth"`
+	// MaxBody is a size such as 1MiB (the default), 512KiB or 100
+	// (bytes).
 	MaxBody string `yaml:"max_body"`
+	// Timeout is a duration such as 30s (the default).
 	Timeout string `yaml:"timeout"`
 	// Methods are the methods the route takes (others: 405); default
-	// DefaultMethods. HEAD comes with GET.
+	// gateway.DefaultMethods. HEAD comes with GET.
 	Methods []string `yaml:"methods"`
 	// StripPrefix sends the path without the prefix upstream (/v1/x as
 	// /x), and X-Forwarded-Prefix with it.
@@ -143,20 +177,10 @@ type Route struct {
 	// route with auth: required; without it only the credential the
 	// gateway checked does.
 	ForwardCookies bool `yaml:"forward_cookies"`
-
-	upstream *url.URL
-	id       spiffeid.ID
-	maxBody  int64
-	timeout  time.Duration
-	methods  map[string]bool
 }
 
-// DefaultMethods are the methods a route takes unless it lists its own:
-// those of RFC 9110 §9.3 (but CONNECT and TRACE, which the gateway never
-// proxies) and PATCH (RFC 5789).
-var DefaultMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
-// CORS is the cross-origin policy: an allow-list of origins.
+// CORS is the cross-origin policy (gateway.CORS); MaxAge is a duration
+// such as 10m.
 type CORS struct {
 	AllowedOrigins   []string `yaml:"allowed_origins"`
 	AllowedMethods   []string `yaml:"allowed_methods"`
@@ -168,8 +192,7 @@ type CORS struct {
 
 // LimitStore is where rate limits are kept when they are shared between
 // instances: a Redis URL (redis://host:port/db or rediss://) and a key
-// prefix. The caller makes the store (Deps.RateLimitStore): this package
-// imports no Redis client.
+// prefix. New makes the store (ratelimit/redisstore).
 type LimitStore struct {
 	Redis  string `yaml:"redis"`
 	Prefix string `yaml:"prefix"`
@@ -199,24 +222,29 @@ type APIKeyAuth struct {
 	DB      string `yaml:"db"`
 }
 
-// LoadConfig reads and checks a configuration file.
-func LoadConfig(path string) (*Config, error) {
+// Load reads and checks a configuration file. Relative file names in it
+// are relative to the file's directory.
+func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	c, err := ParseConfig(data)
+	f, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	c.resolve(filepath.Dir(path))
-	return c, nil
+	f.resolve(filepath.Dir(path))
+	f.path = path
+	return f, nil
 }
+
+// Path is the file Load read, "" for a File from Parse.
+func (c *File) Path() string { return c.path }
 
 // resolve makes the relative file names of the configuration relative to
 // dir, the configuration file's directory, so that the gateway reads the
 // same files whatever its working directory.
-func (c *Config) resolve(dir string) {
+func (c *File) resolve(dir string) {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
@@ -284,16 +312,16 @@ var sections = map[string]struct {
 	name string
 	t    reflect.Type
 }{
-	"gateway.Config":     {"the top level", reflect.TypeFor[Config]()},
-	"gateway.CertFiles":  {"tls", reflect.TypeFor[CertFiles]()},
-	"gateway.Identity":   {"identity", reflect.TypeFor[Identity]()},
-	"gateway.Renewal":    {"identity.renew", reflect.TypeFor[Renewal]()},
-	"gateway.Route":      {"a route", reflect.TypeFor[Route]()},
-	"gateway.CORS":       {"cors", reflect.TypeFor[CORS]()},
-	"gateway.LimitStore": {"ratelimit_store", reflect.TypeFor[LimitStore]()},
-	"gateway.Auth":       {"auth", reflect.TypeFor[Auth]()},
-	"gateway.TokenAuth":  {"auth.tokens", reflect.TypeFor[TokenAuth]()},
-	"gateway.APIKeyAuth": {"auth.api_keys", reflect.TypeFor[APIKeyAuth]()},
+	"edge.File":       {"the top level", reflect.TypeFor[File]()},
+	"edge.CertFiles":  {"tls", reflect.TypeFor[CertFiles]()},
+	"edge.Identity":   {"identity", reflect.TypeFor[Identity]()},
+	"edge.Renewal":    {"identity.renew", reflect.TypeFor[Renewal]()},
+	"edge.Route":      {"a route", reflect.TypeFor[Route]()},
+	"edge.CORS":       {"cors", reflect.TypeFor[CORS]()},
+	"edge.LimitStore": {"ratelimit_store", reflect.TypeFor[LimitStore]()},
+	"edge.Auth":       {"auth", reflect.TypeFor[Auth]()},
+	"edge.TokenAuth":  {"auth.tokens", reflect.TypeFor[TokenAuth]()},
+	"edge.APIKeyAuth": {"auth.api_keys", reflect.TypeFor[APIKeyAuth]()},
 }
 
 // knownFields says which field of typ (a yaml type name) the unknown
@@ -342,9 +370,9 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// ParseConfig parses and checks a configuration.
-func ParseConfig(data []byte) (*Config, error) {
-	var c Config
+// Parse parses and checks a configuration. Errors start "gateway: ".
+func Parse(data []byte) (*File, error) {
+	var c File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty file is an empty configuration, refused below for what it
@@ -352,76 +380,102 @@ func ParseConfig(data []byte) (*Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("gateway: %s", yamlError(err))
 	}
+	for _, check := range []func() error{c.checkListen, c.parseRoutes, c.checkIdentity, c.checkSections, c.parseRateLimit} {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	// What the gateway checks of its options (prefixes, upstreams,
+	// methods, hosts, origins, rules), it says in the file's words.
+	o := c.Options(gateway.Options{})
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkListen checks listen and tls, and puts hosts in lower case.
+func (c *File) checkListen() error {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8443"
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		return nil, fmt.Errorf("gateway: tls needs cert and key")
+		return fmt.Errorf("gateway: tls needs cert and key")
 	}
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: listen %q: want host:port", c.Listen)
+		return fmt.Errorf("gateway: listen %q: want host:port", c.Listen)
 	}
 	if c.TLS == nil && !isLoopback(host) {
-		return nil, fmt.Errorf("gateway: listen %q: plain http only on loopback (127.0.0.1, ::1, localhost), or credentials cross the network in the clear: configure tls", c.Listen)
+		return fmt.Errorf("gateway: listen %q: plain http only on loopback (127.0.0.1, ::1, localhost), or credentials cross the network in the clear: configure tls", c.Listen)
 	}
 	for i, h := range c.Hosts {
-		canon, err := checkHost(h)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: hosts: %w", err)
-		}
-		c.Hosts[i] = canon
+		c.Hosts[i] = strings.ToLower(h) // checked by gateway.Options.Check
 	}
+	return nil
+}
+
+// parseRoutes makes the gateway's routes.
+func (c *File) parseRoutes() error {
 	if len(c.Routes) == 0 {
-		return nil, fmt.Errorf("gateway: no routes")
+		return fmt.Errorf("gateway: no routes")
 	}
-	needIdentity := false
-	seen := map[string]bool{}
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		if err := r.check(); err != nil {
-			return nil, fmt.Errorf("gateway: route %q: %w", r.Prefix, err)
+		gr, err := r.parse()
+		if err != nil {
+			return fmt.Errorf("gateway: route %q: %w", r.Prefix, err)
 		}
-		if seen[r.Prefix] {
-			return nil, fmt.Errorf("gateway: route %q: listed twice", r.Prefix)
-		}
-		seen[r.Prefix] = true
-		needIdentity = needIdentity || r.upstream.Scheme == "https"
+		c.routes = append(c.routes, gr)
 		if r.Auth == "required" && c.Auth.Tokens == nil && c.Auth.APIKeys == nil {
-			return nil, fmt.Errorf("gateway: route %q requires authentication, but auth configures neither tokens nor api_keys", r.Prefix)
+			return fmt.Errorf("gateway: route %q requires authentication, but auth configures neither tokens nor api_keys", r.Prefix)
 		}
 	}
-	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || (c.Identity.Roots == "" && len(c.Identity.Bundles) == 0)) {
-		return nil, fmt.Errorf("gateway: https upstreams need identity: {cert, key, roots} (mutual TLS)")
+	return nil
+}
+
+// checkIdentity checks the identity section, which https upstreams need.
+func (c *File) checkIdentity() error {
+	needIdentity := slices.ContainsFunc(c.routes, func(r gateway.Route) bool { return r.Upstream.Scheme == "https" })
+	id := c.Identity
+	if needIdentity && (id == nil || id.Cert == "" || id.Key == "" || (id.Roots == "" && len(id.Bundles) == 0)) {
+		return fmt.Errorf("gateway: https upstreams need identity: {cert, key, roots} (mutual TLS)")
 	}
-	if c.Identity != nil {
-		for name, file := range c.Identity.Bundles {
-			if _, err := spiffeid.TrustDomainFromString(name); err != nil {
-				return nil, fmt.Errorf("gateway: identity.bundles: trust domain %q: %v", name, err)
-			}
-			if file == "" {
-				return nil, fmt.Errorf("gateway: identity.bundles: %s: no roots file", name)
-			}
+	if id == nil {
+		return nil
+	}
+	for name, file := range id.Bundles {
+		if _, err := spiffeid.TrustDomainFromString(name); err != nil {
+			return fmt.Errorf("gateway: identity.bundles: trust domain %q: %v", name, err)
+		}
+		if file == "" {
+			return fmt.Errorf("gateway: identity.bundles: %s: no roots file", name)
 		}
 	}
-	if c.Identity != nil && c.Identity.Renew != nil {
-		if err := c.Identity.Renew.check(); err != nil {
-			return nil, fmt.Errorf("gateway: identity.renew: %w", err)
+	if id.Renew != nil {
+		if err := id.Renew.check(); err != nil {
+			return fmt.Errorf("gateway: identity.renew: %w", err)
 		}
-		if c.Identity.Cert == "" || c.Identity.Key == "" {
-			return nil, fmt.Errorf("gateway: identity.renew needs identity.cert and identity.key: the first certificate, and where the new ones are written")
+		if id.Cert == "" || id.Key == "" {
+			return fmt.Errorf("gateway: identity.renew needs identity.cert and identity.key: the first certificate, and where the new ones are written")
 		}
 	}
+	return nil
+}
+
+// checkSections checks cors, auth.tokens, ratelimit_store and access_log.
+func (c *File) checkSections() error {
 	if c.CORS != nil {
-		if err := c.CORS.check(); err != nil {
-			return nil, fmt.Errorf("gateway: cors: %w", err)
+		var err error
+		if c.cors, err = c.CORS.parse(); err != nil {
+			return fmt.Errorf("gateway: cors: %w", err)
 		}
 	}
 	if t := c.Auth.Tokens; t != nil && (t.Issuer == "" || t.Audience == "" || t.JWKSURL == "") {
-		return nil, fmt.Errorf("gateway: auth.tokens needs issuer, audience and jwks_url")
+		return fmt.Errorf("gateway: auth.tokens needs issuer, audience and jwks_url")
 	}
 	if c.LimitStore != nil && c.LimitStore.Redis == "" {
-		return nil, fmt.Errorf("gateway: ratelimit_store needs redis: URL")
+		return fmt.Errorf("gateway: ratelimit_store needs redis: URL")
 	}
 	switch c.AccessLog {
 	case "":
@@ -429,36 +483,54 @@ func ParseConfig(data []byte) (*Config, error) {
 	case "stderr", "stdout", "off":
 	default:
 		if strings.ContainsAny(c.AccessLog, "\x00\n") {
-			return nil, fmt.Errorf("gateway: access_log %q: want stderr, stdout, off or a file", c.AccessLog)
+			return fmt.Errorf("gateway: access_log %q: want stderr, stdout, off or a file", c.AccessLog)
 		}
 	}
-	if !c.RateLimit.IsZero() {
-		raw, err := yaml.Marshal(&c.RateLimit)
-		if err != nil {
-			return nil, err
-		}
-		if c.Limits, err = ratelimit.ParseConfig(raw); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-	}
-	return &c, nil
+	return nil
 }
 
-func (r *Route) check() error {
-	if err := checkPrefix(r.Prefix); err != nil {
-		return err
+// parseRateLimit parses the ratelimit section, a rules file of its own.
+func (c *File) parseRateLimit() error {
+	if c.RateLimit.IsZero() {
+		return nil
 	}
+	raw, err := yaml.Marshal(&c.RateLimit)
+	if err != nil {
+		return fmt.Errorf("gateway: ratelimit: %w", err)
+	}
+	if c.limits, err = ratelimit.ParseConfig(raw); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
+
+// Options returns deps, the dependencies a caller built (verifiers,
+// stores, identity, loggers), with the fields the file holds: its routes,
+// hosts, CORS policy, limits and trusted proxies.
+func (c *File) Options(deps gateway.Options) gateway.Options {
+	o := deps
+	o.Routes = slices.Clone(c.routes)
+	o.Hosts = slices.Clone(c.Hosts)
+	o.CORS = c.cors
+	o.Limits, o.TrustedProxies = nil, nil
+	if c.limits != nil {
+		o.Limits = slices.Clone(c.limits.Rules)
+		o.TrustedProxies = slices.Clone(c.limits.TrustedProxies)
+	}
+	return o
+}
+
+// parse makes the gateway's route of r; the gateway checks the rest.
+func (r *Route) parse() (gateway.Route, error) {
 	u, err := url.Parse(r.Upstream)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("upstream %q: want https://host:port", r.Upstream)
+		return gateway.Route{}, fmt.Errorf("upstream %q: want https://host:port", r.Upstream)
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("upstream %q: plain http only to loopback; use https (mutual TLS)", r.Upstream)
-	}
-	r.upstream = u
+	gr := gateway.Route{Prefix: r.Prefix, Upstream: u, Methods: r.Methods,
+		StripPrefix: r.StripPrefix, Websocket: r.Websocket, ForwardCookies: r.ForwardCookies}
 	if u.Scheme == "https" {
-		if r.id, err = spiffeid.FromString(r.UpstreamID); err != nil {
-			return fmt.Errorf("upstream_id %q: want the upstream's SPIFFE ID: %v", r.UpstreamID, err)
+		if gr.UpstreamID, err = spiffeid.FromString(r.UpstreamID); err != nil {
+			return gateway.Route{}, fmt.Errorf("upstream_id %q: want the upstream's SPIFFE ID: %v", r.UpstreamID, err)
 		}
 	}
 	switch r.Auth {
@@ -466,48 +538,34 @@ func (r *Route) check() error {
 		r.Auth = "required"
 	case "required", "none":
 	default:
-		return fmt.Errorf("auth %q: want required or none", r.Auth)
+		return gateway.Route{}, fmt.Errorf("auth %q: want required or none", r.Auth)
 	}
-	r.maxBody = 1 << 20
+	gr.AllowAnonymous = r.Auth == "none"
 	if r.MaxBody != "" {
-		if r.maxBody, err = parseSize(r.MaxBody); err != nil {
-			return fmt.Errorf("max_body: %w", err)
+		if gr.MaxBody, err = parseSize(r.MaxBody); err != nil {
+			return gateway.Route{}, fmt.Errorf("max_body: %w", err)
 		}
 	}
-	r.timeout = 30 * time.Second
 	if r.Timeout != "" {
-		if r.timeout, err = time.ParseDuration(r.Timeout); err != nil || r.timeout <= 0 {
-			return fmt.Errorf("timeout %q: want a duration such as 30s", r.Timeout)
+		if gr.Timeout, err = time.ParseDuration(r.Timeout); err != nil || gr.Timeout <= 0 {
+			return gateway.Route{}, fmt.Errorf("timeout %q: want a duration such as 30s", r.Timeout)
 		}
 	}
-	methods := r.Methods
-	if len(methods) == 0 {
-		methods = DefaultMethods
-	}
-	r.methods = map[string]bool{}
-	for _, m := range methods {
-		if !isToken(m) || strings.ToUpper(m) != m {
-			return fmt.Errorf("methods: %q: want a method in upper case, such as POST (methods are case-sensitive, RFC 9110 §9.1)", m)
-		}
-		if m == http.MethodConnect || m == http.MethodTrace {
-			return fmt.Errorf("methods: %s is never proxied", m)
-		}
-		r.methods[m] = true
-	}
-	if r.methods[http.MethodGet] {
-		r.methods[http.MethodHead] = true
-	}
-	return nil
+	return gr, nil
 }
 
-// allow is the route's Allow header value (RFC 9110 §10.2.1).
-func (r *Route) allow() string {
-	ms := make([]string, 0, len(r.methods))
-	for m := range r.methods {
-		ms = append(ms, m)
+// parse makes the gateway's policy of c; the gateway checks the origins.
+func (c *CORS) parse() (*gateway.CORS, error) {
+	gc := &gateway.CORS{AllowedOrigins: c.AllowedOrigins, AllowedMethods: c.AllowedMethods, AllowedHeaders: c.AllowedHeaders,
+		ExposedHeaders: c.ExposedHeaders, AllowCredentials: c.AllowCredentials}
+	if c.MaxAge != "" {
+		d, err := time.ParseDuration(c.MaxAge)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("max_age %q: want a duration such as 10m", c.MaxAge)
+		}
+		gc.MaxAge = d
 	}
-	slices.Sort(ms)
-	return strings.Join(ms, ", ")
+	return gc, nil
 }
 
 func (r *Renewal) check() error {
@@ -516,106 +574,6 @@ func (r *Renewal) check() error {
 		return fmt.Errorf("url %q: want https://host:port/v1/certificates/renew (the control plane, over TLS)", r.URL)
 	}
 	return nil
-}
-
-// checkHost checks an entry of hosts: a host name or address as clients
-// send it in Host (lower case, international names in punycode), with
-// an optional port. It returns it in lower case.
-func checkHost(h string) (string, error) {
-	u, err := url.Parse("//" + h)
-	if err != nil || u.Host != h || u.User != nil || u.Hostname() == "" || strings.ContainsAny(h, "*/") {
-		return "", fmt.Errorf("%q: want a host name such as api.payments.example, with an optional :port", h)
-	}
-	if strings.ContainsFunc(h, func(r rune) bool { return r > unicode.MaxASCII }) {
-		return "", fmt.Errorf("%q: write the host name as clients send it, in punycode (xn--...)", h)
-	}
-	if strings.HasSuffix(u.Hostname(), ".") {
-		return "", fmt.Errorf("%q: without the trailing dot", h)
-	}
-	return strings.ToLower(h), nil
-}
-
-// isToken reports whether s is an RFC 9110 §5.6.2 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// checkPrefix accepts a clean path of RFC 3986 path characters, without
-// percent-encoding: http.ServeMux decodes escapes in patterns, so /a%62/
-// would be the route /ab/ (and a second registration of it a panic), and
-// the access log would not know it. '*' and braces look like patterns
-// but would match only themselves.
-func checkPrefix(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return fmt.Errorf("prefix: want a clean path such as /v1/ (no wildcards)")
-	}
-	for _, c := range p {
-		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("/-._~!$&'()+,;=:@", c)
-		if !ok {
-			return fmt.Errorf("prefix: %q: want a clean path such as /v1/ of letters, digits and -._~!$&'()+,;=:@ (no wildcards or escapes)", c)
-		}
-	}
-	if path.Clean(p) != strings.TrimSuffix(p, "/") && p != "/" {
-		return fmt.Errorf("prefix: want a clean path such as /v1/ (no //, . or ..)")
-	}
-	return nil
-}
-
-func (c *CORS) check() error {
-	if len(c.AllowedOrigins) == 0 {
-		return fmt.Errorf("allowed_origins is empty")
-	}
-	for _, o := range c.AllowedOrigins {
-		// A strict allow-list: no "*", no patterns. rs/cors answers "*"
-		// with credentials by reflecting the request's Origin, which lets
-		// every site read credentialed responses.
-		if strings.Contains(o, "*") {
-			return fmt.Errorf("allowed origin %q: list each origin; wildcards are refused", o)
-		}
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" || u.User != nil ||
-			u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-			return fmt.Errorf("allowed origin %q: want scheme://host[:port]", o)
-		}
-		// Origins are compared exactly (the Fetch standard), and browsers
-		// send them serialized: lower case, without the default port,
-		// international names in punycode. An origin written otherwise
-		// would never match.
-		if strings.ContainsFunc(u.Host, func(r rune) bool { return r > unicode.MaxASCII }) {
-			return fmt.Errorf("allowed origin %q: write the host name as browsers send it, in punycode (xn--...)", o)
-		}
-		if canon := canonicalOrigin(u); o != canon {
-			return fmt.Errorf("allowed origin %q: write it as browsers send it: %q", o, canon)
-		}
-		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-			return fmt.Errorf("allowed origin %q: an http origin can be impersonated on the network; use https", o)
-		}
-	}
-	if c.MaxAge != "" {
-		if d, err := time.ParseDuration(c.MaxAge); err != nil || d < 0 {
-			return fmt.Errorf("max_age %q: want a duration such as 10m", c.MaxAge)
-		}
-	}
-	return nil
-}
-
-// canonicalOrigin is the ASCII serialization of an origin (RFC 6454 §6.2)
-// for a URL with a scheme and a host only.
-func canonicalOrigin(u *url.URL) string {
-	host := strings.TrimSuffix(strings.ToLower(u.Host), ":")
-	if p := u.Port(); u.Scheme == "https" && p == "443" || u.Scheme == "http" && p == "80" {
-		host = strings.TrimSuffix(host, ":"+p)
-	}
-	return u.Scheme + "://" + host
 }
 
 // isLoopback reports whether h, a URL's host name, is localhost or a
@@ -648,8 +606,8 @@ func parseSize(s string) (int64, error) {
 
 // Warnings are what in c is allowed but probably not meant: edge rate
 // limits that can never apply.
-func (c *Config) Warnings() []string {
-	if c.Limits == nil {
+func (c *File) Warnings() []string {
+	if c.limits == nil {
 		return nil
 	}
 	routes := http.NewServeMux()
@@ -661,7 +619,7 @@ func (c *Config) Warnings() []string {
 		authenticates = authenticates || r.Auth == "required"
 	}
 	var warn []string
-	for _, rule := range c.Limits.Rules {
+	for _, rule := range c.limits.Rules {
 		if rule.Kind == ratelimit.Business {
 			continue
 		}

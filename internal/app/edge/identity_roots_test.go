@@ -1,4 +1,4 @@
-package gateway
+package edge
 
 import (
 	"crypto/ecdsa"
@@ -107,20 +107,16 @@ func TestIdentityRootsByTrustDomain(t *testing.T) {
 		return s
 	}
 	build := func(yml string) error {
-		cfg, err := ParseConfig([]byte(yml))
-		if err != nil {
-			t.Fatalf("ParseConfig: %v\n%s", err, yml)
-		}
-		g, err := New(cfg, Deps{Logger: discardLog})
+		e, err := buildEdge(t, t.TempDir(), yml)
 		if err == nil {
-			g.Close()
+			e.Close()
 		}
 		return err
 	}
 
 	// Refused at load.
 	ours := startUpstream(t, pki.static(t, paymentsID), pki.roots, gatewayID)
-	route := "routes:\n" + routeYAML("/v1/", ours.URL, "auth: none")
+	route := "routes:\n" + httpsRoute("/v1/", ours.URL, "auth: none")
 	for _, tc := range []struct{ name, yml, want string }{
 		{"a partner's root claiming pay.internal, pooled with ours", identity(write("pooled-claims.pem", pki.ca.Root, claimsPay.root)) + route,
 			`root "CN=bank root" names trust domain pay.internal, which another root listed with it names too`},
@@ -144,7 +140,7 @@ func TestIdentityRootsByTrustDomain(t *testing.T) {
 	if err := build(identity(write("pooled-claims.pem", pki.ca.Root, claimsPay.root)) + route); !errors.Is(err, mtls.ErrRootTrustDomain) {
 		t.Errorf("pooled roots: %v, want mtls.ErrRootTrustDomain", err)
 	}
-	if _, err := ParseConfig([]byte(identity(rootsFile, "Bank.Internal: "+bankFile) + route)); err == nil || !strings.Contains(err.Error(), `identity.bundles: trust domain "Bank.Internal"`) {
+	if _, err := Parse([]byte(identity(rootsFile, "Bank.Internal: "+bankFile) + route)); err == nil || !strings.Contains(err.Error(), `identity.bundles: trust domain "Bank.Internal"`) {
 		t.Errorf("a malformed trust domain in bundles: %v", err)
 	}
 
@@ -164,17 +160,17 @@ func TestIdentityRootsByTrustDomain(t *testing.T) {
 			}
 			bankUp := startUpstream(t, p.static(t, bankLedger), pki.roots, gatewayID)
 			forged := startUpstream(t, p.static(t, paymentsID), pki.roots, gatewayID)
-			gw := startGateway(t, id+"routes:\n"+
-				routeYAML("/v1/", ours.URL, "auth: none")+
+			gw := startEdge(t, t.TempDir(), id+"routes:\n"+
+				httpsRoute("/v1/", ours.URL, "auth: none")+
 				"  - prefix: /bank/\n    upstream: "+bankUp.URL+"\n    upstream_id: "+bankLedger.String()+"\n    auth: none\n"+
-				routeYAML("/forged/", forged.URL, "auth: none"), Deps{})
+				httpsRoute("/forged/", forged.URL, "auth: none"))
 			resp, body := gw.get(t, "/v1/payments")
 			wantStatus(t, resp, body, http.StatusOK)
 			resp, body = gw.get(t, "/bank/ledger")
 			wantStatus(t, resp, body, http.StatusOK)
 			resp, body = gw.get(t, "/forged/payments")
 			wantProblem(t, resp, body, http.StatusBadGateway)
-			if n := len(forged.requests()); n != 0 {
+			if n := forged.requests(); n != 0 {
 				t.Errorf("the forged upstream got %d requests", n)
 			}
 		})

@@ -1,4 +1,4 @@
-package gateway
+package edge
 
 import (
 	"net"
@@ -13,13 +13,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/gateway"
 	"github.com/rampartsec/rampart/ratelimit"
+	"github.com/rampartsec/rampart/token"
 )
 
 // The configuration in testdata/full.yaml uses every field; each must
 // arrive where the gateway reads it.
 func TestLoadConfigFull(t *testing.T) {
-	c, err := LoadConfig(filepath.Join("testdata", "full.yaml"))
+	c, err := Load(filepath.Join("testdata", "full.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,18 +39,21 @@ func TestLoadConfigFull(t *testing.T) {
 
 	type route struct {
 		prefix, upstream, id, auth string
+		anonymous                  bool
 		maxBody                    int64
 		timeout                    time.Duration
 	}
 	var got []route
-	for _, r := range c.Routes {
-		got = append(got, route{r.Prefix, r.upstream.String(), r.id.String(), r.Auth, r.maxBody, r.timeout})
+	for i, r := range c.Routes {
+		gr := c.routes[i]
+		got = append(got, route{r.Prefix, gr.Upstream.String(), gr.UpstreamID.String(), r.Auth, gr.AllowAnonymous, gr.MaxBody, gr.Timeout})
 	}
+	// 0: the gateway's default (gateway.DefaultMaxBody, DefaultTimeout).
 	want := []route{
-		{"/v1/", "https://10.0.0.5:9444", "spiffe://pay.internal/ns/prod/sa/payments", "required", 512 << 10, 5 * time.Second},
-		{"/v1/withdrawals/", "https://payments.internal:9445/base", "spiffe://pay.internal/ns/prod/sa/withdrawals", "required", 100, 30 * time.Second},
-		{"/public/", "http://127.0.0.1:8080", "", "none", 1 << 20, 250 * time.Millisecond},
-		{"/status", "http://[::1]:8081", "", "none", 2 << 30, 30 * time.Second},
+		{"/v1/", "https://10.0.0.5:9444", "spiffe://pay.internal/ns/prod/sa/payments", "required", false, 512 << 10, 5 * time.Second},
+		{"/v1/withdrawals/", "https://payments.internal:9445/base", "spiffe://pay.internal/ns/prod/sa/withdrawals", "required", false, 100, 0},
+		{"/public/", "http://127.0.0.1:8080", "", "none", true, 0, 250 * time.Millisecond},
+		{"/status", "http://[::1]:8081", "", "none", true, 2 << 30, 0},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("routes:\n got %+v\nwant %+v", got, want)
@@ -58,24 +64,24 @@ func TestLoadConfigFull(t *testing.T) {
 		!slices.Equal(cors.AllowedMethods, []string{"GET", "POST", "DELETE"}) ||
 		!slices.Equal(cors.AllowedHeaders, []string{"Authorization", "Content-Type", "X-API-Key"}) ||
 		!slices.Equal(cors.ExposedHeaders, []string{"RateLimit", "RateLimit-Policy", "Retry-After"}) ||
-		!cors.AllowCredentials || cors.MaxAge != "10m" {
+		!cors.AllowCredentials || cors.MaxAge != "10m" || c.cors.MaxAge != 10*time.Minute {
 		t.Errorf("cors = %+v", cors)
 	}
 
-	if c.Limits == nil {
+	if c.limits == nil {
 		t.Fatal("ratelimit not parsed")
 	}
-	if !slices.Equal(c.Limits.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.1/32")}) {
-		t.Errorf("trusted proxies = %v", c.Limits.TrustedProxies)
+	if !slices.Equal(c.limits.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.1/32")}) {
+		t.Errorf("trusted proxies = %v", c.limits.TrustedProxies)
 	}
 	var rules []string
-	for _, r := range c.Limits.Rules {
+	for _, r := range c.limits.Rules {
 		rules = append(rules, r.Name+":"+string(r.Kind)+":"+string(r.Failure))
 	}
 	if !slices.Equal(rules, []string{"per-address:edge:open", "token-guessing:edge:closed", "per-client:edge:open", "swap:business:closed"}) {
 		t.Errorf("rules = %v", rules)
 	}
-	if l := c.Limits.Rules[0].Limit; l != (ratelimit.Limit{Rate: 20, Period: time.Second, Burst: 40}) {
+	if l := c.limits.Rules[0].Limit; l != (ratelimit.Limit{Rate: 20, Period: time.Second, Burst: 40}) {
 		t.Errorf("per-address limit = %+v", l)
 	}
 	if c.LimitStore == nil || *c.LimitStore != (LimitStore{Redis: "redis://127.0.0.1:6379/0", Prefix: "rampart:rl:gw"}) {
@@ -93,7 +99,7 @@ func TestLoadConfigFull(t *testing.T) {
 // A minimal configuration gets the documented defaults: the safe ones
 // (authentication required, 1 MiB bodies, 30 s).
 func TestParseConfigDefaults(t *testing.T) {
-	c, err := ParseConfig([]byte(`
+	c, err := Parse([]byte(`
 identity: {cert: c.pem, key: k.pem, roots: r.pem}
 auth: {api_keys: {}}
 routes:
@@ -104,12 +110,13 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := c.Routes[0]
-	if c.Listen != "127.0.0.1:8443" || c.AccessLog != "stderr" || c.TLS != nil || c.CORS != nil || c.Limits != nil || c.LimitStore != nil {
+	r, gr := c.Routes[0], c.routes[0]
+	if c.Listen != "127.0.0.1:8443" || c.AccessLog != "stderr" || c.TLS != nil || c.CORS != nil || c.limits != nil || c.LimitStore != nil {
 		t.Errorf("defaults: %+v", c)
 	}
-	if r.Auth != "required" || r.maxBody != 1<<20 || r.timeout != 30*time.Second {
-		t.Errorf("route defaults: auth %q, max_body %d, timeout %v", r.Auth, r.maxBody, r.timeout)
+	// 0 is the gateway's default: 1 MiB, 30 s.
+	if r.Auth != "required" || gr.AllowAnonymous || gr.MaxBody != 0 || gr.Timeout != 0 {
+		t.Errorf("route defaults: auth %q, max_body %d, timeout %v", r.Auth, gr.MaxBody, gr.Timeout)
 	}
 }
 
@@ -131,7 +138,7 @@ access_log: logs/access.log
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadConfig(file)
+	c, err := Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +163,7 @@ access_log: logs/access.log
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if c, err = LoadConfig(file); err != nil {
+	if c, err = Load(file); err != nil {
 		t.Fatal(err)
 	}
 	if c.Auth.APIKeys.DB != "postgres://rampart@db/rampart" || c.AccessLog != "stdout" {
@@ -166,7 +173,7 @@ access_log: logs/access.log
 
 func TestLoadConfigErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.yaml")
-	if _, err := LoadConfig(missing); err == nil || !strings.HasPrefix(err.Error(), "gateway: ") || !strings.Contains(err.Error(), "missing.yaml") {
+	if _, err := Load(missing); err == nil || !strings.HasPrefix(err.Error(), "gateway: ") || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
@@ -174,7 +181,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The file's name comes first, so that the operator knows which.
-	if _, err := LoadConfig(bad); err == nil || !strings.HasPrefix(err.Error(), bad+": gateway: no routes") {
+	if _, err := Load(bad); err == nil || !strings.HasPrefix(err.Error(), bad+": gateway: no routes") {
 		t.Errorf("bad file: %v", err)
 	}
 }
@@ -292,7 +299,7 @@ func TestParseConfigRefusals(t *testing.T) {
 		{"ratelimit_store without redis", open + "ratelimit_store: {prefix: rl}\n", "ratelimit_store needs redis"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tc.yaml))
+			c, err := Parse([]byte(tc.yaml))
 			if err == nil {
 				t.Fatalf("accepted:\n%s\nroutes: %+v", tc.yaml, c.Routes)
 			}
@@ -324,19 +331,18 @@ func TestParseConfigAccepts(t *testing.T) {
 		{"route options", "routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, methods: [GET, PROPFIND], strip_prefix: true, websocket: true, forward_cookies: true}]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := ParseConfig([]byte(tc.yaml)); err != nil {
+			if _, err := Parse([]byte(tc.yaml)); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
 }
 
-// FuzzParseConfig checks that ParseConfig never panics, and that what it
+// FuzzParseConfig checks that Parse never panics, and that what it
 // accepts is what the gateway relies on: every route has a parsed
 // upstream, https upstreams an ID and the gateway an identity, limits are
 // positive, authentication can be done, CORS origins are exact; and that
-// New builds it without panicking (http.ServeMux panics on patterns it
-// does not like).
+// gateway.New builds it, given the dependencies its sections name.
 func FuzzParseConfig(f *testing.F) {
 	for _, name := range []string{"full.yaml"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
@@ -360,14 +366,17 @@ func FuzzParseConfig(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// What New builds from the sections: the tests' stand-ins.
 	pki := newTestPKI(f)
-	g, err := New(&Config{Routes: []Route{{Prefix: "/", Auth: "none", upstream: mustURL("http://127.0.0.1:1"), maxBody: 1, timeout: time.Second}}},
-		Deps{Identity: pki.static(f, gatewayID), Roots: pki.roots, Logger: discardLog, Registry: prometheus.NewRegistry()})
-	if err != nil {
-		f.Fatal(err)
+	deps := gateway.Options{
+		APIKeys:  &apikey.Verifier{},
+		Tokens:   &token.Validator{},
+		Identity: pki.static(f, gatewayID),
+		Roots:    pki.roots,
+		Logger:   discardLog,
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseConfig(data)
+		c, err := Parse(data)
 		if err != nil {
 			if c != nil {
 				t.Fatal("a config and an error")
@@ -379,15 +388,19 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		checkConfigInvariants(t, c)
 		c.Warnings() // never panics
-		if _, _, err := g.build(c); err != nil {
+		d := deps
+		d.Registry = prometheus.NewRegistry()
+		g, err := gateway.New(c.Options(d))
+		if err != nil {
 			t.Fatalf("accepted, but the gateway cannot be built: %v", err)
 		}
+		g.Close()
 	})
 }
 
-func checkConfigInvariants(t *testing.T, c *Config) {
+func checkConfigInvariants(t *testing.T, c *File) {
 	t.Helper()
-	if c.Listen == "" || c.AccessLog == "" || len(c.Routes) == 0 {
+	if c.Listen == "" || c.AccessLog == "" || len(c.Routes) == 0 || len(c.routes) != len(c.Routes) {
 		t.Fatalf("defaults missing: %+v", c)
 	}
 	if host, _, err := net.SplitHostPort(c.Listen); err != nil || c.TLS == nil && !isLoopback(host) {
@@ -395,39 +408,37 @@ func checkConfigInvariants(t *testing.T, c *Config) {
 	}
 	prefixes := map[string]bool{}
 	needAuth, needIdentity := false, false
-	for _, r := range c.Routes {
-		if r.upstream == nil || r.upstream.Host == "" {
+	for i, r := range c.Routes {
+		gr := c.routes[i]
+		if gr.Upstream == nil || gr.Upstream.Host == "" {
 			t.Fatalf("route %q: no parsed upstream", r.Prefix)
 		}
-		switch r.upstream.Scheme {
+		switch gr.Upstream.Scheme {
 		case "https":
 			needIdentity = true
-			if r.id.IsZero() {
+			if gr.UpstreamID.IsZero() {
 				t.Fatalf("route %q: https upstream without an ID", r.Prefix)
 			}
 		case "http":
-			if !isLoopback(r.upstream.Hostname()) {
-				t.Fatalf("route %q: plain http to %q", r.Prefix, r.upstream.Host)
+			if !isLoopback(gr.Upstream.Hostname()) {
+				t.Fatalf("route %q: plain http to %q", r.Prefix, gr.Upstream.Host)
 			}
 		default:
-			t.Fatalf("route %q: scheme %q", r.Prefix, r.upstream.Scheme)
+			t.Fatalf("route %q: scheme %q", r.Prefix, gr.Upstream.Scheme)
 		}
-		if !strings.HasPrefix(r.Prefix, "/") || strings.ContainsAny(r.Prefix, "{}*% \t\r\n?#") || prefixes[r.Prefix] {
+		if gr.Prefix != r.Prefix || !strings.HasPrefix(r.Prefix, "/") || strings.ContainsAny(r.Prefix, "{}*% \t\r\n?#") || prefixes[r.Prefix] {
 			t.Fatalf("route %q: prefix accepted", r.Prefix)
 		}
 		prefixes[r.Prefix] = true
-		if r.Auth != "required" && r.Auth != "none" {
+		if r.Auth != "required" && r.Auth != "none" || gr.AllowAnonymous != (r.Auth == "none") {
 			t.Fatalf("route %q: auth %q", r.Prefix, r.Auth)
 		}
 		needAuth = needAuth || r.Auth == "required"
-		if r.maxBody <= 0 || r.timeout <= 0 {
-			t.Fatalf("route %q: max_body %d, timeout %v", r.Prefix, r.maxBody, r.timeout)
+		if gr.MaxBody < 0 || gr.Timeout < 0 {
+			t.Fatalf("route %q: max_body %d, timeout %v", r.Prefix, gr.MaxBody, gr.Timeout)
 		}
-		if len(r.methods) == 0 {
-			t.Fatalf("route %q takes no method", r.Prefix)
-		}
-		for m := range r.methods {
-			if !isToken(m) || strings.ToUpper(m) != m || m == "CONNECT" || m == "TRACE" {
+		for _, m := range gr.Methods {
+			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") || m == "CONNECT" || m == "TRACE" {
 				t.Fatalf("route %q: method %q", r.Prefix, m)
 			}
 		}
@@ -435,7 +446,7 @@ func checkConfigInvariants(t *testing.T, c *Config) {
 	if needAuth && c.Auth.Tokens == nil && c.Auth.APIKeys == nil {
 		t.Fatal("authentication required, but no way to authenticate")
 	}
-	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || c.Identity.Roots == "") {
+	if needIdentity && (c.Identity == nil || c.Identity.Cert == "" || c.Identity.Key == "" || c.Identity.Roots == "" && len(c.Identity.Bundles) == 0) {
 		t.Fatal("https upstreams without an identity")
 	}
 	if c.CORS != nil {
@@ -466,8 +477,8 @@ func TestParseConfigSuggests(t *testing.T) {
 		{"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\nbogus_field: 1\n",
 			"line 2: field bogus_field not found (the top level takes"},
 	} {
-		_, err := ParseConfig([]byte(tc.yaml))
-		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "gateway.") {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "edge.") || strings.Contains(err.Error(), "gateway.") {
 			t.Errorf("%q:\n got %v\nwant it to contain %q (and no Go type name)", tc.yaml, err, tc.want)
 		}
 	}
@@ -490,7 +501,7 @@ func TestConfigWarnings(t *testing.T) {
 		{"business rules are the services'", "{name: swap, kind: business, rate: 1}", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(routes + "ratelimit: {rules: [" + tc.rules + "]}\n"))
+			c, err := Parse([]byte(routes + "ratelimit: {rules: [" + tc.rules + "]}\n"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -500,7 +511,7 @@ func TestConfigWarnings(t *testing.T) {
 			}
 		})
 	}
-	c, err := ParseConfig([]byte("routes: [{prefix: /open/, upstream: 'http://127.0.0.1:8080', auth: none}]\nratelimit: {rules: [{name: per-client, rate: 1, by: [client]}]}\n"))
+	c, err := Parse([]byte("routes: [{prefix: /open/, upstream: 'http://127.0.0.1:8080', auth: none}]\nratelimit: {rules: [{name: per-client, rate: 1, by: [client]}]}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,6 @@
-package gateway
+package edge
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -25,43 +21,6 @@ import (
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/mtls"
 )
-
-// issueAt makes a certificate for id on a new key, issued at at for ttl,
-// with the DNS names given.
-func issueAt(t *testing.T, ca *mtls.CA, id spiffeid.ID, at time.Time, ttl time.Duration, dns ...string) *tls.Certificate {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := ca.Issue(id, dns, ttl, k.Public(), at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &tls.Certificate{PrivateKey: k, Leaf: chain[0]}
-	for _, x := range chain {
-		c.Certificate = append(c.Certificate, x.Raw)
-	}
-	return c
-}
-
-func writePair(t *testing.T, certFile, keyFile string, c *tls.Certificate) {
-	t.Helper()
-	var chain []*x509.Certificate
-	for _, der := range c.Certificate {
-		x, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chain = append(chain, x)
-	}
-	if err := os.WriteFile(certFile, testpki.CertPEM(chain...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, testpki.KeyPEM(t, c.PrivateKey.(crypto.Signer)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // Usability 17: with identity.renew the gateway renews its own service
 // certificate at the control plane's renewal endpoint (a real
@@ -109,10 +68,10 @@ func TestIdentityRenewsAtTheControlPlane(t *testing.T) {
 
 	// Every answer closes its connection, so that each request makes a
 	// new handshake with the certificate the gateway holds.
-	up := startUpstreamProtos(t, []string{"http/1.1"}, mtls.NewStatic(*issueAt(t, ca, paymentsID, time.Now(), time.Hour)), x509bundle.FromX509Authorities(testTD, []*x509.Certificate{ca.Root}), gatewayID)
+	up := startUpstream(t, mtls.NewStatic(*issueAt(t, ca, paymentsID, time.Now(), time.Hour)), x509bundle.FromX509Authorities(testTD, []*x509.Certificate{ca.Root}), gatewayID)
 	up.closeEvery = 1
-	tg := startGateway(t, fmt.Sprintf("identity: {cert: %s, key: %s, roots: %s, renew: {url: '%s'}}\nroutes:\n%s",
-		certFile, keyFile, rootsFile, renewURL, routeYAML("/v1/", up.URL, "auth: none")), Deps{})
+	tg := startEdge(t, dir, fmt.Sprintf("identity: {cert: %s, key: %s, roots: %s, renew: {url: '%s'}}\nroutes:\n%s",
+		certFile, keyFile, rootsFile, renewURL, httpsRoute("/v1/", up.URL, "auth: none")))
 
 	var renewed *tls.Certificate
 	eventually(t, "the renewed certificate in the files", func() bool {
@@ -122,7 +81,7 @@ func TestIdentityRenewsAtTheControlPlane(t *testing.T) {
 		}
 		// The files are written before the gateway swaps the
 		// certificate in: wait for both.
-		if cur := tg.g.identity.Certificate(); cur.Leaf.SerialNumber.Cmp(c.Leaf.SerialNumber) != 0 {
+		if cur := tg.e.Identity().Certificate(); cur.Leaf.SerialNumber.Cmp(c.Leaf.SerialNumber) != 0 {
 			return false
 		}
 		renewed = &c
