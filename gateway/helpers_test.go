@@ -111,14 +111,14 @@ func (p *testPKI) renewing(t testing.TB, id spiffeid.ID, ttl time.Duration) *mtl
 
 // seen is what the upstream saw of one request.
 type seen struct {
-	Method   string      `json:"method"`
-	Path     string      `json:"path"`
-	RawQuery string      `json:"raw_query"`
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+	RawQuery string `json:"raw_query"`
 	// RequestURI is the request target as the service received it.
-	RequestURI string `json:"request_uri"`
-	Header   http.Header `json:"header"`
-	BodyLen  int         `json:"body_len"`
-	Proto    string      `json:"proto"`
+	RequestURI string      `json:"request_uri"`
+	Header     http.Header `json:"header"`
+	BodyLen    int         `json:"body_len"`
+	Proto      string      `json:"proto"`
 	// PeerSerial is the serial of the client certificate the gateway
 	// presented; PeerID its SPIFFE ID.
 	PeerSerial string `json:"peer_serial"`
