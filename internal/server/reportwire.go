@@ -15,12 +15,12 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/rampartsec/rampart/internal/safetext"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin"
 )
@@ -329,28 +329,6 @@ func checkPins(pins []string) error {
 	return nil
 }
 
-func checkHostname(field, h string) error {
-	if h == "" || len(h) > 253 {
-		return badReport("%s: want a host name of 1 to 253 characters", field)
-	}
-	for _, r := range h {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == ':' || r == '[' || r == ']' || r == '_' || r == '*') {
-			return badReport("%s %q: not a host name", field, h)
-		}
-	}
-	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // jsonErrorText turns JSON errors into messages that name the JSON, not
 // Go types.
 func jsonErrorText(err error) string {
@@ -525,44 +503,15 @@ func hashString(raw jsontext.Value, field func([]byte), h io.Writer) error {
 	return nil
 }
 
-// isControl reports whether r has no place in text the dashboard shows:
-// the C0 and C1 control characters and DEL; the format characters
-// (Unicode category Cf: the bidi marks, embeddings, overrides and
-// isolates U+200E-F, U+202A-E, U+2066-9, U+061C, the zero-width
-// characters, U+FEFF, soft hyphens), which change how the text around
-// them is displayed, so that a sender could make one certificate subject
-// or app version display as another (CVE-2021-42574, "Trojan Source");
-// and the line and paragraph separators U+2028-9, which do the same.
-func isControl(r rune) bool {
-	switch {
-	case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
-		return true
-	case r < 0xad:
-		return false
+// The control plane's rules for untrusted text are package safetext's,
+// under the names its many callers here use.
+func isControl(r rune) bool            { return safetext.IsControl(r) }
+func controlKind(r rune) string        { return safetext.ControlKind(r) }
+func cleanText(s string, n int) string { return safetext.Clean(s, n) }
+func truncate(s string, n int) string  { return safetext.Truncate(s, n) }
+func checkHostname(field, h string) error {
+	if err := safetext.CheckHostname(field, h); err != nil {
+		return &reportError{err.Error()}
 	}
-	return unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
-}
-
-func controlKind(r rune) string {
-	if r < 0xa0 {
-		return "control character"
-	}
-	return "format character"
-}
-
-// cleanText makes s fit to store and show: valid UTF-8, no character
-// isControl refuses (each becomes U+FFFD, visibly), at most n bytes. For
-// values the server keeps but does not refuse over (a User-Agent, a
-// certificate subject), and for stored text as the dashboard shows it.
-func cleanText(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if strings.IndexFunc(s, isControl) >= 0 {
-		s = strings.Map(func(r rune) rune {
-			if isControl(r) {
-				return '\uFFFD'
-			}
-			return r
-		}, s)
-	}
-	return truncate(s, n)
+	return nil
 }
