@@ -31,8 +31,9 @@
 // # Delivery
 //
 // [Reporter] queues reports in a bounded queue and posts them from one
-// goroutine. Identical reports (same host, port, rule, reason and chains)
-// are sent at most once per 24 hours. When the queue is full a report is
+// goroutine. A failure is reported at most once per 24 hours to each
+// report URI: failures with the same [pin.Failure.Key] make the same
+// report, but for its date-time. When the queue is full a report is
 // dropped and counted, never waited for. Short-lived processes call
 // [Reporter.Flush] before exiting.
 package report
@@ -40,16 +41,13 @@ package report
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,7 +184,7 @@ func (r *Reporter) Report(f *pin.Failure) {
 		return
 	}
 	r.start()
-	key := identity(f)
+	key := dedupKey(f)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -206,32 +204,11 @@ func (r *Reporter) Report(f *pin.Failure) {
 	}
 }
 
-// identity is what makes two reports identical: everything but the time.
-func identity(f *pin.Failure) string {
-	h := sha256.New()
-	var n [8]byte
-	raw := func(b []byte) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	field := func(s string) { raw([]byte(s)) }
-	field(string(f.Reason))
-	field(string(f.Domain.Mode))
-	field(f.Domain.Name)
-	field(f.Domain.ReportURI)
-	field(f.Host)
-	field(strconv.Itoa(f.Port))
-	field(strconv.Itoa(len(f.Served)))
-	for _, c := range f.Served {
-		raw(c.Raw)
-	}
-	if len(f.Chains) > 0 {
-		for _, c := range f.Chains[0] {
-			raw(c.Raw)
-		}
-	}
-	return string(h.Sum(nil))
+// dedupKey is what makes two reports the same for the Reporter: the
+// failure's key ([pin.Failure.Key]: everything but the time) and where the
+// report goes.
+func dedupKey(f *pin.Failure) string {
+	return f.Key() + " " + f.Domain.ReportURI
 }
 
 func (r *Reporter) run() {
