@@ -108,86 +108,85 @@ func Parse(body []byte) (*Report, Format, error) {
 	if !utf8.Valid(body) {
 		return nil, "", refuse("", nil, "the body is not valid UTF-8")
 	}
-	r := new(Report)
-	if err := jsonv2.Unmarshal(body, r); err != nil {
+	var w wire
+	if err := jsonv2.Unmarshal(body, &w); err != nil {
 		field, msg := jsonError(body, err)
 		return nil, "", refuse(field, err, "malformed JSON: %s", msg)
 	}
-	has := members(body)
 	format := RFC7469
-	if has[appBundleID] || has[validationResult] {
+	if w.AppBundleID != nil || w.ValidationResult != nil {
 		format = TrustKit
 	}
-	if err := checkPresent(has, format); err != nil {
+	if err := w.checkPresent(format); err != nil {
 		return nil, "", err
 	}
+	r := w.report()
 	if err := r.check(format); err != nil {
 		return nil, "", err
 	}
 	return r, format, nil
 }
 
-// The members whose presence Parse checks.
-const (
-	hostname = iota
-	port
-	knownPins
-	dateTime
-	servedChain
-	validatedChain
-	validationResult
-	appBundleID
-	nTracked
-)
-
-var trackedNames = [nTracked]string{"hostname", "port", "known-pins", "date-time", "served-certificate-chain",
-	"validated-certificate-chain", "validation-result", "app-bundle-id"}
-
-// members reports which tracked members the object body has, not null.
-// body is known to be one valid JSON object.
-func members(body []byte) (has [nTracked]bool) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
-	if _, err := dec.ReadToken(); err != nil { // {
-		return has
-	}
-	for dec.PeekKind() == '"' {
-		tok, err := dec.ReadToken()
-		if err != nil {
-			return has
-		}
-		name := tok.String() // before the next call voids tok
-		null := dec.PeekKind() == 'n'
-		if dec.SkipValue() != nil {
-			return has
-		}
-		for i, n := range trackedNames {
-			if n == name {
-				has[i] = !null
-			}
-		}
-	}
-	return has
+// wire is a Report as Parse decodes it. The members that a format
+// requires, and whose zero value is valid, are pointers here, shadowing
+// Report's, so that a missing member (or null) is told from a zero one; a
+// test checks that each has its Report field's name and type. The slices
+// need no shadow: a missing member or null leaves them nil, [] does not.
+type wire struct {
+	Report           `json:",inline"`
+	DateTime         *string `json:"date-time"`
+	Hostname         *string `json:"hostname"`
+	Port             *int    `json:"port"`
+	AppBundleID      *string `json:"app-bundle-id"`
+	ValidationResult *int    `json:"validation-result"`
 }
 
-func checkPresent(has [nTracked]bool, format Format) error {
-	need := []int{hostname, port, knownPins, dateTime, servedChain}
+func (w *wire) checkPresent(format Format) error {
+	var missing []string
+	need := func(name string, present bool) {
+		if !present {
+			missing = append(missing, name)
+		}
+	}
+	need("hostname", w.Hostname != nil)
+	need("port", w.Port != nil)
+	need("known-pins", w.KnownPins != nil)
 	spec := "RFC 7469 §3"
 	if format == TrustKit {
 		// TrustKit sends a null date-time when it could not format one,
 		// and only the validated chain.
-		need = []int{hostname, port, knownPins, validatedChain, validationResult, appBundleID}
 		spec = "TrustKit's report format"
-	}
-	var missing []string
-	for _, m := range need {
-		if !has[m] {
-			missing = append(missing, trackedNames[m])
-		}
+		need("validated-certificate-chain", w.ValidatedCertificateChain != nil)
+		need("validation-result", w.ValidationResult != nil)
+		need("app-bundle-id", w.AppBundleID != nil)
+	} else {
+		need("date-time", w.DateTime != nil)
+		need("served-certificate-chain", w.ServedCertificateChain != nil)
 	}
 	if len(missing) > 0 {
 		return refuse(missing[0], nil, "missing required field(s): %s (%s)", strings.Join(missing, ", "), spec)
 	}
 	return nil
+}
+
+// report returns the decoded report, its shadowed members filled in.
+func (w *wire) report() *Report {
+	r := &w.Report
+	deref := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	deref(&r.DateTime, w.DateTime)
+	deref(&r.Hostname, w.Hostname)
+	deref(&r.AppBundleID, w.AppBundleID)
+	if w.Port != nil {
+		r.Port = *w.Port
+	}
+	if w.ValidationResult != nil {
+		r.ValidationResult = *w.ValidationResult
+	}
+	return r
 }
 
 // check validates a decoded report and normalizes its host names.
