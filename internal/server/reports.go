@@ -18,6 +18,7 @@ import (
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/suggest"
 	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/report"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
@@ -44,7 +45,7 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.reports.WithLabelValues("unsupported_media_type").Inc()
 		return httpError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, report.MaxSize))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -65,12 +66,12 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 			return tooMany(d, "too many reports from this address")
 		}
 	}
-	content, device, err := parseReport(body)
+	content, device, err := reportContent(body, s.certs)
 	if err != nil {
 		s.metrics.reports.WithLabelValues("invalid").Inc()
-		var re *reportError
+		var re *report.Error
 		if errors.As(err, &re) {
-			return httpError(http.StatusBadRequest, re.msg)
+			return httpError(http.StatusBadRequest, re.Msg)
 		}
 		return err
 	}
