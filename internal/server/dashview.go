@@ -20,6 +20,7 @@ import (
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/version"
 	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/report"
 )
 
 // ranges are the dashboard's time ranges.
@@ -259,15 +260,19 @@ func (s *Server) pageError(w http.ResponseWriter, err error) error {
 
 // groupData is the page of one report group.
 type groupData struct {
-	Version    string
-	Now        time.Time
-	F          dashFilter
-	Group      store.ReportGroup // within the range
-	InRange    bool
-	AllTime    store.ReportGroup
-	Chain      []certInfo
-	ChainName  string
-	KnownPins  []string
+	Version   string
+	Now       time.Time
+	F         dashFilter
+	Group     store.ReportGroup // within the range
+	InRange   bool
+	AllTime   store.ReportGroup
+	Chain     []certInfo
+	ChainName string
+	KnownPins []string // the SPKI pins the client expected, from the report
+	// CertPins are the certificate pins the client expected, as the store
+	// keeps them: validated at ingest, and none for groups stored before
+	// they were kept (the report below still shows what it said).
+	CertPins   []string
 	Report     string // the first report as received, indented, escaped
 	Deliveries []store.Delivery
 }
@@ -321,24 +326,26 @@ func (s *Server) groupPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d.ChainName, d.Chain, d.KnownPins = reportChain(all[0].Content.Body)
+	d.CertPins = all[0].Content.KnownCertPins
 	d.Report = showJSON(all[0].Content.Body)
 	return s.render(w, http.StatusOK, "group.html", d)
 }
 
-// reportChain reads the certificates and pins of a stored report: the
-// served chain, else the validated one.
+// reportChain reads the certificates and SPKI pins of a stored report:
+// the served chain, else the validated one. The body was checked when it
+// was received, perhaps by an older version: a member of the wrong type
+// is skipped, not the whole report.
 func reportChain(body []byte) (string, []certInfo, []string) {
-	var w struct {
-		Served    []string `json:"served-certificate-chain"`
-		Validated []string `json:"validated-certificate-chain"`
-		KnownPins []string `json:"known-pins"`
+	var w report.Report
+	if err := json.Unmarshal(body, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			return "", nil, nil
+		}
 	}
-	if json.Unmarshal(body, &w) != nil {
-		return "", nil, nil
-	}
-	name, chain := "served-certificate-chain", w.Served
+	name, chain := "served-certificate-chain", w.ServedCertificateChain
 	if len(chain) == 0 {
-		name, chain = "validated-certificate-chain", w.Validated
+		name, chain = "validated-certificate-chain", w.ValidatedCertificateChain
 	}
 	var out []certInfo
 	for _, p := range chain {

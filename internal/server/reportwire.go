@@ -46,6 +46,7 @@ func reportContent(body []byte, certs *certCache) (store.ReportContent, string, 
 		Reason:            reason,
 		ServedPin:         sc.pin,
 		ServedSubject:     sc.subject,
+		KnownCertPins:     r.KnownCertPins,
 		Body:              body,
 	}
 	switch {
