@@ -50,12 +50,13 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.metrics.reports.WithLabelValues("too_large").Inc()
-			return &Error{Code: http.StatusRequestEntityTooLarge, Msg: "report larger than 64 KiB"}
+			return &Error{Code: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("report larger than %d KiB", report.MaxSize>>10)}
 		}
 		return &Error{Code: http.StatusBadRequest, Msg: "could not read the body", Err: err}
 	}
 	// A large report costs more of the client's budget: otherwise one
-	// client could fill the disk with 64 KiB reports at the report rate.
+	// client could fill the disk with the largest reports at the report
+	// rate.
 	if extra := len(body) / reportCostUnit; extra > 0 && limit.Rate > 0 {
 		d, err := s.limiter.AllowN(r.Context(), "report|"+ratelimit.AddrKey(src), limit, extra)
 		if err != nil {
