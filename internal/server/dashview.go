@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/version"
 	"github.com/rampartsec/rampart/pin"
@@ -210,7 +211,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d.Sum = sum
-	d.Chart = newChart(sum.Timeline, sum.width)
+	d.Chart = newChart(sum.Buckets, sum.width)
 	sf := f.store()
 	sf.Since = sum.Since.Time
 	sf.Limit = f.Rows + 1
@@ -435,7 +436,7 @@ func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Disposition", `attachment; filename="`+exportName(f, "json")+`"`)
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, map[string]any{"since": newAPITime(f.Since), "until": newAPITime(f.Until), "groups": s.groupsJSON(gs)})
+	return writeJSON(w, http.StatusOK, map[string]any{"since": api.NewTime(f.Since), "until": api.NewTime(f.Until), "groups": s.groupsJSON(gs)})
 }
 
 // exportSummary is the admin API's summary for a signed-in browser.
@@ -452,7 +453,7 @@ func (s *Server) exportSummary(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, sum)
+	return writeJSON(w, http.StatusOK, sum.Summary)
 }
 
 // csvColumns are the columns of the CSV export.
@@ -497,7 +498,7 @@ func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func csvTime(t time.Time) string { return newAPITime(t).UTC().Format(time.RFC3339) }
+func csvTime(t time.Time) string { return api.NewTime(t).UTC().Format(time.RFC3339) }
 
 // csvText keeps a field a client wrote from being taken for a formula by
 // a spreadsheet (CSV injection): one that starts with =, +, -, @, a tab
@@ -512,8 +513,8 @@ func csvText(s string) string {
 }
 
 // groupsJSON converts groups to the admin API's form.
-func (s *Server) groupsJSON(groups []store.ReportGroup) []reportGroupJSON {
-	out := make([]reportGroupJSON, len(groups))
+func (s *Server) groupsJSON(groups []store.ReportGroup) []api.ReportGroup {
+	out := make([]api.ReportGroup, len(groups))
 	for i, g := range groups {
 		c := g.Content
 		body := json.RawMessage(c.Body)
@@ -523,11 +524,11 @@ func (s *Server) groupsJSON(groups []store.ReportGroup) []reportGroupJSON {
 			s.log.Warn("a stored report is not JSON; listed without it", "group", g.ID)
 			body = json.RawMessage("null")
 		}
-		out[i] = reportGroupJSON{
+		out[i] = api.ReportGroup{
 			ID: g.ID, Format: c.Format, Hostname: c.Hostname, Port: c.Port, NotedHostname: c.NotedHostname,
 			IncludeSubdomains: c.IncludeSubdomains, Mode: c.Mode, Reason: c.Reason, ServedPin: c.ServedPin,
 			ServedSubject: c.ServedSubject, AppBundleID: c.AppBundleID, AppVersion: c.AppVersion, AppPlatform: c.AppPlatform,
-			Reports: g.Reports, Clients: g.Clients, FirstSeen: newAPITime(g.FirstSeen), LastSeen: newAPITime(g.LastSeen), Report: body,
+			Reports: g.Reports, Clients: g.Clients, FirstSeen: api.NewTime(g.FirstSeen), LastSeen: api.NewTime(g.LastSeen), Report: body,
 		}
 	}
 	return out

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/suggest"
 	"github.com/rampartsec/rampart/pin"
@@ -207,28 +207,6 @@ func parseTimeParam(v string) (time.Time, error) {
 	return time.Time{}, errors.New("want an RFC 3339 time or a date (YYYY-MM-DD)")
 }
 
-// reportGroupJSON is one group of identical reports in the admin API.
-type reportGroupJSON struct {
-	ID                int64           `json:"id"`
-	Format            string          `json:"format"`
-	Hostname          string          `json:"hostname"`
-	Port              int             `json:"port"`
-	NotedHostname     string          `json:"noted_hostname"`
-	IncludeSubdomains bool            `json:"include_subdomains"`
-	Mode              string          `json:"mode,omitempty"`
-	Reason            string          `json:"reason,omitempty"`
-	ServedPin         string          `json:"served_pin"`
-	ServedSubject     string          `json:"served_subject"`
-	AppBundleID       string          `json:"app_bundle_id,omitempty"`
-	AppVersion        string          `json:"app_version,omitempty"`
-	AppPlatform       string          `json:"app_platform,omitempty"`
-	Reports           int64           `json:"reports"`
-	Clients           int64           `json:"clients"`
-	FirstSeen         apiTime         `json:"first_seen"`
-	LastSeen          apiTime         `json:"last_seen"`
-	Report            json.RawMessage `json:"report"`
-}
-
 func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
 	f, err := reportFilter(r, reportsParams)
 	if err != nil {
@@ -238,6 +216,5 @@ func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := s.groupsJSON(groups)
-	return writeJSON(w, http.StatusOK, map[string]any{"groups": out})
+	return writeJSON(w, http.StatusOK, api.ReportGroups{Groups: s.groupsJSON(groups)})
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/pin"
@@ -21,9 +22,7 @@ import (
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
-type groupsResponse struct {
-	Groups []reportGroupJSON `json:"groups"`
-}
+type groupsResponse = api.ReportGroups
 
 // An RFC 7469 §3 report, as pin/report sends it, is stored with what
 // identifies the rogue key; identical reports are counted, not stored
