@@ -248,10 +248,11 @@ type Verifier struct {
 	// Reporter receives every pin validation failure, in both modes. If nil,
 	// failures are only logged.
 	Reporter Reporter
-	// Logger receives a record per distinct failure per 24 hours (a host
-	// mismatching on every connection is logged once a day): an error for
-	// a refused connection, a warning for a report-only failure or an
-	// expired pin set. If nil, slog.Default() is used.
+	// Logger receives a record per distinct failure ([Failure.Key]) per
+	// 24 hours (a host mismatching on every connection is logged once a
+	// day): an error for a refused connection, a warning for a
+	// report-only failure or an expired pin set. If nil, slog.Default()
+	// is used.
 	Logger *slog.Logger
 	// Now returns the current time, for pin-set expiry. If nil, time.Now.
 	Now func() time.Time
