@@ -189,9 +189,19 @@ func (w *wire) report() *Report {
 	return r
 }
 
-// check validates a decoded report and normalizes its host names.
+// check validates a decoded report and normalizes its host names, in the
+// order Parse documents.
 func (r *Report) check(format Format) error {
 	trustKit := format == TrustKit
+	for _, step := range []func(trustKit bool) error{r.checkDates, r.checkHosts, r.checkPins, r.checkChains, r.checkMembers} {
+		if err := step(trustKit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Report) checkDates(trustKit bool) error {
 	for _, d := range []struct {
 		name     string
 		v        *string
@@ -210,6 +220,10 @@ func (r *Report) check(format Format) error {
 			}
 		}
 	}
+	return nil
+}
+
+func (r *Report) checkHosts(bool) error {
 	r.Hostname = normalizeHost(r.Hostname)
 	if err := safetext.CheckHostname("hostname", r.Hostname); err != nil {
 		return refuse("hostname", nil, "%s", err)
@@ -219,13 +233,17 @@ func (r *Report) check(format Format) error {
 	}
 	if r.NotedHostname == "" {
 		r.NotedHostname = r.Hostname
-	} else {
-		r.NotedHostname = normalizeHost(r.NotedHostname)
-		if err := safetext.CheckHostname("noted-hostname", r.NotedHostname); err != nil {
-			return refuse("noted-hostname", nil, "%s", err)
-		}
+		return nil
 	}
-	if err := checkPins(r.KnownPins); err != nil {
+	r.NotedHostname = normalizeHost(r.NotedHostname)
+	if err := safetext.CheckHostname("noted-hostname", r.NotedHostname); err != nil {
+		return refuse("noted-hostname", nil, "%s", err)
+	}
+	return nil
+}
+
+func (r *Report) checkPins(bool) error {
+	if err := checkSPKIPins(r.KnownPins); err != nil {
 		return err
 	}
 	if err := checkCertPins(r.KnownCertPins); err != nil {
@@ -234,6 +252,10 @@ func (r *Report) check(format Format) error {
 	if len(r.KnownCertPins) == 0 {
 		r.KnownCertPins = nil // [] and no member are the same
 	}
+	return nil
+}
+
+func (r *Report) checkChains(bool) error {
 	for _, ch := range []struct {
 		name  string
 		certs []string
@@ -251,6 +273,12 @@ func (r *Report) check(format Format) error {
 	if _, c := r.Presented(); c == "" {
 		return refuse("served-certificate-chain", nil, "served-certificate-chain and validated-certificate-chain are both empty: the report names no certificate")
 	}
+	return nil
+}
+
+// checkMembers checks the members that are neither dates, hosts, pins
+// nor certificates.
+func (r *Report) checkMembers(trustKit bool) error {
 	if trustKit {
 		if r.AppBundleID == "" {
 			return refuse("app-bundle-id", nil, "app-bundle-id is empty")
@@ -288,9 +316,9 @@ func (r *Report) check(format Format) error {
 // all: a report read back from what Parse returned reads the same.
 func normalizeHost(h string) string { return strings.TrimRight(strings.ToLower(h), ".") }
 
-// checkPins accepts RFC 7469 pin directives (pin-sha256="base64") and
+// checkSPKIPins accepts RFC 7469 pin directives (pin-sha256="base64") and
 // TrustKit's form, which is the same.
-func checkPins(pins []string) error {
+func checkSPKIPins(pins []string) error {
 	if len(pins) > maxPins {
 		return refuse("known-pins", nil, "known-pins has %d entries; at most %d", len(pins), maxPins)
 	}
