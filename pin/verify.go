@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +46,84 @@ type Failure struct {
 	Reason Reason
 	Served []*x509.Certificate   // the certificates as the server sent them
 	Chains [][]*x509.Certificate // the verified chains, leaf first
+}
+
+// Key identifies the failure: two failures have the same key when their
+// reports would say the same thing but for the time. It is the hex
+// SHA-256 of the reason, the host and port, the rule (its name, mode,
+// subdomain flag, expiry and pins), the certificates the server sent and
+// the first verified chain (the one a report carries). It leaves out the
+// time, the other verified chains, and where reports go.
+//
+// This is Rampart's one notion of "the same failure":
+//
+//   - the [Verifier] logs a failure once a day per key;
+//   - [github.com/rampartsec/rampart/pin/report.Reporter] sends a report
+//     once a day per key and report URI: the same failure reported to two
+//     collectors is two reports;
+//   - the control plane aggregates reports by
+//     [github.com/rampartsec/rampart/pin/report.Report.Key], which is
+//     equal for the reports of failures with equal keys. It deliberately
+//     ignores more: the device that sent a TrustKit report, and the case
+//     and final dot of host names, which it normalizes.
+//
+// Keys are stable within one version of this module, not across versions.
+func (f *Failure) Key() string {
+	h := sha256.New()
+	var n [8]byte
+	raw := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field := func(s string) { raw([]byte(s)) }
+	count := func(i int) {
+		binary.BigEndian.PutUint64(n[:], uint64(i))
+		h.Write(n[:])
+	}
+	field(string(f.Reason))
+	field(f.Host)
+	field(strconv.Itoa(f.Port))
+	d := f.Domain
+	if d == nil {
+		d = &Domain{}
+	}
+	field(d.Name)
+	field(string(d.Mode))
+	field(strconv.FormatBool(d.IncludeSubdomains))
+	var exp string
+	if t := d.ExpiresAt(); !t.IsZero() {
+		exp = t.Format(time.RFC3339)
+	}
+	field(exp)
+	// The pins as a report lists them: the SPKI pins, then the
+	// certificate pins, each in the rule's order.
+	for _, kind := range []Kind{SPKI, Cert} {
+		var pins []Pin
+		for _, p := range d.Pins {
+			if p.Kind() == kind {
+				pins = append(pins, p)
+			}
+		}
+		count(len(pins))
+		for _, p := range pins {
+			digest := p.Digest()
+			raw(digest[:])
+		}
+	}
+	count(len(f.Served))
+	for _, c := range f.Served {
+		raw(c.Raw)
+	}
+	var chain []*x509.Certificate
+	if len(f.Chains) > 0 {
+		chain = f.Chains[0]
+	}
+	count(len(chain))
+	for _, c := range chain {
+		raw(c.Raw)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // A Reporter receives pin validation failures, in both modes.
@@ -167,10 +248,11 @@ type Verifier struct {
 	// Reporter receives every pin validation failure, in both modes. If nil,
 	// failures are only logged.
 	Reporter Reporter
-	// Logger receives a record per distinct failure per 24 hours (a host
-	// mismatching on every connection is logged once a day): an error for
-	// a refused connection, a warning for a report-only failure or an
-	// expired pin set. If nil, slog.Default() is used.
+	// Logger receives a record per distinct failure ([Failure.Key]) per
+	// 24 hours (a host mismatching on every connection is logged once a
+	// day): an error for a refused connection, a warning for a
+	// report-only failure or an expired pin set. If nil, slog.Default()
+	// is used.
 	Logger *slog.Logger
 	// Now returns the current time, for pin-set expiry. If nil, time.Now.
 	Now func() time.Time
@@ -401,18 +483,18 @@ func (v *Verifier) verifyRule(d *Domain, cs *tls.ConnectionState, host string, p
 	return newMismatchError(host, d, cs.VerifiedChains)
 }
 
-// notify hands f to the reporter and logs it once per day.
+// notify hands f to the reporter and logs it once per day per
+// [Failure.Key].
 func (v *Verifier) notify(f *Failure) {
 	if v.Reporter != nil {
 		v.Reporter.Report(f)
 	}
+	if !v.notices.First(f.Key(), f.Time) {
+		return
+	}
 	var leaf string
 	if len(f.Served) > 0 {
 		leaf = Pin{kind: SPKI, digest: *spkiDigests.get(f.Served[0])}.String()
-	}
-	key := string(f.Reason) + "|" + f.Host + "|" + f.Domain.Name + "|" + leaf
-	if !v.notices.First(key, f.Time) {
-		return
 	}
 	attrs := []any{"host", f.Host, "rule", f.Domain.Name, "mode", string(f.Domain.Mode), "reason", string(f.Reason)}
 	if leaf != "" {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rampartsec/rampart/internal/keygen"
 	"github.com/rampartsec/rampart/internal/pinlint"
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/bundle"
 )
@@ -274,16 +275,12 @@ func loadKeys(files []string) (*bundle.Keys, error) {
 	return all, nil
 }
 
-// bundleInfo is bundle verify's JSON. Times are RFC 3339 strings written
-// here rather than by time.Time's MarshalJSON, which fails for years past
-// 9999: no time makes the output fail.
+// bundleInfo is bundle verify's JSON: the bundle's header as the admin
+// API describes bundles (api.Bundle, whose times always encode, whatever
+// the year), and its policy.
 type bundleInfo struct {
-	Name      string          `json:"name"`
-	Version   int64           `json:"version"`
-	KeyID     string          `json:"kid"`
-	IssuedAt  string          `json:"issued_at"`
-	ExpiresAt string          `json:"expires_at"`
-	Policy    json.RawMessage `json:"policy"`
+	api.Bundle
+	Policy json.RawMessage `json:"policy"`
 }
 
 func newBundleInfo(b *bundle.Bundle) (bundleInfo, error) {
@@ -291,7 +288,8 @@ func newBundleInfo(b *bundle.Bundle) (bundleInfo, error) {
 	if err != nil {
 		return bundleInfo{}, err
 	}
-	return bundleInfo{b.Name, b.Version, b.KeyID, b.IssuedAt.UTC().Format(time.RFC3339), b.ExpiresAt.UTC().Format(time.RFC3339), policy}, nil
+	header := api.Bundle{Name: b.Name, Version: b.Version, KeyID: b.KeyID, IssuedAt: api.NewTime(b.IssuedAt), ExpiresAt: api.NewTime(b.ExpiresAt)}
+	return bundleInfo{header, policy}, nil
 }
 
 func newBundleVerifyCmd(stdio Stdio) *cobra.Command {
@@ -347,7 +345,7 @@ Exit status: 0 valid, 1 refused (the reason on stderr), 2 usage.`,
 				return writeJSON(stdio.Out, info)
 			}
 			fmt.Fprintf(stdio.Out, "valid bundle %s version %d\n  kid      %s\n  issued   %s\n  expires  %s\n  domains ",
-				info.Name, info.Version, info.KeyID, info.IssuedAt, info.ExpiresAt)
+				info.Name, info.Version, info.KeyID, info.IssuedAt.Format(time.RFC3339), info.ExpiresAt.Format(time.RFC3339))
 			for _, d := range b.Policy.Domains() {
 				fmt.Fprintf(stdio.Out, " %s", d.Name)
 			}
@@ -456,19 +454,17 @@ Exit status: 0 published, 1 refused by the server or unreachable, 2 usage
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 			if resp.StatusCode != http.StatusCreated {
-				var e struct {
-					Error string `json:"error"`
+				var e api.Error
+				if json.Unmarshal(body, &e) != nil || e.Message == "" {
+					e.Message = strings.TrimSpace(string(body))
 				}
-				if json.Unmarshal(body, &e) != nil || e.Error == "" {
-					e.Error = strings.TrimSpace(string(body))
-				}
-				return fail(ExitFailure, fmt.Errorf("the server refused the bundle (%s): %s", resp.Status, e.Error))
+				return fail(ExitFailure, fmt.Errorf("the server refused the bundle (%s): %s", resp.Status, e.Message))
 			}
-			var info map[string]any
-			if err := json.Unmarshal(body, &info); err != nil {
+			var published api.PublishedBundle
+			if err := json.Unmarshal(body, &published); err != nil {
 				return fail(ExitFailure, errors.New("the server answered 201 with a body that is not JSON"))
 			}
-			fmt.Fprintf(stdio.Out, "published bundle %v version %v\n", info["name"], info["version"])
+			fmt.Fprintf(stdio.Out, "published bundle %s version %d\n", published.Name, published.Version)
 			return nil
 		},
 	}

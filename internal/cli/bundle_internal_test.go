@@ -12,7 +12,8 @@ import (
 
 // P13: bundle verify --json never fails on a time, even one past year
 // 9999, which time.Time's MarshalJSON cannot write (a bundle signed with
-// --expires 9999-12-31 before lifetimes were bounded).
+// --expires 9999-12-31 before lifetimes were bounded). It writes RFC 3339,
+// as the admin API does (api.Time): the last second of year 9999.
 func TestBundleInfoJSONAnyYear(t *testing.T) {
 	p, err := pin.ParsePolicy([]byte(`{"version":1,"domains":[{"domain":"api.payments.test","pins":["sha256/ZeNsopu/RkB+8hoTVbU5SFCi5VD/wnUY2WAsJXMWm8w=","sha256/ntOyHREjgVPungTgIC00VYfAX9aF6YYS/WoPSZd68UA="]}]}`))
 	if err != nil {
@@ -28,7 +29,7 @@ func TestBundleInfoJSONAnyYear(t *testing.T) {
 	if err := writeJSON(&out, info); err != nil {
 		t.Fatalf("writeJSON: %v", err)
 	}
-	for _, want := range []string{`"issued_at": "2026-12-02T00:00:00Z"`, `"expires_at": "10000-01-01T00:00:00Z"`} {
+	for _, want := range []string{`"issued_at": "2026-12-02T00:00:00Z"`, `"expires_at": "9999-12-31T23:59:59Z"`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %s:\n%s", want, out.String())
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin"
 )
@@ -68,13 +69,13 @@ func TestReportFiltersAndSummary(t *testing.T) {
 	post(trustKit(t, "api.payments.test", "5.0.1", "d1", true, other))
 	post(trustKit(t, "api.payments.test", "5.0.1", "d2", true, other))
 
-	list := func(q url.Values) []reportGroupJSON {
+	list := func(q url.Values) []api.ReportGroup {
 		t.Helper()
 		code, body := e.admin(t, "GET", "/v1/admin/reports?"+q.Encode(), nil)
 		wantStatus(t, q.Encode(), code, http.StatusOK, body)
 		return decode[groupsResponse](t, body).Groups
 	}
-	count := func(gs []reportGroupJSON) (n int64) {
+	count := func(gs []api.ReportGroup) (n int64) {
 		for _, g := range gs {
 			n += g.Reports
 		}
@@ -115,13 +116,13 @@ func TestReportFiltersAndSummary(t *testing.T) {
 
 	code, body := e.admin(t, "GET", "/v1/admin/reports/summary?since="+url.QueryEscape(start.Add(-time.Hour).Format(time.RFC3339)), nil)
 	wantStatus(t, "summary", code, http.StatusOK, body)
-	sum := decode[summary](t, body)
+	sum := decode[api.Summary](t, body)
 	var inTimeline int64
-	for _, b := range sum.TimelineOut {
+	for _, b := range sum.Timeline {
 		inTimeline += b.Reports
 	}
-	if sum.Total != 5 || inTimeline != 5 || len(sum.TimelineOut) < 3 {
-		t.Errorf("summary total %d, timeline sum %d over %d buckets; want 5 and 5", sum.Total, inTimeline, len(sum.TimelineOut))
+	if sum.Total != 5 || inTimeline != 5 || len(sum.Timeline) < 3 {
+		t.Errorf("summary total %d, timeline sum %d over %d buckets; want 5 and 5", sum.Total, inTimeline, len(sum.Timeline))
 	}
 	if len(sum.ByServedPin) != 2 || sum.ByServedPin[0].Reports != 3 || sum.ByServedPin[0].Clients != 3 {
 		t.Errorf("by served pin = %+v, want the other key first with 3 reports from 3 clients (one address, two devices)", sum.ByServedPin)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin/bundle"
 )
@@ -135,18 +136,12 @@ func etagMatch(header, etag string) bool {
 	return false
 }
 
-// bundleJSON describes a published bundle in the admin API.
-type bundleJSON struct {
-	Name        string  `json:"name"`
-	Version     int64   `json:"version"`
-	KeyID       string  `json:"kid"`
-	IssuedAt    apiTime `json:"issued_at"`
-	ExpiresAt   apiTime `json:"expires_at"`
-	PublishedAt apiTime `json:"published_at"`
-}
-
-func toBundleJSON(b store.Bundle) bundleJSON {
-	return bundleJSON{b.Name, b.Version, b.KeyID, newAPITime(b.IssuedAt), newAPITime(b.ExpiresAt), newAPITime(b.PublishedAt)}
+// publishedBundle describes a published bundle in the admin API.
+func publishedBundle(b store.Bundle) api.PublishedBundle {
+	return api.PublishedBundle{
+		Bundle:      api.Bundle{Name: b.Name, Version: b.Version, KeyID: b.KeyID, IssuedAt: api.NewTime(b.IssuedAt), ExpiresAt: api.NewTime(b.ExpiresAt)},
+		PublishedAt: api.NewTime(b.PublishedAt),
+	}
 }
 
 // publishBundle verifies a signed bundle with the configured keys and
@@ -190,7 +185,7 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.bundles.forget(b.Name)
 	s.log.Info("bundle published", "bundle", b.Name, "version", b.Version, "kid", b.KeyID)
-	return writeJSON(w, http.StatusCreated, toBundleJSON(sb))
+	return writeJSON(w, http.StatusCreated, publishedBundle(sb))
 }
 
 func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
@@ -205,9 +200,9 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]bundleJSON, len(bs))
+	out := api.Bundles{Bundles: make([]api.PublishedBundle, len(bs))}
 	for i, b := range bs {
-		out[i] = toBundleJSON(b)
+		out.Bundles[i] = publishedBundle(b)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
+	return writeJSON(w, http.StatusOK, out)
 }

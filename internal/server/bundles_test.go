@@ -1,13 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"crypto"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/bundle"
 )
@@ -51,7 +54,7 @@ func TestBundlePublishAndServe(t *testing.T) {
 	v1 := signBundle(t, key, "mobile", 1, now)
 	code, body = e.admin(t, "POST", "/v1/admin/bundles", []byte(v1+"\n"))
 	wantStatus(t, "publish v1", code, http.StatusCreated, body)
-	if b := decode[bundleJSON](t, body); b.Name != "mobile" || b.Version != 1 || b.KeyID == "" {
+	if b := decode[api.PublishedBundle](t, body); b.Name != "mobile" || b.Version != 1 || b.KeyID == "" {
 		t.Errorf("publish answered %+v", b)
 	}
 
@@ -88,7 +91,7 @@ func TestBundlePublishAndServe(t *testing.T) {
 
 	code, body = e.admin(t, "GET", "/v1/admin/bundles", nil)
 	wantStatus(t, "list", code, http.StatusOK, body)
-	list := decode[struct{ Bundles []bundleJSON }](t, body).Bundles
+	list := decode[api.Bundles](t, body).Bundles
 	if len(list) != 2 || list[0].Version != 2 || list[1].Version != 1 {
 		t.Errorf("list = %+v, want v2 then v1", list)
 	}
@@ -149,4 +152,33 @@ func mustPolicy(t *testing.T) *pin.Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// What the control plane answers is what internal/cli decodes: the
+// admin API's types (package api) hold every member of a published
+// bundle and of a refusal, nothing more and nothing less.
+func TestBundleAnswersAreTheAPITypes(t *testing.T) {
+	key, keys := bundleKey(t)
+	e := newEnv(t, func(c *Config) { c.BundleKeys = keys })
+	strict := func(body []byte, v any) {
+		t.Helper()
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("%s does not decode as %T: %v", body, v, err)
+		}
+		again, _ := json.MarshalIndent(v, "", "  ")
+		if !bytes.Equal(append(again, '\n'), body) {
+			t.Errorf("%T does not write back what the server wrote:\n%s\n%s", v, again, body)
+		}
+	}
+	code, body := e.admin(t, "POST", "/v1/admin/bundles", []byte(signBundle(t, key, "mobile", 1, e.clock.Now())))
+	wantStatus(t, "publish", code, http.StatusCreated, body)
+	strict(body, new(api.PublishedBundle))
+	code, body = e.admin(t, "GET", "/v1/admin/bundles", nil)
+	wantStatus(t, "list", code, http.StatusOK, body)
+	strict(body, new(api.Bundles))
+	code, body = e.admin(t, "POST", "/v1/admin/bundles", []byte(signBundle(t, key, "mobile", 1, e.clock.Now())))
+	wantStatus(t, "publish again", code, http.StatusConflict, body)
+	strict(body, new(api.Error))
 }

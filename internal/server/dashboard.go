@@ -40,7 +40,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 }).ParseFS(webFS, "web/*.html"))
 
-// timeLike is a time.Time or an apiTime, for the templates.
+// timeLike is a time.Time or an api.Time, for the templates.
 type timeLike interface{ UTC() time.Time }
 
 const (

@@ -17,9 +17,11 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/version"
 	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/report"
 )
 
 // ranges are the dashboard's time ranges.
@@ -209,7 +211,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d.Sum = sum
-	d.Chart = newChart(sum.Timeline, sum.width)
+	d.Chart = newChart(sum.Buckets, sum.width)
 	sf := f.store()
 	sf.Since = sum.Since.Time
 	sf.Limit = f.Rows + 1
@@ -259,15 +261,19 @@ func (s *Server) pageError(w http.ResponseWriter, err error) error {
 
 // groupData is the page of one report group.
 type groupData struct {
-	Version    string
-	Now        time.Time
-	F          dashFilter
-	Group      store.ReportGroup // within the range
-	InRange    bool
-	AllTime    store.ReportGroup
-	Chain      []certInfo
-	ChainName  string
-	KnownPins  []string
+	Version   string
+	Now       time.Time
+	F         dashFilter
+	Group     store.ReportGroup // within the range
+	InRange   bool
+	AllTime   store.ReportGroup
+	Chain     []certInfo
+	ChainName string
+	KnownPins []string // the SPKI pins the client expected, from the report
+	// CertPins are the certificate pins the client expected, as the store
+	// keeps them: validated at ingest, and none for groups stored before
+	// they were kept (the report below still shows what it said).
+	CertPins   []string
 	Report     string // the first report as received, indented, escaped
 	Deliveries []store.Delivery
 }
@@ -321,24 +327,26 @@ func (s *Server) groupPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d.ChainName, d.Chain, d.KnownPins = reportChain(all[0].Content.Body)
+	d.CertPins = all[0].Content.KnownCertPins
 	d.Report = showJSON(all[0].Content.Body)
 	return s.render(w, http.StatusOK, "group.html", d)
 }
 
-// reportChain reads the certificates and pins of a stored report: the
-// served chain, else the validated one.
+// reportChain reads the certificates and SPKI pins of a stored report:
+// the served chain, else the validated one. The body was checked when it
+// was received, perhaps by an older version: a member of the wrong type
+// is skipped, not the whole report.
 func reportChain(body []byte) (string, []certInfo, []string) {
-	var w struct {
-		Served    []string `json:"served-certificate-chain"`
-		Validated []string `json:"validated-certificate-chain"`
-		KnownPins []string `json:"known-pins"`
+	var w report.Report
+	if err := json.Unmarshal(body, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			return "", nil, nil
+		}
 	}
-	if json.Unmarshal(body, &w) != nil {
-		return "", nil, nil
-	}
-	name, chain := "served-certificate-chain", w.Served
+	name, chain := "served-certificate-chain", w.ServedCertificateChain
 	if len(chain) == 0 {
-		name, chain = "validated-certificate-chain", w.Validated
+		name, chain = "validated-certificate-chain", w.ValidatedCertificateChain
 	}
 	var out []certInfo
 	for _, p := range chain {
@@ -428,7 +436,7 @@ func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Disposition", `attachment; filename="`+exportName(f, "json")+`"`)
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, map[string]any{"since": newAPITime(f.Since), "until": newAPITime(f.Until), "groups": s.groupsJSON(gs)})
+	return writeJSON(w, http.StatusOK, map[string]any{"since": api.NewTime(f.Since), "until": api.NewTime(f.Until), "groups": s.groupsJSON(gs)})
 }
 
 // exportSummary is the admin API's summary for a signed-in browser.
@@ -445,7 +453,7 @@ func (s *Server) exportSummary(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, sum)
+	return writeJSON(w, http.StatusOK, sum.Summary)
 }
 
 // csvColumns are the columns of the CSV export.
@@ -490,7 +498,7 @@ func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func csvTime(t time.Time) string { return newAPITime(t).UTC().Format(time.RFC3339) }
+func csvTime(t time.Time) string { return api.NewTime(t).UTC().Format(time.RFC3339) }
 
 // csvText keeps a field a client wrote from being taken for a formula by
 // a spreadsheet (CSV injection): one that starts with =, +, -, @, a tab
@@ -505,8 +513,8 @@ func csvText(s string) string {
 }
 
 // groupsJSON converts groups to the admin API's form.
-func (s *Server) groupsJSON(groups []store.ReportGroup) []reportGroupJSON {
-	out := make([]reportGroupJSON, len(groups))
+func (s *Server) groupsJSON(groups []store.ReportGroup) []api.ReportGroup {
+	out := make([]api.ReportGroup, len(groups))
 	for i, g := range groups {
 		c := g.Content
 		body := json.RawMessage(c.Body)
@@ -516,11 +524,11 @@ func (s *Server) groupsJSON(groups []store.ReportGroup) []reportGroupJSON {
 			s.log.Warn("a stored report is not JSON; listed without it", "group", g.ID)
 			body = json.RawMessage("null")
 		}
-		out[i] = reportGroupJSON{
+		out[i] = api.ReportGroup{
 			ID: g.ID, Format: c.Format, Hostname: c.Hostname, Port: c.Port, NotedHostname: c.NotedHostname,
 			IncludeSubdomains: c.IncludeSubdomains, Mode: c.Mode, Reason: c.Reason, ServedPin: c.ServedPin,
 			ServedSubject: c.ServedSubject, AppBundleID: c.AppBundleID, AppVersion: c.AppVersion, AppPlatform: c.AppPlatform,
-			Reports: g.Reports, Clients: g.Clients, FirstSeen: newAPITime(g.FirstSeen), LastSeen: newAPITime(g.LastSeen), Report: body,
+			Reports: g.Reports, Clients: g.Clients, FirstSeen: api.NewTime(g.FirstSeen), LastSeen: api.NewTime(g.LastSeen), Report: body,
 		}
 	}
 	return out

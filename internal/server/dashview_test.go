@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/pin"
@@ -62,7 +63,7 @@ func TestDashboardExportKeepsTheFilter(t *testing.T) {
 	wantStatus(t, "JSON export", code, http.StatusOK, []byte(body))
 	var got struct {
 		Since  time.Time         `json:"since"`
-		Groups []reportGroupJSON `json:"groups"`
+		Groups []api.ReportGroup `json:"groups"`
 	}
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func TestDashboardExportKeepsTheFilter(t *testing.T) {
 
 	code, _, body = e.page(t, links["export-summary"])
 	wantStatus(t, "summary export", code, http.StatusOK, []byte(body))
-	if s := decode[summary](t, []byte(body)); s.Total != 2 {
+	if s := decode[api.Summary](t, []byte(body)); s.Total != 2 {
 		t.Errorf("summary export total %d, want 2", s.Total)
 	}
 

@@ -117,6 +117,14 @@ func rogueLeaves(t testing.TB) (*testpki.Leaf, *testpki.Leaf) {
 	return pkiRogue, pkiOther
 }
 
+// testCerts is the certificate cache of parseReport.
+var testCerts = newCertCache()
+
+// parseReport maps a report body as POST /v1/reports does.
+func parseReport(body []byte) (store.ReportContent, string, error) {
+	return reportContent(body, testCerts)
+}
+
 // rfc7469 returns a report as pin/report makes it.
 func rfc7469(t testing.TB, host string, mode pin.Mode, leaf *testpki.Leaf, at time.Time) []byte {
 	t.Helper()

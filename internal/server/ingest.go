@@ -32,7 +32,7 @@ type ingester struct {
 	isClosed bool
 	observe  func(size int, d time.Duration, err error)
 	// queuedBytes bounds the memory of the queue, whose reports may be up
-	// to 64 KiB each.
+	// to report.MaxSize each.
 	queuedBytes atomic.Int64
 	maxBytes    int64
 }

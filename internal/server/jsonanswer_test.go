@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin"
 )
@@ -34,7 +35,7 @@ func TestFarFutureBundleKeepsAdminJSONWhole(t *testing.T) {
 	code, body := e.admin(t, "GET", "/v1/admin/bundles?name=mobile", nil)
 	wantStatus(t, "bundle list", code, http.StatusOK, body)
 	bs := decode[struct {
-		Bundles []bundleJSON `json:"bundles"`
+		Bundles []api.PublishedBundle `json:"bundles"`
 	}](t, body).Bundles
 	if len(bs) != 1 || !bs[0].ExpiresAt.Equal(maxAPITime) {
 		t.Errorf("bundle list: %+v, want one bundle expiring %v", bs, maxAPITime)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +14,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/suggest"
 	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/report"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
@@ -44,17 +45,18 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.reports.WithLabelValues("unsupported_media_type").Inc()
 		return httpError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, report.MaxSize))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.metrics.reports.WithLabelValues("too_large").Inc()
-			return &Error{Code: http.StatusRequestEntityTooLarge, Msg: "report larger than 64 KiB"}
+			return &Error{Code: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("report larger than %d KiB", report.MaxSize>>10)}
 		}
 		return &Error{Code: http.StatusBadRequest, Msg: "could not read the body", Err: err}
 	}
 	// A large report costs more of the client's budget: otherwise one
-	// client could fill the disk with 64 KiB reports at the report rate.
+	// client could fill the disk with the largest reports at the report
+	// rate.
 	if extra := len(body) / reportCostUnit; extra > 0 && limit.Rate > 0 {
 		d, err := s.limiter.AllowN(r.Context(), "report|"+ratelimit.AddrKey(src), limit, extra)
 		if err != nil {
@@ -65,12 +67,12 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 			return tooMany(d, "too many reports from this address")
 		}
 	}
-	content, device, err := parseReport(body)
+	content, device, err := reportContent(body, s.certs)
 	if err != nil {
 		s.metrics.reports.WithLabelValues("invalid").Inc()
-		var re *reportError
+		var re *report.Error
 		if errors.As(err, &re) {
-			return httpError(http.StatusBadRequest, re.msg)
+			return httpError(http.StatusBadRequest, re.Msg)
 		}
 		return err
 	}
@@ -205,28 +207,6 @@ func parseTimeParam(v string) (time.Time, error) {
 	return time.Time{}, errors.New("want an RFC 3339 time or a date (YYYY-MM-DD)")
 }
 
-// reportGroupJSON is one group of identical reports in the admin API.
-type reportGroupJSON struct {
-	ID                int64           `json:"id"`
-	Format            string          `json:"format"`
-	Hostname          string          `json:"hostname"`
-	Port              int             `json:"port"`
-	NotedHostname     string          `json:"noted_hostname"`
-	IncludeSubdomains bool            `json:"include_subdomains"`
-	Mode              string          `json:"mode,omitempty"`
-	Reason            string          `json:"reason,omitempty"`
-	ServedPin         string          `json:"served_pin"`
-	ServedSubject     string          `json:"served_subject"`
-	AppBundleID       string          `json:"app_bundle_id,omitempty"`
-	AppVersion        string          `json:"app_version,omitempty"`
-	AppPlatform       string          `json:"app_platform,omitempty"`
-	Reports           int64           `json:"reports"`
-	Clients           int64           `json:"clients"`
-	FirstSeen         apiTime         `json:"first_seen"`
-	LastSeen          apiTime         `json:"last_seen"`
-	Report            json.RawMessage `json:"report"`
-}
-
 func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
 	f, err := reportFilter(r, reportsParams)
 	if err != nil {
@@ -236,6 +216,5 @@ func (s *Server) listReports(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := s.groupsJSON(groups)
-	return writeJSON(w, http.StatusOK, map[string]any{"groups": out})
+	return writeJSON(w, http.StatusOK, api.ReportGroups{Groups: s.groupsJSON(groups)})
 }

@@ -3,22 +3,26 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/report"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
-type groupsResponse struct {
-	Groups []reportGroupJSON `json:"groups"`
-}
+type groupsResponse = api.ReportGroups
 
 // An RFC 7469 §3 report, as pin/report sends it, is stored with what
 // identifies the rogue key; identical reports are counted, not stored
@@ -174,5 +178,56 @@ func TestReportNotAcknowledgedWhenStoreFails(t *testing.T) {
 	code, h, body := e.postReport(t, rfc7469(t, "api.payments.test", pin.Enforce, rogue, e.clock.Now()))
 	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || strings.Contains(string(body), "sql") {
 		t.Errorf("status %d, Retry-After %q, body %s; want 503 with Retry-After and no internal detail", code, h.Get("Retry-After"), body)
+	}
+}
+
+// rampart-known-cert-pins, which pin/report sends for a rule with
+// certificate pins, is validated, stored with the group, part of what
+// makes reports identical, and shown on the group page.
+func TestKnownCertPins(t *testing.T) {
+	e := newEnv(t, nil)
+	rogue, _ := rogueLeaves(t)
+	certPin := pin.Fingerprint(rogue.Chain[1])
+	withCert := func(pins ...pin.Pin) []byte {
+		d := &pin.Domain{Name: "api.payments.test", Mode: pin.Enforce, Pins: pins}
+		b, err := json.Marshal(report.New(&pin.Failure{Time: e.clock.Now(), Host: "api.payments.test", Port: 443, Domain: d,
+			Reason: pin.ReasonMismatch, Served: rogue.Chain, Chains: [][]*x509.Certificate{rogue.Chain}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	spkiPin := pin.FromSPKI([]byte("a"))
+	for _, b := range [][]byte{withCert(spkiPin, certPin), withCert(spkiPin, certPin), withCert(spkiPin)} {
+		code, _, body := e.postReport(t, b)
+		wantStatus(t, "report", code, http.StatusNoContent, body)
+	}
+	bad := bytes.Replace(withCert(spkiPin, certPin), []byte(`"cert-sha256:`), []byte(`"cert-sha256:zz`), 1)
+	code, _, body := e.postReport(t, bad)
+	if code != http.StatusBadRequest || !strings.Contains(errorMessage(t, body), "rampart-known-cert-pins[0]") {
+		t.Errorf("a bad certificate pin: %d %s, want 400 naming it", code, body)
+	}
+
+	gs, err := e.store.Reports().Groups(context.Background(), store.ReportFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 2 {
+		t.Fatalf("%d groups, want 2: the certificate pins tell the reports apart", len(gs))
+	}
+	var with store.ReportGroup
+	for _, g := range gs {
+		if g.Content.KnownCertPins != nil {
+			with = g
+		}
+	}
+	if with.Reports != 2 || !reflect.DeepEqual(with.Content.KnownCertPins, []string{certPin.String()}) {
+		t.Fatalf("group with the certificate pin: %+v", with)
+	}
+	code, _, page := e.page(t, fmt.Sprintf("/reports/%d", with.ID))
+	wantStatus(t, "group page", code, http.StatusOK, []byte(page))
+	m := regexp.MustCompile(`(?s)id="known-pins">(.*?)</ul>`).FindStringSubmatch(page)
+	if m == nil || !strings.Contains(m[1], spkiPin.String()) || !strings.Contains(m[1], certPin.String()) {
+		t.Errorf("the group page's expected pins: %v", m)
 	}
 }

@@ -9,13 +9,16 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/report"
 )
 
 var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// FuzzParseReport: any input is either refused with a reportError (a 400
-// whose text is safe to return) or yields content whose digest ignores
-// key order, white space and the date-time, as aggregation needs.
+// FuzzParseReport: any input is either refused with a *report.Error (a
+// 400 whose text is safe to return) or yields content whose digest
+// ignores key order, white space and the date-time, as aggregation needs.
+// pin/report's FuzzParse checks the same of report.Parse; this one checks
+// the control plane's mapping of what it accepts.
 func FuzzParseReport(f *testing.F) {
 	rogue, _ := rogueLeaves(f)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -28,9 +31,9 @@ func FuzzParseReport(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c, device, err := parseReport(body)
 		if err != nil {
-			var re *reportError
+			var re *report.Error
 			if !errors.As(err, &re) {
-				t.Fatalf("error %v (%T) is not a reportError", err, err)
+				t.Fatalf("error %v (%T) is not a *report.Error", err, err)
 			}
 			return
 		}

@@ -176,6 +176,7 @@ type Server struct {
 	ingest   *ingester
 	quota    *quota
 	bundles  *bundleCache
+	certs    *certCache // of recent reports
 	metrics  *metrics
 	mux      *http.ServeMux
 	cookieKY []byte
@@ -214,6 +215,7 @@ func New(cfg Config) (*Server, error) {
 		token:   sha256.Sum256([]byte(cfg.AdminToken)),
 		limiter: &ratelimit.Memory{Now: cfg.Now},
 		kick:    make(chan struct{}, 1),
+		certs:   &certCache{m: make(map[[sha256.Size]byte]servedCert)},
 	}
 	s.live.Store(&live)
 	if s.log == nil {

@@ -6,41 +6,17 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/internal/store"
 )
 
-// summary is what the dashboard shows and /v1/admin/reports/summary
-// returns.
+// summary is what the dashboard shows: the admin API's summary
+// (/v1/admin/reports/summary), and what the page needs besides.
 type summary struct {
-	Since apiTime `json:"since"`
-	Until apiTime `json:"until"`
-	// Bucket is the timeline's step as an ISO 8601 duration ("PT1H",
-	// "P1D"); BucketSeconds the same in seconds; BucketLabel in words,
-	// for the page.
-	Bucket        string         `json:"bucket"`
-	BucketSeconds int64          `json:"bucket_seconds"`
-	BucketLabel   string         `json:"-"`
-	Total         int64          `json:"total"`
-	Timeline      []store.Bucket `json:"-"`
-	TimelineOut   []bucketJSON   `json:"timeline"`
-	ByDomain      []tallyJSON    `json:"by_domain"`
-	ByServedPin   []tallyJSON    `json:"by_served_pin"`
-	ByApp         []tallyJSON    `json:"by_app"`
-	ByMode        []tallyJSON    `json:"by_mode"`
-	Bundles       []bundleJSON   `json:"bundles"`
-	width         time.Duration
-}
-
-type bucketJSON struct {
-	Start   apiTime `json:"start"`
-	Reports int64   `json:"reports"`
-}
-
-type tallyJSON struct {
-	Key     string `json:"key"`
-	Label   string `json:"label,omitempty"`
-	Reports int64  `json:"reports"`
-	Clients int64  `json:"clients"`
+	api.Summary
+	BucketLabel string         // the timeline's step in words
+	Buckets     []store.Bucket // the timeline, for the chart
+	width       time.Duration
 }
 
 // bucketWidth picks a timeline step giving 24 to 60 bars for a range.
@@ -61,8 +37,8 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 	// Align buckets to the width so that the bars do not shift with every
 	// reload.
 	f.Since = f.Since.Truncate(width)
-	out := &summary{Since: newAPITime(f.Since), Until: newAPITime(f.Until), Bucket: isoDuration(width),
-		BucketSeconds: int64(width / time.Second), BucketLabel: humanDuration(width), width: width}
+	out := &summary{Summary: api.Summary{Since: api.NewTime(f.Since), Until: api.NewTime(f.Until), Bucket: isoDuration(width),
+		BucketSeconds: int64(width / time.Second)}, BucketLabel: humanDuration(width), width: width}
 	var err error
 	if out.Total, err = rs.Total(ctx, f); err != nil {
 		return nil, err
@@ -79,12 +55,12 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 			b.Reports = tl[i].Reports
 			i++
 		}
-		out.Timeline = append(out.Timeline, b)
-		out.TimelineOut = append(out.TimelineOut, bucketJSON{newAPITime(b.Start), b.Reports})
+		out.Buckets = append(out.Buckets, b)
+		out.Timeline = append(out.Timeline, api.Bucket{Start: api.NewTime(b.Start), Reports: b.Reports})
 	}
 	for _, d := range []struct {
 		by  store.Dimension
-		dst *[]tallyJSON
+		dst *[]api.Tally
 	}{{store.ByDomain, &out.ByDomain}, {store.ByServedPin, &out.ByServedPin}, {store.ByApp, &out.ByApp}, {store.ByMode, &out.ByMode}} {
 		f := f
 		f.Limit = 20
@@ -92,18 +68,18 @@ func (s *Server) summarize(ctx context.Context, f store.ReportFilter) (*summary,
 		if err != nil {
 			return nil, err
 		}
-		*d.dst = make([]tallyJSON, len(ts))
+		*d.dst = make([]api.Tally, len(ts))
 		for i, t := range ts {
-			(*d.dst)[i] = tallyJSON{t.Key, t.Label, t.Reports, t.Clients}
+			(*d.dst)[i] = api.Tally{Key: t.Key, Label: t.Label, Reports: t.Reports, Clients: t.Clients}
 		}
 	}
 	bs, err := s.st.Bundles().List(ctx, "", 20)
 	if err != nil {
 		return nil, err
 	}
-	out.Bundles = make([]bundleJSON, len(bs))
+	out.Bundles = make([]api.PublishedBundle, len(bs))
 	for i, b := range bs {
-		out.Bundles[i] = toBundleJSON(b)
+		out.Bundles[i] = publishedBundle(b)
 	}
 	return out, nil
 }
@@ -137,7 +113,7 @@ func (s *Server) summary(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, sum)
+	return writeJSON(w, http.StatusOK, sum.Summary)
 }
 
 // untilNow is the exclusive end of a range that ends now, at the store's

@@ -97,7 +97,13 @@ type ReportContent struct {
 	AppBundleID   string
 	AppVersion    string
 	AppPlatform   string
-	// Body is the report's JSON as first received (at most 64 KiB).
+	// KnownCertPins are the certificate pins the client expected
+	// (rampart-known-cert-pins: "cert-sha256:<hex>", each a word without
+	// white space); nil when the report names none, and for groups stored
+	// before the store kept them.
+	KnownCertPins []string
+	// Body is the report's JSON as first received (at most
+	// report.MaxSize, 64 KiB).
 	Body []byte
 }
 

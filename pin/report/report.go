@@ -1,6 +1,9 @@
 // Package report turns pin validation failures into RFC 7469 §3 reports
 // and sends them to the policy's report URI without ever slowing down or
-// failing the connection that failed.
+// failing the connection that failed; and it reads reports, Rampart's and
+// TrustKit's, for a collector ([Parse]). It owns the report format in both
+// directions, so that what clients send and what the control plane reads
+// cannot drift apart.
 //
 // # Report format
 //
@@ -28,11 +31,24 @@
 // there was none. The port is 0 when the pinning hook could not know it
 // (see [pin.Verifier.TLSConfig]).
 //
+// TrustKit's reports (iOS and Android) have the same members, some of them
+// optional, and their own: app-bundle-id, app-version, app-platform,
+// app-platform-version, app-vendor-id, trustkit-version, enforce-pinning,
+// validation-result and known-pins-expiration-date. [Report] has them all.
+//
+// # Reading reports
+//
+// [Parse] reads a report in either format and refuses, with an [*Error]
+// naming the member at fault, anything a collector should not store or
+// show: see its documentation for the list. [Report.Key] identifies the
+// failure a report describes, to count identical reports once.
+//
 // # Delivery
 //
 // [Reporter] queues reports in a bounded queue and posts them from one
-// goroutine. Identical reports (same host, port, rule, reason and chains)
-// are sent at most once per 24 hours. When the queue is full a report is
+// goroutine. A failure is reported at most once per 24 hours to each
+// report URI: failures with the same [pin.Failure.Key] make the same
+// report, but for its date-time. When the queue is full a report is
 // dropped and counted, never waited for. Short-lived processes call
 // [Reporter.Flush] before exiting.
 package report
@@ -40,16 +56,13 @@ package report
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,23 +72,60 @@ import (
 	"github.com/rampartsec/rampart/pin"
 )
 
-// Report is an RFC 7469 §3 pin validation failure report with Rampart's
-// extensions.
+// Report is a pin validation failure report: the members of RFC 7469 §3,
+// Rampart's rampart-* extensions, and the members TrustKit (iOS and
+// Android) adds to the same object. [New] makes one; [Parse] reads one in
+// either format. The JSON tags are the wire names; encoding/json writes a
+// Report as New's report (the TrustKit members are omitted when empty).
+//
+// A pointer member is nil when the report does not have it (or has null):
+// the control plane tells a missing expiry from an empty one.
 type Report struct {
-	DateTime                  string   `json:"date-time"`
-	Hostname                  string   `json:"hostname"`
-	Port                      int      `json:"port"`
-	EffectiveExpirationDate   *string  `json:"effective-expiration-date"`
-	IncludeSubdomains         bool     `json:"include-subdomains"`
-	NotedHostname             string   `json:"noted-hostname"`
+	// DateTime is when the failure was seen, RFC 3339. TrustKit may send
+	// none (null), which reads as "".
+	DateTime                string  `json:"date-time"`
+	Hostname                string  `json:"hostname"`
+	Port                    int     `json:"port"`
+	EffectiveExpirationDate *string `json:"effective-expiration-date"`
+	IncludeSubdomains       bool    `json:"include-subdomains"`
+	// NotedHostname is the name of the rule that applied: Hostname or a
+	// domain above it.
+	NotedHostname string `json:"noted-hostname"`
+	// The chains are PEM certificates, leaf first. TrustKit sends only the
+	// validated chain.
 	ServedCertificateChain    []string `json:"served-certificate-chain"`
 	ValidatedCertificateChain []string `json:"validated-certificate-chain"`
-	KnownPins                 []string `json:"known-pins"`
+	// KnownPins are the rule's SPKI pins as RFC 7469 pin directives:
+	// pin-sha256="<base64>".
+	KnownPins []string `json:"known-pins"`
 
-	Mode           string   `json:"rampart-mode"`
-	Reason         string   `json:"rampart-reason"`
-	LibraryVersion string   `json:"rampart-library-version"`
-	KnownCertPins  []string `json:"rampart-known-cert-pins,omitempty"`
+	// Mode is [pin.Enforce] or [pin.ReportOnly] as a string.
+	Mode string `json:"rampart-mode"`
+	// Reason is a [pin.Reason] as a string.
+	Reason         string `json:"rampart-reason"`
+	LibraryVersion string `json:"rampart-library-version"`
+	// KnownCertPins are the rule's certificate pins ("cert-sha256:<hex>",
+	// as [pin.Pin.String] writes them), which RFC 7469 has no directive
+	// for; nil when the rule has none.
+	KnownCertPins []string `json:"rampart-known-cert-pins,omitempty"`
+
+	// TrustKit's members; empty in the reports New makes. A report with
+	// AppBundleID or ValidationResult is TrustKit's.
+	AppBundleID        string `json:"app-bundle-id,omitempty"`
+	AppVersion         string `json:"app-version,omitempty"`
+	AppPlatform        string `json:"app-platform,omitempty"`
+	AppPlatformVersion string `json:"app-platform-version,omitempty"`
+	// AppVendorID identifies the installation that sent the report.
+	AppVendorID     string `json:"app-vendor-id,omitempty"`
+	TrustKitVersion string `json:"trustkit-version,omitempty"`
+	// EnforcePinning is TrustKit's mode: true for enforce.
+	EnforcePinning *bool `json:"enforce-pinning,omitempty"`
+	// ValidationResult is TrustKit's TSKTrustEvaluationResult, 1 to 5
+	// (see [Report.Outcome]).
+	ValidationResult int `json:"validation-result,omitempty"`
+	// KnownPinsExpirationDate is TrustKit's expiry of the pins: a date or
+	// an RFC 3339 time.
+	KnownPinsExpirationDate *string `json:"known-pins-expiration-date,omitempty"`
 }
 
 // New builds the report of a failure.
@@ -186,7 +236,7 @@ func (r *Reporter) Report(f *pin.Failure) {
 		return
 	}
 	r.start()
-	key := identity(f)
+	key := dedupKey(f)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -206,32 +256,11 @@ func (r *Reporter) Report(f *pin.Failure) {
 	}
 }
 
-// identity is what makes two reports identical: everything but the time.
-func identity(f *pin.Failure) string {
-	h := sha256.New()
-	var n [8]byte
-	raw := func(b []byte) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	field := func(s string) { raw([]byte(s)) }
-	field(string(f.Reason))
-	field(string(f.Domain.Mode))
-	field(f.Domain.Name)
-	field(f.Domain.ReportURI)
-	field(f.Host)
-	field(strconv.Itoa(f.Port))
-	field(strconv.Itoa(len(f.Served)))
-	for _, c := range f.Served {
-		raw(c.Raw)
-	}
-	if len(f.Chains) > 0 {
-		for _, c := range f.Chains[0] {
-			raw(c.Raw)
-		}
-	}
-	return string(h.Sum(nil))
+// dedupKey is what makes two reports the same for the Reporter: the
+// failure's key ([pin.Failure.Key]: everything but the time) and where the
+// report goes.
+func dedupKey(f *pin.Failure) string {
+	return f.Key() + " " + f.Domain.ReportURI
 }
 
 func (r *Reporter) run() {

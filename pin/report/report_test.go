@@ -162,6 +162,30 @@ func TestDeduplication(t *testing.T) {
 	}
 }
 
+// The Reporter deduplicates per pin.Failure.Key and report URI: the same
+// failure reported to two collectors reaches both, once each.
+func TestDeduplicationPerReportURI(t *testing.T) {
+	col, col2 := newCollector(t), newCollector(t)
+	f, _ := failure(t, col.URL, time.Time{})
+	d := *f.Domain
+	d.ReportURI = col2.URL + "/other"
+	g := *f
+	g.Domain = &d
+	if f.Key() != g.Key() {
+		t.Fatal("the report URI changed the failure's key")
+	}
+	r := &report.Reporter{}
+	defer r.Close()
+	for range 2 {
+		r.Report(f)
+		r.Report(&g)
+	}
+	flush(t, r)
+	if col.count() != 1 || col2.count() != 1 {
+		t.Errorf("%d and %d reports, want one at each collector", col.count(), col2.count())
+	}
+}
+
 // A failed delivery is counted, logged, and does not suppress the next
 // identical report.
 func TestFailedDeliveryRetriedNextTime(t *testing.T) {

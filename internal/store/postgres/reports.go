@@ -19,7 +19,7 @@ const (
 	// concurrent transaction inserted the digest first, nothing is
 	// returned and the group is looked up again once it has committed.
 	insertGroupSQL = "INSERT INTO report_groups (" + sqlq.GroupInsertColumns + ")" +
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)" +
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)" +
 		" ON CONFLICT (digest) DO NOTHING RETURNING id"
 	insertEventsSQL = "INSERT INTO report_events (group_id, received_ms, source, user_agent, device)" +
 		" SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])"

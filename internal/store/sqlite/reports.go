@@ -21,7 +21,7 @@ import (
 const (
 	findGroupSQL   = "SELECT id FROM report_groups WHERE digest = ?"
 	insertGroupSQL = "INSERT INTO report_groups (" + sqlq.GroupInsertColumns + ")" +
-		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 
 // eventRows is how many events one statement inserts: with one

@@ -218,3 +218,50 @@ func TestNoKeyInTheClear(t *testing.T) {
 	}
 	check("closed")
 }
+
+// A database a binary before 0005_known_cert_pins.sql made opens, and its
+// report groups read back, without known certificate pins.
+func TestOpensADatabaseWithoutKnownCertPins(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rampart.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := sqlq.Migrations(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL) STRICT"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:4] {
+		if _, err := old.Exec(m.SQL); err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if _, err := old.Exec("INSERT INTO schema_migrations VALUES (?, 0)", m.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digest := strings.Repeat("ab", 32)
+	if _, err := old.Exec(`INSERT INTO report_groups (digest, format, hostname, port, noted_hostname, include_subdomains,
+		mode, reason, served_pin, served_subject, app_bundle_id, app_version, app_platform, body)
+		VALUES (?, 'rfc7469', 'api.example.com', 443, 'example.com', 1, 'enforce', 'pin-mismatch', 'sha256/x=', 'CN=x', '', '', '', ?)`,
+		digest, []byte(`{"rampart-known-cert-pins":["cert-sha256:00"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec("INSERT INTO report_events (group_id, received_ms, source, user_agent, device) VALUES (1, 1000, '192.0.2.1', '', '')"); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	db := open(t, path)
+	defer db.Close()
+	gs, err := db.Reports().Groups(context.Background(), store.ReportFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 1 || gs[0].Content.Digest != digest || gs[0].Content.KnownCertPins != nil || gs[0].Reports != 1 ||
+		!bytes.Contains(gs[0].Content.Body, []byte("cert-sha256:00")) {
+		t.Errorf("groups after the upgrade: %+v", gs)
+	}
+}

@@ -101,6 +101,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/internal/store"
+	pinreport "github.com/rampartsec/rampart/pin/report"
 )
 
 // An Opener opens a store on a new, empty database for one subtest.
@@ -296,7 +297,11 @@ func testInvalid(t *testing.T, e *env) {
 	short := content("x")
 	short.Digest = short.Digest[:63]
 	big := content("x")
-	big.Body = make([]byte, 64<<10+1)
+	big.Body = make([]byte, pinreport.MaxSize+1)
+	spaced := content("x")
+	spaced.KnownCertPins = []string{"cert-sha256:00 cert-sha256:11"}
+	empty := content("x")
+	empty.KnownCertPins = []string{""}
 	for _, tc := range []struct {
 		name string
 		bad  store.Report
@@ -306,6 +311,8 @@ func testInvalid(t *testing.T, e *env) {
 		{"ShortDigest", report(short, t0, "d")},
 		{"ZeroReceived", report(content("x"), time.Time{}, "d")},
 		{"BodyOver64KiB", report(big, t0, "d")},
+		{"CertPinWithSpace", report(spaced, t0, "d")},
+		{"EmptyCertPin", report(empty, t0, "d")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The bad report is last, so that a backend writing as it
@@ -324,12 +331,13 @@ func testInvalid(t *testing.T, e *env) {
 	}
 	// Exactly 64 KiB is allowed.
 	ok := content("max")
-	ok.Body = make([]byte, 64<<10)
+	ok.Body = make([]byte, pinreport.MaxSize)
 	add(t, e, report(ok, t0, "d"))
 }
 
 func testContentRoundTrips(t *testing.T, e *env) {
 	a := content("a")
+	a.KnownCertPins = []string{"cert-sha256:" + strings.Repeat("ab", 32), "cert-sha256:" + strings.Repeat("01", 32)}
 	b := content("b")
 	b.Format = "trustkit"
 	b.Port = 8443

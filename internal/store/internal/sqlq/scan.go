@@ -1,6 +1,10 @@
 package sqlq
 
-import "github.com/rampartsec/rampart/internal/store"
+import (
+	"strings"
+
+	"github.com/rampartsec/rampart/internal/store"
+)
 
 // ScanGroup reads a row of [GroupColumns]. scan is the Scan method of
 // either driver's rows.
@@ -10,12 +14,17 @@ func ScanGroup(scan func(dest ...any) error) (store.ReportGroup, error) {
 		c               = &g.Content
 		firstMs, lastMs int64
 	)
+	var certPins string
 	err := scan(&g.ID, &c.Digest, &c.Format, &c.Hostname, &c.Port, &c.NotedHostname,
 		&c.IncludeSubdomains, &c.Mode, &c.Reason, &c.ServedPin, &c.ServedSubject,
-		&c.AppBundleID, &c.AppVersion, &c.AppPlatform, &c.Body,
+		&c.AppBundleID, &c.AppVersion, &c.AppPlatform, &certPins, &c.Body,
 		&g.Reports, &g.Clients, &firstMs, &lastMs)
 	if err != nil {
 		return store.ReportGroup{}, err
+	}
+	c.KnownCertPins = strings.Fields(certPins)
+	if len(c.KnownCertPins) == 0 {
+		c.KnownCertPins = nil
 	}
 	g.FirstSeen, g.LastSeen = Time(firstMs), Time(lastMs)
 	return g, nil
@@ -53,10 +62,12 @@ func GroupArgs(g Distinct) []any {
 	}
 	return []any{c.Digest, c.Format, c.Hostname, c.Port, c.NotedHostname,
 		c.IncludeSubdomains, c.Mode, c.Reason, c.ServedPin, c.ServedSubject,
-		c.AppBundleID, c.AppVersion, c.AppPlatform, body}
+		c.AppBundleID, c.AppVersion, c.AppPlatform, strings.Join(c.KnownCertPins, " "), body}
 }
 
-// GroupInsertColumns are the columns [GroupArgs] gives values for.
+// GroupInsertColumns are the columns [GroupArgs] gives values for. The
+// known certificate pins are one column, space-separated
+// (0005_known_cert_pins.sql).
 const GroupInsertColumns = "digest, format, hostname, port, noted_hostname, " +
 	"include_subdomains, mode, reason, served_pin, served_subject, " +
-	"app_bundle_id, app_version, app_platform, body"
+	"app_bundle_id, app_version, app_platform, known_cert_pins, body"

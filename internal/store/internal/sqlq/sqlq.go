@@ -28,9 +28,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/pin/report"
 )
 
 // Dialect is what differs between the SQL backends in the shared queries.
@@ -144,7 +146,7 @@ func (b *builder) from(f store.ReportFilter, joinGroups bool) string {
 // scans them: the content, then reports, clients, first and last seen.
 const GroupColumns = "g.id, g.digest, g.format, g.hostname, g.port, g.noted_hostname, " +
 	"g.include_subdomains, g.mode, g.reason, g.served_pin, g.served_subject, " +
-	"g.app_bundle_id, g.app_version, g.app_platform, g.body, " +
+	"g.app_bundle_id, g.app_version, g.app_platform, g.known_cert_pins, g.body, " +
 	"a.reports, a.clients, a.first_ms, a.last_ms"
 
 // Groups selects the groups with events within f, most recently seen
@@ -263,13 +265,12 @@ func Total(d Dialect, f store.ReportFilter) Query {
 	return Query{SQL: "SELECT COUNT(*)" + from, Args: b.args}
 }
 
-// MaxBody is the largest report body stored, as ReportContent documents.
-const MaxBody = 64 << 10
-
 // CheckReports returns an error naming the first report that may not be
 // stored: one whose Digest is not a lowercase hex SHA-256, whose receive
-// time is unset, or whose body is over [MaxBody]. Backends check the
-// whole batch before writing, so that a bad report stores nothing.
+// time is unset, whose body is over [report.MaxSize], or whose known
+// certificate pins are not words (empty, or holding white space, which
+// separates them in storage). Backends check the whole batch before
+// writing, so that a bad report stores nothing.
 func CheckReports(rs []store.Report) error {
 	for i, r := range rs {
 		if err := checkReport(r); err != nil {
@@ -286,8 +287,8 @@ func checkReport(r store.Report) error {
 	if r.Received.IsZero() {
 		return errors.New("receive time not set")
 	}
-	if len(r.Content.Body) > MaxBody {
-		return fmt.Errorf("body of %d bytes is over %d", len(r.Content.Body), MaxBody)
+	if len(r.Content.Body) > report.MaxSize {
+		return fmt.Errorf("body of %d bytes is over %d", len(r.Content.Body), report.MaxSize)
 	}
 	// PostgreSQL refuses NUL and invalid UTF-8 in text; refusing them
 	// here makes every backend behave alike.
@@ -298,6 +299,11 @@ func checkReport(r store.Report) error {
 		"app version": c.AppVersion, "app platform": c.AppPlatform} {
 		if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
 			return fmt.Errorf("%s %q is not text (invalid UTF-8 or NUL)", name, truncate(v, 80))
+		}
+	}
+	for _, p := range c.KnownCertPins {
+		if p == "" || !utf8.ValidString(p) || strings.ContainsFunc(p, func(r rune) bool { return r == 0 || unicode.IsSpace(r) }) {
+			return fmt.Errorf("known certificate pin %q is not a word of text", truncate(p, 80))
 		}
 	}
 	return nil
