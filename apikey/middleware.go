@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // ErrNoKey is returned by Authenticate for a request without an API key.
@@ -79,7 +79,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		Deprecate(w, ver)
-		next.ServeHTTP(w, r.WithContext(principal.With(r.Context(), ver.Principal)))
+		next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), ver.Principal)))
 	})
 }
 

@@ -13,14 +13,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
-// Principal is the authenticated caller, as package token has it too.
-type Principal = principal.Principal
+// Principal is the authenticated caller.
+//
+// Deprecated: Use [auth.Principal], the same type.
+type Principal = auth.Principal
 
 // FromContext returns the caller that Middleware authenticated, or nil.
-func FromContext(ctx context.Context) *Principal { return principal.From(ctx) }
+//
+// Deprecated: Use [auth.FromContext].
+func FromContext(ctx context.Context) *Principal { return auth.FromContext(ctx) }
 
 // Errors of Verify, besides ErrInvalid and ErrChecksum for malformed keys.
 var (
@@ -202,7 +206,7 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 	// changed.
 	out := &Verified{Record: *r, Principal: &Principal{
 		Subject: r.ClientID, ClientID: r.ClientID, Scopes: r.Scopes,
-		Method: principal.APIKey, KeyID: r.ID, Expires: r.ExpiresAt,
+		Method: auth.APIKey, KeyID: r.ID, Expires: r.ExpiresAt,
 	}}
 	if r.ReplacedBy != "" {
 		out.Deprecated, out.Sunset, out.RotatedAt = true, r.GraceUntil, e.rotated

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // clientSupplied are request headers that name the client, or another
@@ -100,8 +100,8 @@ func stripPrefix(u *url.URL, prefix string) {
 // path (apikey.FromRequest) reads the first X-API-Key, else a bearer
 // API key in the first Authorization; the token path the first
 // Authorization.
-func onlyChecked(h http.Header, p *principal.Principal, keepCookies bool) {
-	if p != nil && p.Method == principal.APIKey && len(h.Values("X-Api-Key")) > 0 {
+func onlyChecked(h http.Header, p *auth.Principal, keepCookies bool) {
+	if p != nil && p.Method == auth.APIKey && len(h.Values("X-Api-Key")) > 0 {
 		h["X-Api-Key"] = h.Values("X-Api-Key")[:1]
 		delete(h, "Authorization")
 	} else {

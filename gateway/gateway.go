@@ -60,8 +60,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/internal/httpx"
-	"github.com/rampartsec/rampart/internal/principal"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
@@ -447,7 +447,7 @@ func dropCORSHeaders(resp *http.Response) error {
 // leaves on the request only the credential it checked (onlyChecked).
 func (g *Gateway) authenticate(next http.Handler, keepCookies bool) http.Handler {
 	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := principal.From(r.Context())
+		p := auth.FromContext(r.Context())
 		if h := holderOf(r.Context()); h != nil {
 			h.p = p
 		}

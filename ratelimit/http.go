@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // compiledRule is a rule ready for requests: its routes in a ServeMux,
@@ -68,7 +68,7 @@ func (cr *compiledRule) key(r *http.Request, trusted []netip.Prefix) (string, bo
 			sum := sha256.Sum256([]byte(c))
 			b.WriteString(hex.EncodeToString(sum[:12]))
 		case ByClient:
-			p := principal.From(r.Context())
+			p := auth.FromContext(r.Context())
 			if p == nil || p.ClientID == "" {
 				return "", false
 			}

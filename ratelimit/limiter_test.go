@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // "No more than 100 stablecoin swaps per minute per API key": the 101st
@@ -141,7 +141,7 @@ func TestKeyParts(t *testing.T) {
 	}
 	asClient := func(id string) func(*http.Request) {
 		return func(r *http.Request) {
-			*r = *r.WithContext(principal.With(r.Context(), &principal.Principal{ClientID: id}))
+			*r = *r.WithContext(auth.NewContext(r.Context(), &auth.Principal{ClientID: id}))
 		}
 	}
 	for i, want := range []int{200, 200, 200, 200, 429} {

@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // Authenticate authenticates requests that carry either an API key
@@ -63,7 +63,7 @@ func Authenticate(v *Validator, keys *apikey.Verifier) func(http.Handler) http.H
 				valWriteError(w, "rampart", err)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
+			next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
 		})
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // The seed's check: "a token with payment.read cannot create a
@@ -60,7 +60,7 @@ func TestRequireScope(t *testing.T) {
 	}
 }
 
-// API keys put their caller in the context with principal.With; the same
+// API keys put their caller in the context with auth.NewContext; the same
 // RequireScope serves them.
 func TestRequireScopeAPIKeyPrincipal(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
@@ -69,13 +69,13 @@ func TestRequireScopeAPIKeyPrincipal(t *testing.T) {
 		p      *Principal
 		status int
 	}{
-		{&Principal{Subject: "c", Method: principal.APIKey, Scopes: []string{"payment.write"}}, 200},
-		{&Principal{Subject: "c", Method: principal.APIKey, Scopes: []string{"payment.read"}}, 403},
+		{&Principal{Subject: "c", Method: auth.APIKey, Scopes: []string{"payment.write"}}, 200},
+		{&Principal{Subject: "c", Method: auth.APIKey, Scopes: []string{"payment.read"}}, 403},
 		{nil, 401},
 	} {
 		r := httptest.NewRequest("POST", "/payments", nil)
 		if tc.p != nil {
-			r = r.WithContext(principal.With(r.Context(), tc.p))
+			r = r.WithContext(auth.NewContext(r.Context(), tc.p))
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)

@@ -30,7 +30,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // Validator checks access tokens (RFC 9068) for a resource server. Set
@@ -484,7 +484,7 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 			Subject:  c.Subject,
 			ClientID: c.ClientID,
 			Scopes:   scopes,
-			Method:   principal.Bearer,
+			Method:   auth.Bearer,
 			TokenID:  c.ID,
 			Expires:  c.Expiry.Time(),
 		},
@@ -878,7 +878,7 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 			valWriteError(w, valOr(v.Realm, "rampart"), err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
+		next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
 	})
 }
 

@@ -26,7 +26,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/internal/testpki"
 )
 
@@ -289,7 +289,7 @@ func TestValidateAccepts(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := Principal{
-				Subject: "client-1", ClientID: "client-1", Method: principal.Bearer, TokenID: "jti-1",
+				Subject: "client-1", ClientID: "client-1", Method: auth.Bearer, TokenID: "jti-1",
 				Scopes: []string{"payment.read", "payment.write"}, Expires: valT0.Add(15 * time.Minute),
 			}
 			if p.Subject != want.Subject || p.ClientID != want.ClientID || p.Method != want.Method ||
