@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rampartsec/rampart/auth"
 )
 
 // Manager makes, rotates and revokes keys. Store is required.
@@ -289,9 +291,9 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": "use POST"})
 			return
 		}
-		ver, err := v.Authenticate(r)
+		ver, err := v.VerifyRequest(r)
 		if err != nil {
-			Unauthorized(w, err)
+			auth.WriteError(w, "", err)
 			return
 		}
 		g := grace

@@ -64,7 +64,7 @@ func ParseCredential(r *http.Request) (Credential, error) {
 	if len(keys) > 1 || len(auths) > 1 || len(keys) > 0 && len(auths) > 0 {
 		return Credential{}, &Error{Code: InvalidRequest, Status: http.StatusBadRequest, Description: twoCredentials, Err: ErrTwoCredentials}
 	}
-	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+	if r.URL != nil && strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
 		return Credential{}, badRequest("access tokens in the URI are not accepted; use the Authorization header")
 	}
 	if len(keys) == 1 {

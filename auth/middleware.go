@@ -27,6 +27,12 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (*Principal, error)
 }
 
+// AuthenticatorFunc is a function that is an [Authenticator].
+type AuthenticatorFunc func(r *http.Request) (*Principal, error)
+
+// Authenticate returns f(r).
+func (f AuthenticatorFunc) Authenticate(r *http.Request) (*Principal, error) { return f(r) }
+
 // Middleware returns middleware that authenticates every request with
 // the first of as that checks its credential, and passes it on with the
 // caller in its context ([FromContext]); otherwise it answers the refusal

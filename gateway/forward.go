@@ -96,10 +96,9 @@ func stripPrefix(u *url.URL, prefix string) {
 // authenticated (p) and no other: a service that reads another header
 // than the gateway did (a framework taking the last Authorization, or
 // Authorization before X-API-Key, or a session cookie) would otherwise
-// act on a credential nobody checked, revoked or rate-limited. The key
-// path (apikey.FromRequest) reads the first X-API-Key, else a bearer
-// API key in the first Authorization; the token path the first
-// Authorization.
+// act on a credential nobody checked, revoked or rate-limited.
+// auth.ParseCredential refuses a request with more than one of those
+// headers; what is left here is a defence in depth.
 func onlyChecked(h http.Header, p *auth.Principal, keepCookies bool) {
 	if p != nil && p.Method == auth.APIKey && len(h.Values("X-Api-Key")) > 0 {
 		h["X-Api-Key"] = h.Values("X-Api-Key")[:1]

@@ -443,7 +443,7 @@ func dropCORSHeaders(resp *http.Response) error {
 }
 
 // authenticate admits a request with a valid API key or bearer token
-// (token.Authenticate), records the caller for the access log, and
+// (auth.Middleware), records the caller for the access log, and
 // leaves on the request only the credential it checked (onlyChecked).
 func (g *Gateway) authenticate(next http.Handler, keepCookies bool) http.Handler {
 	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +454,7 @@ func (g *Gateway) authenticate(next http.Handler, keepCookies bool) http.Handler
 		onlyChecked(r.Header, p, keepCookies)
 		next.ServeHTTP(w, r)
 	})
-	return token.Authenticate(g.deps.Tokens, g.deps.APIKeys)(record)
+	return auth.Middleware(g.deps.APIKeys, g.deps.Tokens)(record)
 }
 
 // Deadlines on the client's connection. A request that is not routed

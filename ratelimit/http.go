@@ -80,22 +80,17 @@ func (cr *compiledRule) key(r *http.Request, trusted []netip.Prefix) (string, bo
 	return b.String(), true
 }
 
-// credential returns the API key or bearer token a request presents.
+// credential returns the API key or bearer token a request presents, as
+// auth.ParseCredential reads it, the way every authenticating middleware
+// does: a request it refuses (more than one credential, a malformed
+// Authorization header) has no one credential, and keying it on either
+// value would let the other go uncounted; authentication refuses it.
 func credential(r *http.Request) string {
-	// A request with more than one credential header has no one
-	// credential: authentication refuses it (RFC 6750 §2), and keying it
-	// on either value would let the other go uncounted.
-	keys, auths := r.Header.Values("X-API-Key"), r.Header.Values("Authorization")
-	switch {
-	case len(keys)+len(auths) != 1:
+	c, err := auth.ParseCredential(r)
+	if err != nil {
 		return ""
-	case len(keys) == 1:
-		return keys[0]
 	}
-	if h := auths[0]; len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
-		return h[7:]
-	}
-	return ""
+	return c.Value
 }
 
 // Middleware applies the edge rules to every request, in order. Every

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token, read here with
@@ -124,13 +127,13 @@ func TestRFC6750_3_WWWAuthenticate(t *testing.T) {
 	})
 	t.Run("nothing can break out of a quoted string", func(t *testing.T) {
 		e := &Error{Code: InvalidToken, Description: "a\"b\\c\r\nSet-Cookie: x=1\x00é", Scope: "s\"", Status: 401}
-		got := valChallenge("r\"ealm\r\n", e)
+		got := httpx.Challenge("r\"ealm\r\n", string(e.Code), e.Description, e.Scope)
 		want := `Bearer realm="r?ealm??", error="invalid_token", error_description="a?b?c??Set-Cookie: x=1???", scope="s?"`
 		if got != want {
 			t.Fatalf("\ngot  %s\nwant %s", got, want)
 		}
 		w := httptest.NewRecorder()
-		valWriteError(w, "r\"\n", e)
+		auth.WriteError(w, "r\"\n", e)
 		for _, vs := range w.Header() {
 			for _, s := range vs {
 				if strings.ContainsAny(s, "\r\n\x00") {
@@ -258,19 +261,19 @@ func TestErrorString(t *testing.T) {
 		err  *Error
 		want string
 	}{
-		{valInvalid("bad signature", cause), "token: invalid_token: bad signature: go-jose/go-jose: error in cryptographic primitive"},
-		{valBadRequest("more than one Authorization header"), "token: invalid_request: more than one Authorization header"},
-		{valNoCredentials(), "token: a bearer token is required: Authorization: Bearer <access token>"},
+		{invalid("bad signature", cause), "auth: invalid_token: bad signature: go-jose/go-jose: error in cryptographic primitive"},
+		{&Error{Code: InvalidRequest, Description: "more than one Authorization header", Status: 400}, "auth: invalid_request: more than one Authorization header"},
+		{noCredentials(), "auth: a bearer token is required: Authorization: Bearer <access token>"},
 	} {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
 	}
-	if !errors.Is(valInvalid("x", cause), cause) {
+	if !errors.Is(invalid("x", cause), cause) {
 		t.Error("cause not unwrapped")
 	}
 	w := httptest.NewRecorder()
-	valWriteError(w, "", valInvalid("bad signature", cause))
+	auth.WriteError(w, "", invalid("bad signature", cause))
 	if strings.Contains(w.Body.String()+w.Header().Get("WWW-Authenticate"), "go-jose") {
 		t.Fatalf("cause sent to the client: %v %s", w.Header(), w.Body)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/sealed"
 )
 
@@ -215,7 +216,7 @@ func ReadIssued(ctx context.Context, ks KeyStore, raw string) (TokenRef, error) 
 		}
 		return c.ref(), nil
 	}
-	return TokenRef{}, fmt.Errorf("%w: its key (kid %q) is not one of the store's", ErrNotIssued, valQuoted(tok.Headers[0].KeyID))
+	return TokenRef{}, fmt.Errorf("%w: its key (kid %q) is not one of the store's", ErrNotIssued, httpx.Quote(tok.Headers[0].KeyID))
 }
 
 // lowS returns the compact JWS raw with its ECDSA signature in low-S

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 // Principal is the authenticated caller of a request.
@@ -28,34 +29,19 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 	return auth.RequireScope(scopes...)
 }
 
-// valParseScope splits the scope claim: scope tokens separated by single
+// parseScope splits the scope claim: scope tokens separated by single
 // spaces (RFC 6749 §3.3, RFC 9068 §2.2.3). An empty claim is no scope.
 // Anything else (two spaces, a leading space, a quote) is refused rather
 // than repaired, since a repaired scope is one the issuer did not sign.
-func valParseScope(s string) ([]string, bool) {
+func parseScope(s string) ([]string, bool) {
 	if s == "" {
 		return nil, true
 	}
 	scopes := strings.Split(s, " ")
 	for _, t := range scopes {
-		if !valIsScopeToken(t) {
+		if !httpx.IsScopeToken(t) {
 			return nil, false
 		}
 	}
 	return slices.Clip(scopes), true
-}
-
-// valIsScopeToken reports whether s is an RFC 6749 §3.3 scope-token:
-// 1*( %x21 / %x23-5B / %x5D-7E ).
-func valIsScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != 0x21 && (c < 0x23 || c > 0x5B) && (c < 0x5D || c > 0x7E) {
-			return false
-		}
-	}
-	return true
 }

@@ -124,9 +124,9 @@ func TestParseScope(t *testing.T) {
 		{`a\b`, nil, false},
 		{"é", nil, false},
 	} {
-		got, ok := valParseScope(tc.in)
+		got, ok := parseScope(tc.in)
 		if ok != tc.ok || !slices.Equal(got, tc.want) {
-			t.Errorf("valParseScope(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			t.Errorf("parseScope(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
 	}
 }

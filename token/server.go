@@ -27,6 +27,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
@@ -279,7 +280,7 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 // descriptionText keeps an error_description within what RFC 6749 §5.2
 // allows, %x20-21 / %x23-5B / %x5D-7E: anything else becomes '?'.
 func descriptionText(s string) string {
-	return valQuoted(s)
+	return httpx.Quote(s)
 }
 
 // readForm parses an application/x-www-form-urlencoded body of at most
@@ -669,7 +670,7 @@ func (s *Server) issue(r *http.Request, a *authenticated, requested string) (*to
 		// RFC 6749 §3.3: scope-tokens separated by single spaces, a set.
 		scopes = nil
 		for _, sc := range strings.Split(requested, " ") {
-			if !valIsScopeToken(sc) {
+			if !httpx.IsScopeToken(sc) {
 				return nil, "", 0, badRequest("invalid_scope", "the scope parameter must be scope-tokens separated by single spaces (RFC 6749 section 3.3)")
 			}
 			if !slices.Contains(a.scopes, sc) {

@@ -29,7 +29,6 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 
-	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/auth"
 )
 
@@ -294,7 +293,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 		return nil, err
 	}
 	if len(raw) > v.c.maxSize {
-		return nil, valInvalid("token too large", nil)
+		return nil, invalid("token too large", nil)
 	}
 	now := v.now()
 	var id [sha256.Size]byte
@@ -360,24 +359,24 @@ type valEntry struct {
 // clock, the client certificate, revocation.
 func (v *Validator) recheck(ctx context.Context, e *valEntry, now time.Time, peer *x509.Certificate) *Error {
 	if now.Add(-v.c.leeway).After(e.exp) {
-		return valInvalid(valExpired, nil)
+		return invalid(valExpired, nil)
 	}
 	if e.bound {
 		if peer == nil {
-			return valInvalid("token is bound to a client certificate and none was presented", nil)
+			return invalid("token is bound to a client certificate and none was presented", nil)
 		}
 		sum := sha256.Sum256(peer.Raw)
 		if subtle.ConstantTimeCompare(sum[:], e.x5t256[:]) != 1 {
-			return valInvalid("token is bound to another client certificate", nil)
+			return invalid("token is bound to another client certificate", nil)
 		}
 	}
 	if v.Revoked != nil {
 		revoked, err := v.Revoked(ctx, TokenRef{JTI: e.jti, ClientID: e.p.ClientID, IssuedAt: e.iat, Expires: e.exp})
 		if err != nil {
-			return valUnavailableErr("cannot check token revocation", time.Second, err)
+			return unavailableNow("cannot check token revocation", time.Second, err)
 		}
 		if revoked {
-			return valInvalid("token revoked", nil)
+			return invalid("token revoked", nil)
 		}
 	}
 	return nil
@@ -400,30 +399,30 @@ type valClaims struct {
 // the clock's exp, the certificate binding and revocation.
 func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*valEntry, error) {
 	if !valCompact(raw) {
-		return nil, valInvalid("malformed token: not a JWS in compact serialization", nil)
+		return nil, invalid("malformed token: not a JWS in compact serialization", nil)
 	}
 	if !valCanonical(raw) {
-		return nil, valInvalid("malformed token: not canonical base64url (RFC 7515 section 2)", nil)
+		return nil, invalid("malformed token: not canonical base64url (RFC 7515 section 2)", nil)
 	}
 	tok, err := jose.ParseSignedCompact(raw, v.c.algs)
 	if err != nil {
 		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
-			return nil, valInvalid("signature algorithm not allowed", err)
+			return nil, invalid("signature algorithm not allowed", err)
 		}
-		return nil, valInvalid("malformed token", err)
+		return nil, invalid("malformed token", err)
 	}
 	if len(tok.Signatures) != 1 {
-		return nil, valInvalid("malformed token: one signature expected", nil)
+		return nil, invalid("malformed token: one signature expected", nil)
 	}
 	h := tok.Signatures[0].Protected
 	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
 	if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
 		// RFC 9068 §4 step 1: an ID token or another JWT signed by the
 		// same issuer must not pass for an access token.
-		return nil, valInvalid("token type (typ) must be at+jwt", nil)
+		return nil, invalid("token type (typ) must be at+jwt", nil)
 	}
 	if h.KeyID == "" {
-		return nil, valInvalid("token has no key ID (kid)", nil)
+		return nil, invalid("token has no key ID (kid)", nil)
 	}
 	alg := jose.SignatureAlgorithm(h.Algorithm)
 	key, err := v.key(ctx, h.KeyID, alg, now, func() time.Time { return valUnverifiedIAT(tok) })
@@ -433,15 +432,15 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 	payload, err := tok.Verify(key.Key)
 	if err != nil {
 		if errors.Is(err, jose.ErrCryptoFailure) {
-			return nil, valInvalid("bad signature", err)
+			return nil, invalid("bad signature", err)
 		}
-		return nil, valInvalid("malformed token", err)
+		return nil, invalid("malformed token", err)
 	}
 	// The claims are decoded after the signature is checked, by a
 	// strict, fast decoder: duplicate members are refused.
 	var c valClaims
 	if err := jsonv2.Unmarshal(payload, &c); err != nil {
-		return nil, valInvalid("malformed claims", err)
+		return nil, invalid("malformed claims", err)
 	}
 	err = c.ValidateWithLeeway(jwt.Expected{
 		Issuer:      v.Issuer,
@@ -450,34 +449,34 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 	}, v.c.leeway)
 	switch {
 	case errors.Is(err, jwt.ErrInvalidIssuer):
-		return nil, valInvalid("wrong issuer", nil)
+		return nil, invalid("wrong issuer", nil)
 	case errors.Is(err, jwt.ErrInvalidAudience):
-		return nil, valInvalid("wrong audience", nil)
+		return nil, invalid("wrong audience", nil)
 	case errors.Is(err, jwt.ErrExpired):
-		return nil, valInvalid(valExpired, nil)
+		return nil, invalid(valExpired, nil)
 	case errors.Is(err, jwt.ErrNotValidYet):
-		return nil, valInvalid("token not yet valid", nil)
+		return nil, invalid("token not yet valid", nil)
 	case errors.Is(err, jwt.ErrIssuedInTheFuture):
-		return nil, valInvalid("token issued in the future", nil)
+		return nil, invalid("token issued in the future", nil)
 	case err != nil:
-		return nil, valInvalid("invalid claims", err)
+		return nil, invalid("invalid claims", err)
 	}
 	// RFC 9068 §2.2: required claims. iss and aud were checked above.
 	switch {
 	case c.Expiry == nil:
-		return nil, valInvalid("token has no expiry (exp)", nil)
+		return nil, invalid("token has no expiry (exp)", nil)
 	case c.IssuedAt == nil:
-		return nil, valInvalid("token has no issue time (iat)", nil)
+		return nil, invalid("token has no issue time (iat)", nil)
 	case c.Subject == "":
-		return nil, valInvalid("token has no subject (sub)", nil)
+		return nil, invalid("token has no subject (sub)", nil)
 	case c.ClientID == "":
-		return nil, valInvalid("token has no client_id", nil)
+		return nil, invalid("token has no client_id", nil)
 	case c.ID == "":
-		return nil, valInvalid("token has no ID (jti)", nil)
+		return nil, invalid("token has no ID (jti)", nil)
 	}
-	scopes, ok := valParseScope(c.Scope)
+	scopes, ok := parseScope(c.Scope)
 	if !ok {
-		return nil, valInvalid("malformed scope", nil)
+		return nil, invalid("malformed scope", nil)
 	}
 	e := &valEntry{
 		p: Principal{
@@ -498,11 +497,11 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 		// A bound token whose binding cannot be checked is refused:
 		// accepting it would unbind it.
 		if c.Cnf.X5tS256 == nil {
-			return nil, valInvalid("unsupported confirmation method (cnf)", nil)
+			return nil, invalid("unsupported confirmation method (cnf)", nil)
 		}
 		sum, err := base64.RawURLEncoding.Strict().DecodeString(*c.Cnf.X5tS256)
 		if err != nil || len(sum) != sha256.Size {
-			return nil, valInvalid("malformed certificate thumbprint (cnf x5t#S256)", nil)
+			return nil, invalid("malformed certificate thumbprint (cnf x5t#S256)", nil)
 		}
 		e.bound = true
 		copy(e.x5t256[:], sum)
@@ -625,7 +624,7 @@ func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgor
 		return k, nil
 	}
 	if v.c.static || fetched {
-		return nil, valInvalid("unknown signing key", nil)
+		return nil, invalid("unknown signing key", nil)
 	}
 	issued := iat()
 	fresh := !issued.IsZero() && !issued.Before(ks.fetched.Add(-v.c.leeway))
@@ -641,9 +640,9 @@ func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgor
 		return k, nil
 	}
 	if fresh && !fetched {
-		return nil, valUnavailableErr("the token's signing key is not known here yet", max(wait, time.Second), nil)
+		return nil, unavailableNow("the token's signing key is not known here yet", max(wait, time.Second), nil)
 	}
-	return nil, valInvalid("unknown signing key", nil)
+	return nil, invalid("unknown signing key", nil)
 }
 
 // valFreshRefetch is the least time between two JWKS fetches for tokens
@@ -770,7 +769,7 @@ func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Durati
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return nil, false, 0, valUnavailableErr("signing keys are being fetched", time.Second, ctx.Err())
+		return nil, false, 0, unavailableNow("signing keys are being fetched", time.Second, ctx.Err())
 	}
 	if f.err != nil {
 		ks, err := v.stale(v.keys.Load(), now, v.c.refetch, f.err)
@@ -784,7 +783,7 @@ func (v *Validator) stale(ks *valKeySet, now time.Time, retry time.Duration, err
 	if ks != nil && now.Sub(ks.fetched) < 2*v.c.refresh {
 		return ks, nil
 	}
-	return nil, valUnavailableErr("the issuer's signing keys are unavailable", retry, err)
+	return nil, unavailableNow("the issuer's signing keys are unavailable", retry, err)
 }
 
 func (v *Validator) fetch(ctx context.Context, f *valFetch) {
@@ -855,64 +854,55 @@ func (v *Validator) fetchKeys(ctx context.Context) (*valKeySet, error) {
 }
 
 // Middleware authenticates each request by its bearer token and passes
-// it on with the caller in its context ([FromContext]); otherwise it
+// it on with the caller in its context ([auth.FromContext]); otherwise it
 // answers as RFC 6750 §3 says (401 invalid_token, 400 invalid_request,
 // 401 with no error code for a request without a token) and next is not
-// called.
-//
-// The token is read from the Authorization header only (RFC 6750 §2.1).
-// A request with two Authorization headers, or an X-API-Key next to one,
-// is 400 invalid_request (§2: one method per request).
-// A token in the URI query (§2.3) is refused with 400, because URIs end
-// up in logs and Referer headers; a token in a form body (§2.2) is not
-// looked for, so that the body stays unread. When the token is bound to
-// a certificate, the client certificate is r.TLS.PeerCertificates[0]:
-// TLS must terminate in this process.
+// called. It is [auth.MiddlewareRealm] with v alone, in Realm.
 //
 // When the JWKS cannot be fetched (or Revoked fails), the answer is 503
 // with Retry-After: the client's token may be fine.
 func (v *Validator) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := v.authenticate(r)
-		if err != nil {
-			valWriteError(w, valOr(v.Realm, "rampart"), err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
-	})
+	return auth.MiddlewareRealm(v.Realm, v)(next)
 }
 
-func (v *Validator) authenticate(r *http.Request) (*Principal, error) {
-	hs := r.Header.Values("Authorization")
-	if apikey.CheckOneCredential(r) != nil {
-		// RFC 6750 §3.1: a repeated parameter is invalid_request; two
-		// headers, or an API key next to the token, could be read as
-		// either credential.
-		return nil, valTwoCredentials()
+// Authenticate reads the bearer token of r with [auth.ParseCredential]
+// and validates it ([Validator.Validate]): v is an [auth.Authenticator].
+//
+// The token is read from the Authorization header only (RFC 6750 §2.1).
+// A request with two Authorization headers, or an X-API-Key next to one,
+// is 400 invalid_request (§2: one method per request), and so is a token
+// in the URI query (§2.3), because URIs end up in logs and Referer
+// headers; a token in a form body (§2.2) is not looked for, so that the
+// body stays unread. When the token is bound to a certificate, the client
+// certificate is r.TLS.PeerCertificates[0]: TLS must terminate in this
+// process.
+//
+// A request without a bearer token (none, an API key, another scheme) is
+// a [*auth.NoCredentialError]. A nil *Validator checks no token: every
+// request is one without a credential for it, so that [auth.Middleware]
+// refuses bearer tokens.
+func (v *Validator) Authenticate(r *http.Request) (*auth.Principal, error) {
+	c, err := auth.ParseCredential(r)
+	if err != nil {
+		return nil, err
 	}
-	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
-		return nil, valBadRequest("access tokens in the URI are not accepted; use the Authorization header")
-	}
-	var h string
-	if len(hs) == 1 {
-		h = hs[0]
+	if v == nil {
+		return nil, &auth.NoCredentialError{Found: c.Method}
 	}
 	if err := v.init(); err != nil {
 		return nil, err
 	}
-	if len(h) > len("Bearer ")+v.c.maxSize && strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
-		// Refused before even the header is scanned.
-		return nil, valInvalid("token too large", nil)
+	if c.Method != auth.Bearer {
+		return nil, &auth.NoCredentialError{Accepts: []auth.Method{auth.Bearer}, Found: c.Method}
 	}
-	raw, err := ParseBearer(h)
-	if err != nil {
-		return nil, err
+	if len(c.Value) > v.c.maxSize {
+		return nil, invalid("token too large", nil)
 	}
 	var peer *x509.Certificate
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		peer = r.TLS.PeerCertificates[0]
 	}
-	return v.Validate(r.Context(), raw, peer)
+	return v.Validate(r.Context(), c.Value, peer)
 }
 
 // valCache holds verified tokens by SHA-256 of the token, so that it

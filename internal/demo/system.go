@@ -25,6 +25,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/examples/payments"
 	"github.com/rampartsec/rampart/gateway"
 	"github.com/rampartsec/rampart/internal/httpx"
@@ -154,7 +155,7 @@ func (s *system) publicPKI(context.Context) error {
 	// The attacker answers like the API and notes whether a client sent
 	// it an API key: what it would steal.
 	attacker := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := apikey.FromRequest(r); ok {
+		if c, _ := auth.ParseCredential(r); c.Method == auth.APIKey {
 			s.attackerSawAPIKey.Store(true)
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -51,12 +51,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin/bundle"
 	"github.com/rampartsec/rampart/ratelimit"
@@ -67,7 +67,8 @@ type Config struct {
 	Store store.Store
 	// AdminToken authorizes the admin API and the dashboard. It is
 	// compared in constant time and never logged. Use at least 32 random
-	// bytes; New refuses fewer than 16 characters.
+	// bytes; New refuses fewer than 16 characters, and characters an
+	// RFC 6750 bearer credential cannot hold.
 	AdminToken string
 	// AdminTokenHint completes "The admin token is ..." on the login
 	// page, e.g. "in the file admin-token in the data directory". The
@@ -197,6 +198,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(cfg.AdminToken) < 16 {
 		return nil, errors.New("server: the admin token must be at least 16 characters (rampart serve makes a random one)")
+	}
+	if c, err := auth.ParseAuthorization("Bearer " + cfg.AdminToken); err != nil || c.Value != cfg.AdminToken {
+		// Admins send it as a bearer credential, which the one reader of
+		// credentials takes in RFC 6750's syntax only.
+		return nil, errors.New("server: the admin token must be an RFC 6750 b64token: letters, digits and -._~+/, then = padding only")
 	}
 	live := Settings{BundleKeys: cfg.BundleKeys, ReportLimit: cfg.ReportLimit, ReportQuota: cfg.ReportQuota,
 		BundleCacheControl: cfg.BundleCacheControl, Retention: cfg.Retention, AccessLog: cfg.AccessLog}
@@ -430,12 +436,15 @@ func tooMany(d ratelimit.Decision, msg string) *Error {
 	}
 }
 
+// bearer returns the admin token r presents: a bearer credential, read
+// by auth.ParseCredential as every other credential is. A request it
+// refuses (two credentials, a malformed header) presents none.
 func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+	c, err := auth.ParseCredential(r)
+	if err != nil || c.Header != auth.HeaderAuthorization {
 		return "", false
 	}
-	return h[7:], h[7:] != ""
+	return c.Value, true
 }
 
 func deriveKey(secret, purpose string) []byte {
