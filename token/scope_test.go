@@ -16,11 +16,11 @@ import (
 // The seed's check: "a token with payment.read cannot create a
 // transaction". Scopes are exact strings with no hierarchy.
 func TestRequireScope(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	tok := func(scope string) string {
-		return k.mint(t, valWith(clock.Now(), map[string]any{"scope": scope, "jti": "j-" + scope}), nil)
+		return k.mint(t, with(clock.Now(), map[string]any{"scope": scope, "jti": "j-" + scope}), nil)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -42,7 +42,7 @@ func TestRequireScope(t *testing.T) {
 		{"nothing required", "", nil, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := valServe(v, valRequest(tok(tc.scope)), RequireScope(tc.required...))
+			w := serve(v, bearerRequest(tok(tc.scope)), RequireScope(tc.required...))
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}

@@ -37,6 +37,7 @@ import (
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // Scopes are the payment API's scopes.
@@ -301,7 +302,7 @@ func (s *system) controlPlane(ctx context.Context) error {
 	verifier := &apikey.Verifier{Store: st.APIKeys(), Pepper: s.pepper, Logger: s.logger}
 	s.onClose(func() { verifier.Close() })
 	s.keys = &apikey.Manager{Store: st.APIKeys(), Pepper: s.pepper, Scopes: Scopes}
-	oauth := &token.Server{
+	oauth := &authserver.Server{
 		Issuer: s.cpURL, Audience: audience,
 		Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
 		Clients: st.APIKeys(), APIKeys: verifier, KeyEncryptionKey: secrets.SigningKeyKEK,

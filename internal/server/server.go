@@ -102,7 +102,7 @@ type Config struct {
 	// SecureCookies marks the dashboard session cookie Secure; set it when
 	// the server is reached over https.
 	SecureCookies bool
-	// OAuth serves the OAuth2 authorization server (token.Server) under
+	// OAuth serves the OAuth2 authorization server (authserver.Server) under
 	// /oauth2/ and /.well-known/oauth-authorization-server; nil leaves
 	// them out.
 	OAuth http.Handler

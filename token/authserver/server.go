@@ -1,4 +1,4 @@
-package token
+package authserver
 
 import (
 	"context"
@@ -29,6 +29,8 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/ratelimit"
+	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/internal/jws"
 )
 
 // Server is an OAuth2 authorization server for the client-credentials
@@ -195,7 +197,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Start(ctx context.Context) error {
 	s.init()
 	if s.Issuer == "" || s.Audience == "" || s.Keys == nil || s.Revocations == nil || s.Clients == nil || s.APIKeys == nil {
-		return errors.New("token: Server needs Issuer, Audience, Keys, Revocations, Clients and APIKeys")
+		return errors.New("authserver: Server needs Issuer, Audience, Keys, Revocations, Clients and APIKeys")
 	}
 	if err := EnsureKeys(ctx, s.Keys, s.KeyEncryptionKey, s.Algorithm, s.now()); err != nil {
 		return err
@@ -597,8 +599,8 @@ type tokenClaims struct {
 	Cnf      *confirmation `json:"cnf,omitempty"`
 }
 
-func (c *tokenClaims) ref() TokenRef {
-	return TokenRef{JTI: c.ID, ClientID: c.ClientID, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: time.Unix(c.Expiry, 0)}
+func (c *tokenClaims) ref() token.TokenRef {
+	return token.TokenRef{JTI: c.ID, ClientID: c.ClientID, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: time.Unix(c.Expiry, 0)}
 }
 
 type confirmation struct {
@@ -723,7 +725,7 @@ func (s *Server) issue(r *http.Request, a *authenticated, requested string) (*to
 	var compact string
 	if err == nil {
 		compact, err = sig.CompactSerialize()
-		compact = lowS(compact, kr.alg)
+		compact = jws.LowS(compact, jose.SignatureAlgorithm(kr.alg))
 	}
 	if err != nil {
 		s.logger().Error("token: signing failed", "err", err)
@@ -821,7 +823,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 // parseOwnToken checks a token this server issued: signature with one of
 // its published keys, issuer, expiry. It returns nil for anything else.
 func (s *Server) parseOwnToken(ctx context.Context, raw string) *tokenClaims {
-	if len(raw) > 8<<10 || !valCompact(raw) || !valCanonical(raw) {
+	if len(raw) > 8<<10 || !jws.Compact(raw) || !jws.Canonical(raw) {
 		return nil
 	}
 	kr, err := s.keys(ctx)
