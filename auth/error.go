@@ -164,9 +164,13 @@ func WriteError(w http.ResponseWriter, realm string, err error) {
 	if realm == "" {
 		realm = "rampart"
 	}
+	var retry time.Duration
+	if e.Status == http.StatusServiceUnavailable {
+		retry = max(e.RetryAfter, time.Second)
+	}
 	httpx.WriteOAuthError(w, httpx.OAuthError{
 		Status: e.Status, Code: string(e.Code), Description: e.Description, Scope: e.Scope,
-		Realm: realm, RetryAfter: e.RetryAfter,
+		Realm: realm, RetryAfter: retry,
 	})
 }
 

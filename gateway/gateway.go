@@ -574,9 +574,7 @@ func loadBundles(id *Identity) (*x509bundle.Set, error) {
 
 // writeProblem answers with RFC 9457 problem details.
 func writeProblem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
+	httpx.WriteProblem(w, httpx.Problem{Status: status, Title: title, Detail: detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

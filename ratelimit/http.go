@@ -3,10 +3,8 @@ package ratelimit
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 // compiledRule is a rule ready for requests: its routes in a ServeMux,
@@ -231,28 +230,10 @@ func describe(l Limit) string {
 }
 
 // seconds rounds up to whole seconds, as Retry-After and the fields want.
-func seconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64(math.Ceil(d.Seconds()))
-}
+func seconds(d time.Duration) int64 { return httpx.Seconds(d) }
 
-// problem is an RFC 9457 problem details object.
-type problem struct {
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Status     int    `json:"status"`
-	Detail     string `json:"detail"`
-	Rule       string `json:"rule,omitempty"`
-	RetryAfter int64  `json:"retry_after,omitempty"`
-}
-
+// writeProblem answers with RFC 9457 problem details naming the rule,
+// and Retry-After (at least a second).
 func writeProblem(w http.ResponseWriter, status int, title, detail, rule string, retry time.Duration) {
-	secs := max(seconds(retry), 1)
-	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Rule: rule, RetryAfter: secs})
+	httpx.WriteProblem(w, httpx.Problem{Status: status, Title: title, Detail: detail, Rule: rule, RetryAfter: max(retry, time.Second)})
 }

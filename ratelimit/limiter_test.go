@@ -287,3 +287,14 @@ rules:
 		}
 	}
 }
+
+// problem is the body of a refusal: RFC 9457 problem details with the
+// rule's extension members.
+type problem struct {
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Status     int    `json:"status"`
+	Detail     string `json:"detail"`
+	Rule       string `json:"rule,omitempty"`
+	RetryAfter int64  `json:"retry_after,omitempty"`
+}

@@ -417,11 +417,9 @@ func checkFields(body []byte, v any) error {
 	return nil
 }
 
+// problem answers with RFC 9457 problem details.
 func problem(w http.ResponseWriter, status int, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
+	httpx.WriteProblem(w, httpx.Problem{Status: status, Detail: detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

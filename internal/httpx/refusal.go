@@ -89,9 +89,9 @@ type OAuthError struct {
 	// and the code, description and scope as attributes (none of them
 	// without a code, §3.1). "" sends no challenge.
 	Realm string
-	// RetryAfter is when a 429 or 503 is worth retrying: the Retry-After
-	// header, in whole seconds, rounded up, and at least 1 (also when it
-	// is zero). Other statuses send no Retry-After.
+	// RetryAfter, if positive, is when the request is worth retrying
+	// (a 429, a 503): the Retry-After header, in whole seconds, rounded
+	// up.
 	RetryAfter time.Duration
 	// Header holds header fields set after the writer's own: RFC 6749
 	// §5.2's Pragma, a Basic challenge for invalid_client.
@@ -117,8 +117,9 @@ func WriteOAuthError(w http.ResponseWriter, e OAuthError) {
 		if e.Realm != "" {
 			h.Set("WWW-Authenticate", Challenge(e.Realm, e.Code, e.Description, e.Scope))
 		}
-	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		h.Set("Retry-After", strconv.FormatInt(max(Seconds(e.RetryAfter), 1), 10))
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(Seconds(e.RetryAfter), 10))
 	}
 	for k, vs := range e.Header {
 		h[k] = vs

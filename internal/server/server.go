@@ -24,10 +24,14 @@
 //
 // # Errors
 //
-// Every refusal is a precise 4xx with a JSON body {"error": "..."}; an
-// unexpected failure is a bare 500 whose detail goes only to the log. An
-// answer is encoded before its status line is sent, so an encoding
-// failure is such a 500 too, never a truncated 2xx. Unknown query
+// Every refusal of the endpoints above is a precise 4xx with a JSON body
+// {"error": "..."}; an unexpected failure is a 500 whose detail goes only
+// to the log. The handlers mounted beside them answer in their own
+// documented terms: the OAuth2 endpoints with RFC 6749 §5.2 errors, API-key
+// rotation and certificate renewal with {"error", "error_description"}.
+// All are written by internal/httpx's WriteOAuthError. An answer is
+// encoded before its status line is sent, so an encoding failure is such
+// a 500 too, never a truncated 2xx. Unknown query
 // parameters of the admin API and the dashboard are refused.
 //
 // # Storage
@@ -51,12 +55,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin/bundle"
 	"github.com/rampartsec/rampart/ratelimit"
@@ -428,11 +434,10 @@ func (s *Server) authBlocked(r *http.Request) error {
 }
 
 func tooMany(d ratelimit.Decision, msg string) *Error {
-	secs := int((d.RetryAfter + time.Second - 1) / time.Second)
 	return &Error{
 		Code:   http.StatusTooManyRequests,
 		Msg:    msg,
-		Header: http.Header{"Retry-After": {fmt.Sprint(max(secs, 1))}},
+		Header: http.Header{"Retry-After": {strconv.FormatInt(max(httpx.Seconds(d.RetryAfter), 1), 10)}},
 	}
 }
 

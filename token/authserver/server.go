@@ -264,19 +264,15 @@ func invalidClient(desc string) *oauthError {
 		header: http.Header{"Www-Authenticate": {`Basic realm="rampart", charset="UTF-8"`}}}
 }
 
+// writeOAuthError answers with e, an RFC 6749 §5.2 error response: the
+// one place in Rampart such bodies are sent (with introspection and
+// revocation, RFC 7662 §2.3 and RFC 7009 §2.2.1, which use them too).
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	h := http.Header{"Pragma": {"no-cache"}}
 	for k, v := range e.header {
-		w.Header()[k] = v
+		h[k] = v
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.status)
-	body := map[string]string{"error_description": descriptionText(e.description)}
-	if e.code != "" {
-		body["error"] = e.code
-	}
-	json.NewEncoder(w).Encode(body)
+	httpx.WriteOAuthError(w, httpx.OAuthError{Status: e.status, Code: e.code, Description: descriptionText(e.description), Header: h})
 }
 
 // descriptionText keeps an error_description within what RFC 6749 §5.2
@@ -473,10 +469,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // and no error code, since RFC 6749 §5.2 has none for it (and
 // temporarily_unavailable is the authorization endpoint's).
 func tooManyFailures(d ratelimit.Decision) *oauthError {
-	secs := max(int((d.RetryAfter+time.Second-1)/time.Second), 1)
+	secs := max(httpx.Seconds(d.RetryAfter), 1)
 	return &oauthError{status: http.StatusTooManyRequests,
 		description: fmt.Sprintf("too many failed client authentications; retry in %d s", secs),
-		header:      http.Header{"Retry-After": {strconv.Itoa(secs)}}}
+		header:      http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}}}
 }
 
 func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*authenticated, *oauthError) {
