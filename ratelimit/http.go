@@ -163,13 +163,12 @@ func Deny(w http.ResponseWriter, d Decision) {
 		d.Rule, d.RetryAfter)
 }
 
-// Unavailable answers an ErrUnavailable from Allow: 503 and Retry-After.
+// Unavailable answers an error of Allow, an [*UnavailableError]: 503,
+// Retry-After, and problem details naming its rule.
 func Unavailable(w http.ResponseWriter, err error) {
 	rule := ""
-	if errors.Is(err, ErrUnavailable) {
-		if _, after, ok := strings.Cut(err.Error(), "(rule "); ok {
-			rule, _, _ = strings.Cut(after, ")")
-		}
+	if ue, ok := errors.AsType[*UnavailableError](err); ok {
+		rule = ue.Rule
 	}
 	writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable", "the rate limiter cannot decide; retry shortly", rule, time.Second)
 }

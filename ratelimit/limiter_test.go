@@ -181,8 +181,20 @@ func TestFailureModes(t *testing.T) {
 	}}
 	ctx := context.Background()
 	store.down.Store(true)
-	if _, err := l.Allow(ctx, "withdraw", "acct"); !errors.Is(err, ErrUnavailable) {
+	_, err := l.Allow(ctx, "withdraw", "acct")
+	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("closed rule, store down: %v, want ErrUnavailable", err)
+	}
+	// The rule is found by type, never read out of the message.
+	if ue, ok := errors.AsType[*UnavailableError](err); !ok || ue.Rule != "withdraw" || ue.Err == nil {
+		t.Errorf("closed rule, store down: %#v, want an *UnavailableError for withdraw", err)
+	}
+	rec := httptest.NewRecorder()
+	Unavailable(rec, &UnavailableError{Rule: "a (rule b)", Err: errors.New("(rule c)")})
+	var p problem
+	json.Unmarshal(rec.Body.Bytes(), &p)
+	if rec.Code != 503 || p.Rule != "a (rule b)" || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("Unavailable: %d %v %s", rec.Code, rec.Header(), rec.Body)
 	}
 	h := l.Middleware(ok)
 	codes := []int{do(t, h, "192.0.2.1:1").Code, do(t, h, "192.0.2.1:1").Code, do(t, h, "192.0.2.1:1").Code}

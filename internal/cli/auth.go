@@ -435,7 +435,7 @@ func newAPIKeyCreateCmd(stdio Stdio) *cobra.Command {
 			if expires != "" {
 				var err error
 				if exp, err = parseExpiry(expires, time.Now().UTC()); err != nil {
-					return usagef("%v", strings.Replace(err.Error(), "--expires", "--expires", 1))
+					return usagef("%v", err)
 				}
 			}
 			st, keys, err := sf.open(c.Context())
