@@ -84,10 +84,11 @@ type Verified struct {
 	Sunset     time.Time
 }
 
-// Verifier checks API keys against a Store. The zero value is not usable:
-// Store is required. Set the fields before first use.
+// Verifier checks API keys against a key store. The zero value is not
+// usable: Store is required. Set the fields before first use.
 type Verifier struct {
-	Store Store
+	// Store is where keys are looked up: any [Store] is a Lookup.
+	Store Lookup
 	// Pepper is the HMAC key of the stored hashes (see Hash). Every
 	// instance and the CLI must use the same one.
 	Pepper []byte

@@ -44,12 +44,14 @@ type Server struct {
 	Issuer string
 	// Audience is the aud of the tokens: the resource servers' identifier.
 	Audience string
-	Keys     KeyStore
+	// Keys holds the signing keys, sealed, shared by every instance
+	// (Start makes the first ones).
+	Keys KeyStore
 	// Revocations keeps revoked tokens (RFC 7009) for introspection.
 	Revocations RevocationStore
 	// Clients and APIKeys authenticate clients: an API key is the client
-	// secret.
-	Clients apikey.Store
+	// secret. Any apikey.Store is a Clients.
+	Clients Clients
 	APIKeys *apikey.Verifier
 	// KeyEncryptionKey (32 bytes) unseals the signing keys in the store.
 	KeyEncryptionKey []byte
@@ -91,7 +93,8 @@ type Server struct {
 	// and the server's own failures, at Warn and Error. Nil means
 	// slog.Default().
 	Logger *slog.Logger
-	Now    func() time.Time
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 
 	once    sync.Once
 	mux     *http.ServeMux
@@ -103,6 +106,12 @@ type Server struct {
 	mu       sync.Mutex
 	ring     *keyring
 	clients  map[string]cachedClient
+}
+
+// Clients is what a Server asks of the client registry: a client by its
+// ID, or apikey.ErrNotFound. It must be safe for concurrent use.
+type Clients interface {
+	Client(ctx context.Context, id string) (*apikey.Client, error)
 }
 
 type cachedClient struct {
