@@ -29,7 +29,7 @@ func (l *lookup) KeyByHash(_ context.Context, h []byte) (*apikey.Record, error) 
 	return nil, apikey.ErrNotFound
 }
 func (l *lookup) Key(context.Context, string) (*apikey.Record, error) { return nil, apikey.ErrNotFound }
-func (l *lookup) Generation(context.Context) (int64, error)         { return 1, nil }
+func (l *lookup) Generation(context.Context) (int64, error)           { return 1, nil }
 func (l *lookup) TouchKeys(context.Context, map[string]time.Time) error {
 	return nil
 }
