@@ -25,10 +25,14 @@
 // A [Verifier] finds the key by its hash, checks its client, status,
 // expiry and rotation grace, caches the result briefly, and notices
 // revocations made by any instance sharing the store within
-// [Verifier.RevocationCheck]. [Middleware] authenticates requests
-// ("Authorization: Bearer rk_..." or "X-API-Key"); a key in its rotation
-// grace period still works and gets Deprecation and Sunset headers. A
-// [Manager] creates, rotates and revokes keys.
+// [Verifier.RevocationCheck]. A Verifier is an auth.Authenticator
+// ([Verifier.Authenticate]; the key's details with
+// [Verifier.VerifyRequest]): [Verifier.Middleware], or auth.Middleware
+// with bearer tokens too, authenticates requests ("Authorization: Bearer
+// rk_..." or "X-API-Key", read by auth.ParseCredential); a key in its
+// rotation grace period still works and gets Deprecation and Sunset
+// headers. A refused key is a [*RefusedError]. A [Manager] creates,
+// rotates and revokes keys.
 package apikey
 
 import (

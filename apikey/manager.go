@@ -282,7 +282,7 @@ func (m *Manager) Due(ctx context.Context) ([]Record, error) {
 // works, and no client gets more than MaxKeysInGrace keys in their grace
 // period this way: someone holding a key cannot grow a chain of working
 // keys. Put the handler under a failed-authentication limit (rampart
-// serve uses the token endpoint's, token.Server.LimitFailedAuth): it
+// serve uses the token endpoint's, authserver.Server.LimitFailedAuth): it
 // answers whether a key is valid.
 func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 	minGrace := min(MinSelfRotationGrace, grace)
