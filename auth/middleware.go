@@ -43,7 +43,8 @@ func (f AuthenticatorFunc) Authenticate(r *http.Request) (*Principal, error) { r
 // credential in its last days (Principal.Sunset) gets the Deprecation and
 // Sunset headers on the answer.
 //
-// With no Authenticator, every request is refused.
+// A nil Authenticator in as is passed over; with none, every request is
+// refused.
 func Middleware(as ...Authenticator) func(http.Handler) http.Handler {
 	return MiddlewareRealm("", as...)
 }
@@ -68,7 +69,7 @@ func MiddlewareRealm(realm string, as ...Authenticator) func(http.Handler) http.
 // authenticate asks as in turn.
 func authenticate(r *http.Request, as []Authenticator) (*Principal, error) {
 	none := &NoCredentialError{}
-	if len(as) == 0 {
+	if !slices.ContainsFunc(as, func(a Authenticator) bool { return a != nil }) {
 		c, err := ParseCredential(r)
 		if err != nil {
 			return nil, err
@@ -76,6 +77,9 @@ func authenticate(r *http.Request, as []Authenticator) (*Principal, error) {
 		none.Found = c.Method
 	}
 	for _, a := range as {
+		if a == nil {
+			continue
+		}
 		p, err := a.Authenticate(r)
 		if err == nil && p == nil {
 			err = errors.New("auth: an Authenticator returned neither a caller nor an error")
