@@ -25,10 +25,14 @@
 // A [Verifier] finds the key by its hash, checks its client, status,
 // expiry and rotation grace, caches the result briefly, and notices
 // revocations made by any instance sharing the store within
-// [Verifier.RevocationCheck]. [Middleware] authenticates requests
-// ("Authorization: Bearer rk_..." or "X-API-Key"); a key in its rotation
-// grace period still works and gets Deprecation and Sunset headers. A
-// [Manager] creates, rotates and revokes keys.
+// [Verifier.RevocationCheck]. A Verifier is an auth.Authenticator
+// ([Verifier.Authenticate]; the key's details with
+// [Verifier.VerifyRequest]): [Verifier.Middleware], or auth.Middleware
+// with bearer tokens too, authenticates requests ("Authorization: Bearer
+// rk_..." or "X-API-Key", read by auth.ParseCredential); a key in its
+// rotation grace period still works and gets Deprecation and Sunset
+// headers. A refused key is a [*RefusedError]. A [Manager] creates,
+// rotates and revokes keys.
 package apikey
 
 import (
@@ -76,10 +80,16 @@ func (k Key) Env() Env { return Env(k.s[3:7]) }
 // characters of its random part, "rk_live_7Gq0…".
 func (k Key) Hint() string { return k.s[:prefixLen+hintLen] + "…" }
 
-// Errors of Parse. Both wrap ErrInvalid.
+// Errors of Parse, the Reasons of its [*RefusedError]s. ErrChecksum
+// wraps ErrInvalid.
 var (
-	ErrInvalid  = errors.New("apikey: not an API key")
-	ErrChecksum = fmt.Errorf("%w: checksum mismatch (a typo, or not a key this server issues)", ErrInvalid)
+	ErrInvalid  = errors.New("apikey: " + notAKey)
+	ErrChecksum = fmt.Errorf("%w: %s", ErrInvalid, badChecksum)
+)
+
+const (
+	notAKey     = "not an API key"
+	badChecksum = "checksum mismatch (a typo, or not a key this server issues)"
 )
 
 // Generate makes a new key for env.
@@ -96,22 +106,23 @@ func Generate(env Env) (Key, error) {
 }
 
 // Parse checks that s is an API key: length, prefix, alphabet, checksum.
-// It does not say whether the key exists; a [Verifier] does.
+// It does not say whether the key exists; a [Verifier] does. The error
+// is a [*RefusedError] whose Reason is ErrInvalid or ErrChecksum.
 func Parse(s string) (Key, error) {
 	switch {
 	case len(s) != Len:
-		return Key{}, fmt.Errorf("%w: %d characters, want %d", ErrInvalid, len(s), Len)
+		return Key{}, keyRefusedf(ErrInvalid, "%s: %d characters, want %d", notAKey, len(s), Len)
 	case !strings.HasPrefix(s, "rk_live_") && !strings.HasPrefix(s, "rk_test_"):
-		return Key{}, fmt.Errorf("%w: want the prefix rk_live_ or rk_test_", ErrInvalid)
+		return Key{}, keyRefusedf(ErrInvalid, "%s: want the prefix rk_live_ or rk_test_", notAKey)
 	}
 	for i := prefixLen; i < len(s); i++ {
 		if !isBase62[s[i]] {
-			return Key{}, fmt.Errorf("%w: character %d is not base62", ErrInvalid, i+1)
+			return Key{}, keyRefusedf(ErrInvalid, "%s: character %d is not base62", notAKey, i+1)
 		}
 	}
 	body := s[:Len-checksumLen]
 	if checksum(body) != s[Len-checksumLen:] {
-		return Key{}, ErrChecksum
+		return Key{}, &RefusedError{Reason: ErrChecksum, Description: notAKey + ": " + badChecksum}
 	}
 	return Key{s}, nil
 }

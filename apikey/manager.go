@@ -13,6 +13,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 // Manager makes, rotates and revokes keys. Store is required.
@@ -279,19 +282,19 @@ func (m *Manager) Due(ctx context.Context) ([]Record, error) {
 // works, and no client gets more than MaxKeysInGrace keys in their grace
 // period this way: someone holding a key cannot grow a chain of working
 // keys. Put the handler under a failed-authentication limit (rampart
-// serve uses the token endpoint's, token.Server.LimitFailedAuth): it
+// serve uses the token endpoint's, authserver.Server.LimitFailedAuth): it
 // answers whether a key is valid.
 func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 	minGrace := min(MinSelfRotationGrace, grace)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": "use POST"})
+			refuse(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
 			return
 		}
-		ver, err := v.Authenticate(r)
+		ver, err := v.VerifyRequest(r)
 		if err != nil {
-			Unauthorized(w, err)
+			auth.WriteError(w, "", err)
 			return
 		}
 		g := grace
@@ -300,31 +303,31 @@ func (m *Manager) RotateHandler(v *Verifier, grace time.Duration) http.Handler {
 		}
 		err = json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&req)
 		if err != nil && !errors.Is(err, io.EOF) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": `the body is {"grace": "24h"} or empty`})
+			refuse(w, http.StatusBadRequest, "invalid_request", `the body is {"grace": "24h"} or empty`)
 			return
 		}
 		if req.Grace != "" {
 			d, err := time.ParseDuration(req.Grace)
 			if err != nil || d < minGrace || d > grace {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": fmt.Sprintf("grace: want a duration from %v to %v", minGrace, grace)})
+				refuse(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("grace: want a duration from %v to %v", minGrace, grace))
 				return
 			}
 			g = d
 		}
 		if msg, err := m.selfRotationRefused(r.Context(), &ver.Record); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "the key store cannot answer now; retry shortly"})
+			auth.WriteError(w, "", refusal(err))
 			return
 		} else if msg != "" {
-			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": msg})
+			refuse(w, http.StatusConflict, "conflict", msg)
 			return
 		}
 		k, rec, err := m.Rotate(r.Context(), ver.Record.ID, g)
 		switch {
 		case errors.Is(err, ErrConflict):
-			writeJSON(w, http.StatusConflict, map[string]string{"error": "conflict", "error_description": "this key was already rotated; use its replacement"})
+			refuse(w, http.StatusConflict, "conflict", "this key was already rotated; use its replacement")
 			return
 		case err != nil:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "the key store cannot answer now; retry shortly"})
+			auth.WriteError(w, "", refusal(err))
 			return
 		}
 		v.Forget()
@@ -366,6 +369,12 @@ func (m *Manager) selfRotationRefused(ctx context.Context, key *Record) (string,
 		return fmt.Sprintf("client %s has %d keys in their grace period: rotate again when one has ended", key.ClientID, inGrace), nil
 	}
 	return "", nil
+}
+
+// refuse answers a refused rotation: {"error": code, "error_description":
+// desc}, the shape of the key's own refusals.
+func refuse(w http.ResponseWriter, status int, code, desc string) {
+	httpx.WriteOAuthError(w, httpx.OAuthError{Status: status, Code: code, Description: desc})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

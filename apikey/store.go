@@ -59,19 +59,28 @@ type Record struct {
 	ClientDisabled bool
 }
 
-// Store keeps clients and API keys. Implementations are in the control
-// plane's storage (SQLite, PostgreSQL); all methods are safe for
-// concurrent use.
-type Store interface {
+// Lookup is what a [Verifier] asks of the key store: the four reads and
+// the one write of checking keys. All methods are safe for concurrent
+// use.
+type Lookup interface {
 	// KeyByHash returns the key whose Hash is hash, with its client's
 	// state, or ErrNotFound.
 	KeyByHash(ctx context.Context, hash []byte) (*Record, error)
+	// Key returns the key with that ID, or ErrNotFound.
+	Key(ctx context.Context, id string) (*Record, error)
 	// Generation returns a number that changes whenever a key is revoked
 	// or rotated or a client disabled, by any instance: verifiers drop
 	// what they cached when it moves.
 	Generation(ctx context.Context) (int64, error)
 	// TouchKeys records when keys were last used, by key ID.
 	TouchKeys(ctx context.Context, used map[string]time.Time) error
+}
+
+// Store keeps clients and API keys: the Lookup a Verifier uses and what a
+// [Manager] changes. Implementations are in the control plane's storage
+// (SQLite, PostgreSQL); all methods are safe for concurrent use.
+type Store interface {
+	Lookup
 
 	CreateClient(ctx context.Context, c *Client) error // ErrConflict if the ID is taken
 	Client(ctx context.Context, id string) (*Client, error)
@@ -79,7 +88,6 @@ type Store interface {
 	SetClientDisabled(ctx context.Context, id string, disabled bool) error
 
 	CreateKey(ctx context.Context, r *Record) error
-	Key(ctx context.Context, id string) (*Record, error)
 	// Keys lists the keys of a client, or of every client when clientID
 	// is empty, oldest first.
 	Keys(ctx context.Context, clientID string) ([]Record, error)

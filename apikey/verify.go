@@ -13,27 +13,68 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
-// Principal is the authenticated caller, as package token has it too.
-type Principal = principal.Principal
+// Principal is the authenticated caller.
+//
+// Deprecated: Use [auth.Principal], the same type.
+type Principal = auth.Principal
 
 // FromContext returns the caller that Middleware authenticated, or nil.
-func FromContext(ctx context.Context) *Principal { return principal.From(ctx) }
+//
+// Deprecated: Use [auth.FromContext].
+func FromContext(ctx context.Context) *Principal { return auth.FromContext(ctx) }
 
-// Errors of Verify, besides ErrInvalid and ErrChecksum for malformed keys.
+// Errors of Verify, the Reasons of its [*RefusedError]s, besides
+// ErrInvalid and ErrChecksum for malformed keys.
 var (
-	ErrUnknown        = errors.New("apikey: unknown key")
-	ErrRevoked        = errors.New("apikey: key revoked")
-	ErrExpired        = errors.New("apikey: key expired")
-	ErrRotated        = errors.New("apikey: key rotated out; its grace period is over")
-	ErrClientDisabled = errors.New("apikey: client disabled")
+	ErrUnknown        = errors.New("apikey: " + unknownKey)
+	ErrRevoked        = errors.New("apikey: " + keyRevoked)
+	ErrExpired        = errors.New("apikey: " + keyExpired)
+	ErrRotated        = errors.New("apikey: " + keyRotated)
+	ErrClientDisabled = errors.New("apikey: " + clientDisabled)
 )
+
+// What the client is told of each.
+const (
+	unknownKey     = "unknown key"
+	keyRevoked     = "key revoked"
+	keyExpired     = "key expired"
+	keyRotated     = "key rotated out; its grace period is over"
+	clientDisabled = "client disabled"
+)
+
+// RefusedError is a key that [Parse] or [Verifier.Verify] refuses: the
+// key's fault (malformed, unknown, revoked, expired, rotated out, its
+// client disabled), as against a store that failed, which is any other
+// error. Every error of Parse, and of Verify about the key, is one.
+type RefusedError struct {
+	// Reason is why: ErrInvalid, ErrChecksum, ErrUnknown, ErrRevoked,
+	// ErrExpired, ErrRotated or ErrClientDisabled. errors.Is sees it.
+	Reason error
+	// Description says why for the client ("key revoked", "not an API
+	// key: 12 characters, want 57"): what Error says, without the
+	// package's prefix. It never holds the key.
+	Description string
+}
+
+func (e *RefusedError) Error() string { return "apikey: " + e.Description }
+
+// Unwrap returns Reason.
+func (e *RefusedError) Unwrap() error { return e.Reason }
+
+func keyRefused(reason error, desc string) *RefusedError {
+	return &RefusedError{Reason: reason, Description: desc}
+}
+
+func keyRefusedf(reason error, format string, args ...any) *RefusedError {
+	return keyRefused(reason, fmt.Sprintf(format, args...))
+}
 
 // Verified is a key that Verify accepted.
 type Verified struct {
-	Principal *Principal
+	Principal *auth.Principal
 	// Record is the stored key (Hash included, never the key).
 	Record Record
 	// Deprecated is set for a key that has been rotated and works only
@@ -43,10 +84,11 @@ type Verified struct {
 	Sunset     time.Time
 }
 
-// Verifier checks API keys against a Store. The zero value is not usable:
-// Store is required. Set the fields before first use.
+// Verifier checks API keys against a key store. The zero value is not
+// usable: Store is required. Set the fields before first use.
 type Verifier struct {
-	Store Store
+	// Store is where keys are looked up: any [Store] is a Lookup.
+	Store Lookup
 	// Pepper is the HMAC key of the stored hashes (see Hash). Every
 	// instance and the CLI must use the same one.
 	Pepper []byte
@@ -148,7 +190,8 @@ func durationOr(d, def time.Duration) time.Duration {
 // Verify checks the key s. Malformed keys are refused before any lookup
 // (ErrInvalid, ErrChecksum); a well-formed key costs the same work whether
 // it exists or not: its HMAC, one lookup (or cache hit), one constant-time
-// comparison.
+// comparison. A key refused is a [*RefusedError]; any other error is the
+// store's.
 func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 	k, err := Parse(s)
 	if err != nil {
@@ -184,28 +227,29 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 	// The lookup was by hash, so equality is known; comparing anyway, in
 	// constant time, keeps the work the same for every outcome.
 	if subtle.ConstantTimeCompare(stored, h) != 1 || e.rec == nil {
-		return nil, ErrUnknown
+		return nil, keyRefused(ErrUnknown, unknownKey)
 	}
 	r := e.rec
 	switch {
 	case !r.RevokedAt.IsZero():
-		return nil, ErrRevoked
+		return nil, keyRefused(ErrRevoked, keyRevoked)
 	case r.ClientDisabled:
-		return nil, ErrClientDisabled
+		return nil, keyRefused(ErrClientDisabled, clientDisabled)
 	case !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt):
-		return nil, ErrExpired
+		return nil, keyRefused(ErrExpired, keyExpired)
 	case r.ReplacedBy != "" && !now.Before(r.GraceUntil):
-		return nil, ErrRotated
+		return nil, keyRefused(ErrRotated, keyRotated)
 	}
 	v.touch(r.ID, now)
 	// Scopes are shared with the cache: principals are read, never
 	// changed.
-	out := &Verified{Record: *r, Principal: &Principal{
+	out := &Verified{Record: *r, Principal: &auth.Principal{
 		Subject: r.ClientID, ClientID: r.ClientID, Scopes: r.Scopes,
-		Method: principal.APIKey, KeyID: r.ID, Expires: r.ExpiresAt,
+		Method: auth.APIKey, KeyID: r.ID, Expires: r.ExpiresAt,
 	}}
 	if r.ReplacedBy != "" {
 		out.Deprecated, out.Sunset, out.RotatedAt = true, r.GraceUntil, e.rotated
+		out.Principal.Sunset, out.Principal.Deprecation = r.GraceUntil, e.rotated
 		if out.Principal.Expires.IsZero() || r.GraceUntil.Before(out.Principal.Expires) {
 			out.Principal.Expires = r.GraceUntil
 		}

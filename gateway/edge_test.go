@@ -269,7 +269,7 @@ func TestConnectionNamesNoCheckedHeader(t *testing.T) {
 // E14: the service receives the credential the gateway authenticated and
 // no other, so that it cannot act on one nobody checked. A second
 // credential next to the first is refused outright (RFC 6750 §2: one
-// method per request; apikey.CheckOneCredential); a Cookie next to a
+// method per request; auth.ParseCredential); a Cookie next to a
 // credential is dropped unless the route asks for it.
 func TestOnlyTheCheckedCredentialIsForwarded(t *testing.T) {
 	t.Parallel()

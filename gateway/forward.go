@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // clientSupplied are request headers that name the client, or another
@@ -101,12 +101,11 @@ func stripPrefix(u *url.URL, prefix string) {
 // authenticated (p) and no other: a service that reads another header
 // than the gateway did (a framework taking the last Authorization, or
 // Authorization before X-API-Key, or a session cookie) would otherwise
-// act on a credential nobody checked, revoked or rate-limited. The key
-// path (apikey.FromRequest) reads the first X-API-Key, else a bearer
-// API key in the first Authorization; the token path the first
-// Authorization.
-func onlyChecked(h http.Header, p *principal.Principal, keepCookies bool) {
-	if p != nil && p.Method == principal.APIKey && len(h.Values("X-Api-Key")) > 0 {
+// act on a credential nobody checked, revoked or rate-limited.
+// auth.ParseCredential refuses a request with more than one of those
+// headers; what is left here is a defence in depth.
+func onlyChecked(h http.Header, p *auth.Principal, keepCookies bool) {
+	if p != nil && p.Method == auth.APIKey && len(h.Values("X-Api-Key")) > 0 {
 		h["X-Api-Key"] = h.Values("X-Api-Key")[:1]
 		delete(h, "Authorization")
 	} else {

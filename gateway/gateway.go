@@ -68,11 +68,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/internal/httpx"
-	"github.com/rampartsec/rampart/internal/principal"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
-	"github.com/rampartsec/rampart/token"
 )
 
 // Gateway is the edge proxy. Build it with New; it serves with Handler
@@ -441,18 +440,18 @@ func dropCORSHeaders(resp *http.Response) error {
 }
 
 // authenticate admits a request with a valid API key or bearer token
-// (token.Authenticate), records the caller for the access log, and
+// (auth.Middleware), records the caller for the access log, and
 // leaves on the request only the credential it checked (onlyChecked).
 func (g *Gateway) authenticate(next http.Handler, keepCookies bool) http.Handler {
 	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := principal.From(r.Context())
+		p := auth.FromContext(r.Context())
 		if h := holderOf(r.Context()); h != nil {
 			h.p = p
 		}
 		onlyChecked(r.Header, p, keepCookies)
 		next.ServeHTTP(w, r)
 	})
-	return token.Authenticate(g.deps.Tokens, g.deps.APIKeys)(record)
+	return auth.Middleware(g.deps.APIKeys, g.deps.Tokens)(record)
 }
 
 // Deadlines on the client's connection. A request that is not routed
@@ -541,9 +540,7 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 // writeProblem answers with RFC 9457 problem details.
 func writeProblem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
+	httpx.WriteProblem(w, httpx.Problem{Status: status, Title: title, Detail: detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -289,7 +289,7 @@ func (ks *keyStore) key(t testing.TB, client string) string {
 	return k.String()
 }
 
-// tokenIssuer signs access tokens (RFC 9068) as token.Server would, and
+// tokenIssuer signs access tokens (RFC 9068) as authserver.Server would, and
 // makes a Validator that knows its key.
 type tokenIssuer struct {
 	key *ecdsa.PrivateKey

@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
@@ -238,7 +238,7 @@ func (g *Gateway) finish(rec *recorder, r *http.Request, holder *principalHolder
 // principalHolder carries the authenticated caller, and the route that
 // took the request, back up to the log.
 type principalHolder struct {
-	p     *principal.Principal
+	p     *auth.Principal
 	route string
 	// upgraded says the service switched protocols (101): the
 	// connection was handed over, no status written through the

@@ -3,7 +3,6 @@ package mtls
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -16,11 +15,11 @@ import (
 // [LoadBundle], of a root certificate that names a trust domain other than
 // the one it is configured for (or several): a partner's root that claims
 // spiffe://pay.internal cannot be loaded as bank.internal's.
-var ErrRootTrustDomain = errors.New("mtls: a root names another trust domain than the one it is configured for")
+var ErrRootTrustDomain = newError("a root names another trust domain than the one it is configured for")
 
 // ErrUnknownTrustDomain is the refusal of a peer whose SPIFFE ID is in a
 // trust domain the bundle source has no roots for.
-var ErrUnknownTrustDomain = errors.New("mtls: no roots for the peer's trust domain")
+var ErrUnknownTrustDomain = newError("no roots for the peer's trust domain")
 
 // NewBundle returns the trust bundle of td: roots, which vouch for SPIFFE
 // IDs of td alone. The binding is the caller's (configuration), never the
@@ -30,10 +29,10 @@ var ErrUnknownTrustDomain = errors.New("mtls: no roots for the peer's trust doma
 // is refused with [ErrRootTrustDomain].
 func NewBundle(td spiffeid.TrustDomain, roots ...*x509.Certificate) (*x509bundle.Bundle, error) {
 	if td.IsZero() {
-		return nil, errors.New("mtls: a bundle needs a trust domain")
+		return nil, newError("a bundle needs a trust domain")
 	}
 	if len(roots) == 0 {
-		return nil, fmt.Errorf("mtls: no roots for trust domain %s", td.Name())
+		return nil, errorf("no roots for trust domain %s", td.Name())
 	}
 	for _, root := range roots {
 		if err := checkRoot(td, root); err != nil {
@@ -46,11 +45,11 @@ func NewBundle(td spiffeid.TrustDomain, roots ...*x509.Certificate) (*x509bundle
 // checkRoot refuses a root that cannot serve as td's.
 func checkRoot(td spiffeid.TrustDomain, root *x509.Certificate) error {
 	if root == nil {
-		return errors.New("mtls: a nil root")
+		return newError("a nil root")
 	}
 	name := rootName(root)
 	if !root.BasicConstraintsValid || !root.IsCA {
-		return fmt.Errorf("mtls: root %s is not a CA certificate", name)
+		return errorf("root %s is not a CA certificate", name)
 	}
 	var ids []string
 	for _, u := range root.URIs {
@@ -93,12 +92,12 @@ func rootName(c *x509.Certificate) string {
 // domain, as during a root rollover, included).
 func BundlesOf(roots ...*x509.Certificate) (*x509bundle.Set, error) {
 	if len(roots) == 0 {
-		return nil, errors.New("mtls: no roots")
+		return nil, newError("no roots")
 	}
 	set := x509bundle.NewSet()
 	for _, root := range roots {
 		if root == nil {
-			return nil, errors.New("mtls: a nil root")
+			return nil, newError("a nil root")
 		}
 		var ids []string
 		for _, u := range root.URIs {
@@ -153,7 +152,7 @@ func ParseBundles(data []byte) (*x509bundle.Set, error) {
 func LoadBundles(file string) (*x509bundle.Set, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: %w", err)
+		return nil, errorf("%w", err)
 	}
 	s, err := ParseBundles(data)
 	if err != nil {
@@ -173,16 +172,16 @@ func parseRoots(data []byte, whose string) ([]*x509.Certificate, error) {
 			break
 		}
 		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("mtls: a PEM %q among the roots%s, want CERTIFICATE", b.Type, whose)
+			return nil, errorf("a PEM %q among the roots%s, want CERTIFICATE", b.Type, whose)
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("mtls: a root%s: %w", whose, err)
+			return nil, errorf("a root%s: %w", whose, err)
 		}
 		roots = append(roots, c)
 	}
 	if len(roots) == 0 {
-		return nil, fmt.Errorf("mtls: no PEM certificate for the roots%s", whose)
+		return nil, errorf("no PEM certificate for the roots%s", whose)
 	}
 	return roots, nil
 }
@@ -192,7 +191,7 @@ func parseRoots(data []byte, whose string) ([]*x509.Certificate, error) {
 func LoadBundle(td spiffeid.TrustDomain, file string) (*x509bundle.Bundle, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: %w", err)
+		return nil, errorf("%w", err)
 	}
 	b, err := ParseBundle(td, data)
 	if err != nil {
@@ -212,21 +211,21 @@ func LoadBundle(td spiffeid.TrustDomain, file string) (*x509bundle.Bundle, error
 // whatever its certificate says.
 func verifySVID(certs []*x509.Certificate, bundles x509bundle.Source, usage x509.ExtKeyUsage, now time.Time) (spiffeid.ID, [][]*x509.Certificate, error) {
 	if len(certs) == 0 {
-		return spiffeid.ID{}, nil, errors.New("mtls: the peer sent no certificate")
+		return spiffeid.ID{}, nil, newError("the peer sent no certificate")
 	}
 	leaf := certs[0]
 	if leaf.IsCA {
-		return spiffeid.ID{}, nil, errors.New("mtls: peer certificate is a CA certificate")
+		return spiffeid.ID{}, nil, newError("peer certificate is a CA certificate")
 	}
 	if leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
-		return spiffeid.ID{}, nil, errors.New("mtls: peer certificate may sign certificates or CRLs")
+		return spiffeid.ID{}, nil, newError("peer certificate may sign certificates or CRLs")
 	}
 	id, err := IDOf(leaf)
 	if err != nil {
-		return spiffeid.ID{}, nil, fmt.Errorf("mtls: peer certificate: %w", err)
+		return spiffeid.ID{}, nil, errorf("peer certificate: %w", err)
 	}
 	if id.Path() == "" {
-		return id, nil, fmt.Errorf("mtls: peer SPIFFE ID %s names a trust domain, not a workload", id)
+		return id, nil, errorf("peer SPIFFE ID %s names a trust domain, not a workload", id)
 	}
 	td := id.TrustDomain()
 	bundle, err := bundles.GetX509BundleForTrustDomain(td)
@@ -245,7 +244,7 @@ func verifySVID(certs []*x509.Certificate, bundles x509bundle.Source, usage x509
 		Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage},
 	})
 	if err != nil {
-		return id, nil, fmt.Errorf("mtls: peer certificate for %s does not verify against the roots of trust domain %s: %w", id, td.Name(), err)
+		return id, nil, errorf("peer certificate for %s does not verify against the roots of trust domain %s: %w", id, td.Name(), err)
 	}
 	return id, chains, nil
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -41,12 +40,12 @@ const (
 
 // ErrOutsideTrustDomain is returned when asked for a certificate whose
 // SPIFFE ID is not in the CA's trust domain.
-var ErrOutsideTrustDomain = errors.New("mtls: SPIFFE ID outside the CA's trust domain")
+var ErrOutsideTrustDomain = newError("SPIFFE ID outside the CA's trust domain")
 
 // ErrCANotValid is returned by [CA.Issue] when the issuing certificate is
 // not valid at the given time (expired, most likely): a fault of the CA,
 // not of the request.
-var ErrCANotValid = errors.New("mtls: the issuing CA certificate is not valid now")
+var ErrCANotValid = newError("the issuing CA certificate is not valid now")
 
 // CA is a small internal certificate authority: a root, whose key is kept
 // offline, and an issuing intermediate that signs workload certificates.
@@ -79,15 +78,15 @@ type CA struct {
 // not constrained.
 func NewCA(td spiffeid.TrustDomain, now time.Time) (ca *CA, rootKey crypto.Signer, err error) {
 	if td.IsZero() {
-		return nil, nil, errors.New("mtls: NewCA needs a trust domain")
+		return nil, nil, newError("NewCA needs a trust domain")
 	}
 	rootKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mtls: %w", err)
+		return nil, nil, errorf("%w", err)
 	}
 	issuingKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mtls: %w", err)
+		return nil, nil, errorf("%w", err)
 	}
 	rootTmpl := constrain(td, &x509.Certificate{
 		Subject:               pkix.Name{Organization: []string{"Rampart"}, CommonName: td.Name() + " root CA"},
@@ -101,11 +100,11 @@ func NewCA(td spiffeid.TrustDomain, now time.Time) (ca *CA, rootKey crypto.Signe
 	})
 	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mtls: making the root: %w", err)
+		return nil, nil, errorf("making the root: %w", err)
 	}
 	root, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mtls: %w", err)
+		return nil, nil, errorf("%w", err)
 	}
 	issuing, err := newIssuing(root, rootKey, issuingKey, now)
 	if err != nil {
@@ -128,11 +127,11 @@ func constrain(td spiffeid.TrustDomain, c *x509.Certificate) *x509.Certificate {
 // trust domain.
 func newIssuing(root *x509.Certificate, rootKey crypto.Signer, key crypto.Signer, now time.Time) (*x509.Certificate, error) {
 	if len(root.URIs) != 1 {
-		return nil, errors.New("mtls: the root names no trust domain")
+		return nil, newError("the root names no trust domain")
 	}
 	td, err := spiffeid.TrustDomainFromURI(root.URIs[0])
 	if err != nil {
-		return nil, fmt.Errorf("mtls: the root's trust domain: %w", err)
+		return nil, errorf("the root's trust domain: %w", err)
 	}
 	notAfter := now.Add(IssuingLifetime)
 	if notAfter.After(root.NotAfter) {
@@ -151,18 +150,18 @@ func newIssuing(root *x509.Certificate, rootKey crypto.Signer, key crypto.Signer
 	})
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: making the issuing certificate: %w", err)
+		return nil, errorf("making the issuing certificate: %w", err)
 	}
 	issuing, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: %w", err)
+		return nil, errorf("%w", err)
 	}
 	return issuing, nil
 }
 
 // ErrNotRootKey is returned by [CA.Rotate] when the key given is not the
 // root's.
-var ErrNotRootKey = errors.New("mtls: the key is not the root's private key")
+var ErrNotRootKey = newError("the key is not the root's private key")
 
 // Rotate makes a new issuing key and certificate under ca's root, which
 // rootKey (the root's private key, brought back from offline for this)
@@ -176,19 +175,19 @@ var ErrNotRootKey = errors.New("mtls: the key is not the root's private key")
 // be redistributed but the new chains, which renewal brings.
 func (ca *CA) Rotate(rootKey crypto.Signer, now time.Time) (*CA, error) {
 	if ca == nil || ca.Root == nil {
-		return nil, errors.New("mtls: Rotate needs a CA with a root")
+		return nil, newError("Rotate needs a CA with a root")
 	}
 	pub, ok := ca.Root.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if rootKey == nil || !ok || !pub.Equal(rootKey.Public()) {
 		return nil, ErrNotRootKey
 	}
 	if now.Before(ca.Root.NotBefore) || !now.Before(ca.Root.NotAfter) {
-		return nil, fmt.Errorf("mtls: the root is not valid now (it is valid from %s to %s): make a new CA",
+		return nil, errorf("the root is not valid now (it is valid from %s to %s): make a new CA",
 			ca.Root.NotBefore.UTC().Format(time.RFC3339), ca.Root.NotAfter.UTC().Format(time.RFC3339))
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: %w", err)
+		return nil, errorf("%w", err)
 	}
 	issuing, err := newIssuing(ca.Root, rootKey, key, now)
 	if err != nil {
@@ -237,7 +236,7 @@ func parseIP(s string) (net.IP, error) {
 		return nil, nil
 	}
 	if a.Zone() != "" {
-		return nil, fmt.Errorf("mtls: IP address %q: a zone has no place in a certificate", s)
+		return nil, errorf("IP address %q: a zone has no place in a certificate", s)
 	}
 	return net.IP(a.Unmap().AsSlice()), nil
 }
@@ -245,19 +244,19 @@ func parseIP(s string) (net.IP, error) {
 // issue signs a certificate as Issue does, in lineage lin.
 func (ca *CA) issue(id spiffeid.ID, dnsNames []string, ips []net.IP, ttl time.Duration, pub crypto.PublicKey, now time.Time, lin Lineage) ([]*x509.Certificate, error) {
 	if ca == nil || ca.Issuing == nil || ca.Key == nil {
-		return nil, errors.New("mtls: CA without an issuing certificate and key")
+		return nil, newError("CA without an issuing certificate and key")
 	}
 	if id.IsZero() {
-		return nil, errors.New("mtls: no SPIFFE ID to issue for")
+		return nil, newError("no SPIFFE ID to issue for")
 	}
 	if !id.MemberOf(ca.TrustDomain) {
 		return nil, fmt.Errorf("%w: %s is not in %s", ErrOutsideTrustDomain, id, ca.TrustDomain)
 	}
 	if id.Path() == "" {
-		return nil, fmt.Errorf("mtls: %s names the trust domain, not a workload", id)
+		return nil, errorf("%s names the trust domain, not a workload", id)
 	}
 	if ttl <= 0 || ttl > MaxTTL {
-		return nil, fmt.Errorf("mtls: lifetime %v: want more than 0 and at most %v", ttl, MaxTTL)
+		return nil, errorf("lifetime %v: want more than 0 and at most %v", ttl, MaxTTL)
 	}
 	for _, n := range dnsNames {
 		if err := checkDNSName(n); err != nil {
@@ -298,11 +297,11 @@ func (ca *CA) issue(id spiffeid.ID, dnsNames []string, ips []net.IP, ttl time.Du
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Issuing, pub, ca.Key)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: signing the certificate for %s: %w", id, err)
+		return nil, errorf("signing the certificate for %s: %w", id, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: %w", err)
+		return nil, errorf("%w", err)
 	}
 	return []*x509.Certificate{leaf, ca.Issuing}, nil
 }
@@ -323,20 +322,20 @@ func (ca *CA) IssueCSR(csr *x509.CertificateRequest, ttl time.Duration, now time
 // csrID checks a request's signature and returns its SPIFFE ID.
 func csrID(csr *x509.CertificateRequest) (spiffeid.ID, error) {
 	if csr == nil {
-		return spiffeid.ID{}, errors.New("mtls: no certificate request")
+		return spiffeid.ID{}, newError("no certificate request")
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request signature: %w", err)
+		return spiffeid.ID{}, errorf("certificate request signature: %w", err)
 	}
 	if len(csr.EmailAddresses) > 0 {
-		return spiffeid.ID{}, errors.New("mtls: certificate request with email SANs: only a SPIFFE ID, DNS names and IP addresses are issued")
+		return spiffeid.ID{}, newError("certificate request with email SANs: only a SPIFFE ID, DNS names and IP addresses are issued")
 	}
 	if len(csr.URIs) != 1 {
-		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request with %d URI SANs, want exactly one SPIFFE ID", len(csr.URIs))
+		return spiffeid.ID{}, errorf("certificate request with %d URI SANs, want exactly one SPIFFE ID", len(csr.URIs))
 	}
 	id, err := spiffeid.FromURI(csr.URIs[0])
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("mtls: certificate request URI SAN: %w", err)
+		return spiffeid.ID{}, errorf("certificate request URI SAN: %w", err)
 	}
 	return id, nil
 }
@@ -345,11 +344,11 @@ func csrID(csr *x509.CertificateRequest) (spiffeid.ID, error) {
 // the only one and a valid SPIFFE ID. It does not verify the certificate.
 func IDOf(cert *x509.Certificate) (spiffeid.ID, error) {
 	if cert == nil {
-		return spiffeid.ID{}, errors.New("mtls: no certificate")
+		return spiffeid.ID{}, newError("no certificate")
 	}
 	id, err := x509svid.IDFromCert(cert)
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("mtls: %w", err)
+		return spiffeid.ID{}, errorf("%w", err)
 	}
 	return id, nil
 }
@@ -357,7 +356,7 @@ func IDOf(cert *x509.Certificate) (spiffeid.ID, error) {
 // checkDNSName accepts host names (letters, digits, hyphens; a leading
 // "*." label for a wildcard), which is what TLS clients can match.
 func checkDNSName(name string) error {
-	bad := func(why string) error { return fmt.Errorf("mtls: DNS name %q: %s", name, why) }
+	bad := func(why string) error { return errorf("DNS name %q: %s", name, why) }
 	if name == "" || len(name) > 253 {
 		return bad("want 1 to 253 characters")
 	}
@@ -386,16 +385,16 @@ func checkPublicKey(pub crypto.PublicKey) error {
 		case elliptic.P256(), elliptic.P384(), elliptic.P521():
 			return nil
 		}
-		return errors.New("mtls: ECDSA key on an unsupported curve")
+		return newError("ECDSA key on an unsupported curve")
 	case ed25519.PublicKey:
 		return nil
 	case *rsa.PublicKey:
 		if k.N.BitLen() < 2048 {
-			return fmt.Errorf("mtls: RSA key of %d bits, want at least 2048", k.N.BitLen())
+			return errorf("RSA key of %d bits, want at least 2048", k.N.BitLen())
 		}
 		return nil
 	case nil:
-		return errors.New("mtls: no public key")
+		return newError("no public key")
 	}
-	return fmt.Errorf("mtls: unsupported public key type %T", pub)
+	return errorf("unsupported public key type %T", pub)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 type peerKey struct{}
@@ -154,12 +155,8 @@ func stillValid(v verified, bundles x509bundle.Source, now time.Time) bool {
 	return false
 }
 
-// writeError writes a JSON error as the other Rampart middleware does.
+// writeError writes a JSON error {"error": kind, "error_description":
+// desc}, as the other Rampart middleware does.
 func writeError(w http.ResponseWriter, code int, kind, desc string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]string{"error": kind, "error_description": desc})
+	httpx.WriteOAuthError(w, httpx.OAuthError{Status: code, Code: kind, Description: desc})
 }

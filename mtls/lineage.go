@@ -5,8 +5,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -104,22 +102,22 @@ func (l Lineage) text() string {
 func (l Lineage) extension() (pkix.Extension, error) {
 	l.TTL = max(l.TTL.Truncate(time.Second), time.Second)
 	if l.TTL > MaxTTL {
-		return pkix.Extension{}, fmt.Errorf("mtls: lineage lifetime %v: at most %v", l.TTL, MaxTTL)
+		return pkix.Extension{}, errorf("lineage lifetime %v: at most %v", l.TTL, MaxTTL)
 	}
 	if y := l.Since.UTC().Year(); y < 1 || y > 9999 {
-		return pkix.Extension{}, fmt.Errorf("mtls: lineage time %v out of range", l.Since)
+		return pkix.Extension{}, errorf("lineage time %v out of range", l.Since)
 	}
 	v, err := asn1.Marshal([]policyInformation{{
 		Policy:     oidAnyPolicy,
 		Qualifiers: []policyQualifier{{ID: oidUserNotice, Notice: userNotice{Text: l.text()}}},
 	}})
 	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("mtls: lineage: %w", err)
+		return pkix.Extension{}, errorf("lineage: %w", err)
 	}
 	return pkix.Extension{Id: oidCertificatePolicies, Value: v}, nil
 }
 
-var errNoLineage = errors.New("mtls: no lineage in the certificate policies")
+var errNoLineage = newError("no lineage in the certificate policies")
 
 // parseLineage reads the value of a certificate policies extension as
 // extension writes it, exactly: any other encoding is refused.

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -16,7 +15,7 @@ import (
 
 // ErrNoCertificate is returned by the Get methods of a [Reloader] that has
 // no certificate yet: one that was not started.
-var ErrNoCertificate = errors.New("mtls: no certificate yet: the Reloader has not been started")
+var ErrNoCertificate = newError("no certificate yet: the Reloader has not been started")
 
 // Renewal timing.
 const (
@@ -112,7 +111,7 @@ func (r *Reloader) Start(ctx context.Context) error {
 		return nil
 	}
 	if !r.started.CompareAndSwap(false, true) {
-		return errors.New("mtls: Reloader started twice")
+		return newError("Reloader started twice")
 	}
 	var (
 		first    *tls.Certificate
@@ -121,7 +120,7 @@ func (r *Reloader) Start(ctx context.Context) error {
 	)
 	switch {
 	case (r.CertFile == "") != (r.KeyFile == ""):
-		err = errors.New("mtls: Reloader needs both CertFile and KeyFile")
+		err = newError("Reloader needs both CertFile and KeyFile")
 	case r.CertFile != "":
 		st := r.stat()
 		if first, err = r.loadFiles(); err == nil {
@@ -132,11 +131,11 @@ func (r *Reloader) Start(ctx context.Context) error {
 			first, err = r.check(first)
 		}
 		if err != nil {
-			err = fmt.Errorf("mtls: first certificate: %w", err)
+			err = errorf("first certificate: %w", err)
 		}
 		obtained = r.now()
 	default:
-		err = errors.New("mtls: Reloader needs CertFile and KeyFile, or Renew")
+		err = newError("Reloader needs CertFile and KeyFile, or Renew")
 	}
 	if err != nil {
 		r.started.Store(false)
@@ -287,26 +286,26 @@ func (r *Reloader) renewLoop(ctx context.Context, obtained time.Time) {
 // not match, expired. It returns a copy with Leaf set.
 func (r *Reloader) check(c *tls.Certificate) (*tls.Certificate, error) {
 	if c == nil || len(c.Certificate) == 0 {
-		return nil, errors.New("mtls: no certificate")
+		return nil, newError("no certificate")
 	}
 	cc := *c
 	if cc.Leaf == nil {
 		leaf, err := x509.ParseCertificate(cc.Certificate[0])
 		if err != nil {
-			return nil, fmt.Errorf("mtls: %w", err)
+			return nil, errorf("%w", err)
 		}
 		cc.Leaf = leaf
 	}
 	signer, ok := cc.PrivateKey.(crypto.Signer)
 	if !ok {
-		return nil, errors.New("mtls: certificate without a usable private key")
+		return nil, newError("certificate without a usable private key")
 	}
 	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(cc.Leaf.PublicKey) {
-		return nil, errors.New("mtls: the private key does not match the certificate")
+		return nil, newError("the private key does not match the certificate")
 	}
 	if now := r.now(); !now.Before(cc.Leaf.NotAfter) {
-		return nil, fmt.Errorf("mtls: certificate expired at %s", cc.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		return nil, errorf("certificate expired at %s", cc.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &cc, nil
 }
@@ -330,7 +329,7 @@ func (r *Reloader) stat() fileState {
 func (r *Reloader) loadFiles() (*tls.Certificate, error) {
 	c, err := tls.LoadX509KeyPair(r.CertFile, r.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: %s, %s: %w", r.CertFile, r.KeyFile, err)
+		return nil, errorf("%s, %s: %w", r.CertFile, r.KeyFile, err)
 	}
 	cc, err := r.check(&c)
 	if err != nil {

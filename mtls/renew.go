@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -240,7 +239,7 @@ func (h *renewHandler) renew(w http.ResponseWriter, r *http.Request) ([]byte, er
 	}
 	id, err := csrID(csr)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), "mtls: "))
+		return nil, refuse(http.StatusBadRequest, "bad_request", describe(err))
 	}
 	if id != current {
 		return nil, refuse(http.StatusForbidden, "forbidden", fmt.Sprintf("the request is for %s, the client certificate for %s", id, current))
@@ -260,7 +259,7 @@ func (h *renewHandler) renew(w http.ResponseWriter, r *http.Request) ([]byte, er
 		if errors.Is(err, ErrCANotValid) {
 			return nil, err // the CA's fault: a 500, logged
 		}
-		return nil, refuse(http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), "mtls: "))
+		return nil, refuse(http.StatusBadRequest, "bad_request", describe(err))
 	}
 	slog.Default().Info("mtls: certificate renewed", "id", id.String(), "serial", fmt.Sprintf("%x", chain[0].SerialNumber),
 		"not_after", chain[0].NotAfter.UTC(), "lineage_since", lin.Since.UTC(),
@@ -304,13 +303,13 @@ func Renewer(url string, client *http.Client, key crypto.Signer) func(ctx contex
 	}
 	return func(ctx context.Context, current *tls.Certificate) (*tls.Certificate, error) {
 		if current == nil || len(current.Certificate) == 0 {
-			return nil, errors.New("mtls: renewal needs a current certificate to authenticate with")
+			return nil, newError("renewal needs a current certificate to authenticate with")
 		}
 		leaf := current.Leaf
 		if leaf == nil {
 			var err error
 			if leaf, err = x509.ParseCertificate(current.Certificate[0]); err != nil {
-				return nil, fmt.Errorf("mtls: current certificate: %w", err)
+				return nil, errorf("current certificate: %w", err)
 			}
 		}
 		id, err := IDOf(leaf)
@@ -320,7 +319,7 @@ func Renewer(url string, client *http.Client, key crypto.Signer) func(ctx contex
 		k := key
 		if k == nil {
 			if k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-				return nil, fmt.Errorf("mtls: %w", err)
+				return nil, errorf("%w", err)
 			}
 		}
 		csr, err := newCSR(id, leaf.DNSNames, leaf.IPAddresses, k)
@@ -329,18 +328,18 @@ func Renewer(url string, client *http.Client, key crypto.Signer) func(ctx contex
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(csr))
 		if err != nil {
-			return nil, fmt.Errorf("mtls: renewal: %w", err)
+			return nil, errorf("renewal: %w", err)
 		}
 		req.Header.Set("Content-Type", "application/x-pem-file")
 		req.Close = true
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("mtls: renewal: %w", err)
+			return nil, errorf("renewal: %w", err)
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxChainSize))
 		if err != nil {
-			return nil, fmt.Errorf("mtls: renewal: %w", err)
+			return nil, errorf("renewal: %w", err)
 		}
 		if resp.StatusCode != http.StatusOK {
 			var e struct {
@@ -350,7 +349,7 @@ func Renewer(url string, client *http.Client, key crypto.Signer) func(ctx contex
 			if e.Desc == "" {
 				e.Desc = "no details"
 			}
-			return nil, fmt.Errorf("mtls: renewal refused: %s: %s", resp.Status, e.Desc)
+			return nil, errorf("renewal refused: %s: %s", resp.Status, e.Desc)
 		}
 		return parseChain(body, k, id)
 	}
@@ -392,7 +391,7 @@ func newCSR(id spiffeid.ID, dnsNames []string, ips []net.IP, k crypto.Signer) ([
 		IPAddresses: ips,
 	}, k)
 	if err != nil {
-		return nil, fmt.Errorf("mtls: certificate request: %w", err)
+		return nil, errorf("certificate request: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
@@ -412,17 +411,17 @@ func parseChain(data []byte, k crypto.Signer, id spiffeid.ID) (*tls.Certificate,
 		}
 	}
 	if len(c.Certificate) == 0 {
-		return nil, errors.New("mtls: renewal answer holds no certificate")
+		return nil, newError("renewal answer holds no certificate")
 	}
 	leaf, err := x509.ParseCertificate(c.Certificate[0])
 	if err != nil {
-		return nil, fmt.Errorf("mtls: renewal answer: %w", err)
+		return nil, errorf("renewal answer: %w", err)
 	}
 	if got, err := IDOf(leaf); err != nil || got != id {
-		return nil, fmt.Errorf("mtls: renewal answer is for %v, not %s", leaf.URIs, id)
+		return nil, errorf("renewal answer is for %v, not %s", leaf.URIs, id)
 	}
 	if pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(leaf.PublicKey) {
-		return nil, errors.New("mtls: renewal answer is for another key")
+		return nil, newError("renewal answer is for another key")
 	}
 	c.PrivateKey, c.Leaf = k, leaf
 	return &c, nil
@@ -459,11 +458,11 @@ func SaveRenewals(renew func(ctx context.Context, current *tls.Certificate) (*tl
 // certFile.new the new one: rename it to finish (rampart ca renew does).
 func WriteFiles(certFile, keyFile string, c *tls.Certificate) error {
 	if c == nil || len(c.Certificate) == 0 {
-		return errors.New("mtls: no certificate to write")
+		return newError("no certificate to write")
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 	if err != nil {
-		return fmt.Errorf("mtls: the private key: %w", err)
+		return errorf("the private key: %w", err)
 	}
 	var chain []byte
 	for _, d := range c.Certificate {
@@ -482,16 +481,16 @@ func WriteFiles(certFile, keyFile string, c *tls.Certificate) error {
 		if err := writeWhole(f.name, f.data, f.mode); err != nil {
 			os.Remove(keyFile + ".new")
 			os.Remove(certFile + ".new")
-			return fmt.Errorf("mtls: %w", err)
+			return errorf("%w", err)
 		}
 	}
 	if err := os.Rename(keyFile+".new", keyFile); err != nil {
 		os.Remove(keyFile + ".new")
 		os.Remove(certFile + ".new")
-		return fmt.Errorf("mtls: %w", err)
+		return errorf("%w", err)
 	}
 	if err := os.Rename(certFile+".new", certFile); err != nil {
-		return fmt.Errorf("mtls: %w: the new key is in place; finish with: mv %s.new %s", err, certFile, certFile)
+		return errorf("%w: the new key is in place; finish with: mv %s.new %s", err, certFile, certFile)
 	}
 	for _, dir := range []string{filepath.Dir(keyFile), filepath.Dir(certFile)} {
 		if d, err := os.Open(dir); err == nil {

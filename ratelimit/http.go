@@ -3,17 +3,16 @@ package ratelimit
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 // compiledRule is a rule ready for requests: its routes in a ServeMux,
@@ -68,7 +67,7 @@ func (cr *compiledRule) key(r *http.Request, trusted []netip.Prefix) (string, bo
 			sum := sha256.Sum256([]byte(c))
 			b.WriteString(hex.EncodeToString(sum[:12]))
 		case ByClient:
-			p := principal.From(r.Context())
+			p := auth.FromContext(r.Context())
 			if p == nil || p.ClientID == "" {
 				return "", false
 			}
@@ -80,22 +79,17 @@ func (cr *compiledRule) key(r *http.Request, trusted []netip.Prefix) (string, bo
 	return b.String(), true
 }
 
-// credential returns the API key or bearer token a request presents.
+// credential returns the API key or bearer token a request presents, as
+// auth.ParseCredential reads it, the way every authenticating middleware
+// does: a request it refuses (more than one credential, a malformed
+// Authorization header) has no one credential, and keying it on either
+// value would let the other go uncounted; authentication refuses it.
 func credential(r *http.Request) string {
-	// A request with more than one credential header has no one
-	// credential: authentication refuses it (RFC 6750 §2), and keying it
-	// on either value would let the other go uncounted.
-	keys, auths := r.Header.Values("X-API-Key"), r.Header.Values("Authorization")
-	switch {
-	case len(keys)+len(auths) != 1:
+	c, err := auth.ParseCredential(r)
+	if err != nil {
 		return ""
-	case len(keys) == 1:
-		return keys[0]
 	}
-	if h := auths[0]; len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
-		return h[7:]
-	}
-	return ""
+	return c.Value
 }
 
 // Middleware applies the edge rules to every request, in order. Every
@@ -169,13 +163,12 @@ func Deny(w http.ResponseWriter, d Decision) {
 		d.Rule, d.RetryAfter)
 }
 
-// Unavailable answers an ErrUnavailable from Allow: 503 and Retry-After.
+// Unavailable answers an error of Allow, an [*UnavailableError]: 503,
+// Retry-After, and problem details naming its rule.
 func Unavailable(w http.ResponseWriter, err error) {
 	rule := ""
-	if errors.Is(err, ErrUnavailable) {
-		if _, after, ok := strings.Cut(err.Error(), "(rule "); ok {
-			rule, _, _ = strings.Cut(after, ")")
-		}
+	if ue, ok := errors.AsType[*UnavailableError](err); ok {
+		rule = ue.Rule
 	}
 	writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable", "the rate limiter cannot decide; retry shortly", rule, time.Second)
 }
@@ -236,28 +229,10 @@ func describe(l Limit) string {
 }
 
 // seconds rounds up to whole seconds, as Retry-After and the fields want.
-func seconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64(math.Ceil(d.Seconds()))
-}
+func seconds(d time.Duration) int64 { return httpx.Seconds(d) }
 
-// problem is an RFC 9457 problem details object.
-type problem struct {
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Status     int    `json:"status"`
-	Detail     string `json:"detail"`
-	Rule       string `json:"rule,omitempty"`
-	RetryAfter int64  `json:"retry_after,omitempty"`
-}
-
+// writeProblem answers with RFC 9457 problem details naming the rule,
+// and Retry-After (at least a second).
 func writeProblem(w http.ResponseWriter, status int, title, detail, rule string, retry time.Duration) {
-	secs := max(seconds(retry), 1)
-	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Rule: rule, RetryAfter: secs})
+	httpx.WriteProblem(w, httpx.Problem{Status: status, Title: title, Detail: detail, Rule: rule, RetryAfter: max(retry, time.Second)})
 }

@@ -133,10 +133,31 @@ func (r *Rule) check() error {
 var (
 	// ErrUnknownRule is returned for a rule the Limiter does not have.
 	ErrUnknownRule = errors.New("ratelimit: unknown rule")
-	// ErrUnavailable is returned by a FailClosed rule when the store
-	// cannot be reached: the operation must not go ahead.
+	// ErrUnavailable is what a FailClosed rule's error is when the store
+	// cannot be reached ([UnavailableError], errors.Is): the operation
+	// must not go ahead.
 	ErrUnavailable = errors.New("ratelimit: rate-limit store unavailable")
 )
+
+// UnavailableError is the error of a FailClosed rule whose store cannot
+// be reached. errors.Is(err, ErrUnavailable) reports it; errors.As finds
+// the rule.
+type UnavailableError struct {
+	// Rule is the rule that could not decide.
+	Rule string
+	// Err is the store's error.
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("%v (rule %s): %v", ErrUnavailable, e.Rule, e.Err)
+}
+
+// Is reports whether target is ErrUnavailable.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// Unwrap returns the store's error.
+func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // Limiter applies rules. Set the fields, then call Init (or let the first
 // use do it); do not change them afterwards.
@@ -221,7 +242,8 @@ func (l *Limiter) logger() *slog.Logger {
 // Allow decides one operation of a business rule for identity (an API
 // key ID, a client, an account): limiter.Allow(ctx, "swap", keyID). A
 // denial is a Decision with Allowed false, not an error; the error is
-// ErrUnknownRule, or ErrUnavailable when a FailClosed rule's store fails.
+// ErrUnknownRule, or an [*UnavailableError] (ErrUnavailable) when a
+// FailClosed rule's store fails.
 func (l *Limiter) Allow(ctx context.Context, rule, identity string) (Decision, error) {
 	return l.AllowN(ctx, rule, identity, 1)
 }
@@ -263,7 +285,7 @@ func (l *Limiter) decide(ctx context.Context, r *compiledRule, identity string, 
 			return Decision{}, ctx.Err()
 		}
 		if r.Failure == FailClosed {
-			return Decision{Limit: r.Limit, Rule: r.Name}, fmt.Errorf("%w (rule %s): %v", ErrUnavailable, r.Name, err)
+			return Decision{Limit: r.Limit, Rule: r.Name}, &UnavailableError{Rule: r.Name, Err: err}
 		}
 		l.Metrics.fallback(r.Name)
 		d, err = l.Fallback.AllowN(ctx, key, r.Limit, n)

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // "No more than 100 stablecoin swaps per minute per API key": the 101st
@@ -141,7 +141,7 @@ func TestKeyParts(t *testing.T) {
 	}
 	asClient := func(id string) func(*http.Request) {
 		return func(r *http.Request) {
-			*r = *r.WithContext(principal.With(r.Context(), &principal.Principal{ClientID: id}))
+			*r = *r.WithContext(auth.NewContext(r.Context(), &auth.Principal{ClientID: id}))
 		}
 	}
 	for i, want := range []int{200, 200, 200, 200, 429} {
@@ -181,8 +181,20 @@ func TestFailureModes(t *testing.T) {
 	}}
 	ctx := context.Background()
 	store.down.Store(true)
-	if _, err := l.Allow(ctx, "withdraw", "acct"); !errors.Is(err, ErrUnavailable) {
+	_, err := l.Allow(ctx, "withdraw", "acct")
+	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("closed rule, store down: %v, want ErrUnavailable", err)
+	}
+	// The rule is found by type, never read out of the message.
+	if ue, ok := errors.AsType[*UnavailableError](err); !ok || ue.Rule != "withdraw" || ue.Err == nil {
+		t.Errorf("closed rule, store down: %#v, want an *UnavailableError for withdraw", err)
+	}
+	rec := httptest.NewRecorder()
+	Unavailable(rec, &UnavailableError{Rule: "a (rule b)", Err: errors.New("(rule c)")})
+	var p problem
+	json.Unmarshal(rec.Body.Bytes(), &p)
+	if rec.Code != 503 || p.Rule != "a (rule b)" || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("Unavailable: %d %v %s", rec.Code, rec.Header(), rec.Body)
 	}
 	h := l.Middleware(ok)
 	codes := []int{do(t, h, "192.0.2.1:1").Code, do(t, h, "192.0.2.1:1").Code, do(t, h, "192.0.2.1:1").Code}
@@ -286,4 +298,15 @@ rules:
 			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.msg)
 		}
 	}
+}
+
+// problem is the body of a refusal: RFC 9457 problem details with the
+// rule's extension members.
+type problem struct {
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Status     int    `json:"status"`
+	Detail     string `json:"detail"`
+	Rule       string `json:"rule,omitempty"`
+	RetryAfter int64  `json:"retry_after,omitempty"`
 }

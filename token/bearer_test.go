@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token, read here with
@@ -76,10 +79,10 @@ func TestRFC6750_2_1_AuthorizationHeader(t *testing.T) {
 
 // RFC 6750 §3: the WWW-Authenticate challenge.
 func TestRFC6750_3_WWWAuthenticate(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
-	expired := k.mint(t, valWith(clock.Now(), map[string]any{"exp": clock.Now().Add(-time.Hour).Unix(), "iat": clock.Now().Add(-2 * time.Hour).Unix()}), nil)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
+	expired := k.mint(t, with(clock.Now(), map[string]any{"exp": clock.Now().Add(-time.Hour).Unix(), "iat": clock.Now().Add(-2 * time.Hour).Unix()}), nil)
 
 	for _, tc := range []struct {
 		name   string
@@ -87,22 +90,22 @@ func TestRFC6750_3_WWWAuthenticate(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"no credentials", func() *http.Request { return valRequest("") }, 401, `Bearer realm="rampart"`},
+		{"no credentials", func() *http.Request { return bearerRequest("") }, 401, `Bearer realm="rampart"`},
 		{"another scheme", func() *http.Request {
-			r := valRequest("")
+			r := bearerRequest("")
 			r.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
 			return r
 		}, 401, `Bearer realm="rampart"`},
-		{"bad token", func() *http.Request { return valRequest(expired) }, 401,
+		{"bad token", func() *http.Request { return bearerRequest(expired) }, 401,
 			`Bearer realm="rampart", error="invalid_token", error_description="token expired"`},
 		{"malformed header", func() *http.Request {
-			r := valRequest("")
+			r := bearerRequest("")
 			r.Header.Set("Authorization", "Bearer  x")
 			return r
 		}, 400, `Bearer realm="rampart", error="invalid_request", error_description="the bearer token is not an RFC 6750 b64token after exactly one space"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := valServe(v, tc.req())
+			w := serve(v, tc.req())
 			if w.Code != tc.status || w.Header().Get("WWW-Authenticate") != tc.want {
 				t.Fatalf("%d %q, want %d %q", w.Code, w.Header().Get("WWW-Authenticate"), tc.status, tc.want)
 			}
@@ -116,21 +119,21 @@ func TestRFC6750_3_WWWAuthenticate(t *testing.T) {
 	}
 
 	t.Run("realm", func(t *testing.T) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		v.Realm = "payments"
-		if got := valServe(v, valRequest("")).Header().Get("WWW-Authenticate"); got != `Bearer realm="payments"` {
+		if got := serve(v, bearerRequest("")).Header().Get("WWW-Authenticate"); got != `Bearer realm="payments"` {
 			t.Fatal(got)
 		}
 	})
 	t.Run("nothing can break out of a quoted string", func(t *testing.T) {
 		e := &Error{Code: InvalidToken, Description: "a\"b\\c\r\nSet-Cookie: x=1\x00é", Scope: "s\"", Status: 401}
-		got := valChallenge("r\"ealm\r\n", e)
+		got := httpx.Challenge("r\"ealm\r\n", string(e.Code), e.Description, e.Scope)
 		want := `Bearer realm="r?ealm??", error="invalid_token", error_description="a?b?c??Set-Cookie: x=1???", scope="s?"`
 		if got != want {
 			t.Fatalf("\ngot  %s\nwant %s", got, want)
 		}
 		w := httptest.NewRecorder()
-		valWriteError(w, "r\"\n", e)
+		auth.WriteError(w, "r\"\n", e)
 		for _, vs := range w.Header() {
 			for _, s := range vs {
 				if strings.ContainsAny(s, "\r\n\x00") {
@@ -148,10 +151,10 @@ func TestRFC6750_3_WWWAuthenticate(t *testing.T) {
 // RFC 6750 §3.1: invalid_request 400, invalid_token 401,
 // insufficient_scope 403, each with a JSON body.
 func TestRFC6750_3_1_ErrorCodes(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
-	read := k.mint(t, valWith(clock.Now(), map[string]any{"scope": "payment.read"}), nil)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
+	read := k.mint(t, with(clock.Now(), map[string]any{"scope": "payment.read"}), nil)
 	for _, tc := range []struct {
 		name   string
 		req    func() *http.Request
@@ -159,7 +162,7 @@ func TestRFC6750_3_1_ErrorCodes(t *testing.T) {
 		code   string
 	}{
 		{"invalid_request: two headers", func() *http.Request {
-			r := valRequest(read)
+			r := bearerRequest(read)
 			r.Header.Add("Authorization", "Bearer "+read)
 			return r
 		}, 400, "invalid_request"},
@@ -171,12 +174,12 @@ func TestRFC6750_3_1_ErrorCodes(t *testing.T) {
 			r.Header.Set("Authorization", "Bearer "+read)
 			return r
 		}, 400, "invalid_request"},
-		{"invalid_token", func() *http.Request { return valRequest(read + "x") }, 401, "invalid_token"},
-		{"insufficient_scope", func() *http.Request { return valRequest(read) }, 403, "insufficient_scope"},
-		{"no credentials: no code", func() *http.Request { return valRequest("") }, 401, ""},
+		{"invalid_token", func() *http.Request { return bearerRequest(read + "x") }, 401, "invalid_token"},
+		{"insufficient_scope", func() *http.Request { return bearerRequest(read) }, 403, "insufficient_scope"},
+		{"no credentials: no code", func() *http.Request { return bearerRequest("") }, 401, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := valServe(v, tc.req(), RequireScope("payment.write"))
+			w := serve(v, tc.req(), RequireScope("payment.write"))
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}
@@ -202,7 +205,7 @@ func TestRFC6750_3_1_ErrorCodes(t *testing.T) {
 	t.Run("a form body is not read", func(t *testing.T) {
 		r := httptest.NewRequest("POST", "/payments", strings.NewReader("access_token="+read))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		w := valServe(v, r)
+		w := serve(v, r)
 		if w.Code != 401 || strings.Contains(w.Header().Get("WWW-Authenticate"), "error=") {
 			t.Fatalf("%d %q", w.Code, w.Header().Get("WWW-Authenticate"))
 		}
@@ -210,13 +213,13 @@ func TestRFC6750_3_1_ErrorCodes(t *testing.T) {
 	t.Run("query parameters that merely mention access_token", func(t *testing.T) {
 		r := httptest.NewRequest("GET", "/payments?q=access_token", nil)
 		r.Header.Set("Authorization", "Bearer "+read)
-		if w := valServe(v, r); w.Code != 200 {
+		if w := serve(v, r); w.Code != 200 {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
 	})
 }
 
-var valB64Token = regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
+var b64TokenSyntax = regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
 
 // FuzzParseBearer checks that whatever ParseBearer accepts is a b64token
 // that it reads back the same way, and that it never fails in a way the
@@ -237,7 +240,7 @@ func FuzzParseBearer(f *testing.F) {
 			}
 			return
 		}
-		if tok == "" || !valB64Token.MatchString(tok) {
+		if tok == "" || !b64TokenSyntax.MatchString(tok) {
 			t.Fatalf("ParseBearer(%q) accepted %q, not a b64token", header, tok)
 		}
 		if !strings.EqualFold(header[:7], "Bearer ") || header[7:] != tok {
@@ -258,19 +261,19 @@ func TestErrorString(t *testing.T) {
 		err  *Error
 		want string
 	}{
-		{valInvalid("bad signature", cause), "token: invalid_token: bad signature: go-jose/go-jose: error in cryptographic primitive"},
-		{valBadRequest("more than one Authorization header"), "token: invalid_request: more than one Authorization header"},
-		{valNoCredentials(), "token: a bearer token is required: Authorization: Bearer <access token>"},
+		{invalid("bad signature", cause), "auth: invalid_token: bad signature: go-jose/go-jose: error in cryptographic primitive"},
+		{&Error{Code: InvalidRequest, Description: "more than one Authorization header", Status: 400}, "auth: invalid_request: more than one Authorization header"},
+		{noCredentials(), "auth: a bearer token is required: Authorization: Bearer <access token>"},
 	} {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
 	}
-	if !errors.Is(valInvalid("x", cause), cause) {
+	if !errors.Is(invalid("x", cause), cause) {
 		t.Error("cause not unwrapped")
 	}
 	w := httptest.NewRecorder()
-	valWriteError(w, "", valInvalid("bad signature", cause))
+	auth.WriteError(w, "", invalid("bad signature", cause))
 	if strings.Contains(w.Body.String()+w.Header().Get("WWW-Authenticate"), "go-jose") {
 		t.Fatalf("cause sent to the client: %v %s", w.Header(), w.Body)
 	}

@@ -1,54 +1,22 @@
-// Package token issues and checks short-lived OAuth2 access tokens with
-// scopes, such as payment.read, payment.write and payment.withdraw.
-//
-// # Issuing
-//
-// [Server] is an OAuth2 authorization server for the client-credentials
-// grant (RFC 6749 §4.4): clients authenticate with an API key as client
-// secret (client_secret_basic, client_secret_post) or with a client
-// certificate (tls_client_auth, RFC 8705 §2.1), and get a JWT access token
-// (RFC 9068) for a subset of their scopes. It also serves the JWKS,
-// RFC 8414 metadata, RFC 7662 introspection and RFC 7009 revocation, and
-// rotates its signing keys so that resource servers always know the next
-// key before it signs.
-//
-// # Token format
-//
-// A JWS in compact serialization, signed ES256 (or EdDSA):
-//
-//	header  {"alg": "ES256", "kid": "<RFC 7638 thumbprint>", "typ": "at+jwt"}
-//	claims  {"iss": "https://auth.example.com", "sub": "<client id>",
-//	         "aud": "https://api.example.com", "client_id": "<client id>",
-//	         "iat": 1764072000, "exp": 1764072900, "jti": "<random>",
-//	         "scope": "payment.read payment.write",
-//	         "cnf": {"x5t#S256": "<base64url SHA-256 of the client certificate>"}}
-//
-// cnf is present when the client authenticated with its certificate
-// (tls_client_auth): such a token is bound to that certificate (RFC 8705
-// §3) and useless without it. A client that authenticated with its secret
-// gets an unbound token, whatever certificate its TLS stack sent.
-//
-// Tokens are canonical: strict base64url, and ES256 signatures with low S.
-// The Server writes an audit line per token issued, refused or revoked
-// (see [Server.Logger]).
+// Package token checks short-lived OAuth2 access tokens (RFC 9068 JWTs)
+// with scopes, such as payment.read, payment.write and payment.withdraw,
+// for resource servers. It depends on go-jose, a JSON decoder and the
+// standard library only; the authorization server that issues the tokens
+// is package [github.com/rampartsec/rampart/token/authserver].
 //
 // # Checking
 //
-// A [Validator] checks tokens for resource servers: signature with a key
-// from the JWKS (fetched and cached; an unknown kid triggers one
-// rate-limited refetch), an algorithm allow-list, typ, iss, aud, exp and
-// nbf with a small skew, the certificate binding, one canonical spelling
-// per token, revocation ([Validator.Revoked], answered by a
-// [RevocationStore]), and a size limit before any parsing.
-// [Validator.Middleware] authenticates requests (RFC 6750), one
-// credential per request; [RequireScope] authorizes them by exact scope,
-// for bearer tokens and API keys alike.
+// A [Validator] checks tokens: signature with a key from the JWKS
+// (fetched and cached; an unknown kid triggers one rate-limited
+// refetch), an algorithm allow-list, typ, iss, aud, exp and nbf with a
+// small skew, the certificate binding (RFC 8705 §3), one canonical
+// spelling per token, revocation ([Validator.Revoked]), and a size limit
+// before any parsing.
 //
-// # Revocation
-//
-// A [RevocationStore] holds revoked tokens (by jti) and revocations of
-// every token of a client up to a time (by iat); a disabled client's
-// tokens are revoked too. The Server's introspection and a Validator
-// whose Revoked is the store's TokenRevoked ask the same question, so
-// they agree.
+// A Validator is an [auth.Authenticator]: [Validator.Authenticate] reads
+// the bearer token with [auth.ParseCredential], one credential per
+// request (RFC 6750 §2), and [Validator.Middleware] (or [auth.Middleware],
+// with API keys too) authenticates requests; [auth.RequireScope]
+// authorizes them by exact scope, for bearer tokens and API keys alike.
+// Refusals are [Error]s, RFC 6750 §3.
 package token

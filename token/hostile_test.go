@@ -28,12 +28,12 @@ import (
 // §3.1 "repeats the same parameter ... or is otherwise malformed"). None
 // gets a 500 or reaches the handler.
 func TestHostileTokens(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	jwks := newJWKS(t, k)
 	v := jwks.validator(clock)
 	now := clock.Now()
-	good := k.mint(t, valClaimsAt(now), nil)
+	good := k.mint(t, claimsAt(now), nil)
 	parts := strings.Split(good, ".")
 	b64 := base64.RawURLEncoding.EncodeToString
 
@@ -46,17 +46,17 @@ func TestHostileTokens(t *testing.T) {
 
 	ca := testpki.NewRoot(t, "clients")
 	mine, theirs := ca.Issue(t, testpki.LeafOptions{}), ca.Issue(t, testpki.LeafOptions{})
-	bound := k.mint(t, valWith(now, map[string]any{"cnf": map[string]any{"x5t#S256": valThumbprint(mine.Cert)}}), nil)
+	bound := k.mint(t, with(now, map[string]any{"cnf": map[string]any{"x5t#S256": thumbprint(mine.Cert)}}), nil)
 
 	// Payload with more scope, the original signature.
-	richer, _ := json.Marshal(valWith(now, map[string]any{"scope": "payment.read payment.write payment.withdraw"}))
+	richer, _ := json.Marshal(with(now, map[string]any{"scope": "payment.read payment.write payment.withdraw"}))
 	tamperedPayload := parts[0] + "." + b64(richer) + "." + parts[2]
 	// Header with another typ, the original signature.
 	hdr, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": k.kid, "typ": "at+jwt", "x": 1})
 	tamperedHeader := b64(hdr) + "." + parts[1] + "." + parts[2]
 	// A second signature appended to the compact form.
-	other := valNewKey(t, jose.ES256)
-	extraSig := good + "." + strings.Split(other.mint(t, valClaimsAt(now), nil), ".")[2]
+	other := newKey(t, jose.ES256)
+	extraSig := good + "." + strings.Split(other.mint(t, claimsAt(now), nil), ".")[2]
 
 	// The JWS JSON serialization, with a second signer.
 	multi, err := jose.NewMultiSigner([]jose.SigningKey{
@@ -66,7 +66,7 @@ func TestHostileTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claimsJSON, _ := json.Marshal(valClaimsAt(now))
+	claimsJSON, _ := json.Marshal(claimsAt(now))
 	obj, err := multi.Sign(claimsJSON)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestHostileTokens(t *testing.T) {
 
 	withCert := func(c *testpki.Leaf) func(*http.Request) {
 		return func(r *http.Request) {
-			r.TLS = valTLSState(c)
+			r.TLS = tlsState(c)
 		}
 	}
 	for _, tc := range []struct {
@@ -86,22 +86,22 @@ func TestHostileTokens(t *testing.T) {
 		code   ErrorCode
 		desc   string
 	}{
-		{"alg none", []string{"Bearer " + valNone(t, k.kid, valClaimsAt(now))}, nil, 401, InvalidToken, "not allowed"},
-		{"alg none, no signature part", []string{"Bearer " + strings.TrimSuffix(valNone(t, k.kid, valClaimsAt(now)), ".")}, nil, 401, InvalidToken, ""},
-		{"HS256 with the public key (DER) as secret", []string{"Bearer " + valSign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubDER}, k.kid, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
-		{"HS256 with the public key (PEM) as secret", []string{"Bearer " + valSign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubPEM}, k.kid, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
-		{"HS256 with the public JWK as secret", []string{"Bearer " + valSign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubJWK}, k.kid, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
-		{"unknown kid", []string{"Bearer " + other.mint(t, valClaimsAt(now), nil)}, nil, 401, InvalidToken, "unknown signing key"},
-		{"another key under the issuer's kid", []string{"Bearer " + other.mint(t, valClaimsAt(now), map[string]any{"kid": k.kid})}, nil, 401, InvalidToken, "bad signature"},
-		{"expired", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"exp": now.Add(-time.Minute).Unix(), "iat": now.Add(-time.Hour).Unix()}), nil)}, nil, 401, InvalidToken, "expired"},
-		{"not yet valid", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"nbf": now.Add(time.Hour).Unix()}), nil)}, nil, 401, InvalidToken, "not yet valid"},
-		{"wrong aud", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"aud": "https://other-api.example.com"}), nil)}, nil, 401, InvalidToken, "audience"},
-		{"wrong iss", []string{"Bearer " + k.mint(t, valWith(now, map[string]any{"iss": "https://evil.example.com"}), nil)}, nil, 401, InvalidToken, "issuer"},
-		{"typ JWT", []string{"Bearer " + k.mint(t, valClaimsAt(now), map[string]any{"typ": "JWT"})}, nil, 401, InvalidToken, "typ"},
-		{"typ missing", []string{"Bearer " + k.mint(t, valClaimsAt(now), map[string]any{"typ": nil})}, nil, 401, InvalidToken, "typ"},
+		{"alg none", []string{"Bearer " + unsigned(t, k.kid, claimsAt(now))}, nil, 401, InvalidToken, "not allowed"},
+		{"alg none, no signature part", []string{"Bearer " + strings.TrimSuffix(unsigned(t, k.kid, claimsAt(now)), ".")}, nil, 401, InvalidToken, ""},
+		{"HS256 with the public key (DER) as secret", []string{"Bearer " + sign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubDER}, k.kid, claimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
+		{"HS256 with the public key (PEM) as secret", []string{"Bearer " + sign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubPEM}, k.kid, claimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
+		{"HS256 with the public JWK as secret", []string{"Bearer " + sign(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubJWK}, k.kid, claimsAt(now), nil)}, nil, 401, InvalidToken, "not allowed"},
+		{"unknown kid", []string{"Bearer " + other.mint(t, claimsAt(now), nil)}, nil, 401, InvalidToken, "unknown signing key"},
+		{"another key under the issuer's kid", []string{"Bearer " + other.mint(t, claimsAt(now), map[string]any{"kid": k.kid})}, nil, 401, InvalidToken, "bad signature"},
+		{"expired", []string{"Bearer " + k.mint(t, with(now, map[string]any{"exp": now.Add(-time.Minute).Unix(), "iat": now.Add(-time.Hour).Unix()}), nil)}, nil, 401, InvalidToken, "expired"},
+		{"not yet valid", []string{"Bearer " + k.mint(t, with(now, map[string]any{"nbf": now.Add(time.Hour).Unix()}), nil)}, nil, 401, InvalidToken, "not yet valid"},
+		{"wrong aud", []string{"Bearer " + k.mint(t, with(now, map[string]any{"aud": "https://other-api.example.com"}), nil)}, nil, 401, InvalidToken, "audience"},
+		{"wrong iss", []string{"Bearer " + k.mint(t, with(now, map[string]any{"iss": "https://evil.example.com"}), nil)}, nil, 401, InvalidToken, "issuer"},
+		{"typ JWT", []string{"Bearer " + k.mint(t, claimsAt(now), map[string]any{"typ": "JWT"})}, nil, 401, InvalidToken, "typ"},
+		{"typ missing", []string{"Bearer " + k.mint(t, claimsAt(now), map[string]any{"typ": nil})}, nil, 401, InvalidToken, "typ"},
 		{"tampered payload", []string{"Bearer " + tamperedPayload}, nil, 401, InvalidToken, "bad signature"},
 		{"tampered header", []string{"Bearer " + tamperedHeader}, nil, 401, InvalidToken, "bad signature"},
-		{"signature of another token", []string{"Bearer " + parts[0] + "." + parts[1] + "." + strings.Split(k.mint(t, valWith(now, map[string]any{"jti": "x"}), nil), ".")[2]}, nil, 401, InvalidToken, "bad signature"},
+		{"signature of another token", []string{"Bearer " + parts[0] + "." + parts[1] + "." + strings.Split(k.mint(t, with(now, map[string]any{"jti": "x"}), nil), ".")[2]}, nil, 401, InvalidToken, "bad signature"},
 		{"oversized", []string{"Bearer " + strings.Repeat("A", 8<<10+1)}, nil, 401, InvalidToken, "too large"},
 		{"cnf-bound, no certificate", []string{"Bearer " + bound}, nil, 401, InvalidToken, "bound"},
 		{"cnf-bound, another certificate", []string{"Bearer " + bound}, withCert(theirs), 401, InvalidToken, "bound"},
@@ -118,14 +118,14 @@ func TestHostileTokens(t *testing.T) {
 		{"header injection", []string{"Bearer " + good + "\r\nX-Admin: 1"}, nil, 400, InvalidRequest, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := valRequest("")
+			r := bearerRequest("")
 			for _, h := range tc.header {
 				r.Header.Add("Authorization", h)
 			}
 			if tc.modify != nil {
 				tc.modify(r)
 			}
-			w := valServe(v, r)
+			w := serve(v, r)
 			if w.Code >= 500 || w.Code == 200 {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
@@ -143,22 +143,22 @@ func TestHostileTokens(t *testing.T) {
 		})
 	}
 	t.Run("the good token and its bound twin pass", func(t *testing.T) {
-		if w := valServe(v, valRequest(good)); w.Code != 200 {
+		if w := serve(v, bearerRequest(good)); w.Code != 200 {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
-		r := valRequest(bound)
+		r := bearerRequest(bound)
 		withCert(mine)(r)
-		if w := valServe(v, r); w.Code != 200 {
+		if w := serve(v, r); w.Code != 200 {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
 	})
 	t.Run("JSON serialization through Validate", func(t *testing.T) {
 		p, err := v.Validate(context.Background(), jsonSerialized, nil)
-		valWantInvalid(t, p, err, "compact")
+		wantInvalid(t, p, err, "compact")
 	})
 }
 
-func valTLSState(c *testpki.Leaf) *tls.ConnectionState {
+func tlsState(c *testpki.Leaf) *tls.ConnectionState {
 	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{c.Cert}}
 }
 
@@ -167,17 +167,17 @@ func valTLSState(c *testpki.Leaf) *tls.ConnectionState {
 // tokens arrive, for tokens issued before the keys were fetched (a key
 // that signed them would have been published then).
 func TestHostileUnknownKidRefetchRateLimited(t *testing.T) {
-	clock := valNewClock()
-	k, stranger := valNewKey(t, jose.ES256), valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, k)
+	clock := newClock()
+	k, stranger := newKey(t, jose.ES256), newKey(t, jose.ES256)
+	jwks := newJWKS(t, k)
 	v := jwks.validator(clock)
-	bad := stranger.mint(t, valWith(clock.Now(), map[string]any{"iat": clock.Now().Add(-time.Hour).Unix(), "exp": clock.Now().Add(time.Hour).Unix()}), nil)
+	bad := stranger.mint(t, with(clock.Now(), map[string]any{"iat": clock.Now().Add(-time.Hour).Unix(), "exp": clock.Now().Add(time.Hour).Unix()}), nil)
 	flood := func() {
 		t.Helper()
 		var wg sync.WaitGroup
 		for range 50 {
 			wg.Go(func() {
-				if w := valServe(v, valRequest(bad)); w.Code != 401 {
+				if w := serve(v, bearerRequest(bad)); w.Code != 401 {
 					t.Errorf("status %d", w.Code)
 				}
 			})
@@ -206,23 +206,23 @@ func TestHostileUnknownKidRefetchRateLimited(t *testing.T) {
 }
 
 // Tokens with made-up kids and a fresh iat (anyone can write one) get
-// the JWKS fetched at most every 5 s (valFreshRefetch), however many and
+// the JWKS fetched at most every 5 s (freshRefetch), however many and
 // however varied, and are answered 503 (the key may be new) or 401 (the
 // keys were fetched after the token was issued), never let through.
 func TestHostileFreshUnknownKidsRefetchBounded(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	jwks := newJWKS(t, k)
 	v := jwks.validator(clock)
-	if _, err := v.Validate(context.Background(), k.mint(t, valClaimsAt(clock.Now()), nil), nil); err != nil {
+	if _, err := v.Validate(context.Background(), k.mint(t, claimsAt(clock.Now()), nil), nil); err != nil {
 		t.Fatal(err)
 	}
 	for sec := range 60 {
 		var wg sync.WaitGroup
 		for range 20 {
 			wg.Go(func() {
-				stranger := valNewKey(t, jose.ES256)
-				if w := valServe(v, valRequest(stranger.mint(t, valClaimsAt(clock.Now()), nil))); w.Code != 503 && w.Code != 401 {
+				stranger := newKey(t, jose.ES256)
+				if w := serve(v, bearerRequest(stranger.mint(t, claimsAt(clock.Now()), nil))); w.Code != 503 && w.Code != 401 {
 					t.Errorf("a made-up kid: %d", w.Code)
 				}
 			})
@@ -238,17 +238,17 @@ func TestHostileFreshUnknownKidsRefetchBounded(t *testing.T) {
 // A token larger than MaxTokenSize is refused before it is parsed: the
 // JWKS is not even fetched. One byte less is fine.
 func TestHostileOversized(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
 	const limit = 8 << 10
 	for _, tc := range []struct {
 		size int
 		ok   bool
 	}{{limit, true}, {limit + 1, false}} {
-		jwks := valNewJWKS(t, k)
+		jwks := newJWKS(t, k)
 		v := jwks.validator(clock)
-		tok := valMintSized(t, k, clock.Now(), tc.size)
-		w := valServe(v, valRequest(tok))
+		tok := mintSized(t, k, clock.Now(), tc.size)
+		w := serve(v, bearerRequest(tok))
 		if tc.ok {
 			if w.Code != 200 {
 				t.Fatalf("%d-byte token: %d %s", tc.size, w.Code, w.Body)
@@ -262,26 +262,26 @@ func TestHostileOversized(t *testing.T) {
 			t.Fatalf("%d-byte token made the Validator fetch its keys", tc.size)
 		}
 		p, err := v.Validate(context.Background(), tok, nil)
-		valWantInvalid(t, p, err, "too large")
+		wantInvalid(t, p, err, "too large")
 	}
 	t.Run("a megabyte of anything", func(t *testing.T) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		for _, junk := range []string{strings.Repeat("A", 1<<20), strings.Repeat("\x00", 1<<20), "{" + strings.Repeat(`"a":`, 1<<18)} {
 			p, err := v.Validate(context.Background(), junk, nil)
-			valWantInvalid(t, p, err, "too large")
+			wantInvalid(t, p, err, "too large")
 		}
 	})
 }
 
-// valMintSized mints a valid token of exactly size bytes, padding a claim
+// mintSized mints a valid token of exactly size bytes, padding a claim
 // and a header parameter.
-func valMintSized(t *testing.T, k *valKey, now time.Time, size int) string {
+func mintSized(t *testing.T, k *testKey, now time.Time, size int) string {
 	t.Helper()
-	base := len(k.mint(t, valWith(now, map[string]any{"pad": ""}), map[string]any{"pad": ""}))
+	base := len(k.mint(t, with(now, map[string]any{"pad": ""}), map[string]any{"pad": ""}))
 	est := (size - base) * 3 / 4
 	for hp := 0; hp < 4; hp++ {
 		for n := max(est-16, 0); n < est+16; n++ {
-			tok := k.mint(t, valWith(now, map[string]any{"pad": strings.Repeat("x", n)}), map[string]any{"pad": strings.Repeat("y", hp)})
+			tok := k.mint(t, with(now, map[string]any{"pad": strings.Repeat("x", n)}), map[string]any{"pad": strings.Repeat("y", hp)})
 			if len(tok) == size {
 				return tok
 			}
@@ -291,9 +291,9 @@ func valMintSized(t *testing.T, k *valKey, now time.Time, size int) string {
 	return ""
 }
 
-// valFuzzKey is deterministic, so that every fuzzing worker verifies the
+// fuzzKey is deterministic, so that every fuzzing worker verifies the
 // seed tokens with the same key.
-func valFuzzKey(t testing.TB) *valKey {
+func fuzzKey(t testing.TB) *testKey {
 	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: string(jose.EdDSA), Use: "sig"}
 	tp, err := pub.Thumbprint(crypto.SHA256)
@@ -301,7 +301,7 @@ func valFuzzKey(t testing.TB) *valKey {
 		t.Fatal(err)
 	}
 	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
-	return &valKey{priv: priv, alg: jose.EdDSA, kid: pub.KeyID, pub: pub}
+	return &testKey{priv: priv, alg: jose.EdDSA, kid: pub.KeyID, pub: pub}
 }
 
 // FuzzValidate mutates a valid token. Whatever the Validator accepts must
@@ -310,25 +310,25 @@ func valFuzzKey(t testing.TB) *valKey {
 // the claims that were signed; whatever it refuses is refused as
 // invalid_token, never with a panic or a server error.
 func FuzzValidate(f *testing.F) {
-	clock := valNewClock()
-	k := valFuzzKey(f)
-	good := k.mint(f, valClaimsAt(clock.Now()), nil)
+	clock := newClock()
+	k := fuzzKey(f)
+	good := k.mint(f, claimsAt(clock.Now()), nil)
 	f.Add(good)
-	f.Add(k.mint(f, valClaimsAt(clock.Now()), map[string]any{"typ": "JWT"}))
-	f.Add(valNone(f, k.kid, valClaimsAt(clock.Now())))
+	f.Add(k.mint(f, claimsAt(clock.Now()), map[string]any{"typ": "JWT"}))
+	f.Add(unsigned(f, k.kid, claimsAt(clock.Now())))
 	f.Add(strings.Replace(good, ".", "..", 1))
 	f.Add("")
 	for _, seg := range strings.Split(good, ".") {
-		for _, spelling := range valReencodings(seg)[1:] {
+		for _, spelling := range reencodings(seg)[1:] {
 			f.Add(strings.Replace(good, seg, spelling, 1))
 		}
 	}
-	want, err := valStatic(clock, k).Validate(context.Background(), good, nil)
+	want, err := staticValidator(clock, k).Validate(context.Background(), good, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		p, err := v.Validate(context.Background(), raw, nil)
 		if err != nil {
 			if e, ok := errors.AsType[*Error](err); !ok || e.Code != InvalidToken || e.Status != 401 {
@@ -352,29 +352,29 @@ func FuzzValidate(f *testing.F) {
 // (retry: the token is fine) meanwhile, never 401 invalid_token (RFC 6750
 // §3.1: "get a new token", which would fail the same way).
 func TestJWKSDoubleRotationAfterAnAttackersRefetch(t *testing.T) {
-	clock := valNewClock()
-	k1, k2, k3, stranger := valNewKey(t, jose.ES256), valNewKey(t, jose.ES256), valNewKey(t, jose.ES256), valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, k1, k2) // current and next
+	clock := newClock()
+	k1, k2, k3, stranger := newKey(t, jose.ES256), newKey(t, jose.ES256), newKey(t, jose.ES256), newKey(t, jose.ES256)
+	jwks := newJWKS(t, k1, k2) // current and next
 	v := jwks.validator(clock)
 	ctx := context.Background()
-	if _, err := v.Validate(ctx, k1.mint(t, valClaimsAt(clock.Now()), nil), nil); err != nil {
+	if _, err := v.Validate(ctx, k1.mint(t, claimsAt(clock.Now()), nil), nil); err != nil {
 		t.Fatal(err)
 	}
 	clock.Add(5 * time.Second)
-	if w := valServe(v, valRequest(stranger.mint(t, valClaimsAt(clock.Now()), nil))); w.Code == 200 {
+	if w := serve(v, bearerRequest(stranger.mint(t, claimsAt(clock.Now()), nil))); w.Code == 200 {
 		t.Fatal("a made-up kid was accepted")
 	}
 	fetches := jwks.hits.Load()
 	// rampart token rotate-keys, twice: k3 signs, k2 retired, k4 next.
-	jwks.set(k2, k3, valNewKey(t, jose.ES256))
+	jwks.set(k2, k3, newKey(t, jose.ES256))
 	clock.Add(2 * time.Second)
-	tok := k3.mint(t, valWith(clock.Now(), map[string]any{"jti": "after-rotation"}), nil)
-	w := valServe(v, valRequest(tok))
+	tok := k3.mint(t, with(clock.Now(), map[string]any{"jti": "after-rotation"}), nil)
+	w := serve(v, bearerRequest(tok))
 	if w.Code != 503 || w.Header().Get("Retry-After") == "" || w.Header().Get("WWW-Authenticate") != "" {
 		t.Errorf("within 5 s of the attacker's refetch: %d %v %s, want 503 with Retry-After", w.Code, w.Header(), w.Body)
 	}
 	clock.Add(3 * time.Second) // 5 s after the attacker's refetch
-	if w := valServe(v, valRequest(tok)); w.Code != 200 {
+	if w := serve(v, bearerRequest(tok)); w.Code != 200 {
 		t.Errorf("5 s after the attacker's refetch: %d %s, want 200", w.Code, w.Body)
 	}
 	if got := jwks.hits.Load(); got != fetches+1 {

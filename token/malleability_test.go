@@ -10,26 +10,28 @@ import (
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/rampartsec/rampart/token/internal/jws"
 )
 
-const valB64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+const b64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-// valReencodings returns every spelling of the base64url segment seg that
+// reencodings returns every spelling of the base64url segment seg that
 // a lax decoder reads as the same bytes: the last character with its
 // unused low bits set every way (RFC 4648 §3.5). The first is seg.
-func valReencodings(seg string) []string {
+func reencodings(seg string) []string {
 	unused := map[int]uint{2: 4, 3: 2}[len(seg)%4]
-	last := strings.IndexByte(valB64URL, seg[len(seg)-1])
+	last := strings.IndexByte(b64URL, seg[len(seg)-1])
 	out := []string{seg}
 	for low := 1; low < 1<<unused; low++ {
-		out = append(out, seg[:len(seg)-1]+string(valB64URL[last|low]))
+		out = append(out, seg[:len(seg)-1]+string(b64URL[last|low]))
 	}
 	return out
 }
 
-// valTestTwin returns the ECDSA twin of an ES256 token: (r, s) -> (r, n - s),
+// testTwin returns the ECDSA twin of an ES256 token: (r, s) -> (r, n - s),
 // a second valid signature of the same message.
-func valTestTwin(t *testing.T, tok string) string {
+func testTwin(t *testing.T, tok string) string {
 	t.Helper()
 	i := strings.LastIndexByte(tok, '.')
 	sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
@@ -50,20 +52,20 @@ func valTestTwin(t *testing.T, tok string) string {
 // set past the data), so that `by: [credential]` limits and the cache
 // see one string per token (CWE-180, CWE-697).
 func TestRFC7515_2_CanonicalBase64URL(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	// A payload whose length leaves unused bits, whatever the claims.
 	var tok string
 	for i := 0; ; i++ {
-		tok = k.mint(t, valWith(clock.Now(), map[string]any{"jti": strings.Repeat("j", i+1)}), nil)
+		tok = k.mint(t, with(clock.Now(), map[string]any{"jti": strings.Repeat("j", i+1)}), nil)
 		parts := strings.Split(tok, ".")
 		if len(parts[0])%4 > 1 && len(parts[1])%4 > 1 {
 			break
 		}
 	}
 	parts := strings.Split(tok, ".")
-	hs, ps, ss := valReencodings(parts[0]), valReencodings(parts[1]), valReencodings(parts[2])
+	hs, ps, ss := reencodings(parts[0]), reencodings(parts[1]), reencodings(parts[2])
 	total := len(hs) * len(ps) * len(ss)
 	if total < 64 {
 		t.Fatalf("only %d spellings: the test token leaves too few unused bits", total)
@@ -85,7 +87,7 @@ func TestRFC7515_2_CanonicalBase64URL(t *testing.T) {
 					accepted++
 					continue
 				}
-				if code, d := valCode(t, err); code != InvalidToken || !strings.Contains(d, "canonical") {
+				if code, d := codeOf(t, err); code != InvalidToken || !strings.Contains(d, "canonical") {
 					t.Errorf("re-encoding: %s %q, want invalid_token naming the encoding", code, d)
 				}
 			}
@@ -109,11 +111,11 @@ func TestRFC7515_2_CanonicalBase64URL(t *testing.T) {
 // served from the cache entry of its twin, not verified afresh, and
 // revoked with it. The Server signs with low S only.
 func TestECDSATwinIsTheSameToken(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
-	tok := k.mint(t, valClaimsAt(clock.Now()), nil)
-	twin := valTestTwin(t, tok)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
+	tok := k.mint(t, claimsAt(clock.Now()), nil)
+	twin := testTwin(t, tok)
 	if _, err := v.Validate(context.Background(), tok, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +135,14 @@ func TestECDSATwinIsTheSameToken(t *testing.T) {
 // it issues is the canonical one of the two.
 func TestServerSignsLowS(t *testing.T) {
 	half := new(big.Int).Rsh(elliptic.P256().Params().N, 1)
-	k := valNewKey(t, jose.ES256)
+	k := newKey(t, jose.ES256)
 	for range 64 {
-		tok := lowS(valSign(t, jose.SigningKey{Algorithm: jose.ES256, Key: k.priv}, k.kid, valClaimsAt(valT0), nil), "ES256")
+		tok := jws.LowS(sign(t, jose.SigningKey{Algorithm: jose.ES256, Key: k.priv}, k.kid, claimsAt(t0), nil), jose.ES256)
 		sig, _ := base64.RawURLEncoding.DecodeString(tok[strings.LastIndexByte(tok, '.')+1:])
 		if new(big.Int).SetBytes(sig[32:]).Cmp(half) > 0 {
 			t.Fatalf("high S after lowS: %s", tok)
 		}
-		if _, err := valStatic(valNewClock(), k).Validate(context.Background(), tok, nil); err != nil {
+		if _, err := staticValidator(newClock(), k).Validate(context.Background(), tok, nil); err != nil {
 			t.Fatalf("lowS broke the signature: %v", err)
 		}
 	}

@@ -10,17 +10,17 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
 )
 
 // The seed's check: "a token with payment.read cannot create a
 // transaction". Scopes are exact strings with no hierarchy.
 func TestRequireScope(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	tok := func(scope string) string {
-		return k.mint(t, valWith(clock.Now(), map[string]any{"scope": scope, "jti": "j-" + scope}), nil)
+		return k.mint(t, with(clock.Now(), map[string]any{"scope": scope, "jti": "j-" + scope}), nil)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -42,7 +42,7 @@ func TestRequireScope(t *testing.T) {
 		{"nothing required", "", nil, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := valServe(v, valRequest(tok(tc.scope)), RequireScope(tc.required...))
+			w := serve(v, bearerRequest(tok(tc.scope)), RequireScope(tc.required...))
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}
@@ -60,7 +60,7 @@ func TestRequireScope(t *testing.T) {
 	}
 }
 
-// API keys put their caller in the context with principal.With; the same
+// API keys put their caller in the context with auth.NewContext; the same
 // RequireScope serves them.
 func TestRequireScopeAPIKeyPrincipal(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
@@ -69,13 +69,13 @@ func TestRequireScopeAPIKeyPrincipal(t *testing.T) {
 		p      *Principal
 		status int
 	}{
-		{&Principal{Subject: "c", Method: principal.APIKey, Scopes: []string{"payment.write"}}, 200},
-		{&Principal{Subject: "c", Method: principal.APIKey, Scopes: []string{"payment.read"}}, 403},
+		{&Principal{Subject: "c", Method: auth.APIKey, Scopes: []string{"payment.write"}}, 200},
+		{&Principal{Subject: "c", Method: auth.APIKey, Scopes: []string{"payment.read"}}, 403},
 		{nil, 401},
 	} {
 		r := httptest.NewRequest("POST", "/payments", nil)
 		if tc.p != nil {
-			r = r.WithContext(principal.With(r.Context(), tc.p))
+			r = r.WithContext(auth.NewContext(r.Context(), tc.p))
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
@@ -124,9 +124,9 @@ func TestParseScope(t *testing.T) {
 		{`a\b`, nil, false},
 		{"é", nil, false},
 	} {
-		got, ok := valParseScope(tc.in)
+		got, ok := parseScope(tc.in)
 		if ok != tc.ok || !slices.Equal(got, tc.want) {
-			t.Errorf("valParseScope(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			t.Errorf("parseScope(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,8 +28,8 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 
-	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/token/internal/jws"
 )
 
 // Validator checks access tokens (RFC 9068) for a resource server. Set
@@ -67,10 +66,10 @@ type Validator struct {
 	Client *http.Client
 
 	// Algorithms is the allow-list of signature algorithms; nil means
-	// ES256 and EdDSA, what the Server signs with. "none" and HS256/384/
-	// 512 are refused even if listed (a configuration error): "none" is
-	// no signature, and HMAC with a public key as the secret is the
-	// classic forgery.
+	// ES256 and EdDSA, what authserver.Server signs with. "none" and
+	// HS256/384/512 are refused even if listed (a configuration
+	// error): "none" is no signature, and HMAC with a public key as the
+	// secret is the classic forgery.
 	Algorithms []string
 	// Leeway is the clock skew allowed for exp, nbf and iat; 0 means
 	// 30 s.
@@ -105,9 +104,9 @@ type Validator struct {
 	// Revoked, if set, reports whether a token was revoked: by its jti
 	// (RFC 7009, rampart token revoke), with every token of its client
 	// (rampart token revoke --client, rampart client disable), or because
-	// its client is disabled. The control plane's revocations are a
-	// [RevocationStore]'s TokenRevoked, which the Server's introspection
-	// answers from too, so that the two agree. It is called on every
+	// its client is disabled. The control plane's revocations are an
+	// authserver.RevocationStore's TokenRevoked, which the authorization
+	// server's introspection answers from too, so that the two agree. It is called on every
 	// request, cached tokens too, so that revocation is immediate. An
 	// error makes the request fail with 503: a token that cannot be
 	// checked is not accepted. Without it, revoked tokens and those of
@@ -118,17 +117,17 @@ type Validator struct {
 
 	once    sync.Once
 	initErr error
-	c       valConfig
-	keys    atomic.Pointer[valKeySet]
-	cache   *valCache
+	c       config
+	keys    atomic.Pointer[knownKeys]
+	cache   *tokenCache
 
 	mu        sync.Mutex // guards lastFetch and fetching
 	lastFetch time.Time
-	fetching  *valFetch
+	fetching  *inflightFetch
 }
 
-// valConfig is the Validator's configuration with the defaults applied.
-type valConfig struct {
+// config is the Validator's configuration with the defaults applied.
+type config struct {
 	algs       []jose.SignatureAlgorithm
 	leeway     time.Duration
 	maxSize    int
@@ -141,19 +140,19 @@ type valConfig struct {
 }
 
 const (
-	valDefaultLeeway   = 30 * time.Second
-	valDefaultMaxSize  = 8 << 10
-	valDefaultCache    = 10_000
-	valDefaultRefresh  = 10 * time.Minute
-	valDefaultRefetch  = 30 * time.Second
-	valFetchTimeout    = 10 * time.Second
-	valMaxJWKSBytes    = 1 << 20
-	valMaxJWKSRedirect = 3
+	defaultLeeway    = 30 * time.Second
+	defaultMaxSize   = 8 << 10
+	defaultCacheSize = 10_000
+	defaultRefresh   = 10 * time.Minute
+	defaultRefetch   = 30 * time.Second
+	fetchTimeout     = 10 * time.Second
+	maxJWKSBytes     = 1 << 20
+	maxJWKSRedirects = 3
 )
 
-// valAlgorithms are the signature algorithms a Validator may be told to
+// algorithms are the signature algorithms a Validator may be told to
 // accept: asymmetric ones only.
-var valAlgorithms = map[string]jose.SignatureAlgorithm{
+var algorithms = map[string]jose.SignatureAlgorithm{
 	"ES256": jose.ES256, "ES384": jose.ES384, "ES512": jose.ES512,
 	"EdDSA": jose.EdDSA,
 	"RS256": jose.RS256, "RS384": jose.RS384, "RS512": jose.RS512,
@@ -186,7 +185,7 @@ func (v *Validator) configure() error {
 		if strings.EqualFold(n, "none") || strings.HasPrefix(strings.ToUpper(n), "HS") {
 			return fmt.Errorf("token: algorithm %q is never accepted: it lets anyone who knows the public key forge tokens", n)
 		}
-		a, ok := valAlgorithms[n]
+		a, ok := algorithms[n]
 		if !ok {
 			return fmt.Errorf("token: unsupported signature algorithm %q", n)
 		}
@@ -195,12 +194,12 @@ func (v *Validator) configure() error {
 	if v.Leeway < 0 || v.MaxTokenSize < 0 || v.JWKSRefresh < 0 || v.RefetchInterval < 0 {
 		return errors.New("token: Validator durations and sizes must not be negative")
 	}
-	c.leeway = valOr(v.Leeway, valDefaultLeeway)
-	c.maxSize = valOr(v.MaxTokenSize, valDefaultMaxSize)
-	c.refresh = valOr(v.JWKSRefresh, valDefaultRefresh)
-	c.refetch = valOr(v.RefetchInterval, valDefaultRefetch)
-	if n := valOr(v.CacheSize, valDefaultCache); n > 0 {
-		v.cache = &valCache{max: n, m: make(map[[sha256.Size]byte]*valEntry)}
+	c.leeway = orDefault(v.Leeway, defaultLeeway)
+	c.maxSize = orDefault(v.MaxTokenSize, defaultMaxSize)
+	c.refresh = orDefault(v.JWKSRefresh, defaultRefresh)
+	c.refetch = orDefault(v.RefetchInterval, defaultRefetch)
+	if n := orDefault(v.CacheSize, defaultCacheSize); n > 0 {
+		v.cache = &tokenCache{max: n, m: make(map[[sha256.Size]byte]*entry)}
 	}
 
 	switch {
@@ -214,19 +213,19 @@ func (v *Validator) configure() error {
 		}
 		v.keys.Store(ks)
 	case v.JWKSURL != "":
-		if err := valCheckJWKSURL(v.JWKSURL); err != nil {
+		if err := checkJWKSURL(v.JWKSURL); err != nil {
 			return err
 		}
 		c.url = v.JWKSURL
 		c.client = v.Client
 		if c.client == nil {
 			c.client = &http.Client{
-				Timeout: valFetchTimeout,
+				Timeout: fetchTimeout,
 				CheckRedirect: func(req *http.Request, via []*http.Request) error {
-					if len(via) >= valMaxJWKSRedirect {
+					if len(via) >= maxJWKSRedirects {
 						return errors.New("token: too many JWKS redirects")
 					}
-					return valCheckJWKSURL(req.URL.String())
+					return checkJWKSURL(req.URL.String())
 				},
 			}
 		}
@@ -237,7 +236,7 @@ func (v *Validator) configure() error {
 	return nil
 }
 
-func valOr[T comparable](v, def T) T {
+func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
 		return def
@@ -245,9 +244,9 @@ func valOr[T comparable](v, def T) T {
 	return v
 }
 
-// valCheckJWKSURL allows https, and http only to a loopback address:
+// checkJWKSURL allows https, and http only to a loopback address:
 // keys fetched in the clear over a network are an attacker's keys.
-func valCheckJWKSURL(s string) error {
+func checkJWKSURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("token: JWKS URL: %w", err)
@@ -294,7 +293,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 		return nil, err
 	}
 	if len(raw) > v.c.maxSize {
-		return nil, valInvalid("token too large", nil)
+		return nil, invalid("token too large", nil)
 	}
 	now := v.now()
 	var id [sha256.Size]byte
@@ -303,7 +302,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 		if e := v.cache.get(id); e != nil {
 			if ks := v.keys.Load(); ks != nil && ks.find(e.kid, e.alg) != nil {
 				if err := v.recheck(ctx, e, now, peer); err != nil {
-					if err.Description == valExpired {
+					if err.Description == tokenExpired {
 						v.cache.remove(e.ids...)
 					}
 					return nil, err
@@ -327,7 +326,7 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 		e.ids = append(e.ids, id)
 		// The ECDSA twin of the signature is the same token, valid as
 		// well: served from the cache too, it costs no signature check.
-		if twin := valTwin(raw, e.alg); twin != "" {
+		if twin := jws.Twin(raw, e.alg); twin != "" {
 			e.ids = append(e.ids, sha256.Sum256([]byte(twin)))
 		}
 		for _, id := range e.ids {
@@ -338,11 +337,11 @@ func (v *Validator) Validate(ctx context.Context, raw string, peer *x509.Certifi
 	return &p, nil
 }
 
-const valExpired = "token expired"
+const tokenExpired = "token expired"
 
-// valEntry is a verified token: what is true of it forever (signature,
+// entry is a verified token: what is true of it forever (signature,
 // issuer, audience, claims) and what must be checked on every use.
-type valEntry struct {
+type entry struct {
 	p      Principal
 	exp    time.Time
 	iat    time.Time
@@ -358,34 +357,34 @@ type valEntry struct {
 
 // recheck is what may change between two uses of the same token: the
 // clock, the client certificate, revocation.
-func (v *Validator) recheck(ctx context.Context, e *valEntry, now time.Time, peer *x509.Certificate) *Error {
+func (v *Validator) recheck(ctx context.Context, e *entry, now time.Time, peer *x509.Certificate) *Error {
 	if now.Add(-v.c.leeway).After(e.exp) {
-		return valInvalid(valExpired, nil)
+		return invalid(tokenExpired, nil)
 	}
 	if e.bound {
 		if peer == nil {
-			return valInvalid("token is bound to a client certificate and none was presented", nil)
+			return invalid("token is bound to a client certificate and none was presented", nil)
 		}
 		sum := sha256.Sum256(peer.Raw)
 		if subtle.ConstantTimeCompare(sum[:], e.x5t256[:]) != 1 {
-			return valInvalid("token is bound to another client certificate", nil)
+			return invalid("token is bound to another client certificate", nil)
 		}
 	}
 	if v.Revoked != nil {
 		revoked, err := v.Revoked(ctx, TokenRef{JTI: e.jti, ClientID: e.p.ClientID, IssuedAt: e.iat, Expires: e.exp})
 		if err != nil {
-			return valUnavailableErr("cannot check token revocation", time.Second, err)
+			return unavailableNow("cannot check token revocation", time.Second, err)
 		}
 		if revoked {
-			return valInvalid("token revoked", nil)
+			return invalid("token revoked", nil)
 		}
 	}
 	return nil
 }
 
-// valClaims are the claims RFC 9068 §2.2 defines, as the Server writes
+// claims are the claims RFC 9068 §2.2 defines, as authserver.Server writes
 // them (see the package documentation).
-type valClaims struct {
+type claims struct {
 	jwt.Claims
 	ClientID string `json:"client_id"`
 	// Scope is a string; an array (as some issuers send) fails to
@@ -398,50 +397,50 @@ type valClaims struct {
 
 // verify makes the checks whose outcome cannot change: everything but
 // the clock's exp, the certificate binding and revocation.
-func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*valEntry, error) {
-	if !valCompact(raw) {
-		return nil, valInvalid("malformed token: not a JWS in compact serialization", nil)
+func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*entry, error) {
+	if !jws.Compact(raw) {
+		return nil, invalid("malformed token: not a JWS in compact serialization", nil)
 	}
-	if !valCanonical(raw) {
-		return nil, valInvalid("malformed token: not canonical base64url (RFC 7515 section 2)", nil)
+	if !jws.Canonical(raw) {
+		return nil, invalid("malformed token: not canonical base64url (RFC 7515 section 2)", nil)
 	}
 	tok, err := jose.ParseSignedCompact(raw, v.c.algs)
 	if err != nil {
 		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
-			return nil, valInvalid("signature algorithm not allowed", err)
+			return nil, invalid("signature algorithm not allowed", err)
 		}
-		return nil, valInvalid("malformed token", err)
+		return nil, invalid("malformed token", err)
 	}
 	if len(tok.Signatures) != 1 {
-		return nil, valInvalid("malformed token: one signature expected", nil)
+		return nil, invalid("malformed token: one signature expected", nil)
 	}
 	h := tok.Signatures[0].Protected
 	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
 	if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
 		// RFC 9068 §4 step 1: an ID token or another JWT signed by the
 		// same issuer must not pass for an access token.
-		return nil, valInvalid("token type (typ) must be at+jwt", nil)
+		return nil, invalid("token type (typ) must be at+jwt", nil)
 	}
 	if h.KeyID == "" {
-		return nil, valInvalid("token has no key ID (kid)", nil)
+		return nil, invalid("token has no key ID (kid)", nil)
 	}
 	alg := jose.SignatureAlgorithm(h.Algorithm)
-	key, err := v.key(ctx, h.KeyID, alg, now, func() time.Time { return valUnverifiedIAT(tok) })
+	key, err := v.key(ctx, h.KeyID, alg, now, func() time.Time { return unverifiedIAT(tok) })
 	if err != nil {
 		return nil, err
 	}
 	payload, err := tok.Verify(key.Key)
 	if err != nil {
 		if errors.Is(err, jose.ErrCryptoFailure) {
-			return nil, valInvalid("bad signature", err)
+			return nil, invalid("bad signature", err)
 		}
-		return nil, valInvalid("malformed token", err)
+		return nil, invalid("malformed token", err)
 	}
 	// The claims are decoded after the signature is checked, by a
 	// strict, fast decoder: duplicate members are refused.
-	var c valClaims
+	var c claims
 	if err := jsonv2.Unmarshal(payload, &c); err != nil {
-		return nil, valInvalid("malformed claims", err)
+		return nil, invalid("malformed claims", err)
 	}
 	err = c.ValidateWithLeeway(jwt.Expected{
 		Issuer:      v.Issuer,
@@ -450,41 +449,41 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 	}, v.c.leeway)
 	switch {
 	case errors.Is(err, jwt.ErrInvalidIssuer):
-		return nil, valInvalid("wrong issuer", nil)
+		return nil, invalid("wrong issuer", nil)
 	case errors.Is(err, jwt.ErrInvalidAudience):
-		return nil, valInvalid("wrong audience", nil)
+		return nil, invalid("wrong audience", nil)
 	case errors.Is(err, jwt.ErrExpired):
-		return nil, valInvalid(valExpired, nil)
+		return nil, invalid(tokenExpired, nil)
 	case errors.Is(err, jwt.ErrNotValidYet):
-		return nil, valInvalid("token not yet valid", nil)
+		return nil, invalid("token not yet valid", nil)
 	case errors.Is(err, jwt.ErrIssuedInTheFuture):
-		return nil, valInvalid("token issued in the future", nil)
+		return nil, invalid("token issued in the future", nil)
 	case err != nil:
-		return nil, valInvalid("invalid claims", err)
+		return nil, invalid("invalid claims", err)
 	}
 	// RFC 9068 §2.2: required claims. iss and aud were checked above.
 	switch {
 	case c.Expiry == nil:
-		return nil, valInvalid("token has no expiry (exp)", nil)
+		return nil, invalid("token has no expiry (exp)", nil)
 	case c.IssuedAt == nil:
-		return nil, valInvalid("token has no issue time (iat)", nil)
+		return nil, invalid("token has no issue time (iat)", nil)
 	case c.Subject == "":
-		return nil, valInvalid("token has no subject (sub)", nil)
+		return nil, invalid("token has no subject (sub)", nil)
 	case c.ClientID == "":
-		return nil, valInvalid("token has no client_id", nil)
+		return nil, invalid("token has no client_id", nil)
 	case c.ID == "":
-		return nil, valInvalid("token has no ID (jti)", nil)
+		return nil, invalid("token has no ID (jti)", nil)
 	}
-	scopes, ok := valParseScope(c.Scope)
+	scopes, ok := parseScope(c.Scope)
 	if !ok {
-		return nil, valInvalid("malformed scope", nil)
+		return nil, invalid("malformed scope", nil)
 	}
-	e := &valEntry{
+	e := &entry{
 		p: Principal{
 			Subject:  c.Subject,
 			ClientID: c.ClientID,
 			Scopes:   scopes,
-			Method:   principal.Bearer,
+			Method:   auth.Bearer,
 			TokenID:  c.ID,
 			Expires:  c.Expiry.Time(),
 		},
@@ -498,112 +497,16 @@ func (v *Validator) verify(ctx context.Context, raw string, now time.Time) (*val
 		// A bound token whose binding cannot be checked is refused:
 		// accepting it would unbind it.
 		if c.Cnf.X5tS256 == nil {
-			return nil, valInvalid("unsupported confirmation method (cnf)", nil)
+			return nil, invalid("unsupported confirmation method (cnf)", nil)
 		}
 		sum, err := base64.RawURLEncoding.Strict().DecodeString(*c.Cnf.X5tS256)
 		if err != nil || len(sum) != sha256.Size {
-			return nil, valInvalid("malformed certificate thumbprint (cnf x5t#S256)", nil)
+			return nil, invalid("malformed certificate thumbprint (cnf x5t#S256)", nil)
 		}
 		e.bound = true
 		copy(e.x5t256[:], sum)
 	}
 	return e, nil
-}
-
-// valCompact reports whether raw has the shape of a JWS in compact
-// serialization: three base64url parts. go-jose would accept the JSON
-// serialization through other entry points, and base64 decoding skips
-// CR and LF; checking the characters first leaves one reading of a token.
-func valCompact(raw string) bool {
-	dots := 0
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
-		case c == '.':
-			dots++
-		default:
-			return false
-		}
-	}
-	return dots == 2
-}
-
-// valCanonical reports whether every segment of raw, a string that
-// passed valCompact, is base64url without padding in its one canonical
-// form (RFC 7515 §2, RFC 4648 §3.5): no length that leaves a lone
-// character, and no bits set past the last whole byte. Decoders
-// (go-jose's included) ignore those bits, so without this check one
-// token had up to hundreds of spellings: as many credentials for a
-// limit keyed on the credential, and as many cache misses.
-func valCanonical(raw string) bool {
-	for seg := range strings.SplitSeq(raw, ".") {
-		if len(seg) == 0 {
-			continue // refused by the parser
-		}
-		last := valB64Value(seg[len(seg)-1])
-		switch len(seg) % 4 {
-		case 1:
-			return false
-		case 2:
-			if last&0x0f != 0 {
-				return false
-			}
-		case 3:
-			if last&0x03 != 0 {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// valB64Value is the value of a base64url character.
-func valB64Value(c byte) byte {
-	switch {
-	case 'A' <= c && c <= 'Z':
-		return c - 'A'
-	case 'a' <= c && c <= 'z':
-		return c - 'a' + 26
-	case '0' <= c && c <= '9':
-		return c - '0' + 52
-	case c == '-':
-		return 62
-	}
-	return 63
-}
-
-// valTwin returns the other encoding of an ECDSA signature that verifies
-// as well, (r, n - s) for (r, s) (malleability: RFC 7518 §3.4 does not
-// require either), as the token raw would carry it; "" for other
-// algorithms.
-func valTwin(raw string, alg jose.SignatureAlgorithm) string {
-	var n *big.Int
-	switch alg {
-	case jose.ES256:
-		n = elliptic.P256().Params().N
-	case jose.ES384:
-		n = elliptic.P384().Params().N
-	case jose.ES512:
-		n = elliptic.P521().Params().N
-	default:
-		return ""
-	}
-	i := strings.LastIndexByte(raw, '.')
-	sig, err := base64.RawURLEncoding.Strict().DecodeString(raw[i+1:])
-	if err != nil || len(sig)%2 != 0 {
-		return ""
-	}
-	half := len(sig) / 2
-	s := new(big.Int).SetBytes(sig[half:])
-	if s.Sign() == 0 || s.Cmp(n) >= 0 {
-		return ""
-	}
-	s.Sub(n, s)
-	twin := make([]byte, len(sig))
-	copy(twin, sig[:half])
-	s.FillBytes(twin[half:])
-	return raw[:i+1] + base64.RawURLEncoding.EncodeToString(twin)
 }
 
 // key returns the key with that kid that can verify alg. A kid not in
@@ -612,7 +515,7 @@ func valTwin(raw string, alg jose.SignatureAlgorithm) string {
 // token: one issued after (or about when) the keys were fetched, by its
 // iat (read before the signature is checked, so only to choose a limit),
 // may be signed by a key this Validator has not seen, and waits at most
-// valFreshRefetch; an older one, RefetchInterval. When the refetch is
+// freshRefetch; an older one, RefetchInterval. When the refetch is
 // not allowed yet for a fresh token, the answer is 503 with Retry-After,
 // not invalid_token: the token may be good, and a new one would meet the
 // same fate (RFC 6750 §3.1).
@@ -625,13 +528,13 @@ func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgor
 		return k, nil
 	}
 	if v.c.static || fetched {
-		return nil, valInvalid("unknown signing key", nil)
+		return nil, invalid("unknown signing key", nil)
 	}
 	issued := iat()
 	fresh := !issued.IsZero() && !issued.Before(ks.fetched.Add(-v.c.leeway))
 	interval := v.c.refetch
 	if fresh {
-		interval = min(interval, valFreshRefetch)
+		interval = min(interval, freshRefetch)
 	}
 	ks, fetched, wait, err := v.keySet(ctx, now, interval)
 	if err != nil {
@@ -641,22 +544,22 @@ func (v *Validator) key(ctx context.Context, kid string, alg jose.SignatureAlgor
 		return k, nil
 	}
 	if fresh && !fetched {
-		return nil, valUnavailableErr("the token's signing key is not known here yet", max(wait, time.Second), nil)
+		return nil, unavailableNow("the token's signing key is not known here yet", max(wait, time.Second), nil)
 	}
-	return nil, valInvalid("unknown signing key", nil)
+	return nil, invalid("unknown signing key", nil)
 }
 
-// valFreshRefetch is the least time between two JWKS fetches for tokens
+// freshRefetch is the least time between two JWKS fetches for tokens
 // with an unknown kid issued after the last fetch: short enough that a
 // token signed by a key published since (after two rotations in a row,
 // say) waits seconds, long enough that anyone sending made-up kids gets
 // the issuer fetched no more than every 5 s.
-const valFreshRefetch = 5 * time.Second
+const freshRefetch = 5 * time.Second
 
-// valUnverifiedIAT returns the iat of tok, a token whose signature has
+// unverifiedIAT returns the iat of tok, a token whose signature has
 // not been checked: only for choosing a refetch limit (see key). Zero
 // when it has none.
-func valUnverifiedIAT(tok *jose.JSONWebSignature) time.Time {
+func unverifiedIAT(tok *jose.JSONWebSignature) time.Time {
 	var c struct {
 		IssuedAt *jwt.NumericDate `json:"iat"`
 	}
@@ -666,25 +569,25 @@ func valUnverifiedIAT(tok *jose.JSONWebSignature) time.Time {
 	return c.IssuedAt.Time()
 }
 
-// valKeySet is a set of verification keys, replaced whole on each fetch.
-type valKeySet struct {
+// knownKeys is a set of verification keys, replaced whole on each fetch.
+type knownKeys struct {
 	byKID   map[string][]jose.JSONWebKey
 	fetched time.Time
 }
 
-func (ks *valKeySet) find(kid string, alg jose.SignatureAlgorithm) *jose.JSONWebKey {
+func (ks *knownKeys) find(kid string, alg jose.SignatureAlgorithm) *jose.JSONWebKey {
 	for i := range ks.byKID[kid] {
-		if k := &ks.byKID[kid][i]; valKeyFits(k, alg) {
+		if k := &ks.byKID[kid][i]; keyFits(k, alg) {
 			return k
 		}
 	}
 	return nil
 }
 
-// valKeyFits reports whether k may verify signatures made with alg: the
+// keyFits reports whether k may verify signatures made with alg: the
 // key's own alg, when it has one, and its type must agree, so that a
 // key published for one algorithm is never used with another.
-func valKeyFits(k *jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
+func keyFits(k *jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 	if k.Algorithm != "" && k.Algorithm != string(alg) {
 		return false
 	}
@@ -711,14 +614,14 @@ func valKeyFits(k *jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 
 // usableKeys keeps the keys a token may be verified with: public, for
 // signatures (use "sig" or none), with a kid, for an allowed algorithm.
-func (v *Validator) usableKeys(keys []jose.JSONWebKey) *valKeySet {
-	ks := &valKeySet{byKID: make(map[string][]jose.JSONWebKey)}
+func (v *Validator) usableKeys(keys []jose.JSONWebKey) *knownKeys {
+	ks := &knownKeys{byKID: make(map[string][]jose.JSONWebKey)}
 	for _, k := range keys {
 		if k.KeyID == "" || (k.Use != "" && k.Use != "sig") || !k.Valid() || !k.IsPublic() {
 			continue
 		}
 		for _, a := range v.c.algs {
-			if valKeyFits(&k, a) {
+			if keyFits(&k, a) {
 				ks.byKID[k.KeyID] = append(ks.byKID[k.KeyID], k)
 				break
 			}
@@ -727,11 +630,11 @@ func (v *Validator) usableKeys(keys []jose.JSONWebKey) *valKeySet {
 	return ks
 }
 
-// valFetch is one JWKS fetch in flight; every request that needs it
+// inflightFetch is one JWKS fetch in flight; every request that needs it
 // waits for the same one.
-type valFetch struct {
+type inflightFetch struct {
 	done chan struct{}
-	keys *valKeySet
+	keys *knownKeys
 	err  error
 }
 
@@ -744,7 +647,7 @@ type valFetch struct {
 // long. When a fetch is due but fails or is not allowed yet, the known
 // keys are used for up to a second JWKSRefresh; past that, or with no
 // keys at all, the answer is 503: the client is not at fault.
-func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Duration) (ks *valKeySet, fetched bool, wait time.Duration, err error) {
+func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Duration) (ks *knownKeys, fetched bool, wait time.Duration, err error) {
 	ks = v.keys.Load()
 	if v.c.static || (ks != nil && force == 0 && now.Sub(ks.fetched) < v.c.refresh) {
 		return ks, false, 0, nil
@@ -762,7 +665,7 @@ func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Durati
 			return ks, false, wait, err
 		}
 		v.lastFetch = now
-		f = &valFetch{done: make(chan struct{})}
+		f = &inflightFetch{done: make(chan struct{})}
 		v.fetching = f
 		go v.fetch(context.WithoutCancel(ctx), f)
 	}
@@ -770,7 +673,7 @@ func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Durati
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return nil, false, 0, valUnavailableErr("signing keys are being fetched", time.Second, ctx.Err())
+		return nil, false, 0, unavailableNow("signing keys are being fetched", time.Second, ctx.Err())
 	}
 	if f.err != nil {
 		ks, err := v.stale(v.keys.Load(), now, v.c.refetch, f.err)
@@ -780,17 +683,17 @@ func (v *Validator) keySet(ctx context.Context, now time.Time, force time.Durati
 }
 
 // stale returns ks if it is not too old to trust, or a 503.
-func (v *Validator) stale(ks *valKeySet, now time.Time, retry time.Duration, err error) (*valKeySet, error) {
+func (v *Validator) stale(ks *knownKeys, now time.Time, retry time.Duration, err error) (*knownKeys, error) {
 	if ks != nil && now.Sub(ks.fetched) < 2*v.c.refresh {
 		return ks, nil
 	}
-	return nil, valUnavailableErr("the issuer's signing keys are unavailable", retry, err)
+	return nil, unavailableNow("the issuer's signing keys are unavailable", retry, err)
 }
 
-func (v *Validator) fetch(ctx context.Context, f *valFetch) {
+func (v *Validator) fetch(ctx context.Context, f *inflightFetch) {
 	if v.c.useTimeout {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, valFetchTimeout)
+		ctx, cancel = context.WithTimeout(ctx, fetchTimeout)
 		defer cancel()
 	}
 	f.keys, f.err = v.fetchKeys(ctx)
@@ -808,7 +711,7 @@ func (v *Validator) fetch(ctx context.Context, f *valFetch) {
 	close(f.done)
 }
 
-func (v *Validator) fetchKeys(ctx context.Context) (*valKeySet, error) {
+func (v *Validator) fetchKeys(ctx context.Context) (*knownKeys, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.c.url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("token: JWKS: %w", err)
@@ -822,12 +725,12 @@ func (v *Validator) fetchKeys(ctx context.Context) (*valKeySet, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("token: JWKS: %s answered %s", v.c.url, resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, valMaxJWKSBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("token: JWKS: %w", err)
 	}
-	if len(body) > valMaxJWKSBytes {
-		return nil, fmt.Errorf("token: JWKS: %s sent more than %d bytes", v.c.url, valMaxJWKSBytes)
+	if len(body) > maxJWKSBytes {
+		return nil, fmt.Errorf("token: JWKS: %s sent more than %d bytes", v.c.url, maxJWKSBytes)
 	}
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -855,82 +758,73 @@ func (v *Validator) fetchKeys(ctx context.Context) (*valKeySet, error) {
 }
 
 // Middleware authenticates each request by its bearer token and passes
-// it on with the caller in its context ([FromContext]); otherwise it
+// it on with the caller in its context ([auth.FromContext]); otherwise it
 // answers as RFC 6750 §3 says (401 invalid_token, 400 invalid_request,
 // 401 with no error code for a request without a token) and next is not
-// called.
-//
-// The token is read from the Authorization header only (RFC 6750 §2.1).
-// A request with two Authorization headers, or an X-API-Key next to one,
-// is 400 invalid_request (§2: one method per request).
-// A token in the URI query (§2.3) is refused with 400, because URIs end
-// up in logs and Referer headers; a token in a form body (§2.2) is not
-// looked for, so that the body stays unread. When the token is bound to
-// a certificate, the client certificate is r.TLS.PeerCertificates[0]:
-// TLS must terminate in this process.
+// called. It is [auth.MiddlewareRealm] with v alone, in Realm.
 //
 // When the JWKS cannot be fetched (or Revoked fails), the answer is 503
 // with Retry-After: the client's token may be fine.
 func (v *Validator) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := v.authenticate(r)
-		if err != nil {
-			valWriteError(w, valOr(v.Realm, "rampart"), err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
-	})
+	return auth.MiddlewareRealm(v.Realm, v)(next)
 }
 
-func (v *Validator) authenticate(r *http.Request) (*Principal, error) {
-	hs := r.Header.Values("Authorization")
-	if apikey.CheckOneCredential(r) != nil {
-		// RFC 6750 §3.1: a repeated parameter is invalid_request; two
-		// headers, or an API key next to the token, could be read as
-		// either credential.
-		return nil, valTwoCredentials()
+// Authenticate reads the bearer token of r with [auth.ParseCredential]
+// and validates it ([Validator.Validate]): v is an [auth.Authenticator].
+//
+// The token is read from the Authorization header only (RFC 6750 §2.1).
+// A request with two Authorization headers, or an X-API-Key next to one,
+// is 400 invalid_request (§2: one method per request), and so is a token
+// in the URI query (§2.3), because URIs end up in logs and Referer
+// headers; a token in a form body (§2.2) is not looked for, so that the
+// body stays unread. When the token is bound to a certificate, the client
+// certificate is r.TLS.PeerCertificates[0]: TLS must terminate in this
+// process.
+//
+// A request without a bearer token (none, an API key, another scheme) is
+// a [*auth.NoCredentialError]. A nil *Validator checks no token: every
+// request is one without a credential for it, so that [auth.Middleware]
+// refuses bearer tokens.
+func (v *Validator) Authenticate(r *http.Request) (*auth.Principal, error) {
+	c, err := auth.ParseCredential(r)
+	if err != nil {
+		return nil, err
 	}
-	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
-		return nil, valBadRequest("access tokens in the URI are not accepted; use the Authorization header")
-	}
-	var h string
-	if len(hs) == 1 {
-		h = hs[0]
+	if v == nil {
+		return nil, &auth.NoCredentialError{Found: c.Method}
 	}
 	if err := v.init(); err != nil {
 		return nil, err
 	}
-	if len(h) > len("Bearer ")+v.c.maxSize && strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
-		// Refused before even the header is scanned.
-		return nil, valInvalid("token too large", nil)
+	if c.Method != auth.Bearer {
+		return nil, &auth.NoCredentialError{Accepts: []auth.Method{auth.Bearer}, Found: c.Method}
 	}
-	raw, err := ParseBearer(h)
-	if err != nil {
-		return nil, err
+	if len(c.Value) > v.c.maxSize {
+		return nil, invalid("token too large", nil)
 	}
 	var peer *x509.Certificate
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		peer = r.TLS.PeerCertificates[0]
 	}
-	return v.Validate(r.Context(), raw, peer)
+	return v.Validate(r.Context(), c.Value, peer)
 }
 
-// valCache holds verified tokens by SHA-256 of the token, so that it
+// tokenCache holds verified tokens by SHA-256 of the token, so that it
 // never holds a usable credential.
-type valCache struct {
+type tokenCache struct {
 	mu  sync.RWMutex
 	max int
-	m   map[[sha256.Size]byte]*valEntry
+	m   map[[sha256.Size]byte]*entry
 }
 
-func (c *valCache) get(id [sha256.Size]byte) *valEntry {
+func (c *tokenCache) get(id [sha256.Size]byte) *entry {
 	c.mu.RLock()
 	e := c.m[id]
 	c.mu.RUnlock()
 	return e
 }
 
-func (c *valCache) remove(ids ...[sha256.Size]byte) {
+func (c *tokenCache) remove(ids ...[sha256.Size]byte) {
 	c.mu.Lock()
 	for _, id := range ids {
 		delete(c.m, id)
@@ -941,7 +835,7 @@ func (c *valCache) remove(ids ...[sha256.Size]byte) {
 // put adds e, evicting when full: expired entries among a few random
 // ones, or else one random entry. Random eviction costs O(1) and cannot
 // be steered by an attacker who does not know which entries exist.
-func (c *valCache) put(id [sha256.Size]byte, e *valEntry, now time.Time) {
+func (c *tokenCache) put(id [sha256.Size]byte, e *entry, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[id]; !ok && len(c.m) >= c.max {

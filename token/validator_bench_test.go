@@ -14,17 +14,17 @@ import (
 //
 //	go test -run '^$' -bench Validate -count 10 ./token
 func BenchmarkValidate(b *testing.B) {
-	clock := valNewClock()
+	clock := newClock()
 	ctx := context.Background()
 	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA} {
-		k := valNewKey(b, alg)
-		tok := k.mint(b, valClaimsAt(clock.Now()), nil)
+		k := newKey(b, alg)
+		tok := k.mint(b, claimsAt(clock.Now()), nil)
 		for _, bc := range []struct {
 			name  string
 			cache int
 		}{{"cached", 0}, {"uncached", -1}} {
 			b.Run("alg="+string(alg)+"/"+bc.name, func(b *testing.B) {
-				v := valStatic(clock, k)
+				v := staticValidator(clock, k)
 				v.CacheSize = bc.cache
 				if _, err := v.Validate(ctx, tok, nil); err != nil {
 					b.Fatal(err)

@@ -26,49 +26,47 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/rampartsec/rampart/internal/principal"
+	"github.com/rampartsec/rampart/auth"
+	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/testpki"
 )
 
-// Test helpers are prefixed val so that they cannot clash with the
-// Server's tests in the same package.
-
 const (
-	valIss = "https://auth.example.com"
-	valAud = "https://api.example.com"
+	testIssuer   = "https://auth.example.com"
+	testAudience = "https://api.example.com"
 )
 
-// valT0 is the tests' "now", far from the real clock on purpose.
-var valT0 = time.Unix(1764072000, 0)
+// t0 is the tests' "now", far from the real clock on purpose.
+var t0 = time.Unix(1764072000, 0)
 
-type valClock struct {
+type fakeClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func valNewClock() *valClock { return &valClock{t: valT0} }
+func newClock() *fakeClock { return &fakeClock{t: t0} }
 
-func (c *valClock) Now() time.Time {
+func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *valClock) Add(d time.Duration) {
+func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
 
-// valKey is an issuer signing key.
-type valKey struct {
+// testKey is an issuer signing key.
+type testKey struct {
 	priv crypto.Signer
 	alg  jose.SignatureAlgorithm
 	kid  string
 	pub  jose.JSONWebKey // as published in the JWKS
 }
 
-func valNewKey(t testing.TB, alg jose.SignatureAlgorithm) *valKey {
+func newKey(t testing.TB, alg jose.SignatureAlgorithm) *testKey {
 	t.Helper()
 	var priv crypto.Signer
 	var err error
@@ -89,15 +87,15 @@ func valNewKey(t testing.TB, alg jose.SignatureAlgorithm) *valKey {
 		t.Fatal(err)
 	}
 	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
-	return &valKey{priv: priv, alg: alg, kid: pub.KeyID, pub: pub}
+	return &testKey{priv: priv, alg: alg, kid: pub.KeyID, pub: pub}
 }
 
-// valClaimsAt are the claims the Server would issue at now.
-func valClaimsAt(now time.Time) map[string]any {
+// claimsAt are the claims the Server would issue at now.
+func claimsAt(now time.Time) map[string]any {
 	return map[string]any{
-		"iss":       valIss,
+		"iss":       testIssuer,
 		"sub":       "client-1",
-		"aud":       valAud,
+		"aud":       testAudience,
 		"client_id": "client-1",
 		"iat":       now.Unix(),
 		"exp":       now.Add(15 * time.Minute).Unix(),
@@ -108,12 +106,12 @@ func valClaimsAt(now time.Time) map[string]any {
 
 // mint signs claims (nil values removed) with header hdr on top of
 // {"typ": "at+jwt", "kid": kid} (nil values removed).
-func (k *valKey) mint(t testing.TB, claims map[string]any, hdr map[string]any) string {
+func (k *testKey) mint(t testing.TB, claims map[string]any, hdr map[string]any) string {
 	t.Helper()
-	return valSign(t, jose.SigningKey{Algorithm: k.alg, Key: k.priv}, k.kid, claims, hdr)
+	return sign(t, jose.SigningKey{Algorithm: k.alg, Key: k.priv}, k.kid, claims, hdr)
 }
 
-func valSign(t testing.TB, sk jose.SigningKey, kid string, claims map[string]any, hdr map[string]any) string {
+func sign(t testing.TB, sk jose.SigningKey, kid string, claims map[string]any, hdr map[string]any) string {
 	t.Helper()
 	h := map[string]any{"typ": "at+jwt", "kid": kid}
 	for n, v := range hdr {
@@ -150,25 +148,25 @@ func valSign(t testing.TB, sk jose.SigningKey, kid string, claims map[string]any
 	return s
 }
 
-// valWith returns the default claims at now with changes (nil removes).
-func valWith(now time.Time, changes map[string]any) map[string]any {
-	c := valClaimsAt(now)
+// with returns the default claims at now with changes (nil removes).
+func with(now time.Time, changes map[string]any) map[string]any {
+	c := claimsAt(now)
 	for n, v := range changes {
 		c[n] = v
 	}
 	return c
 }
 
-func valStatic(clock *valClock, keys ...*valKey) *Validator {
+func staticValidator(clock *fakeClock, keys ...*testKey) *Validator {
 	set := &jose.JSONWebKeySet{}
 	for _, k := range keys {
 		set.Keys = append(set.Keys, k.pub)
 	}
-	return &Validator{Issuer: valIss, Audience: valAud, Keys: set, Now: clock.Now}
+	return &Validator{Issuer: testIssuer, Audience: testAudience, Keys: set, Now: clock.Now}
 }
 
-// valJWKS is an issuer's JWKS endpoint that counts its hits.
-type valJWKS struct {
+// jwksServer is an issuer's JWKS endpoint that counts its hits.
+type jwksServer struct {
 	*httptest.Server
 	hits   atomic.Int32
 	mu     sync.Mutex
@@ -178,8 +176,8 @@ type valJWKS struct {
 	gate   chan struct{}
 }
 
-func valNewJWKS(t testing.TB, keys ...*valKey) *valJWKS {
-	s := &valJWKS{}
+func newJWKS(t testing.TB, keys ...*testKey) *jwksServer {
+	s := &jwksServer{}
 	s.set(keys...)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
@@ -203,7 +201,7 @@ func valNewJWKS(t testing.TB, keys ...*valKey) *valJWKS {
 	return s
 }
 
-func (s *valJWKS) set(keys ...*valKey) {
+func (s *jwksServer) set(keys ...*testKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.keys = []jose.JSONWebKey{}
@@ -212,30 +210,30 @@ func (s *valJWKS) set(keys ...*valKey) {
 	}
 }
 
-func (s *valJWKS) setBody(b []byte) {
+func (s *jwksServer) setBody(b []byte) {
 	s.mu.Lock()
 	s.body = b
 	s.mu.Unlock()
 }
 
-func (s *valJWKS) setGate(c chan struct{}) {
+func (s *jwksServer) setGate(c chan struct{}) {
 	s.mu.Lock()
 	s.gate = c
 	s.mu.Unlock()
 }
 
-func (s *valJWKS) fail(status int) {
+func (s *jwksServer) fail(status int) {
 	s.mu.Lock()
 	s.status = status
 	s.mu.Unlock()
 }
 
-func (s *valJWKS) validator(clock *valClock) *Validator {
-	return &Validator{Issuer: valIss, Audience: valAud, JWKSURL: s.URL + "/jwks", Now: clock.Now}
+func (s *jwksServer) validator(clock *fakeClock) *Validator {
+	return &Validator{Issuer: testIssuer, Audience: testAudience, JWKSURL: s.URL + "/jwks", Now: clock.Now}
 }
 
-// valCode returns the RFC 6750 code of err, or fails.
-func valCode(t testing.TB, err error) (ErrorCode, string) {
+// codeOf returns the RFC 6750 code of err, or fails.
+func codeOf(t testing.TB, err error) (ErrorCode, string) {
 	t.Helper()
 	e, ok := errors.AsType[*Error](err)
 	if !ok {
@@ -244,20 +242,20 @@ func valCode(t testing.TB, err error) (ErrorCode, string) {
 	return e.Code, e.Description
 }
 
-func valWantInvalid(t testing.TB, p *Principal, err error, desc string) {
+func wantInvalid(t testing.TB, p *Principal, err error, desc string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("accepted (%+v), want invalid_token %q", p, desc)
 	}
-	code, d := valCode(t, err)
+	code, d := codeOf(t, err)
 	if code != InvalidToken || (desc != "" && !strings.Contains(d, desc)) {
 		t.Fatalf("got %s %q (%v), want invalid_token %q", code, d, err, desc)
 	}
 }
 
-// valServe runs r through v.Middleware in front of a handler that
+// serve runs r through v.Middleware in front of a handler that
 // answers 200 with the caller's subject.
-func valServe(v *Validator, r *http.Request, wraps ...func(http.Handler) http.Handler) *httptest.ResponseRecorder {
+func serve(v *Validator, r *http.Request, wraps ...func(http.Handler) http.Handler) *httptest.ResponseRecorder {
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := FromContext(r.Context())
 		io.WriteString(w, "hello "+p.Subject)
@@ -270,7 +268,7 @@ func valServe(v *Validator, r *http.Request, wraps ...func(http.Handler) http.Ha
 	return w
 }
 
-func valRequest(token string) *http.Request {
+func bearerRequest(token string) *http.Request {
 	r := httptest.NewRequest("GET", "https://api.example.com/payments", nil)
 	if token != "" {
 		r.Header.Set("Authorization", "Bearer "+token)
@@ -279,18 +277,18 @@ func valRequest(token string) *http.Request {
 }
 
 func TestValidateAccepts(t *testing.T) {
-	clock := valNewClock()
+	clock := newClock()
 	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA} {
 		t.Run(string(alg), func(t *testing.T) {
-			k := valNewKey(t, alg)
-			v := valStatic(clock, k)
-			p, err := v.Validate(context.Background(), k.mint(t, valClaimsAt(clock.Now()), nil), nil)
+			k := newKey(t, alg)
+			v := staticValidator(clock, k)
+			p, err := v.Validate(context.Background(), k.mint(t, claimsAt(clock.Now()), nil), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			want := Principal{
-				Subject: "client-1", ClientID: "client-1", Method: principal.Bearer, TokenID: "jti-1",
-				Scopes: []string{"payment.read", "payment.write"}, Expires: valT0.Add(15 * time.Minute),
+				Subject: "client-1", ClientID: "client-1", Method: auth.Bearer, TokenID: "jti-1",
+				Scopes: []string{"payment.read", "payment.write"}, Expires: t0.Add(15 * time.Minute),
 			}
 			if p.Subject != want.Subject || p.ClientID != want.ClientID || p.Method != want.Method ||
 				p.TokenID != want.TokenID || !slices.Equal(p.Scopes, want.Scopes) || !p.Expires.Equal(want.Expires) {
@@ -302,10 +300,10 @@ func TestValidateAccepts(t *testing.T) {
 
 // RFC 9068 §2.1: the header of a JWT access token.
 func TestRFC9068_2_1_Header(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
-	claims := valClaimsAt(clock.Now())
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
+	claims := claimsAt(clock.Now())
 	for _, tc := range []struct {
 		name string
 		hdr  map[string]any
@@ -332,12 +330,12 @@ func TestRFC9068_2_1_Header(t *testing.T) {
 				}
 				return
 			}
-			valWantInvalid(t, p, err, tc.desc)
+			wantInvalid(t, p, err, tc.desc)
 		})
 	}
 	t.Run("alg outside the allow-list", func(t *testing.T) {
-		ed := valNewKey(t, jose.EdDSA)
-		v := valStatic(clock, k, ed)
+		ed := newKey(t, jose.EdDSA)
+		v := staticValidator(clock, k, ed)
 		v.Algorithms = []string{"ES256"}
 		if _, err := v.Validate(context.Background(), ed.mint(t, claims, nil), nil); err == nil {
 			t.Fatal("EdDSA token accepted with Algorithms [ES256]")
@@ -345,18 +343,18 @@ func TestRFC9068_2_1_Header(t *testing.T) {
 	})
 	t.Run("key published for another alg", func(t *testing.T) {
 		// A kid names an ES256 key; the token claims EdDSA with that kid.
-		ed := valNewKey(t, jose.EdDSA)
+		ed := newKey(t, jose.EdDSA)
 		tok := ed.mint(t, claims, map[string]any{"kid": k.kid})
 		p, err := v.Validate(context.Background(), tok, nil)
-		valWantInvalid(t, p, err, "unknown signing key")
+		wantInvalid(t, p, err, "unknown signing key")
 	})
 }
 
 // RFC 9068 §2.2: the claims of a JWT access token.
 func TestRFC9068_2_2_Claims(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	now := clock.Now()
 	for _, tc := range []struct {
 		name    string
@@ -373,7 +371,7 @@ func TestRFC9068_2_2_Claims(t *testing.T) {
 		{"client_id missing", map[string]any{"client_id": nil}, "client_id", nil},
 		{"iat missing", map[string]any{"iat": nil}, "iat", nil},
 		{"jti missing", map[string]any{"jti": nil}, "jti", nil},
-		{"aud array", map[string]any{"aud": []string{"https://other.example.com", valAud}}, "", []string{"payment.read", "payment.write"}},
+		{"aud array", map[string]any{"aud": []string{"https://other.example.com", testAudience}}, "", []string{"payment.read", "payment.write"}},
 		{"aud not a string", map[string]any{"aud": 7}, "malformed claims", nil},
 		{"exp not a number", map[string]any{"exp": "tomorrow"}, "malformed claims", nil},
 		{"scope empty", map[string]any{"scope": ""}, "", nil},
@@ -387,9 +385,9 @@ func TestRFC9068_2_2_Claims(t *testing.T) {
 		{"scope with tab", map[string]any{"scope": "payment.read\tpayment.write"}, "malformed scope", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := v.Validate(context.Background(), k.mint(t, valWith(now, tc.changes), nil), nil)
+			p, err := v.Validate(context.Background(), k.mint(t, with(now, tc.changes), nil), nil)
 			if tc.desc != "" {
-				valWantInvalid(t, p, err, tc.desc)
+				wantInvalid(t, p, err, tc.desc)
 				return
 			}
 			if err != nil {
@@ -404,9 +402,9 @@ func TestRFC9068_2_2_Claims(t *testing.T) {
 
 // RFC 9068 §4: each step of validating a JWT access token.
 func TestRFC9068_4_Validation(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	now := clock.Now()
 	ctx := context.Background()
 	check := func(t *testing.T, tok string, desc string) {
@@ -418,65 +416,65 @@ func TestRFC9068_4_Validation(t *testing.T) {
 			}
 			return
 		}
-		valWantInvalid(t, p, err, desc)
+		wantInvalid(t, p, err, desc)
 	}
 
 	t.Run("1 typ is at+jwt", func(t *testing.T) {
-		check(t, k.mint(t, valClaimsAt(now), map[string]any{"typ": "JWT"}), "typ")
+		check(t, k.mint(t, claimsAt(now), map[string]any{"typ": "JWT"}), "typ")
 	})
 	t.Run("2 encrypted tokens are not supported", func(t *testing.T) {
 		// A JWE compact serialization has five parts.
 		check(t, "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d", "compact")
 	})
 	t.Run("3 iss matches exactly", func(t *testing.T) {
-		check(t, k.mint(t, valWith(now, map[string]any{"iss": valIss + "/"}), nil), "wrong issuer")
-		check(t, k.mint(t, valWith(now, map[string]any{"iss": "https://AUTH.example.com"}), nil), "wrong issuer")
-		check(t, k.mint(t, valWith(now, map[string]any{"iss": "https://evil.example.com"}), nil), "wrong issuer")
+		check(t, k.mint(t, with(now, map[string]any{"iss": testIssuer + "/"}), nil), "wrong issuer")
+		check(t, k.mint(t, with(now, map[string]any{"iss": "https://AUTH.example.com"}), nil), "wrong issuer")
+		check(t, k.mint(t, with(now, map[string]any{"iss": "https://evil.example.com"}), nil), "wrong issuer")
 	})
 	t.Run("4 aud contains this resource", func(t *testing.T) {
-		check(t, k.mint(t, valWith(now, map[string]any{"aud": "https://other.example.com"}), nil), "wrong audience")
-		check(t, k.mint(t, valWith(now, map[string]any{"aud": []string{}}), nil), "wrong audience")
-		check(t, k.mint(t, valWith(now, map[string]any{"aud": []string{"https://a.example.com", valAud}}), nil), "")
+		check(t, k.mint(t, with(now, map[string]any{"aud": "https://other.example.com"}), nil), "wrong audience")
+		check(t, k.mint(t, with(now, map[string]any{"aud": []string{}}), nil), "wrong audience")
+		check(t, k.mint(t, with(now, map[string]any{"aud": []string{"https://a.example.com", testAudience}}), nil), "")
 	})
 	t.Run("5 signature with an allowed alg and the issuer's key", func(t *testing.T) {
-		other := valNewKey(t, jose.ES256)
+		other := newKey(t, jose.ES256)
 		// Another key claiming the issuer's kid.
-		check(t, other.mint(t, valClaimsAt(now), map[string]any{"kid": k.kid}), "bad signature")
-		check(t, valNone(t, k.kid, valClaimsAt(now)), "not allowed")
+		check(t, other.mint(t, claimsAt(now), map[string]any{"kid": k.kid}), "bad signature")
+		check(t, unsigned(t, k.kid, claimsAt(now)), "not allowed")
 	})
 	t.Run("6 now before exp, with leeway", func(t *testing.T) {
 		exp := now.Add(-20 * time.Second).Unix() // within the 30 s leeway
-		check(t, k.mint(t, valWith(now, map[string]any{"exp": exp, "iat": now.Add(-time.Hour).Unix()}), nil), "")
+		check(t, k.mint(t, with(now, map[string]any{"exp": exp, "iat": now.Add(-time.Hour).Unix()}), nil), "")
 		exp = now.Add(-31 * time.Second).Unix()
-		check(t, k.mint(t, valWith(now, map[string]any{"exp": exp, "iat": now.Add(-time.Hour).Unix()}), nil), "expired")
-		check(t, k.mint(t, valWith(now, map[string]any{"nbf": now.Add(20 * time.Second).Unix()}), nil), "")
-		check(t, k.mint(t, valWith(now, map[string]any{"nbf": now.Add(time.Minute).Unix()}), nil), "not yet valid")
-		check(t, k.mint(t, valWith(now, map[string]any{"iat": now.Add(time.Minute).Unix()}), nil), "future")
+		check(t, k.mint(t, with(now, map[string]any{"exp": exp, "iat": now.Add(-time.Hour).Unix()}), nil), "expired")
+		check(t, k.mint(t, with(now, map[string]any{"nbf": now.Add(20 * time.Second).Unix()}), nil), "")
+		check(t, k.mint(t, with(now, map[string]any{"nbf": now.Add(time.Minute).Unix()}), nil), "not yet valid")
+		check(t, k.mint(t, with(now, map[string]any{"iat": now.Add(time.Minute).Unix()}), nil), "future")
 	})
 	t.Run("7 errors as RFC 6750 §3.1", func(t *testing.T) {
-		tok := k.mint(t, valWith(now, map[string]any{"aud": "https://other.example.com"}), nil)
-		w := valServe(v, valRequest(tok))
+		tok := k.mint(t, with(now, map[string]any{"aud": "https://other.example.com"}), nil)
+		w := serve(v, bearerRequest(tok))
 		if w.Code != 401 || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
 			t.Fatalf("%d %q", w.Code, w.Header().Get("WWW-Authenticate"))
 		}
 	})
 	t.Run("leeway is configurable", func(t *testing.T) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		v.Leeway = time.Second
-		tok := k.mint(t, valWith(now, map[string]any{"exp": now.Add(-2 * time.Second).Unix(), "iat": now.Add(-time.Hour).Unix()}), nil)
+		tok := k.mint(t, with(now, map[string]any{"exp": now.Add(-2 * time.Second).Unix(), "iat": now.Add(-time.Hour).Unix()}), nil)
 		p, err := v.Validate(ctx, tok, nil)
-		valWantInvalid(t, p, err, "expired")
+		wantInvalid(t, p, err, "expired")
 	})
 }
 
-// valNone is an unsigned token (alg none), which go-jose will not make.
-func valNone(t testing.TB, kid string, claims map[string]any) string {
+// unsigned is an unsigned token (alg none), which go-jose will not make.
+func unsigned(t testing.TB, kid string, claims map[string]any) string {
 	h, _ := json.Marshal(map[string]any{"alg": "none", "typ": "at+jwt", "kid": kid})
 	c, _ := json.Marshal(claims)
 	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c) + "."
 }
 
-func valThumbprint(c *x509.Certificate) string {
+func thumbprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
@@ -484,28 +482,28 @@ func valThumbprint(c *x509.Certificate) string {
 // RFC 8705 §3: a token bound to a client certificate works only over a
 // connection authenticated with that certificate.
 func TestRFC8705_3_CertificateBoundToken(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
 	ca := testpki.NewRoot(t, "clients")
 	mine, theirs := ca.Issue(t, testpki.LeafOptions{}), ca.Issue(t, testpki.LeafOptions{})
-	bound := k.mint(t, valWith(clock.Now(), map[string]any{"cnf": map[string]any{"x5t#S256": valThumbprint(mine.Cert)}}), nil)
+	bound := k.mint(t, with(clock.Now(), map[string]any{"cnf": map[string]any{"x5t#S256": thumbprint(mine.Cert)}}), nil)
 	ctx := context.Background()
 
 	t.Run("Validate", func(t *testing.T) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		for round := range 2 { // uncached, then cached
 			if _, err := v.Validate(ctx, bound, mine.Cert); err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
 			p, err := v.Validate(ctx, bound, nil)
-			valWantInvalid(t, p, err, "none was presented")
+			wantInvalid(t, p, err, "none was presented")
 			p, err = v.Validate(ctx, bound, theirs.Cert)
-			valWantInvalid(t, p, err, "another client certificate")
+			wantInvalid(t, p, err, "another client certificate")
 		}
 	})
 	t.Run("unbound token works with or without a certificate", func(t *testing.T) {
-		v := valStatic(clock, k)
-		tok := k.mint(t, valClaimsAt(clock.Now()), nil)
+		v := staticValidator(clock, k)
+		tok := k.mint(t, claimsAt(clock.Now()), nil)
 		for _, c := range []*x509.Certificate{nil, mine.Cert} {
 			if _, err := v.Validate(ctx, tok, c); err != nil {
 				t.Fatal(err)
@@ -513,7 +511,7 @@ func TestRFC8705_3_CertificateBoundToken(t *testing.T) {
 		}
 	})
 	t.Run("other confirmation methods are refused", func(t *testing.T) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		for _, cnf := range []any{
 			map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
 			map[string]any{},
@@ -522,13 +520,13 @@ func TestRFC8705_3_CertificateBoundToken(t *testing.T) {
 			map[string]any{"x5t#S256": 42},
 			"x5t",
 		} {
-			tok := k.mint(t, valWith(clock.Now(), map[string]any{"cnf": cnf}), nil)
+			tok := k.mint(t, with(clock.Now(), map[string]any{"cnf": cnf}), nil)
 			p, err := v.Validate(ctx, tok, mine.Cert)
-			valWantInvalid(t, p, err, "")
+			wantInvalid(t, p, err, "")
 		}
 	})
 	t.Run("over mutual TLS", func(t *testing.T) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		srv := httptest.NewUnstartedServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "ok")
 		})))
@@ -570,34 +568,34 @@ func TestRFC8705_3_CertificateBoundToken(t *testing.T) {
 }
 
 func TestValidatorConfig(t *testing.T) {
-	k := valNewKey(t, jose.ES256)
-	clock := valNewClock()
+	k := newKey(t, jose.ES256)
+	clock := newClock()
 	keys := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k.pub}}
 	for _, tc := range []struct {
 		name string
 		v    *Validator
 		msg  string
 	}{
-		{"no issuer", &Validator{Audience: valAud, Keys: keys}, "Issuer"},
-		{"no audience", &Validator{Issuer: valIss, Keys: keys}, "Audience"},
-		{"no keys", &Validator{Issuer: valIss, Audience: valAud}, "JWKSURL or Keys"},
-		{"both key sources", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, JWKSURL: "https://auth.example.com/jwks"}, "not both"},
-		{"none", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, Algorithms: []string{"ES256", "none"}}, "never accepted"},
-		{"NONE", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, Algorithms: []string{"NONE"}}, "never accepted"},
-		{"HS256", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, Algorithms: []string{"HS256"}}, "never accepted"},
-		{"hs512", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, Algorithms: []string{"hs512"}}, "never accepted"},
-		{"unknown alg", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, Algorithms: []string{"ES257"}}, "unsupported"},
-		{"http JWKS", &Validator{Issuer: valIss, Audience: valAud, JWKSURL: "http://auth.example.com/jwks"}, "https"},
-		{"ftp JWKS", &Validator{Issuer: valIss, Audience: valAud, JWKSURL: "ftp://127.0.0.1/jwks"}, "https"},
-		{"negative leeway", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, Leeway: -time.Second}, "negative"},
-		{"only private keys", &Validator{Issuer: valIss, Audience: valAud, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.priv, KeyID: "x", Algorithm: "ES256"}}}}, "no public"},
-		{"keys for another alg", &Validator{Issuer: valIss, Audience: valAud, Keys: keys, Algorithms: []string{"EdDSA"}}, "no public"},
+		{"no issuer", &Validator{Audience: testAudience, Keys: keys}, "Issuer"},
+		{"no audience", &Validator{Issuer: testIssuer, Keys: keys}, "Audience"},
+		{"no keys", &Validator{Issuer: testIssuer, Audience: testAudience}, "JWKSURL or Keys"},
+		{"both key sources", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, JWKSURL: "https://auth.example.com/jwks"}, "not both"},
+		{"none", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"ES256", "none"}}, "never accepted"},
+		{"NONE", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"NONE"}}, "never accepted"},
+		{"HS256", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"HS256"}}, "never accepted"},
+		{"hs512", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"hs512"}}, "never accepted"},
+		{"unknown alg", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"ES257"}}, "unsupported"},
+		{"http JWKS", &Validator{Issuer: testIssuer, Audience: testAudience, JWKSURL: "http://auth.example.com/jwks"}, "https"},
+		{"ftp JWKS", &Validator{Issuer: testIssuer, Audience: testAudience, JWKSURL: "ftp://127.0.0.1/jwks"}, "https"},
+		{"negative leeway", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Leeway: -time.Second}, "negative"},
+		{"only private keys", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.priv, KeyID: "x", Algorithm: "ES256"}}}}, "no public"},
+		{"keys for another alg", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"EdDSA"}}, "no public"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := tc.v
 			v.Now = clock.Now
 			for range 2 { // the first use and every one after
-				_, err := v.Validate(context.Background(), k.mint(t, valClaimsAt(clock.Now()), nil), nil)
+				_, err := v.Validate(context.Background(), k.mint(t, claimsAt(clock.Now()), nil), nil)
 				if err == nil || !strings.Contains(err.Error(), tc.msg) || !strings.HasPrefix(err.Error(), "token: ") {
 					t.Fatalf("error %v, want one about %q", err, tc.msg)
 				}
@@ -605,7 +603,7 @@ func TestValidatorConfig(t *testing.T) {
 					t.Fatalf("configuration error %v is an *Error, as if the client were at fault", err)
 				}
 			}
-			w := valServe(v, valRequest(k.mint(t, valClaimsAt(clock.Now()), nil)))
+			w := serve(v, bearerRequest(k.mint(t, claimsAt(clock.Now()), nil)))
 			if w.Code != 500 {
 				t.Fatalf("misconfigured Validator answered %d, want 500", w.Code)
 			}
@@ -616,7 +614,7 @@ func TestValidatorConfig(t *testing.T) {
 	}
 	t.Run("loopback http JWKS is allowed", func(t *testing.T) {
 		for _, u := range []string{"http://127.0.0.1:1/jwks", "http://[::1]:1/jwks", "http://localhost:1/jwks", "https://auth.example.com/jwks"} {
-			if err := valCheckJWKSURL(u); err != nil {
+			if err := checkJWKSURL(u); err != nil {
 				t.Errorf("%s: %v", u, err)
 			}
 		}
@@ -624,26 +622,26 @@ func TestValidatorConfig(t *testing.T) {
 }
 
 func TestJWKSKeyRotation(t *testing.T) {
-	clock := valNewClock()
-	old, next := valNewKey(t, jose.ES256), valNewKey(t, jose.EdDSA)
-	jwks := valNewJWKS(t, old)
+	clock := newClock()
+	old, next := newKey(t, jose.ES256), newKey(t, jose.EdDSA)
+	jwks := newJWKS(t, old)
 	v := jwks.validator(clock)
 	ctx := context.Background()
-	if _, err := v.Validate(ctx, old.mint(t, valClaimsAt(clock.Now()), nil), nil); err != nil {
+	if _, err := v.Validate(ctx, old.mint(t, claimsAt(clock.Now()), nil), nil); err != nil {
 		t.Fatal(err)
 	}
 	// The issuer publishes a new key and signs with it at once.
 	jwks.set(old, next)
 	clock.Add(30 * time.Second)
-	if _, err := v.Validate(ctx, next.mint(t, valClaimsAt(clock.Now()), nil), nil); err != nil {
+	if _, err := v.Validate(ctx, next.mint(t, claimsAt(clock.Now()), nil), nil); err != nil {
 		t.Fatalf("token of the new key: %v", err)
 	}
 	if got := jwks.hits.Load(); got != 2 {
 		t.Fatalf("JWKS fetched %d times, want 2 (first use, one refetch)", got)
 	}
 	// Both keys work now, without more fetches.
-	for _, k := range []*valKey{old, next} {
-		tok := k.mint(t, valWith(clock.Now(), map[string]any{"jti": "another"}), nil)
+	for _, k := range []*testKey{old, next} {
+		tok := k.mint(t, with(clock.Now(), map[string]any{"jti": "another"}), nil)
 		if _, err := v.Validate(ctx, tok, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -654,19 +652,19 @@ func TestJWKSKeyRotation(t *testing.T) {
 }
 
 func TestJWKSKeyRemoved(t *testing.T) {
-	clock := valNewClock()
-	old, next := valNewKey(t, jose.ES256), valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, old, next)
+	clock := newClock()
+	old, next := newKey(t, jose.ES256), newKey(t, jose.ES256)
+	jwks := newJWKS(t, old, next)
 	v := jwks.validator(clock)
 	ctx := context.Background()
-	tok := old.mint(t, valWith(clock.Now(), map[string]any{"exp": clock.Now().Add(time.Hour).Unix()}), nil)
+	tok := old.mint(t, with(clock.Now(), map[string]any{"exp": clock.Now().Add(time.Hour).Unix()}), nil)
 	if _, err := v.Validate(ctx, tok, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The issuer withdraws the old key (compromised, say).
 	jwks.set(next)
 	clock.Add(10 * time.Minute) // JWKSRefresh
-	if _, err := v.Validate(ctx, next.mint(t, valClaimsAt(clock.Now()), nil), nil); err != nil {
+	if _, err := v.Validate(ctx, next.mint(t, claimsAt(clock.Now()), nil), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := jwks.hits.Load(); got != 2 {
@@ -674,25 +672,25 @@ func TestJWKSKeyRemoved(t *testing.T) {
 	}
 	// The old key's token was cached; it must fail all the same.
 	p, err := v.Validate(ctx, tok, nil)
-	valWantInvalid(t, p, err, "unknown signing key")
+	wantInvalid(t, p, err, "unknown signing key")
 
 	t.Run("every key withdrawn", func(t *testing.T) {
 		jwks.set()
 		clock.Add(10 * time.Minute)
-		p, err := v.Validate(ctx, next.mint(t, valClaimsAt(clock.Now()), nil), nil)
-		valWantInvalid(t, p, err, "unknown signing key")
+		p, err := v.Validate(ctx, next.mint(t, claimsAt(clock.Now()), nil), nil)
+		wantInvalid(t, p, err, "unknown signing key")
 	})
 }
 
 func TestJWKSFetchFailure(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	jwks := newJWKS(t, k)
 	jwks.fail(http.StatusBadGateway)
 	v := jwks.validator(clock)
-	tok := k.mint(t, valWith(clock.Now(), map[string]any{"exp": clock.Now().Add(time.Hour).Unix()}), nil)
+	tok := k.mint(t, with(clock.Now(), map[string]any{"exp": clock.Now().Add(time.Hour).Unix()}), nil)
 
-	w := valServe(v, valRequest(tok))
+	w := serve(v, bearerRequest(tok))
 	if w.Code != 503 || w.Header().Get("Retry-After") == "" || w.Header().Get("WWW-Authenticate") != "" {
 		t.Fatalf("JWKS down: %d %v", w.Code, w.Header())
 	}
@@ -701,7 +699,7 @@ func TestJWKSFetchFailure(t *testing.T) {
 	}
 	// Within RefetchInterval, no new fetch: the issuer is not hammered.
 	for range 10 {
-		if w := valServe(v, valRequest(tok)); w.Code != 503 {
+		if w := serve(v, bearerRequest(tok)); w.Code != 503 {
 			t.Fatalf("%d", w.Code)
 		}
 	}
@@ -710,26 +708,26 @@ func TestJWKSFetchFailure(t *testing.T) {
 	}
 	jwks.fail(0)
 	clock.Add(30 * time.Second)
-	if w := valServe(v, valRequest(tok)); w.Code != 200 {
+	if w := serve(v, bearerRequest(tok)); w.Code != 200 {
 		t.Fatalf("after recovery: %d %s", w.Code, w.Body)
 	}
 
 	t.Run("stale keys are used for one more JWKSRefresh", func(t *testing.T) {
 		jwks.fail(http.StatusInternalServerError)
 		clock.Add(11 * time.Minute) // refresh due, fails
-		tok := k.mint(t, valWith(clock.Now(), map[string]any{"jti": "stale-1"}), nil)
-		if w := valServe(v, valRequest(tok)); w.Code != 200 {
+		tok := k.mint(t, with(clock.Now(), map[string]any{"jti": "stale-1"}), nil)
+		if w := serve(v, bearerRequest(tok)); w.Code != 200 {
 			t.Fatalf("stale keys refused: %d %s", w.Code, w.Body)
 		}
 		clock.Add(10 * time.Minute) // 21 min after the last good fetch
-		tok = k.mint(t, valWith(clock.Now(), map[string]any{"jti": "stale-2"}), nil)
-		if w := valServe(v, valRequest(tok)); w.Code != 503 {
+		tok = k.mint(t, with(clock.Now(), map[string]any{"jti": "stale-2"}), nil)
+		if w := serve(v, bearerRequest(tok)); w.Code != 503 {
 			t.Fatalf("keys older than 2×JWKSRefresh used: %d %s", w.Code, w.Body)
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		v := &Validator{Issuer: valIss, Audience: valAud, JWKSURL: "http://127.0.0.1:1/jwks", Now: clock.Now}
-		w := valServe(v, valRequest(tok))
+		v := &Validator{Issuer: testIssuer, Audience: testAudience, JWKSURL: "http://127.0.0.1:1/jwks", Now: clock.Now}
+		w := serve(v, bearerRequest(tok))
 		if w.Code != 503 {
 			t.Fatalf("%d", w.Code)
 		}
@@ -737,8 +735,8 @@ func TestJWKSFetchFailure(t *testing.T) {
 }
 
 func TestJWKSContent(t *testing.T) {
-	clock := valNewClock()
-	good := valNewKey(t, jose.ES256)
+	clock := newClock()
+	good := newKey(t, jose.ES256)
 	ctx := context.Background()
 	goodJSON, _ := json.Marshal(good.pub)
 	for _, tc := range []struct {
@@ -756,10 +754,10 @@ func TestJWKSContent(t *testing.T) {
 		{"too large", `{"keys":[` + string(goodJSON) + `],"pad":"` + strings.Repeat("x", 1<<20) + `"}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			jwks := valNewJWKS(t)
+			jwks := newJWKS(t)
 			jwks.setBody([]byte(tc.body))
 			v := jwks.validator(clock)
-			p, err := v.Validate(ctx, good.mint(t, valClaimsAt(clock.Now()), nil), nil)
+			p, err := v.Validate(ctx, good.mint(t, claimsAt(clock.Now()), nil), nil)
 			if tc.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -777,25 +775,25 @@ func TestJWKSContent(t *testing.T) {
 	t.Run("private key in the JWKS is not used", func(t *testing.T) {
 		priv := jose.JSONWebKey{Key: good.priv, KeyID: good.kid, Algorithm: "ES256", Use: "sig"}
 		b, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{priv}})
-		jwks := valNewJWKS(t)
+		jwks := newJWKS(t)
 		jwks.setBody(b)
-		p, err := jwks.validator(clock).Validate(ctx, good.mint(t, valClaimsAt(clock.Now()), nil), nil)
-		valWantInvalid(t, p, err, "unknown signing key")
+		p, err := jwks.validator(clock).Validate(ctx, good.mint(t, claimsAt(clock.Now()), nil), nil)
+		wantInvalid(t, p, err, "unknown signing key")
 	})
 }
 
 // Concurrent first requests share one fetch.
 func TestJWKSSharedFetch(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	jwks := newJWKS(t, k)
 	gate := make(chan struct{})
 	jwks.setGate(gate)
 	v := jwks.validator(clock)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for i := range 20 {
-		tok := k.mint(t, valWith(clock.Now(), map[string]any{"jti": "c" + string(rune('a'+i))}), nil)
+		tok := k.mint(t, with(clock.Now(), map[string]any{"jti": "c" + string(rune('a'+i))}), nil)
 		wg.Go(func() {
 			_, err := v.Validate(context.Background(), tok, nil)
 			errs <- err
@@ -821,16 +819,16 @@ func TestJWKSSharedFetch(t *testing.T) {
 // A request that gives up while the JWKS is slow gets its answer at once,
 // and the fetch still completes for the others.
 func TestJWKSFetchOutlivesCanceledRequest(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	jwks := valNewJWKS(t, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	jwks := newJWKS(t, k)
 	gate := make(chan struct{})
 	jwks.setGate(gate)
 	v := jwks.validator(clock)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		_, err := v.Validate(ctx, k.mint(t, valClaimsAt(clock.Now()), nil), nil)
+		_, err := v.Validate(ctx, k.mint(t, claimsAt(clock.Now()), nil), nil)
 		done <- err
 	}()
 	for jwks.hits.Load() == 0 {
@@ -841,7 +839,7 @@ func TestJWKSFetchOutlivesCanceledRequest(t *testing.T) {
 		t.Fatalf("canceled request: %v", e)
 	}
 	close(gate)
-	tok := k.mint(t, valWith(clock.Now(), map[string]any{"jti": "second"}), nil)
+	tok := k.mint(t, with(clock.Now(), map[string]any{"jti": "second"}), nil)
 	if _, err := v.Validate(context.Background(), tok, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -851,11 +849,11 @@ func TestJWKSFetchOutlivesCanceledRequest(t *testing.T) {
 }
 
 func TestCacheExpiry(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	ctx := context.Background()
-	tok := k.mint(t, valClaimsAt(clock.Now()), nil)
+	tok := k.mint(t, claimsAt(clock.Now()), nil)
 	if _, err := v.Validate(ctx, tok, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -865,23 +863,23 @@ func TestCacheExpiry(t *testing.T) {
 	}
 	clock.Add(time.Second)
 	p, err := v.Validate(ctx, tok, nil)
-	valWantInvalid(t, p, err, "expired")
+	wantInvalid(t, p, err, "expired")
 	if n := len(v.cache.m); n != 0 {
 		t.Fatalf("expired token still cached (%d entries)", n)
 	}
 }
 
 func TestCacheRevoked(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	var revoked atomic.Bool
 	var calls atomic.Int32
 	var storeErr atomic.Pointer[error]
 	v.Revoked = func(ctx context.Context, ref TokenRef) (bool, error) {
 		calls.Add(1)
 		// What a revocation store needs: jti, client and iat.
-		if want := (TokenRef{JTI: "jti-1", ClientID: "client-1", IssuedAt: valT0, Expires: valT0.Add(15 * time.Minute)}); ref != want {
+		if want := (TokenRef{JTI: "jti-1", ClientID: "client-1", IssuedAt: t0, Expires: t0.Add(15 * time.Minute)}); ref != want {
 			t.Errorf("Revoked(%+v), want %+v", ref, want)
 		}
 		if p := storeErr.Load(); p != nil {
@@ -890,7 +888,7 @@ func TestCacheRevoked(t *testing.T) {
 		return revoked.Load(), nil
 	}
 	ctx := context.Background()
-	tok := k.mint(t, valClaimsAt(clock.Now()), nil)
+	tok := k.mint(t, claimsAt(clock.Now()), nil)
 	for range 3 {
 		if _, err := v.Validate(ctx, tok, nil); err != nil {
 			t.Fatal(err)
@@ -901,7 +899,7 @@ func TestCacheRevoked(t *testing.T) {
 	}
 	revoked.Store(true)
 	p, err := v.Validate(ctx, tok, nil)
-	valWantInvalid(t, p, err, "revoked")
+	wantInvalid(t, p, err, "revoked")
 
 	down := errors.New("store down")
 	storeErr.Store(&down)
@@ -909,20 +907,20 @@ func TestCacheRevoked(t *testing.T) {
 	if e, ok := errors.AsType[*Error](err); !ok || e.Status != 503 || !errors.Is(err, down) {
 		t.Fatalf("Revoked failing: %v", err)
 	}
-	if w := valServe(v, valRequest(tok)); w.Code != 503 || strings.Contains(w.Body.String(), "store down") {
+	if w := serve(v, bearerRequest(tok)); w.Code != 503 || strings.Contains(w.Body.String(), "store down") {
 		t.Fatalf("Revoked failing: %d %s", w.Code, w.Body)
 	}
 }
 
 func TestCacheBounded(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
 	v.CacheSize = 3
 	ctx := context.Background()
 	var toks []string
 	for i := range 10 {
-		tok := k.mint(t, valWith(clock.Now(), map[string]any{"jti": "b" + string(rune('a'+i))}), nil)
+		tok := k.mint(t, with(clock.Now(), map[string]any{"jti": "b" + string(rune('a'+i))}), nil)
 		toks = append(toks, tok)
 		if _, err := v.Validate(ctx, tok, nil); err != nil {
 			t.Fatal(err)
@@ -938,7 +936,7 @@ func TestCacheBounded(t *testing.T) {
 		}
 	}
 	t.Run("disabled", func(t *testing.T) {
-		v := valStatic(clock, k)
+		v := staticValidator(clock, k)
 		v.CacheSize = -1
 		for range 2 {
 			if _, err := v.Validate(ctx, toks[0], nil); err != nil {
@@ -954,10 +952,10 @@ func TestCacheBounded(t *testing.T) {
 // The Principal handed out is the caller's to keep; changing it does not
 // change what the next request with the same token gets.
 func TestCachedPrincipalIsACopy(t *testing.T) {
-	clock := valNewClock()
-	k := valNewKey(t, jose.ES256)
-	v := valStatic(clock, k)
-	tok := k.mint(t, valWith(clock.Now(), map[string]any{"scope": "payment.read"}), nil)
+	clock := newClock()
+	k := newKey(t, jose.ES256)
+	v := staticValidator(clock, k)
+	tok := k.mint(t, with(clock.Now(), map[string]any{"scope": "payment.read"}), nil)
 	p, err := v.Validate(context.Background(), tok, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -1000,7 +998,7 @@ func TestKeyFits(t *testing.T) {
 		{"private key", jose.JSONWebKey{Key: p256}, jose.ES256, false},
 		{"symmetric key", jose.JSONWebKey{Key: []byte("secret")}, jose.HS256, false},
 	} {
-		if got := valKeyFits(&tc.key, tc.alg); got != tc.want {
+		if got := keyFits(&tc.key, tc.alg); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -194,7 +194,7 @@ func (c chanWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// tokenIssuer mints access tokens as token.Server would, signed with a
+// tokenIssuer mints access tokens as authserver.Server would, signed with a
 // key that its Validator knows.
 type tokenIssuer struct {
 	key *ecdsa.PrivateKey

@@ -7,8 +7,8 @@
 //     (mtls.Authorize); a caller without the gateway's certificate is
 //     refused before any credential is looked at.
 //   - Authentication: the API key or bearer token the client sent to the
-//     gateway, checked again (token.Authenticate).
-//   - Authorization: a scope per operation (token.RequireScope), below.
+//     gateway, checked again (auth.Middleware).
+//   - Authorization: a scope per operation (auth.RequireScope), below.
 //   - Input: JSON bodies of at most 16 KiB holding one object whose fields
 //     are named exactly (case included) and once each, unknown fields
 //     refused, amounts in integer minor units; every refusal is a 4xx
@@ -46,6 +46,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
@@ -129,10 +130,10 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, ledger: newLedger()}
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/payments", token.RequireScope(ScopeRead)(http.HandlerFunc(s.listPayments)))
-	mux.Handle("POST /v1/payments", token.RequireScope(ScopeWrite)(http.HandlerFunc(s.createPayment)))
-	mux.Handle("POST /v1/withdrawals", token.RequireScope(ScopeWithdraw)(http.HandlerFunc(s.createWithdrawal)))
-	mux.Handle("POST /v1/swaps", token.RequireScope(ScopeWrite)(http.HandlerFunc(s.createSwap)))
+	mux.Handle("GET /v1/payments", auth.RequireScope(ScopeRead)(http.HandlerFunc(s.listPayments)))
+	mux.Handle("POST /v1/payments", auth.RequireScope(ScopeWrite)(http.HandlerFunc(s.createPayment)))
+	mux.Handle("POST /v1/withdrawals", auth.RequireScope(ScopeWithdraw)(http.HandlerFunc(s.createWithdrawal)))
+	mux.Handle("POST /v1/swaps", auth.RequireScope(ScopeWrite)(http.HandlerFunc(s.createSwap)))
 	// ServeMux would answer other methods and paths in plain text.
 	for path, allow := range map[string]string{"/v1/payments": "GET, HEAD, POST", "/v1/withdrawals": "POST", "/v1/swaps": "POST"} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +144,7 @@ func New(cfg Config) (*Service, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "no such resource")
 	})
-	authn := token.Authenticate(cfg.Tokens, cfg.APIKeys)(mux)
+	authn := auth.Middleware(cfg.APIKeys, cfg.Tokens)(mux)
 	s.h = httpx.Framing(mtls.Authorize(cfg.Roots, cfg.Gateways...)(authn)) // ambiguous request framing: answered and closed (RFC 9112 §6.1)
 	return s, nil
 }
@@ -181,7 +182,7 @@ type Swap struct {
 }
 
 func (s *Service) listPayments(w http.ResponseWriter, r *http.Request) {
-	p := token.FromContext(r.Context())
+	p := auth.FromContext(r.Context())
 	list := s.ledger.payments(p.ClientID)
 	writeJSON(w, http.StatusOK, map[string]any{"payments": list})
 }
@@ -204,7 +205,7 @@ func (s *Service) createPayment(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusUnprocessableEntity, "payee is required; payee and reference are at most 140 bytes")
 		return
 	}
-	p := token.FromContext(r.Context())
+	p := auth.FromContext(r.Context())
 	pay := Payment{ID: newID("pay"), AmountMinor: in.AmountMinor, Currency: in.Currency,
 		Payee: in.Payee, Reference: in.Reference, Created: s.cfg.Now().UTC()}
 	s.ledger.addPayment(p.ClientID, pay)
@@ -229,7 +230,7 @@ func (s *Service) createWithdrawal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wd := Withdrawal{ID: newID("wd"), AmountMinor: in.AmountMinor, Currency: in.Currency, IBAN: in.IBAN, Created: s.cfg.Now().UTC()}
-	s.ledger.addWithdrawal(token.FromContext(r.Context()).ClientID, wd)
+	s.ledger.addWithdrawal(auth.FromContext(r.Context()).ClientID, wd)
 	writeJSON(w, http.StatusCreated, wd)
 }
 
@@ -283,7 +284,7 @@ func convert(amount int64, from, to string) (int64, bool) {
 }
 
 func (s *Service) createSwap(w http.ResponseWriter, r *http.Request) {
-	p := token.FromContext(r.Context())
+	p := auth.FromContext(r.Context())
 	// The limit is checked before the body is read: a client over its
 	// limit costs no parsing.
 	d, err := s.cfg.Limits.Allow(r.Context(), SwapRule, p.ClientID)
@@ -416,11 +417,9 @@ func checkFields(body []byte, v any) error {
 	return nil
 }
 
+// problem answers with RFC 9457 problem details.
 func problem(w http.ResponseWriter, status int, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
+	httpx.WriteProblem(w, httpx.Problem{Status: status, Detail: detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

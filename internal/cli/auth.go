@@ -19,12 +19,12 @@ import (
 	"github.com/rampartsec/rampart/internal/masterkey"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // defaultScopes is the scope catalogue of a payment API, and the scope
 // that lets a resource server introspect any client's tokens.
-var defaultScopes = []string{"payment.read", "payment.write", "payment.withdraw", token.IntrospectScope}
+var defaultScopes = []string{"payment.read", "payment.write", "payment.withdraw", authserver.IntrospectScope}
 
 // storeFlags are the flags of the commands that work on the control
 // plane's database directly: the same --data and --db as rampart serve.
@@ -242,7 +242,7 @@ type clientOut struct {
 func clientJSON(c apikey.Client) clientOut {
 	lt := c.TokenLifetime
 	if lt == 0 {
-		lt = token.DefaultLifetime
+		lt = authserver.DefaultLifetime
 	}
 	return clientOut{c.ID, c.Name, c.Scopes, c.Disabled, lt.String(), c.CertSubject, c.CertURI, c.CertDNS, c.CreatedAt.UTC()}
 }
@@ -449,7 +449,7 @@ func newAPIKeyCreateCmd(stdio Stdio) *cobra.Command {
 			if expires != "" {
 				var err error
 				if exp, err = parseExpiry(expires, time.Now().UTC()); err != nil {
-					return usagef("%v", strings.Replace(err.Error(), "--expires", "--expires", 1))
+					return usagef("%v", err)
 				}
 			}
 			st, keys, err := sf.open(c.Context())
@@ -760,12 +760,12 @@ within 10 s. Private keys are stored sealed under the master key.`,
 			if err != nil {
 				return fail(ExitFailure, err)
 			}
-			if !slices.ContainsFunc(existing, func(k token.StoredKey) bool { return k.State == token.Current }) {
+			if !slices.ContainsFunc(existing, func(k authserver.StoredKey) bool { return k.State == authserver.Current }) {
 				// A new store: make the first current and next keys; there
 				// is nothing to retire yet.
-				err = token.EnsureKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
+				err = authserver.EnsureKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
 			} else {
-				err = token.RotateKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
+				err = authserver.RotateKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
 			}
 			if err != nil {
 				return fail(ExitFailure, err)
@@ -853,15 +853,15 @@ issuer's tokens) goes after --: rampart token revoke -- -abc.`,
 				}
 				// The token's expiry is unknown: keep the revocation as
 				// long as any token can live.
-				if err := rs.RevokeToken(c.Context(), arg, now.Add(token.MaxLifetime+token.ClockSkew)); err != nil {
+				if err := rs.RevokeToken(c.Context(), arg, now.Add(authserver.MaxLifetime+authserver.ClockSkew)); err != nil {
 					return fail(ExitFailure, err)
 				}
 				fmt.Fprintf(stdio.Out, "token %s revoked\n", arg)
 				return nil
 			}
-			ref, err := token.ReadIssued(c.Context(), st.SigningKeys(), arg)
+			ref, err := authserver.ReadIssued(c.Context(), st.SigningKeys(), arg)
 			switch {
-			case errors.Is(err, token.ErrNotIssued):
+			case errors.Is(err, authserver.ErrNotIssued):
 				return fail(ExitUsage, fmt.Errorf("%w: revoke it where it was issued", err))
 			case err != nil:
 				return fail(ExitFailure, err)
@@ -905,17 +905,17 @@ func truncated(s string) string {
 	return s
 }
 
-func printSigningKeys(w io.Writer, ks []token.StoredKey) {
-	order := map[token.KeyState]int{token.Current: 0, token.Next: 1, token.Retired: 2}
-	slices.SortFunc(ks, func(a, b token.StoredKey) int { return order[a.State] - order[b.State] })
+func printSigningKeys(w io.Writer, ks []authserver.StoredKey) {
+	order := map[authserver.KeyState]int{authserver.Current: 0, authserver.Next: 1, authserver.Retired: 2}
+	slices.SortFunc(ks, func(a, b authserver.StoredKey) int { return order[a.State] - order[b.State] })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tALG\tSTATE\tSINCE")
 	for _, k := range ks {
 		since := k.CreatedAt
 		switch k.State {
-		case token.Current:
+		case authserver.Current:
 			since = k.ActivatedAt
-		case token.Retired:
+		case authserver.Retired:
 			since = k.RetiredAt
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Alg, k.State, since.UTC().Format(time.RFC3339))

@@ -242,7 +242,7 @@ an output file exists.`,
 			now := time.Now()
 			chain, err := ca.Issue(id, names, ttl, key.Public(), now)
 			if err != nil {
-				return fail(ExitUsage, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+				return fail(ExitUsage, mtlsError(err))
 			}
 			keyPEM, err := keygen.KeyPEM(key)
 			if err != nil {
@@ -364,7 +364,7 @@ usage, or unreadable or mismatched files.`,
 			leaf := cert.Leaf
 			id, err := mtls.IDOf(leaf)
 			if err != nil {
-				return fail(ExitUsage, fmt.Errorf("%s: not a service certificate: %w", certFile, errors.New(strings.TrimPrefix(err.Error(), "mtls: "))))
+				return fail(ExitUsage, fmt.Errorf("%s: not a service certificate: %w", certFile, mtlsError(err)))
 			}
 			now := time.Now()
 			if c.Flags().Changed("if-expires-within") && leaf.NotAfter.Sub(now) > time.Duration(within) {
@@ -381,15 +381,15 @@ usage, or unreadable or mismatched files.`,
 			r := mtls.NewStatic(cert)
 			next, err := mtls.Renewer(renewURL, mtls.RenewalClient(r, roots), nil)(ctx, r.Certificate())
 			if err != nil {
-				msg := strings.TrimPrefix(err.Error(), "mtls: ")
+				err = mtlsError(err)
 				var ua x509.UnknownAuthorityError
 				if errors.As(err, &ua) && caFile == "" {
-					msg += "\nhint: a control plane with a private CA's certificate? pass its root with --ca (e.g. DATA/ca/root.pem)"
+					err = fmt.Errorf("%w\nhint: a control plane with a private CA's certificate? pass its root with --ca (e.g. DATA/ca/root.pem)", err)
 				}
-				return fail(ExitFailure, errors.New(msg))
+				return fail(ExitFailure, err)
 			}
 			if err := mtls.WriteFiles(certFile, keyFile, next); err != nil {
-				return fail(ExitFailure, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+				return fail(ExitFailure, mtlsError(err))
 			}
 			nl := next.Leaf
 			fmt.Fprintf(stdio.Out, "renewed %s: %s, serial %x, expires %s (%s)\n", certFile, id, nl.SerialNumber,
@@ -491,7 +491,7 @@ Exit status: 0 rotated; 2 usage, no CA, or a key that is not the root's.`,
 				return fail(ExitUsage, fmt.Errorf("%s is not the key of %s", rootKeyFile, filepath.Join(dir, caDirName, caRootCert)))
 			}
 			if err != nil {
-				return fail(ExitUsage, errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+				return fail(ExitUsage, mtlsError(err))
 			}
 			retired, err := rotateCAFiles(dir, keys, old, ca)
 			if err != nil {
@@ -686,7 +686,7 @@ func loadCA(dataDir string, keys *masterkey.Keys) (*mtls.CA, error) {
 	// The root must speak for the same trust domain (the issuing CA's is
 	// bound to the sealed key, whose label names it).
 	if _, err := mtls.NewBundle(td, root); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, caRootCert), errors.New(strings.TrimPrefix(err.Error(), "mtls: ")))
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, caRootCert), mtlsError(err))
 	}
 	keyFile := filepath.Join(dir, caIssuingKey)
 	data, err := os.ReadFile(keyFile)
@@ -781,3 +781,21 @@ func parseCAMaxLineage(s string) (time.Duration, error) {
 	}
 	return time.Duration(d), nil
 }
+
+// mtlsError is err as rampart says it: an mtls.Error by its Description,
+// without the package's prefix (rampart's own comes first), wrapping err.
+func mtlsError(err error) error {
+	if me, ok := err.(*mtls.Error); ok {
+		return &describedError{me.Description, err}
+	}
+	return err
+}
+
+// describedError is an error shown by another text than its own.
+type describedError struct {
+	text string
+	err  error
+}
+
+func (e *describedError) Error() string { return e.text }
+func (e *describedError) Unwrap() error { return e.err }

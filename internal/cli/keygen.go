@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -53,9 +54,12 @@ Exit status: 0 written; 2 usage, or a file already exists.`,
 			if csr == out {
 				return usagef("--csr and --out name the same file")
 			}
+			if !slices.Contains(keygen.Types, typ) {
+				return usagef("--type: unknown key type %q (want one of %v)", typ, keygen.Types)
+			}
 			key, err := keygen.Generate(typ)
 			if err != nil {
-				return usagef("--type: %v", strings.TrimPrefix(err.Error(), "keygen: "))
+				return fail(ExitFailure, err)
 			}
 			keyPEM, err := keygen.KeyPEM(key)
 			if err != nil {

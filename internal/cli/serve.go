@@ -37,7 +37,7 @@ import (
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/pin/bundle"
 	"github.com/rampartsec/rampart/ratelimit"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // serveConfig is the file of rampart serve --config: the same settings as
@@ -790,7 +790,7 @@ func runServe(ctx context.Context, stdio Stdio, o *serveOptions) error {
 	verifier := &apikey.Verifier{Store: st.APIKeys(), Pepper: secrets.Pepper, Logger: logger}
 	defer verifier.Close()
 	keyManager := &apikey.Manager{Store: st.APIKeys(), Pepper: secrets.Pepper, Scopes: scopes}
-	oauth := &token.Server{
+	oauth := &authserver.Server{
 		Issuer: cfg.Issuer, Audience: cfg.Audience,
 		Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
 		Clients: st.APIKeys(), APIKeys: verifier, KeyEncryptionKey: secrets.SigningKeyKEK,

@@ -16,6 +16,7 @@ import (
 	"github.com/rampartsec/rampart/internal/cli"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // runCLIIn is runCLI with stdin.
@@ -40,7 +41,7 @@ func TestTokenRevokeEndToEnd(t *testing.T) {
 	}
 	dir := t.TempDir()
 	runCLI(t, "client", "create", "shop", "--data", dir, "--scopes", "payment.read", "--token-lifetime", "1d", "--init")
-	runCLI(t, "client", "create", "rs", "--data", dir, "--scopes", token.IntrospectScope)
+	runCLI(t, "client", "create", "rs", "--data", dir, "--scopes", authserver.IntrospectScope)
 	key := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "shop", "--data", dir))
 	rsKey := strings.TrimSpace(runCLI(t, "apikey", "create", "--client", "rs", "--data", dir))
 	_, base := startServe(t, dir)

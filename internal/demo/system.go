@@ -25,6 +25,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/examples/payments"
 	"github.com/rampartsec/rampart/internal/app/edge"
 	"github.com/rampartsec/rampart/internal/httpx"
@@ -36,6 +37,7 @@ import (
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // Scopes are the payment API's scopes.
@@ -153,7 +155,7 @@ func (s *system) publicPKI(context.Context) error {
 	// The attacker answers like the API and notes whether a client sent
 	// it an API key: what it would steal.
 	attacker := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := apikey.FromRequest(r); ok {
+		if c, _ := auth.ParseCredential(r); c.Method == auth.APIKey {
 			s.attackerSawAPIKey.Store(true)
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -304,7 +306,7 @@ func (s *system) controlPlane(ctx context.Context) error {
 	verifier := &apikey.Verifier{Store: st.APIKeys(), Pepper: s.pepper, Logger: s.logger}
 	s.onClose(func() { verifier.Close() })
 	s.keys = &apikey.Manager{Store: st.APIKeys(), Pepper: s.pepper, Scopes: Scopes}
-	oauth := &token.Server{
+	oauth := &authserver.Server{
 		Issuer: s.cpURL, Audience: audience,
 		Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
 		Clients: st.APIKeys(), APIKeys: verifier, KeyEncryptionKey: secrets.SigningKeyKEK,

@@ -15,7 +15,7 @@ import (
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 func openDB(t *testing.T) store.Store {
@@ -122,7 +122,7 @@ func TestVerifyDatabaseWithoutCheckValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := token.EnsureKeys(ctx, st.SigningKeys(), right.SigningKeyKEK, "ES256", time.Now()); err != nil {
+	if err := authserver.EnsureKeys(ctx, st.SigningKeys(), right.SigningKeyKEK, "ES256", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	wrong, err := Load(t.TempDir(), true)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/httpx"
 )
 
 // Error is an error with what the client may see. Msg goes to the client;
@@ -63,14 +65,12 @@ func (s *Server) handle(h handlerFunc) http.Handler {
 	})
 }
 
+// writeError sends he as the control plane's documented refusal,
+// {"error": Msg}: the error object of OAuth (RFC 6749 §5.2), which every
+// Rampart refusal of a credential has too, with the message as its
+// error.
 func writeError(w http.ResponseWriter, he *Error) {
-	for k, vs := range he.Header {
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
-	}
-	// A map of strings always encodes.
-	_ = writeJSON(w, he.Code, map[string]string{"error": he.Msg})
+	httpx.WriteOAuthError(w, httpx.OAuthError{Status: he.Code, Code: he.Msg, Header: he.Header})
 }
 
 // writeJSON sends v as JSON with status code. It encodes v before writing

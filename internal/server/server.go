@@ -24,10 +24,14 @@
 //
 // # Errors
 //
-// Every refusal is a precise 4xx with a JSON body {"error": "..."}; an
-// unexpected failure is a bare 500 whose detail goes only to the log. An
-// answer is encoded before its status line is sent, so an encoding
-// failure is such a 500 too, never a truncated 2xx. Unknown query
+// Every refusal of the endpoints above is a precise 4xx with a JSON body
+// {"error": "..."}; an unexpected failure is a 500 whose detail goes only
+// to the log. The handlers mounted beside them answer in their own
+// documented terms: the OAuth2 endpoints with RFC 6749 §5.2 errors, API-key
+// rotation and certificate renewal with {"error", "error_description"}.
+// All are written by internal/httpx's WriteOAuthError. An answer is
+// encoded before its status line is sent, so an encoding failure is such
+// a 500 too, never a truncated 2xx. Unknown query
 // parameters of the admin API and the dashboard are refused.
 //
 // # Storage
@@ -51,12 +55,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"strings"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/pin/bundle"
 	"github.com/rampartsec/rampart/ratelimit"
@@ -67,7 +73,8 @@ type Config struct {
 	Store store.Store
 	// AdminToken authorizes the admin API and the dashboard. It is
 	// compared in constant time and never logged. Use at least 32 random
-	// bytes; New refuses fewer than 16 characters.
+	// bytes; New refuses fewer than 16 characters, and characters an
+	// RFC 6750 bearer credential cannot hold.
 	AdminToken string
 	// AdminTokenHint completes "The admin token is ..." on the login
 	// page, e.g. "in the file admin-token in the data directory". The
@@ -101,7 +108,7 @@ type Config struct {
 	// SecureCookies marks the dashboard session cookie Secure; set it when
 	// the server is reached over https.
 	SecureCookies bool
-	// OAuth serves the OAuth2 authorization server (token.Server) under
+	// OAuth serves the OAuth2 authorization server (authserver.Server) under
 	// /oauth2/ and /.well-known/oauth-authorization-server; nil leaves
 	// them out.
 	OAuth http.Handler
@@ -198,6 +205,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(cfg.AdminToken) < 16 {
 		return nil, errors.New("server: the admin token must be at least 16 characters (rampart serve makes a random one)")
+	}
+	if c, err := auth.ParseAuthorization("Bearer " + cfg.AdminToken); err != nil || c.Value != cfg.AdminToken {
+		// Admins send it as a bearer credential, which the one reader of
+		// credentials takes in RFC 6750's syntax only.
+		return nil, errors.New("server: the admin token must be an RFC 6750 b64token: letters, digits and -._~+/, then = padding only")
 	}
 	live := Settings{BundleKeys: cfg.BundleKeys, ReportLimit: cfg.ReportLimit, ReportQuota: cfg.ReportQuota,
 		BundleCacheControl: cfg.BundleCacheControl, Retention: cfg.Retention, AccessLog: cfg.AccessLog}
@@ -424,20 +436,22 @@ func (s *Server) authBlocked(r *http.Request) error {
 }
 
 func tooMany(d ratelimit.Decision, msg string) *Error {
-	secs := int((d.RetryAfter + time.Second - 1) / time.Second)
 	return &Error{
 		Code:   http.StatusTooManyRequests,
 		Msg:    msg,
-		Header: http.Header{"Retry-After": {fmt.Sprint(max(secs, 1))}},
+		Header: http.Header{"Retry-After": {strconv.FormatInt(max(httpx.Seconds(d.RetryAfter), 1), 10)}},
 	}
 }
 
+// bearer returns the admin token r presents: a bearer credential, read
+// by auth.ParseCredential as every other credential is. A request it
+// refuses (two credentials, a malformed header) presents none.
 func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+	c, err := auth.ParseCredential(r)
+	if err != nil || c.Header != auth.HeaderAuthorization {
 		return "", false
 	}
-	return h[7:], h[7:] != ""
+	return c.Value, true
 }
 
 func deriveKey(secret, purpose string) []byte {

@@ -2,7 +2,7 @@
 // signed pin bundles, and what authenticates clients (clients and API
 // keys, token signing keys, revoked tokens). It defines the interfaces, or
 // takes them from the public packages that use them ([apikey.Store],
-// [token.KeyStore], [token.RevocationStore]); the backends live in
+// [authserver.KeyStore], [authserver.RevocationStore]); the backends live in
 // its subpackages and pass one shared suite, [storetest]:
 //
 //   - sqlite: the default, a file in the data directory (pure Go, WAL), no
@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // Errors callers branch on.
@@ -46,9 +46,9 @@ type Store interface {
 	// apikey.ErrNotFound and apikey.ErrConflict, not this package's.
 	APIKeys() apikey.Store
 	// SigningKeys returns the token signing keys.
-	SigningKeys() token.KeyStore
+	SigningKeys() authserver.KeyStore
 	// RevokedTokens returns the revoked access tokens.
-	RevokedTokens() token.RevocationStore
+	RevokedTokens() authserver.RevocationStore
 	// Settings returns the installation's settings, such as the check
 	// value of its master key.
 	Settings() SettingStore

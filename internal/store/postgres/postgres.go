@@ -48,7 +48,7 @@ import (
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/dsn"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 //go:embed migrations/*.sql
@@ -176,10 +176,10 @@ func (db *DB) Bundles() store.BundleStore { return bundles{db} }
 func (db *DB) APIKeys() apikey.Store { return apiKeys{db} }
 
 // SigningKeys returns the store of token signing keys.
-func (db *DB) SigningKeys() token.KeyStore { return signingKeys{db} }
+func (db *DB) SigningKeys() authserver.KeyStore { return signingKeys{db} }
 
 // RevokedTokens returns the store of revoked access tokens.
-func (db *DB) RevokedTokens() token.RevocationStore { return revokedTokens{db} }
+func (db *DB) RevokedTokens() authserver.RevocationStore { return revokedTokens{db} }
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {

@@ -11,20 +11,21 @@ import (
 
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
-// signingKeys implements token.KeyStore. Rotations by every instance are
+// signingKeys implements authserver.KeyStore. Rotations by every instance are
 // serialized by a transaction-scoped advisory lock, so each sees the
 // states the previous one committed; the schema's partial unique index
 // stands behind it, allowing one Current and one Next key at most.
 type signingKeys struct{ db *DB }
 
-func (s signingKeys) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
+func (s signingKeys) SigningKeys(ctx context.Context) ([]authserver.StoredKey, error) {
 	rows, err := s.db.pool.Query(ctx, "SELECT "+sqlq.SigningKeyColumns+` FROM signing_keys ORDER BY created_ms, id COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: signing keys: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (token.StoredKey, error) {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (authserver.StoredKey, error) {
 		return sqlq.ScanSigningKey(row.Scan)
 	})
 	if err != nil {
@@ -33,7 +34,7 @@ func (s signingKeys) SigningKeys(ctx context.Context) ([]token.StoredKey, error)
 	return out, nil
 }
 
-func (s signingKeys) RotateSigningKeys(ctx context.Context, next token.StoredKey, now, dropRetiredBefore time.Time) error {
+func (s signingKeys) RotateSigningKeys(ctx context.Context, next authserver.StoredKey, now, dropRetiredBefore time.Time) error {
 	if err := sqlq.CheckSigningKey(next); err != nil {
 		return fmt.Errorf("postgres: rotate signing keys: %w", err)
 	}
@@ -73,7 +74,7 @@ func (s signingKeys) RotateSigningKeys(ctx context.Context, next token.StoredKey
 	return nil
 }
 
-// revokedTokens implements token.RevocationStore.
+// revokedTokens implements authserver.RevocationStore.
 type revokedTokens struct{ db *DB }
 
 func (s revokedTokens) RevokeToken(ctx context.Context, jti string, expires time.Time) error {

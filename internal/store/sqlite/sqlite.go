@@ -48,7 +48,7 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -304,10 +304,10 @@ func (db *DB) Bundles() store.BundleStore { return bundles{db} }
 func (db *DB) APIKeys() apikey.Store { return apiKeys{db} }
 
 // SigningKeys returns the store of token signing keys.
-func (db *DB) SigningKeys() token.KeyStore { return signingKeys{db} }
+func (db *DB) SigningKeys() authserver.KeyStore { return signingKeys{db} }
 
 // RevokedTokens returns the store of revoked access tokens.
-func (db *DB) RevokedTokens() token.RevocationStore { return revokedTokens{db} }
+func (db *DB) RevokedTokens() authserver.RevocationStore { return revokedTokens{db} }
 
 // Ping checks that both pools answer.
 func (db *DB) Ping(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // tokenRevokedSQL: a token is revoked by its jti, by a revocation of its
@@ -17,19 +18,19 @@ const tokenRevokedSQL = "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti =
 	" OR NOT EXISTS (SELECT 1 FROM clients WHERE id = ?2 AND disabled = 0)" +
 	" OR EXISTS (SELECT 1 FROM revoked_clients WHERE client_id = ?2 AND revoked_ms >= ?3)"
 
-// signingKeys implements token.KeyStore. Rotations are serialized by the
+// signingKeys implements authserver.KeyStore. Rotations are serialized by the
 // write lock that BEGIN IMMEDIATE takes, which other processes opening
 // the file wait for too; the schema's partial unique index stands behind
 // it, allowing one Current and one Next key at most.
 type signingKeys struct{ db *DB }
 
-func (s signingKeys) SigningKeys(ctx context.Context) ([]token.StoredKey, error) {
+func (s signingKeys) SigningKeys(ctx context.Context) ([]authserver.StoredKey, error) {
 	rows, err := s.db.read.QueryContext(ctx, "SELECT "+sqlq.SigningKeyColumns+" FROM signing_keys ORDER BY created_ms, id")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: signing keys: %w", err)
 	}
 	defer rows.Close()
-	var out []token.StoredKey
+	var out []authserver.StoredKey
 	for rows.Next() {
 		k, err := sqlq.ScanSigningKey(rows.Scan)
 		if err != nil {
@@ -43,7 +44,7 @@ func (s signingKeys) SigningKeys(ctx context.Context) ([]token.StoredKey, error)
 	return out, nil
 }
 
-func (s signingKeys) RotateSigningKeys(ctx context.Context, next token.StoredKey, now, dropRetiredBefore time.Time) error {
+func (s signingKeys) RotateSigningKeys(ctx context.Context, next authserver.StoredKey, now, dropRetiredBefore time.Time) error {
 	if err := sqlq.CheckSigningKey(next); err != nil {
 		return fmt.Errorf("sqlite: rotate signing keys: %w", err)
 	}
@@ -82,7 +83,7 @@ func (s signingKeys) RotateSigningKeys(ctx context.Context, next token.StoredKey
 	return nil
 }
 
-// revokedTokens implements token.RevocationStore.
+// revokedTokens implements authserver.RevocationStore.
 type revokedTokens struct{ db *DB }
 
 func (s revokedTokens) RevokeToken(ctx context.Context, jti string, expires time.Time) error {

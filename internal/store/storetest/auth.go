@@ -15,6 +15,7 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 var authTests = []struct {
@@ -678,8 +679,8 @@ func testGenerationShared(t *testing.T, e *env) {
 	}
 }
 
-func signingKey(id string, created time.Time) token.StoredKey {
-	return token.StoredKey{
+func signingKey(id string, created time.Time) authserver.StoredKey {
+	return authserver.StoredKey{
 		ID:        id,
 		Alg:       "ES256",
 		Public:    []byte("public " + id),
@@ -688,20 +689,20 @@ func signingKey(id string, created time.Time) token.StoredKey {
 	}
 }
 
-func signingKeys(t *testing.T, s store.Store) map[string]token.StoredKey {
+func signingKeys(t *testing.T, s store.Store) map[string]authserver.StoredKey {
 	t.Helper()
 	ks, err := s.SigningKeys().SigningKeys(context.Background())
 	if err != nil {
 		t.Fatalf("SigningKeys: %v", err)
 	}
-	out := map[string]token.StoredKey{}
+	out := map[string]authserver.StoredKey{}
 	for _, k := range ks {
 		out[k.ID] = k
 	}
 	return out
 }
 
-func rotateSigning(t *testing.T, s store.Store, next token.StoredKey, now, drop time.Time) {
+func rotateSigning(t *testing.T, s store.Store, next authserver.StoredKey, now, drop time.Time) {
 	t.Helper()
 	if err := s.SigningKeys().RotateSigningKeys(context.Background(), next, now, drop); err != nil {
 		t.Fatalf("RotateSigningKeys(%s): %v", next.ID, err)
@@ -716,13 +717,13 @@ func testSigningRotation(t *testing.T, e *env) {
 	k1, k2, k3, k4 := signingKey("k1", t0), signingKey("k2", t1), signingKey("k3", t2), signingKey("k4", t3)
 	k4.Alg = "EdDSA"
 
-	with := func(k token.StoredKey, state token.KeyState, activated, retired time.Time) token.StoredKey {
+	with := func(k authserver.StoredKey, state authserver.KeyState, activated, retired time.Time) authserver.StoredKey {
 		k.State, k.ActivatedAt, k.RetiredAt = state, activated, retired
 		return k
 	}
-	check := func(step string, want ...token.StoredKey) {
+	check := func(step string, want ...authserver.StoredKey) {
 		t.Helper()
-		wantMap := map[string]token.StoredKey{}
+		wantMap := map[string]authserver.StoredKey{}
 		for _, k := range want {
 			wantMap[k.ID] = k
 		}
@@ -732,30 +733,30 @@ func testSigningRotation(t *testing.T, e *env) {
 	}
 
 	rotateSigning(t, e, k1, t0, t0.Add(-24*time.Hour))
-	check("the first rotation", with(k1, token.Next, time.Time{}, time.Time{}))
+	check("the first rotation", with(k1, authserver.Next, time.Time{}, time.Time{}))
 	rotateSigning(t, e, k2, t1, t0)
 	check("the second rotation",
-		with(k1, token.Current, t1, time.Time{}),
-		with(k2, token.Next, time.Time{}, time.Time{}))
+		with(k1, authserver.Current, t1, time.Time{}),
+		with(k2, authserver.Next, time.Time{}, time.Time{}))
 	rotateSigning(t, e, k3, t2, t0)
 	check("the third rotation",
-		with(k1, token.Retired, t1, t2),
-		with(k2, token.Current, t2, time.Time{}),
-		with(k3, token.Next, time.Time{}, time.Time{}))
+		with(k1, authserver.Retired, t1, t2),
+		with(k2, authserver.Current, t2, time.Time{}),
+		with(k3, authserver.Next, time.Time{}, time.Time{}))
 	// k1, retired at t2, goes; k2, retired now, stays.
 	rotateSigning(t, e, k4, t3, t2.Add(ms(1)))
 	check("the fourth rotation",
-		with(k2, token.Retired, t2, t3),
-		with(k3, token.Current, t3, time.Time{}),
-		with(k4, token.Next, time.Time{}, time.Time{}))
+		with(k2, authserver.Retired, t2, t3),
+		with(k3, authserver.Current, t3, time.Time{}),
+		with(k4, authserver.Next, time.Time{}, time.Time{}))
 	// Retired keys stay until dropRetiredBefore passes their retirement.
 	k5 := signingKey("k5", t3)
 	rotateSigning(t, e, k5, t3.Add(time.Hour), t3)
 	check("the fifth rotation",
-		with(k2, token.Retired, t2, t3),
-		with(k3, token.Retired, t3, t3.Add(time.Hour)),
-		with(k4, token.Current, t3.Add(time.Hour), time.Time{}),
-		with(k5, token.Next, time.Time{}, time.Time{}))
+		with(k2, authserver.Retired, t2, t3),
+		with(k3, authserver.Retired, t3, t3.Add(time.Hour)),
+		with(k4, authserver.Current, t3.Add(time.Hour), time.Time{}),
+		with(k5, authserver.Next, time.Time{}, time.Time{}))
 
 	// A zero CreatedAt is the rotation's time.
 	k6 := signingKey("k6", time.Time{})
@@ -771,8 +772,8 @@ func testSigningRefused(t *testing.T, e *env) {
 	rotateSigning(t, e, signingKey("k2", t0), t0.Add(time.Hour), t0)
 	before := signingKeys(t, e)
 	current := signingKey("k3", t0)
-	current.State = token.Current
-	for name, bad := range map[string]token.StoredKey{
+	current.State = authserver.Current
+	for name, bad := range map[string]authserver.StoredKey{
 		"a stored ID":     signingKey("k1", t0),
 		"no ID":           signingKey("", t0),
 		"state Current":   current,
@@ -815,17 +816,17 @@ func testSigningConcurrent(t *testing.T, e *env) {
 			t.Errorf("rotation %d: %v", i, err)
 		}
 	}
-	count := map[token.KeyState]int{}
+	count := map[authserver.KeyState]int{}
 	for _, k := range signingKeys(t, e) {
 		count[k.State]++
 		switch {
-		case k.State == token.Current && (k.ActivatedAt.IsZero() || !k.RetiredAt.IsZero()),
-			k.State == token.Retired && (k.ActivatedAt.IsZero() || k.RetiredAt.IsZero()),
-			k.State == token.Next && (!k.ActivatedAt.IsZero() || !k.RetiredAt.IsZero()):
+		case k.State == authserver.Current && (k.ActivatedAt.IsZero() || !k.RetiredAt.IsZero()),
+			k.State == authserver.Retired && (k.ActivatedAt.IsZero() || k.RetiredAt.IsZero()),
+			k.State == authserver.Next && (!k.ActivatedAt.IsZero() || !k.RetiredAt.IsZero()):
 			t.Errorf("key %s is %s, activated %v, retired %v", k.ID, k.State, k.ActivatedAt, k.RetiredAt)
 		}
 	}
-	if count[token.Current] != 1 || count[token.Next] != 1 || count[token.Retired] != n-2 {
+	if count[authserver.Current] != 1 || count[authserver.Next] != 1 || count[authserver.Retired] != n-2 {
 		t.Errorf("after %d rotations: %v; want 1 current, 1 next, %d retired", n, count, n-2)
 	}
 }
@@ -927,7 +928,7 @@ func testRevokedClientTokens(t *testing.T, e *env) {
 		t.Error("another handle does not see the revocation")
 	}
 	// Kept until every token it covers has expired.
-	forget := at.Add(token.MaxLifetime + token.ClockSkew)
+	forget := at.Add(authserver.MaxLifetime + authserver.ClockSkew)
 	if err := rs.PruneRevoked(ctx, forget); err != nil {
 		t.Fatal(err)
 	}

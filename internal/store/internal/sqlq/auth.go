@@ -9,6 +9,7 @@ import (
 
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // The auth tables of 0002_auth.sql: clients, api_keys (alias k, read
@@ -133,12 +134,12 @@ func CheckNewKey(r *apikey.Record) error {
 // CheckSigningKey returns an error when k may not be stored as the Next
 // signing key. Its State must be Next or unset; the error never shows the
 // key material.
-func CheckSigningKey(k token.StoredKey) error {
+func CheckSigningKey(k authserver.StoredKey) error {
 	switch {
 	case k.ID == "":
 		return errors.New("signing key has no ID")
-	case k.State != "" && k.State != token.Next:
-		return fmt.Errorf("signing key %q: state %q, want %q: a key enters the rotation as Next", k.ID, k.State, token.Next)
+	case k.State != "" && k.State != authserver.Next:
+		return fmt.Errorf("signing key %q: state %q, want %q: a key enters the rotation as Next", k.ID, k.State, authserver.Next)
 	case len(k.Public) == 0 || len(k.Sealed) == 0:
 		return fmt.Errorf("signing key %q has no public or sealed key", k.ID)
 	}
@@ -173,7 +174,7 @@ func CheckClientRevocation(clientID string, at time.Time) error {
 // ClientRevocationExpiry is when a revocation of a client's tokens at at
 // can be forgotten: every token issued by then has expired.
 func ClientRevocationExpiry(at time.Time) time.Time {
-	return at.Add(token.MaxLifetime + token.ClockSkew)
+	return at.Add(authserver.MaxLifetime + authserver.ClockSkew)
 }
 
 // TokenRevokedArgs are the arguments of the token-revoked query, in the
@@ -255,22 +256,22 @@ const SigningKeyColumns = "id, alg, state, public_key, sealed_key, created_ms, a
 
 // SigningKeyArgs returns the values of [SigningKeyColumns] for k, as the
 // new Next key: never activated nor retired.
-func SigningKeyArgs(k token.StoredKey) []any {
-	return []any{k.ID, k.Alg, string(token.Next), k.Public, k.Sealed, Millis(k.CreatedAt), nil, nil}
+func SigningKeyArgs(k authserver.StoredKey) []any {
+	return []any{k.ID, k.Alg, string(authserver.Next), k.Public, k.Sealed, Millis(k.CreatedAt), nil, nil}
 }
 
 // ScanSigningKey reads a row of [SigningKeyColumns].
-func ScanSigningKey(scan func(dest ...any) error) (token.StoredKey, error) {
+func ScanSigningKey(scan func(dest ...any) error) (authserver.StoredKey, error) {
 	var (
-		k                  token.StoredKey
+		k                  authserver.StoredKey
 		state              string
 		created            int64
 		activated, retired *int64
 	)
 	if err := scan(&k.ID, &k.Alg, &state, &k.Public, &k.Sealed, &created, &activated, &retired); err != nil {
-		return token.StoredKey{}, err
+		return authserver.StoredKey{}, err
 	}
-	k.State = token.KeyState(state)
+	k.State = authserver.KeyState(state)
 	k.CreatedAt, k.ActivatedAt, k.RetiredAt = Time(created), NullTime(activated), NullTime(retired)
 	return k, nil
 }

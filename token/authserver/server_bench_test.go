@@ -1,4 +1,4 @@
-package token_test
+package authserver_test
 
 import (
 	"io"
@@ -12,7 +12,7 @@ import (
 // token endpoint over TLS (keep-alive), client authentication included:
 // 32 concurrent clients with client_secret_basic.
 //
-//	go test -run '^$' -bench TokenIssuance -count 10 ./token
+//	go test -run '^$' -bench TokenIssuance -count 10 ./token/authserver
 func BenchmarkTokenIssuance(b *testing.B) {
 	e := newEnv(&testing.T{})
 	key := e.clientWithKey("shop", []string{"payment.read", "payment.write"}, nil)

@@ -1,4 +1,4 @@
-package token_test
+package authserver_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // RFC 6749 §3.3: the scope is a set ("the order does not matter", each
@@ -72,7 +72,7 @@ func TestRFC6749_3_2_EmptyParametersAreOmitted(t *testing.T) {
 func TestRFC7009_2_1_HintExtendsTheSearch(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
-	rs := e.clientWithKey("resource-server", []string{token.IntrospectScope}, nil)
+	rs := e.clientWithKey("resource-server", []string{authserver.IntrospectScope}, nil)
 	for _, hint := range []string{"refresh_token", "urn:example:unknown", "access_token"} {
 		tok := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)).body["access_token"].(string)
 		r := e.post(e.client, "/oauth2/revoke", url.Values{"token": {tok}, "token_type_hint": {hint}}, basic("shop", key))
@@ -216,7 +216,7 @@ func TestRFC8414_2_MutualTLSAdvertisedOnlyWhenOffered(t *testing.T) {
 // is the issuer exactly (§3.3).
 func TestRFC8414_3_1_IssuerWithPath(t *testing.T) {
 	e := newEnv(t)
-	as := &token.Server{
+	as := &authserver.Server{
 		Issuer: e.srv.URL + "/tenant", Audience: audience, Keys: e.st.SigningKeys(), Revocations: e.st.RevokedTokens(),
 		Clients: e.st.APIKeys(), APIKeys: e.ver, KeyEncryptionKey: e.kek, Now: e.clock.Now,
 	}

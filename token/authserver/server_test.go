@@ -1,4 +1,4 @@
-package token_test
+package authserver_test
 
 import (
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
@@ -30,6 +30,7 @@ import (
 	"github.com/rampartsec/rampart/internal/store/sqlite"
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 const audience = "https://api.payments.test"
@@ -54,7 +55,7 @@ type env struct {
 	t       *testing.T
 	path    string
 	st      store.Store
-	as      *token.Server
+	as      *authserver.Server
 	keys    *apikey.Manager
 	ver     *apikey.Verifier
 	srv     *httptest.Server
@@ -98,7 +99,7 @@ func newEnvOn(t *testing.T, st store.Store) *env {
 	e.ver = &apikey.Verifier{Store: e.st.APIKeys(), Pepper: e.pepper, Now: e.clock.Now}
 	t.Cleanup(func() { e.ver.Close() })
 	e.keys = &apikey.Manager{Store: e.st.APIKeys(), Pepper: e.pepper, Now: e.clock.Now,
-		Scopes: []string{"payment.read", "payment.write", "payment.withdraw", token.IntrospectScope}}
+		Scopes: []string{"payment.read", "payment.write", "payment.withdraw", authserver.IntrospectScope}}
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{serverLeaf.TLS()},
@@ -114,10 +115,19 @@ func newEnvOn(t *testing.T, st store.Store) *env {
 	return e
 }
 
-func (e *env) newServer(st store.Store, ver *apikey.Verifier) *token.Server {
-	as := &token.Server{
+// onlyClient is the one method a Server asks of the client registry
+// (authserver.Clients): every test of the Server runs with it, not with a
+// whole apikey.Store.
+type onlyClient struct{ s apikey.Store }
+
+func (c onlyClient) Client(ctx context.Context, id string) (*apikey.Client, error) {
+	return c.s.Client(ctx, id)
+}
+
+func (e *env) newServer(st store.Store, ver *apikey.Verifier) *authserver.Server {
+	as := &authserver.Server{
 		Issuer: e.srv.URL, Audience: audience, Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
-		Clients: st.APIKeys(), APIKeys: ver, KeyEncryptionKey: e.kek, Now: e.clock.Now,
+		Clients: onlyClient{st.APIKeys()}, APIKeys: ver, KeyEncryptionKey: e.kek, Now: e.clock.Now,
 		Scopes:    []string{"payment.read", "payment.write", "payment.withdraw"},
 		MutualTLS: true, // the TLS server asks for client certificates
 		Logger:    slog.New(slog.DiscardHandler),
@@ -439,7 +449,7 @@ func TestRFC8705_3_CertificateBoundToken(t *testing.T) {
 func TestRFC7662_2_2_Introspection(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
-	rs := e.clientWithKey("resource-server", []string{token.IntrospectScope}, nil)
+	rs := e.clientWithKey("resource-server", []string{authserver.IntrospectScope}, nil)
 	other := e.clientWithKey("other", []string{"payment.read"}, nil)
 	tok := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)).body["access_token"].(string)
 	// §4: only protected resources (the scope says so) see other clients'
@@ -475,7 +485,7 @@ func TestRFC7009_Revocation(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
 	other := e.clientWithKey("other", []string{"payment.read"}, nil)
-	rs := e.clientWithKey("resource-server", []string{token.IntrospectScope}, nil)
+	rs := e.clientWithKey("resource-server", []string{authserver.IntrospectScope}, nil)
 	tok := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)).body["access_token"].(string)
 	active := func() any {
 		return e.post(e.client, "/oauth2/introspect", url.Values{"token": {tok}}, basic("resource-server", rs)).body["active"]
@@ -648,7 +658,7 @@ func TestSigningKeyRotation(t *testing.T) {
 			next = k
 		}
 	}
-	if err := token.RotateKeys(context.Background(), e.st.SigningKeys(), e.kek, "ES256", e.clock.Now()); err != nil {
+	if err := authserver.RotateKeys(context.Background(), e.st.SigningKeys(), e.kek, "ES256", e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Add(11 * time.Second) // instances reload keys every 10 s
@@ -661,9 +671,9 @@ func TestSigningKeyRotation(t *testing.T) {
 	if _, err := v.Validate(context.Background(), oldTok, nil); err != nil {
 		t.Errorf("a token signed before the rotation: %v", err)
 	}
-	e.clock.Add(token.RetiredKeyLife)
+	e.clock.Add(authserver.RetiredKeyLife)
 	if jwks()[oldKid] {
-		t.Errorf("the retired key is still published after %v", token.RetiredKeyLife)
+		t.Errorf("the retired key is still published after %v", authserver.RetiredKeyLife)
 	}
 }
 
@@ -672,7 +682,7 @@ func TestSigningKeyRotation(t *testing.T) {
 func TestSigningKeysSealed(t *testing.T) {
 	e := newEnv(t)
 	wrong := make([]byte, 32)
-	as := &token.Server{Issuer: e.srv.URL, Audience: audience, Keys: e.st.SigningKeys(), Revocations: e.st.RevokedTokens(),
+	as := &authserver.Server{Issuer: e.srv.URL, Audience: audience, Keys: e.st.SigningKeys(), Revocations: e.st.RevokedTokens(),
 		Clients: e.st.APIKeys(), APIKeys: e.ver, KeyEncryptionKey: wrong}
 	if err := as.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
 		t.Errorf("Start with the wrong key encryption key: %v", err)

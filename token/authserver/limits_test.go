@@ -1,4 +1,4 @@
-package token_test
+package authserver_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package token_test
+package authserver_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
-	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // E13: disabling a client (the incident-response switch) ends the access
@@ -29,7 +29,7 @@ func TestClientDisableEndsItsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := e.clientWithKey("resource-server", []string{token.IntrospectScope}, nil)
+	rs := e.clientWithKey("resource-server", []string{authserver.IntrospectScope}, nil)
 	tok := e.post(e.client, "/oauth2/token", grant(), basic("shop", k.String())).body["access_token"].(string)
 	v := e.validator()
 	v.Revoked = e.st.RevokedTokens().TokenRevoked
@@ -55,7 +55,7 @@ func TestClientDisableEndsItsTokens(t *testing.T) {
 func TestClientTokensRevokedStayRevoked(t *testing.T) {
 	e := newEnv(t)
 	key := e.clientWithKey("shop", []string{"payment.read"}, nil)
-	rs := e.clientWithKey("resource-server", []string{token.IntrospectScope}, nil)
+	rs := e.clientWithKey("resource-server", []string{authserver.IntrospectScope}, nil)
 	old := e.post(e.client, "/oauth2/token", grant(), basic("shop", key)).body["access_token"].(string)
 	v := e.validator()
 	v.Revoked = e.st.RevokedTokens().TokenRevoked
@@ -94,12 +94,12 @@ func FuzzReadIssued(f *testing.F) {
 	defer st.Close()
 	kek := make([]byte, 32)
 	now := time.Unix(1764072000, 0)
-	if err := token.EnsureKeys(context.Background(), st.SigningKeys(), kek, "ES256", now); err != nil {
+	if err := authserver.EnsureKeys(context.Background(), st.SigningKeys(), kek, "ES256", now); err != nil {
 		f.Fatal(err)
 	}
 	ver := &apikey.Verifier{Store: st.APIKeys()}
 	defer ver.Close()
-	as := &token.Server{Issuer: "https://cp.pay.test", Audience: audience, Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
+	as := &authserver.Server{Issuer: "https://cp.pay.test", Audience: audience, Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
 		Clients: st.APIKeys(), APIKeys: ver, KeyEncryptionKey: kek, Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)}
 	if err := as.Start(context.Background()); err != nil {
 		f.Fatal(err)
@@ -120,7 +120,7 @@ func FuzzReadIssued(f *testing.F) {
 		AccessToken string `json:"access_token"`
 	}
 	json.Unmarshal(w.Body.Bytes(), &body)
-	good, err := token.ReadIssued(context.Background(), st.SigningKeys(), body.AccessToken)
+	good, err := authserver.ReadIssued(context.Background(), st.SigningKeys(), body.AccessToken)
 	if err != nil || good.ClientID != "shop" || !good.IssuedAt.Equal(now) {
 		f.Fatalf("ReadIssued of an issued token: %+v %v (%s)", good, err, w.Body)
 	}
@@ -129,9 +129,9 @@ func FuzzReadIssued(f *testing.F) {
 	f.Add(strings.Replace(body.AccessToken, ".", "..", 1))
 	f.Add("")
 	f.Fuzz(func(t *testing.T, raw string) {
-		ref, err := token.ReadIssued(context.Background(), st.SigningKeys(), raw)
+		ref, err := authserver.ReadIssued(context.Background(), st.SigningKeys(), raw)
 		if err != nil {
-			if !errors.Is(err, token.ErrNotIssued) {
+			if !errors.Is(err, authserver.ErrNotIssued) {
 				t.Fatalf("ReadIssued(%q): %v, want ErrNotIssued", raw, err)
 			}
 			return

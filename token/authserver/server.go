@@ -1,4 +1,4 @@
-package token
+package authserver
 
 import (
 	"context"
@@ -27,7 +27,10 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/ratelimit"
+	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/internal/jws"
 )
 
 // Server is an OAuth2 authorization server for the client-credentials
@@ -41,12 +44,14 @@ type Server struct {
 	Issuer string
 	// Audience is the aud of the tokens: the resource servers' identifier.
 	Audience string
-	Keys     KeyStore
+	// Keys holds the signing keys, sealed, shared by every instance
+	// (Start makes the first ones).
+	Keys KeyStore
 	// Revocations keeps revoked tokens (RFC 7009) for introspection.
 	Revocations RevocationStore
 	// Clients and APIKeys authenticate clients: an API key is the client
-	// secret.
-	Clients apikey.Store
+	// secret. Any apikey.Store is a Clients.
+	Clients Clients
 	APIKeys *apikey.Verifier
 	// KeyEncryptionKey (32 bytes) unseals the signing keys in the store.
 	KeyEncryptionKey []byte
@@ -88,7 +93,8 @@ type Server struct {
 	// and the server's own failures, at Warn and Error. Nil means
 	// slog.Default().
 	Logger *slog.Logger
-	Now    func() time.Time
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 
 	once    sync.Once
 	mux     *http.ServeMux
@@ -100,6 +106,12 @@ type Server struct {
 	mu       sync.Mutex
 	ring     *keyring
 	clients  map[string]cachedClient
+}
+
+// Clients is what a Server asks of the client registry: a client by its
+// ID, or apikey.ErrNotFound. It must be safe for concurrent use.
+type Clients interface {
+	Client(ctx context.Context, id string) (*apikey.Client, error)
 }
 
 type cachedClient struct {
@@ -194,7 +206,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Start(ctx context.Context) error {
 	s.init()
 	if s.Issuer == "" || s.Audience == "" || s.Keys == nil || s.Revocations == nil || s.Clients == nil || s.APIKeys == nil {
-		return errors.New("token: Server needs Issuer, Audience, Keys, Revocations, Clients and APIKeys")
+		return errors.New("authserver: Server needs Issuer, Audience, Keys, Revocations, Clients and APIKeys")
 	}
 	if err := EnsureKeys(ctx, s.Keys, s.KeyEncryptionKey, s.Algorithm, s.now()); err != nil {
 		return err
@@ -261,25 +273,21 @@ func invalidClient(desc string) *oauthError {
 		header: http.Header{"Www-Authenticate": {`Basic realm="rampart", charset="UTF-8"`}}}
 }
 
+// writeOAuthError answers with e, an RFC 6749 §5.2 error response: the
+// one place in Rampart such bodies are sent (with introspection and
+// revocation, RFC 7662 §2.3 and RFC 7009 §2.2.1, which use them too).
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	h := http.Header{"Pragma": {"no-cache"}}
 	for k, v := range e.header {
-		w.Header()[k] = v
+		h[k] = v
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.status)
-	body := map[string]string{"error_description": descriptionText(e.description)}
-	if e.code != "" {
-		body["error"] = e.code
-	}
-	json.NewEncoder(w).Encode(body)
+	httpx.WriteOAuthError(w, httpx.OAuthError{Status: e.status, Code: e.code, Description: descriptionText(e.description), Header: h})
 }
 
 // descriptionText keeps an error_description within what RFC 6749 §5.2
 // allows, %x20-21 / %x23-5B / %x5D-7E: anything else becomes '?'.
 func descriptionText(s string) string {
-	return valQuoted(s)
+	return httpx.Quote(s)
 }
 
 // readForm parses an application/x-www-form-urlencoded body of at most
@@ -470,10 +478,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // and no error code, since RFC 6749 §5.2 has none for it (and
 // temporarily_unavailable is the authorization endpoint's).
 func tooManyFailures(d ratelimit.Decision) *oauthError {
-	secs := max(int((d.RetryAfter+time.Second-1)/time.Second), 1)
+	secs := max(httpx.Seconds(d.RetryAfter), 1)
 	return &oauthError{status: http.StatusTooManyRequests,
 		description: fmt.Sprintf("too many failed client authentications; retry in %d s", secs),
-		header:      http.Header{"Retry-After": {strconv.Itoa(secs)}}}
+		header:      http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}}}
 }
 
 func (s *Server) verifyClient(r *http.Request, id, secret string, basic bool) (*authenticated, *oauthError) {
@@ -596,8 +604,8 @@ type tokenClaims struct {
 	Cnf      *confirmation `json:"cnf,omitempty"`
 }
 
-func (c *tokenClaims) ref() TokenRef {
-	return TokenRef{JTI: c.ID, ClientID: c.ClientID, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: time.Unix(c.Expiry, 0)}
+func (c *tokenClaims) ref() token.TokenRef {
+	return token.TokenRef{JTI: c.ID, ClientID: c.ClientID, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: time.Unix(c.Expiry, 0)}
 }
 
 type confirmation struct {
@@ -669,7 +677,7 @@ func (s *Server) issue(r *http.Request, a *authenticated, requested string) (*to
 		// RFC 6749 §3.3: scope-tokens separated by single spaces, a set.
 		scopes = nil
 		for _, sc := range strings.Split(requested, " ") {
-			if !valIsScopeToken(sc) {
+			if !httpx.IsScopeToken(sc) {
 				return nil, "", 0, badRequest("invalid_scope", "the scope parameter must be scope-tokens separated by single spaces (RFC 6749 section 3.3)")
 			}
 			if !slices.Contains(a.scopes, sc) {
@@ -722,7 +730,7 @@ func (s *Server) issue(r *http.Request, a *authenticated, requested string) (*to
 	var compact string
 	if err == nil {
 		compact, err = sig.CompactSerialize()
-		compact = lowS(compact, kr.alg)
+		compact = jws.LowS(compact, jose.SignatureAlgorithm(kr.alg))
 	}
 	if err != nil {
 		s.logger().Error("token: signing failed", "err", err)
@@ -820,7 +828,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 // parseOwnToken checks a token this server issued: signature with one of
 // its published keys, issuer, expiry. It returns nil for anything else.
 func (s *Server) parseOwnToken(ctx context.Context, raw string) *tokenClaims {
-	if len(raw) > 8<<10 || !valCompact(raw) || !valCanonical(raw) {
+	if len(raw) > 8<<10 || !jws.Compact(raw) || !jws.Canonical(raw) {
 		return nil
 	}
 	kr, err := s.keys(ctx)

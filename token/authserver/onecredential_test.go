@@ -1,4 +1,4 @@
-package token_test
+package authserver_test
 
 import (
 	"crypto/tls"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/token"
 )
 
@@ -30,6 +31,7 @@ func TestRFC6750_2_OneCredentialPerRequest(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "reached") })
 	handlers := map[string]http.Handler{
 		"token.Authenticate":   token.Authenticate(v, e.ver)(ok),
+		"auth.Middleware":      auth.Middleware(e.ver, v)(ok),
 		"Validator.Middleware": v.Middleware(ok),
 		"apikey.Middleware":    e.ver.Middleware(ok),
 	}
@@ -117,6 +119,7 @@ func TestRFC6750_3_1_NoCredentialsSaysWhatIsAccepted(t *testing.T) {
 		not  []string
 	}{
 		"keys and tokens": {token.Authenticate(v, e.ver)(ok), []string{"X-API-Key", "API key", "bearer token"}, nil},
+		"auth.Middleware": {auth.Middleware(e.ver, v)(ok), []string{"X-API-Key", "API key", "bearer token"}, nil},
 		"keys only":       {token.Authenticate(nil, e.ver)(ok), []string{"X-API-Key", "API key"}, []string{"bearer token"}},
 		"tokens only":     {token.Authenticate(v, nil)(ok), []string{"bearer token"}, []string{"X-API-Key"}},
 		"Validator":       {v.Middleware(ok), []string{"bearer token"}, []string{"X-API-Key"}},

@@ -1,8 +1,10 @@
-package token
+package authserver
 
 import (
 	"context"
 	"time"
+
+	"github.com/rampartsec/rampart/token"
 )
 
 // KeyState is where a signing key is in its rotation.
@@ -48,19 +50,6 @@ type KeyStore interface {
 	RotateSigningKeys(ctx context.Context, next StoredKey, now, dropRetiredBefore time.Time) error
 }
 
-// TokenRef identifies an access token for revocation: what a
-// RevocationStore needs to know of it.
-type TokenRef struct {
-	// JTI is its jti claim.
-	JTI string
-	// ClientID is its client_id claim.
-	ClientID string
-	// IssuedAt is its iat claim (whole seconds).
-	IssuedAt time.Time
-	// Expires is its exp claim; zero when not known.
-	Expires time.Time
-}
-
 // RevocationStore keeps revoked access tokens until they would have
 // expired anyway: single tokens (RFC 7009, rampart token revoke), and
 // every token of a client issued up to a time (rampart token revoke
@@ -80,7 +69,7 @@ type RevocationStore interface {
 	// because its client is disabled or unknown to the store. The
 	// Server's introspection answers from it, and a Validator's Revoked
 	// should too: then introspection and validation agree.
-	TokenRevoked(ctx context.Context, t TokenRef) (bool, error)
+	TokenRevoked(ctx context.Context, t token.TokenRef) (bool, error)
 	// PruneRevoked forgets revocations of tokens expired before t.
 	PruneRevoked(ctx context.Context, before time.Time) error
 }

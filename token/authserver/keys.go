@@ -1,4 +1,4 @@
-package token
+package authserver
 
 import (
 	"context"
@@ -9,17 +9,18 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/rampartsec/rampart/internal/httpx"
 	"github.com/rampartsec/rampart/internal/sealed"
+	"github.com/rampartsec/rampart/token"
+	"github.com/rampartsec/rampart/token/internal/jws"
 )
 
 // Signing-key rotation timing. Keys retired stay published until every
@@ -35,7 +36,7 @@ const (
 
 // ErrNoSigningKey is returned when the store holds no current signing key
 // (run rampart token rotate-keys, or let the server make the first).
-var ErrNoSigningKey = errors.New("token: no current signing key")
+var ErrNoSigningKey = errors.New("authserver: no current signing key")
 
 // Signing keys are sealed with AES-256-GCM under the key-encryption key,
 // bound to their key ID so that a sealed key cannot be passed off as
@@ -44,10 +45,10 @@ var ErrNoSigningKey = errors.New("token: no current signing key")
 func unseal(kek []byte, kid string, ciphertext []byte) ([]byte, error) {
 	out, err := sealed.Open(kek, kid, ciphertext)
 	if errors.Is(err, sealed.ErrOpen) {
-		return nil, fmt.Errorf("token: signing key %s does not decrypt: wrong key encryption key, or the database was tampered with", kid)
+		return nil, fmt.Errorf("authserver: signing key %s does not decrypt: wrong key encryption key, or the database was tampered with", kid)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("token: signing key %s: %w", kid, err)
+		return nil, fmt.Errorf("authserver: signing key %s: %w", kid, err)
 	}
 	return out, nil
 }
@@ -63,7 +64,7 @@ func newStoredKey(kek []byte, alg string, now time.Time) (StoredKey, error) {
 	case "EdDSA":
 		_, priv, err = ed25519.GenerateKey(rand.Reader)
 	default:
-		return StoredKey{}, fmt.Errorf("token: signing algorithm %q: want ES256 or EdDSA", alg)
+		return StoredKey{}, fmt.Errorf("authserver: signing algorithm %q: want ES256 or EdDSA", alg)
 	}
 	if err != nil {
 		return StoredKey{}, err
@@ -84,7 +85,7 @@ func newStoredKey(kek []byte, alg string, now time.Time) (StoredKey, error) {
 	}
 	ciphertext, err := sealed.Seal(kek, kid, pkcs8)
 	if err != nil {
-		return StoredKey{}, fmt.Errorf("token: %w", err)
+		return StoredKey{}, fmt.Errorf("authserver: %w", err)
 	}
 	return StoredKey{ID: kid, Alg: alg, State: Next, Public: pub, Sealed: ciphertext, CreatedAt: now.UTC()}, nil
 }
@@ -139,7 +140,7 @@ type keyring struct {
 func loadKeyring(ctx context.Context, ks KeyStore, kek []byte, now time.Time) (*keyring, error) {
 	keys, err := ks.SigningKeys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("token: loading signing keys: %w", err)
+		return nil, fmt.Errorf("authserver: loading signing keys: %w", err)
 	}
 	kr := &keyring{loaded: now, pubs: make(map[string]crypto.PublicKey)}
 	for _, k := range keys {
@@ -148,7 +149,7 @@ func loadKeyring(ctx context.Context, ks KeyStore, kek []byte, now time.Time) (*
 		}
 		pub, err := x509.ParsePKIXPublicKey(k.Public)
 		if err != nil {
-			return nil, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+			return nil, fmt.Errorf("authserver: signing key %s: %w", k.ID, err)
 		}
 		kr.pubs[k.ID] = pub
 		kr.jwks.Keys = append(kr.jwks.Keys, jose.JSONWebKey{Key: pub, KeyID: k.ID, Algorithm: k.Alg, Use: "sig"})
@@ -161,12 +162,12 @@ func loadKeyring(ctx context.Context, ks KeyStore, kek []byte, now time.Time) (*
 		}
 		priv, err := x509.ParsePKCS8PrivateKey(pkcs8)
 		if err != nil {
-			return nil, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+			return nil, fmt.Errorf("authserver: signing key %s: %w", k.ID, err)
 		}
 		opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader(jose.HeaderKey("kid"), k.ID)
 		kr.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: priv}, opts)
 		if err != nil {
-			return nil, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+			return nil, fmt.Errorf("authserver: signing key %s: %w", k.ID, err)
 		}
 		kr.kid, kr.alg = k.ID, k.Alg
 	}
@@ -178,25 +179,25 @@ func loadKeyring(ctx context.Context, ks KeyStore, kek []byte, now time.Time) (*
 
 // ErrNotIssued is returned by ReadIssued for a string that is not an
 // access token signed by one of the store's signing keys.
-var ErrNotIssued = errors.New("token: not an access token signed by this server's keys")
+var ErrNotIssued = errors.New("authserver: not an access token signed by this server's keys")
 
 // ReadIssued checks that raw is an access token signed by one of the
 // signing keys in ks, whatever their state, and returns what revoking it
 // takes. It checks neither expiry nor issuer: an operator revoking a
 // token needs to know it is one of ours, and which. The error wraps
 // ErrNotIssued for anything else.
-func ReadIssued(ctx context.Context, ks KeyStore, raw string) (TokenRef, error) {
+func ReadIssued(ctx context.Context, ks KeyStore, raw string) (token.TokenRef, error) {
 	raw = strings.TrimSpace(raw)
-	if len(raw) > 8<<10 || !valCompact(raw) || !valCanonical(raw) {
-		return TokenRef{}, fmt.Errorf("%w: not a JWS in compact serialization", ErrNotIssued)
+	if len(raw) > 8<<10 || !jws.Compact(raw) || !jws.Canonical(raw) {
+		return token.TokenRef{}, fmt.Errorf("%w: not a JWS in compact serialization", ErrNotIssued)
 	}
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
 	if err != nil || len(tok.Headers) != 1 {
-		return TokenRef{}, fmt.Errorf("%w: malformed", ErrNotIssued)
+		return token.TokenRef{}, fmt.Errorf("%w: malformed", ErrNotIssued)
 	}
 	keys, err := ks.SigningKeys(ctx)
 	if err != nil {
-		return TokenRef{}, fmt.Errorf("token: loading signing keys: %w", err)
+		return token.TokenRef{}, fmt.Errorf("authserver: loading signing keys: %w", err)
 	}
 	for _, k := range keys {
 		if k.ID != tok.Headers[0].KeyID {
@@ -204,38 +205,18 @@ func ReadIssued(ctx context.Context, ks KeyStore, raw string) (TokenRef, error) 
 		}
 		pub, err := x509.ParsePKIXPublicKey(k.Public)
 		if err != nil {
-			return TokenRef{}, fmt.Errorf("token: signing key %s: %w", k.ID, err)
+			return token.TokenRef{}, fmt.Errorf("authserver: signing key %s: %w", k.ID, err)
 		}
 		var c tokenClaims
 		if err := tok.Claims(pub, &c); err != nil {
-			return TokenRef{}, fmt.Errorf("%w: bad signature", ErrNotIssued)
+			return token.TokenRef{}, fmt.Errorf("%w: bad signature", ErrNotIssued)
 		}
 		if c.ID == "" || c.ClientID == "" {
-			return TokenRef{}, fmt.Errorf("%w: no jti or client_id", ErrNotIssued)
+			return token.TokenRef{}, fmt.Errorf("%w: no jti or client_id", ErrNotIssued)
 		}
 		return c.ref(), nil
 	}
-	return TokenRef{}, fmt.Errorf("%w: its key (kid %q) is not one of the store's", ErrNotIssued, valQuoted(tok.Headers[0].KeyID))
-}
-
-// lowS returns the compact JWS raw with its ECDSA signature in low-S
-// form (s <= n/2), the canonical one of the two that verify: the Server
-// issues that one, so that its twin is never the token it issued. Other
-// algorithms, and what is not an ECDSA signature, are returned as they
-// are.
-func lowS(raw, alg string) string {
-	twin := valTwin(raw, jose.SignatureAlgorithm(alg))
-	if twin == "" {
-		return raw
-	}
-	sig := func(tok string) *big.Int {
-		b, _ := base64.RawURLEncoding.DecodeString(tok[strings.LastIndexByte(tok, '.')+1:])
-		return new(big.Int).SetBytes(b[len(b)/2:])
-	}
-	if sig(twin).Cmp(sig(raw)) < 0 {
-		return twin
-	}
-	return raw
+	return token.TokenRef{}, fmt.Errorf("%w: its key (kid %q) is not one of the store's", ErrNotIssued, httpx.Quote(tok.Headers[0].KeyID))
 }
 
 // certThumbprint is the x5t#S256 of a certificate (RFC 8705 §3.1).
