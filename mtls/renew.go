@@ -70,6 +70,9 @@ type RenewPolicy struct {
 	MaxLineage time.Duration
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
+	// Logger receives a line per renewal, and per failed one: the CA's
+	// audit trail. If nil, slog.Default().
+	Logger *slog.Logger
 }
 
 // RenewHandler returns the handler of a renewal endpoint: a workload POSTs
@@ -106,7 +109,7 @@ type RenewPolicy struct {
 //     weak key;
 //   - 413: a body over MaxCSRSize; 405: not POST.
 //
-// Renewals are logged (slog.Default) with the ID, serial and lineage: the
+// Renewals are logged (p.Logger) with the ID, serial and lineage: the
 // CA's audit trail. RenewHandler panics if ca is nil, if ca.Root names
 // another trust domain than ca.TrustDomain, or if p.MaxLifetime is not in
 // [0, MaxTTL] or p.MaxLineage is negative.
@@ -131,6 +134,9 @@ func RenewHandler(ca *CA, p RenewPolicy) http.Handler {
 	}
 	if p.Now == nil {
 		p.Now = time.Now
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
 	}
 	h := &renewHandler{ca: ca, p: p, roots: x509.NewCertPool()}
 	h.roots.AddCert(ca.Root)
@@ -161,7 +167,7 @@ func (h *renewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		he = &httpError{code: http.StatusInternalServerError, kind: "internal_error", msg: "internal error", err: err}
 	}
 	if he.code >= 500 {
-		slog.Default().Error("mtls: renewal failed", "remote", r.RemoteAddr, "err", err)
+		h.p.Logger.Error("mtls: renewal failed", "remote", r.RemoteAddr, "err", err)
 	}
 	if he.code == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
@@ -261,7 +267,7 @@ func (h *renewHandler) renew(w http.ResponseWriter, r *http.Request) ([]byte, er
 		}
 		return nil, refuse(http.StatusBadRequest, "bad_request", describe(err))
 	}
-	slog.Default().Info("mtls: certificate renewed", "id", id.String(), "serial", fmt.Sprintf("%x", chain[0].SerialNumber),
+	h.p.Logger.Info("mtls: certificate renewed", "id", id.String(), "serial", fmt.Sprintf("%x", chain[0].SerialNumber),
 		"not_after", chain[0].NotAfter.UTC(), "lineage_since", lin.Since.UTC(),
 		"previous_serial", fmt.Sprintf("%x", leaf.SerialNumber), "remote", r.RemoteAddr)
 	var out bytes.Buffer

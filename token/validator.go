@@ -114,6 +114,9 @@ type Validator struct {
 	Revoked func(ctx context.Context, t TokenRef) (bool, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Logger receives a misconfiguration (once) and failed JWKS fetches
+	// (at most once per RefetchInterval); nil means slog.Default().
+	Logger *slog.Logger
 
 	once    sync.Once
 	initErr error
@@ -159,11 +162,18 @@ var algorithms = map[string]jose.SignatureAlgorithm{
 	"PS256": jose.PS256, "PS384": jose.PS384, "PS512": jose.PS512,
 }
 
+func (v *Validator) logger() *slog.Logger {
+	if v.Logger != nil {
+		return v.Logger
+	}
+	return slog.Default()
+}
+
 func (v *Validator) init() error {
 	v.once.Do(func() {
 		v.initErr = v.configure()
 		if v.initErr != nil {
-			slog.Default().Error("token: Validator misconfigured; every request will fail", "err", v.initErr)
+			v.logger().Error("token: Validator misconfigured; every request will fail", "err", v.initErr)
 		}
 	})
 	return v.initErr
@@ -700,7 +710,7 @@ func (v *Validator) fetch(ctx context.Context, f *inflightFetch) {
 	if f.err != nil {
 		// Fetches are rate-limited, so this logs at most once per
 		// RefetchInterval.
-		slog.Default().Warn("token: JWKS fetch failed", "url", v.c.url, "err", f.err)
+		v.logger().Warn("token: JWKS fetch failed", "url", v.c.url, "err", f.err)
 	}
 	v.mu.Lock()
 	if f.err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"io"
 	"io/fs"
 	"os"
@@ -24,7 +25,7 @@ import (
 
 // defaultScopes is the scope catalogue of a payment API, and the scope
 // that lets a resource server introspect any client's tokens.
-var defaultScopes = []string{"payment.read", "payment.write", "payment.withdraw", authserver.IntrospectScope}
+var defaultScopes = controlplane.DefaultScopes
 
 // storeFlags are the flags of the commands that work on the control
 // plane's database directly: the same --data and --db as rampart serve.
@@ -53,7 +54,7 @@ func (f *storeFlags) register(c *cobra.Command) {
 func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, error) {
 	f.scopes = defaultScopes
 	if f.config != "" {
-		cfg, err := loadServeConfig(f.config)
+		cfg, err := controlplane.LoadFile(f.config)
 		if err != nil {
 			return nil, nil, fail(ExitUsage, fmt.Errorf("--config %w", err))
 		}

@@ -1,11 +1,9 @@
 package cli
 
 import (
-	"fmt"
-	"math"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/days"
 )
 
 // durationFlag is the one duration flag of every command: Go durations
@@ -31,46 +29,8 @@ func (d *durationFlag) Set(s string) error {
 	return nil
 }
 
-// maxDays bounds a number of days: larger ones are typos, and would
-// overflow a time.Duration.
-const maxDays = 100000
+// parseDays is days.Parse.
+func parseDays(s string) (time.Duration, error) { return days.Parse(s) }
 
-// parseDays parses a duration as time.ParseDuration does, with a
-// leading whole number of days: "3d", "1d12h", "90d".
-func parseDays(s string) (time.Duration, error) {
-	bad := fmt.Errorf("%q: want a duration such as 72h, 3d or 1d12h", s)
-	days, rest, ok := strings.Cut(s, "d")
-	if !ok {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return 0, bad
-		}
-		return d, nil
-	}
-	n, err := strconv.Atoi(days)
-	if err != nil || n < 0 || n > maxDays || days != strconv.Itoa(n) {
-		return 0, bad
-	}
-	d := time.Duration(n) * 24 * time.Hour
-	if rest != "" {
-		r, err := time.ParseDuration(rest)
-		if err != nil || r < 0 || r > math.MaxInt64-d || rest[0] == '+' {
-			return 0, bad
-		}
-		d += r
-	}
-	return d, nil
-}
-
-// shortDuration writes d as time.Duration does, without the zero minutes
-// and seconds: 72h, 1h30m, 15m.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+// shortDuration is days.Format.
+func shortDuration(d time.Duration) string { return days.Format(d) }

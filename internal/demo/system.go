@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -28,16 +27,13 @@ import (
 	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/examples/payments"
 	"github.com/rampartsec/rampart/internal/app/edge"
+	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"github.com/rampartsec/rampart/internal/httpx"
-	"github.com/rampartsec/rampart/internal/masterkey"
-	"github.com/rampartsec/rampart/internal/server"
 	"github.com/rampartsec/rampart/internal/store"
-	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/token"
-	"github.com/rampartsec/rampart/token/authserver"
 )
 
 // Scopes are the payment API's scopes.
@@ -70,13 +66,10 @@ type system struct {
 	gatewayID, paymentID spiffeid.ID
 
 	// The control plane.
-	store   store.Store
-	pepper  []byte
-	keys    *apikey.Manager
-	cp      *listener
-	cpURL   string
-	appKey  apikey.Key
-	cpAdmin string
+	store  store.Store
+	keys   *apikey.Manager
+	cpURL  string
+	appKey apikey.Key
 
 	// The edge and the service.
 	gateway, admin, payments  *listener
@@ -272,28 +265,11 @@ func (s *system) identity(ctx context.Context, id spiffeid.ID, name string) (*mt
 	return r, nil
 }
 
-// controlPlane starts rampart serve's handler: the OAuth2 token server,
-// API keys, failure reports and certificate renewal, over TLS with a
-// certificate from the internal CA.
+// controlPlane starts what rampart serve starts (controlplane.New), with
+// demo options: the demo's data directory, a certificate from the public
+// CA for the names clients use, the internal CA's renewal endpoint with
+// short certificates, and a bundle cache of a second.
 func (s *system) controlPlane(ctx context.Context) error {
-	st, err := backend.Open(ctx, s.file("rampart.db"))
-	if err != nil {
-		return err
-	}
-	s.store = st
-	s.onClose(func() { st.Close() })
-	secrets, err := masterkey.Load(s.dir, true)
-	if err != nil {
-		return err
-	}
-	s.pepper = secrets.Pepper
-	var raw [32]byte
-	rand.Read(raw[:])
-	s.cpAdmin = base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := s.writeFiles(map[string][]byte{"admin-token": []byte(s.cpAdmin + "\n")}); err != nil {
-		return err
-	}
-
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -303,46 +279,35 @@ func (s *system) controlPlane(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	verifier := &apikey.Verifier{Store: st.APIKeys(), Pepper: s.pepper, Logger: s.logger}
-	s.onClose(func() { verifier.Close() })
-	s.keys = &apikey.Manager{Store: st.APIKeys(), Pepper: s.pepper, Scopes: Scopes}
-	oauth := &authserver.Server{
-		Issuer: s.cpURL, Audience: audience,
-		Keys: st.SigningKeys(), Revocations: st.RevokedTokens(),
-		Clients: st.APIKeys(), APIKeys: verifier, KeyEncryptionKey: secrets.SigningKeyKEK,
-		Scopes: Scopes, Logger: s.logger,
-	}
-	if err := oauth.Start(ctx); err != nil {
+	// The control plane faces the clients (reports, pin bundles,
+	// tokens): its certificate is from the public CA.
+	cert := s.publicCA.Issue(panicTB{}, testpki.LeafOptions{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err := s.writeFiles(map[string][]byte{"cp.pem": testpki.CertPEM(cert.Chain...), "cp.key": testpki.KeyPEM(panicTB{}, cert.Key)}); err != nil {
 		ln.Close()
 		return err
 	}
-	cp, err := server.New(server.Config{
-		Store: st, AdminToken: s.cpAdmin, OAuth: oauth,
-		APIKeyRotation: oauth.LimitFailedAuth(s.keys.RotateHandler(verifier, 72*time.Hour)),
-		CertRenewal:    mtls.RenewHandler(s.ca, mtls.RenewPolicy{MaxLifetime: time.Hour}),
-		SecureCookies:  true,
-		BundleCacheTTL: time.Second,
-		Logger:         s.logger,
+	cp, err := controlplane.New(ctx, controlplane.Options{
+		Source: &controlplane.Source{Flags: controlplane.File{
+			DataDir: s.dir, TLSCert: s.file("cp.pem"), TLSKey: s.file("cp.key"),
+			Issuer: s.cpURL, Audience: audience, Scopes: Scopes, Retention: "90d",
+		}, Rate: 10, Burst: 100},
+		Stderr:           s.logs,
+		Listener:         ln,
+		CA:               s.ca,
+		RenewMaxLifetime: time.Hour,
+		BundleCacheTTL:   time.Second,
 	})
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	s.onClose(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		cp.Close(cctx)
+		cp.Shutdown(cctx)
+		cp.Close()
 	})
-	// The control plane faces the clients (reports, pin bundles,
-	// tokens): its certificate is from the public CA.
-	cert := s.publicCA.Issue(panicTB{}, testpki.LeafOptions{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	s.cp = s.serveOn(ln, cp, &tls.Config{
-		Certificates: []tls.Certificate{cert.TLS()},
-		// Workloads renewing present their certificate; nobody else
-		// needs one.
-		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: s.internalRoots,
-	})
-
+	go cp.Serve()
+	s.store, s.keys = cp.Store(), cp.APIKeys()
 	if _, err := s.keys.CreateClient(ctx, apikey.Client{ID: "demo-app", Name: "Demo app", Scopes: Scopes}); err != nil {
 		return err
 	}
@@ -360,7 +325,7 @@ func (s *system) cpClient() *http.Client {
 
 // credentials are the API-key and token checks of one service.
 func (s *system) credentials() (*apikey.Verifier, *token.Validator) {
-	v := &apikey.Verifier{Store: s.store.APIKeys(), Pepper: s.pepper, Logger: s.logger}
+	v := &apikey.Verifier{Store: s.store.APIKeys(), Pepper: s.keys.Pepper, Logger: s.logger}
 	s.onClose(func() { v.Close() })
 	return v, &token.Validator{
 		Issuer: s.cpURL, Audience: audience, JWKSURL: s.cpURL + "/oauth2/jwks",

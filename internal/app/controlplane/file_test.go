@@ -1,6 +1,7 @@
-package cli
+package controlplane
 
 import (
+	_ "github.com/rampartsec/rampart/internal/golden"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,13 +64,13 @@ func FuzzServeConfig(f *testing.F) {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c, set, err := loadServeConfigKeys(path)
+		c, set, err := loadFileKeys(path)
 		if err != nil {
 			msg := err.Error()
 			if !strings.HasPrefix(msg, path+": ") {
 				t.Fatalf("error %q does not name the file", msg)
 			}
-			for _, goName := range []string{"cli.", "serveConfig", "[]string", "map[string]", "*int", "*bool"} {
+			for _, goName := range []string{"cli.", "File", "[]string", "map[string]", "*int", "*bool"} {
 				if strings.Contains(msg, goName) {
 					t.Fatalf("error %q shows the Go type name %q", msg, goName)
 				}
