@@ -80,18 +80,8 @@ type checkOutput struct {
 	Summary checkSummary  `json:"summary"`
 }
 
-func newCheckCmd(stdio Stdio) *cobra.Command {
-	var (
-		policyFile string
-		asJSON     bool
-		warnDays   int
-		parallel   int
-		cf         connectFlags
-	)
-	c := &cobra.Command{
-		Use:   "check --policy FILE [--ca FILE] [--connect ADDR:PORT] [--timeout DURATION] [--warn-days N] [--json] [DOMAIN[:PORT]...]",
-		Short: "Check live servers against a pin policy, as a pinned client would",
-		Long: `Connect to each DOMAIN (default: every domain named in the policy, port 443)
+// checkLong is the help of rampart pin check.
+const checkLong = `Connect to each DOMAIN (default: every domain named in the policy, port 443)
 with the pin library's verifier, exactly as a pinned client does, and report:
 
   ok                    pinned, and a pin matches (which pin, at which position)
@@ -122,7 +112,20 @@ Exit status:
      unreachable
   2  usage or policy error
   3  clients connect, but there are warnings (report-only mismatch, expired
-     pin set, not pinned, expiring certificate or pin set)`,
+     pin set, not pinned, expiring certificate or pin set)`
+
+func newCheckCmd(stdio Stdio) *cobra.Command {
+	var (
+		policyFile string
+		asJSON     bool
+		warnDays   int
+		parallel   int
+		cf         connectFlags
+	)
+	c := &cobra.Command{
+		Use:   "check --policy FILE [--ca FILE] [--connect ADDR:PORT] [--timeout DURATION] [--warn-days N] [--json] [DOMAIN[:PORT]...]",
+		Short: "Check live servers against a pin policy, as a pinned client would",
+		Long:  checkLong,
 		Example: `  rampart pin check --policy pins.yaml
   rampart pin check --policy pins.yaml --ca staging-root.pem --connect 10.0.0.5:443 api.example.com`,
 		Args: args(cobra.ArbitraryArgs),

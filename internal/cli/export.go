@@ -13,20 +13,8 @@ import (
 	"github.com/rampartsec/rampart/pin/export"
 )
 
-func newExportCmd(stdio Stdio) *cobra.Command {
-	var (
-		policyFile, format, output, identities string
-		bundleKeys                             []string
-		o                                      export.Options
-	)
-	formats := make([]string, 0, len(export.Formats()))
-	for _, f := range export.Formats() {
-		formats = append(formats, string(f))
-	}
-	c := &cobra.Command{
-		Use:   "export --policy FILE --format FORMAT [--domain DOMAIN] [-o FILE]",
-		Short: "Render the policy for Android, iOS, TrustKit, OkHttp, curl, .NET, react-native, HPKP",
-		Long: `Render one pin policy as the configuration of a client platform, so that the
+// exportLong is the help of rampart pin export.
+const exportLong = `Render one pin policy as the configuration of a client platform, so that the
 policy stays the single source of truth. Formats:
 
   android         res/xml/network_security_config.xml
@@ -56,7 +44,22 @@ With -o, the file is replaced atomically and one line on stderr says what
 was written.
 
 Exit status: 0 exported (warnings on stderr); 2 usage, invalid policy, or
-a policy the format cannot express.`,
+a policy the format cannot express.`
+
+func newExportCmd(stdio Stdio) *cobra.Command {
+	var (
+		policyFile, format, output, identities string
+		bundleKeys                             []string
+		o                                      export.Options
+	)
+	formats := make([]string, 0, len(export.Formats()))
+	for _, f := range export.Formats() {
+		formats = append(formats, string(f))
+	}
+	c := &cobra.Command{
+		Use:   "export --policy FILE --format FORMAT [--domain DOMAIN] [-o FILE]",
+		Short: "Render the policy for Android, iOS, TrustKit, OkHttp, curl, .NET, react-native, HPKP",
+		Long:  exportLong,
 		Example: `  rampart pin export --policy pins.yaml --format android -o app/src/main/res/xml/network_security_config.xml
   rampart pin export --policy pins.yaml --format curl --domain api.example.com
   rampart pin export --policy pins.yaml --format ios --ios-identities ca`,

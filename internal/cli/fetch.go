@@ -217,16 +217,8 @@ type fetchJSON struct {
 	served         []*x509.Certificate // what the server sent, on a verification error
 }
 
-func newFetchCmd(stdio Stdio) *cobra.Command {
-	var (
-		asJSON     bool
-		serverName string
-		cf         connectFlags
-	)
-	c := &cobra.Command{
-		Use:   "fetch [--json] [--servername NAME] [--connect ADDR:PORT] [--ca FILE] [--timeout DURATION] HOST[:PORT]...",
-		Short: "Show the certificates a server sends and the chains they verify to",
-		Long: `Connect to each HOST (port 443 by default), verify its certificate as a client
+// fetchLong is the help of rampart pin fetch.
+const fetchLong = `Connect to each HOST (port 443 by default), verify its certificate as a client
 would (system roots, or --ca), and show the certificates it served and the
 verified chains with their pins. A verified chain runs from the leaf to the
 trust anchor, which the server may not have sent: a pin on that root still
@@ -247,7 +239,18 @@ spki_sha256 (its SPKI pin, "sha256/..."), cert_sha256 (hex SHA-256 of the
 certificate) and cert_pin (its fingerprint pin, "cert-sha256:...").
 
 Exit status: 0 every host verified; 1 a host failed verification or could
-not be reached; 2 usage error.`,
+not be reached; 2 usage error.`
+
+func newFetchCmd(stdio Stdio) *cobra.Command {
+	var (
+		asJSON     bool
+		serverName string
+		cf         connectFlags
+	)
+	c := &cobra.Command{
+		Use:   "fetch [--json] [--servername NAME] [--connect ADDR:PORT] [--ca FILE] [--timeout DURATION] HOST[:PORT]...",
+		Short: "Show the certificates a server sends and the chains they verify to",
+		Long:  fetchLong,
 		Example: `  rampart pin fetch api.example.com
   rampart pin fetch --json --ca dev-root.pem --connect 127.0.0.1:8443 api.example.test`,
 		Args: args(cobra.MinimumNArgs(1)),

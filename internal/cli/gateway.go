@@ -15,12 +15,8 @@ import (
 	"github.com/rampartsec/rampart/internal/app/edge"
 )
 
-func newGatewayCmd(stdio Stdio) *cobra.Command {
-	var f gatewayFlags
-	c := &cobra.Command{
-		Use:   "gateway --config FILE",
-		Short: "Run the edge gateway in front of payment services",
-		Long: `Run the edge gateway: a reverse proxy that terminates TLS (HTTP/2 and
+// gatewayLong is the help of rampart gateway.
+const gatewayLong = `Run the edge gateway: a reverse proxy that terminates TLS (HTTP/2 and
 HTTP/1.1) and makes every request pass CORS, edge rate limits, a size
 limit and a timeout, and authentication by API key or bearer token before
 it reaches a service, over mutual TLS with the gateway's own service
@@ -38,7 +34,14 @@ requests in flight finish.
 API keys are checked in the control plane's database (auth.api_keys),
 with the master key of rampart serve ($RAMPART_MASTER_KEY or
 DATA/master.key). Bearer tokens are checked against the issuer's JWKS
-(auth.tokens). Metrics are at admin_listen/metrics.`,
+(auth.tokens). Metrics are at admin_listen/metrics.`
+
+func newGatewayCmd(stdio Stdio) *cobra.Command {
+	var f gatewayFlags
+	c := &cobra.Command{
+		Use:   "gateway --config FILE",
+		Short: "Run the edge gateway in front of payment services",
+		Long:  gatewayLong,
 		Example: `  rampart gateway --config gateway.yaml --pid-file /run/rampart/gateway.pid
   kill -HUP "$(cat /run/rampart/gateway.pid)"    # reload gateway.yaml`,
 		Args: args(cobra.NoArgs),

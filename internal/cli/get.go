@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,15 +30,7 @@ import (
 // delivered before it exits.
 const reportFlushWait = 5 * time.Second
 
-func newGetCmd(stdio Stdio) *cobra.Command {
-	var (
-		policyFile, output, reportCA string
-		cf                           connectFlags
-	)
-	c := &cobra.Command{
-		Use:   "get --policy FILE [--ca FILE] [--report-ca FILE] [--connect ADDR:PORT] [--timeout DURATION] [-o FILE] URL",
-		Short: "Fetch an https URL through a pinned HTTP client",
-		Long: `Make one HTTPS GET through the pin library's http.Client, exactly the code path
+const getLong = `Make one HTTPS GET through the pin library's http.Client, exactly the code path
 library users get, and write the response body to stdout (or -o FILE). Pin
 failures are reported to the policy's report URIs, and the reports are
 delivered (waiting at most 5 seconds) before the command exits.
@@ -49,108 +42,150 @@ certificate of its own CA (rampart ca) needs --report-ca.
 
 Exit status: 0 a response arrived (whatever its HTTP status); 1 TLS or
 pinning refused the server, or it could not be reached; 2 usage or policy
-error.`,
+error.`
+
+// getOptions are pin get's flags.
+type getOptions struct {
+	policyFile, output, reportCA string
+	cf                           connectFlags
+}
+
+func newGetCmd(stdio Stdio) *cobra.Command {
+	var o getOptions
+	c := &cobra.Command{
+		Use:   "get --policy FILE [--ca FILE] [--report-ca FILE] [--connect ADDR:PORT] [--timeout DURATION] [-o FILE] URL",
+		Short: "Fetch an https URL through a pinned HTTP client",
+		Long:  getLong,
 		Example: `  rampart pin get --policy pins.yaml https://api.example.com/health
   rampart pin get --policy pins.yaml --ca dev-root.pem --connect 127.0.0.1:8443 https://api.example.test/
   rampart pin get --policy pins.yaml --ca dev-root.pem --report-ca cp-root.pem https://api.example.test/`,
 		Args: args(cobra.ExactArgs(1)),
-		RunE: func(c *cobra.Command, a []string) error {
-			u, err := url.Parse(a[0])
-			if err != nil || u.Scheme != "https" || u.Host == "" {
-				return usagef("%q: want an https:// URL", a[0])
-			}
-			policy, roots, err := cf.loadPolicy(policyFile)
-			if err != nil {
-				return err
-			}
-			connect := cf.connect
-			if connect != "" {
-				if _, _, err := net.SplitHostPort(connect); err != nil {
-					return usagef("--connect %q: want ADDR:PORT", connect)
-				}
-			}
-			reportRoots := roots
-			if reportCA != "" {
-				if reportRoots, err = loadPool("--report-ca", reportCA); err != nil {
-					return err
-				}
-			}
-
-			// Report URIs are not pinned (a report must get out when pins
-			// fail); delivery failures that a trust store explains get a
-			// hint.
-			rt := http.DefaultTransport.(*http.Transport).Clone()
-			rt.TLSClientConfig = &tls.Config{RootCAs: reportRoots}
-			delivery := &deliveryErrors{next: rt}
-			reporter := &report.Reporter{
-				Logger: stderrLogger(stdio.Err),
-				Client: &http.Client{Timeout: 10 * time.Second, Transport: delivery},
-			}
-			sent := &reportedURIs{next: reporter}
-			v := pin.NewVerifier(policy)
-			v.Reporter = sent
-			// A refusal is this command's error, printed with the chains
-			// when it exits; the log line would only repeat it.
-			v.Logger = slog.New(warningsOnly{stderrLogger(stdio.Err).Handler()})
-			base := http.DefaultTransport.(*http.Transport).Clone()
-			base.TLSClientConfig = &tls.Config{RootCAs: roots}
-			d := &net.Dialer{Timeout: cf.timeout}
-			if connect != "" {
-				base.Proxy = nil
-				base.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-					return d.DialContext(ctx, network, connect)
-				}
-			} else {
-				base.DialContext = d.DialContext
-			}
-			base.TLSHandshakeTimeout = cf.timeout
-			base.ResponseHeaderTimeout = cf.timeout
-			client, err := v.Client(base)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			var out *os.File
-			if output != "" {
-				// Before the request: a bad -o is a usage error, not a failed fetch.
-				if out, err = os.Create(output); err != nil {
-					return fail(ExitUsage, err)
-				}
-				defer out.Close()
-			}
-			addr := connect
-			if addr == "" {
-				addr = net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "443"))
-			}
-			err = doGet(c.Context(), client, u.String(), addr, cf.timeout, out, stdio)
-
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context()), reportFlushWait)
-			defer cancel()
-			if ferr := reporter.Flush(ctx); ferr != nil {
-				fmt.Fprintf(stdio.Err, "rampart: warning: failure reports to %s not delivered within %s\n",
-					strings.Join(sent.uris(), ", "), reportFlushWait)
-			}
-			reporter.Close()
-			if s := reporter.Stats(); s.Sent > 0 {
-				fmt.Fprintf(stdio.Err, "rampart: sent %d pin failure report(s)\n", s.Sent)
-			}
-			if delivery.untrusted.Load() {
-				which := "the system roots"
-				switch {
-				case reportCA != "":
-					which = "--report-ca " + reportCA
-				case roots != nil:
-					which = "--ca " + cf.ca
-				}
-				fmt.Fprintf(stdio.Err, "rampart: hint: the report collector's certificate is not trusted by %s; pass its CA with --report-ca FILE\n", which)
-			}
-			return err
-		},
+		RunE: func(c *cobra.Command, a []string) error { return runGet(c.Context(), stdio, &o, a[0]) },
 	}
-	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
-	c.Flags().StringVarP(&output, "output", "o", "", "write the body to `FILE` instead of stdout")
-	c.Flags().StringVar(&reportCA, "report-ca", "", "trust only the CA certificates in this PEM `FILE` for delivering failure reports (default: --ca)")
-	cf.register(c)
+	c.Flags().StringVar(&o.policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
+	c.Flags().StringVarP(&o.output, "output", "o", "", "write the body to `FILE` instead of stdout")
+	c.Flags().StringVar(&o.reportCA, "report-ca", "", "trust only the CA certificates in this PEM `FILE` for delivering failure reports (default: --ca)")
+	o.cf.register(c)
 	return c
+}
+
+// runGet is pin get of rawURL: one GET through the library's pinned
+// client, then the failure reports delivered.
+func runGet(ctx context.Context, stdio Stdio, o *getOptions, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return usagef("%q: want an https:// URL", rawURL)
+	}
+	policy, roots, err := o.cf.loadPolicy(o.policyFile)
+	if err != nil {
+		return err
+	}
+	connect := o.cf.connect
+	if connect != "" {
+		if _, _, err := net.SplitHostPort(connect); err != nil {
+			return usagef("--connect %q: want ADDR:PORT", connect)
+		}
+	}
+	reportRoots := roots
+	if o.reportCA != "" {
+		if reportRoots, err = loadPool("--report-ca", o.reportCA); err != nil {
+			return err
+		}
+	}
+	rep := newGetReporter(stdio, reportRoots)
+	client, err := o.client(stdio, policy, roots, rep.sent)
+	if err != nil {
+		return err
+	}
+	var out *os.File
+	if o.output != "" {
+		// Before the request: a bad -o is a usage error, not a failed fetch.
+		if out, err = os.Create(o.output); err != nil {
+			return fail(ExitUsage, err)
+		}
+		defer out.Close()
+	}
+	addr := connect
+	if addr == "" {
+		addr = net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "443"))
+	}
+	err = doGet(ctx, client, u.String(), addr, o.cf.timeout, out, stdio)
+	rep.finish(ctx, stdio, o, roots != nil)
+	return err
+}
+
+// getReporter delivers pin get's failure reports. Report URIs are not
+// pinned (a report must get out when pins fail); delivery failures that a
+// trust store explains get a hint.
+type getReporter struct {
+	reporter *report.Reporter
+	sent     *reportedURIs
+	delivery *deliveryErrors
+}
+
+func newGetReporter(stdio Stdio, roots *x509.CertPool) *getReporter {
+	rt := http.DefaultTransport.(*http.Transport).Clone()
+	rt.TLSClientConfig = &tls.Config{RootCAs: roots}
+	g := &getReporter{delivery: &deliveryErrors{next: rt}}
+	g.reporter = &report.Reporter{
+		Logger: stderrLogger(stdio.Err),
+		Client: &http.Client{Timeout: 10 * time.Second, Transport: g.delivery},
+	}
+	g.sent = &reportedURIs{next: g.reporter}
+	return g
+}
+
+// client is the library's pinned client for policy, dialling --connect
+// when given.
+func (o *getOptions) client(stdio Stdio, policy *pin.Policy, roots *x509.CertPool, reporter pin.Reporter) (*http.Client, error) {
+	v := pin.NewVerifier(policy)
+	v.Reporter = reporter
+	// A refusal is this command's error, printed with the chains when it
+	// exits; the log line would only repeat it.
+	v.Logger = slog.New(warningsOnly{stderrLogger(stdio.Err).Handler()})
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = &tls.Config{RootCAs: roots}
+	d := &net.Dialer{Timeout: o.cf.timeout}
+	if connect := o.cf.connect; connect != "" {
+		base.Proxy = nil
+		base.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, connect)
+		}
+	} else {
+		base.DialContext = d.DialContext
+	}
+	base.TLSHandshakeTimeout = o.cf.timeout
+	base.ResponseHeaderTimeout = o.cf.timeout
+	client, err := v.Client(base)
+	if err != nil {
+		return nil, fail(ExitUsage, err)
+	}
+	return client, nil
+}
+
+// finish delivers the reports (waiting at most reportFlushWait) and says
+// what became of them.
+func (g *getReporter) finish(ctx context.Context, stdio Stdio, o *getOptions, withCA bool) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportFlushWait)
+	defer cancel()
+	if ferr := g.reporter.Flush(fctx); ferr != nil {
+		fmt.Fprintf(stdio.Err, "rampart: warning: failure reports to %s not delivered within %s\n",
+			strings.Join(g.sent.uris(), ", "), reportFlushWait)
+	}
+	g.reporter.Close()
+	if s := g.reporter.Stats(); s.Sent > 0 {
+		fmt.Fprintf(stdio.Err, "rampart: sent %d pin failure report(s)\n", s.Sent)
+	}
+	if g.delivery.untrusted.Load() {
+		which := "the system roots"
+		switch {
+		case o.reportCA != "":
+			which = "--report-ca " + o.reportCA
+		case withCA:
+			which = "--ca " + o.cf.ca
+		}
+		fmt.Fprintf(stdio.Err, "rampart: hint: the report collector's certificate is not trusted by %s; pass its CA with --report-ca FILE\n", which)
+	}
 }
 
 // doGet fetches u and copies the body to out, or stdout when out is nil.

@@ -69,12 +69,8 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func newHashCmd(stdio Stdio) *cobra.Command {
-	var asJSON bool
-	c := &cobra.Command{
-		Use:   "hash [--json] FILE...",
-		Short: "Print the pins of certificates, keys and certificate requests",
-		Long: `Print the pins of certificates, public keys, private keys and certificate
+// hashLong is the help of rampart pin hash.
+const hashLong = `Print the pins of certificates, public keys, private keys and certificate
 requests.
 
 Each FILE is PEM with any number of CERTIFICATE, PUBLIC KEY, PRIVATE KEY
@@ -93,7 +89,14 @@ hash the offline backup key to get the backup pin.
   cert_sha256  certificates only: lowercase hex SHA-256 of the DER certificate
   cert_pin     certificates only: the same digest as a pin, "cert-sha256:<hex>"
 
-Exit status: 0 printed; 2 usage error or unreadable input.`,
+Exit status: 0 printed; 2 usage error or unreadable input.`
+
+func newHashCmd(stdio Stdio) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "hash [--json] FILE...",
+		Short: "Print the pins of certificates, keys and certificate requests",
+		Long:  hashLong,
 		Example: `  rampart pin hash server.pem
   rampart pin hash --json backup.key chain.pem
   openssl s_client -connect api.example.com:443 </dev/null | rampart pin hash -`,

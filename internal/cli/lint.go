@@ -17,16 +17,8 @@ type lintOutput struct {
 	} `json:"summary"`
 }
 
-func newLintCmd(stdio Stdio) *cobra.Command {
-	var (
-		policyFile string
-		asJSON     bool
-		warnDays   int
-	)
-	c := &cobra.Command{
-		Use:   "lint --policy FILE [--json]",
-		Short: "Review a policy offline for what breaks apps",
-		Long: `Review a pin policy offline, reporting every problem at once (a malformed pin
+// lintLong is the help of rampart pin lint.
+const lintLong = `Review a pin policy offline, reporting every problem at once (a malformed pin
 hides nothing else), grouped by domain in the policy's order, each under the
 name of its check:
 
@@ -49,7 +41,18 @@ name of its check:
 --json prints {"findings": [{domain, rule, severity, message}], "summary":
 {errors, warnings, exit_code}}.
 
-Exit status: 0 clean; 2 errors; 3 warnings only.`,
+Exit status: 0 clean; 2 errors; 3 warnings only.`
+
+func newLintCmd(stdio Stdio) *cobra.Command {
+	var (
+		policyFile string
+		asJSON     bool
+		warnDays   int
+	)
+	c := &cobra.Command{
+		Use:     "lint --policy FILE [--json]",
+		Short:   "Review a policy offline for what breaks apps",
+		Long:    lintLong,
 		Example: `  rampart pin lint --policy pins.yaml`,
 		Args:    args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {

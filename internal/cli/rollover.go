@@ -12,12 +12,8 @@ import (
 	"github.com/rampartsec/rampart/pin"
 )
 
-func newRolloverCmd(stdio Stdio) *cobra.Command {
-	var policyFile, domain, chainFile, keyFile, csrFile, caFile, issuingFile string
-	c := &cobra.Command{
-		Use:   "rollover --policy FILE --domain DOMAIN (--chain NEW.pem [--ca FILE] | (--key NEW.key | --csr NEW.csr) [--issuing-chain FILE])",
-		Short: "Test a certificate renewal against the policy before it ships",
-		Long: `Answer "will this renewal break my clients?" before the renewal.
+// rolloverLong is the help of rampart pin rollover.
+const rolloverLong = `Answer "will this renewal break my clients?" before the renewal.
 
 --chain NEW.pem: the new certificate chain (leaf first). It is verified as a
 client for DOMAIN would verify it, trusting the system roots or only those in
@@ -32,7 +28,14 @@ first; --ca FILE is accepted for it too), whether a CA pin will cover any
 certificate that CA issues for it.
 
 Exit status: 0 pinned clients keep working; 1 they would break (the output
-says which rule and why); 2 usage or policy error.`,
+says which rule and why); 2 usage or policy error.`
+
+func newRolloverCmd(stdio Stdio) *cobra.Command {
+	var policyFile, domain, chainFile, keyFile, csrFile, caFile, issuingFile string
+	c := &cobra.Command{
+		Use:   "rollover --policy FILE --domain DOMAIN (--chain NEW.pem [--ca FILE] | (--key NEW.key | --csr NEW.csr) [--issuing-chain FILE])",
+		Short: "Test a certificate renewal against the policy before it ships",
+		Long:  rolloverLong,
 		Example: `  rampart pin rollover --policy pins.yaml --domain api.example.com --chain new-fullchain.pem
   rampart pin rollover --policy pins.yaml --domain api.example.com --csr next.csr --issuing-chain issuing-ca.pem`,
 		Args: args(cobra.NoArgs),

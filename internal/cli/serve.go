@@ -16,12 +16,8 @@ import (
 	"github.com/rampartsec/rampart/mtls"
 )
 
-func newServeCmd(stdio Stdio) *cobra.Command {
-	var o controlplane.Source
-	c := &cobra.Command{
-		Use:   "serve [--config FILE] [--listen ADDR] [--db DSN]",
-		Short: "Run the control plane: failure reports, pin bundles, dashboard",
-		Long: `Run the control plane.
+// serveLong is the help of rampart serve.
+const serveLong = `Run the control plane.
 
 Endpoints:
   POST /v1/reports          pin failure reports (RFC 7469 and TrustKit JSON)
@@ -71,7 +67,14 @@ Clients authenticate with an API key as client secret, or with a client
 certificate chaining to --client-ca (tls_client_auth). API-key hashes and
 token signing keys are protected by the master key: $RAMPART_MASTER_KEY or
 DATA/master.key (made on first start). Every instance sharing a database
-needs the same one; the database remembers it, and refuses another.`,
+needs the same one; the database remembers it, and refuses another.`
+
+func newServeCmd(stdio Stdio) *cobra.Command {
+	var o controlplane.Source
+	c := &cobra.Command{
+		Use:   "serve [--config FILE] [--listen ADDR] [--db DSN]",
+		Short: "Run the control plane: failure reports, pin bundles, dashboard",
+		Long:  serveLong,
 		Example: `  rampart serve
   rampart serve --listen :8443 --tls-cert cp.pem --tls-key cp.key --bundle-key bundle.pub
   rampart serve --db 'postgres://rampart@db.internal/rampart' --trusted-proxy 10.0.0.0/8
@@ -165,4 +168,3 @@ func loadServeCA(dir string, keys *masterkey.Keys) (*mtls.CA, error) {
 	}
 	return loadCA(dir, keys)
 }
-
