@@ -578,86 +578,100 @@ func minuteOr(t *time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04Z")
 }
 
+// rotateOptions are rampart apikey rotate's flags.
+type rotateOptions struct {
+	sf            storeFlags
+	grace, maxAge time.Duration
+	due, asJSON   bool
+}
+
 func newAPIKeyRotateCmd(stdio Stdio) *cobra.Command {
-	var sf storeFlags
-	grace, maxAge := 72*time.Hour, 90*24*time.Hour
-	var due, asJSON bool
+	o := rotateOptions{grace: 72 * time.Hour, maxAge: 90 * 24 * time.Hour}
 	c := &cobra.Command{
 		Use:   "rotate (ID | --due [--max-age D]) [--grace 72h] [--json]",
 		Short: "Replace a key (or every key due) with a new one; the old works during the grace period",
 		Args: args(func(c *cobra.Command, a []string) error {
-			if due == (len(a) == 1) || len(a) > 1 {
+			if o.due == (len(a) == 1) || len(a) > 1 {
 				return errors.New("give one key ID, or --due")
 			}
 			return nil
 		}),
 		RunE: func(c *cobra.Command, a []string) error {
-			st, keys, err := sf.open(c.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			m := sf.manager(st, keys, "")
-			m.MaxAge = maxAge
-			ids := a
-			if due {
-				recs, err := m.Due(c.Context())
-				if err != nil {
-					return fail(ExitFailure, err)
-				}
-				ids = nil
-				for _, r := range recs {
-					ids = append(ids, r.ID)
-				}
-			}
-			var outs []keyOut
-			for _, id := range ids {
-				old, err := st.APIKeys().Key(c.Context(), id)
-				if err != nil {
-					return authError(err, noKey(id), "")
-				}
-				k, rec, err := m.Rotate(c.Context(), id, grace)
-				if err != nil {
-					return authError(err, noKey(id), "")
-				}
-				if due || asJSON {
-					o := keyJSON(*rec, time.Now())
-					o.Key, o.Replaces = k.String(), old.ID
-					outs = append(outs, o)
-					continue
-				}
-				if err := printNewKey(stdio, false, k, rec, old.ID); err != nil {
-					return err
-				}
-				fmt.Fprintf(stdio.Err, "rampart: %s works until %s\n", old.ID, time.Now().UTC().Add(grace).Format(time.RFC3339))
-			}
-			if due && !asJSON {
-				for _, o := range outs {
-					fmt.Fprintf(stdio.Out, "%s %s %s %s\n", o.Replaces, o.ID, o.Client, o.Key)
-				}
-				if len(outs) == 0 {
-					fmt.Fprintf(stdio.Err, "rampart: no API keys are due for rotation (older than %s, or expiring within %s)\n", shortDuration(maxAge), shortDuration(maxAge/10))
-					return nil
-				}
-				fmt.Fprintf(stdio.Err, "rampart: %d key(s) rotated; the old ones work for %s; the new keys are shown once\n", len(outs), shortDuration(grace))
-				return nil
-			}
-			if asJSON {
-				if outs == nil {
-					outs = []keyOut{}
-				}
-				return writeJSON(stdio.Out, outs)
-			}
-			return nil
+			return o.run(c.Context(), stdio, a)
 		},
 	}
-	sf.register(c)
+	o.sf.register(c)
 	f := c.Flags()
-	f.Var((*durationFlag)(&grace), "grace", "how long the old key keeps working (`D`, such as 72h or 3d; at most 30 days)")
-	f.BoolVar(&due, "due", false, "rotate every key due under the rotation policy")
-	f.Var((*durationFlag)(&maxAge), "max-age", "rotation policy: the maximum age of a key (`D`, such as 90d)")
-	f.BoolVar(&asJSON, "json", false, "print JSON, the new keys included")
+	f.Var((*durationFlag)(&o.grace), "grace", "how long the old key keeps working (`D`, such as 72h or 3d; at most 30 days)")
+	f.BoolVar(&o.due, "due", false, "rotate every key due under the rotation policy")
+	f.Var((*durationFlag)(&o.maxAge), "max-age", "rotation policy: the maximum age of a key (`D`, such as 90d)")
+	f.BoolVar(&o.asJSON, "json", false, "print JSON, the new keys included")
 	return c
+}
+
+func (o *rotateOptions) run(ctx context.Context, stdio Stdio, ids []string) error {
+	st, keys, err := o.sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	m := o.sf.manager(st, keys, "")
+	m.MaxAge = o.maxAge
+	if o.due {
+		recs, err := m.Due(ctx)
+		if err != nil {
+			return fail(ExitFailure, err)
+		}
+		ids = nil
+		for _, r := range recs {
+			ids = append(ids, r.ID)
+		}
+	}
+	var outs []keyOut
+	for _, id := range ids {
+		old, err := st.APIKeys().Key(ctx, id)
+		if err != nil {
+			return authError(err, noKey(id), "")
+		}
+		k, rec, err := m.Rotate(ctx, id, o.grace)
+		if err != nil {
+			return authError(err, noKey(id), "")
+		}
+		if o.due || o.asJSON {
+			out := keyJSON(*rec, time.Now())
+			out.Key, out.Replaces = k.String(), old.ID
+			outs = append(outs, out)
+			continue
+		}
+		if err := printNewKey(stdio, false, k, rec, old.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdio.Err, "rampart: %s works until %s\n", old.ID, time.Now().UTC().Add(o.grace).Format(time.RFC3339))
+	}
+	return o.printRotated(stdio, outs)
+}
+
+// printRotated prints the keys --due or --json rotated (a plain rotation
+// printed its key as it went).
+func (o *rotateOptions) printRotated(stdio Stdio, outs []keyOut) error {
+	if o.asJSON {
+		if outs == nil {
+			outs = []keyOut{}
+		}
+		return writeJSON(stdio.Out, outs)
+	}
+	if !o.due {
+		return nil
+	}
+	for _, out := range outs {
+		fmt.Fprintf(stdio.Out, "%s %s %s %s\n", out.Replaces, out.ID, out.Client, out.Key)
+	}
+	if len(outs) == 0 {
+		fmt.Fprintf(stdio.Err, "rampart: no API keys are due for rotation (older than %s, or expiring within %s)\n", shortDuration(o.maxAge), shortDuration(o.maxAge/10))
+		return nil
+	}
+	fmt.Fprintf(stdio.Err, "rampart: %d key(s) rotated; the old ones work for %s; the new keys are shown once\n", len(outs), shortDuration(o.grace))
+	return nil
 }
 
 func newAPIKeyRevokeCmd(stdio Stdio) *cobra.Command {
@@ -785,14 +799,7 @@ within 10 s. Private keys are stored sealed under the master key.`,
 	return c
 }
 
-func newTokenRevokeCmd(stdio Stdio) *cobra.Command {
-	var sf storeFlags
-	var client string
-	var all bool
-	c := &cobra.Command{
-		Use:   "revoke (JTI | TOKEN | - | --client ID --all)",
-		Short: "Revoke access tokens at once: one, by its jti or itself, or every token of a client",
-		Long: `Revoke access tokens at once (RFC 7009), on every instance and at every
+const tokenRevokeLong = `Revoke access tokens at once (RFC 7009), on every instance and at every
 token.Validator that checks revocations (rampart gateway with auth.api_keys);
 introspection then answers inactive.
 
@@ -808,80 +815,105 @@ introspection then answers inactive.
 
 A token's iat is in whole seconds: --all also revokes the tokens issued
 within the second it runs. A jti that starts with '-' (from another
-issuer's tokens) goes after --: rampart token revoke -- -abc.`,
-		Args: args(func(c *cobra.Command, a []string) error {
-			switch {
-			case client != "" && !all:
-				return errors.New("--client needs --all: every token of the client issued until now")
-			case all && client == "":
-				return errors.New("--all needs --client ID")
-			case all && len(a) > 0:
-				return errors.New("give a jti or a token, or --client ID --all, not both")
-			case !all && len(a) != 1:
-				return errors.New("give one jti or token (- reads it from stdin), or --client ID --all")
-			}
-			return nil
-		}),
+issuer's tokens) goes after --: rampart token revoke -- -abc.`
+
+// revokeOptions are rampart token revoke's flags.
+type revokeOptions struct {
+	sf     storeFlags
+	client string
+	all    bool
+}
+
+func newTokenRevokeCmd(stdio Stdio) *cobra.Command {
+	var o revokeOptions
+	c := &cobra.Command{
+		Use:   "revoke (JTI | TOKEN | - | --client ID --all)",
+		Short: "Revoke access tokens at once: one, by its jti or itself, or every token of a client",
+		Long:  tokenRevokeLong,
+		Args:  args(o.checkArgs),
 		RunE: func(c *cobra.Command, a []string) error {
-			st, _, err := sf.open(c.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			now := time.Now().UTC()
-			rs := st.RevokedTokens()
-			if all {
-				if _, err := st.APIKeys().Client(c.Context(), client); err != nil {
-					return authError(err, noClient(client), "")
-				}
-				if err := rs.RevokeClientTokens(c.Context(), client, now); err != nil {
-					return fail(ExitFailure, err)
-				}
-				fmt.Fprintf(stdio.Out, "access tokens of client %s issued until %s revoked\n", client, now.Format(time.RFC3339))
-				return nil
-			}
-			arg := a[0]
-			if arg == "-" {
-				b, err := io.ReadAll(io.LimitReader(stdio.In, 16<<10))
-				if err != nil {
-					return fail(ExitUsage, fmt.Errorf("reading the token from stdin: %w", err))
-				}
-				arg = strings.TrimSpace(string(b))
-			}
-			if !strings.Contains(arg, ".") {
-				if !isJTI(arg) {
-					return usagef("%q is neither a jti (1 to 255 printable characters) nor a token", truncated(arg))
-				}
-				// The token's expiry is unknown: keep the revocation as
-				// long as any token can live.
-				if err := rs.RevokeToken(c.Context(), arg, now.Add(authserver.MaxLifetime+authserver.ClockSkew)); err != nil {
-					return fail(ExitFailure, err)
-				}
-				fmt.Fprintf(stdio.Out, "token %s revoked\n", arg)
-				return nil
-			}
-			ref, err := authserver.ReadIssued(c.Context(), st.SigningKeys(), arg)
-			switch {
-			case errors.Is(err, authserver.ErrNotIssued):
-				return fail(ExitUsage, fmt.Errorf("%w: revoke it where it was issued", err))
-			case err != nil:
-				return fail(ExitFailure, err)
-			}
-			if !now.Before(ref.Expires) {
-				fmt.Fprintf(stdio.Out, "token %s of client %s expired at %s: nothing to revoke\n", ref.JTI, ref.ClientID, ref.Expires.UTC().Format(time.RFC3339))
-				return nil
-			}
-			if err := rs.RevokeToken(c.Context(), ref.JTI, ref.Expires); err != nil {
-				return fail(ExitFailure, err)
-			}
-			fmt.Fprintf(stdio.Out, "token %s of client %s revoked (it would have expired at %s)\n", ref.JTI, ref.ClientID, ref.Expires.UTC().Format(time.RFC3339))
-			return nil
+			return o.run(c.Context(), stdio, a)
 		},
 	}
-	sf.register(c)
-	c.Flags().StringVar(&client, "client", "", "with --all: the client `ID` whose tokens to revoke")
-	c.Flags().BoolVar(&all, "all", false, "with --client: every token of the client issued until now")
+	o.sf.register(c)
+	c.Flags().StringVar(&o.client, "client", "", "with --all: the client `ID` whose tokens to revoke")
+	c.Flags().BoolVar(&o.all, "all", false, "with --client: every token of the client issued until now")
 	return c
+}
+
+func (o *revokeOptions) checkArgs(_ *cobra.Command, a []string) error {
+	switch {
+	case o.client != "" && !o.all:
+		return errors.New("--client needs --all: every token of the client issued until now")
+	case o.all && o.client == "":
+		return errors.New("--all needs --client ID")
+	case o.all && len(a) > 0:
+		return errors.New("give a jti or a token, or --client ID --all, not both")
+	case !o.all && len(a) != 1:
+		return errors.New("give one jti or token (- reads it from stdin), or --client ID --all")
+	}
+	return nil
+}
+
+func (o *revokeOptions) run(ctx context.Context, stdio Stdio, a []string) error {
+	st, _, err := o.sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	if o.all {
+		if _, err := st.APIKeys().Client(ctx, o.client); err != nil {
+			return authError(err, noClient(o.client), "")
+		}
+		if err := st.RevokedTokens().RevokeClientTokens(ctx, o.client, now); err != nil {
+			return fail(ExitFailure, err)
+		}
+		fmt.Fprintf(stdio.Out, "access tokens of client %s issued until %s revoked\n", o.client, now.Format(time.RFC3339))
+		return nil
+	}
+	arg := a[0]
+	if arg == "-" {
+		b, err := io.ReadAll(io.LimitReader(stdio.In, 16<<10))
+		if err != nil {
+			return fail(ExitUsage, fmt.Errorf("reading the token from stdin: %w", err))
+		}
+		arg = strings.TrimSpace(string(b))
+	}
+	if !strings.Contains(arg, ".") {
+		if !isJTI(arg) {
+			return usagef("%q is neither a jti (1 to 255 printable characters) nor a token", truncated(arg))
+		}
+		// The token's expiry is unknown: keep the revocation as long as
+		// any token can live.
+		if err := st.RevokedTokens().RevokeToken(ctx, arg, now.Add(authserver.MaxLifetime+authserver.ClockSkew)); err != nil {
+			return fail(ExitFailure, err)
+		}
+		fmt.Fprintf(stdio.Out, "token %s revoked\n", arg)
+		return nil
+	}
+	return revokeIssued(ctx, stdio, st, arg, now)
+}
+
+// revokeIssued revokes a token given whole: one this database's keys
+// signed, until it expires.
+func revokeIssued(ctx context.Context, stdio Stdio, st store.Store, raw string, now time.Time) error {
+	ref, err := authserver.ReadIssued(ctx, st.SigningKeys(), raw)
+	switch {
+	case errors.Is(err, authserver.ErrNotIssued):
+		return fail(ExitUsage, fmt.Errorf("%w: revoke it where it was issued", err))
+	case err != nil:
+		return fail(ExitFailure, err)
+	}
+	if !now.Before(ref.Expires) {
+		fmt.Fprintf(stdio.Out, "token %s of client %s expired at %s: nothing to revoke\n", ref.JTI, ref.ClientID, ref.Expires.UTC().Format(time.RFC3339))
+		return nil
+	}
+	if err := st.RevokedTokens().RevokeToken(ctx, ref.JTI, ref.Expires); err != nil {
+		return fail(ExitFailure, err)
+	}
+	fmt.Fprintf(stdio.Out, "token %s of client %s revoked (it would have expired at %s)\n", ref.JTI, ref.ClientID, ref.Expires.UTC().Format(time.RFC3339))
+	return nil
 }
 
 // isJTI reports whether s can be a jti: 1 to 255 printable ASCII

@@ -141,13 +141,7 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--expires %q: want a date (YYYY-MM-DD, inclusive) or a duration (90d, 720h)", s)
 }
 
-func newBundleSignCmd(stdio Stdio) *cobra.Command {
-	var policyFile, keyFile, name, expires, out string
-	var version int64
-	c := &cobra.Command{
-		Use:   "sign --policy FILE --key KEY --version N --expires DATE [--name NAME] [-o FILE]",
-		Short: "Sign a policy as a pin bundle",
-		Long: `Sign a policy as a pin bundle (JWS compact serialization) to stdout or -o.
+const bundleSignLong = `Sign a policy as a pin bundle (JWS compact serialization) to stdout or -o.
 
 --version must be greater than every version clients have seen: they refuse
 older or equal ones (rollback protection). --expires is a date (inclusive,
@@ -161,83 +155,116 @@ include_subdomains on a public suffix is refused); its lint warnings are
 printed.
 
 Exit status: 0 signed, 2 usage, unreadable input, invalid policy or a lint
-error.`,
-		Args: args(cobra.NoArgs),
+error.`
+
+// signOptions are rampart bundle sign's flags.
+type signOptions struct {
+	policyFile, keyFile, name, expires, out string
+	version                                 int64
+}
+
+func newBundleSignCmd(stdio Stdio) *cobra.Command {
+	var o signOptions
+	c := &cobra.Command{
+		Use:   "sign --policy FILE --key KEY --version N --expires DATE [--name NAME] [-o FILE]",
+		Short: "Sign a policy as a pin bundle",
+		Long:  bundleSignLong,
+		Args:  args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			switch {
-			case policyFile == "":
-				return usagef("--policy is required")
-			case keyFile == "":
-				return usagef("--key is required")
-			case version < 1:
-				return usagef("--version is required and must be at least 1")
-			case expires == "":
-				return usagef("--expires is required")
-			}
-			now := time.Now().UTC().Truncate(time.Second)
-			exp, err := parseExpiry(expires, now)
-			if err != nil {
-				return usagef("%v", err)
-			}
-			if !exp.After(now) {
-				return usagef("--expires %s is in the past", expires)
-			}
-			if exp.Sub(now) > bundle.MaxLifetime {
-				return usagef("--expires %s: a bundle may live at most %d days (until %s): a control plane serving it could hold clients on it that long",
-					expires, bundle.MaxLifetime/(24*time.Hour), now.Add(bundle.MaxLifetime).Format(time.DateOnly))
-			}
-			policy, err := pin.LoadPolicy(policyFile)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			// What rampart pin lint says: its errors refuse the policy,
-			// its warnings are shown.
-			var lintErrs []string
-			for _, f := range pinlint.Lint(policy.ReportURI(), policy.Domains(), pinlint.Options{Now: now}) {
-				where := f.Domain
-				if where == "" {
-					where = "policy"
-				}
-				if f.Severity == pinlint.Error {
-					lintErrs = append(lintErrs, fmt.Sprintf("%s: %s (%s)", where, f.Message, f.Rule))
-					continue
-				}
-				fmt.Fprintf(stdio.Err, "rampart: warning: %s: %s (%s)\n", where, f.Message, f.Rule)
-			}
-			if len(lintErrs) > 0 {
-				return fail(ExitUsage, fmt.Errorf("%s: refusing to sign; rampart pin lint finds:\n  %s", policyFile, strings.Join(lintErrs, "\n  ")))
-			}
-			keyPEM, err := os.ReadFile(keyFile)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			key, err := bundle.ParsePrivateKey(keyPEM)
-			if err != nil {
-				return fail(ExitUsage, fmt.Errorf("%s: %w", keyFile, err))
-			}
-			jws, err := bundle.Sign(key, name, version, now, exp, policy)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			kid, _ := bundle.KeyID(key.Public())
-			if out == "" {
-				fmt.Fprintln(stdio.Out, jws)
-			} else if err := os.WriteFile(out, []byte(jws+"\n"), 0o644); err != nil {
-				return fail(ExitUsage, err)
-			}
-			fmt.Fprintf(stdio.Err, "rampart: signed bundle %s version %d (%d domain(s)), kid %s, expires %s\n",
-				name, version, len(policy.Domains()), kid, exp.Format(time.RFC3339))
-			return nil
+			return o.run(stdio, time.Now().UTC().Truncate(time.Second))
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
-	f.StringVar(&keyFile, "key", "", "signing key `FILE` (rampart bundle keygen)")
-	f.StringVar(&name, "name", "default", "bundle `NAME`, as clients ask for it (/v1/bundles/NAME)")
-	f.Int64Var(&version, "version", 0, "bundle version `N`, greater than any before")
-	f.StringVar(&expires, "expires", "", "expiry: a `DATE` (YYYY-MM-DD, inclusive) or a duration (90d), at most 366 days away")
-	f.StringVarP(&out, "output", "o", "", "write the bundle to `FILE`")
+	f.StringVar(&o.policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
+	f.StringVar(&o.keyFile, "key", "", "signing key `FILE` (rampart bundle keygen)")
+	f.StringVar(&o.name, "name", "default", "bundle `NAME`, as clients ask for it (/v1/bundles/NAME)")
+	f.Int64Var(&o.version, "version", 0, "bundle version `N`, greater than any before")
+	f.StringVar(&o.expires, "expires", "", "expiry: a `DATE` (YYYY-MM-DD, inclusive) or a duration (90d), at most 366 days away")
+	f.StringVarP(&o.out, "output", "o", "", "write the bundle to `FILE`")
 	return c
+}
+
+// expiry checks the required flags and reads --expires: after now, within
+// bundle.MaxLifetime.
+func (o signOptions) expiry(now time.Time) (time.Time, error) {
+	switch {
+	case o.policyFile == "":
+		return time.Time{}, usagef("--policy is required")
+	case o.keyFile == "":
+		return time.Time{}, usagef("--key is required")
+	case o.version < 1:
+		return time.Time{}, usagef("--version is required and must be at least 1")
+	case o.expires == "":
+		return time.Time{}, usagef("--expires is required")
+	}
+	exp, err := parseExpiry(o.expires, now)
+	if err != nil {
+		return time.Time{}, usagef("%v", err)
+	}
+	if !exp.After(now) {
+		return time.Time{}, usagef("--expires %s is in the past", o.expires)
+	}
+	if exp.Sub(now) > bundle.MaxLifetime {
+		return time.Time{}, usagef("--expires %s: a bundle may live at most %d days (until %s): a control plane serving it could hold clients on it that long",
+			o.expires, bundle.MaxLifetime/(24*time.Hour), now.Add(bundle.MaxLifetime).Format(time.DateOnly))
+	}
+	return exp, nil
+}
+
+func (o signOptions) run(stdio Stdio, now time.Time) error {
+	exp, err := o.expiry(now)
+	if err != nil {
+		return err
+	}
+	policy, err := pin.LoadPolicy(o.policyFile)
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	if err := lintBeforeSigning(stdio, o.policyFile, policy, now); err != nil {
+		return err
+	}
+	keyPEM, err := os.ReadFile(o.keyFile)
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	key, err := bundle.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("%s: %w", o.keyFile, err))
+	}
+	jws, err := bundle.Sign(key, o.name, o.version, now, exp, policy)
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	kid, _ := bundle.KeyID(key.Public())
+	if o.out == "" {
+		fmt.Fprintln(stdio.Out, jws)
+	} else if err := os.WriteFile(o.out, []byte(jws+"\n"), 0o644); err != nil {
+		return fail(ExitUsage, err)
+	}
+	fmt.Fprintf(stdio.Err, "rampart: signed bundle %s version %d (%d domain(s)), kid %s, expires %s\n",
+		o.name, o.version, len(policy.Domains()), kid, exp.Format(time.RFC3339))
+	return nil
+}
+
+// lintBeforeSigning does what rampart pin lint says: its errors refuse the
+// policy, its warnings are shown.
+func lintBeforeSigning(stdio Stdio, policyFile string, policy *pin.Policy, now time.Time) error {
+	var lintErrs []string
+	for _, f := range pinlint.Lint(policy.ReportURI(), policy.Domains(), pinlint.Options{Now: now}) {
+		where := f.Domain
+		if where == "" {
+			where = "policy"
+		}
+		if f.Severity == pinlint.Error {
+			lintErrs = append(lintErrs, fmt.Sprintf("%s: %s (%s)", where, f.Message, f.Rule))
+			continue
+		}
+		fmt.Fprintf(stdio.Err, "rampart: warning: %s: %s (%s)\n", where, f.Message, f.Rule)
+	}
+	if len(lintErrs) > 0 {
+		return fail(ExitUsage, fmt.Errorf("%s: refusing to sign; rampart pin lint finds:\n  %s", policyFile, strings.Join(lintErrs, "\n  ")))
+	}
+	return nil
 }
 
 // readBundleArg reads a bundle from a file, or stdin for "-".
@@ -364,12 +391,7 @@ Exit status: 0 valid, 1 refused (the reason on stderr), 2 usage.`,
 	return c
 }
 
-func newBundlePublishCmd(stdio Stdio) *cobra.Command {
-	var server, tokenFile, caFile, data string
-	c := &cobra.Command{
-		Use:   "publish --server URL [--token-file FILE | --data DIR] [--ca FILE] BUNDLE",
-		Short: "Publish a signed bundle on the control plane",
-		Long: `Publish a signed pin bundle (a file, or - for stdin) on the control plane's
+const bundlePublishLong = `Publish a signed pin bundle (a file, or - for stdin) on the control plane's
 admin API. The admin token is the first line of --token-file, else
 $RAMPART_ADMIN_TOKEN, else DATA/admin-token: the file rampart serve makes on
 first start in its data directory (--data, else $RAMPART_DATA, else
@@ -382,98 +404,138 @@ token would otherwise cross the network in the clear). A certificate from a
 private CA (rampart ca init) needs its root: --ca DATA/ca/root.pem.
 
 Exit status: 0 published, 1 refused by the server or unreachable, 2 usage
-(no token, an http URL that is not loopback, unreadable input).`,
+(no token, an http URL that is not loopback, unreadable input).`
+
+// publishOptions are rampart bundle publish's flags.
+type publishOptions struct {
+	server, tokenFile, caFile, data string
+}
+
+func newBundlePublishCmd(stdio Stdio) *cobra.Command {
+	var o publishOptions
+	c := &cobra.Command{
+		Use:   "publish --server URL [--token-file FILE | --data DIR] [--ca FILE] BUNDLE",
+		Short: "Publish a signed bundle on the control plane",
+		Long:  bundlePublishLong,
 		Example: `  rampart bundle publish --server http://127.0.0.1:8080 mobile-7.jws
   rampart bundle publish --server https://cp.example.com --ca root.pem --token-file admin-token mobile-7.jws`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
-			u, err := url.Parse(server)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" {
-				return usagef("--server %q: want an https:// URL", server)
-			}
-			if u.User != nil {
-				return usagef("--server %s: no user name or password in the URL; the admin token is the credential", u.Redacted())
-			}
-			if u.RawQuery != "" || u.Fragment != "" {
-				return usagef("--server %s: want the control plane's base URL, without a query or fragment", u.Redacted())
-			}
-			if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-				return usagef("--server %s: the admin token would cross the network in the clear; use https", server)
-			}
-			token, err := publishToken(tokenFile, data)
-			if err != nil {
-				return err
-			}
-			jws, err := readBundleArg(stdio, a[0])
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			// The default transport, for its proxy settings (an http URL
-			// to a loopback address never goes through a proxy).
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			if caFile != "" {
-				pool, err := loadRoots(caFile)
-				if err != nil {
-					return err
-				}
-				tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-			}
-			client := &http.Client{
-				Transport: tr,
-				Timeout:   30 * time.Second,
-				// A redirect would carry the admin token elsewhere, perhaps
-				// over http: the admin API never redirects, so refuse.
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			}
-			defer tr.CloseIdleConnections()
-			ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
-			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.JoinPath("v1", "admin", "bundles").String(), bytes.NewReader([]byte(jws)))
-			if err != nil {
-				return usagef("%v", err)
-			}
-			req.Header.Set("Content-Type", "application/jose")
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := client.Do(req)
-			if err != nil {
-				var unknownCA x509.UnknownAuthorityError
-				var wrongName x509.HostnameError
-				switch {
-				case errors.As(err, &unknownCA) && caFile == "":
-					fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: a certificate from a private CA? pass its root with --ca (for rampart ca init: --ca DATA/ca/root.pem)\n", err)
-					return fail(ExitFailure, nil)
-				case errors.As(err, &unknownCA):
-					fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: the server's certificate does not chain to --ca %s\n", err, caFile)
-					return fail(ExitFailure, nil)
-				case errors.As(err, &wrongName):
-					fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: give --server a name the certificate covers\n", err)
-					return fail(ExitFailure, nil)
-				}
-				return fail(ExitFailure, err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			if resp.StatusCode != http.StatusCreated {
-				var e api.Error
-				if json.Unmarshal(body, &e) != nil || e.Message == "" {
-					e.Message = strings.TrimSpace(string(body))
-				}
-				return fail(ExitFailure, fmt.Errorf("the server refused the bundle (%s): %s", resp.Status, e.Message))
-			}
-			var published api.PublishedBundle
-			if err := json.Unmarshal(body, &published); err != nil {
-				return fail(ExitFailure, errors.New("the server answered 201 with a body that is not JSON"))
-			}
-			fmt.Fprintf(stdio.Out, "published bundle %s version %d\n", published.Name, published.Version)
-			return nil
+			return o.run(c.Context(), stdio, a[0])
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&server, "server", "", "control plane base `URL`")
-	f.StringVar(&tokenFile, "token-file", "", "read the admin token from `FILE`")
-	f.StringVar(&data, "data", "", "rampart serve's data `DIR`, for DIR/admin-token (default $RAMPART_DATA or ~/.local/share/rampart)")
-	f.StringVar(&caFile, "ca", "", "trust the control plane's certificate through these roots (`FILE`, PEM)")
+	f.StringVar(&o.server, "server", "", "control plane base `URL`")
+	f.StringVar(&o.tokenFile, "token-file", "", "read the admin token from `FILE`")
+	f.StringVar(&o.data, "data", "", "rampart serve's data `DIR`, for DIR/admin-token (default $RAMPART_DATA or ~/.local/share/rampart)")
+	f.StringVar(&o.caFile, "ca", "", "trust the control plane's certificate through these roots (`FILE`, PEM)")
 	return c
+}
+
+// adminServerURL checks --server: the control plane's base URL, https or
+// http to a loopback address, with no credentials, query or fragment.
+func adminServerURL(server string) (*url.URL, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" {
+		return nil, usagef("--server %q: want an https:// URL", server)
+	}
+	if u.User != nil {
+		return nil, usagef("--server %s: no user name or password in the URL; the admin token is the credential", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, usagef("--server %s: want the control plane's base URL, without a query or fragment", u.Redacted())
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return nil, usagef("--server %s: the admin token would cross the network in the clear; use https", server)
+	}
+	return u, nil
+}
+
+// adminClient is the HTTP client of the admin commands: the default
+// transport (for its proxy settings; an http URL to a loopback address
+// never goes through a proxy), the roots of caFile if given, and no
+// redirects: a redirect would carry the admin token elsewhere, perhaps over
+// http, and the admin API never redirects.
+func adminClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pool, err := loadRoots(caFile)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
+}
+
+func (o publishOptions) run(ctx context.Context, stdio Stdio, arg string) error {
+	u, err := adminServerURL(o.server)
+	if err != nil {
+		return err
+	}
+	token, err := publishToken(o.tokenFile, o.data)
+	if err != nil {
+		return err
+	}
+	jws, err := readBundleArg(stdio, arg)
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	client, err := adminClient(o.caFile)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.JoinPath("v1", "admin", "bundles").String(), bytes.NewReader([]byte(jws)))
+	if err != nil {
+		return usagef("%v", err)
+	}
+	req.Header.Set("Content-Type", "application/jose")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return adminDialError(stdio, err, o.caFile)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusCreated {
+		var e api.Error
+		if json.Unmarshal(body, &e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(body))
+		}
+		return fail(ExitFailure, fmt.Errorf("the server refused the bundle (%s): %s", resp.Status, e.Message))
+	}
+	var published api.PublishedBundle
+	if err := json.Unmarshal(body, &published); err != nil {
+		return fail(ExitFailure, errors.New("the server answered 201 with a body that is not JSON"))
+	}
+	fmt.Fprintf(stdio.Out, "published bundle %s version %d\n", published.Name, published.Version)
+	return nil
+}
+
+// adminDialError is the failure of a request to the admin API, with a hint
+// for the TLS errors a private CA or a wrong name cause.
+func adminDialError(stdio Stdio, err error, caFile string) error {
+	var unknownCA x509.UnknownAuthorityError
+	var wrongName x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA) && caFile == "":
+		fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: a certificate from a private CA? pass its root with --ca (for rampart ca init: --ca DATA/ca/root.pem)\n", err)
+		return fail(ExitFailure, nil)
+	case errors.As(err, &unknownCA):
+		fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: the server's certificate does not chain to --ca %s\n", err, caFile)
+		return fail(ExitFailure, nil)
+	case errors.As(err, &wrongName):
+		fmt.Fprintf(stdio.Err, "rampart: %v\nrampart: hint: give --server a name the certificate covers\n", err)
+		return fail(ExitFailure, nil)
+	}
+	return fail(ExitFailure, err)
 }
 
 // publishToken finds the admin token: the first line of tokenFile, else

@@ -114,14 +114,17 @@ Exit status:
   3  clients connect, but there are warnings (report-only mismatch, expired
      pin set, not pinned, expiring certificate or pin set)`
 
+// checkOptions are rampart pin check's flags.
+type checkOptions struct {
+	policyFile string
+	asJSON     bool
+	warnDays   int
+	parallel   int
+	cf         connectFlags
+}
+
 func newCheckCmd(stdio Stdio) *cobra.Command {
-	var (
-		policyFile string
-		asJSON     bool
-		warnDays   int
-		parallel   int
-		cf         connectFlags
-	)
+	var o checkOptions
 	c := &cobra.Command{
 		Use:   "check --policy FILE [--ca FILE] [--connect ADDR:PORT] [--timeout DURATION] [--warn-days N] [--json] [DOMAIN[:PORT]...]",
 		Short: "Check live servers against a pin policy, as a pinned client would",
@@ -130,72 +133,76 @@ func newCheckCmd(stdio Stdio) *cobra.Command {
   rampart pin check --policy pins.yaml --ca staging-root.pem --connect 10.0.0.5:443 api.example.com`,
 		Args: args(cobra.ArbitraryArgs),
 		RunE: func(c *cobra.Command, domains []string) error {
-			if warnDays < 0 {
-				return usagef("--warn-days must not be negative")
-			}
-			if parallel < 1 {
-				return usagef("--parallel must be at least 1")
-			}
-			policy, roots, err := cf.loadPolicy(policyFile)
-			if err != nil {
-				return err
-			}
-			if len(domains) == 0 {
-				for _, d := range policy.Domains() {
-					domains = append(domains, d.Name)
-				}
-			}
-			targets, err := parseTargets(domains)
-			if err != nil {
-				return err
-			}
-			now := time.Now()
-			v := pin.NewVerifier(policy)
-			v.Now = func() time.Time { return now }
-			v.Logger = slog.New(slog.DiscardHandler) // the results say it all
-			addrs := make([]string, len(targets))
-			for i, t := range targets {
-				if addrs[i], err = cf.dialAddr(t); err != nil {
-					return err
-				}
-			}
-			out := checkOutput{Results: make([]checkResult, len(targets))}
-			bar := newProgress(stdio.Err, len(targets), "checking")
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, parallel)
-			for i, t := range targets {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					out.Results[i] = checkOne(c.Context(), v, t, addrs[i], roots, cf.timeout, now, warnDays)
-					out.Results[i].label = cf.label(t)
-					bar.Add(1)
-				}()
-			}
-			wg.Wait()
-			bar.Finish()
-			out.Summary = summarize(out.Results)
-			if asJSON {
-				if err := writeJSON(stdio.Out, out); err != nil {
-					return err
-				}
-			} else {
-				printCheck(stdio.Out, out)
-			}
-			if out.Summary.Exit != ExitOK {
-				return fail(out.Summary.Exit, nil)
-			}
-			return nil
+			return o.run(c.Context(), stdio, domains)
 		},
 	}
-	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema above)")
-	c.Flags().IntVar(&warnDays, "warn-days", 30, "warn about certificates and pin sets expiring within `N` days")
-	c.Flags().IntVar(&parallel, "parallel", 8, "check at most `N` domains at once")
-	cf.register(c)
+	c.Flags().StringVar(&o.policyFile, "policy", "", "pin policy `FILE` (YAML or JSON)")
+	c.Flags().BoolVar(&o.asJSON, "json", false, "print JSON (schema above)")
+	c.Flags().IntVar(&o.warnDays, "warn-days", 30, "warn about certificates and pin sets expiring within `N` days")
+	c.Flags().IntVar(&o.parallel, "parallel", 8, "check at most `N` domains at once")
+	o.cf.register(c)
 	return c
+}
+
+func (o *checkOptions) run(ctx context.Context, stdio Stdio, domains []string) error {
+	if o.warnDays < 0 {
+		return usagef("--warn-days must not be negative")
+	}
+	if o.parallel < 1 {
+		return usagef("--parallel must be at least 1")
+	}
+	policy, roots, err := o.cf.loadPolicy(o.policyFile)
+	if err != nil {
+		return err
+	}
+	if len(domains) == 0 {
+		for _, d := range policy.Domains() {
+			domains = append(domains, d.Name)
+		}
+	}
+	targets, err := parseTargets(domains)
+	if err != nil {
+		return err
+	}
+	addrs := make([]string, len(targets))
+	for i, t := range targets {
+		if addrs[i], err = o.cf.dialAddr(t); err != nil {
+			return err
+		}
+	}
+	now := time.Now()
+	v := pin.NewVerifier(policy)
+	v.Now = func() time.Time { return now }
+	v.Logger = slog.New(slog.DiscardHandler) // the results say it all
+	out := checkOutput{Results: make([]checkResult, len(targets))}
+	bar := newProgress(stdio.Err, len(targets), "checking")
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, o.parallel)
+	for i, t := range targets {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out.Results[i] = checkOne(ctx, v, t, addrs[i], roots, o.cf.timeout, now, o.warnDays)
+			out.Results[i].label = o.cf.label(t)
+			bar.Add(1)
+		}()
+	}
+	wg.Wait()
+	bar.Finish()
+	out.Summary = summarize(out.Results)
+	if o.asJSON {
+		if err := writeJSON(stdio.Out, out); err != nil {
+			return err
+		}
+	} else {
+		printCheck(stdio.Out, out)
+	}
+	if out.Summary.Exit != ExitOK {
+		return fail(out.Summary.Exit, nil)
+	}
+	return nil
 }
 
 func checkOne(ctx context.Context, v *pin.Verifier, t target, addr string, roots *x509.CertPool,
