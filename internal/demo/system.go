@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,19 +26,15 @@ import (
 
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/auth"
-	"github.com/rampartsec/rampart/examples/payments"
 	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"github.com/rampartsec/rampart/internal/app/edge"
 	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/pki"
 	"github.com/rampartsec/rampart/internal/store"
-	"github.com/rampartsec/rampart/internal/testpki"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/token"
 )
-
-// Scopes are the payment API's scopes.
-var Scopes = []string{payments.ScopeRead, payments.ScopeWrite, payments.ScopeWithdraw}
 
 // audience is the aud of the demo's access tokens.
 const audience = "payments"
@@ -55,7 +52,7 @@ type system struct {
 	primary, renewed   [2][]byte      // PEM chain and key of the gateway's certificate, current and on the backup key
 	publicRoots        *x509.CertPool // the clients' trust store: the demo CA and the compromised one
 	demoRoots          *x509.CertPool // the demo CA alone
-	publicCA           *testpki.CA
+	publicCA           *pki.CA
 	attacker           *listener
 	attackerSawAPIKey  atomic.Bool
 
@@ -80,24 +77,9 @@ type system struct {
 
 func (s *system) file(name string) string { return filepath.Join(s.dir, name) }
 
-// pkiFailure is how testpki's Fatalf surfaces here: demo setup does not run
-// under a testing.T.
-type pkiFailure struct{ msg string }
-
-type panicTB struct{}
-
-func (panicTB) Fatalf(format string, args ...any) { panic(pkiFailure{fmt.Sprintf(format, args...)}) }
-
 func start(ctx context.Context, dir string, logs io.Writer) (_ *system, err error) {
 	s := &system{dir: dir, logs: logs, logger: slog.New(slog.NewTextHandler(logs, nil))}
 	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(pkiFailure)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("demo: %s", f.msg)
-		}
 		if err != nil {
 			s.close() // s, not the result: nil on error
 		}
@@ -124,25 +106,25 @@ func (s *system) onClose(f func()) { s.closers = append(s.closers, f) }
 // backup key, the attacker's certificate from a compromised CA, and the
 // pin policy.
 func (s *system) publicPKI(context.Context) error {
-	var t panicTB
-	root := testpki.NewRoot(t, "Payments Demo Root CA")
-	inter := root.NewIntermediate(t, "Payments Demo Issuing CA")
-	valid := testpki.LeafOptions{DNSNames: []string{Host}, NotAfter: time.Now().AddDate(0, 0, 90)}
-	leaf := inter.Issue(t, valid)
-	rogueRoot := testpki.NewRoot(t, "Compromised Public CA")
-	rogue := rogueRoot.NewIntermediate(t, "Compromised Issuing CA").Issue(t, valid)
-	backupKey := testpki.NewKey(t, testpki.ECDSAP256)
-	valid.Key = backupKey
-	renewed := inter.Issue(t, valid)
-
-	s.publicRoots = testpki.Pool(root, rogueRoot)
-	s.demoRoots = testpki.Pool(root)
-	s.publicCA = inter
-	s.primary = [2][]byte{testpki.CertPEM(leaf.Chain...), testpki.KeyPEM(t, leaf.Key)}
-	s.renewed = [2][]byte{testpki.CertPEM(renewed.Chain...), testpki.KeyPEM(t, renewed.Key)}
-	s.leafPin = pin.FromCertificate(leaf.Cert)
-	var err error
-	if s.backupPin, err = pin.FromPrivateKey(backupKey); err != nil {
+	w, err := newWebPKI()
+	if err != nil {
+		return err
+	}
+	s.publicRoots = pki.Pool(w.root, w.rogueRoot)
+	s.demoRoots = pki.Pool(w.root)
+	s.publicCA = w.inter
+	if s.primary, err = pemPair(w.leaf); err != nil {
+		return err
+	}
+	if s.renewed, err = pemPair(w.renewed); err != nil {
+		return err
+	}
+	backupKeyPEM, err := pki.KeyPEM(w.backupKey)
+	if err != nil {
+		return err
+	}
+	s.leafPin = pin.FromCertificate(w.leaf.Cert)
+	if s.backupPin, err = pin.FromPrivateKey(w.backupKey); err != nil {
 		return err
 	}
 	// The attacker answers like the API and notes whether a client sent
@@ -154,13 +136,13 @@ func (s *system) publicPKI(context.Context) error {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"payments":[]}`+"\n")
 	})
-	if s.attacker, err = s.serve(attacker, &tls.Config{Certificates: []tls.Certificate{rogue.TLS()}}); err != nil {
+	if s.attacker, err = s.serve(attacker, &tls.Config{Certificates: []tls.Certificate{w.rogue.TLS()}}); err != nil {
 		return err
 	}
 	return s.writeFiles(map[string][]byte{
-		"roots.pem":     testpki.CertPEM(root.Cert, rogueRoot.Cert),
-		"public-ca.pem": testpki.CertPEM(root.Cert),
-		"backup.key":    testpki.KeyPEM(t, backupKey),
+		"roots.pem":     pki.CertPEM(w.root.Cert, w.rogueRoot.Cert),
+		"public-ca.pem": pki.CertPEM(w.root.Cert),
+		"backup.key":    backupKeyPEM,
 		"gateway.pem":   s.primary[0],
 		"gateway.key":   s.primary[1],
 	})
@@ -204,7 +186,7 @@ func (s *system) internalPKI(context.Context) error {
 	}
 	s.gatewayID = spiffeid.RequireFromPath(td, "/gateway")
 	s.paymentID = spiffeid.RequireFromPath(td, "/payments")
-	return s.writeFiles(map[string][]byte{"internal-ca.pem": testpki.CertPEM(ca.Root)})
+	return s.writeFiles(map[string][]byte{"internal-ca.pem": pki.CertPEM(ca.Root)})
 }
 
 // issue makes a workload certificate on a new key.
@@ -281,8 +263,15 @@ func (s *system) controlPlane(ctx context.Context) error {
 	}
 	// The control plane faces the clients (reports, pin bundles,
 	// tokens): its certificate is from the public CA.
-	cert := s.publicCA.Issue(panicTB{}, testpki.LeafOptions{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	if err := s.writeFiles(map[string][]byte{"cp.pem": testpki.CertPEM(cert.Chain...), "cp.key": testpki.KeyPEM(panicTB{}, cert.Key)}); err != nil {
+	cert, err := s.publicCA.Issue(pki.LeafOptions{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	var pair [2][]byte
+	if err == nil {
+		pair, err = pemPair(cert)
+	}
+	if err == nil {
+		err = s.writeFiles(map[string][]byte{"cp.pem": pair[0], "cp.key": pair[1]})
+	}
+	if err != nil {
 		ln.Close()
 		return err
 	}
@@ -333,8 +322,8 @@ func (s *system) credentials() (*apikey.Verifier, *token.Validator) {
 	}
 }
 
-// paymentService starts examples/payments behind mutual TLS that admits
-// the gateway alone.
+// paymentService starts the demo's payment API (payments.go) behind
+// mutual TLS that admits the gateway alone.
 func (s *system) paymentService(ctx context.Context) error {
 	ident, err := s.identity(ctx, s.paymentID, "payments-svc")
 	if err != nil {
@@ -342,7 +331,7 @@ func (s *system) paymentService(ctx context.Context) error {
 	}
 	s.payIdent = ident
 	keys, tokens := s.credentials()
-	svc, err := payments.New(payments.Config{Gateways: []spiffeid.ID{s.gatewayID}, Roots: s.internalBundle, APIKeys: keys, Tokens: tokens})
+	svc, err := newPaymentAPI(s.gatewayID, s.internalBundle, keys, tokens)
 	if err != nil {
 		return err
 	}
@@ -501,4 +490,53 @@ func (s *system) serveOn(ln net.Listener, h http.Handler, tc *tls.Config) *liste
 		wg.Wait()
 	})
 	return &listener{srv: srv, addr: ln.Addr().String()}
+}
+
+// webPKI is the public PKI the demo simulates: a CA the clients trust with
+// the gateway's certificate and its renewal on the backup key, and a
+// compromised CA, also trusted, that issued the attacker's certificate for
+// the same name.
+type webPKI struct {
+	root, inter, rogueRoot *pki.CA
+	leaf, renewed, rogue   *pki.Leaf
+	backupKey              crypto.Signer
+}
+
+func newWebPKI() (*webPKI, error) {
+	var w webPKI
+	var err error
+	if w.root, err = pki.NewRoot("Payments Demo Root CA"); err != nil {
+		return nil, err
+	}
+	if w.inter, err = w.root.NewIntermediate("Payments Demo Issuing CA"); err != nil {
+		return nil, err
+	}
+	valid := pki.LeafOptions{DNSNames: []string{Host}, NotAfter: time.Now().AddDate(0, 0, 90)}
+	if w.leaf, err = w.inter.Issue(valid); err != nil {
+		return nil, err
+	}
+	if w.rogueRoot, err = pki.NewRoot("Compromised Public CA"); err != nil {
+		return nil, err
+	}
+	rogueCA, err := w.rogueRoot.NewIntermediate("Compromised Issuing CA")
+	if err != nil {
+		return nil, err
+	}
+	if w.rogue, err = rogueCA.Issue(valid); err != nil {
+		return nil, err
+	}
+	if w.backupKey, err = pki.NewKey(pki.ECDSAP256); err != nil {
+		return nil, err
+	}
+	valid.Key = w.backupKey
+	if w.renewed, err = w.inter.Issue(valid); err != nil {
+		return nil, err
+	}
+	return &w, nil
+}
+
+// pemPair is a leaf's chain and key in PEM.
+func pemPair(l *pki.Leaf) ([2][]byte, error) {
+	key, err := pki.KeyPEM(l.Key)
+	return [2][]byte{pki.CertPEM(l.Chain...), key}, err
 }

@@ -187,3 +187,28 @@ func TestNoDecisionOnErrorText(t *testing.T) {
 		})
 	}
 }
+
+// testOnly are the packages only tests may import: test PKIs, database
+// and golden-file helpers, store conformance suites.
+var testOnly = []string{
+	module + "/internal/testpki",
+	module + "/internal/pgtest",
+	module + "/internal/golden",
+	module + "/internal/meta",
+	module + "/internal/store/storetest",
+}
+
+// The rampart binary links no test-only package and nothing of examples/
+// (issue 11 §7): the demo builds its PKI with internal/pki and serves its
+// own payment API, so an example stays an example that nothing imports.
+func TestBinaryDeps(t *testing.T) {
+	bin := deps(t, module+"/cmd/rampart")
+	if !slices.Contains(bin, module+"/internal/cli") {
+		t.Fatalf("go list -deps cmd/rampart does not list internal/cli: %v", bin)
+	}
+	for _, dep := range bin {
+		if within(dep, testOnly) || within(dep, []string{module + "/examples"}) {
+			t.Errorf("the rampart binary links %s", dep)
+		}
+	}
+}
