@@ -84,10 +84,19 @@ func (cr *compiledRule) key(r *http.Request, trusted []netip.Prefix) (string, bo
 // does: a request it refuses (more than one credential, a malformed
 // Authorization header) has no one credential, and keying it on either
 // value would let the other go uncounted; authentication refuses it.
+//
+// A bearer token in JWS compact form is keyed without its signature, on
+// what was signed: an ECDSA signature (r, s) has a twin (r, n-s) that
+// verifies too, and token.Validator takes the twin for the same token, so
+// the limit must as well (else a token would have two budgets).
 func credential(r *http.Request) string {
 	c, err := auth.ParseCredential(r)
 	if err != nil {
 		return ""
+	}
+	if c.Method == auth.Bearer && strings.Count(c.Value, ".") == 2 {
+		signed := c.Value[:strings.LastIndexByte(c.Value, '.')]
+		return "jws:" + signed
 	}
 	return c.Value
 }
