@@ -5,6 +5,14 @@ package secrets
 // the keys of its purposes only ([Master.Key]), and hands each consumer
 // the one key it uses.
 //
+// Secrets not derived from the master key, and so not listed here: the
+// admin token ($RAMPART_ADMIN_TOKEN or DATA/admin-token) and the dashboard
+// session key internal/server derives from it (in memory only, so that
+// changing the token ends every session), the CA's root key (offline),
+// the bundle signing keys (offline; the control plane has the public
+// halves) and the services' own keys. docs/secrets.md says who holds
+// each.
+//
 // A purpose's HKDF info string is part of every installation's data:
 // changing it makes what the key protects unreadable (API-key hashes no
 // longer match, sealed keys no longer open). A new kind of secret gets a
