@@ -14,7 +14,7 @@ import (
 )
 
 // Fixed vectors computed with the packages this one replaced (masterkey
-// and sealed, at commit 4eb9010, internal/masterkey/vectors_test.go),
+// and sealed, at commit c52dee1, internal/masterkey/vectors_test.go),
 // under the master key 00 01 02 ... 1f. Existing installations depend on
 // these bytes: the API-key hashes in their databases, their sealed token
 // signing keys and their sealed CA issuing keys
