@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/token/authserver"
@@ -46,12 +46,14 @@ func (f *storeFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.db, "db", "", "database `DSN`: postgres://... or a SQLite file (default DATA/rampart.db)")
 }
 
-// open opens the store and the master key's derived secrets, and says on
-// stderr which database it works on. It makes a new database (and master
-// key) only with --init: an admin command pointed at the wrong directory
-// must not quietly start an installation no server uses. The master key
-// must be the one the database was set up with (masterkey.Verify).
-func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, error) {
+// open opens the store and its master key, and says on stderr which
+// database it works on. It makes a new database (and master key) only
+// with --init: an admin command pointed at the wrong directory must not
+// quietly start an installation no server uses. The master key must be
+// the one the database was set up with (secrets.Verify). Commands derive
+// from it the one key they use: the pepper (manager), or the signing key
+// KEK (token rotate-keys).
+func (f *storeFlags) open(ctx context.Context) (store.Store, *secrets.Master, error) {
 	f.scopes = defaultScopes
 	if f.config != "" {
 		cfg, err := controlplane.LoadFile(f.config)
@@ -94,7 +96,7 @@ func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, er
 	// A master key may be made here only for a new local database: for
 	// one given with --db, or one that exists, the servers' key is
 	// needed.
-	keys, err := masterkey.Load(dir, fresh && f.init && f.db == "")
+	keys, err := secrets.Load(dir, fresh && f.init && f.db == "")
 	if err != nil {
 		return nil, nil, fail(ExitUsage, err)
 	}
@@ -105,9 +107,9 @@ func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, er
 	if err != nil {
 		return nil, nil, fail(ExitFailure, err)
 	}
-	if err := masterkey.Verify(ctx, st, keys); err != nil {
+	if err := secrets.Verify(ctx, store.MasterKeyRecords(st), keys); err != nil {
 		st.Close()
-		if errors.Is(err, masterkey.ErrMismatch) {
+		if errors.Is(err, secrets.ErrMismatch) {
 			return nil, nil, fail(ExitUsage, err)
 		}
 		return nil, nil, fail(ExitFailure, err)
@@ -120,8 +122,8 @@ func (f *storeFlags) open(ctx context.Context) (store.Store, *masterkey.Keys, er
 	return st, keys, nil
 }
 
-func (f *storeFlags) manager(st store.Store, keys *masterkey.Keys, env string) *apikey.Manager {
-	return &apikey.Manager{Store: st.APIKeys(), Pepper: keys.Pepper, Env: apikey.Env(env), Scopes: f.scopes}
+func (f *storeFlags) manager(st store.Store, keys *secrets.Master, env string) *apikey.Manager {
+	return &apikey.Manager{Store: st.APIKeys(), Pepper: keys.Key(secrets.APIKeyPepper), Env: apikey.Env(env), Scopes: f.scopes}
 }
 
 func splitScopes(s string) []string {
@@ -778,9 +780,9 @@ within 10 s. Private keys are stored sealed under the master key.`,
 			if !slices.ContainsFunc(existing, func(k authserver.StoredKey) bool { return k.State == authserver.Current }) {
 				// A new store: make the first current and next keys; there
 				// is nothing to retire yet.
-				err = authserver.EnsureKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
+				err = authserver.EnsureKeys(c.Context(), st.SigningKeys(), keys.Key(secrets.SigningKeyKEK), authserver.Algorithm(alg), now)
 			} else {
-				err = authserver.RotateKeys(c.Context(), st.SigningKeys(), keys.SigningKeyKEK, alg, now)
+				err = authserver.RotateKeys(c.Context(), st.SigningKeys(), keys.Key(secrets.SigningKeyKEK), authserver.Algorithm(alg), now)
 			}
 			if err != nil {
 				return fail(ExitFailure, err)

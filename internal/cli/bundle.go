@@ -21,8 +21,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rampartsec/rampart/internal/keygen"
 	"github.com/rampartsec/rampart/internal/pinlint"
+	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/server/api"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/bundle"
@@ -77,7 +77,7 @@ is the RFC 7638 thumbprint of the public key.`,
 			if out == "" {
 				return usagef("--out is required")
 			}
-			k, err := bundle.GenerateKey(alg)
+			k, err := bundle.GenerateKey(bundle.Algorithm(alg))
 			if err != nil {
 				return usagef("%v", err)
 			}
@@ -95,12 +95,12 @@ is the RFC 7638 thumbprint of the public key.`,
 			}
 			pubFile := strings.TrimSuffix(out, ".key") + ".pub"
 			if _, err := os.Lstat(pubFile); err == nil {
-				return fail(ExitUsage, fmt.Errorf("%s: %w", pubFile, keygen.ErrExists))
+				return fail(ExitUsage, fmt.Errorf("%s: %w", pubFile, secrets.ErrExists))
 			}
-			if err := keygen.WriteNew(out, priv); err != nil {
+			if err := secrets.WriteNew(out, priv); err != nil {
 				return fail(ExitUsage, err)
 			}
-			if err := keygen.WriteNew(pubFile, pub); err != nil {
+			if err := secrets.WriteNew(pubFile, pub); err != nil {
 				return fail(ExitUsage, err)
 			}
 			os.Chmod(pubFile, 0o644) // public: readable by whoever deploys it

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -13,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -25,31 +23,16 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"github.com/rampartsec/rampart/internal/keygen"
-	"github.com/rampartsec/rampart/internal/masterkey"
-	"github.com/rampartsec/rampart/internal/sealed"
+	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/mtls"
 )
 
-// The CA's files, in DATA/ca.
-const (
-	caDirName     = "ca"
-	caRootCert    = "root.pem"
-	caRootKey     = "root.key"
-	caIssuingCert = "issuing.pem"
-	caIssuingKey  = "issuing.key"
-	// caRetired holds the certificates of issuing CAs rotate replaced.
-	caRetired = "retired"
-	// caExpiryWarning is how long before the issuing CA expires the
-	// commands that use it say to rotate it.
-	caExpiryWarning = 30 * 24 * time.Hour
-	// caRenewPath is where rampart serve answers certificate renewals.
-	caRenewPath = "/v1/certificates/renew"
-	// The issuing key is PKCS #8 sealed with a key derived from the master
-	// key for this purpose, bound to the trust domain.
-	caSealedKeyType = "RAMPART SEALED PRIVATE KEY"
-	caKeyPurpose    = "rampart ca issuing key v1"
-)
+// The CA's directory, its files and what keeps its issuing key sealed
+// are controlplane's (controlplane.OpenCA, InitCA, RotateCA): rampart
+// serve renews certificates from the same directory these commands
+// manage.
 
 func newCACmd(stdio Stdio) *cobra.Command {
 	c := &cobra.Command{
@@ -74,7 +57,7 @@ domain. It lives in DATA/ca ($RAMPART_DATA, else ~/.local/share/rampart):
   rampart ca rotate --root-key /media/offline/root.key    # yearly: a new issuing CA
 
 Services renew their certificates with the certificates themselves at
-rampart serve's ` + caRenewPath + `: Go services with package mtls
+rampart serve's ` + controlplane.RenewPath + `: Go services with package mtls
 (Reloader, Renewer), others with rampart ca renew (from cron). Renewals
 keep the lifetime first issued, and stop 90 days after it (rampart serve
 --ca-max-lineage): a stolen key does not keep its identity for ever.
@@ -88,12 +71,7 @@ Exit status: 0 success, 1 failure (rampart ca renew: the renewal failed),
 	return c
 }
 
-func newCAInitCmd(stdio Stdio) *cobra.Command {
-	var data, trustDomain string
-	c := &cobra.Command{
-		Use:   "init --trust-domain NAME [--data DIR]",
-		Short: "Make the CA: a root and an issuing CA for a trust domain",
-		Long: `Make the CA for a trust domain: an ECDSA P-256 root valid 10 years and an
+const caInitLong = `Make the CA for a trust domain: an ECDSA P-256 root valid 10 years and an
 issuing CA valid 1 year, both name-constrained to the trust domain, in
 DATA/ca. The keys are written with mode 0600; the issuing key is sealed
 (AES-256-GCM) with a key derived from the master key, which is made if there
@@ -101,84 +79,72 @@ is none. Nothing is ever overwritten.
 
 Move root.key offline: it is needed only to make a new issuing CA.
 
-Exit status: 0 made; 2 usage, or a CA exists already.`,
+Exit status: 0 made; 2 usage, or a CA exists already.`
+
+// caInitOptions are rampart ca init's flags.
+type caInitOptions struct{ data, trustDomain string }
+
+func newCAInitCmd(stdio Stdio) *cobra.Command {
+	var o caInitOptions
+	c := &cobra.Command{
+		Use:     "init --trust-domain NAME [--data DIR]",
+		Short:   "Make the CA: a root and an issuing CA for a trust domain",
+		Long:    caInitLong,
 		Example: `  rampart ca init --trust-domain pay.internal`,
 		Args:    args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			if trustDomain == "" {
-				return usagef("--trust-domain is required (e.g. pay.internal)")
-			}
-			td, err := spiffeid.TrustDomainFromString(trustDomain)
-			if err != nil {
-				return usagef("--trust-domain %q: %v", trustDomain, err)
-			}
-			dir, err := dataDir(data)
-			if err != nil {
-				return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
-			}
-			caDir := filepath.Join(dir, caDirName)
-			for _, name := range []string{caRootCert, caRootKey, caIssuingCert, caIssuingKey} {
-				if _, err := os.Lstat(filepath.Join(caDir, name)); !errors.Is(err, fs.ErrNotExist) {
-					return fail(ExitUsage, fmt.Errorf("%s: a CA exists already (%s); refusing to overwrite it", caDir, name))
-				}
-			}
-			if err := os.MkdirAll(caDir, 0o700); err != nil {
-				return fail(ExitFailure, err)
-			}
-			keys, err := masterkey.Load(dir, true)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			ca, rootKey, err := mtls.NewCA(td, time.Now())
-			if err != nil {
-				return fail(ExitFailure, err)
-			}
-			rootKeyPEM, err := keygen.KeyPEM(rootKey)
-			if err != nil {
-				return fail(ExitFailure, err)
-			}
-			issuingKeyPEM, err := sealCAKey(keys, td, ca.Key)
-			if err != nil {
-				return fail(ExitFailure, err)
-			}
-			for _, f := range []struct {
-				name string
-				data []byte
-			}{
-				{caRootKey, rootKeyPEM},
-				{caRootCert, certPEM(ca.Root)},
-				{caIssuingKey, issuingKeyPEM},
-				{caIssuingCert, certPEM(ca.Issuing)},
-			} {
-				if err := keygen.WriteNew(filepath.Join(caDir, f.name), f.data); err != nil {
-					return fail(ExitUsage, err)
-				}
-			}
-			p := func(name string) string { return filepath.Join(caDir, name) }
-			day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
-			fmt.Fprintf(stdio.Out, "CA for trust domain %s in %s\n", td.Name(), caDir)
-			fmt.Fprintf(stdio.Out, "%s: root certificate, valid until %s; give it to every service as its trust anchor\n", p(caRootCert), day(ca.Root.NotAfter))
-			fmt.Fprintf(stdio.Out, "%s: root private key, mode 0600; move it offline: it is needed only to make a new issuing CA\n", p(caRootKey))
-			fmt.Fprintf(stdio.Out, "%s: issuing CA certificate, valid until %s\n", p(caIssuingCert), day(ca.Issuing.NotAfter))
-			fmt.Fprintf(stdio.Out, "%s: issuing private key, mode 0600, sealed with the master key from %s\n", p(caIssuingKey), keys.Source)
-			return nil
-		},
+		RunE:    func(c *cobra.Command, _ []string) error { return runCAInit(stdio, o) },
 	}
-	c.Flags().StringVar(&trustDomain, "trust-domain", "", "the trust domain `NAME`, e.g. pay.internal")
-	c.Flags().StringVar(&data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
+	c.Flags().StringVar(&o.trustDomain, "trust-domain", "", "the trust domain `NAME`, e.g. pay.internal")
+	c.Flags().StringVar(&o.data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
 	return c
 }
 
-func newCAIssueCmd(stdio Stdio) *cobra.Command {
-	var (
-		data, idFlag, out string
-		dns, ips          []string
-		ttl               = mtls.DefaultTTL
-	)
-	c := &cobra.Command{
-		Use:   "issue --id SPIFFE-ID [--dns NAME]... [--ip ADDR]... [--ttl DURATION] --out NAME [--data DIR]",
-		Short: "Issue a service certificate (NAME.pem) and its key (NAME.key)",
-		Long: `Issue a short-lived certificate for a service: one URI SAN, its SPIFFE ID,
+func runCAInit(stdio Stdio, o caInitOptions) error {
+	if o.trustDomain == "" {
+		return usagef("--trust-domain is required (e.g. pay.internal)")
+	}
+	td, err := spiffeid.TrustDomainFromString(o.trustDomain)
+	if err != nil {
+		return usagef("--trust-domain %q: %v", o.trustDomain, err)
+	}
+	dir, err := dataDir(o.data)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("data directory: %w", err))
+	}
+	caDir := filepath.Join(dir, controlplane.CADirName)
+	// Before the master key, which is made if there is none: a CA that
+	// exists already is refused with nothing made.
+	if err := controlplane.CheckNoCA(caDir); err != nil {
+		return fail(ExitUsage, err)
+	}
+	if err := os.MkdirAll(caDir, 0o700); err != nil {
+		return fail(ExitFailure, err)
+	}
+	master, err := secrets.Load(dir, true)
+	if err != nil {
+		return fail(ExitUsage, err)
+	}
+	ca, rootKey, err := mtls.NewCA(td, time.Now())
+	if err != nil {
+		return fail(ExitFailure, err)
+	}
+	if err := controlplane.InitCA(caDir, master, ca, rootKey); err != nil {
+		if errors.Is(err, secrets.ErrExists) || errors.Is(err, controlplane.ErrCAExists) {
+			return fail(ExitUsage, err)
+		}
+		return fail(ExitFailure, err)
+	}
+	p := func(name string) string { return filepath.Join(caDir, name) }
+	day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+	fmt.Fprintf(stdio.Out, "CA for trust domain %s in %s\n", td.Name(), caDir)
+	fmt.Fprintf(stdio.Out, "%s: root certificate, valid until %s; give it to every service as its trust anchor\n", p(controlplane.CARootCert), day(ca.Root.NotAfter))
+	fmt.Fprintf(stdio.Out, "%s: root private key, mode 0600; move it offline: it is needed only to make a new issuing CA\n", p(controlplane.CARootKey))
+	fmt.Fprintf(stdio.Out, "%s: issuing CA certificate, valid until %s\n", p(controlplane.CAIssuingCert), day(ca.Issuing.NotAfter))
+	fmt.Fprintf(stdio.Out, "%s: issuing private key, mode 0600, sealed with the master key from %s\n", p(controlplane.CAIssuingKey), master.Source)
+	return nil
+}
+
+const caIssueLong = `Issue a short-lived certificate for a service: one URI SAN, its SPIFFE ID,
 which must be in the CA's trust domain, and optional DNS names and IP
 addresses, usable as a TLS server and client certificate. NAME.pem gets
 the chain to serve (the certificate, then the issuing CA's); NAME.key a new
@@ -191,111 +157,133 @@ renewals, for 90 days after this (--ca-max-lineage), then refuses; issue
 a new one then.
 
 Exit status: 0 issued; 2 usage, no CA, an ID outside the trust domain, or
-an output file exists.`,
+an output file exists.`
+
+// caIssueOptions are rampart ca issue's flags.
+type caIssueOptions struct {
+	data, id, out string
+	dns, ips      []string
+	ttl           time.Duration
+}
+
+func newCAIssueCmd(stdio Stdio) *cobra.Command {
+	o := caIssueOptions{ttl: mtls.DefaultTTL}
+	c := &cobra.Command{
+		Use:   "issue --id SPIFFE-ID [--dns NAME]... [--ip ADDR]... [--ttl DURATION] --out NAME [--data DIR]",
+		Short: "Issue a service certificate (NAME.pem) and its key (NAME.key)",
+		Long:  caIssueLong,
 		Example: `  rampart ca issue --id spiffe://pay.internal/ns/prod/sa/ledger --dns ledger.pay.internal --out ledger
   rampart ca issue --id spiffe://pay.internal/control-plane --dns cp.pay.internal --ip 127.0.0.1 --ttl 7d --out cp`,
 		Args: args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			if idFlag == "" {
-				return usagef("--id is required (e.g. spiffe://pay.internal/ns/prod/sa/ledger)")
-			}
-			if out == "" {
-				return usagef("--out is required: the certificate goes to NAME.pem, its key to NAME.key")
-			}
-			id, err := spiffeid.FromString(idFlag)
-			if err != nil {
-				return usagef("--id %q: %v", idFlag, err)
-			}
-			if ttl <= 0 || ttl > mtls.MaxTTL {
-				return usagef("--ttl %v: want more than 0 and at most %v", ttl, mtls.MaxTTL)
-			}
-			names := slices.Clone(dns)
-			for _, n := range dns {
-				if _, err := netip.ParseAddr(n); err == nil {
-					return usagef("--dns %s is an IP address: use --ip %s", n, n)
-				}
-			}
-			for _, ip := range ips {
-				a, err := netip.ParseAddr(ip)
-				if err != nil || a.Zone() != "" {
-					return usagef("--ip %q: want an IP address such as 192.0.2.1 or 2001:db8::1", ip)
-				}
-				names = append(names, a.Unmap().String())
-			}
-			certPath, keyPath := out+".pem", out+".key"
-			for _, p := range []string{certPath, keyPath} {
-				if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
-					return fail(ExitUsage, fmt.Errorf("%s: %w", p, keygen.ErrExists))
-				}
-			}
-			_, _, ca, err := openCA(data)
-			if err != nil {
-				return err
-			}
-			if !id.MemberOf(ca.TrustDomain) {
-				return fail(ExitUsage, fmt.Errorf("--id %s is outside the CA's trust domain %s", id, ca.TrustDomain.Name()))
-			}
-			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if err != nil {
-				return fail(ExitFailure, err)
-			}
-			now := time.Now()
-			chain, err := ca.Issue(id, names, ttl, key.Public(), now)
-			if err != nil {
-				return fail(ExitUsage, mtlsError(err))
-			}
-			keyPEM, err := keygen.KeyPEM(key)
-			if err != nil {
-				return fail(ExitFailure, err)
-			}
-			if err := keygen.WriteNew(keyPath, keyPEM); err != nil {
-				return fail(ExitUsage, err)
-			}
-			if err := keygen.WriteNew(certPath, certPEM(chain...)); err != nil {
-				return fail(ExitUsage, fmt.Errorf("%w (the key was written to %s)", err, keyPath))
-			}
-			leaf := chain[0]
-			fmt.Fprintf(stdio.Out, "id: %s\n", id)
-			fmt.Fprintf(stdio.Out, "serial: %x\n", leaf.SerialNumber)
-			fmt.Fprintf(stdio.Out, "expires: %s\n", leaf.NotAfter.UTC().Format(time.RFC3339))
-			if len(leaf.DNSNames) > 0 {
-				fmt.Fprintf(stdio.Out, "dns: %s\n", strings.Join(leaf.DNSNames, " "))
-			}
-			if len(leaf.IPAddresses) > 0 {
-				s := make([]string, len(leaf.IPAddresses))
-				for i, ip := range leaf.IPAddresses {
-					s[i] = ip.String()
-				}
-				fmt.Fprintf(stdio.Out, "ip: %s\n", strings.Join(s, " "))
-			}
-			fmt.Fprintf(stdio.Out, "renewable until: %s (rampart serve's default --ca-max-lineage %s)\n",
-				now.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339), shortDuration(mtls.DefaultMaxLineage))
-			fmt.Fprintf(stdio.Out, "%s: certificate chain (certificate, issuing CA); %s: private key, mode 0600\n", certPath, keyPath)
-			if w := caExpiryNote(ca, now); w != "" {
-				fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
-			}
-			return nil
-		},
+		RunE: func(c *cobra.Command, _ []string) error { return runCAIssue(stdio, o) },
 	}
 	f := c.Flags()
-	f.StringVar(&idFlag, "id", "", "the service's SPIFFE `ID`, e.g. spiffe://pay.internal/ns/prod/sa/ledger")
-	f.StringArrayVar(&dns, "dns", nil, "a DNS `NAME` for the certificate (repeatable)")
-	f.StringArrayVar(&ips, "ip", nil, "an IP address (`ADDR`) for the certificate (repeatable)")
-	f.Var((*durationFlag)(&ttl), "ttl", "the certificate's lifetime (`DURATION`: 90m, 24h, 7d; at most 720h)")
-	f.StringVar(&out, "out", "", "write `NAME`.pem and NAME.key (must not exist)")
-	f.StringVar(&data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
+	f.StringVar(&o.id, "id", "", "the service's SPIFFE `ID`, e.g. spiffe://pay.internal/ns/prod/sa/ledger")
+	f.StringArrayVar(&o.dns, "dns", nil, "a DNS `NAME` for the certificate (repeatable)")
+	f.StringArrayVar(&o.ips, "ip", nil, "an IP address (`ADDR`) for the certificate (repeatable)")
+	f.Var((*durationFlag)(&o.ttl), "ttl", "the certificate's lifetime (`DURATION`: 90m, 24h, 7d; at most 720h)")
+	f.StringVar(&o.out, "out", "", "write `NAME`.pem and NAME.key (must not exist)")
+	f.StringVar(&o.data, "data", "", "data `DIR` (default $RAMPART_DATA or ~/.local/share/rampart)")
 	return c
 }
 
-func newCARenewCmd(stdio Stdio) *cobra.Command {
-	var (
-		certFile, keyFile, server, caFile string
-		within                            durationFlag
-	)
-	c := &cobra.Command{
-		Use:   "renew --cert FILE --key FILE --server URL [--ca FILE] [--if-expires-within DURATION]",
-		Short: "Renew a service certificate at the control plane, in place",
-		Long: `Renew a service certificate at rampart serve's ` + caRenewPath + `, for
+// names checks the flags and returns the SPIFFE ID and the certificate's
+// DNS names and IP addresses.
+func (o caIssueOptions) names() (spiffeid.ID, []string, error) {
+	if o.id == "" {
+		return spiffeid.ID{}, nil, usagef("--id is required (e.g. spiffe://pay.internal/ns/prod/sa/ledger)")
+	}
+	if o.out == "" {
+		return spiffeid.ID{}, nil, usagef("--out is required: the certificate goes to NAME.pem, its key to NAME.key")
+	}
+	id, err := spiffeid.FromString(o.id)
+	if err != nil {
+		return spiffeid.ID{}, nil, usagef("--id %q: %v", o.id, err)
+	}
+	if o.ttl <= 0 || o.ttl > mtls.MaxTTL {
+		return spiffeid.ID{}, nil, usagef("--ttl %v: want more than 0 and at most %v", o.ttl, mtls.MaxTTL)
+	}
+	names := slices.Clone(o.dns)
+	for _, n := range o.dns {
+		if _, err := netip.ParseAddr(n); err == nil {
+			return spiffeid.ID{}, nil, usagef("--dns %s is an IP address: use --ip %s", n, n)
+		}
+	}
+	for _, ip := range o.ips {
+		a, err := netip.ParseAddr(ip)
+		if err != nil || a.Zone() != "" {
+			return spiffeid.ID{}, nil, usagef("--ip %q: want an IP address such as 192.0.2.1 or 2001:db8::1", ip)
+		}
+		names = append(names, a.Unmap().String())
+	}
+	return id, names, nil
+}
+
+func runCAIssue(stdio Stdio, o caIssueOptions) error {
+	id, names, err := o.names()
+	if err != nil {
+		return err
+	}
+	certPath, keyPath := o.out+".pem", o.out+".key"
+	for _, p := range []string{certPath, keyPath} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			return fail(ExitUsage, fmt.Errorf("%s: %w", p, secrets.ErrExists))
+		}
+	}
+	_, _, ca, err := openCA(o.data)
+	if err != nil {
+		return err
+	}
+	if !id.MemberOf(ca.TrustDomain) {
+		return fail(ExitUsage, fmt.Errorf("--id %s is outside the CA's trust domain %s", id, ca.TrustDomain.Name()))
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fail(ExitFailure, err)
+	}
+	now := time.Now()
+	chain, err := ca.Issue(id, names, o.ttl, key.Public(), now)
+	if err != nil {
+		return fail(ExitUsage, mtlsError(err))
+	}
+	keyPEM, err := keygen.KeyPEM(key)
+	if err != nil {
+		return fail(ExitFailure, err)
+	}
+	if err := secrets.WriteNew(keyPath, keyPEM); err != nil {
+		return fail(ExitUsage, err)
+	}
+	if err := secrets.WriteNew(certPath, controlplane.CertPEM(chain...)); err != nil {
+		return fail(ExitUsage, fmt.Errorf("%w (the key was written to %s)", err, keyPath))
+	}
+	printIssued(stdio, id, chain[0], now, certPath, keyPath)
+	if w := controlplane.CAExpiryNote(ca, now); w != "" {
+		fmt.Fprintf(stdio.Err, "rampart: warning: %s\n", w)
+	}
+	return nil
+}
+
+// printIssued says what rampart ca issue made.
+func printIssued(stdio Stdio, id spiffeid.ID, leaf *x509.Certificate, now time.Time, certPath, keyPath string) {
+	fmt.Fprintf(stdio.Out, "id: %s\n", id)
+	fmt.Fprintf(stdio.Out, "serial: %x\n", leaf.SerialNumber)
+	fmt.Fprintf(stdio.Out, "expires: %s\n", leaf.NotAfter.UTC().Format(time.RFC3339))
+	if len(leaf.DNSNames) > 0 {
+		fmt.Fprintf(stdio.Out, "dns: %s\n", strings.Join(leaf.DNSNames, " "))
+	}
+	if len(leaf.IPAddresses) > 0 {
+		s := make([]string, len(leaf.IPAddresses))
+		for i, ip := range leaf.IPAddresses {
+			s[i] = ip.String()
+		}
+		fmt.Fprintf(stdio.Out, "ip: %s\n", strings.Join(s, " "))
+	}
+	fmt.Fprintf(stdio.Out, "renewable until: %s (rampart serve's default --ca-max-lineage %s)\n",
+		now.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339), shortDuration(mtls.DefaultMaxLineage))
+	fmt.Fprintf(stdio.Out, "%s: certificate chain (certificate, issuing CA); %s: private key, mode 0600\n", certPath, keyPath)
+}
+
+const caRenewLong = `Renew a service certificate at rampart serve's ` + controlplane.RenewPath + `, for
 services that are not written in Go and for cron jobs. The request goes
 over mutual TLS with the current certificate (--cert, --key), which must
 still be valid; it asks for the same SPIFFE ID, DNS names and IP addresses
@@ -322,97 +310,135 @@ ca issue.
 
 Exit status: 0 renewed, or not due yet; 1 the renewal failed (the control
 plane is unreachable or refused it, or the certificate has expired); 2
-usage, or unreadable or mismatched files.`,
+usage, or unreadable or mismatched files.`
+
+// caRenewOptions are rampart ca renew's flags.
+type caRenewOptions struct {
+	certFile, keyFile, server, caFile string
+	within                            durationFlag
+	withinSet                         bool // --if-expires-within given
+}
+
+func newCARenewCmd(stdio Stdio) *cobra.Command {
+	var o caRenewOptions
+	c := &cobra.Command{
+		Use:   "renew --cert FILE --key FILE --server URL [--ca FILE] [--if-expires-within DURATION]",
+		Short: "Renew a service certificate at the control plane, in place",
+		Long:  caRenewLong,
 		Example: `  rampart ca renew --cert payments.pem --key payments.key --server https://localhost:8443 --ca DATA/ca/root.pem
   rampart ca renew --cert payments.pem --key payments.key --server https://cp.pay.internal:8443 --if-expires-within 8h`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			switch {
-			case certFile == "" || keyFile == "":
-				return usagef("--cert and --key are required: the certificate to renew and its key")
-			case server == "":
-				return usagef("--server is required: the control plane's URL, e.g. https://cp.pay.internal:8443")
-			case within < 0:
-				return usagef("--if-expires-within %v: want 0 or more", time.Duration(within))
-			}
-			renewURL, err := renewalURL(server)
-			if err != nil {
-				return usagef("--server %q: %v", server, err)
-			}
-			var roots *x509.CertPool
-			if caFile != "" {
-				data, err := os.ReadFile(caFile)
-				if err != nil {
-					return fail(ExitUsage, err)
-				}
-				roots = x509.NewCertPool()
-				if !roots.AppendCertsFromPEM(data) {
-					return fail(ExitUsage, fmt.Errorf("--ca %s: no PEM certificate", caFile))
-				}
-			}
-			finished, err := finishRenewal(certFile, keyFile)
-			if err != nil {
-				return fail(ExitUsage, err)
-			}
-			if finished {
-				fmt.Fprintf(stdio.Err, "rampart: %s.new: finished a renewal stopped before its last rename\n", certFile)
-			}
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				return fail(ExitUsage, fmt.Errorf("%s, %s: %w", certFile, keyFile, err))
-			}
-			leaf := cert.Leaf
-			id, err := mtls.IDOf(leaf)
-			if err != nil {
-				return fail(ExitUsage, fmt.Errorf("%s: not a service certificate: %w", certFile, mtlsError(err)))
-			}
-			now := time.Now()
-			if c.Flags().Changed("if-expires-within") && leaf.NotAfter.Sub(now) > time.Duration(within) {
-				fmt.Fprintf(stdio.Out, "not due: %s (%s) expires at %s, more than %s from now\n",
-					certFile, id, leaf.NotAfter.UTC().Format(time.RFC3339), shortDuration(time.Duration(within)))
-				return nil
-			}
-			if !now.Before(leaf.NotAfter) {
-				return fail(ExitFailure, fmt.Errorf("%s expired at %s: an expired certificate cannot renew itself; issue a new one (rampart ca issue --id %s)",
-					certFile, leaf.NotAfter.UTC().Format(time.RFC3339), id))
-			}
-			ctx, cancel := context.WithTimeout(c.Context(), 60*time.Second)
-			defer cancel()
-			r := mtls.NewStatic(cert)
-			next, err := mtls.Renewer(renewURL, mtls.RenewalClient(r, roots), nil)(ctx, r.Certificate())
-			if err != nil {
-				err = mtlsError(err)
-				var ua x509.UnknownAuthorityError
-				if errors.As(err, &ua) && caFile == "" {
-					err = fmt.Errorf("%w\nhint: a control plane with a private CA's certificate? pass its root with --ca (e.g. DATA/ca/root.pem)", err)
-				}
-				return fail(ExitFailure, err)
-			}
-			if err := mtls.WriteFiles(certFile, keyFile, next); err != nil {
-				return fail(ExitFailure, mtlsError(err))
-			}
-			nl := next.Leaf
-			fmt.Fprintf(stdio.Out, "renewed %s: %s, serial %x, expires %s (%s)\n", certFile, id, nl.SerialNumber,
-				nl.NotAfter.UTC().Format(time.RFC3339), shortDuration(nl.NotAfter.Sub(nl.NotBefore)-mtls.Backdate))
-			fmt.Fprintf(stdio.Out, "%s: its new key, mode 0600\n", keyFile)
-			if l, ok := mtls.LineageOf(nl); ok {
-				fmt.Fprintf(stdio.Out, "lineage: first issued %s; renewable until %s at rampart serve's default --ca-max-lineage\n",
-					l.Since.UTC().Format(time.RFC3339), l.Since.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339))
-			}
-			return nil
+			o.withinSet = c.Flags().Changed("if-expires-within")
+			return runCARenew(c.Context(), stdio, o)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&certFile, "cert", "", "the certificate chain `FILE` to renew (PEM), replaced in place")
-	f.StringVar(&keyFile, "key", "", "its private key `FILE` (PEM), replaced by a new key")
-	f.StringVar(&server, "server", "", "the control plane's `URL` (https://HOST:PORT)")
-	f.StringVar(&caFile, "ca", "", "the roots (`FILE`, PEM) the control plane's certificate chains to (default: the system roots)")
-	f.Var(&within, "if-expires-within", "renew only if the certificate expires within `DURATION` (8h, 1d); else do nothing")
+	f.StringVar(&o.certFile, "cert", "", "the certificate chain `FILE` to renew (PEM), replaced in place")
+	f.StringVar(&o.keyFile, "key", "", "its private key `FILE` (PEM), replaced by a new key")
+	f.StringVar(&o.server, "server", "", "the control plane's `URL` (https://HOST:PORT)")
+	f.StringVar(&o.caFile, "ca", "", "the roots (`FILE`, PEM) the control plane's certificate chains to (default: the system roots)")
+	f.Var(&o.within, "if-expires-within", "renew only if the certificate expires within `DURATION` (8h, 1d); else do nothing")
 	return c
 }
 
+// check checks the flags, and returns the renewal URL and the roots the
+// control plane's certificate must chain to (nil: the system's).
+func (o caRenewOptions) check() (string, *x509.CertPool, error) {
+	switch {
+	case o.certFile == "" || o.keyFile == "":
+		return "", nil, usagef("--cert and --key are required: the certificate to renew and its key")
+	case o.server == "":
+		return "", nil, usagef("--server is required: the control plane's URL, e.g. https://cp.pay.internal:8443")
+	case o.within < 0:
+		return "", nil, usagef("--if-expires-within %v: want 0 or more", time.Duration(o.within))
+	}
+	renewURL, err := renewalURL(o.server)
+	if err != nil {
+		return "", nil, usagef("--server %q: %v", o.server, err)
+	}
+	if o.caFile == "" {
+		return renewURL, nil, nil
+	}
+	data, err := os.ReadFile(o.caFile)
+	if err != nil {
+		return "", nil, fail(ExitUsage, err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(data) {
+		return "", nil, fail(ExitUsage, fmt.Errorf("--ca %s: no PEM certificate", o.caFile))
+	}
+	return renewURL, roots, nil
+}
+
+// load finishes a renewal stopped halfway, then loads the certificate to
+// renew and its SPIFFE ID.
+func (o caRenewOptions) load(stdio Stdio) (tls.Certificate, spiffeid.ID, error) {
+	finished, err := finishRenewal(o.certFile, o.keyFile)
+	if err != nil {
+		return tls.Certificate{}, spiffeid.ID{}, fail(ExitUsage, err)
+	}
+	if finished {
+		fmt.Fprintf(stdio.Err, "rampart: %s.new: finished a renewal stopped before its last rename\n", o.certFile)
+	}
+	cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+	if err != nil {
+		return tls.Certificate{}, spiffeid.ID{}, fail(ExitUsage, fmt.Errorf("%s, %s: %w", o.certFile, o.keyFile, err))
+	}
+	id, err := mtls.IDOf(cert.Leaf)
+	if err != nil {
+		return tls.Certificate{}, spiffeid.ID{}, fail(ExitUsage, fmt.Errorf("%s: not a service certificate: %w", o.certFile, mtlsError(err)))
+	}
+	return cert, id, nil
+}
+
+func runCARenew(ctx context.Context, stdio Stdio, o caRenewOptions) error {
+	renewURL, roots, err := o.check()
+	if err != nil {
+		return err
+	}
+	cert, id, err := o.load(stdio)
+	if err != nil {
+		return err
+	}
+	leaf, now := cert.Leaf, time.Now()
+	if o.withinSet && leaf.NotAfter.Sub(now) > time.Duration(o.within) {
+		fmt.Fprintf(stdio.Out, "not due: %s (%s) expires at %s, more than %s from now\n",
+			o.certFile, id, leaf.NotAfter.UTC().Format(time.RFC3339), shortDuration(time.Duration(o.within)))
+		return nil
+	}
+	if !now.Before(leaf.NotAfter) {
+		return fail(ExitFailure, fmt.Errorf("%s expired at %s: an expired certificate cannot renew itself; issue a new one (rampart ca issue --id %s)",
+			o.certFile, leaf.NotAfter.UTC().Format(time.RFC3339), id))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	r := mtls.NewStatic(cert)
+	next, err := mtls.Renewer(renewURL, mtls.RenewalClient(r, roots), nil)(ctx, r.Certificate())
+	if err != nil {
+		err = mtlsError(err)
+		var ua x509.UnknownAuthorityError
+		if errors.As(err, &ua) && o.caFile == "" {
+			err = fmt.Errorf("%w\nhint: a control plane with a private CA's certificate? pass its root with --ca (e.g. DATA/ca/root.pem)", err)
+		}
+		return fail(ExitFailure, err)
+	}
+	if err := mtls.WriteFiles(o.certFile, o.keyFile, next); err != nil {
+		return fail(ExitFailure, mtlsError(err))
+	}
+	nl := next.Leaf
+	fmt.Fprintf(stdio.Out, "renewed %s: %s, serial %x, expires %s (%s)\n", o.certFile, id, nl.SerialNumber,
+		nl.NotAfter.UTC().Format(time.RFC3339), shortDuration(nl.NotAfter.Sub(nl.NotBefore)-mtls.Backdate))
+	fmt.Fprintf(stdio.Out, "%s: its new key, mode 0600\n", o.keyFile)
+	if l, ok := mtls.LineageOf(nl); ok {
+		fmt.Fprintf(stdio.Out, "lineage: first issued %s; renewable until %s at rampart serve's default --ca-max-lineage\n",
+			l.Since.UTC().Format(time.RFC3339), l.Since.Add(mtls.DefaultMaxLineage).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // renewalURL is the renewal endpoint of the control plane at server: its
-// URL with the path caRenewPath (unless it has it already).
+// URL with the path controlplane.RenewPath (unless it has it already).
 func renewalURL(server string) (string, error) {
 	u, err := url.Parse(server)
 	if err != nil {
@@ -424,8 +450,8 @@ func renewalURL(server string) (string, error) {
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", errors.New("want https://HOST[:PORT], without credentials, query or fragment")
 	}
-	if !strings.HasSuffix(u.Path, caRenewPath) {
-		u.Path = strings.TrimSuffix(u.Path, "/") + caRenewPath
+	if !strings.HasSuffix(u.Path, controlplane.RenewPath) {
+		u.Path = strings.TrimSuffix(u.Path, "/") + controlplane.RenewPath
 	}
 	return u.String(), nil
 }
@@ -488,20 +514,20 @@ Exit status: 0 rotated; 2 usage, no CA, or a key that is not the root's.`,
 			now := time.Now()
 			ca, err := old.Rotate(rootKey, now)
 			if errors.Is(err, mtls.ErrNotRootKey) {
-				return fail(ExitUsage, fmt.Errorf("%s is not the key of %s", rootKeyFile, filepath.Join(dir, caDirName, caRootCert)))
+				return fail(ExitUsage, fmt.Errorf("%s is not the key of %s", rootKeyFile, filepath.Join(dir, controlplane.CADirName, controlplane.CARootCert)))
 			}
 			if err != nil {
 				return fail(ExitUsage, mtlsError(err))
 			}
-			retired, err := rotateCAFiles(dir, keys, old, ca)
+			retired, err := controlplane.RotateCA(filepath.Join(dir, controlplane.CADirName), keys, old, ca)
 			if err != nil {
 				return fail(ExitFailure, err)
 			}
-			caDir := filepath.Join(dir, caDirName)
+			caDir := filepath.Join(dir, controlplane.CADirName)
 			day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 			fmt.Fprintf(stdio.Out, "new issuing CA for trust domain %s, valid until %s\n", ca.TrustDomain.Name(), day(ca.Issuing.NotAfter))
 			fmt.Fprintf(stdio.Out, "%s, %s: replaced; the old certificate is in %s, its key is gone\n",
-				filepath.Join(caDir, caIssuingCert), filepath.Join(caDir, caIssuingKey), retired)
+				filepath.Join(caDir, controlplane.CAIssuingCert), filepath.Join(caDir, controlplane.CAIssuingKey), retired)
 			fmt.Fprintf(stdio.Out, "certificates the old issuing CA signed verify until they expire, %s at the latest\n", day(old.Issuing.NotAfter))
 			fmt.Fprintf(stdio.Out, "restart rampart serve to renew from the new issuing CA, and move %s offline again\n", rootKeyFile)
 			return nil
@@ -515,67 +541,22 @@ Exit status: 0 rotated; 2 usage, no CA, or a key that is not the root's.`,
 // openCA loads the CA of the data directory data (the default if ""),
 // with the master key that opens its issuing key; the error is the
 // command's (exit 2).
-func openCA(data string) (dir string, keys *masterkey.Keys, ca *mtls.CA, err error) {
+func openCA(data string) (dir string, master *secrets.Master, ca *mtls.CA, err error) {
 	dir, err = dataDir(data)
 	if err != nil {
 		return "", nil, nil, fail(ExitUsage, fmt.Errorf("data directory: %w", err))
 	}
-	if !caExists(dir) {
-		return "", nil, nil, fail(ExitUsage, fmt.Errorf("no CA in %s: run 'rampart ca init --trust-domain NAME' first", filepath.Join(dir, caDirName)))
+	caDir := filepath.Join(dir, controlplane.CADirName)
+	if !controlplane.CAExists(caDir) {
+		return "", nil, nil, fail(ExitUsage, fmt.Errorf("no CA in %s: run 'rampart ca init --trust-domain NAME' first", caDir))
 	}
-	if keys, err = masterkey.Load(dir, false); err != nil {
+	if master, err = secrets.Load(dir, false); err != nil {
 		return "", nil, nil, fail(ExitUsage, err)
 	}
-	if ca, err = loadCA(dir, keys); err != nil {
+	if ca, err = controlplane.OpenCA(caDir, master); err != nil {
 		return "", nil, nil, fail(ExitUsage, err)
 	}
-	return dir, keys, ca, nil
-}
-
-// rotateCAFiles puts the issuing CA next in place of old in DATA/ca and
-// returns where the old certificate went. The new key and certificate
-// are written whole beside the old ones first, then renamed into place,
-// the key first: if it stops in between, loadCA finds a key that is not
-// the certificate's and says which file finishes the job.
-func rotateCAFiles(dataDir string, keys *masterkey.Keys, old, next *mtls.CA) (string, error) {
-	dir := filepath.Join(dataDir, caDirName)
-	retiredDir := filepath.Join(dir, caRetired)
-	if err := os.MkdirAll(retiredDir, 0o700); err != nil {
-		return "", err
-	}
-	retired := filepath.Join(retiredDir, fmt.Sprintf("issuing-%x.pem", old.Issuing.SerialNumber))
-	if err := keygen.WriteNew(retired, certPEM(old.Issuing)); errors.Is(err, keygen.ErrExists) {
-		// Kept by an earlier run that failed later: the same certificate
-		// (its serial names it), so this run may go on.
-		if data, rerr := os.ReadFile(retired); rerr != nil || !bytes.Equal(data, certPEM(old.Issuing)) {
-			return "", err
-		}
-	} else if err != nil {
-		return "", err
-	}
-	keyPEM, err := sealCAKey(keys, next.TrustDomain, next.Key)
-	if err != nil {
-		return "", err
-	}
-	certFile, keyFile := filepath.Join(dir, caIssuingCert), filepath.Join(dir, caIssuingKey)
-	for name, data := range map[string][]byte{keyFile + ".new": keyPEM, certFile + ".new": certPEM(next.Issuing)} {
-		os.Remove(name) // a leftover of an earlier run that failed before it used it
-		if err := keygen.WriteNew(name, data); err != nil {
-			return "", err
-		}
-	}
-	if err := os.Rename(keyFile+".new", keyFile); err != nil {
-		return "", err
-	}
-	if err := os.Rename(certFile+".new", certFile); err != nil {
-		return "", fmt.Errorf("%w: the new key is in place: rename %s.new to %s", err, certFile, certFile)
-	}
-	// The renames last through a crash once the directory is on disk.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return retired, nil
+	return dir, master, ca, nil
 }
 
 // readSigner reads a PEM private key (PKCS #8, SEC 1 or PKCS #1).
@@ -607,179 +588,6 @@ func readSigner(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("%s: a %T cannot sign", path, k)
 	}
 	return s, nil
-}
-
-// caExpiryNote says when the issuing CA expires soon (or has), with what
-// to do; "" when it has more than caExpiryWarning left.
-func caExpiryNote(ca *mtls.CA, now time.Time) string {
-	end := ca.Issuing.NotAfter
-	switch {
-	case !now.Before(end):
-		return fmt.Sprintf("the issuing CA expired on %s: no certificate can be issued or renewed; run 'rampart ca rotate --root-key FILE'", end.UTC().Format(time.RFC3339))
-	case end.Sub(now) < caExpiryWarning:
-		return fmt.Sprintf("the issuing CA expires on %s, and certificates are cut short at that time; run 'rampart ca rotate --root-key FILE'", end.UTC().Format(time.RFC3339))
-	}
-	return ""
-}
-
-func certPEM(certs ...*x509.Certificate) []byte {
-	var b []byte
-	for _, c := range certs {
-		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return b
-}
-
-// caKEK is the key that seals the issuing key.
-func caKEK(keys *masterkey.Keys) ([]byte, error) {
-	return sealed.DeriveKey(keys.SigningKeyKEK, caKeyPurpose)
-}
-
-func caSealLabel(td spiffeid.TrustDomain) string { return caKeyPurpose + " " + td.Name() }
-
-func sealCAKey(keys *masterkey.Keys, td spiffeid.TrustDomain, k crypto.Signer) ([]byte, error) {
-	kek, err := caKEK(keys)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	s, err := sealed.Seal(kek, caSealLabel(td), der)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: caSealedKeyType, Headers: map[string]string{
-		"Sealed-With": "rampart master key, AES-256-GCM", "Trust-Domain": td.Name(),
-	}, Bytes: s}), nil
-}
-
-// caExists reports whether DATA/ca holds an issuing CA.
-func caExists(dataDir string) bool {
-	_, err := os.Stat(filepath.Join(dataDir, caDirName, caIssuingCert))
-	return err == nil
-}
-
-// loadCA reads the CA of DATA/ca: the root and issuing certificates and
-// the sealed issuing key (the root key is not needed, and may be offline).
-func loadCA(dataDir string, keys *masterkey.Keys) (*mtls.CA, error) {
-	dir := filepath.Join(dataDir, caDirName)
-	root, err := readCert(filepath.Join(dir, caRootCert))
-	if err != nil {
-		return nil, err
-	}
-	issuing, err := readCert(filepath.Join(dir, caIssuingCert))
-	if err != nil {
-		return nil, err
-	}
-	if err := issuing.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("%s is not signed by %s: %w", caIssuingCert, caRootCert, err)
-	}
-	var td spiffeid.TrustDomain
-	if len(issuing.URIs) == 1 {
-		td, err = spiffeid.TrustDomainFromURI(issuing.URIs[0])
-	}
-	if td.IsZero() {
-		return nil, fmt.Errorf("%s names no trust domain (want a spiffe://TRUST-DOMAIN URI SAN): %v", filepath.Join(dir, caIssuingCert), err)
-	}
-	// The root must speak for the same trust domain (the issuing CA's is
-	// bound to the sealed key, whose label names it).
-	if _, err := mtls.NewBundle(td, root); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, caRootCert), mtlsError(err))
-	}
-	keyFile := filepath.Join(dir, caIssuingKey)
-	data, err := os.ReadFile(keyFile)
-	if err != nil {
-		return nil, err
-	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != caSealedKeyType {
-		return nil, fmt.Errorf("%s: not a %s", keyFile, caSealedKeyType)
-	}
-	kek, err := caKEK(keys)
-	if err != nil {
-		return nil, err
-	}
-	der, err := sealed.Open(kek, caSealLabel(td), b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (master key from %s)", keyFile, err, keys.Source)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyFile, err)
-	}
-	signer, ok := k.(crypto.Signer)
-	pub, ok2 := issuing.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !ok2 || !pub.Equal(signer.Public()) {
-		if _, err := os.Stat(filepath.Join(dir, caIssuingCert+".new")); err == nil {
-			return nil, fmt.Errorf("%s is not the key of %s: 'rampart ca rotate' stopped halfway; finish it: mv %s.new %s",
-				keyFile, caIssuingCert, filepath.Join(dir, caIssuingCert), filepath.Join(dir, caIssuingCert))
-		}
-		return nil, fmt.Errorf("%s is not the key of %s", keyFile, caIssuingCert)
-	}
-	return &mtls.CA{Root: root, Issuing: issuing, Key: signer, TrustDomain: td}, nil
-}
-
-func readCert(path string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
-
-// caRenewal is rampart serve's renewal endpoint (mount it at caRenewPath)
-// for the CA in DATA/ca, renewing as p says, and the CA, whose root client
-// certificates must chain to; all nil when there is no CA. The endpoint
-// works only over TLS with client certificates asked for.
-func caRenewal(dataDir string, keys *masterkey.Keys, p mtls.RenewPolicy) (http.Handler, *mtls.CA, error) {
-	if !caExists(dataDir) {
-		return nil, nil, nil
-	}
-	ca, err := loadCA(dataDir, keys)
-	if err != nil {
-		return nil, nil, fmt.Errorf("CA: %w", err)
-	}
-	if p.MaxLifetime < 0 || p.MaxLifetime > mtls.MaxTTL {
-		return nil, nil, fmt.Errorf("CA renewal lifetime %v: want at most %v", p.MaxLifetime, mtls.MaxTTL)
-	}
-	if p.MaxLineage < 0 {
-		return nil, nil, fmt.Errorf("--ca-max-lineage %v: want more than 0", p.MaxLineage)
-	}
-	return mtls.RenewHandler(ca, p), ca, nil
-}
-
-// caRootKeyWarning is rampart serve's warning while the CA's root key is in
-// the data directory, online ("" when it is not): whoever reads it can
-// make issuing CAs for the trust domain.
-func caRootKeyWarning(dataDir string) string {
-	f := filepath.Join(dataDir, caDirName, caRootKey)
-	if _, err := os.Lstat(f); err != nil {
-		return ""
-	}
-	return fmt.Sprintf("the CA's root key %s is online, next to the control plane: whoever reads it can make issuing CAs for the trust domain; move it offline (rampart ca rotate --root-key FILE brings it back once a year)", f)
-}
-
-// parseCAMaxLineage reads --ca-max-lineage: days ("90d") or a Go
-// duration; "" is the default.
-func parseCAMaxLineage(s string) (time.Duration, error) {
-	if s == "" {
-		return mtls.DefaultMaxLineage, nil
-	}
-	var d durationFlag
-	if err := d.Set(s); err != nil || d <= 0 {
-		return 0, fmt.Errorf("--ca-max-lineage %q: want days (90d) or a duration (2160h), more than 0", s)
-	}
-	return time.Duration(d), nil
 }
 
 // mtlsError is err as rampart says it: an mtls.Error by its Description,

@@ -12,8 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampartsec/rampart/internal/app/controlplane"
-	"github.com/rampartsec/rampart/internal/masterkey"
-	"github.com/rampartsec/rampart/mtls"
 )
 
 // serveLong is the help of rampart serve.
@@ -127,7 +125,7 @@ func runServe(ctx context.Context, stdio Stdio, o *controlplane.Source) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	cp, err := controlplane.New(ctx, controlplane.Options{Source: o, Stderr: stdio.Err, LoadCA: loadServeCA})
+	cp, err := controlplane.New(ctx, controlplane.Options{Source: o, Stderr: stdio.Err, CADir: controlplane.CADirName})
 	if err != nil {
 		var se *controlplane.StartError
 		if errors.As(err, &se) {
@@ -158,13 +156,4 @@ func runServe(ctx context.Context, stdio Stdio, o *controlplane.Source) error {
 			return nil
 		}
 	}
-}
-
-// loadServeCA is the CA of DATA/ca for rampart serve's renewal endpoint;
-// nil when there is none.
-func loadServeCA(dir string, keys *masterkey.Keys) (*mtls.CA, error) {
-	if !caExists(dir) {
-		return nil, nil
-	}
-	return loadCA(dir, keys)
 }

@@ -1,7 +1,7 @@
 // Package keygen makes the keys that backup pins refer to: it generates a
-// private key of a named type, writes it to a file no one else can read
-// without ever replacing an existing file, and makes certificate requests
-// for it.
+// private key of a named [Type] and makes certificate requests for it.
+// Writing it to a file no one else can read, never replacing one, is
+// secrets.WriteNew's.
 package keygen
 
 import (
@@ -16,32 +16,57 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"slices"
+)
+
+// Type is a kind of private key, named as rampart pin keygen --type
+// names it.
+type Type string
+
+// The key types.
+const (
+	ECDSAP256 Type = "ecdsa-p256"
+	ECDSAP384 Type = "ecdsa-p384"
+	RSA2048   Type = "rsa-2048"
+	RSA3072   Type = "rsa-3072"
+	RSA4096   Type = "rsa-4096"
+	Ed25519   Type = "ed25519"
 )
 
 // Types lists the key types Generate accepts; the first is the default.
-var Types = []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"}
+var Types = []Type{ECDSAP256, ECDSAP384, RSA2048, RSA3072, RSA4096, Ed25519}
+
+// ErrUnknownType is wrapped by the errors of ParseType and Generate for a
+// name that is not one of Types.
+var ErrUnknownType = errors.New("keygen: unknown key type")
+
+// ParseType returns the key type named s (one of Types).
+func ParseType(s string) (Type, error) {
+	if slices.Contains(Types, Type(s)) {
+		return Type(s), nil
+	}
+	return "", fmt.Errorf("%w %q (want one of %v)", ErrUnknownType, s, Types)
+}
 
 // Generate makes a private key of type typ (one of Types).
-func Generate(typ string) (crypto.Signer, error) {
+func Generate(typ Type) (crypto.Signer, error) {
 	switch typ {
-	case "ecdsa-p256":
+	case ECDSAP256:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "ecdsa-p384":
+	case ECDSAP384:
 		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "rsa-2048":
+	case RSA2048:
 		return rsa.GenerateKey(rand.Reader, 2048)
-	case "rsa-3072":
+	case RSA3072:
 		return rsa.GenerateKey(rand.Reader, 3072)
-	case "rsa-4096":
+	case RSA4096:
 		return rsa.GenerateKey(rand.Reader, 4096)
-	case "ed25519":
+	case Ed25519:
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		return k, err
 	}
-	return nil, fmt.Errorf("keygen: unknown key type %q (want one of %v)", typ, Types)
+	_, err := ParseType(string(typ))
+	return nil, err
 }
 
 // KeyPEM encodes a private key as a PKCS #8 "PRIVATE KEY" block.
@@ -67,46 +92,4 @@ func CSRPEM(k crypto.Signer, cn string, dnsNames []string) ([]byte, error) {
 		return nil, fmt.Errorf("keygen: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
-}
-
-// ErrExists is returned by WriteNew when the file is already there.
-var ErrExists = errors.New("file exists; refusing to overwrite it")
-
-// WriteNew writes data to a new file at path with mode 0600. It never
-// replaces an existing file, and the file appears complete or not at all:
-// the data goes to a temporary file first, which is then linked into
-// place (link fails if the name is taken).
-func WriteNew(path string, data []byte) error {
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("%s: %w", path, ErrExists)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".rampart-keygen-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s: %w", path, ErrExists)
-		}
-		return err
-	}
-	return nil
 }

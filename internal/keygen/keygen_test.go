@@ -1,12 +1,9 @@
 package keygen
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/rampartsec/rampart/internal/certfile"
@@ -16,7 +13,7 @@ import (
 )
 
 func TestGenerateEveryType(t *testing.T) {
-	want := map[string]string{
+	want := map[Type]string{
 		"ecdsa-p256": "ECDSA P-256", "ecdsa-p384": "ECDSA P-384", "rsa-2048": "RSA 2048",
 		"rsa-3072": "RSA 3072", "rsa-4096": "RSA 4096", "ed25519": "Ed25519",
 	}
@@ -38,8 +35,16 @@ func TestGenerateEveryType(t *testing.T) {
 			t.Errorf("%s: pin of the written key differs from the generated key's", typ)
 		}
 	}
-	if _, err := Generate("dsa-1024"); err == nil {
-		t.Error("unknown type accepted")
+	if _, err := Generate("dsa-1024"); !errors.Is(err, ErrUnknownType) {
+		t.Errorf("unknown type: %v, want ErrUnknownType", err)
+	}
+	for _, typ := range Types {
+		if got, err := ParseType(string(typ)); got != typ || err != nil {
+			t.Errorf("ParseType(%q) = %q, %v", typ, got, err)
+		}
+	}
+	if _, err := ParseType("RSA-2048"); !errors.Is(err, ErrUnknownType) {
+		t.Errorf("ParseType(RSA-2048): %v, want ErrUnknownType", err)
 	}
 }
 
@@ -57,36 +62,5 @@ func TestCSR(t *testing.T) {
 	p, _ := pin.FromPrivateKey(k)
 	if pin.FromCSR(csr) != p || csr.Subject.CommonName != "api.example.com" || len(csr.DNSNames) != 1 || csr.DNSNames[0] != "api.example.com" {
 		t.Errorf("CSR = %+v", csr)
-	}
-}
-
-func TestWriteNew(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "backup.key")
-	if err := WriteNew(path, []byte("secret")); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode = %v, %v; want 0600", fi.Mode(), err)
-	}
-	if err := WriteNew(path, []byte("other")); !errors.Is(err, ErrExists) {
-		t.Fatalf("second write: %v, want ErrExists", err)
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, []byte("secret")) {
-		t.Fatal("existing file was changed")
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("temporary files left behind: %v", entries)
-	}
-	// A dangling symlink is not followed.
-	link := filepath.Join(dir, "link.key")
-	os.Symlink(filepath.Join(dir, "target"), link)
-	if err := WriteNew(link, []byte("x")); !errors.Is(err, ErrExists) {
-		t.Errorf("write through a dangling symlink: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "target")); err == nil {
-		t.Error("the symlink target was created")
 	}
 }

@@ -121,7 +121,7 @@ func mustPin(t testing.TB, k crypto.Signer) pin.Pin {
 
 func mustKey(t testing.TB, alg string) crypto.Signer {
 	t.Helper()
-	k, err := bundle.GenerateKey(alg)
+	k, err := bundle.GenerateKey(bundle.Algorithm(alg))
 	if err != nil {
 		t.Fatal(err)
 	}

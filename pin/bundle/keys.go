@@ -310,15 +310,31 @@ func algFor(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
 	return "", fmt.Errorf("bundle: key type %T is not accepted (want ECDSA P-256, P-384 or Ed25519)", pub)
 }
 
-// GenerateKey returns a new signing key for alg: "ES256" (ECDSA P-256, the
-// default when alg is empty), "ES384" (ECDSA P-384) or "EdDSA" (Ed25519).
-func GenerateKey(alg string) (crypto.Signer, error) {
-	switch jose.SignatureAlgorithm(alg) {
-	case "", jose.ES256:
+// Algorithm is a signature algorithm of bundles, by its JOSE name (RFC
+// 7518 §3.1, RFC 8037 §3.1). A key signs with one algorithm, which
+// follows from it: ECDSA P-256 with ES256, P-384 with ES384, Ed25519 with
+// EdDSA.
+type Algorithm string
+
+// The algorithms bundles are signed with.
+const (
+	// ES256 is ECDSA P-256 with SHA-256, the default.
+	ES256 Algorithm = "ES256"
+	// ES384 is ECDSA P-384 with SHA-384.
+	ES384 Algorithm = "ES384"
+	// EdDSA is Ed25519.
+	EdDSA Algorithm = "EdDSA"
+)
+
+// GenerateKey returns a new signing key for alg: ES256 (ECDSA P-256, the
+// default when alg is empty), ES384 (ECDSA P-384) or EdDSA (Ed25519).
+func GenerateKey(alg Algorithm) (crypto.Signer, error) {
+	switch alg {
+	case "", ES256:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case jose.ES384:
+	case ES384:
 		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case jose.EdDSA:
+	case EdDSA:
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		return k, err
 	}

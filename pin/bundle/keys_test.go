@@ -20,20 +20,20 @@ import (
 
 func TestGenerateKey(t *testing.T) {
 	for _, tc := range []struct {
-		alg  string
+		alg  bundle.Algorithm
 		want func(any) bool
 	}{
 		{"", func(k any) bool { e, ok := k.(*ecdsa.PrivateKey); return ok && e.Curve.Params().Name == "P-256" }},
-		{"ES256", func(k any) bool { e, ok := k.(*ecdsa.PrivateKey); return ok && e.Curve.Params().Name == "P-256" }},
-		{"ES384", func(k any) bool { e, ok := k.(*ecdsa.PrivateKey); return ok && e.Curve.Params().Name == "P-384" }},
-		{"EdDSA", func(k any) bool { _, ok := k.(ed25519.PrivateKey); return ok }},
+		{bundle.ES256, func(k any) bool { e, ok := k.(*ecdsa.PrivateKey); return ok && e.Curve.Params().Name == "P-256" }},
+		{bundle.ES384, func(k any) bool { e, ok := k.(*ecdsa.PrivateKey); return ok && e.Curve.Params().Name == "P-384" }},
+		{bundle.EdDSA, func(k any) bool { _, ok := k.(ed25519.PrivateKey); return ok }},
 	} {
 		k, err := bundle.GenerateKey(tc.alg)
 		if err != nil || !tc.want(k) {
 			t.Errorf("GenerateKey(%q) = %T, %v", tc.alg, k, err)
 		}
 	}
-	for _, alg := range []string{"RS256", "HS256", "none", "es256", "ES512", "Ed25519"} {
+	for _, alg := range []bundle.Algorithm{"RS256", "HS256", "none", "es256", "ES512", "Ed25519"} {
 		if _, err := bundle.GenerateKey(alg); err == nil {
 			t.Errorf("GenerateKey(%q) succeeded", alg)
 		}

@@ -18,7 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/rampartsec/rampart/internal/httpx"
-	"github.com/rampartsec/rampart/internal/sealed"
+	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/token"
 	"github.com/rampartsec/rampart/token/internal/jws"
 )
@@ -38,13 +38,25 @@ const (
 // (run rampart token rotate-keys, or let the server make the first).
 var ErrNoSigningKey = errors.New("authserver: no current signing key")
 
+// Algorithm is a signature algorithm of access tokens, by its JOSE name
+// (RFC 7518 §3.1, RFC 8037 §3.1).
+type Algorithm string
+
+// The algorithms of signing keys.
+const (
+	// ES256 is ECDSA P-256 with SHA-256, the default.
+	ES256 Algorithm = "ES256"
+	// EdDSA is Ed25519.
+	EdDSA Algorithm = "EdDSA"
+)
+
 // Signing keys are sealed with AES-256-GCM under the key-encryption key,
 // bound to their key ID so that a sealed key cannot be passed off as
-// another (package sealed).
+// another (internal/secrets).
 
 func unseal(kek []byte, kid string, ciphertext []byte) ([]byte, error) {
-	out, err := sealed.Open(kek, kid, ciphertext)
-	if errors.Is(err, sealed.ErrOpen) {
+	out, err := secrets.Open(kek, kid, ciphertext)
+	if errors.Is(err, secrets.ErrOpen) {
 		return nil, fmt.Errorf("authserver: signing key %s does not decrypt: wrong key encryption key, or the database was tampered with", kid)
 	}
 	if err != nil {
@@ -53,15 +65,16 @@ func unseal(kek []byte, kid string, ciphertext []byte) ([]byte, error) {
 	return out, nil
 }
 
-// newStoredKey makes a signing key for alg ("ES256" or "EdDSA"), sealed.
-func newStoredKey(kek []byte, alg string, now time.Time) (StoredKey, error) {
+// newStoredKey makes a signing key for alg (ES256 if empty, or EdDSA),
+// sealed.
+func newStoredKey(kek []byte, alg Algorithm, now time.Time) (StoredKey, error) {
 	var priv crypto.Signer
 	var err error
 	switch alg {
-	case "ES256", "":
-		alg = "ES256"
+	case ES256, "":
+		alg = ES256
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "EdDSA":
+	case EdDSA:
 		_, priv, err = ed25519.GenerateKey(rand.Reader)
 	default:
 		return StoredKey{}, fmt.Errorf("authserver: signing algorithm %q: want ES256 or EdDSA", alg)
@@ -83,11 +96,11 @@ func newStoredKey(kek []byte, alg string, now time.Time) (StoredKey, error) {
 	if err != nil {
 		return StoredKey{}, err
 	}
-	ciphertext, err := sealed.Seal(kek, kid, pkcs8)
+	ciphertext, err := secrets.Seal(kek, kid, pkcs8)
 	if err != nil {
 		return StoredKey{}, fmt.Errorf("authserver: %w", err)
 	}
-	return StoredKey{ID: kid, Alg: alg, State: Next, Public: pub, Sealed: ciphertext, CreatedAt: now.UTC()}, nil
+	return StoredKey{ID: kid, Alg: string(alg), State: Next, Public: pub, Sealed: ciphertext, CreatedAt: now.UTC()}, nil
 }
 
 // RotateKeys moves the signing keys one step: the next key starts
@@ -95,7 +108,7 @@ func newStoredKey(kek []byte, alg string, now time.Time) (StoredKey, error) {
 // and a new next key is made and published. Run it on a schedule (say,
 // monthly) with rampart token rotate-keys; every instance sharing the
 // store picks the change up within a few seconds.
-func RotateKeys(ctx context.Context, ks KeyStore, kek []byte, alg string, now time.Time) error {
+func RotateKeys(ctx context.Context, ks KeyStore, kek []byte, alg Algorithm, now time.Time) error {
 	k, err := newStoredKey(kek, alg, now)
 	if err != nil {
 		return err
@@ -105,7 +118,7 @@ func RotateKeys(ctx context.Context, ks KeyStore, kek []byte, alg string, now ti
 
 // EnsureKeys makes the first signing keys of a new store: rotating twice
 // from nothing gives a current key and a next one.
-func EnsureKeys(ctx context.Context, ks KeyStore, kek []byte, alg string, now time.Time) error {
+func EnsureKeys(ctx context.Context, ks KeyStore, kek []byte, alg Algorithm, now time.Time) error {
 	for range 2 {
 		keys, err := ks.SigningKeys(ctx)
 		if err != nil {

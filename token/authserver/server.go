@@ -55,8 +55,8 @@ type Server struct {
 	APIKeys *apikey.Verifier
 	// KeyEncryptionKey (32 bytes) unseals the signing keys in the store.
 	KeyEncryptionKey []byte
-	// Algorithm of new signing keys: ES256 (default) or EdDSA.
-	Algorithm string
+	// Algorithm of new signing keys: ES256 (if empty) or EdDSA.
+	Algorithm Algorithm
 	// Scopes is the catalogue published in the metadata.
 	Scopes []string
 	// ScopeImplies declares a scope hierarchy: a token granted a scope

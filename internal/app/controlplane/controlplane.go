@@ -38,7 +38,7 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/certfile"
 	"github.com/rampartsec/rampart/internal/httpx"
-	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/server"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
@@ -64,12 +64,13 @@ type Options struct {
 	// Listener, if set, is where the control plane serves, instead of
 	// the configuration's listen address. The ControlPlane closes it.
 	Listener net.Listener
-	// LoadCA loads the internal CA of a data directory with the master
-	// key (nil, nil when it has none), for the renewal endpoint. If nil,
-	// there is no renewal endpoint, unless CA is set.
-	LoadCA func(dataDir string, keys *masterkey.Keys) (*mtls.CA, error)
+	// CADir is the internal CA's directory (OpenCA), whose certificates
+	// renew here: relative to the data directory unless absolute;
+	// rampart serve's is CADirName. If empty, or if it holds no CA, there
+	// is no renewal endpoint, unless CA is set.
+	CADir string
 	// CA, if set, is the internal CA whose certificates renew here
-	// (rampart demo's); LoadCA is then not called.
+	// (rampart demo's); CADir is then not read.
 	CA *mtls.CA
 	// RenewMaxLifetime bounds a renewed certificate's lifetime. If 0,
 	// mtls.MaxTTL (30 days).
@@ -102,7 +103,7 @@ type ControlPlane struct {
 	dsn    string
 
 	st       store.Store
-	keys     *masterkey.Keys
+	master   *secrets.Master
 	manager  *apikey.Manager
 	verifier *apikey.Verifier
 	oauth    *authserver.Server
@@ -267,11 +268,11 @@ func (c *ControlPlane) open(ctx context.Context, cfg *File) error {
 	// The master key before anything else is written: a wrong one is
 	// refused (and a master.key just made for it removed) before an
 	// admin token is made next to it.
-	if c.keys, err = masterkey.Load(dir, true); err != nil {
+	if c.master, err = secrets.Load(dir, true); err != nil {
 		return err
 	}
-	if err := masterkey.Verify(ctx, st, c.keys); err != nil {
-		if errors.Is(err, masterkey.ErrMismatch) {
+	if err := secrets.Verify(ctx, store.MasterKeyRecords(st), c.master); err != nil {
+		if errors.Is(err, secrets.ErrMismatch) {
 			return err
 		}
 		return startErr(err)
@@ -371,13 +372,14 @@ func (c *ControlPlane) issuerOf(cfg *File, org *Origins, b *builder) error {
 // authServer starts the API-key verifier and the OAuth2 authorization
 // server.
 func (c *ControlPlane) authServer(ctx context.Context, cfg *File, b *builder) error {
-	c.verifier = &apikey.Verifier{Store: c.st.APIKeys(), Pepper: c.keys.Pepper, Logger: c.log}
+	pepper := c.master.Key(secrets.APIKeyPepper)
+	c.verifier = &apikey.Verifier{Store: c.st.APIKeys(), Pepper: pepper, Logger: c.log}
 	c.onClose(func() { c.verifier.Close() })
-	c.manager = &apikey.Manager{Store: c.st.APIKeys(), Pepper: c.keys.Pepper, Scopes: b.scopes}
+	c.manager = &apikey.Manager{Store: c.st.APIKeys(), Pepper: pepper, Scopes: b.scopes}
 	c.oauth = &authserver.Server{
 		Issuer: c.issuer, Audience: cfg.Audience,
 		Keys: c.st.SigningKeys(), Revocations: c.st.RevokedTokens(),
-		Clients: c.st.APIKeys(), APIKeys: c.verifier, KeyEncryptionKey: c.keys.SigningKeyKEK,
+		Clients: c.st.APIKeys(), APIKeys: c.verifier, KeyEncryptionKey: c.master.Key(secrets.SigningKeyKEK),
 		Scopes: b.scopes, ScopeImplies: cfg.ScopeImplies, TrustedProxies: b.proxies, Logger: c.log,
 		// tls_client_auth and bound tokens only with --client-ca.
 		MutualTLS: cfg.ClientCA != "",
@@ -395,23 +397,30 @@ func (c *ControlPlane) renewal(cfg *File, b *builder) error {
 	if err != nil {
 		return err
 	}
+	caDir := c.o.CADir
+	if caDir != "" && !filepath.IsAbs(caDir) {
+		caDir = filepath.Join(b.dir, caDir)
+	}
 	ca := c.o.CA
-	if ca == nil && c.o.LoadCA != nil {
-		if ca, err = c.o.LoadCA(b.dir, c.keys); err != nil {
+	if ca == nil && caDir != "" && CAExists(caDir) {
+		if ca, err = OpenCA(caDir, c.master); err != nil {
 			return fmt.Errorf("CA: %w", err)
 		}
 	}
 	if ca == nil {
 		return nil
 	}
+	if caDir == "" {
+		caDir = filepath.Join(b.dir, CADirName)
+	}
 	if w := CAExpiryNote(ca, time.Now()); w != "" {
 		c.log.Warn(w)
 	}
-	if w := CARootKeyWarning(b.dir); w != "" {
+	if w := CARootKeyWarning(caDir); w != "" {
 		c.log.Warn(w)
 	}
 	if b.tlsConfig == nil {
-		c.log.Warn("the CA in " + filepath.Join(b.dir, CADirName) + " renews certificates only over TLS: give rampart serve --tls-cert and --tls-key")
+		c.log.Warn("the CA in " + caDir + " renews certificates only over TLS: give rampart serve --tls-cert and --tls-key")
 		return nil
 	}
 	p := mtls.RenewPolicy{MaxLineage: maxLineage, MaxLifetime: c.o.RenewMaxLifetime, Logger: c.log}
@@ -431,7 +440,7 @@ func (c *ControlPlane) renewal(cfg *File, b *builder) error {
 	b.tlsConfig.ClientCAs = clientCAs.Clone()
 	b.tlsConfig.ClientCAs.AddCert(ca.Root)
 	b.tlsConfig.ClientAuth = tls.VerifyClientCertIfGiven
-	c.log.Info("certificate renewal at "+c.base+RenewPath, "ca", filepath.Join(b.dir, CADirName))
+	c.log.Info("certificate renewal at "+c.base+RenewPath, "ca", caDir)
 	return nil
 }
 
@@ -495,7 +504,7 @@ func (c *ControlPlane) started(cfg *File, b *builder) {
 	}
 	c.log.Info("control plane listening on "+scheme+"://"+c.ln.Addr().String(), "database", backend.Describe(c.dsn), "pid", os.Getpid())
 	c.log.Info("dashboard at "+c.base+"/", "admin_token", b.tokenFrom)
-	c.log.Info("OAuth2 issuer "+c.issuer, "token_endpoint", strings.TrimSuffix(c.issuer, "/")+"/oauth2/token", "master_key", c.keys.Source)
+	c.log.Info("OAuth2 issuer "+c.issuer, "token_endpoint", strings.TrimSuffix(c.issuer, "/")+"/oauth2/token", "master_key", c.master.Source)
 	c.log.Info("report storage", "quota", c.srv.Settings().ReportQuota.String(), "retention", cfg.Retention)
 	if b.live.BundleKeys == nil {
 		c.log.Warn("no --bundle-key: publishing bundles is refused")

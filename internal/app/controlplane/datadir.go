@@ -9,8 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/rampartsec/rampart/internal/keygen"
-	"github.com/rampartsec/rampart/internal/secretfile"
+	"github.com/rampartsec/rampart/internal/secrets"
 )
 
 // DataDir returns the data directory, created 0700.
@@ -55,12 +54,12 @@ func AdminToken(file, dir string) (string, string, error) {
 		file = filepath.Join(dir, "admin-token")
 		var raw [32]byte
 		rand.Read(raw[:])
-		err := keygen.WriteNew(file, []byte(base64.RawURLEncoding.EncodeToString(raw[:])+"\n"))
-		if err != nil && !errors.Is(err, keygen.ErrExists) {
+		err := secrets.WriteNew(file, []byte(base64.RawURLEncoding.EncodeToString(raw[:])+"\n"))
+		if err != nil && !errors.Is(err, secrets.ErrExists) {
 			return "", "", err
 		}
 	}
-	data, err := secretfile.Read(file)
+	data, err := secrets.ReadFile(file)
 	if err != nil {
 		return "", "", err
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
 	"github.com/rampartsec/rampart/ratelimit"
@@ -31,13 +31,13 @@ import (
 func (e *Edge) auth(ctx context.Context, dataDir func() (string, error)) error {
 	var st store.Store
 	if a := e.file.Auth.APIKeys; a != nil {
-		var secrets *masterkey.Keys
+		var pepper []byte
 		var err error
-		if st, secrets, err = openKeyStore(ctx, a.DataDir, a.DB, dataDir); err != nil {
+		if st, pepper, err = openKeyStore(ctx, a.DataDir, a.DB, dataDir); err != nil {
 			return err
 		}
 		e.onClose(func() { st.Close() })
-		v := &apikey.Verifier{Store: st.APIKeys(), Pepper: secrets.Pepper, Logger: e.log}
+		v := &apikey.Verifier{Store: st.APIKeys(), Pepper: pepper, Logger: e.log}
 		e.onClose(func() { v.Close() })
 		e.deps.APIKeys = v
 	}
@@ -70,9 +70,12 @@ func (e *Edge) auth(ctx context.Context, dataDir func() (string, error)) error {
 }
 
 // openKeyStore opens the control plane's database for checking API keys,
-// with its master key (which must exist: the gateway makes none). An
-// empty dir is dataDir's.
-func openKeyStore(ctx context.Context, dir, dsn string, dataDir func() (string, error)) (store.Store, *masterkey.Keys, error) {
+// checks its master key (which must exist: the gateway makes none), and
+// returns the one key the gateway needs of it: the API-key pepper. The
+// master key itself is not kept, nor any key that opens the token
+// signing keys or the CA's (TestEdgeHoldsOnlyThePepper). An empty dir is
+// dataDir's.
+func openKeyStore(ctx context.Context, dir, dsn string, dataDir func() (string, error)) (store.Store, []byte, error) {
 	// The gateway reads the control plane's directory: a name that does
 	// not exist is a mistake, not a directory to make.
 	if dir != "" {
@@ -90,7 +93,7 @@ func openKeyStore(ctx context.Context, dir, dsn string, dataDir func() (string, 
 			return nil, nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
-	secrets, err := masterkey.Load(dir, false)
+	master, err := secrets.Load(dir, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth.api_keys: %w", err)
 	}
@@ -108,11 +111,11 @@ func openKeyStore(ctx context.Context, dir, dsn string, dataDir func() (string, 
 	if err != nil {
 		return nil, nil, &StartError{err}
 	}
-	if err := masterkey.Verify(ctx, st, secrets); err != nil {
+	if err := secrets.Verify(ctx, store.MasterKeyRecords(st), master); err != nil {
 		st.Close()
 		return nil, nil, fmt.Errorf("auth.api_keys: %w", err)
 	}
-	return st, secrets, nil
+	return st, master.Key(secrets.APIKeyPepper), nil
 }
 
 // limitStore connects to the file's Redis, if it names one.

@@ -21,7 +21,8 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/masterkey"
+	"github.com/rampartsec/rampart/internal/secrets"
+	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
 )
 
@@ -31,7 +32,7 @@ func controlPlane(t *testing.T) (dir, key string) {
 	t.Helper()
 	ctx := context.Background()
 	dir = t.TempDir()
-	secrets, err := masterkey.Load(dir, true)
+	master, err := secrets.Load(dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,10 +41,10 @@ func controlPlane(t *testing.T) (dir, key string) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := masterkey.Verify(ctx, st, secrets); err != nil {
+	if err := secrets.Verify(ctx, store.MasterKeyRecords(st), master); err != nil {
 		t.Fatal(err)
 	}
-	m := &apikey.Manager{Store: st.APIKeys(), Pepper: secrets.Pepper}
+	m := &apikey.Manager{Store: st.APIKeys(), Pepper: master.Key(secrets.APIKeyPepper)}
 	if _, err := m.CreateClient(ctx, apikey.Client{ID: "shop", Scopes: []string{"payment.read"}}); err != nil {
 		t.Fatal(err)
 	}

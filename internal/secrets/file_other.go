@@ -1,6 +1,6 @@
 //go:build !unix
 
-package secretfile
+package secrets
 
 import "os"
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package secretfile
+package secrets
 
 import (
 	"errors"
@@ -13,16 +13,16 @@ import (
 	_ "github.com/rampartsec/rampart/internal/golden"
 )
 
-func TestRead(t *testing.T) {
+func TestReadFile(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "master.key")
 	if err := os.WriteFile(good, []byte("secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := Read(good); err != nil || string(b) != "secret\n" {
+	if b, err := ReadFile(good); err != nil || string(b) != "secret\n" {
 		t.Fatalf("Read = %q, %v", b, err)
 	}
-	if _, err := Read(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := ReadFile(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v, want ErrNotExist", err)
 	}
 
@@ -47,7 +47,7 @@ func TestRead(t *testing.T) {
 	os.WriteFile(big, []byte(strings.Repeat("x", MaxSize+1)), 0o600)
 
 	for name, path := range map[string]string{"symlink": link, "readable": readable, "group-writable": groupWritable, "fifo": fifo, "dir": dir, "too large": big} {
-		if _, err := Read(path); !errors.Is(err, ErrUnsafe) {
+		if _, err := ReadFile(path); !errors.Is(err, ErrUnsafe) {
 			t.Errorf("%s: Read = %v, want ErrUnsafe", name, err)
 		}
 	}
@@ -59,7 +59,7 @@ func TestRead(t *testing.T) {
 		if err := os.Chown(other, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Read(other); !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "owned by uid 65534") {
+		if _, err := ReadFile(other); !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Errorf("another user's file: %v", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package masterkey
+package secrets_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/rampartsec/rampart/apikey"
 	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	. "github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
 	"github.com/rampartsec/rampart/token/authserver"
@@ -39,10 +40,10 @@ func TestVerifyRecordsThenRefusesAnother(t *testing.T) {
 	if err != nil || first.Created == "" {
 		t.Fatalf("Load: %+v, %v", first, err)
 	}
-	if err := Verify(ctx, st, first); err != nil {
+	if err := Verify(ctx, store.MasterKeyRecords(st), first); err != nil {
 		t.Fatalf("Verify at first use: %v", err)
 	}
-	if v, err := st.Settings().Get(ctx, checkSetting); err != nil || !strings.HasPrefix(v, "v1:") {
+	if v, err := st.Settings().Get(ctx, store.MasterKeyCheckSetting); err != nil || !strings.HasPrefix(v, "v1:") {
 		t.Fatalf("check value %q, %v", v, err)
 	}
 
@@ -51,7 +52,7 @@ func TestVerifyRecordsThenRefusesAnother(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Verify(ctx, st, other)
+	err = Verify(ctx, store.MasterKeyRecords(st), other)
 	var me *MismatchError
 	if !errors.Is(err, ErrMismatch) || !errors.As(err, &me) {
 		t.Fatalf("Verify with another key = %v, want a MismatchError", err)
@@ -75,14 +76,14 @@ func TestVerifyRecordsThenRefusesAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	again.Created = ""
-	if err := Verify(ctx, st, again); !errors.Is(err, ErrMismatch) {
+	if err := Verify(ctx, store.MasterKeyRecords(st), again); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("Verify = %v", err)
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("an existing master.key was removed: %v", err)
 	}
 
-	if err := Verify(ctx, st, first); err != nil {
+	if err := Verify(ctx, store.MasterKeyRecords(st), first); err != nil {
 		t.Errorf("Verify with the right key after a refusal: %v", err)
 	}
 }
@@ -96,7 +97,7 @@ func TestVerifyNamesTheEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(ctx, st, right); err != nil {
+	if err := Verify(ctx, store.MasterKeyRecords(st), right); err != nil {
 		t.Fatal(err)
 	}
 	raw := make([]byte, 32)
@@ -106,7 +107,7 @@ func TestVerifyNamesTheEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(ctx, st, wrong); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "set $RAMPART_MASTER_KEY to the master key of the instances that use this database") {
+	if err := Verify(ctx, store.MasterKeyRecords(st), wrong); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "set $RAMPART_MASTER_KEY to the master key of the instances that use this database") {
 		t.Errorf("Verify = %v", err)
 	}
 }
@@ -122,23 +123,23 @@ func TestVerifyDatabaseWithoutCheckValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := authserver.EnsureKeys(ctx, st.SigningKeys(), right.SigningKeyKEK, "ES256", time.Now()); err != nil {
+	if err := authserver.EnsureKeys(ctx, st.SigningKeys(), right.Key(SigningKeyKEK), authserver.ES256, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	wrong, err := Load(t.TempDir(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(ctx, st, wrong); !errors.Is(err, ErrMismatch) {
+	if err := Verify(ctx, store.MasterKeyRecords(st), wrong); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("Verify with a key that does not unseal the signing keys = %v", err)
 	}
-	if _, err := st.Settings().Get(ctx, checkSetting); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.Settings().Get(ctx, store.MasterKeyCheckSetting); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a check value was recorded for the wrong key (%v)", err)
 	}
-	if err := Verify(ctx, st, right); err != nil {
+	if err := Verify(ctx, store.MasterKeyRecords(st), right); err != nil {
 		t.Fatalf("Verify with the key that sealed them: %v", err)
 	}
-	if err := Verify(ctx, st, wrong); !errors.Is(err, ErrMismatch) {
+	if err := Verify(ctx, store.MasterKeyRecords(st), wrong); !errors.Is(err, ErrMismatch) {
 		t.Errorf("after recording: %v", err)
 	}
 }
@@ -164,13 +165,13 @@ func TestVerifyNewKeyForDatabaseWithClients(t *testing.T) {
 	if fresh.Created == "" {
 		t.Fatal("Load did not say it made the key")
 	}
-	if err := Verify(ctx, st, fresh); !errors.Is(err, ErrMismatch) {
+	if err := Verify(ctx, store.MasterKeyRecords(st), fresh); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("Verify with a key made now, for a database with clients = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "master.key")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the key made for the refused run is still there (%v)", err)
 	}
-	if _, err := st.Settings().Get(ctx, checkSetting); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.Settings().Get(ctx, store.MasterKeyCheckSetting); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a check value was recorded (%v)", err)
 	}
 	// The same key, found in place, is taken.
@@ -183,7 +184,7 @@ func TestVerifyNewKeyForDatabaseWithClients(t *testing.T) {
 	if err != nil || found.Created != "" {
 		t.Fatalf("Load: %v (made %q)", err, found.Created)
 	}
-	if err := Verify(ctx, st, found); err != nil {
+	if err := Verify(ctx, store.MasterKeyRecords(st), found); err != nil {
 		t.Errorf("Verify with the key in place: %v", err)
 	}
 }

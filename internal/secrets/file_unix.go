@@ -1,6 +1,6 @@
 //go:build unix
 
-package secretfile
+package secrets
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ func open(path string) (*os.File, error) {
 		st, ok := fi.Sys().(*syscall.Stat_t)
 		switch {
 		case !ok:
-			err = errors.New("secretfile: " + path + ": no owner information")
+			err = errors.New("secrets: " + path + ": no owner information")
 		case int(st.Uid) != os.Geteuid():
 			err = unsafe(path, "is owned by uid %d, not by this user (uid %d)", st.Uid, os.Geteuid())
 		}
