@@ -10,9 +10,6 @@ package pki
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -24,38 +21,30 @@ import (
 	"net"
 	"net/url"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/keygen"
 )
 
-// KeyType selects the algorithm of generated keys.
-type KeyType string
+// KeyType selects the algorithm of generated keys: internal/keygen's
+// types.
+type KeyType = keygen.Type
 
+// The key types tests use most.
 const (
-	ECDSAP256 KeyType = "ecdsa-p256"
-	ECDSAP384 KeyType = "ecdsa-p384"
-	RSA2048   KeyType = "rsa-2048"
-	Ed25519   KeyType = "ed25519"
+	ECDSAP256 = keygen.ECDSAP256
+	ECDSAP384 = keygen.ECDSAP384
+	RSA2048   = keygen.RSA2048
+	Ed25519   = keygen.Ed25519
 )
 
-// NewKey generates a private key of type kt.
+// NewKey generates a private key of type kt; "" means ECDSA P-256.
 func NewKey(kt KeyType) (crypto.Signer, error) {
-	var (
-		k   crypto.Signer
-		err error
-	)
-	switch kt {
-	case ECDSAP256, "":
-		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case ECDSAP384:
-		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case RSA2048:
-		k, err = rsa.GenerateKey(rand.Reader, 2048)
-	case Ed25519:
-		_, k, err = ed25519.GenerateKey(rand.Reader)
-	default:
-		return nil, fmt.Errorf("pki: unknown key type %q", kt)
+	if kt == "" {
+		kt = ECDSAP256
 	}
+	k, err := keygen.Generate(kt)
 	if err != nil {
-		return nil, fmt.Errorf("pki: generating %s key: %w", kt, err)
+		return nil, fmt.Errorf("pki: %w", err)
 	}
 	return k, nil
 }
@@ -252,13 +241,7 @@ func CertPEM(certs ...*x509.Certificate) []byte {
 }
 
 // KeyPEM encodes a private key as a PEM PRIVATE KEY (PKCS #8) block.
-func KeyPEM(key crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("pki: marshaling key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
+func KeyPEM(key crypto.Signer) ([]byte, error) { return keygen.KeyPEM(key) }
 
 // CSR creates a certificate request for key with the given DNS names.
 func CSR(key crypto.Signer, dnsNames ...string) (*x509.CertificateRequest, error) {
