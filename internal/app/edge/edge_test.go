@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/httpx/httpxtest"
 	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
@@ -168,6 +169,11 @@ access_log: access.log
 	}
 	metrics, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
+	// The admin listener answers ambiguously framed requests once and
+	// closes too (issue 10 §1, RFC 9112 §6.1), over raw sockets.
+	adminDial := func() (net.Conn, error) { return net.Dial("tcp", e.AdminAddr().String()) }
+	httpxtest.Check(t, adminDial, "/metrics")
+	httpxtest.KeepAlive(t, adminDial, "/metrics")
 	if !bytes.Contains(metrics, []byte(`rampart_gateway_requests_total{code="200",route="/v1/"} 1`)) {
 		t.Errorf("/metrics lacks the request:\n%s", metrics)
 	}
