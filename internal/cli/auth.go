@@ -472,7 +472,7 @@ func newAPIKeyCreateCmd(stdio Stdio) *cobra.Command {
 	f.StringVar(&client, "client", "", "the `ID` of the client the key is for")
 	f.StringVar(&scopes, "scopes", "", "the key's `SCOPES`, a subset of the client's (default: all of them)")
 	f.StringVar(&expires, "expires", "", "expiry: a `DATE` (inclusive) or a duration (90d); default none")
-	f.StringVar(&env, "env", "live", "key environment: `live` (rk_live_) or test (rk_test_)")
+	f.StringVar(&env, "env", "live", "key `ENV`: live (rk_live_) or test (rk_test_)")
 	f.BoolVar(&asJSON, "json", false, "print JSON, the key included")
 	return c
 }

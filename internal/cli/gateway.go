@@ -53,7 +53,7 @@ func newGatewayCmd(stdio Stdio) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&f.config, "config", "", "configuration `FILE` (YAML)")
-	c.Flags().StringVar(&f.logFormat, "log-format", "json", "log format: text or `json`")
+	c.Flags().StringVar(&f.logFormat, "log-format", "json", "log `FORMAT`: text or json")
 	c.Flags().StringVar(&f.pidFile, "pid-file", "", "write the process ID to `FILE` while serving (for kill -HUP)")
 	return c
 }
