@@ -208,6 +208,7 @@ func (e *Edge) listen(poll time.Duration) error {
 		if err := cert.Start(e.fresh); err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
+		e.onClose(func() { cert.Close() }) // waits for the watcher to end
 		e.tls = true
 		tlsConfig = &tls.Config{
 			GetCertificate: cert.GetCertificate,
