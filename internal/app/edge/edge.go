@@ -24,6 +24,7 @@ import (
 // default.
 type Options struct {
 	// File is the configuration (Load). Reload reads its file again.
+	// Required.
 	File *File
 	// Logger receives the logs, and the access log with access_log:
 	// stderr. If nil, NewLogger(LogFormat, Stderr).
