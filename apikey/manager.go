@@ -18,14 +18,19 @@ import (
 	"github.com/rampartsec/rampart/internal/httpx"
 )
 
-// Manager makes, rotates and revokes keys. Store is required.
+// Manager makes, rotates and revokes keys. Store is required; every other
+// zero value is documented with its field. A Manager starts nothing and
+// needs no Close.
 type Manager struct {
+	// Store keeps the clients and keys. Required.
 	Store Store
-	// Pepper is the HMAC key of stored hashes: the Verifier's.
+	// Pepper is the HMAC key of stored hashes: the Verifier's. Nil means
+	// plain SHA-256 (see [Hash]), as the Verifier's nil does.
 	Pepper []byte
 	// Env is the environment of new keys; "" means Live.
 	Env Env
-	// Scopes, if set, is the catalogue of scopes clients may hold.
+	// Scopes, if set, is the catalogue of scopes clients may hold. Nil:
+	// any well-formed scope.
 	Scopes []string
 	// MaxAge is the rotation policy: keys older are due (Due); 0 means
 	// 90 days.

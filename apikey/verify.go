@@ -85,12 +85,23 @@ type Verified struct {
 }
 
 // Verifier checks API keys against a key store. The zero value is not
-// usable: Store is required. Set the fields before first use.
+// usable: Store is required ([Verifier.Check]). Set the fields before
+// first use; they must not change afterwards.
+//
+// A Verifier starts nothing and needs no Start: the last-used times of
+// the keys it accepts are written to the store in one batch, at most
+// TouchInterval after the first of them, by a goroutine that ends once the
+// batch is written. [Verifier.Close] writes what is still pending and
+// waits for a write in progress; a Verifier that is idle holds no
+// goroutine.
 type Verifier struct {
 	// Store is where keys are looked up: any [Store] is a Lookup.
+	// Required: with nil, Verify returns Check's error.
 	Store Lookup
 	// Pepper is the HMAC key of the stored hashes (see Hash). Every
-	// instance and the CLI must use the same one.
+	// instance and the CLI must use the same one. Nil means no pepper:
+	// plain SHA-256 hashes, which a stolen database lets anyone test
+	// guesses against; use one.
 	Pepper []byte
 	// CacheTTL is how long a key found in the store is trusted without
 	// asking again; 0 means 30 s. Revocations are seen sooner, through
@@ -104,8 +115,8 @@ type Verifier struct {
 	// CacheSize bounds the cached keys; 0 means 10,000, negative turns
 	// the cache off.
 	CacheSize int
-	// TouchInterval is how often last-used times are written to the
-	// store, in one batch; 0 means 1 minute.
+	// TouchInterval is how long last-used times are collected before
+	// they are written to the store, in one batch; 0 means 1 minute.
 	TouchInterval time.Duration
 	// Logger receives store errors; nil means slog.Default(). Keys are
 	// never logged.
@@ -116,18 +127,18 @@ type Verifier struct {
 	once sync.Once
 	mu   sync.Mutex
 	// cache maps HMACs to what the store said; nil rec: not found.
-	cache     map[[sha256.Size]byte]cacheEntry
-	misses    map[[sha256.Size]byte]cacheEntry // keys the store does not have
-	epoch     uint64                           // counts cache drops
-	gen       int64
-	genRead   time.Time
-	genMu     sync.Mutex // one store read of the generation at a time
-	touched   map[string]time.Time
-	touchStop chan struct{}
-	touchDone chan struct{}
-	closed    bool
-	dummy     []byte
-	hashers   sync.Pool // of hash.Hash: HMACs keyed with Pepper, reset between uses
+	cache   map[[sha256.Size]byte]cacheEntry
+	misses  map[[sha256.Size]byte]cacheEntry // keys the store does not have
+	epoch   uint64                           // counts cache drops
+	gen     int64
+	genRead time.Time
+	genMu   sync.Mutex // one store read of the generation at a time
+	touched map[string]time.Time
+	flush   *time.Timer    // the write of touched, scheduled; nil: none
+	flushes sync.WaitGroup // scheduled writes that have not ended
+	closed  bool
+	dummy   []byte
+	hashers sync.Pool // of hash.Hash: HMACs keyed with Pepper, reset between uses
 }
 
 // hash is Hash(k, v.Pepper) appended to dst, without re-keying an HMAC
@@ -158,12 +169,21 @@ func (v *Verifier) init() {
 		v.cache = make(map[[sha256.Size]byte]cacheEntry)
 		v.misses = make(map[[sha256.Size]byte]cacheEntry)
 		v.touched = make(map[string]time.Time)
-		v.touchStop = make(chan struct{})
-		v.touchDone = make(chan struct{})
 		v.dummy = make([]byte, sha256.Size)
 		v.gen = -1
-		go v.touchLoop()
 	})
+}
+
+// errNoStore is Check's error for a Verifier without a Store.
+var errNoStore = errors.New("apikey: Verifier.Store is nil")
+
+// Check reports a Verifier that cannot verify any key: one without a
+// Store. It has no side effects.
+func (v *Verifier) Check() error {
+	if v == nil || v.Store == nil {
+		return errNoStore
+	}
+	return nil
 }
 
 func (v *Verifier) now() time.Time {
@@ -196,6 +216,9 @@ func (v *Verifier) Verify(ctx context.Context, s string) (*Verified, error) {
 	k, err := Parse(s)
 	if err != nil {
 		return nil, err
+	}
+	if v.Store == nil {
+		return nil, errNoStore
 	}
 	v.init()
 	now := v.now()
@@ -355,27 +378,29 @@ func (v *Verifier) dropLocked() {
 	v.epoch++
 }
 
+// touch records that key id was used at at, and schedules the write of
+// the batch if none is scheduled: the write runs on the timer's
+// goroutine, which ends with it.
 func (v *Verifier) touch(id string, at time.Time) {
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	if at.After(v.touched[id]) {
 		v.touched[id] = at
 	}
-	v.mu.Unlock()
+	if v.flush == nil && !v.closed {
+		v.flushes.Add(1)
+		v.flush = time.AfterFunc(durationOr(v.TouchInterval, time.Minute), v.scheduledFlush)
+	}
 }
 
-func (v *Verifier) touchLoop() {
-	defer close(v.touchDone)
-	t := time.NewTicker(durationOr(v.TouchInterval, time.Minute))
-	defer t.Stop()
-	for {
-		select {
-		case <-v.touchStop:
-			v.flushTouched(context.Background())
-			return
-		case <-t.C:
-			v.flushTouched(context.Background())
-		}
-	}
+// scheduledFlush is the write a touch scheduled. Uses after it has begun
+// schedule the next.
+func (v *Verifier) scheduledFlush() {
+	defer v.flushes.Done()
+	v.mu.Lock()
+	v.flush = nil
+	v.mu.Unlock()
+	v.flushTouched(context.Background())
 }
 
 // flushTouched writes the last-used times collected since the last flush.
@@ -392,18 +417,24 @@ func (v *Verifier) flushTouched(ctx context.Context) {
 	}
 }
 
-// Close writes the pending last-used times and stops the background
-// writer.
+// Close writes the pending last-used times, after waiting for a write in
+// progress; once it returns the Verifier runs nothing. Keys verified
+// after Close are still checked, but their use is not recorded. Close may
+// be called twice.
 func (v *Verifier) Close() error {
-	v.init()
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
 		return nil
 	}
 	v.closed = true
+	t := v.flush
+	v.flush = nil
 	v.mu.Unlock()
-	close(v.touchStop)
-	<-v.touchDone
+	if t != nil && t.Stop() {
+		v.flushes.Done() // it will not run
+	}
+	v.flushes.Wait()
+	v.flushTouched(context.Background())
 	return nil
 }

@@ -235,7 +235,7 @@ func (o *Options) Check() error {
 		}
 	}
 	// The rules, business ones too, as a Limiter checks them.
-	if err := (&ratelimit.Limiter{Rules: o.Limits}).Init(); err != nil {
+	if err := (&ratelimit.Limiter{Rules: o.Limits}).Check(); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -58,10 +59,12 @@ const (
 //
 // Set the exported fields before Start; they must not change afterwards. A
 // Reloader must not be copied after first use. Its methods are safe for
-// concurrent use.
+// concurrent use. The background work runs from Start until ctx ends or
+// [Reloader.Close], which waits for it to end.
 type Reloader struct {
 	// CertFile is a PEM file of the certificate chain, leaf first; KeyFile
-	// holds its private key.
+	// holds its private key. Both or neither: if empty, Renew gives the
+	// first certificate.
 	CertFile, KeyFile string
 	// PollInterval is how often the files are checked for changes. If 0,
 	// DefaultPollInterval.
@@ -69,8 +72,9 @@ type Reloader struct {
 	// Renew, if set, obtains a new certificate. current is the certificate
 	// in use, or nil for the first one. The result must be valid now and
 	// have a private key matching its leaf; it is refused otherwise. ctx
-	// is the one given to Start. See [Renewer] for renewal over HTTP by the
-	// current certificate.
+	// is the one given to Start, which Close also cancels. See [Renewer]
+	// for renewal over HTTP by the current certificate. If nil, the
+	// certificate comes from the files, which are watched.
 	Renew func(ctx context.Context, current *tls.Certificate) (*tls.Certificate, error)
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
@@ -81,7 +85,11 @@ type Reloader struct {
 	cert    atomic.Pointer[tls.Certificate]
 	static  bool
 	started atomic.Bool
-	done    chan struct{} // closed when the background loop has ended
+
+	life   sync.Mutex // guards cancel, done and closed
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the background loop has ended
+	closed bool
 
 	// Test hooks: how to wait, and the jitter in [0, 1).
 	sleep  func(ctx context.Context, d time.Duration) error
@@ -105,7 +113,7 @@ func NewStatic(cert tls.Certificate) *Reloader {
 
 // Start loads the first certificate and returns an error if there is
 // none. It then watches the files or renews the certificate in the
-// background until ctx is done.
+// background until ctx is done or Close. Start after Close is an error.
 func (r *Reloader) Start(ctx context.Context) error {
 	if r.static {
 		return nil
@@ -113,6 +121,13 @@ func (r *Reloader) Start(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return newError("Reloader started twice")
 	}
+	r.life.Lock()
+	closed := r.closed
+	r.life.Unlock()
+	if closed {
+		return newError("Reloader started after Close")
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	var (
 		first    *tls.Certificate
 		obtained time.Time // when Renew gave the certificate; zero for files
@@ -138,20 +153,45 @@ func (r *Reloader) Start(ctx context.Context) error {
 		err = newError("Reloader needs CertFile and KeyFile, or Renew")
 	}
 	if err != nil {
+		cancel()
 		r.started.Store(false)
 		return err
 	}
 	r.cert.Store(first)
 	r.logger().Info("mtls: certificate loaded", certAttrs(first)...)
-	r.done = make(chan struct{})
+	done := make(chan struct{})
+	r.life.Lock()
+	if r.closed { // Close came during the first load
+		r.life.Unlock()
+		cancel()
+		return newError("Reloader closed while starting")
+	}
+	r.cancel, r.done = cancel, done
+	r.life.Unlock()
 	go func() {
-		defer close(r.done)
+		defer close(done)
 		if r.Renew != nil {
 			r.renewLoop(ctx, obtained)
 		} else {
 			r.pollLoop(ctx)
 		}
 	}()
+	return nil
+}
+
+// Close stops the background work Start began and waits for it to end;
+// the current certificate is still served. It may be called twice, and
+// on a Reloader that was not started (or from [NewStatic]), where it does
+// nothing.
+func (r *Reloader) Close() error {
+	r.life.Lock()
+	r.closed = true
+	cancel, done := r.cancel, r.done
+	r.life.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
 	return nil
 }
 

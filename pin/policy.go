@@ -36,12 +36,12 @@ const dateLayout = "2006-01-02"
 // subdomains.
 type Domain struct {
 	// Name is a lowercase host name without trailing dot ("api.example.com")
-	// or an IP address.
+	// or an IP address. Required.
 	Name string
 	// IncludeSubdomains extends the rule to every name below Name. The most
 	// specific rule for a host wins.
 	IncludeSubdomains bool
-	// Mode is Enforce or ReportOnly.
+	// Mode is Enforce or ReportOnly; "" means Enforce.
 	Mode Mode
 	// Expires, when not zero, is the last day on which the pins hold: its
 	// calendar date, read in its own location, is kept as 00:00 UTC, and
@@ -50,11 +50,13 @@ type Domain struct {
 	// not bricked by stale pins (Android and TrustKit semantics).
 	Expires time.Time
 	// Pins are the accepted pins. A connection is accepted when one of them
-	// matches a certificate of a verified chain.
+	// matches a certificate of a verified chain. At least one
+	// ([ErrNoPins]), two for an enforced rule (see AllowSinglePin).
 	Pins []Pin
 	// Roles optionally says what each pin is a key of (leaf, backup, CA).
 	// Verification ignores roles; exports that must tell leaf keys from CA
 	// keys (iOS App Transport Security) and `rampart pin lint` use them.
+	// Nil: no pin has a role.
 	Roles map[Pin]Role
 	// AllowSinglePin opts out of the backup-pin rule: without it, an
 	// enforced rule needs at least two distinct pins, so that losing or

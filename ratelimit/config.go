@@ -30,9 +30,17 @@ import (
 //	    rate: 100
 //	    per: 1m
 //	    shadow: true                   # count, never refuse
+//
+// A Config is what the file says, for [Limiter.TrustedProxies] and
+// [Limiter.Rules].
 type Config struct {
+	// TrustedProxies are trusted_proxies, as prefixes (an address is its
+	// own /32 or /128). Empty: none.
 	TrustedProxies []netip.Prefix
-	Rules          []Rule
+	// Rules are the rules, each checked as a Limiter checks it and with
+	// the defaults filled in (per: 1s, burst: rate, kind, by, failure).
+	// Empty: none.
+	Rules []Rule
 }
 
 type fileConfig struct {

@@ -62,10 +62,12 @@ const (
 type Rule struct {
 	// Name names the rule in keys, headers, metrics and errors:
 	// lowercase letters, digits, '.', '_' and '-'.
-	Name  string
+	Name string
+	// Limit is the rule's rate and burst; the zero Limit admits nothing
+	// and is refused ([Limit.Validate]).
 	Limit Limit
-	// Kind is Edge or Business; "" means Edge when By is set, else
-	// Business.
+	// Kind is Edge or Business; "" means Edge when By or Routes is set,
+	// else Business.
 	Kind Kind
 	// By lists the parts of an edge rule's key, all of them; nil means
 	// ByAddr.
@@ -160,16 +162,20 @@ func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailab
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // Limiter applies rules. Set the fields, then call Init (or let the first
-// use do it); do not change them afterwards.
+// use do it); do not change them afterwards. [Limiter.Check] reports
+// rules that cannot work without changing anything. A Limiter starts
+// nothing and needs no Close.
 type Limiter struct {
 	// Store keeps the limits; nil means a Memory (this instance only).
 	Store Store
 	// Fallback decides for FailOpen rules while Store is failing; nil
 	// means a Memory.
 	Fallback *Memory
-	Rules    []Rule
+	// Rules are the rules, each named once. Nil: none, and every Allow
+	// is ErrUnknownRule.
+	Rules []Rule
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed
-	// for ByAddr.
+	// for ByAddr. Empty: none, the client is the connection's peer.
 	TrustedProxies []netip.Prefix
 	// RetryStore is how long, after a store error, the store is left
 	// alone before it is tried again; 0 means 1 s. Recovery is
@@ -191,7 +197,15 @@ type Limiter struct {
 	down    atomic.Int64 // the store is not tried before this time (Unix ns); 0: up
 }
 
-// Init checks the rules. Allow and Middleware call it too.
+// Check reports rules that cannot work (a bad name, limit, kind, key or
+// route pattern, a name given twice), as Init does, but changes nothing.
+func (l *Limiter) Check() error {
+	_, _, err := compileRules(l.Rules)
+	return err
+}
+
+// Init checks the rules and fills in the nil stores. Allow and Middleware
+// call it too.
 func (l *Limiter) Init() error {
 	l.once.Do(func() {
 		if l.Store == nil {
@@ -200,29 +214,34 @@ func (l *Limiter) Init() error {
 		if l.Fallback == nil {
 			l.Fallback = &Memory{Now: l.Now}
 		}
-		l.rules = make(map[string]*compiledRule)
-		for i := range l.Rules {
-			r := l.Rules[i]
-			if err := r.check(); err != nil {
-				l.initErr = err
-				return
-			}
-			if _, dup := l.rules[r.Name]; dup {
-				l.initErr = fmt.Errorf("ratelimit: rule %s: named twice", r.Name)
-				return
-			}
-			cr, err := compile(r)
-			if err != nil {
-				l.initErr = err
-				return
-			}
-			l.rules[r.Name] = cr
-			if r.Kind == Edge {
-				l.edge = append(l.edge, cr)
-			}
-		}
+		l.rules, l.edge, l.initErr = compileRules(l.Rules)
 	})
 	return l.initErr
+}
+
+// compileRules checks rules and compiles them, by name and the edge ones
+// in order.
+func compileRules(rules []Rule) (map[string]*compiledRule, []*compiledRule, error) {
+	byName := make(map[string]*compiledRule)
+	var edge []*compiledRule
+	for i := range rules {
+		r := rules[i]
+		if err := r.check(); err != nil {
+			return nil, nil, err
+		}
+		if _, dup := byName[r.Name]; dup {
+			return nil, nil, fmt.Errorf("ratelimit: rule %s: named twice", r.Name)
+		}
+		cr, err := compile(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		byName[r.Name] = cr
+		if r.Kind == Edge {
+			edge = append(edge, cr)
+		}
+	}
+	return byName, edge, nil
 }
 
 func (l *Limiter) now() time.Time {

@@ -310,3 +310,40 @@ type problem struct {
 	Rule       string `json:"rule,omitempty"`
 	RetryAfter int64  `json:"retry_after,omitempty"`
 }
+
+// Check refuses what Init refuses, and changes nothing: the stores stay
+// nil, and a Limiter checked can still be given its fields.
+func TestLimiterCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rules []Rule
+		want  string
+	}{
+		{"bad name", []Rule{{Name: "Swap", Limit: PerMinute(1, 1)}}, "want a name"},
+		{"zero limit", []Rule{{Name: "swap"}}, "invalid limit"},
+		{"named twice", []Rule{{Name: "a", Limit: PerMinute(1, 1)}, {Name: "a", Limit: PerMinute(2, 2)}}, "named twice"},
+		{"business rule with routes", []Rule{{Name: "a", Kind: Business, Routes: []string{"/x"}, Limit: PerMinute(1, 1)}}, "business rule"},
+		{"bad route", []Rule{{Name: "a", Routes: []string{"GET /x", "GET /x"}, Limit: PerMinute(1, 1)}}, "routes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &Limiter{Rules: tc.rules}
+			err := l.Check()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Check = %v, want an error about %q", err, tc.want)
+			}
+			if l.Store != nil || l.Fallback != nil {
+				t.Error("Check filled in the stores")
+			}
+			if ierr := l.Init(); ierr == nil || ierr.Error() != err.Error() {
+				t.Errorf("Init = %v, want Check's %v", ierr, err)
+			}
+		})
+	}
+	l := &Limiter{Rules: []Rule{{Name: "swap", Limit: PerMinute(100, 100)}}}
+	if err := l.Check(); err != nil || l.Store != nil {
+		t.Fatalf("Check = %v (store %v), want nil and no store", err, l.Store)
+	}
+	if d, err := l.Allow(context.Background(), "swap", "k"); err != nil || !d.Allowed {
+		t.Errorf("Allow after Check = %+v, %v", d, err)
+	}
+}

@@ -37,10 +37,15 @@ import (
 	"time"
 )
 
-// Limit is a rate and a burst.
+// Limit is a rate and a burst. Every field must be positive
+// ([Limit.Validate]): the zero Limit admits nothing and is refused where
+// a limit is enforced. A configuration field of type Limit says what its
+// zero value means there (often a default).
 type Limit struct {
-	// Rate events are admitted per Period once the burst is spent.
-	Rate   int
+	// Rate events are admitted per Period once the burst is spent; at
+	// least 1.
+	Rate int
+	// Period is the time Rate events take; positive.
 	Period time.Duration
 	// Burst is how many events are admitted at once; at least 1.
 	Burst int

@@ -39,23 +39,33 @@ import (
 // zero value is a safe default.
 //
 // A configuration error (a missing field, a forbidden algorithm) is
-// returned by the first [Validator.Validate] and every one after, and
-// makes [Validator.Middleware] answer 500: it is the one 500 there is,
-// and no client input causes it.
+// reported by [Validator.Check], so that a caller can refuse to start; it
+// is also returned by the first [Validator.Validate] and every one after,
+// and makes [Validator.Middleware] answer 500: it is the one 500 there
+// is, and no client input causes it.
+//
+// A Validator starts nothing and needs no Start or Close: a JWKS fetch,
+// when a request needs one, is made by a goroutine of its own that the
+// requests needing it wait for (each only as long as its context allows),
+// and that ends with the fetch, within the Client's timeout (10 s if it
+// has none). An idle Validator holds no goroutine.
 type Validator struct {
 	// Issuer must equal the iss claim exactly (RFC 9068 §4 step 3).
+	// Required.
 	Issuer string
 	// Audience, this resource server's identifier, must be one of the
 	// aud claim's values (RFC 9068 §4 step 4): a token minted for
-	// another API must not work here.
+	// another API must not work here. Required.
 	Audience string
 
 	// JWKSURL is where the issuer publishes its keys. It must be https,
 	// or http to a loopback address (tests, a sidecar): keys fetched in
-	// the clear can be replaced by anyone on the path.
+	// the clear can be replaced by anyone on the path. Empty: Keys must
+	// be set.
 	JWKSURL string
 	// Keys are static verification keys, for tests and offline use,
-	// instead of JWKSURL. Only public keys are used.
+	// instead of JWKSURL. Only public keys are used. Nil: JWKSURL must be
+	// set.
 	Keys *jose.JSONWebKeySet
 	// Client fetches the JWKS; nil means a client with a 10 s timeout
 	// that follows redirects only to URLs allowed for JWKSURL. A fetch
@@ -169,23 +179,46 @@ func (v *Validator) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// Check reports a configuration that cannot work: a missing Issuer,
+// Audience or key source, both key sources, a forbidden or unknown
+// algorithm, a negative duration or size, a JWKSURL that is not https (or
+// http to a loopback address), static Keys without a usable key. It has
+// no side effects: it fetches nothing and logs nothing. Validate returns
+// the same error.
+func (v *Validator) Check() error {
+	_, _, err := v.configure()
+	return err
+}
+
 func (v *Validator) init() error {
 	v.once.Do(func() {
-		v.initErr = v.configure()
+		var static *knownKeys
+		v.c, static, v.initErr = v.configure()
 		if v.initErr != nil {
 			v.logger().Error("token: Validator misconfigured; every request will fail", "err", v.initErr)
+			return
+		}
+		if static != nil {
+			v.keys.Store(static)
+		}
+		if n := orDefault(v.CacheSize, defaultCacheSize); n > 0 {
+			v.cache = &tokenCache{max: n, m: make(map[[sha256.Size]byte]*entry)}
 		}
 	})
 	return v.initErr
 }
 
-func (v *Validator) configure() error {
-	c := &v.c
+// configure returns the configuration with the defaults applied, and the
+// static keys if Keys is set, or the error of a configuration that cannot
+// work. It changes nothing.
+func (v *Validator) configure() (config, *knownKeys, error) {
+	var c config
+	fail := func(err error) (config, *knownKeys, error) { return config{}, nil, err }
 	if v.Issuer == "" {
-		return errors.New("token: Validator.Issuer is required")
+		return fail(errors.New("token: Validator.Issuer is required"))
 	}
 	if v.Audience == "" {
-		return errors.New("token: Validator.Audience is required")
+		return fail(errors.New("token: Validator.Audience is required"))
 	}
 	names := v.Algorithms
 	if len(names) == 0 {
@@ -193,38 +226,35 @@ func (v *Validator) configure() error {
 	}
 	for _, n := range names {
 		if strings.EqualFold(n, "none") || strings.HasPrefix(strings.ToUpper(n), "HS") {
-			return fmt.Errorf("token: algorithm %q is never accepted: it lets anyone who knows the public key forge tokens", n)
+			return fail(fmt.Errorf("token: algorithm %q is never accepted: it lets anyone who knows the public key forge tokens", n))
 		}
 		a, ok := algorithms[n]
 		if !ok {
-			return fmt.Errorf("token: unsupported signature algorithm %q", n)
+			return fail(fmt.Errorf("token: unsupported signature algorithm %q", n))
 		}
 		c.algs = append(c.algs, a)
 	}
 	if v.Leeway < 0 || v.MaxTokenSize < 0 || v.JWKSRefresh < 0 || v.RefetchInterval < 0 {
-		return errors.New("token: Validator durations and sizes must not be negative")
+		return fail(errors.New("token: Validator durations and sizes must not be negative"))
 	}
 	c.leeway = orDefault(v.Leeway, defaultLeeway)
 	c.maxSize = orDefault(v.MaxTokenSize, defaultMaxSize)
 	c.refresh = orDefault(v.JWKSRefresh, defaultRefresh)
 	c.refetch = orDefault(v.RefetchInterval, defaultRefetch)
-	if n := orDefault(v.CacheSize, defaultCacheSize); n > 0 {
-		v.cache = &tokenCache{max: n, m: make(map[[sha256.Size]byte]*entry)}
-	}
 
+	var static *knownKeys
 	switch {
 	case v.JWKSURL != "" && v.Keys != nil:
-		return errors.New("token: set one of Validator.JWKSURL and Validator.Keys, not both")
+		return fail(errors.New("token: set one of Validator.JWKSURL and Validator.Keys, not both"))
 	case v.Keys != nil:
 		c.static = true
-		ks := v.usableKeys(v.Keys.Keys)
-		if len(ks.byKID) == 0 {
-			return errors.New("token: Validator.Keys has no public signing key with a kid for the allowed algorithms")
+		static = usableKeys(c.algs, v.Keys.Keys)
+		if len(static.byKID) == 0 {
+			return fail(errors.New("token: Validator.Keys has no public signing key with a kid for the allowed algorithms"))
 		}
-		v.keys.Store(ks)
 	case v.JWKSURL != "":
 		if err := checkJWKSURL(v.JWKSURL); err != nil {
-			return err
+			return fail(err)
 		}
 		c.url = v.JWKSURL
 		c.client = v.Client
@@ -241,9 +271,9 @@ func (v *Validator) configure() error {
 		}
 		c.useTimeout = c.client.Timeout == 0
 	default:
-		return errors.New("token: Validator needs JWKSURL or Keys")
+		return fail(errors.New("token: Validator needs JWKSURL or Keys"))
 	}
-	return nil
+	return c, static, nil
 }
 
 func orDefault[T comparable](v, def T) T {
@@ -623,14 +653,14 @@ func keyFits(k *jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 }
 
 // usableKeys keeps the keys a token may be verified with: public, for
-// signatures (use "sig" or none), with a kid, for an allowed algorithm.
-func (v *Validator) usableKeys(keys []jose.JSONWebKey) *knownKeys {
+// signatures (use "sig" or none), with a kid, for one of algs.
+func usableKeys(algs []jose.SignatureAlgorithm, keys []jose.JSONWebKey) *knownKeys {
 	ks := &knownKeys{byKID: make(map[string][]jose.JSONWebKey)}
 	for _, k := range keys {
 		if k.KeyID == "" || (k.Use != "" && k.Use != "sig") || !k.Valid() || !k.IsPublic() {
 			continue
 		}
-		for _, a := range v.c.algs {
+		for _, a := range algs {
 			if keyFits(&k, a) {
 				ks.byKID[k.KeyID] = append(ks.byKID[k.KeyID], k)
 				break
@@ -762,7 +792,7 @@ func (v *Validator) fetchKeys(ctx context.Context) (*knownKeys, error) {
 	}
 	// An empty set is an answer, not a failure: an issuer that withdraws
 	// every key means every token to fail.
-	ks := v.usableKeys(keys)
+	ks := usableKeys(v.c.algs, keys)
 	ks.fetched = v.now()
 	return ks, nil
 }

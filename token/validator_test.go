@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -594,6 +595,9 @@ func TestValidatorConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := tc.v
 			v.Now = clock.Now
+			if err := v.Check(); err == nil || !strings.Contains(err.Error(), tc.msg) || !strings.HasPrefix(err.Error(), "token: ") {
+				t.Fatalf("Check: %v, want an error about %q", err, tc.msg)
+			}
 			for range 2 { // the first use and every one after
 				_, err := v.Validate(context.Background(), k.mint(t, claimsAt(clock.Now()), nil), nil)
 				if err == nil || !strings.Contains(err.Error(), tc.msg) || !strings.HasPrefix(err.Error(), "token: ") {
@@ -619,6 +623,38 @@ func TestValidatorConfig(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Check fetches nothing and logs nothing: a caller can check a
+// configuration before it starts, without touching the issuer.
+func TestValidatorCheckHasNoSideEffects(t *testing.T) {
+	k := newKey(t, jose.ES256)
+	clock := newClock()
+	jwks := newJWKS(t, k)
+	var logs strings.Builder
+	v := jwks.validator(clock)
+	v.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	for range 2 {
+		if err := v.Check(); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+	}
+	if n := jwks.hits.Load(); n != 0 {
+		t.Errorf("Check fetched the JWKS %d times", n)
+	}
+	if _, err := v.Validate(context.Background(), k.mint(t, claimsAt(clock.Now()), nil), nil); err != nil {
+		t.Fatalf("Validate after Check: %v", err)
+	}
+	bad := &Validator{Issuer: testIssuer, Audience: testAudience, Logger: v.Logger}
+	if err := bad.Check(); err == nil {
+		t.Fatal("Check without a key source: no error")
+	}
+	if logs.Len() != 0 {
+		t.Errorf("Check logged: %s", logs.String())
+	}
+	if _, err := bad.Validate(context.Background(), "x", nil); err == nil || !strings.Contains(logs.String(), "misconfigured") {
+		t.Errorf("Validate: %v, log %q; want the misconfiguration logged once it is used", err, logs.String())
+	}
 }
 
 func TestJWKSKeyRotation(t *testing.T) {

@@ -208,7 +208,7 @@ func TestCloseCommitsQueued(t *testing.T) {
 	}
 }
 
-// Reports older than the retention are deleted at start (and hourly).
+// Reports older than the retention are deleted at Start (and hourly).
 func TestRetention(t *testing.T) {
 	e := newEnv(t, nil)
 	rogue, _ := rogueLeaves(t)
@@ -217,6 +217,9 @@ func TestRetention(t *testing.T) {
 	e.clock.Add(48 * time.Hour)
 	s, err := New(Config{Store: e.store, AdminToken: testToken, Now: e.clock.Now, Retention: 24 * time.Hour})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -62,6 +62,9 @@ func newEnv(t testing.TB, configure func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() {
 		hs.Close()

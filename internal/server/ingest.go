@@ -13,6 +13,9 @@ import (
 // errIngestClosed is returned for reports submitted after Close.
 var errIngestClosed = errors.New("server: shutting down")
 
+// errIngestNotStarted is returned for reports submitted before Start.
+var errIngestNotStarted = errors.New("server: not started")
+
 // errIngestBusy is returned when the queue is full: the client retries
 // later rather than the server buffering without bound.
 var errIngestBusy = errors.New("server: report queue full")
@@ -28,7 +31,8 @@ type ingester struct {
 	queue    chan *ingestJob
 	done     chan struct{}
 	once     sync.Once
-	mu       sync.RWMutex // held for reading by submitters, for writing by close
+	mu       sync.RWMutex // held for reading by submitters, for writing by start and close
+	started  bool
 	isClosed bool
 	observe  func(size int, d time.Duration, err error)
 	// queuedBytes bounds the memory of the queue, whose reports may be up
@@ -51,8 +55,18 @@ func newIngester(st store.ReportStore, queueSize, maxBatch int, maxBytes int64, 
 		done:     make(chan struct{}),
 		observe:  observe,
 	}
-	go in.run()
 	return in
+}
+
+// start starts the committer, unless it was started or closed.
+func (in *ingester) start() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.started || in.isClosed {
+		return
+	}
+	in.started = true
+	go in.run()
 }
 
 // submit queues r and waits until the transaction holding it has
@@ -67,6 +81,10 @@ func (in *ingester) submit(r store.Report) error {
 	if in.isClosed {
 		in.mu.RUnlock()
 		return errIngestClosed
+	}
+	if !in.started {
+		in.mu.RUnlock()
+		return errIngestNotStarted
 	}
 	if in.queuedBytes.Add(size) > in.maxBytes {
 		in.queuedBytes.Add(-size)
@@ -147,12 +165,15 @@ func (in *ingester) commit(rs []store.Report) error {
 }
 
 // close stops accepting reports, commits those queued, and waits for the
-// last commit, or for ctx.
+// last commit, or for ctx. It may be called twice, and without start.
 func (in *ingester) close(ctx context.Context) error {
 	in.once.Do(func() {
 		in.mu.Lock()
 		in.isClosed = true
 		close(in.queue)
+		if !in.started {
+			close(in.done)
+		}
 		in.mu.Unlock()
 	})
 	select {

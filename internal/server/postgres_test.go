@@ -29,6 +29,9 @@ func TestTwoInstancesOnPostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := s.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		hs := httptest.NewServer(s)
 		t.Cleanup(func() { hs.Close(); s.Close(context.Background()); st.Close() })
 		return &testEnv{srv: s, http: hs, store: st, clock: clock}

@@ -95,7 +95,7 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		s.quota.stored(content.Digest)
-	case errors.Is(err, errIngestBusy), errors.Is(err, errIngestClosed):
+	case errors.Is(err, errIngestBusy), errors.Is(err, errIngestClosed), errors.Is(err, errIngestNotStarted):
 		s.metrics.reports.WithLabelValues("unavailable").Inc()
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "busy; retry later", Err: err,
 			Header: http.Header{"Retry-After": {"1"}}}

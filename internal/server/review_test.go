@@ -79,6 +79,9 @@ func TestOneBadReportFailsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	hs := httptest.NewServer(s)
 	defer func() { hs.Close(); s.Close(context.Background()) }()
 	env := &testEnv{srv: s, http: hs, store: e.store, clock: e.clock}

@@ -56,6 +56,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,8 +69,10 @@ import (
 	"github.com/rampartsec/rampart/ratelimit"
 )
 
-// Config configures a Server. Store and AdminToken are required.
+// Config configures a Server. Store and AdminToken are required; every
+// other zero value is documented with its field.
 type Config struct {
+	// Store keeps reports, bundles and token revocations. Required.
 	Store store.Store
 	// AdminToken authorizes the admin API and the dashboard. It is
 	// compared in constant time and never logged. Use at least 32 random
@@ -169,8 +172,9 @@ func (st *Settings) normalize() error {
 	return nil
 }
 
-// Server is the control plane's HTTP handler. Create it with New and stop
-// it with Close after the http.Server has shut down.
+// Server is the control plane's HTTP handler. Create it with New, start
+// its background work with Start, and stop it with Close after the
+// http.Server has shut down.
 type Server struct {
 	cfg      Config
 	live     atomic.Pointer[Settings]
@@ -187,8 +191,12 @@ type Server struct {
 	metrics  *metrics
 	mux      *http.ServeMux
 	cookieKY []byte
-	stop     context.CancelFunc
-	pruned   chan struct{}
+
+	life    sync.Mutex // guards started, closed and stop
+	started bool
+	closed  bool
+	stop    context.CancelFunc // ends pruneLoop
+	pruned  chan struct{}      // closed when pruneLoop has ended
 }
 
 // Default limits.
@@ -198,7 +206,8 @@ var (
 	authFailureLimit = ratelimit.PerMinute(10, 10)
 )
 
-// New returns a Server for cfg.
+// New returns a Server for cfg. It starts nothing: reports are refused
+// with 503 until Start.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server: no store")
@@ -259,10 +268,29 @@ func New(cfg Config) (*Server, error) {
 	s.quota.register(reg)
 	s.bundles = newBundleCache(cfg.Store.Bundles(), cfg.BundleCacheTTL, s.now)
 	s.routes(reg)
-	ctx, stop := context.WithCancel(context.Background())
-	s.stop, s.pruned = stop, make(chan struct{})
-	go s.pruneLoop(ctx)
+	s.pruned = make(chan struct{})
 	return s, nil
+}
+
+// Start starts the background work: the committer of reports (group
+// commit) and the deletion of reports older than the retention and of
+// expired token revocations, at once and every hour. It returns at once;
+// the work runs until Close, not until ctx ends (ctx's values are kept).
+// Start after Start or Close is an error.
+func (s *Server) Start(ctx context.Context) error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	switch {
+	case s.closed:
+		return errors.New("server: Start after Close")
+	case s.started:
+		return errors.New("server: started twice")
+	}
+	s.started = true
+	s.ingest.start()
+	ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go s.pruneLoop(ctx)
+	return nil
 }
 
 // pruneLoop deletes, at start and every hour, the reports older than the
@@ -334,11 +362,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Close commits the reports still queued and stops accepting new ones. Call
-// it after http.Server.Shutdown, before closing the store.
+// Close commits the reports still queued, stops accepting new ones and
+// stops the pruning; it waits for both, or for ctx. Call it after
+// http.Server.Shutdown, before closing the store. It may be called twice,
+// and without Start.
 func (s *Server) Close(ctx context.Context) error {
-	s.stop()
+	s.life.Lock()
+	s.closed = true
+	started, stop := s.started, s.stop
+	s.life.Unlock()
+	if stop != nil {
+		stop()
+	}
 	err := s.ingest.close(ctx)
+	if !started {
+		return err
+	}
 	select {
 	case <-s.pruned:
 	case <-ctx.Done():

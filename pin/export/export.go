@@ -75,14 +75,17 @@ const (
 
 // Options adjust an export. The zero value exports every rule.
 type Options struct {
-	// Domain, if set, exports only the rule for this domain.
+	// Domain, if set, exports only the rule for this domain. Empty: every
+	// rule.
 	Domain string
-	// Source names the policy in the generated header comment.
+	// Source names the policy in the generated header comment. Empty:
+	// "a pin policy".
 	Source string
 	// OkHTTP3 makes OkHttp 3 compatible patterns: the exact name and "*."
-	// (one level of subdomains) instead of "**.".
+	// (one level of subdomains) instead of "**.". False: OkHttp 4's "**.".
 	OkHTTP3 bool
-	// Identities chooses the App Transport Security identities.
+	// Identities chooses the App Transport Security identities. Empty
+	// means IdentitiesAuto.
 	Identities Identities
 	// MaxAge is HPKP's max-age; 0 means 60 days. It is capped at the pin
 	// set's expiry.

@@ -45,7 +45,9 @@
 //
 // # Delivery
 //
-// [Reporter] queues reports in a bounded queue and posts them from one
+// [Reporter] queues reports in a bounded queue and posts them one at a
+// time, from a goroutine that runs while the queue holds reports and ends
+// when it is empty: a Reporter needs no Start, and an idle one holds no
 // goroutine. A failure is reported at most once per 24 hours to each
 // report URI: failures with the same [pin.Failure.Key] make the same
 // report, but for its date-time. When the queue is full a report is
@@ -180,7 +182,14 @@ type Stats struct {
 }
 
 // Reporter sends reports asynchronously. It implements [pin.Reporter]. The
-// zero Reporter is ready to use; set the fields before first use.
+// zero Reporter is ready to use; set the fields before first use and do
+// not change them afterwards.
+//
+// Reports are sent by a goroutine that the first report of an empty
+// queue starts and that ends once the queue is empty again (the model of
+// net/http's Transport, whose connection goroutines come and go with the
+// requests): there is nothing to start, and once [Reporter.Flush] has
+// returned nothing runs. [Reporter.Close] stops accepting reports.
 type Reporter struct {
 	// Client posts the reports. If nil, a client with a 10-second timeout.
 	// It should not be pinned by the policy being reported on. Redirects
@@ -193,11 +202,11 @@ type Reporter struct {
 	// Now is the clock of the 24-hour deduplication. If nil, time.Now.
 	Now func() time.Time
 
-	once   sync.Once
-	queue  chan queued
 	window dedup.Window
 
 	mu      sync.Mutex
+	queue   []queued        // waiting to be sent, oldest first
+	sending bool            // the sender goroutine runs
 	pending int             // queued or being sent
 	waiters []chan struct{} // Flush calls waiting for pending == 0
 	closed  bool
@@ -210,15 +219,11 @@ type queued struct {
 	key string
 }
 
-func (r *Reporter) start() {
-	r.once.Do(func() {
-		n := r.QueueSize
-		if n <= 0 {
-			n = 256
-		}
-		r.queue = make(chan queued, n)
-		go r.run()
-	})
+func (r *Reporter) queueSize() int {
+	if r.QueueSize <= 0 {
+		return 256
+	}
+	return r.QueueSize
 }
 
 func (r *Reporter) now() time.Time {
@@ -235,7 +240,6 @@ func (r *Reporter) Report(f *pin.Failure) {
 		r.noURI.Add(1)
 		return
 	}
-	r.start()
 	key := dedupKey(f)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -247,12 +251,16 @@ func (r *Reporter) Report(f *pin.Failure) {
 		r.duplicates.Add(1)
 		return
 	}
-	select {
-	case r.queue <- queued{f, key}:
-		r.pending++
-	default:
+	if len(r.queue) >= r.queueSize() {
 		r.window.Forget(key)
 		r.dropped.Add(1)
+		return
+	}
+	r.queue = append(r.queue, queued{f, key})
+	r.pending++
+	if !r.sending {
+		r.sending = true
+		go r.run()
 	}
 }
 
@@ -263,8 +271,15 @@ func dedupKey(f *pin.Failure) string {
 	return f.Key() + " " + f.Domain.ReportURI
 }
 
+// run sends the queued reports, oldest first, and returns when the
+// queue is empty. Report starts it with one report queued.
 func (r *Reporter) run() {
-	for q := range r.queue {
+	for {
+		r.mu.Lock()
+		q := r.queue[0]
+		r.queue[0] = queued{}
+		r.queue = r.queue[1:]
+		r.mu.Unlock()
 		if err := r.send(q.f); err != nil {
 			r.failed.Add(1)
 			r.window.Forget(q.key) // let a later identical failure try again
@@ -274,13 +289,18 @@ func (r *Reporter) run() {
 		}
 		r.mu.Lock()
 		r.pending--
-		if r.pending == 0 {
+		done := len(r.queue) == 0
+		if done {
+			r.queue, r.sending = nil, false
 			for _, w := range r.waiters {
 				close(w)
 			}
 			r.waiters = nil
 		}
 		r.mu.Unlock()
+		if done {
+			return
+		}
 	}
 }
 
@@ -333,7 +353,8 @@ func (r *Reporter) send(f *pin.Failure) error {
 }
 
 // Flush waits until every queued report has been sent or has failed, or
-// until ctx is done.
+// until ctx is done. When it returns nil the goroutine that sent them has
+// ended, or is returning.
 func (r *Reporter) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	if r.pending == 0 {
@@ -351,16 +372,14 @@ func (r *Reporter) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting reports. Reports already queued are still sent;
-// call Flush first to wait for them.
+// Close stops accepting reports: those reported after it are dropped.
+// Reports already queued are still sent, each within 30 s, and the
+// sender then ends; call Flush, before or after Close, to wait for them.
+// Close may be called twice.
 func (r *Reporter) Close() error {
-	r.start()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.closed {
-		r.closed = true
-		close(r.queue)
-	}
+	r.closed = true
 	return nil
 }
 

@@ -138,7 +138,7 @@ type Options struct {
 	// Stores with the same prefix share their limits, stores with
 	// different prefixes do not. Empty means [DefaultPrefix]. It must not
 	// contain '{' or '}', which would take the Redis Cluster hash tag
-	// from the keys: New panics if it does.
+	// from the keys: [Options.Check] refuses it, and New panics on it.
 	Prefix string
 	// DenyCacheSize bounds how many keys over their limit are remembered
 	// locally, each taking about 100 bytes plus its key (36 MB at worst
@@ -160,16 +160,28 @@ type Store struct {
 
 var _ ratelimit.Store = (*Store)(nil)
 
+// Check reports Options that New refuses: a Prefix with a brace. Check
+// options that come from a file or a flag before calling New.
+func (o Options) Check() error {
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return fmt.Errorf("redisstore: prefix %q contains a brace, which would become the Redis Cluster hash tag of every key", o.Prefix)
+	}
+	return nil
+}
+
 // New returns a Store keeping its keys in c. c may be a client, a
 // failover client or a cluster client; see the package documentation
-// for the options it should have.
+// for the options it should have. It panics on Options that Check
+// refuses, as regexp.MustCompile does on a bad pattern: a constant prefix
+// is the program's, and one from outside must be checked first. A Store
+// starts nothing and needs no Close; c is the caller's to close.
 func New(c redis.UniversalClient, o Options) *Store {
+	if err := o.Check(); err != nil {
+		panic(err.Error())
+	}
 	prefix := o.Prefix
 	if prefix == "" {
 		prefix = DefaultPrefix
-	}
-	if strings.ContainsAny(prefix, "{}") {
-		panic(fmt.Sprintf("redisstore: prefix %q contains a brace, which would become the Redis Cluster hash tag of every key", prefix))
 	}
 	s := &Store{c: c, prefix: prefix + ":", batch: &batcher{c: c}}
 	size := o.DenyCacheSize

@@ -959,3 +959,35 @@ func TestNewRejectsBraces(t *testing.T) {
 		}()
 	}
 }
+
+// Check refuses the prefixes New panics on, so that a prefix from a file
+// can be refused before New; it needs no Redis.
+func TestOptionsCheck(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{"", true},
+		{"rampart:rl:gateway", true},
+		{"rl:{gw}", false},
+		{"rl}", false},
+	} {
+		err := Options{Prefix: tc.prefix}.Check()
+		if (err == nil) != tc.ok || (err != nil && !strings.HasPrefix(err.Error(), "redisstore: ")) {
+			t.Errorf("Check(%q) = %v, want ok %v", tc.prefix, err, tc.ok)
+		}
+		if tc.ok {
+			continue
+		}
+		func() {
+			c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+			defer c.Close()
+			defer func() {
+				if v := recover(); v == nil || fmt.Sprint(v) != err.Error() {
+					t.Errorf("New(%q) panicked with %v, want Check's error %v", tc.prefix, v, err)
+				}
+			}()
+			New(c, Options{Prefix: tc.prefix})
+		}()
+	}
+}

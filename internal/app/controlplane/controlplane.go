@@ -478,6 +478,10 @@ func (c *ControlPlane) server(cfg *File, b *builder) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.Start(context.Background()); err != nil {
+		return err
+	}
+	c.onClose(func() { srv.Close(context.Background()) }) // after Shutdown's, it returns at once
 	c.srv = srv
 	c.hs = &http.Server{
 		Handler:           httpx.Framing(srv), // ambiguous request framing: answered and closed (RFC 9112 §6.1)

@@ -24,6 +24,7 @@ import (
 // default.
 type Options struct {
 	// File is the configuration (Load). Reload reads its file again.
+	// Required.
 	File *File
 	// Logger receives the logs, and the access log with access_log:
 	// stderr. If nil, NewLogger(LogFormat, Stderr).
@@ -208,6 +209,7 @@ func (e *Edge) listen(poll time.Duration) error {
 		if err := cert.Start(e.fresh); err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
+		e.onClose(func() { cert.Close() }) // waits for the watcher to end
 		e.tls = true
 		tlsConfig = &tls.Config{
 			GetCertificate: cert.GetCertificate,

@@ -45,6 +45,7 @@ import (
 
 	"github.com/rampartsec/rampart/gateway"
 	"github.com/rampartsec/rampart/ratelimit"
+	"github.com/rampartsec/rampart/ratelimit/redisstore"
 )
 
 // File is rampart gateway's configuration file (docs/gateway.md):
@@ -476,6 +477,11 @@ func (c *File) checkSections() error {
 	}
 	if c.LimitStore != nil && c.LimitStore.Redis == "" {
 		return fmt.Errorf("gateway: ratelimit_store needs redis: URL")
+	}
+	if c.LimitStore != nil {
+		if err := (redisstore.Options{Prefix: c.LimitStore.Prefix}).Check(); err != nil {
+			return fmt.Errorf("gateway: ratelimit_store: %w", err) // New would panic
+		}
 	}
 	switch c.AccessLog {
 	case "":

@@ -297,6 +297,7 @@ func TestParseConfigRefusals(t *testing.T) {
 		{"ratelimit bad proxy", open + "ratelimit: {trusted_proxies: [10.0.0.0/33]}\n", "trusted proxy"},
 		{"ratelimit not a map", open + "ratelimit: 5\n", "ratelimit"},
 		{"ratelimit_store without redis", open + "ratelimit_store: {prefix: rl}\n", "ratelimit_store needs redis"},
+		{"ratelimit_store prefix with a brace", open + "ratelimit_store: {redis: 'redis://127.0.0.1:6379/0', prefix: 'rl:{gw}'}\n", "contains a brace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse([]byte(tc.yaml))
