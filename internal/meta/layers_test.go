@@ -132,7 +132,6 @@ var errorTextRewords = map[string]bool{
 	"internal/app/edge/file.go":        true,
 	"ratelimit/config.go":              true,
 	"pin/report/parse.go":              true,
-	"internal/cli/serveconfig.go":      true,
 	"internal/store/storetest/auth.go": true, // a test suite in a non-test file
 }
 
@@ -196,6 +195,7 @@ var testOnly = []string{
 	module + "/internal/golden",
 	module + "/internal/meta",
 	module + "/internal/store/storetest",
+	module + "/internal/httpx/httpxtest",
 }
 
 // The rampart binary links no test-only package and nothing of examples/

@@ -91,8 +91,9 @@ func isPublic(importPath string) bool {
 }
 
 // Public packages import no database driver, no Redis client (except the
-// Redis store adapter) and no server or storage code: a user who pins a
-// client does not link a database (tailscale's TestDeps idea).
+// Redis store adapter), no server or storage code and nothing of the
+// application layer (internal/app: the assemblies and the commands): a user
+// who pins a client does not link a database (tailscale's TestDeps idea).
 func TestPublicPackageDeps(t *testing.T) {
 	forbidden := []string{
 		"database/sql",
@@ -102,6 +103,8 @@ func TestPublicPackageDeps(t *testing.T) {
 		module + "/internal/server",
 		module + "/internal/store",
 		module + "/internal/cli",
+		module + "/internal/app",
+		module + "/internal/demo",
 		"net/http/pprof",
 	}
 	goTool, _ := exec.LookPath("go")
