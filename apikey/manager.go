@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/auth"
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // Manager makes, rotates and revokes keys. Store is required; every other

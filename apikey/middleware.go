@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/auth"
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // ErrNoKey is what errors.Is reports for the error of a request without

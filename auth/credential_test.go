@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rampartsec/rampart/auth"
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 )
 
 const (

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // ErrorCode is an error code of RFC 6750 §3.1. It reaches the client in

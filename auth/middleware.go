@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // Authenticator checks the credential of a request and returns its

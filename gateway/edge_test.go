@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/rampartsec/rampart/internal/httpx/httpxtest"
+	"github.com/rampartsec/rampart/internal/util/httpx/httpxtest"
 	"github.com/rampartsec/rampart/ratelimit"
 )
 

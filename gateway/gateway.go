@@ -69,7 +69,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/rampartsec/rampart/auth"
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 )
@@ -122,7 +122,7 @@ func New(o Options) (*Gateway, error) {
 		// The constructors of package prometheus, not of its collectors
 		// package, which collectors.NewGoCollector only wraps: that
 		// package imports database/sql (its DBStatsCollector), a
-		// dependency public packages must not have (internal/meta).
+		// dependency public packages must not have (internal/testing/meta).
 		cs = append(cs, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{})) //nolint:staticcheck // SA1019, see above
 	}
 	if err := cs.registerWith(g.reg); err != nil {

@@ -29,8 +29,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store/sqlite"
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"

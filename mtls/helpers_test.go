@@ -24,7 +24,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 )
 
 var (

@@ -8,7 +8,7 @@ import (
 	"time"
 	"weak"
 
-	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 )
 
 // BenchmarkSPKIDigest shows what the digest cache saves per certificate of

@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 	"github.com/rampartsec/rampart/pin"
 
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 )
 
 const host = "api.payments.test"

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 	"github.com/rampartsec/rampart/pin"
 )
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 	"github.com/rampartsec/rampart/pin"
 )
 

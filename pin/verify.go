@@ -19,7 +19,7 @@ import (
 	"time"
 	"weak"
 
-	"github.com/rampartsec/rampart/internal/dedup"
+	"github.com/rampartsec/rampart/internal/util/dedup"
 )
 
 // Reason says why a pin validation did not pass.

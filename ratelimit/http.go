@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/auth"
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // compiledRule is a rule ready for requests: its routes in a ServeMux,

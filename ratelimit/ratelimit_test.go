@@ -1,7 +1,7 @@
 package ratelimit
 
 import (
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 
 	"context"
 	"fmt"

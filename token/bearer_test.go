@@ -13,7 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/rampartsec/rampart/auth"
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token, read here with

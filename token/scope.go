@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/rampartsec/rampart/auth"
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // Principal is the authenticated caller of a request.

@@ -28,8 +28,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/rampartsec/rampart/auth"
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
-	"github.com/rampartsec/rampart/internal/testpki"
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 )
 
 const (

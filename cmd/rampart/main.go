@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/app/cli"
 )
 
 func main() {

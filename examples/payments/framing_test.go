@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/httpx/httpxtest"
+	"github.com/rampartsec/rampart/internal/util/httpx/httpxtest"
 	"github.com/rampartsec/rampart/mtls"
 )
 

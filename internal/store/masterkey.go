@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/rampartsec/rampart/internal/secrets"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 )
 
 // MasterKeyCheckSetting is the setting that holds the check value of the

@@ -25,11 +25,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/bundle"
 
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 )
 
 const (

@@ -14,7 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 	"github.com/rampartsec/rampart/pin/bundle"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/golden"
+	"github.com/rampartsec/rampart/internal/testing/golden"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/export"
 )

@@ -14,7 +14,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
-	"github.com/rampartsec/rampart/internal/safetext"
+	"github.com/rampartsec/rampart/internal/util/safetext"
 	"github.com/rampartsec/rampart/pin"
 )
 

@@ -17,8 +17,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/rampartsec/rampart/internal/safetext"
-	"github.com/rampartsec/rampart/internal/testpki"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
+	"github.com/rampartsec/rampart/internal/util/safetext"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/report"
 )
@@ -27,7 +27,7 @@ var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // The keys of stored reports do not change: these are the digests the
 // control plane computed for these bodies before pin/report owned them
-// (internal/server's reportDigest at b634a1e), and a report received after
+// (internal/controlplane/server's reportDigest at b634a1e), and a report received after
 // an upgrade must join the group of the same report received before.
 // rfc7469-cert-pins is the first report whose key covers
 // rampart-known-cert-pins.

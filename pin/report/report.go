@@ -69,8 +69,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/dedup"
-	"github.com/rampartsec/rampart/internal/version"
+	"github.com/rampartsec/rampart/internal/util/dedup"
+	"github.com/rampartsec/rampart/internal/util/version"
 	"github.com/rampartsec/rampart/pin"
 )
 

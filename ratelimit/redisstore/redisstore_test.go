@@ -1,7 +1,7 @@
 package redisstore
 
 import (
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 
 	"context"
 	"crypto/rand"

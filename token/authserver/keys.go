@@ -17,8 +17,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/rampartsec/rampart/internal/httpx"
-	"github.com/rampartsec/rampart/internal/secrets"
+	"github.com/rampartsec/rampart/internal/util/httpx"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 	"github.com/rampartsec/rampart/token"
 	"github.com/rampartsec/rampart/token/internal/jws"
 )
@@ -52,7 +52,7 @@ const (
 
 // Signing keys are sealed with AES-256-GCM under the key-encryption key,
 // bound to their key ID so that a sealed key cannot be passed off as
-// another (internal/secrets).
+// another (internal/util/secrets).
 
 func unseal(kek []byte, kid string, ciphertext []byte) ([]byte, error) {
 	out, err := secrets.Open(kek, kid, ciphertext)

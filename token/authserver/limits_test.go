@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/pgtest"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/postgres"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
+	"github.com/rampartsec/rampart/internal/testing/pgtest"
 )
 
 // backends opens the stores the token server runs on: a SQLite file, and

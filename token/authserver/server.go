@@ -27,7 +27,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/httpx"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
 	"github.com/rampartsec/rampart/token/internal/jws"

@@ -19,7 +19,7 @@ import (
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"github.com/rampartsec/rampart/internal/app/edge"
-	_ "github.com/rampartsec/rampart/internal/golden"
+	_ "github.com/rampartsec/rampart/internal/testing/golden"
 )
 
 // syncBuffer collects logs written from several goroutines.

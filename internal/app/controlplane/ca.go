@@ -14,9 +14,9 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/rampartsec/rampart/internal/days"
-	"github.com/rampartsec/rampart/internal/keygen"
-	"github.com/rampartsec/rampart/internal/secrets"
+	"github.com/rampartsec/rampart/internal/util/days"
+	"github.com/rampartsec/rampart/internal/util/keygen"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 	"github.com/rampartsec/rampart/mtls"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/rampartsec/rampart/internal/secrets"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 	"github.com/rampartsec/rampart/mtls"
 )
 
@@ -42,7 +42,7 @@ func TestCAExpiryNote(t *testing.T) {
 
 // The CA of testdata/ca-v1, made by rampart ca init of an earlier
 // release under the master key 00 01 ... 1f, opens: its issuing key is
-// sealed under that key's CA key KEK (internal/secrets' TestVectors).
+// sealed under that key's CA key KEK (internal/util/secrets' TestVectors).
 func TestOpenCAOfAnEarlierRelease(t *testing.T) {
 	t.Setenv(secrets.Env, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
 	m, err := secrets.Load(t.TempDir(), false)

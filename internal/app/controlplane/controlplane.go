@@ -1,7 +1,7 @@
 // Package controlplane assembles what rampart serve runs: the store, the
 // master key, the admin token, the TLS certificate, the OAuth2
 // authorization server and API keys, the internal CA's renewal endpoint
-// and the control plane's handler (internal/server), on one listener. It
+// and the control plane's handler (internal/controlplane/server), on one listener. It
 // also owns rampart serve's configuration file (File, Source) and the
 // rules for what SIGHUP may change (Reload).
 //
@@ -36,12 +36,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/certfile"
-	"github.com/rampartsec/rampart/internal/httpx"
-	"github.com/rampartsec/rampart/internal/secrets"
-	"github.com/rampartsec/rampart/internal/server"
+	"github.com/rampartsec/rampart/internal/controlplane/server"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/internal/util/certfile"
+	"github.com/rampartsec/rampart/internal/util/httpx"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/token/authserver"
 )

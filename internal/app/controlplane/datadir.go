@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/rampartsec/rampart/internal/secrets"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 )
 
 // DataDir returns the data directory, created 0700.

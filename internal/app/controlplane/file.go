@@ -14,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/rampartsec/rampart/internal/suggest"
+	"github.com/rampartsec/rampart/internal/util/suggest"
 )
 
 // File is the file of rampart serve --config: the same settings as

@@ -1,7 +1,7 @@
 package controlplane
 
 import (
-	_ "github.com/rampartsec/rampart/internal/golden"
+	_ "github.com/rampartsec/rampart/internal/testing/golden"
 	"os"
 	"path/filepath"
 	"strconv"

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/server"
+	"github.com/rampartsec/rampart/internal/controlplane/server"
 	"github.com/rampartsec/rampart/pin/bundle"
 	"github.com/rampartsec/rampart/ratelimit"
 )

@@ -17,9 +17,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/ratelimit/redisstore"
 	"github.com/rampartsec/rampart/token"

@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
-	"github.com/rampartsec/rampart/internal/httpx/httpxtest"
-	"github.com/rampartsec/rampart/internal/secrets"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
+	"github.com/rampartsec/rampart/internal/util/httpx/httpxtest"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 )
 
 // controlPlane is a control plane's data directory, as rampart serve

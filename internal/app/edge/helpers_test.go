@@ -25,8 +25,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
-	"github.com/rampartsec/rampart/internal/testpki"
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 	"github.com/rampartsec/rampart/mtls"
 )
 

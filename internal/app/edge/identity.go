@@ -11,7 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/gateway"
-	"github.com/rampartsec/rampart/internal/certfile"
+	"github.com/rampartsec/rampart/internal/util/certfile"
 	"github.com/rampartsec/rampart/mtls"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rampartsec/rampart/internal/secrets"
+	"github.com/rampartsec/rampart/internal/util/secrets"
 )
 
 // holder finds byte strings in everything reachable from a value.

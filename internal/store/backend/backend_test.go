@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
-	"github.com/rampartsec/rampart/internal/pgtest"
 	"github.com/rampartsec/rampart/internal/store/postgres"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
+	"github.com/rampartsec/rampart/internal/testing/pgtest"
 )
 
 func TestOpenSQLite(t *testing.T) {

@@ -9,11 +9,11 @@ import (
 	"testing"
 
 	"github.com/rampartsec/rampart/apikey"
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
-	"github.com/rampartsec/rampart/internal/pgtest"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
 	"github.com/rampartsec/rampart/internal/store/storetest"
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
+	"github.com/rampartsec/rampart/internal/testing/pgtest"
 )
 
 func openTest(t testing.TB, dsn string) *DB {

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
 	"github.com/rampartsec/rampart/internal/store/storetest"
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 )
 
 func open(t testing.TB, path string) *DB {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 )
 
 func TestScrub(t *testing.T) {

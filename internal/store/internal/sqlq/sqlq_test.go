@@ -7,8 +7,8 @@ import (
 	"testing/fstest"
 	"time"
 
-	_ "github.com/rampartsec/rampart/internal/golden" // accepts go test ./... -update
 	"github.com/rampartsec/rampart/internal/store"
+	_ "github.com/rampartsec/rampart/internal/testing/golden" // accepts go test ./... -update
 )
 
 func TestMigrations(t *testing.T) {

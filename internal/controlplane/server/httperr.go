@@ -1,0 +1,123 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/rampartsec/rampart/internal/util/httpx"
+)
+
+// Error is an error with what the client may see. Msg goes to the client;
+// Err, which may hold details that must not leak, goes to the log.
+// Handlers return it; [handle] turns it into a response.
+type Error struct {
+	Code int
+	Msg  string
+	Err  error
+	// Header is added to the response (Retry-After, WWW-Authenticate).
+	Header http.Header
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func httpError(code int, msg string) *Error { return &Error{Code: code, Msg: msg} }
+
+// handlerFunc is a handler that returns an error instead of writing one.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts h to http.Handler. An *Error is sent as JSON
+// {"error": Msg} with its code; a body too large for its
+// http.MaxBytesReader is 413; anything else is logged and sent as a bare
+// 500, so no internal detail reaches the client.
+func (s *Server) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var he *Error
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &he):
+		case errors.As(err, &mbe):
+			he = &Error{Code: http.StatusRequestEntityTooLarge, Msg: "request body too large", Err: err}
+		default:
+			he = &Error{Code: http.StatusInternalServerError, Msg: "internal error", Err: err}
+		}
+		if he.Code >= 500 {
+			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", err)
+		} else if he.Err != nil {
+			s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err)
+		}
+		writeError(w, he)
+	})
+}
+
+// writeError sends he as the control plane's documented refusal,
+// {"error": Msg}: the error object of OAuth (RFC 6749 §5.2), which every
+// Rampart refusal of a credential has too, with the message as its
+// error.
+func writeError(w http.ResponseWriter, he *Error) {
+	httpx.WriteOAuthError(w, httpx.OAuthError{Status: he.Code, Code: he.Msg, Header: he.Header})
+}
+
+// writeJSON sends v as JSON with status code. It encodes v before writing
+// anything: an encoding error is returned, for [Server.handle] to answer
+// 500 and log, instead of a status line already sent with a truncated
+// body behind it. Handlers end with "return writeJSON(...)".
+func writeJSON(w http.ResponseWriter, code int, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("server: encoding the answer: %w", err)
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	w.Write(b)
+	return nil
+}
+
+// apiTime is a time in the JSON of the admin API: RFC 3339 in UTC. It
+// always encodes: RFC 3339 has four-digit years, so a time past the end
+// of year 9999 (a bundle signed to expire in year 10000, say: stored
+// data, whatever its origin, must not break every answer that lists it)
+// is written as 9999-12-31T23:59:59Z, and one before year 0 as
+// 0000-01-01T00:00:00Z.
+type apiTime struct{ time.Time }
+
+var (
+	maxAPITime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	minAPITime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func newAPITime(t time.Time) apiTime { return apiTime{t.UTC()} }
+
+// MarshalJSON implements [json.Marshaler].
+func (t apiTime) MarshalJSON() ([]byte, error) {
+	u := t.UTC()
+	switch {
+	case u.After(maxAPITime):
+		u = maxAPITime
+	case u.Before(minAPITime):
+		u = minAPITime
+	}
+	return u.MarshalJSON()
+}
+
+// discardLogger is the logger of a Server without one.
+var discardLogger = slog.New(slog.DiscardHandler)
