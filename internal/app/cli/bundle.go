@@ -21,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"github.com/rampartsec/rampart/internal/controlplane/api"
 	"github.com/rampartsec/rampart/internal/util/pinlint"
 	"github.com/rampartsec/rampart/internal/util/secrets"
@@ -282,26 +283,6 @@ func readBundleArg(stdio Stdio, name string) (string, error) {
 	return strings.TrimSpace(string(data)), nil
 }
 
-func loadKeys(files []string) (*bundle.Keys, error) {
-	var all *bundle.Keys
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		k, err := bundle.ParseKeys(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		if all == nil {
-			all = k
-		} else if err := all.Merge(k); err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-	}
-	return all, nil
-}
-
 // bundleInfo is bundle verify's JSON: the bundle's header as the admin
 // API describes bundles (api.Bundle, whose times always encode, whatever
 // the year), and its policy.
@@ -346,7 +327,7 @@ Exit status: 0 valid, 1 refused (the reason on stderr), 2 usage.`,
 			if len(pubs) == 0 {
 				return usagef("--bundle-key is required")
 			}
-			keys, err := loadKeys(pubs)
+			keys, err := controlplane.LoadKeys(pubs)
 			if err != nil {
 				return fail(ExitUsage, err)
 			}

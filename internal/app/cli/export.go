@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/export"
 )
@@ -75,7 +76,7 @@ func newExportCmd(stdio Stdio) *cobra.Command {
 			o.Source = filepath.Base(policyFile)
 			o.Identities = export.Identities(identities)
 			if len(bundleKeys) > 0 {
-				keys, err := loadKeys(bundleKeys)
+				keys, err := controlplane.LoadKeys(bundleKeys)
 				if err != nil {
 					return fail(ExitUsage, fmt.Errorf("--bundle-key %w", err))
 				}
