@@ -75,6 +75,18 @@ type RenewPolicy struct {
 	Logger *slog.Logger
 }
 
+// Check reports a policy RenewHandler refuses: MaxLifetime outside
+// [0, MaxTTL] or a negative MaxLineage. It has no side effects.
+func (p RenewPolicy) Check() error {
+	if p.MaxLifetime < 0 || p.MaxLifetime > MaxTTL {
+		return fmt.Errorf("mtls: renewal lifetime %v: want at most %v", p.MaxLifetime, MaxTTL)
+	}
+	if p.MaxLineage < 0 {
+		return fmt.Errorf("mtls: renewal lineage %v: want 0 (the default) or more", p.MaxLineage)
+	}
+	return nil
+}
+
 // RenewHandler returns the handler of a renewal endpoint: a workload POSTs
 // a PEM certificate request (at most [MaxCSRSize] bytes) over TLS with its
 // current certificate as client certificate, and gets a new certificate
@@ -111,8 +123,8 @@ type RenewPolicy struct {
 //
 // Renewals are logged (p.Logger) with the ID, serial and lineage: the
 // CA's audit trail. RenewHandler panics if ca is nil, if ca.Root names
-// another trust domain than ca.TrustDomain, or if p.MaxLifetime is not in
-// [0, MaxTTL] or p.MaxLineage is negative.
+// another trust domain than ca.TrustDomain, or if p.Check fails: a caller
+// whose policy comes from outside checks it first.
 func RenewHandler(ca *CA, p RenewPolicy) http.Handler {
 	if ca == nil || ca.Root == nil || ca.Issuing == nil {
 		panic("mtls: RenewHandler needs a CA")
@@ -120,11 +132,8 @@ func RenewHandler(ca *CA, p RenewPolicy) http.Handler {
 	if _, err := NewBundle(ca.TrustDomain, ca.Root); err != nil {
 		panic(fmt.Sprintf("mtls: RenewHandler: %v", err))
 	}
-	if p.MaxLifetime < 0 || p.MaxLifetime > MaxTTL {
-		panic(fmt.Sprintf("mtls: RenewHandler: lifetime %v: want at most %v", p.MaxLifetime, MaxTTL))
-	}
-	if p.MaxLineage < 0 {
-		panic(fmt.Sprintf("mtls: RenewHandler: lineage %v: want 0 (the default) or more", p.MaxLineage))
+	if err := p.Check(); err != nil {
+		panic("mtls: RenewHandler: " + err.Error())
 	}
 	if p.MaxLifetime == 0 {
 		p.MaxLifetime = MaxTTL

@@ -389,3 +389,27 @@ func TestSaveRenewals(t *testing.T) {
 		t.Errorf("the pair on disk changed: %v", err)
 	}
 }
+
+// RenewPolicy.Check reports what RenewHandler would panic on, without
+// building anything; a valid policy, the zero value included, passes.
+func TestRenewPolicyCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    RenewPolicy
+		ok   bool
+	}{
+		{"zero value", RenewPolicy{}, true},
+		{"MaxTTL", RenewPolicy{MaxLifetime: MaxTTL, MaxLineage: time.Hour}, true},
+		{"negative lifetime", RenewPolicy{MaxLifetime: -time.Hour}, false},
+		{"lifetime over max", RenewPolicy{MaxLifetime: MaxTTL + 1}, false},
+		{"negative lineage", RenewPolicy{MaxLineage: -time.Hour}, false},
+	} {
+		err := tc.p.Check()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Check() = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "mtls: ") {
+			t.Errorf("%s: %q lacks the package prefix", tc.name, err)
+		}
+	}
+}

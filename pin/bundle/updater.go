@@ -197,40 +197,58 @@ func (u *Updater) init() error {
 	return u.initErr
 }
 
-func (u *Updater) setup() error {
+// Check reports a configuration that Load, Update and Run would refuse
+// (a required field missing, a URL that is not https, a control plane the
+// embedded policy does not pin), without side effects: nothing is fetched,
+// read or started.
+func (u *Updater) Check() error {
+	_, err := u.check()
+	return err
+}
+
+// check validates the fields and returns the parsed URL.
+func (u *Updater) check() (*url.URL, error) {
 	switch {
 	case u.Name == "":
-		return errors.New("bundle: Updater.Name is required")
+		return nil, errors.New("bundle: Updater.Name is required")
 	case u.Keys == nil || u.Keys.Len() == 0:
-		return errors.New("bundle: Updater.Keys is required")
+		return nil, errors.New("bundle: Updater.Keys is required")
 	case u.Embedded == nil:
-		return errors.New("bundle: Updater.Embedded is required: the policy shipped with the client")
+		return nil, errors.New("bundle: Updater.Embedded is required: the policy shipped with the client")
 	case u.Verifier == nil:
-		return errors.New("bundle: Updater.Verifier is required")
+		return nil, errors.New("bundle: Updater.Verifier is required")
 	}
 	if err := checkName(u.Name); err != nil {
-		return fmt.Errorf("bundle: Updater.Name: %w", err)
+		return nil, fmt.Errorf("bundle: Updater.Name: %w", err)
 	}
 	if u.MinVersion < 0 {
-		return fmt.Errorf("bundle: Updater.MinVersion %d: want 0 or more", u.MinVersion)
+		return nil, fmt.Errorf("bundle: Updater.MinVersion %d: want 0 or more", u.MinVersion)
 	}
 	if u.URL == "" {
-		return errors.New("bundle: Updater.URL is required")
+		return nil, errors.New("bundle: Updater.URL is required")
 	}
 	target, err := url.Parse(u.URL)
 	if err != nil {
-		return fmt.Errorf("bundle: Updater.URL: %w", err)
+		return nil, fmt.Errorf("bundle: Updater.URL: %w", err)
 	}
 	if target.Scheme != "https" || target.Host == "" || target.User != nil {
-		return fmt.Errorf("bundle: Updater.URL %q: want an https URL without credentials", target.Redacted())
+		return nil, fmt.Errorf("bundle: Updater.URL %q: want an https URL without credentials", target.Redacted())
 	}
-	u.urlText = target.Redacted()
-	u.target = target
 	// The rule's expiry is checked at every fetch (checkPinned with the
 	// time); here, that there is an enforced rule at all.
 	if err := u.checkPinned(target, time.Time{}); err != nil {
+		return nil, err
+	}
+	return target, nil
+}
+
+func (u *Updater) setup() error {
+	target, err := u.check()
+	if err != nil {
 		return err
 	}
+	u.urlText = target.Redacted()
+	u.target = target
 	u.client = u.Client
 	if u.client == nil {
 		v := pin.NewVerifier(u.Embedded)

@@ -160,12 +160,15 @@ func TestUpdaterConfiguration(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := good()
 			tc.edit(u)
-			for _, err := range []error{u.Load(), u.Update(context.Background()), u.Run(context.Background())} {
+			for _, err := range []error{u.Check(), u.Load(), u.Update(context.Background()), u.Run(context.Background())} {
 				if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "bundle: ") {
 					t.Errorf("err = %v, want one containing %q", err, tc.want)
 				}
 			}
 		})
+	}
+	if err := good().Check(); err != nil {
+		t.Errorf("Check of a good Updater: %v", err)
 	}
 }
 

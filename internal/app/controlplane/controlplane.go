@@ -292,7 +292,8 @@ func (c *ControlPlane) certificate(cfg *File, b *builder) error {
 		// issue lives a day.
 		c.cert = &mtls.Reloader{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Logger: c.log}
 		rctx, cancel := context.WithCancel(context.Background())
-		c.onClose(cancel)
+		cert := c.cert
+		c.onClose(func() { cert.Close(); cancel() }) // stops the watching and waits for it
 		if err := c.cert.Start(rctx); err != nil {
 			return fmt.Errorf("TLS certificate: %w", err)
 		}
@@ -424,8 +425,8 @@ func (c *ControlPlane) renewal(cfg *File, b *builder) error {
 		return nil
 	}
 	p := mtls.RenewPolicy{MaxLineage: maxLineage, MaxLifetime: c.o.RenewMaxLifetime, Logger: c.log}
-	if p.MaxLifetime < 0 || p.MaxLifetime > mtls.MaxTTL {
-		return fmt.Errorf("CA renewal lifetime %v: want at most %v", p.MaxLifetime, mtls.MaxTTL)
+	if err := p.Check(); err != nil {
+		return err
 	}
 	b.renew, b.caExpiry = mtls.RenewHandler(ca, p), ca.Issuing.NotAfter
 	// Asked for, not required, as for --client-ca: the renewal handler

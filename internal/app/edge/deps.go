@@ -58,10 +58,9 @@ func (e *Edge) auth(ctx context.Context, dataDir func() (string, error)) error {
 		} else {
 			e.warn("auth.tokens without auth.api_keys: revoked tokens are accepted until they expire; give auth.api_keys the control plane's database to check revocations")
 		}
-		// A misconfigured Validator returns a plain error, not a
-		// *token.Error: refuse to start rather than answer 500 later.
-		var te *token.Error
-		if _, err := v.Validate(ctx, "", nil); err != nil && !errors.As(err, &te) {
+		// A misconfigured Validator: refuse to start rather than
+		// answer 500 later.
+		if err := v.Check(); err != nil {
 			return fmt.Errorf("auth.tokens: %w", err)
 		}
 		e.deps.Tokens = v

@@ -116,7 +116,8 @@ func (ids *identities) start(id *Identity, from identitySource) (*mtls.Reloader,
 		cancel()
 		return nil, nil, fmt.Errorf("gateway: identity: %w", err)
 	}
-	return r, cancel, nil
+	// Close stops the watching or renewing and waits for it to end.
+	return r, func() { r.Close(); cancel() }, nil
 }
 
 // close stops the identity in use.
