@@ -71,24 +71,27 @@ type Bundles struct {
 // clients within the filter, and the first report as received (null when
 // the stored body is not JSON).
 type ReportGroup struct {
-	ID                int64           `json:"id"`
-	Format            string          `json:"format"`
-	Hostname          string          `json:"hostname"`
-	Port              int             `json:"port"`
-	NotedHostname     string          `json:"noted_hostname"`
-	IncludeSubdomains bool            `json:"include_subdomains"`
-	Mode              string          `json:"mode,omitempty"`
-	Reason            string          `json:"reason,omitempty"`
-	ServedPin         string          `json:"served_pin"`
-	ServedSubject     string          `json:"served_subject"`
-	AppBundleID       string          `json:"app_bundle_id,omitempty"`
-	AppVersion        string          `json:"app_version,omitempty"`
-	AppPlatform       string          `json:"app_platform,omitempty"`
-	Reports           int64           `json:"reports"`
-	Clients           int64           `json:"clients"`
-	FirstSeen         Time            `json:"first_seen"`
-	LastSeen          Time            `json:"last_seen"`
-	Report            json.RawMessage `json:"report"`
+	ID                int64  `json:"id"`
+	Format            string `json:"format"`
+	Hostname          string `json:"hostname"`
+	Port              int    `json:"port"`
+	NotedHostname     string `json:"noted_hostname"`
+	IncludeSubdomains bool   `json:"include_subdomains"`
+	Mode              string `json:"mode,omitempty"`
+	Reason            string `json:"reason,omitempty"`
+	ServedPin         string `json:"served_pin"`
+	ServedSubject     string `json:"served_subject"`
+	AppBundleID       string `json:"app_bundle_id,omitempty"`
+	AppVersion        string `json:"app_version,omitempty"`
+	AppPlatform       string `json:"app_platform,omitempty"`
+	// KnownCertPins are the certificate pins the client expected
+	// (rampart-known-cert-pins), omitted when the report named none.
+	KnownCertPins []string        `json:"known_cert_pins,omitempty"`
+	Reports       int64           `json:"reports"`
+	Clients       int64           `json:"clients"`
+	FirstSeen     Time            `json:"first_seen"`
+	LastSeen      Time            `json:"last_seen"`
+	Report        json.RawMessage `json:"report"`
 }
 
 // ReportGroups is the answer of GET /v1/admin/reports, most recently

@@ -528,7 +528,7 @@ func (s *Server) groupsJSON(groups []store.ReportGroup) []api.ReportGroup {
 			ID: g.ID, Format: c.Format, Hostname: c.Hostname, Port: c.Port, NotedHostname: c.NotedHostname,
 			IncludeSubdomains: c.IncludeSubdomains, Mode: c.Mode, Reason: c.Reason, ServedPin: c.ServedPin,
 			ServedSubject: c.ServedSubject, AppBundleID: c.AppBundleID, AppVersion: c.AppVersion, AppPlatform: c.AppPlatform,
-			Reports: g.Reports, Clients: g.Clients, FirstSeen: api.NewTime(g.FirstSeen), LastSeen: api.NewTime(g.LastSeen), Report: body,
+			KnownCertPins: c.KnownCertPins, Reports: g.Reports, Clients: g.Clients, FirstSeen: api.NewTime(g.FirstSeen), LastSeen: api.NewTime(g.LastSeen), Report: body,
 		}
 	}
 	return out

@@ -230,4 +230,20 @@ func TestKnownCertPins(t *testing.T) {
 	if m == nil || !strings.Contains(m[1], spkiPin.String()) || !strings.Contains(m[1], certPin.String()) {
 		t.Errorf("the group page's expected pins: %v", m)
 	}
+	// The admin API names them too, and omits the member for a group
+	// without.
+	code, listing := e.admin(t, "GET", "/v1/admin/reports", nil)
+	wantStatus(t, "admin reports", code, http.StatusOK, listing)
+	var named, without int
+	for _, g := range decode[groupsResponse](t, listing).Groups {
+		switch {
+		case reflect.DeepEqual(g.KnownCertPins, []string{certPin.String()}) && g.ID == with.ID:
+			named++
+		case g.KnownCertPins == nil:
+			without++
+		}
+	}
+	if named != 1 || without != 1 || bytes.Count(listing, []byte(`"known_cert_pins"`)) != 1 {
+		t.Errorf("admin API known_cert_pins: %s", listing)
+	}
 }
