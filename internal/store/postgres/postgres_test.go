@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/internal/sqlq"
@@ -161,5 +163,58 @@ func TestNoKeyInTheClear(t *testing.T) {
 		if strings.Contains(rows.String(), s) || strings.Contains(rows.String(), hex.EncodeToString([]byte(s))) {
 			t.Errorf("the rows hold %s", what)
 		}
+	}
+}
+
+// A database a binary before 0005_known_cert_pins.sql made opens, is
+// migrated, and its report groups read back without known certificate
+// pins (the SQLite test of the same name, on PostgreSQL).
+func TestOpensADatabaseWithoutKnownCertPins(t *testing.T) {
+	dsn := pgtest.Database(t)
+	ctx := context.Background()
+	ms, err := sqlq.Migrations(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec(ctx, "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:4] {
+		if _, err := old.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if _, err := old.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digest := strings.Repeat("ab", 32)
+	if _, err := old.Exec(ctx, `INSERT INTO report_groups (digest, format, hostname, port, noted_hostname, include_subdomains,
+		mode, reason, served_pin, served_subject, app_bundle_id, app_version, app_platform, body)
+		VALUES ($1, 'rfc7469', 'api.example.com', 443, 'example.com', true, 'enforce', 'pin-mismatch', 'sha256/x=', 'CN=x', '', '', '', $2)`,
+		digest, []byte(`{"rampart-known-cert-pins":["cert-sha256:00"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec(ctx, "INSERT INTO report_events (group_id, received_ms, source, user_agent, device) SELECT id, 1000, '192.0.2.1', '', '' FROM report_groups"); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	db := openTest(t, dsn)
+	defer db.Close()
+	gs, err := db.Reports().Groups(ctx, store.ReportFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 1 || gs[0].Content.Digest != digest || gs[0].Content.KnownCertPins != nil || gs[0].Reports != 1 ||
+		!strings.Contains(string(gs[0].Content.Body), "cert-sha256:00") {
+		t.Errorf("groups after the upgrade: %+v", gs)
+	}
+	var version int
+	if err := db.pool.QueryRow(ctx, "SELECT MAX(version) FROM schema_migrations").Scan(&version); err != nil || version != len(ms) {
+		t.Errorf("schema version %d (%v), want %d", version, err, len(ms))
 	}
 }
