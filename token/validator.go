@@ -80,7 +80,7 @@ type Validator struct {
 	// HS256/384/512 are refused even if listed (a configuration
 	// error): "none" is no signature, and HMAC with a public key as the
 	// secret is the classic forgery.
-	Algorithms []string
+	Algorithms []Algorithm
 	// Leeway is the clock skew allowed for exp, nbf and iat; 0 means
 	// 30 s.
 	Leeway time.Duration
@@ -165,11 +165,30 @@ const (
 
 // algorithms are the signature algorithms a Validator may be told to
 // accept: asymmetric ones only.
-var algorithms = map[string]jose.SignatureAlgorithm{
-	"ES256": jose.ES256, "ES384": jose.ES384, "ES512": jose.ES512,
-	"EdDSA": jose.EdDSA,
-	"RS256": jose.RS256, "RS384": jose.RS384, "RS512": jose.RS512,
-	"PS256": jose.PS256, "PS384": jose.PS384, "PS512": jose.PS512,
+// Algorithm is a JWS signature algorithm, by its "alg" name (RFC 7518
+// §3.1).
+type Algorithm string
+
+// The signature algorithms a Validator can accept. ES256 and EdDSA are
+// what authserver.Server signs with (and a Validator's default).
+const (
+	ES256 Algorithm = "ES256"
+	ES384 Algorithm = "ES384"
+	ES512 Algorithm = "ES512"
+	EdDSA Algorithm = "EdDSA"
+	RS256 Algorithm = "RS256"
+	RS384 Algorithm = "RS384"
+	RS512 Algorithm = "RS512"
+	PS256 Algorithm = "PS256"
+	PS384 Algorithm = "PS384"
+	PS512 Algorithm = "PS512"
+)
+
+var algorithms = map[Algorithm]jose.SignatureAlgorithm{
+	ES256: jose.ES256, ES384: jose.ES384, ES512: jose.ES512,
+	EdDSA: jose.EdDSA,
+	RS256: jose.RS256, RS384: jose.RS384, RS512: jose.RS512,
+	PS256: jose.PS256, PS384: jose.PS384, PS512: jose.PS512,
 }
 
 func (v *Validator) logger() *slog.Logger {
@@ -222,10 +241,10 @@ func (v *Validator) configure() (config, *knownKeys, error) {
 	}
 	names := v.Algorithms
 	if len(names) == 0 {
-		names = []string{"ES256", "EdDSA"}
+		names = []Algorithm{ES256, EdDSA}
 	}
 	for _, n := range names {
-		if strings.EqualFold(n, "none") || strings.HasPrefix(strings.ToUpper(n), "HS") {
+		if strings.EqualFold(string(n), "none") || strings.HasPrefix(strings.ToUpper(string(n)), "HS") {
 			return fail(fmt.Errorf("token: algorithm %q is never accepted: it lets anyone who knows the public key forge tokens", n))
 		}
 		a, ok := algorithms[n]

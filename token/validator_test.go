@@ -337,7 +337,7 @@ func TestRFC9068_2_1_Header(t *testing.T) {
 	t.Run("alg outside the allow-list", func(t *testing.T) {
 		ed := newKey(t, jose.EdDSA)
 		v := staticValidator(clock, k, ed)
-		v.Algorithms = []string{"ES256"}
+		v.Algorithms = []Algorithm{ES256}
 		if _, err := v.Validate(context.Background(), ed.mint(t, claims, nil), nil); err == nil {
 			t.Fatal("EdDSA token accepted with Algorithms [ES256]")
 		}
@@ -581,16 +581,16 @@ func TestValidatorConfig(t *testing.T) {
 		{"no audience", &Validator{Issuer: testIssuer, Keys: keys}, "Audience"},
 		{"no keys", &Validator{Issuer: testIssuer, Audience: testAudience}, "JWKSURL or Keys"},
 		{"both key sources", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, JWKSURL: "https://auth.example.com/jwks"}, "not both"},
-		{"none", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"ES256", "none"}}, "never accepted"},
-		{"NONE", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"NONE"}}, "never accepted"},
-		{"HS256", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"HS256"}}, "never accepted"},
-		{"hs512", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"hs512"}}, "never accepted"},
-		{"unknown alg", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"ES257"}}, "unsupported"},
+		{"none", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []Algorithm{"ES256", "none"}}, "never accepted"},
+		{"NONE", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []Algorithm{"NONE"}}, "never accepted"},
+		{"HS256", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []Algorithm{"HS256"}}, "never accepted"},
+		{"hs512", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []Algorithm{"hs512"}}, "never accepted"},
+		{"unknown alg", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []Algorithm{"ES257"}}, "unsupported"},
 		{"http JWKS", &Validator{Issuer: testIssuer, Audience: testAudience, JWKSURL: "http://auth.example.com/jwks"}, "https"},
 		{"ftp JWKS", &Validator{Issuer: testIssuer, Audience: testAudience, JWKSURL: "ftp://127.0.0.1/jwks"}, "https"},
 		{"negative leeway", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Leeway: -time.Second}, "negative"},
 		{"only private keys", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.priv, KeyID: "x", Algorithm: "ES256"}}}}, "no public"},
-		{"keys for another alg", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []string{"EdDSA"}}, "no public"},
+		{"keys for another alg", &Validator{Issuer: testIssuer, Audience: testAudience, Keys: keys, Algorithms: []Algorithm{"EdDSA"}}, "no public"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := tc.v

@@ -39,15 +39,17 @@ const (
 var ErrNoSigningKey = errors.New("authserver: no current signing key")
 
 // Algorithm is a signature algorithm of access tokens, by its JOSE name
-// (RFC 7518 §3.1, RFC 8037 §3.1).
-type Algorithm string
+// (RFC 7518 §3.1, RFC 8037 §3.1): token.Algorithm, the type a
+// token.Validator's allow-list holds, so that one names what the other
+// signs with.
+type Algorithm = token.Algorithm
 
-// The algorithms of signing keys.
+// The algorithms of signing keys: the Server signs with these two only.
 const (
 	// ES256 is ECDSA P-256 with SHA-256, the default.
-	ES256 Algorithm = "ES256"
+	ES256 = token.ES256
 	// EdDSA is Ed25519.
-	EdDSA Algorithm = "EdDSA"
+	EdDSA = token.EdDSA
 )
 
 // Signing keys are sealed with AES-256-GCM under the key-encryption key,
