@@ -85,8 +85,9 @@ func runGateway(ctx context.Context, stdio Stdio, f gatewayFlags) error {
 		return fail(ExitUsage, err)
 	}
 	logger := edge.NewLogger(f.logFormat, stdio.Err)
-	// Libraries that log to the default logger (the token Validator's
-	// configuration errors) log in the same format, to the same place.
+	// The edge gives every library it builds this logger; the default
+	// logger is set too, here in the process's wiring, for any line a
+	// dependency writes there (go-redis goes through edge's redisLogger).
 	slog.SetDefault(logger)
 	e, err := edge.New(ctx, edge.Options{
 		File: file, Logger: logger, LogFormat: f.logFormat, Stdout: stdio.Out, Stderr: stdio.Err,

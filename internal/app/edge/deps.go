@@ -42,7 +42,7 @@ func (e *Edge) auth(ctx context.Context, dataDir func() (string, error)) error {
 		e.deps.APIKeys = v
 	}
 	if t := e.file.Auth.Tokens; t != nil {
-		v := &token.Validator{Issuer: t.Issuer, Audience: t.Audience, JWKSURL: t.JWKSURL}
+		v := &token.Validator{Issuer: t.Issuer, Audience: t.Audience, JWKSURL: t.JWKSURL, Logger: e.log}
 		if t.JWKSRoots != "" {
 			pool, err := loadPool("auth.tokens.jwks_roots", t.JWKSRoots)
 			if err != nil {
