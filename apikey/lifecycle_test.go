@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/testing/goroutines"
 )
 
 // touchLookup is a Lookup that knows one key and hands every batch of
@@ -31,21 +32,6 @@ func (l *touchLookup) TouchKeys(_ context.Context, used map[string]time.Time) er
 	l.batches <- used
 	<-l.release
 	return nil
-}
-
-// settle waits until no more than n goroutines run, for up to 5 s: a
-// goroutine that has done its work may still be returning.
-func settle(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func nextBatch(t *testing.T, l *touchLookup) map[string]time.Time {
@@ -75,7 +61,7 @@ func TestVerifierIdleHoldsNoGoroutine(t *testing.T) {
 	if b := nextBatch(t, l); len(b) != 1 {
 		t.Fatalf("batch %v, want the one key", b)
 	}
-	settle(t, before)
+	goroutines.Settle(t, before)
 	// A use after the write schedules the next one.
 	if _, err := v.Verify(context.Background(), k.String()); err != nil {
 		t.Fatal(err)
@@ -88,7 +74,7 @@ func TestVerifierIdleHoldsNoGoroutine(t *testing.T) {
 			t.Fatalf("Close #%d: %v", i+1, err)
 		}
 	}
-	settle(t, before)
+	goroutines.Settle(t, before)
 	select {
 	case b := <-l.batches:
 		t.Fatalf("Close wrote %v with nothing pending", b)
@@ -125,7 +111,7 @@ func TestVerifierCloseWaitsForTheWrite(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not return after the write")
 	}
-	settle(t, before)
+	goroutines.Settle(t, before)
 	if err := v.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
@@ -152,7 +138,7 @@ func TestVerifierCloseWritesPending(t *testing.T) {
 	if b := nextBatch(t, l); len(b) != 1 {
 		t.Fatalf("batch %v, want the one key", b)
 	}
-	settle(t, before)
+	goroutines.Settle(t, before)
 }
 
 // A Verifier without a Store is refused by Check, and Verify says so

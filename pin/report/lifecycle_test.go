@@ -8,23 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartsec/rampart/internal/testing/goroutines"
 	"github.com/rampartsec/rampart/pin/report"
 )
-
-// settle waits until no more than n goroutines run, for up to 5 s: a
-// goroutine that has done its work may still be returning.
-func settle(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // noKeepAlive is a client that leaves no idle connection, and so no
 // connection goroutine, behind.
@@ -49,14 +35,14 @@ func TestReporterIdleHoldsNoGoroutine(t *testing.T) {
 		if s := r.Stats(); s.Sent != uint64(3*round) {
 			t.Fatalf("round %d: stats %+v, want %d sent", round, s, 3*round)
 		}
-		settle(t, before)
+		goroutines.Settle(t, before)
 	}
 	for i := range 2 {
 		if err := r.Close(); err != nil {
 			t.Errorf("Close #%d: %v", i+1, err)
 		}
 	}
-	settle(t, before)
+	goroutines.Settle(t, before)
 }
 
 // Close stops accepting reports; those queued are still sent, and the
@@ -86,5 +72,5 @@ func TestReporterCloseSendsQueued(t *testing.T) {
 	if s := r.Stats(); s.Sent != 2 || s.Dropped != 1 {
 		t.Errorf("stats %+v, want 2 sent and the report after Close dropped", s)
 	}
-	settle(t, before)
+	goroutines.Settle(t, before)
 }

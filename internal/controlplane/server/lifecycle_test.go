@@ -12,23 +12,9 @@ import (
 
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/sqlite"
+	"github.com/rampartsec/rampart/internal/testing/goroutines"
 	"github.com/rampartsec/rampart/pin"
 )
-
-// settle waits until no more than n goroutines run, for up to 5 s: a
-// goroutine that has done its work may still be returning.
-func settle(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // New starts nothing; Start starts the committer and the pruning, Close
 // stops both and may be called twice; Start twice, or after Close, is an
@@ -74,7 +60,7 @@ func TestStartAndClose(t *testing.T) {
 			t.Fatalf("Close #%d: %v", i+1, err)
 		}
 	}
-	settle(t, before)
+	goroutines.Settle(t, before)
 	if err := s.Start(ctx); err == nil {
 		t.Error("Start after Close: no error")
 	}
