@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/rampartsec/rampart/internal/util/httpx"
 )
@@ -90,33 +89,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) error {
 	w.WriteHeader(code)
 	w.Write(b)
 	return nil
-}
-
-// apiTime is a time in the JSON of the admin API: RFC 3339 in UTC. It
-// always encodes: RFC 3339 has four-digit years, so a time past the end
-// of year 9999 (a bundle signed to expire in year 10000, say: stored
-// data, whatever its origin, must not break every answer that lists it)
-// is written as 9999-12-31T23:59:59Z, and one before year 0 as
-// 0000-01-01T00:00:00Z.
-type apiTime struct{ time.Time }
-
-var (
-	maxAPITime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
-	minAPITime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-func newAPITime(t time.Time) apiTime { return apiTime{t.UTC()} }
-
-// MarshalJSON implements [json.Marshaler].
-func (t apiTime) MarshalJSON() ([]byte, error) {
-	u := t.UTC()
-	switch {
-	case u.After(maxAPITime):
-		u = maxAPITime
-	case u.Before(minAPITime):
-		u = minAPITime
-	}
-	return u.MarshalJSON()
 }
 
 // discardLogger is the logger of a Server without one.
