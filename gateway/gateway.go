@@ -97,6 +97,12 @@ type handler struct {
 	http    http.Handler
 	// transports are closed when the configuration is replaced.
 	transports []*http.Transport
+	// decide is set for a Decider's configuration: a route's checks end
+	// in allowed, not in a proxy, and nothing is logged or counted per
+	// request.
+	decide bool
+	// byPrefix are the routes' chains, for Decider.Decide with a route.
+	byPrefix map[string]http.Handler
 }
 
 // New checks o ([Options.Check], and the dependencies its routes need)
@@ -187,14 +193,19 @@ func (g *Gateway) Close() error {
 
 // build checks o and makes its handler.
 func (g *Gateway) build(o Options) (*handler, error) {
-	if err := o.Check(); err != nil {
+	return g.buildMode(o, false)
+}
+
+// buildMode is build, for a Decider when decide is set.
+func (g *Gateway) buildMode(o Options, decide bool) (*handler, error) {
+	if err := o.check(decide); err != nil {
 		return nil, err
 	}
-	if err := o.checkDeps(); err != nil {
+	if err := o.checkDeps(decide); err != nil {
 		return nil, err
 	}
 	g.deps = o
-	h := &handler{trusted: slices.Clone(o.TrustedProxies)}
+	h := &handler{trusted: slices.Clone(o.TrustedProxies), decide: decide, byPrefix: map[string]http.Handler{}}
 	for _, r := range o.Routes {
 		h.routes = append(h.routes, compile(r))
 	}
@@ -209,7 +220,9 @@ func (g *Gateway) build(o Options) (*handler, error) {
 	routes := map[string]*route{}
 	for _, rt := range h.routes {
 		routes[rt.Prefix] = rt
-		mux.Handle(rt.Prefix, routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, g.proxy(h, rt, afterLimits)))))
+		chain := routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, g.routeChecks(h, rt, afterLimits))))
+		mux.Handle(rt.Prefix, chain)
+		h.byPrefix[rt.Prefix] = chain
 	}
 	if _, ok := routes["/"]; !ok {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -217,6 +230,9 @@ func (g *Gateway) build(o Options) (*handler, error) {
 		})
 	}
 	var inner http.Handler = mux
+	if decide {
+		inner = chosenRoute(h, mux)
+	}
 	if o.CORS != nil {
 		// rs/cors answers preflights itself, before any limit; with
 		// OptionsPassthrough it sets their headers and lets them
@@ -230,8 +246,16 @@ func (g *Gateway) build(o Options) (*handler, error) {
 		inner = corsHandler(o.CORS).Handler(inner)
 	}
 	routeOf := func(r *http.Request) *route {
+		if c := chosenOf(r.Context()); c != "" {
+			return routes[c]
+		}
 		_, pattern := mux.Handler(r)
 		return routes[pattern]
+	}
+	if decide {
+		// The engine in front framed the request and logs it.
+		h.http = newFront(h, routeOf, inner)
+		return h, nil
 	}
 	h.http = g.accessLog(h, mux, httpx.Framing(newFront(h, routeOf, inner)))
 	return h, nil
@@ -276,11 +300,31 @@ func (g *Gateway) limiters(rules []ratelimit.Rule, trusted []netip.Prefix) (befo
 	return before, after, nil
 }
 
-// proxy is the handler of route rt after its checks: authentication
-// unless the route is anonymous, the limits keyed by client
-// (afterLimits, if any), and the reverse proxy to its upstream, whose
-// transport goes into hd.
-func (g *Gateway) proxy(hd *handler, rt *route, afterLimits *ratelimit.Limiter) http.Handler {
+// routeChecks is the handler of route rt after its method and body
+// checks: authentication unless the route is anonymous, its scopes, the
+// limits keyed by client (afterLimits, if any), and then the reverse
+// proxy to its upstream (whose transport goes into hd), or for a
+// Decider, allowed.
+func (g *Gateway) routeChecks(hd *handler, rt *route, afterLimits *ratelimit.Limiter) http.Handler {
+	var next http.Handler = http.HandlerFunc(allowed)
+	if !hd.decide {
+		next = g.proxy(hd, rt)
+	}
+	if afterLimits != nil {
+		next = afterLimits.Middleware(next)
+	}
+	if len(rt.Scopes) > 0 {
+		next = auth.RequireScope(rt.Scopes...)(next)
+	}
+	if !rt.AllowAnonymous {
+		next = g.authenticate(next, rt.ForwardCookies)
+	}
+	return next
+}
+
+// proxy is the reverse proxy to route rt's upstream, whose transport goes
+// into hd.
+func (g *Gateway) proxy(hd *handler, rt *route) http.Handler {
 	trusted, vouchHost := hd.trusted, len(hd.hosts) > 0
 	tr := &http.Transport{
 		Proxy:                 nil, // never an environment proxy between the gateway and its services
@@ -296,7 +340,7 @@ func (g *Gateway) proxy(hd *handler, rt *route, afterLimits *ratelimit.Limiter) 
 		tr.TLSClientConfig = mtls.ClientConfig(g.deps.Identity, g.deps.Roots, rt.UpstreamID)
 	}
 	hd.transports = append(hd.transports, tr)
-	var next http.Handler = &httputil.ReverseProxy{
+	return &httputil.ReverseProxy{
 		Rewrite:      func(pr *httputil.ProxyRequest) { rewrite(pr, rt, trusted, vouchHost) },
 		Transport:    tr,
 		BufferPool:   bufferPool{},
@@ -318,13 +362,6 @@ func (g *Gateway) proxy(hd *handler, rt *route, afterLimits *ratelimit.Limiter) 
 			return nil
 		},
 	}
-	if afterLimits != nil {
-		next = afterLimits.Middleware(next)
-	}
-	if !rt.AllowAnonymous {
-		next = g.authenticate(next, rt.ForwardCookies)
-	}
-	return next
 }
 
 // Kinds of rules, as the gateway applies them.

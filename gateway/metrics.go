@@ -244,6 +244,8 @@ type principalHolder struct {
 	// connection was handed over, no status written through the
 	// recorder.
 	upgraded bool
+	// allowed says a Decider's request passed every check.
+	allowed bool
 }
 
 // routeMark tells the log that route's handler took the request.

@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
@@ -125,7 +126,7 @@ type Route struct {
 	// UpstreamID, Options.Identity and Options.Roots are required), or
 	// http:// to a loopback address only. A path is prepended to the
 	// request's, a query joined to its (httputil.ProxyRequest.SetURL).
-	// Required.
+	// Required, but in a Decider, which proxies nothing.
 	Upstream *url.URL
 	// UpstreamID is the SPIFFE ID an https upstream must present;
 	// required for https upstreams, unused for http ones.
@@ -159,6 +160,11 @@ type Route struct {
 	// route that authenticates; without it only the credential the
 	// gateway checked does.
 	ForwardCookies bool
+	// Scopes are the scopes a caller's credential must carry, every one
+	// of them, compared exactly (auth.RequireScope): a caller without
+	// one gets 403 insufficient_scope (RFC 6750 §3.1). Only on a route
+	// that authenticates. If empty, any authenticated caller.
+	Scopes []string
 }
 
 // CORS is the cross-origin policy (rs/cors): an allow-list of origins.
@@ -204,7 +210,10 @@ var DefaultMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "
 // APIKeys or Tokens for routes that authenticate): a program that reads
 // Options from a file checks them before it has built those. Errors start
 // "gateway: ".
-func (o *Options) Check() error {
+func (o *Options) Check() error { return o.check(false) }
+
+// check is Check; for a Decider (decide), routes need no upstream.
+func (o *Options) check(decide bool) error {
 	for _, h := range o.Hosts {
 		if err := checkHost(h); err != nil {
 			return fmt.Errorf("gateway: hosts: %w", err)
@@ -216,7 +225,7 @@ func (o *Options) Check() error {
 	seen := map[string]bool{}
 	for i := range o.Routes {
 		r := &o.Routes[i]
-		if err := r.check(); err != nil {
+		if err := r.check(decide); err != nil {
 			return fmt.Errorf("gateway: route %q: %w", r.Prefix, err)
 		}
 		if seen[r.Prefix] {
@@ -243,13 +252,13 @@ func (o *Options) Check() error {
 
 // checkDeps checks what Check leaves to New: the dependencies the routes
 // need.
-func (o *Options) checkDeps() error {
+func (o *Options) checkDeps(decide bool) error {
 	for _, r := range o.Routes {
 		if !r.AllowAnonymous && o.APIKeys == nil && o.Tokens == nil {
 			return fmt.Errorf("gateway: route %q authenticates, but Options has neither APIKeys nor Tokens", r.Prefix)
 		}
 	}
-	if !slices.ContainsFunc(o.Routes, func(r Route) bool { return r.Upstream.Scheme == "https" }) {
+	if decide || !slices.ContainsFunc(o.Routes, func(r Route) bool { return r.Upstream.Scheme == "https" }) {
 		return nil
 	}
 	if o.Identity == nil || o.Roots == nil {
@@ -261,22 +270,17 @@ func (o *Options) checkDeps() error {
 	return nil
 }
 
-func (r *Route) check() error {
+func (r *Route) check(decide bool) error {
 	if err := checkPrefix(r.Prefix); err != nil {
 		return err
 	}
-	u := r.Upstream
-	if u == nil {
-		return errors.New("no upstream: want https://host:port")
+	for _, sc := range r.Scopes {
+		if !httpx.IsScopeToken(sc) {
+			return fmt.Errorf("scopes: %q: want a scope token of RFC 6749 §3.3 (no spaces, quotes or backslashes)", sc)
+		}
 	}
-	if u.Host == "" || u.Opaque != "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("upstream %q: want https://host:port", u.Redacted())
-	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("upstream %q: plain http only to loopback; use https (mutual TLS)", u.Redacted())
-	}
-	if u.Scheme == "https" && r.UpstreamID.IsZero() {
-		return errors.New("an https upstream needs UpstreamID, the SPIFFE ID it must present")
+	if len(r.Scopes) > 0 && r.AllowAnonymous {
+		return errors.New("scopes need a caller: a route that requires scopes cannot be anonymous")
 	}
 	if r.MaxBody < 0 {
 		return fmt.Errorf("MaxBody %d: want a size in bytes (0 means %d)", r.MaxBody, DefaultMaxBody)
@@ -292,6 +296,27 @@ func (r *Route) check() error {
 			return fmt.Errorf("methods: %s is never proxied", m)
 		}
 	}
+	if decide {
+		return nil
+	}
+	return r.checkUpstream()
+}
+
+// checkUpstream checks where the route sends its requests.
+func (r *Route) checkUpstream() error {
+	u := r.Upstream
+	if u == nil {
+		return errors.New("no upstream: want https://host:port")
+	}
+	if u.Host == "" || u.Opaque != "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("upstream %q: want https://host:port", u.Redacted())
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("upstream %q: plain http only to loopback; use https (mutual TLS)", u.Redacted())
+	}
+	if u.Scheme == "https" && r.UpstreamID.IsZero() {
+		return errors.New("an https upstream needs UpstreamID, the SPIFFE ID it must present")
+	}
 	return nil
 }
 
@@ -305,8 +330,11 @@ type route struct {
 
 // compile returns the route r stands for; r has been checked.
 func compile(r Route) *route {
-	u := *r.Upstream
-	r.Upstream = &u
+	if r.Upstream != nil {
+		u := *r.Upstream
+		r.Upstream = &u
+	}
+	r.Scopes = slices.Clone(r.Scopes)
 	if r.MaxBody == 0 {
 		r.MaxBody = DefaultMaxBody
 	}
