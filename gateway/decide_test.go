@@ -260,4 +260,3 @@ func TestDeciderNeedsNoUpstream(t *testing.T) {
 		t.Error("New without an upstream: nil error")
 	}
 }
-
