@@ -1,0 +1,385 @@
+// Package authz gives the edge engines teams already run (Envoy and
+// Istio, nginx, Caddy, Traefik) Rampart's decisions: the gateway's API
+// keys, tokens, scopes and limits, and its refusals, with nothing of the
+// policy written in the engine.
+//
+// Two services, each independent of any wire protocol:
+//
+//   - [Service] decides a request as rampart gateway would
+//     (gateway.Decider): allowed, with the caller's identity for the
+//     service ([IdentityHeaders]), or the gateway's refusal, status,
+//     headers and body. [Service.ForwardAuth] serves it as HTTP forward
+//     authentication (nginx auth_request, Caddy forward_auth, Traefik
+//     ForwardAuth, Envoy's HTTP ext_authz); package authz/envoy as
+//     Envoy's gRPC external authorization.
+//   - [Limits] is a global rate limit service that reads
+//     envoyproxy/ratelimit's configuration files and decides with GCRA in
+//     a ratelimit.Store; package authz/envoy serves it as Envoy's
+//     RateLimitService.
+//
+// gRPC and Envoy's protos stay in authz/envoy: this package imports
+// neither.
+package authz
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/rampartsec/rampart/auth"
+	"github.com/rampartsec/rampart/gateway"
+)
+
+// The identity headers: what an allowed request carries to the service
+// about its caller. The engine removes the client's copies of every one
+// of them (Result.Remove), whether or not the caller has a value for it,
+// so that the service never reads a forged one.
+const (
+	// HeaderClient is the OAuth2 client or API-key owner.
+	HeaderClient = "X-Rampart-Client"
+	// HeaderSubject is whom the credential speaks for.
+	HeaderSubject = "X-Rampart-Subject"
+	// HeaderMethod is how the caller authenticated: api-key or bearer.
+	HeaderMethod = "X-Rampart-Auth-Method"
+	// HeaderScopes are the credential's scopes, separated by spaces.
+	HeaderScopes = "X-Rampart-Scopes"
+	// HeaderCredential is the API key's ID or the token's jti.
+	HeaderCredential = "X-Rampart-Credential-Id"
+	// HeaderRoute is the Rampart route whose rules applied.
+	HeaderRoute = "X-Rampart-Route"
+)
+
+// IdentityHeaders are the identity headers' names.
+var IdentityHeaders = []string{HeaderClient, HeaderSubject, HeaderMethod, HeaderScopes, HeaderCredential, HeaderRoute}
+
+// Options configure a Service.
+type Options struct {
+	// Gateway are the routes, hosts, CORS policy and limits, and the
+	// verifiers and store they need, as for rampart gateway; routes need
+	// no upstream (gateway.NewDecider).
+	Gateway gateway.Options
+	// Logger receives what goes wrong on the service's side (a route the
+	// engine names that does not exist). Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Service decides requests for engines in front. Build it with New.
+type Service struct {
+	d   *gateway.Decider
+	log *slog.Logger
+}
+
+// New builds a Service; its errors are gateway.NewDecider's.
+func New(o Options) (*Service, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Gateway.Logger == nil {
+		o.Gateway.Logger = o.Logger
+	}
+	d, err := gateway.NewDecider(o.Gateway)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{d: d, log: o.Logger}, nil
+}
+
+// Reload replaces the gateway options; on error the old ones stay.
+func (s *Service) Reload(o gateway.Options) error {
+	if o.Logger == nil {
+		o.Logger = s.log
+	}
+	return s.d.Reload(o)
+}
+
+// Routes returns the routes' prefixes.
+func (s *Service) Routes() []string { return s.d.Routes() }
+
+// Request is what an engine says of a request it holds.
+type Request struct {
+	// Method is the request's method.
+	Method string
+	// Target is the request target in origin form, as the client sent
+	// it: path and query (/v1/payments?id=7).
+	Target string
+	// Host is the Host header or :authority.
+	Host string
+	// Header are the request's header fields, but Host.
+	Header http.Header
+	// Client is the client's address, as the engine determined it (its
+	// own trusted-proxy rules applied).
+	Client netip.Addr
+	// Proto is "HTTP/1.1", "HTTP/2" or "HTTP/1.0"; "" means HTTP/1.1.
+	Proto string
+	// PeerCertificate is the client's certificate, where the engine
+	// terminated mutual TLS: tokens bound to a certificate (RFC 8705
+	// §3) are valid only with it.
+	PeerCertificate *x509.Certificate
+	// Route, if set, names the Rampart route whose rules apply, whatever
+	// the path.
+	Route string
+}
+
+// Result is a decision, as an engine applies it.
+type Result struct {
+	// Allowed says the request goes on to the service.
+	Allowed bool
+	// Status is a refusal's status code (or 204 for a preflight, answered
+	// at the edge).
+	Status int
+	// Header are, for a refusal, its headers; when allowed, the headers
+	// to add to the service's answer (RateLimit fields, Deprecation and
+	// Sunset, CORS).
+	Header http.Header
+	// Body is a refusal's body.
+	Body []byte
+	// Upstream are the headers to set on the request to the service: the
+	// caller's identity. Only when allowed.
+	Upstream http.Header
+	// Remove are the request's headers the service must not receive:
+	// every identity header, and the fields of gateway.Decision.Drop.
+	Remove []string
+	// Caller is who authenticated; nil on an anonymous route.
+	Caller *auth.Principal
+	// Route is the route that took the request; "" for none.
+	Route string
+}
+
+// ErrBadRequest is Check's error for a request that cannot be decided:
+// no method, a target that is not in origin form, a header field the
+// HTTP grammar refuses, too many or too large fields. A Result answering
+// it (BadRequest) is 400.
+var ErrBadRequest = errors.New("authz: malformed request")
+
+// Bounds of a Request, as an HTTP server sets them (Go's defaults, and
+// more than nginx's).
+const (
+	maxHeaderFields = 256
+	maxHeaderBytes  = 64 << 10
+	maxTarget       = 16 << 10
+)
+
+// Check decides r. Its error is ErrBadRequest (answer it with
+// BadRequest), or the context's; a route r names that does not exist is
+// answered 404 and logged.
+func (s *Service) Check(ctx context.Context, r *Request) (*Result, error) {
+	hr, err := r.httpRequest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.d.Decide(hr, r.Route)
+	if errors.Is(err, gateway.ErrUnknownRoute) {
+		s.log.Warn("authz: the engine names a route this service does not have", "route", r.Route)
+		res := BadRequest(http.StatusNotFound, "no route for this request")
+		res.Remove = removed(nil)
+		return res, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Allowed: d.Allowed, Status: d.Status, Header: d.Header, Body: d.Body,
+		Caller: d.Caller, Route: d.Route, Remove: removed(d.Drop)}
+	if d.Allowed {
+		res.Upstream = identity(d.Caller, d.Route)
+	}
+	return res, nil
+}
+
+// removed is the identity headers and drop, in canonical form.
+func removed(drop []string) []string {
+	out := make([]string, 0, len(IdentityHeaders)+len(drop))
+	out = append(out, IdentityHeaders...)
+	for _, d := range drop {
+		if !strings.HasPrefix(d, "X-Rampart-") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// identity is the identity headers of p on route.
+func identity(p *auth.Principal, route string) http.Header {
+	h := http.Header{}
+	if route != "" {
+		h.Set(HeaderRoute, headerValue(route))
+	}
+	if p == nil {
+		return h
+	}
+	set := func(name, v string) {
+		if v != "" {
+			h.Set(name, headerValue(v))
+		}
+	}
+	set(HeaderClient, p.ClientID)
+	set(HeaderSubject, p.Subject)
+	set(HeaderMethod, string(p.Method))
+	set(HeaderScopes, strings.Join(p.Scopes, " "))
+	if p.Method == auth.APIKey {
+		set(HeaderCredential, p.KeyID)
+	} else {
+		set(HeaderCredential, p.TokenID)
+	}
+	return h
+}
+
+// headerValue makes v safe as a field value: bytes outside visible ASCII
+// and space, and '%', are percent-encoded (a token's sub may hold
+// anything).
+func headerValue(v string) string {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return v
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
+}
+
+// BadRequest is the refusal of a request the service cannot decide: the
+// gateway's problem details with status.
+func BadRequest(status int, detail string) *Result {
+	body := fmt.Sprintf(`{"type":"about:blank","title":%q,"status":%d,"detail":%q}`+"\n", http.StatusText(status), status, detail)
+	h := http.Header{}
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	return &Result{Status: status, Header: h, Body: []byte(body), Remove: removed(nil)}
+}
+
+// httpRequest is r as the gateway's controls read it.
+func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
+	if r.Method == "" {
+		return nil, fmt.Errorf("%w: no method", ErrBadRequest)
+	}
+	if len(r.Target) > maxTarget {
+		return nil, fmt.Errorf("%w: the request target is %d bytes, at most %d", ErrBadRequest, len(r.Target), maxTarget)
+	}
+	if !strings.HasPrefix(r.Target, "/") {
+		return nil, fmt.Errorf("%w: request target %q: want a path (origin form)", ErrBadRequest, trim(r.Target))
+	}
+	u, err := url.ParseRequestURI(r.Target)
+	if err != nil {
+		return nil, fmt.Errorf("%w: request target %q: %v", ErrBadRequest, trim(r.Target), errors.Unwrap(err))
+	}
+	if err := checkHeader(r.Header); err != nil {
+		return nil, err
+	}
+	major, minor := 1, 1
+	switch r.Proto {
+	case "", "HTTP/1.1":
+	case "HTTP/1.0":
+		minor = 0
+	case "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0":
+		major, minor = 2, 0
+	default:
+		return nil, fmt.Errorf("%w: protocol %q", ErrBadRequest, trim(r.Proto))
+	}
+	h := make(http.Header, len(r.Header))
+	for name, vs := range r.Header {
+		for _, v := range vs {
+			h.Add(name, v)
+		}
+	}
+	h.Del("Host")
+	hr := (&http.Request{
+		Method: r.Method, URL: u, RequestURI: r.Target, Host: r.Host, Header: h,
+		Proto: fmt.Sprintf("HTTP/%d.%d", major, minor), ProtoMajor: major, ProtoMinor: minor,
+		Body: http.NoBody,
+	}).WithContext(ctx)
+	if r.Client.IsValid() {
+		hr.RemoteAddr = net.JoinHostPort(r.Client.String(), "0")
+	}
+	if cl := h.Get("Content-Length"); cl != "" {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 || len(h.Values("Content-Length")) > 1 {
+			return nil, fmt.Errorf("%w: Content-Length %q", ErrBadRequest, trim(cl))
+		}
+		hr.ContentLength = n
+	}
+	if r.PeerCertificate != nil {
+		hr.TLS = peerState(r.PeerCertificate)
+	}
+	return hr, nil
+}
+
+// checkHeader refuses fields an HTTP server would have refused.
+func checkHeader(h http.Header) error {
+	if len(h) > maxHeaderFields {
+		return fmt.Errorf("%w: %d header fields, at most %d", ErrBadRequest, len(h), maxHeaderFields)
+	}
+	size := 0
+	for name, vs := range h {
+		if !validFieldName(name) {
+			return fmt.Errorf("%w: header field name %q", ErrBadRequest, trim(name))
+		}
+		for _, v := range vs {
+			size += len(name) + len(v) + 4
+			if !validFieldValue(v) {
+				return fmt.Errorf("%w: header field %s: a value with a control character", ErrBadRequest, name)
+			}
+		}
+	}
+	if size > maxHeaderBytes {
+		return fmt.Errorf("%w: the header fields are %d bytes, at most %d", ErrBadRequest, size, maxHeaderBytes)
+	}
+	return nil
+}
+
+// validFieldName reports whether s is a token (RFC 9110 §5.1).
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether s is a field value (RFC 9110 §5.5): no
+// control character but tab.
+func validFieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// peerState is the TLS state of a connection whose client presented c.
+func peerState(c *x509.Certificate) *tls.ConnectionState {
+	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{c}}
+}
+
+func trim(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
