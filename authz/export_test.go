@@ -1,7 +1,5 @@
 package authz
 
-
-
 // LoadCases are the load cases of TestParseLimitConfig, for the
 // differential test against envoyproxy/ratelimit (package authz_test).
 var LoadCases = func() []struct{ Name, File, Err string } {
@@ -11,5 +9,3 @@ var LoadCases = func() []struct{ Name, File, Err string } {
 	}
 	return out
 }()
-
-
