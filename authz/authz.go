@@ -22,6 +22,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -37,6 +38,7 @@ import (
 
 	"github.com/rampartsec/rampart/auth"
 	"github.com/rampartsec/rampart/gateway"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // The identity headers: what an allowed request carries to the service
@@ -260,28 +262,57 @@ func headerValue(v string) string {
 // BadRequest is the refusal of a request the service cannot decide: the
 // gateway's problem details with status.
 func BadRequest(status int, detail string) *Result {
-	body := fmt.Sprintf(`{"type":"about:blank","title":%q,"status":%d,"detail":%q}`+"\n", http.StatusText(status), status, detail)
-	h := http.Header{}
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	return &Result{Status: status, Header: h, Body: []byte(body), Remove: removed(nil)}
+	rec := &recorder{h: http.Header{}}
+	httpx.WriteProblem(rec, httpx.Problem{Status: status, Detail: detail})
+	return &Result{Status: rec.status, Header: rec.h, Body: rec.body.Bytes(), Remove: removed(nil)}
+}
+
+// recorder keeps an answer written to it.
+type recorder struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.h }
+func (r *recorder) WriteHeader(code int)        { r.status = code }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+
+// RequestError is the error of a request the service cannot decide
+// (errors.Is ErrBadRequest): Reason says what is wrong, for the engine's
+// logs and the 400's detail.
+type RequestError struct{ Reason string }
+
+func (e *RequestError) Error() string        { return "authz: malformed request: " + e.Reason }
+func (e *RequestError) Is(target error) bool { return target == ErrBadRequest }
+
+// Reason is what is wrong with a request err refused, or "" when err is
+// not a RequestError.
+func Reason(err error) string {
+	if re, ok := errors.AsType[*RequestError](err); ok {
+		return re.Reason
+	}
+	return ""
+}
+
+func badRequest(format string, args ...any) error {
+	return &RequestError{Reason: fmt.Sprintf(format, args...)}
 }
 
 // httpRequest is r as the gateway's controls read it.
 func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 	if r.Method == "" {
-		return nil, fmt.Errorf("%w: no method", ErrBadRequest)
+		return nil, badRequest("no method")
 	}
 	if len(r.Target) > maxTarget {
-		return nil, fmt.Errorf("%w: the request target is %d bytes, at most %d", ErrBadRequest, len(r.Target), maxTarget)
+		return nil, badRequest("the request target is %d bytes, at most %d", len(r.Target), maxTarget)
 	}
 	if !strings.HasPrefix(r.Target, "/") {
-		return nil, fmt.Errorf("%w: request target %q: want a path (origin form)", ErrBadRequest, trim(r.Target))
+		return nil, badRequest("request target %q: want a path (origin form)", trim(r.Target))
 	}
 	u, err := url.ParseRequestURI(r.Target)
 	if err != nil {
-		return nil, fmt.Errorf("%w: request target %q: %v", ErrBadRequest, trim(r.Target), errors.Unwrap(err))
+		return nil, badRequest("request target %q: %v", trim(r.Target), errors.Unwrap(err))
 	}
 	if err := checkHeader(r.Header); err != nil {
 		return nil, err
@@ -294,7 +325,7 @@ func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 	case "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0":
 		major, minor = 2, 0
 	default:
-		return nil, fmt.Errorf("%w: protocol %q", ErrBadRequest, trim(r.Proto))
+		return nil, badRequest("protocol %q", trim(r.Proto))
 	}
 	h := make(http.Header, len(r.Header))
 	for name, vs := range r.Header {
@@ -314,7 +345,7 @@ func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 	if cl := h.Get("Content-Length"); cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < 0 || len(h.Values("Content-Length")) > 1 {
-			return nil, fmt.Errorf("%w: Content-Length %q", ErrBadRequest, trim(cl))
+			return nil, badRequest("Content-Length %q", trim(cl))
 		}
 		hr.ContentLength = n
 	}
@@ -327,22 +358,22 @@ func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 // checkHeader refuses fields an HTTP server would have refused.
 func checkHeader(h http.Header) error {
 	if len(h) > maxHeaderFields {
-		return fmt.Errorf("%w: %d header fields, at most %d", ErrBadRequest, len(h), maxHeaderFields)
+		return badRequest("%d header fields, at most %d", len(h), maxHeaderFields)
 	}
 	size := 0
 	for name, vs := range h {
 		if !validFieldName(name) {
-			return fmt.Errorf("%w: header field name %q", ErrBadRequest, trim(name))
+			return badRequest("header field name %q", trim(name))
 		}
 		for _, v := range vs {
 			size += len(name) + len(v) + 4
 			if !validFieldValue(v) {
-				return fmt.Errorf("%w: header field %s: a value with a control character", ErrBadRequest, name)
+				return badRequest("header field %s: a value with a control character", name)
 			}
 		}
 	}
 	if size > maxHeaderBytes {
-		return fmt.Errorf("%w: the header fields are %d bytes, at most %d", ErrBadRequest, size, maxHeaderBytes)
+		return badRequest("the header fields are %d bytes, at most %d", size, maxHeaderBytes)
 	}
 	return nil
 }

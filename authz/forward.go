@@ -2,7 +2,6 @@ package authz
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -47,6 +46,21 @@ const (
 	HeaderStatus  = "X-Rampart-Status"
 	HeaderRefusal = "X-Rampart-Refusal"
 )
+
+// HeaderBodyType says, in an Nginx refusal, what X-Rampart-Refusal holds:
+// problem (RFC 9457 problem details), json (RFC 6750's error object) or
+// none; the configuration answers with the matching Content-Type.
+const HeaderBodyType = "X-Rampart-Body-Type"
+
+func bodyType(contentType string, body []byte) string {
+	switch {
+	case len(body) == 0:
+		return "none"
+	case strings.HasPrefix(contentType, httpx.ProblemType):
+		return "problem"
+	}
+	return "json"
+}
 
 // HeaderUseRoute, set by the engine's configuration (never by the
 // client: the configuration must overwrite it), names the Rampart route
@@ -101,7 +115,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, e Engine, o Fo
 	}
 	switch {
 	case errors.Is(err, ErrBadRequest):
-		res = BadRequest(http.StatusBadRequest, strings.TrimPrefix(err.Error(), "authz: "))
+		res = BadRequest(http.StatusBadRequest, Reason(err))
 	case err != nil: // the engine went away
 		return
 	}
@@ -120,14 +134,15 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, e Engine, o Fo
 	for name, vs := range res.Header {
 		h[name] = vs
 	}
-	h.Set(HeaderStatus, strconv.Itoa(res.Status))
 	if e == Nginx || res.Status < 400 {
+		h.Set(HeaderStatus, strconv.Itoa(res.Status))
 		// nginx passes only 2xx, 401 and 403 from its subrequest, and
 		// takes no body from it; and to every engine a status below
 		// 400 (a preflight's 204) would read as allowed. Those are 403s
 		// with the real answer in X-Rampart-Status (and, for nginx,
 		// X-Rampart-Refusal).
 		h.Set(HeaderRefusal, strings.TrimSpace(string(res.Body)))
+		h.Set(HeaderBodyType, bodyType(h.Get("Content-Type"), res.Body))
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
@@ -180,7 +195,7 @@ func original(r *http.Request, e Engine, o ForwardOptions) (*Request, error) {
 	}
 	a, err := netip.ParseAddr(strings.TrimSpace(client))
 	if err != nil {
-		return nil, fmt.Errorf("%w: the client's address %q", ErrBadRequest, trim(client))
+		return nil, badRequest("the client's address %q", trim(client))
 	}
 	req.Client = a.Unmap()
 	return req, nil
@@ -189,11 +204,11 @@ func original(r *http.Request, e Engine, o ForwardOptions) (*Request, error) {
 func errMissing(e Engine) error {
 	switch e {
 	case Nginx:
-		return fmt.Errorf("%w: nginx sent no X-Original-Method or X-Original-URI (docs/edge.md has the auth_request location)", ErrBadRequest)
+		return badRequest("nginx sent no X-Original-Method or X-Original-URI (docs/edge.md has the auth_request location)")
 	case EnvoyHTTP:
-		return fmt.Errorf("%w: no path", ErrBadRequest)
+		return badRequest("no path")
 	}
-	return fmt.Errorf("%w: %s sent no X-Forwarded-Method or X-Forwarded-Uri", ErrBadRequest, e)
+	return badRequest("%s sent no X-Forwarded-Method or X-Forwarded-Uri", e)
 }
 
 // lastForwardedFor is the last address of X-Forwarded-For: the one the

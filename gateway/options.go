@@ -212,6 +212,9 @@ var DefaultMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "
 // "gateway: ".
 func (o *Options) Check() error { return o.check(false) }
 
+// CheckDecider is Check for [NewDecider]: routes need no upstream.
+func (o *Options) CheckDecider() error { return o.check(true) }
+
 // check is Check; for a Decider (decide), routes need no upstream.
 func (o *Options) check(decide bool) error {
 	for _, h := range o.Hosts {

@@ -19,6 +19,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -97,7 +98,7 @@ func (a *Authorization) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 	}
 	if errors.Is(err, authz.ErrBadRequest) {
 		a.log.Warn("authz: a malformed CheckRequest", "err", err)
-		res = authz.BadRequest(http.StatusBadRequest, strings.TrimPrefix(err.Error(), "authz: "))
+		res = authz.BadRequest(http.StatusBadRequest, authz.Reason(err))
 	} else if err != nil {
 		return nil, err
 	}
@@ -259,5 +260,5 @@ func grpcCode(status int) codes.Code {
 }
 
 func bad(format string, args ...any) error {
-	return badError(format, args...)
+	return &authz.RequestError{Reason: fmt.Sprintf(format, args...)}
 }

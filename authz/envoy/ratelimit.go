@@ -3,7 +3,6 @@ package envoy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 
@@ -18,10 +17,6 @@ import (
 	"github.com/rampartsec/rampart/authz"
 	"github.com/rampartsec/rampart/ratelimit"
 )
-
-func badError(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{authz.ErrBadRequest}, args...)...)
-}
 
 // RateLimit is envoy.service.ratelimit.v3.RateLimitService over
 // authz.Limits.

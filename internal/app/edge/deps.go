@@ -226,6 +226,7 @@ var (
 		{"auth", func(f *File) any { return f.Auth }},
 		{"ratelimit_store", func(f *File) any { return f.LimitStore }},
 		{"access_log", func(f *File) any { return f.AccessLog }},
+		{"authz", func(f *File) any { return f.Authz }},
 	}
 	// reloaded are applied by a reload, besides the routes.
 	reloaded = []section{

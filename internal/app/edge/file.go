@@ -104,7 +104,13 @@ type File struct {
 	LimitStore  *LimitStore `yaml:"ratelimit_store"`
 	Auth        Auth        `yaml:"auth"`
 	AccessLog   string      `yaml:"access_log"`
+	// Authz is rampart authz's section: where it serves the engines in
+	// front. rampart gateway ignores it (a warning says so).
+	Authz *AuthzSection `yaml:"authz"`
 
+	// decider is set by ParseAuthz: the file is rampart authz's, whose
+	// routes need no upstream.
+	decider bool
 	// What Parse made of the sections for package gateway.
 	limits *ratelimit.Config // nil without a ratelimit section
 	routes []gateway.Route
@@ -178,6 +184,46 @@ type Route struct {
 	// route with auth: required; without it only the credential the
 	// gateway checked does.
 	ForwardCookies bool `yaml:"forward_cookies"`
+	// Scopes are the scopes a caller's credential must carry, all of
+	// them (auth: required only).
+	Scopes []string `yaml:"scopes"`
+}
+
+// AuthzSection is where rampart authz serves (docs/edge.md): Envoy's
+// gRPC services (ext_authz and the rate limit service) and HTTP forward
+// authentication, each on its own listener.
+type AuthzSection struct {
+	// GRPC serves envoy.service.auth.v3.Authorization and, with
+	// RateLimitService, envoy.service.ratelimit.v3.RateLimitService.
+	GRPC *AuthzListener `yaml:"grpc"`
+	// HTTP serves forward authentication at /nginx, /caddy, /traefik and
+	// /envoy/.
+	HTTP *AuthzListener `yaml:"http"`
+	// EnvoyPathPrefix is the path_prefix of Envoy's HTTP ext_authz
+	// http_service, removed from its requests' paths.
+	EnvoyPathPrefix string `yaml:"envoy_path_prefix"`
+	// RateLimitService is the global rate limit service: files (or
+	// directories of *.yaml files) of envoyproxy/ratelimit's format.
+	RateLimitService *RLSSection `yaml:"ratelimit_service"`
+}
+
+// AuthzListener is a listener of rampart authz: TCP (with TLS, or plain
+// on loopback only) or a unix socket (unix:/path).
+type AuthzListener struct {
+	Listen string     `yaml:"listen"`
+	TLS    *CertFiles `yaml:"tls"`
+	// ClientRoots, with TLS, require the engines to present a
+	// certificate of these roots (mutual TLS).
+	ClientRoots string `yaml:"client_roots"`
+}
+
+// RLSSection configures the rate limit service.
+type RLSSection struct {
+	Configs []string `yaml:"configs"`
+	// Failure is what a Redis outage does: open (the default: this
+	// instance decides alone meanwhile) or closed (UNAVAILABLE; Envoy's
+	// failure_mode_deny then refuses).
+	Failure string `yaml:"failure"`
 }
 
 // CORS is the cross-origin policy (gateway.CORS); MaxAge is a duration
@@ -275,6 +321,26 @@ func (c *File) resolve(dir string) {
 	if t := c.Auth.Tokens; t != nil {
 		abs(&t.JWKSRoots)
 	}
+	if a := c.Authz; a != nil {
+		for _, l := range []*AuthzListener{a.GRPC, a.HTTP} {
+			if l == nil {
+				continue
+			}
+			if l.TLS != nil {
+				abs(&l.TLS.Cert)
+				abs(&l.TLS.Key)
+			}
+			abs(&l.ClientRoots)
+			if p, ok := strings.CutPrefix(l.Listen, "unix:"); ok && !filepath.IsAbs(p) {
+				l.Listen = "unix:" + filepath.Join(dir, p)
+			}
+		}
+		if r := a.RateLimitService; r != nil {
+			for i := range r.Configs {
+				abs(&r.Configs[i])
+			}
+		}
+	}
 	if k := c.Auth.APIKeys; k != nil {
 		abs(&k.DataDir)
 		// A DSN with a scheme (postgres://, sqlite:) is left alone.
@@ -313,16 +379,19 @@ var sections = map[string]struct {
 	name string
 	t    reflect.Type
 }{
-	"edge.File":       {"the top level", reflect.TypeFor[File]()},
-	"edge.CertFiles":  {"tls", reflect.TypeFor[CertFiles]()},
-	"edge.Identity":   {"identity", reflect.TypeFor[Identity]()},
-	"edge.Renewal":    {"identity.renew", reflect.TypeFor[Renewal]()},
-	"edge.Route":      {"a route", reflect.TypeFor[Route]()},
-	"edge.CORS":       {"cors", reflect.TypeFor[CORS]()},
-	"edge.LimitStore": {"ratelimit_store", reflect.TypeFor[LimitStore]()},
-	"edge.Auth":       {"auth", reflect.TypeFor[Auth]()},
-	"edge.TokenAuth":  {"auth.tokens", reflect.TypeFor[TokenAuth]()},
-	"edge.APIKeyAuth": {"auth.api_keys", reflect.TypeFor[APIKeyAuth]()},
+	"edge.File":          {"the top level", reflect.TypeFor[File]()},
+	"edge.CertFiles":     {"tls", reflect.TypeFor[CertFiles]()},
+	"edge.Identity":      {"identity", reflect.TypeFor[Identity]()},
+	"edge.Renewal":       {"identity.renew", reflect.TypeFor[Renewal]()},
+	"edge.Route":         {"a route", reflect.TypeFor[Route]()},
+	"edge.CORS":          {"cors", reflect.TypeFor[CORS]()},
+	"edge.LimitStore":    {"ratelimit_store", reflect.TypeFor[LimitStore]()},
+	"edge.Auth":          {"auth", reflect.TypeFor[Auth]()},
+	"edge.TokenAuth":     {"auth.tokens", reflect.TypeFor[TokenAuth]()},
+	"edge.APIKeyAuth":    {"auth.api_keys", reflect.TypeFor[APIKeyAuth]()},
+	"edge.AuthzSection":  {"authz", reflect.TypeFor[AuthzSection]()},
+	"edge.AuthzListener": {"authz.grpc and authz.http", reflect.TypeFor[AuthzListener]()},
+	"edge.RLSSection":    {"authz.ratelimit_service", reflect.TypeFor[RLSSection]()},
 }
 
 // knownFields says which field of typ (a yaml type name) the unknown
@@ -372,8 +441,36 @@ func editDistance(a, b string) int {
 }
 
 // Parse parses and checks a configuration. Errors start "gateway: ".
-func Parse(data []byte) (*File, error) {
-	var c File
+func Parse(data []byte) (*File, error) { return parse(data, false) }
+
+// ParseAuthz parses and checks rampart authz's configuration: the
+// gateway's file, whose routes need no upstream, with an authz section.
+// Errors start "authz: ".
+func ParseAuthz(data []byte) (*File, error) {
+	f, err := parse(data, true)
+	if err != nil {
+		return nil, errors.New("authz: " + strings.TrimPrefix(err.Error(), "gateway: "))
+	}
+	return f, nil
+}
+
+// LoadAuthz is Load for rampart authz (ParseAuthz).
+func LoadAuthz(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	f, err := ParseAuthz(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.resolve(filepath.Dir(path))
+	f.path = path
+	return f, nil
+}
+
+func parse(data []byte, decider bool) (*File, error) {
+	c := File{decider: decider}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty file is an empty configuration, refused below for what it
@@ -381,7 +478,11 @@ func Parse(data []byte) (*File, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("gateway: %s", yamlError(err))
 	}
-	for _, check := range []func() error{c.checkListen, c.parseRoutes, c.checkIdentity, c.checkSections, c.parseRateLimit} {
+	checks := []func() error{c.checkListen, c.parseRoutes, c.checkIdentity, c.checkSections, c.parseRateLimit}
+	if decider {
+		checks = []func() error{c.parseRoutes, c.checkSections, c.parseRateLimit, c.checkAuthz}
+	}
+	for _, check := range checks {
 		if err := check(); err != nil {
 			return nil, err
 		}
@@ -389,7 +490,11 @@ func Parse(data []byte) (*File, error) {
 	// What the gateway checks of its options (prefixes, upstreams,
 	// methods, hosts, origins, rules), it says in the file's words.
 	o := c.Options(gateway.Options{})
-	if err := o.Check(); err != nil {
+	check := o.Check
+	if decider {
+		check = o.CheckDecider
+	}
+	if err := check(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -423,7 +528,7 @@ func (c *File) parseRoutes() error {
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		gr, err := r.parse()
+		gr, err := r.parse(c.decider)
 		if err != nil {
 			return fmt.Errorf("gateway: route %q: %w", r.Prefix, err)
 		}
@@ -527,14 +632,19 @@ func (c *File) Options(deps gateway.Options) gateway.Options {
 }
 
 // parse makes the gateway's route of r; the gateway checks the rest.
-func (r *Route) parse() (gateway.Route, error) {
+// In rampart authz's file (decider), a route needs no upstream.
+func (r *Route) parse(decider bool) (gateway.Route, error) {
+	gr := gateway.Route{Prefix: r.Prefix, Methods: r.Methods, Scopes: r.Scopes,
+		StripPrefix: r.StripPrefix, Websocket: r.Websocket, ForwardCookies: r.ForwardCookies}
 	u, err := url.Parse(r.Upstream)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+	switch {
+	case decider && r.Upstream == "":
+		u = nil
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		return gateway.Route{}, fmt.Errorf("upstream %q: want https://host:port", r.Upstream)
 	}
-	gr := gateway.Route{Prefix: r.Prefix, Upstream: u, Methods: r.Methods,
-		StripPrefix: r.StripPrefix, Websocket: r.Websocket, ForwardCookies: r.ForwardCookies}
-	if u.Scheme == "https" {
+	gr.Upstream = u
+	if u != nil && u.Scheme == "https" {
 		if gr.UpstreamID, err = spiffeid.FromString(r.UpstreamID); err != nil {
 			return gateway.Route{}, fmt.Errorf("upstream_id %q: want the upstream's SPIFFE ID: %v", r.UpstreamID, err)
 		}
@@ -613,8 +723,15 @@ func parseSize(s string) (int64, error) {
 // Warnings are what in c is allowed but probably not meant: edge rate
 // limits that can never apply.
 func (c *File) Warnings() []string {
+	var warn []string
+	if c.Authz != nil && !c.decider {
+		warn = append(warn, "the authz section is rampart authz's; rampart gateway ignores it")
+	}
+	if c.decider && (c.TLS != nil || c.Identity != nil || c.Listen != "") {
+		warn = append(warn, "listen, tls and identity are rampart gateway's; rampart authz serves on authz.grpc and authz.http")
+	}
 	if c.limits == nil {
-		return nil
+		return warn
 	}
 	routes := http.NewServeMux()
 	prefixes := map[string]bool{}
@@ -624,7 +741,6 @@ func (c *File) Warnings() []string {
 		prefixes[r.Prefix] = true
 		authenticates = authenticates || r.Auth == "required"
 	}
-	var warn []string
 	for _, rule := range c.limits.Rules {
 		if rule.Kind == ratelimit.Business {
 			continue

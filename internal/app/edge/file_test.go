@@ -472,7 +472,7 @@ func TestParseConfigSuggests(t *testing.T) {
 		{"listne: 127.0.0.1:1\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\n",
 			"line 1: field listne not found; did you mean listen? (the top level takes listen, tls, hosts, admin_listen, identity, routes,"},
 		{"routes:\n  - {prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none, max_bodi: 1KiB}\n",
-			"line 2: field max_bodi not found; did you mean max_body? (a route takes prefix, upstream, upstream_id, auth, max_body, timeout, methods, strip_prefix, websocket, forward_cookies)"},
+			"line 2: field max_bodi not found; did you mean max_body? (a route takes prefix, upstream, upstream_id, auth, max_body, timeout, methods, strip_prefix, websocket, forward_cookies, scopes)"},
 		{"identity: {cert: a, key: b, roots: c, renew: {uri: x}}\nroutes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\n",
 			"field uri not found; did you mean url? (identity.renew takes url, roots)"},
 		{"routes: [{prefix: /v1/, upstream: 'http://127.0.0.1:8080', auth: none}]\nbogus_field: 1\n",

@@ -42,6 +42,9 @@ type problemJSON struct {
 	RetryAfter int64  `json:"retry_after,omitempty"`
 }
 
+// ProblemType is the media type of problem details (RFC 9457 §3).
+const ProblemType = "application/problem+json"
+
 // WriteProblem answers with p: Content-Type application/problem+json,
 // Cache-Control no-store, X-Content-Type-Options nosniff, Retry-After when
 // p has a RetryAfter, and the body.
@@ -58,7 +61,7 @@ func WriteProblem(w http.ResponseWriter, p Problem) {
 		body.RetryAfter = Seconds(p.RetryAfter)
 		h.Set("Retry-After", strconv.FormatInt(body.RetryAfter, 10))
 	}
-	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Type", ProblemType)
 	setNoStore(h)
 	b, _ := json.Marshal(body) // strings and numbers always encode
 	w.WriteHeader(p.Status)
