@@ -129,6 +129,10 @@ type Request struct {
 	// Route, if set, names the Rampart route whose rules apply, whatever
 	// the path.
 	Route string
+
+	// owned says Header is Check's to change, in canonical form (a
+	// copy ForwardAuth made): it is not copied again.
+	owned bool
 }
 
 // Result is a decision, as an engine applies it.
@@ -327,10 +331,13 @@ func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 	default:
 		return nil, badRequest("protocol %q", trim(r.Proto))
 	}
-	h := make(http.Header, len(r.Header))
-	for name, vs := range r.Header {
-		for _, v := range vs {
-			h.Add(name, v)
+	h := r.Header
+	if !r.owned {
+		h = make(http.Header, len(r.Header))
+		for name, vs := range r.Header {
+			for _, v := range vs {
+				h.Add(name, v)
+			}
 		}
 	}
 	h.Del("Host")

@@ -153,7 +153,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, e Engine, o Fo
 
 // original is the request engine e asks about, from r.
 func original(r *http.Request, e Engine, o ForwardOptions) (*Request, error) {
-	req := &Request{Header: r.Header.Clone(), Proto: "HTTP/1.1", Route: r.Header.Get(HeaderUseRoute)}
+	req := &Request{Header: r.Header.Clone(), Proto: "HTTP/1.1", Route: r.Header.Get(HeaderUseRoute), owned: true}
 	var client string
 	switch e {
 	case Nginx:

@@ -85,7 +85,7 @@ wait_port "$up"
 
 # Rampart: a client with an API key in a fresh data directory.
 data="$work/data"
-"$work/rampart" client create bench --data "$data" --scopes payment.read >/dev/null 2>&1
+"$work/rampart" client create bench --data "$data" --init --scopes payment.read >/dev/null 2>&1
 key=$("$work/rampart" apikey create --client bench --data "$data" --scopes payment.read 2>/dev/null)
 rp=$(port)
 cat >"$work/gateway.yaml" <<EOF

@@ -135,7 +135,8 @@ func (d *Decider) Decide(r *http.Request, route string) (*Decision, error) {
 		}
 		ctx = context.WithValue(ctx, chosenKey{}, route)
 	}
-	before := make([]string, 0, len(r.Header))
+	var names [32]string
+	before := names[:0]
 	for name := range r.Header {
 		before = append(before, name)
 	}
@@ -148,16 +149,18 @@ func (d *Decider) Decide(r *http.Request, route string) (*Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	dec := &Decision{Route: holder.route, Header: w.header.Clone()}
-	if dec.Header == nil {
-		dec.Header = http.Header{}
-	}
+	// The capture's header map goes to the Decision; the pool gets a
+	// new one.
+	dec := &Decision{Route: holder.route, Header: w.header}
+	w.header = nil
 	for _, name := range before {
 		if _, kept := r.Header[name]; !kept || strings.ContainsRune(name, '_') {
 			dec.Drop = append(dec.Drop, name)
 		}
 	}
-	slices.Sort(dec.Drop)
+	if len(dec.Drop) > 1 {
+		slices.Sort(dec.Drop)
+	}
 	if holder.allowed && w.status == 0 {
 		dec.Allowed, dec.Caller = true, holder.p
 		return dec, nil
@@ -210,7 +213,7 @@ var captures = sync.Pool{New: func() any { return new(capture) }}
 
 func getCapture() *capture {
 	c := captures.Get().(*capture)
-	c.header = http.Header{}
+	c.header = make(http.Header, 4)
 	return c
 }
 

@@ -220,7 +220,15 @@ func (g *Gateway) buildMode(o Options, decide bool) (*handler, error) {
 	routes := map[string]*route{}
 	for _, rt := range h.routes {
 		routes[rt.Prefix] = rt
-		chain := routeMark(rt.Prefix, limitBody(rt, routeMethods(rt, g.routeChecks(h, rt, afterLimits))))
+		checks := routeMethods(rt, g.routeChecks(h, rt, afterLimits))
+		if decide {
+			// No body is read and nothing waits: the declared size
+			// is all there is to check.
+			checks = declaredSize(rt, checks)
+		} else {
+			checks = limitBody(rt, checks)
+		}
+		chain := routeMark(rt.Prefix, checks)
 		mux.Handle(rt.Prefix, chain)
 		h.byPrefix[rt.Prefix] = chain
 	}
@@ -529,6 +537,18 @@ func limitBody(rt *route, next http.Handler) http.Handler {
 			r.Body = b
 		} else {
 			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// declaredSize is limitBody for a Decider: a declared length over the
+// route's limit is refused.
+func declaredSize(rt *route, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > rt.MaxBody {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body is limited to %d bytes", rt.MaxBody))
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

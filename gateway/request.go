@@ -32,12 +32,15 @@ type front struct {
 	folded         []foldedRoute
 	foldedPrefixes bool
 	next           http.Handler
+	// decide is set for a Decider: there is no connection to set
+	// deadlines on.
+	decide bool
 }
 
 type hostPort struct{ name, port string }
 
 func newFront(h *handler, routeOf func(*http.Request) *route, next http.Handler) *front {
-	f := &front{methods: map[string]bool{}, routeOf: routeOf, next: next}
+	f := &front{methods: map[string]bool{}, routeOf: routeOf, next: next, decide: h.decide}
 	for _, m := range DefaultMethods {
 		f.methods[m] = true
 	}
@@ -57,7 +60,9 @@ func newFront(h *handler, routeOf func(*http.Request) *route, next http.Handler)
 }
 
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setDeadlines(w, DefaultTimeout)
+	if !f.decide {
+		setDeadlines(w, DefaultTimeout)
+	}
 	if r.URL.Path == "/healthz" {
 		// Load balancers and pinned clients checking the connection need
 		// a path that always answers, without credentials or limits.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,7 +70,16 @@ func (l *AuthzListener) check() error {
 		if p == "" || l.TLS != nil {
 			return fmt.Errorf("listen %q: want unix:/path, without tls", l.Listen)
 		}
+		if l.Mode == "" {
+			l.Mode = "0660"
+		}
+		if m, err := strconv.ParseUint(l.Mode, 8, 32); err != nil || m > 0o777 {
+			return fmt.Errorf("mode %q: want permissions in octal, such as 0660", l.Mode)
+		}
 		return nil
+	}
+	if l.Mode != "" {
+		return errors.New("mode is a unix socket's: listen on unix:/path")
 	}
 	host, _, err := net.SplitHostPort(l.Listen)
 	if err != nil {
@@ -290,6 +300,12 @@ func (a *Authz) listener(l *AuthzListener, ln net.Listener, poll time.Duration, 
 			return nil, nil, &StartError{fmt.Errorf("%s: %w", name, err)}
 		}
 		a.e.onClose(func() { ln.Close() })
+		if network == "unix" {
+			mode, _ := strconv.ParseUint(l.Mode, 8, 32) // checked by check
+			if err := os.Chmod(addr, os.FileMode(mode)); err != nil {
+				return nil, nil, &StartError{fmt.Errorf("%s: %w", name, err)}
+			}
+		}
 	}
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && tc == nil && !ap.Addr().IsLoopback() {
 		return nil, nil, fmt.Errorf("%s: listen %q is %s: plain text only on loopback; configure tls", name, l.Listen, ln.Addr())

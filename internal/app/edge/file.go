@@ -215,6 +215,9 @@ type AuthzListener struct {
 	// ClientRoots, with TLS, require the engines to present a
 	// certificate of these roots (mutual TLS).
 	ClientRoots string `yaml:"client_roots"`
+	// Mode is a unix socket's permissions, octal: who may connect (the
+	// engine's user). Default "0660": the owner and its group.
+	Mode string `yaml:"mode"`
 }
 
 // RLSSection configures the rate limit service.
