@@ -25,7 +25,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +66,7 @@ func peerBinary(t *testing.T) (bin string, redisURL *redis.Options) {
 	return bin, o
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -77,7 +79,7 @@ func freePort(t *testing.T) string {
 
 // startPeer runs envoyproxy/ratelimit with files (name -> content) on
 // loopback and waits until it listens.
-func startPeer(t *testing.T, bin string, ro *redis.Options, files map[string]string) *peer {
+func startPeer(t testing.TB, bin string, ro *redis.Options, files map[string]string) *peer {
 	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "ratelimit", "config")
@@ -129,7 +131,7 @@ func startPeer(t *testing.T, bin string, ro *redis.Options, files map[string]str
 	return p
 }
 
-func client(t *testing.T, addr string) rlsv3.RateLimitServiceClient {
+func client(t testing.TB, addr string) rlsv3.RateLimitServiceClient {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -141,7 +143,7 @@ func client(t *testing.T, addr string) rlsv3.RateLimitServiceClient {
 
 // startRampart serves the files with Rampart's service, on the same
 // Redis under a prefix of the test's, deleted at the end.
-func startRampart(t *testing.T, ro *redis.Options, files map[string]string) rlsv3.RateLimitServiceClient {
+func startRampart(t testing.TB, ro *redis.Options, files map[string]string) rlsv3.RateLimitServiceClient {
 	t.Helper()
 	var cs []*authz.LimitConfig
 	for name, content := range files {
@@ -392,5 +394,71 @@ func TestWindowBoundary(t *testing.T) {
 	}
 	if oursN > bound {
 		t.Errorf("Rampart admitted %d within %v, over the bound %d", oursN, elapsed, bound)
+	}
+}
+
+const benchConfig = `
+domain: DOMAIN
+descriptors:
+  - key: fresh
+    rate_limit: {unit: second, requests_per_unit: 1000}
+  - key: hot
+    rate_limit: {unit: hour, requests_per_unit: 1}
+`
+
+// BenchmarkShouldRateLimit compares Rampart's rate limit service with
+// envoyproxy/ratelimit on one Redis, over gRPC on loopback, with 64
+// concurrent streams on one connection (as Envoy multiplexes them):
+// fresh keys (every request a new key) and one hot key over its limit.
+//
+//	go test -run XXX -bench ShouldRateLimit -count 6 ./authz | benchstat -col /server -
+func BenchmarkShouldRateLimit(b *testing.B) {
+	bin := os.Getenv("RAMPART_TEST_ENVOY_RATELIMIT")
+	u := os.Getenv("RAMPART_TEST_REDIS")
+	if bin == "" || u == "" {
+		b.Skip("RAMPART_TEST_ENVOY_RATELIMIT and RAMPART_TEST_REDIS are needed")
+	}
+	ro, err := redis.ParseURL(u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	domain := "difftest_" + hex.EncodeToString([]byte(rand.Text()[:6]))
+	files := map[string]string{"bench.yaml": strings.ReplaceAll(benchConfig, "DOMAIN", domain)}
+	servers := map[string]rlsv3.RateLimitServiceClient{
+		"envoy-ratelimit": client(b, startPeer(b, bin, ro, files).addr),
+		"rampart":         startRampart(b, ro, files),
+	}
+	for _, kind := range []string{"fresh", "overlimit"} {
+		for _, name := range []string{"envoy-ratelimit", "rampart"} {
+			c := servers[name]
+			b.Run("server="+name+"/keys="+kind, func(b *testing.B) {
+				ctx := context.Background()
+				var n atomic.Int64
+				run := rand.Text()[:8]
+				if kind == "overlimit" {
+					c.ShouldRateLimit(ctx, request(domain, step{ds: [][]string{{"hot", run}}}))
+				}
+				b.SetParallelism(32) // 64 streams on this machine's 2 CPUs
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						value := run
+						if kind == "fresh" {
+							value = run + strconv.FormatInt(n.Add(1), 10)
+						}
+						key := map[string]string{"fresh": "fresh", "overlimit": "hot"}[kind]
+						resp, err := c.ShouldRateLimit(ctx, request(domain, step{ds: [][]string{{key, value}}}))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if want := map[string]rlsv3.RateLimitResponse_Code{"fresh": rlsv3.RateLimitResponse_OK, "overlimit": rlsv3.RateLimitResponse_OVER_LIMIT}[kind]; resp.GetOverallCode() != want {
+							b.Errorf("%s %s: %v, want %v", name, kind, resp.GetOverallCode(), want)
+							return
+						}
+					}
+				})
+			})
+		}
 	}
 }

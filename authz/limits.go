@@ -26,6 +26,62 @@ type Limits struct {
 	// (RateLimitDescriptor.limit), by limit.
 	mu        sync.Mutex
 	overrides map[overrideKey]*ratelimit.Limiter
+	denials   denials
+}
+
+// denials remembers the keys a limit refused, until the time the refusal
+// said to retry. GCRA refuses without consuming, and nothing but time
+// makes a key's state earlier (other instances sharing the store only
+// make it later), so a remembered refusal is what the store would
+// answer: a key over its limit costs no round trip until then.
+type denials struct {
+	shards [16]struct {
+		sync.Mutex
+		m map[string]denial
+	}
+}
+
+type denial struct {
+	until, reset int64 // Unix ns: when n hits fit again; when the quota is whole
+	n            int   // the hits refused; fewer may fit sooner
+	remaining    int
+}
+
+// maxDenials bounds each shard; a full shard is emptied (the keys are
+// then asked of the store again).
+const maxDenials = 1 << 14
+
+func (d *denials) shard(key string) *struct {
+	sync.Mutex
+	m map[string]denial
+} {
+	var h uint32 = 2166136261
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return &d.shards[h%uint32(len(d.shards))]
+}
+
+// get returns the remembered refusal of n hits on key at now, if any.
+func (d *denials) get(key string, n int, now int64) (denial, bool) {
+	s := d.shard(key)
+	s.Lock()
+	defer s.Unlock()
+	v, ok := s.m[key]
+	if !ok || now >= v.until || n < v.n {
+		return denial{}, false
+	}
+	return v, true
+}
+
+func (d *denials) put(key string, v denial) {
+	s := d.shard(key)
+	s.Lock()
+	defer s.Unlock()
+	if s.m == nil || len(s.m) >= maxDenials {
+		s.m = make(map[string]denial)
+	}
+	s.m[key] = v
 }
 
 // LimitsOptions are what Limits run with.
@@ -287,14 +343,22 @@ func (l *Limits) decide(ctx context.Context, lf *leaf, ident string, n int) (Lim
 		if name == "" {
 			name = overrideRule(rl)
 		}
-		d, err := lim.AllowN(ctx, name, ident, n)
-		if err != nil {
-			return st, err
-		}
-		st.Remaining = uint32(min(max(d.Remaining, 0), int(^uint32(0)>>1)))
-		st.UntilReset = d.ResetAfter
-		if !d.Allowed || d.Shadowed {
-			st.Code, st.UntilReset = OverLimit, d.RetryAfter
+		now := l.now()
+		key := name + ":" + ident
+		if v, ok := l.denials.get(key, n, now.UnixNano()); ok {
+			st.Code, st.UntilReset = OverLimit, time.Duration(v.until-now.UnixNano())
+			st.Remaining = uint32(min(max(v.remaining, 0), int(^uint32(0)>>1)))
+		} else {
+			d, err := lim.AllowN(ctx, name, ident, n)
+			if err != nil {
+				return st, err
+			}
+			st.Remaining = uint32(min(max(d.Remaining, 0), int(^uint32(0)>>1)))
+			st.UntilReset = d.ResetAfter
+			if !d.Allowed || d.Shadowed {
+				st.Code, st.UntilReset = OverLimit, d.RetryAfter
+				l.denials.put(key, denial{until: now.Add(d.RetryAfter).UnixNano(), reset: now.Add(d.ResetAfter).UnixNano(), n: n, remaining: d.Remaining})
+			}
 		}
 	}
 	if st.Code == OverLimit && (lf.shadow || lf.quota) {
@@ -398,6 +462,13 @@ func checkLimitRequest(domain string, ds []LimitRequest, hits uint64) error {
 		}
 	}
 	return nil
+}
+
+func (l *Limits) now() time.Time {
+	if l.opts.Now != nil {
+		return l.opts.Now()
+	}
+	return time.Now()
 }
 
 // override is the leaf of a limit the engine sent.

@@ -333,3 +333,52 @@ func TestGCRAWindowBound(t *testing.T) {
 		t.Fatalf("only %d admitted in 5 s of 10/s", len(admitted))
 	}
 }
+
+// countingStore counts the calls that reach the store.
+type countingStore struct {
+	ratelimit.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingStore) AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.Store.AllowN(ctx, key, l, n)
+}
+
+// TestDenialsRemembered: a key over its limit is refused without asking
+// the store until its retry time, with what the store said; then the
+// store is asked again.
+func TestDenialsRemembered(t *testing.T) {
+	t.Parallel()
+	c, err := ParseLimitConfig("sample.yaml", []byte(sampleConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	st := &countingStore{Store: &ratelimit.Memory{Now: clk.Now}}
+	l, err := NewLimits(LimitsOptions{Store: st, Now: clk.Now}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCodes(t, "client a", codes(t, l, 4, entries("client", "a")), OK, OK, OK, OverLimit)
+	if st.n != 4 {
+		t.Fatalf("%d calls to the store, want 4", st.n)
+	}
+	clk.Add(10 * time.Second)
+	_, sts, _ := l.ShouldRateLimit(context.Background(), "edge", []LimitRequest{{Entries: entries("client", "a")}}, 0)
+	if sts[0].Code != OverLimit || sts[0].UntilReset != 10*time.Second || st.n != 4 {
+		t.Fatalf("remembered: %+v after %d calls, want OverLimit in 10 s without a call", sts[0], st.n)
+	}
+	// More hits than were refused are refused too; fewer are asked.
+	if _, sts, _ = l.ShouldRateLimit(context.Background(), "edge", []LimitRequest{{Entries: entries("client", "a"), Hits: 3}}, 0); sts[0].Code != OverLimit || st.n != 4 {
+		t.Fatalf("3 hits: %+v, %d calls", sts[0], st.n)
+	}
+	clk.Add(10 * time.Second)
+	wantCodes(t, "client a, at its retry time", codes(t, l, 2, entries("client", "a")), OK, OverLimit)
+	if st.n != 6 {
+		t.Fatalf("%d calls to the store, want 6", st.n)
+	}
+}

@@ -193,13 +193,16 @@ cputicks() {
 declare -A procs=([nginx]="$nbpid" [nginx+authz]="$napid $azpid" [caddy+authz]="$cdpid $azpid" [gateway]="$gwpid")
 hz=$(getconf CLK_TCK)
 
-run() { # NAME PORT -> "req/s p99_ms cpu_us_per_request"
-	local out before after
+run() { # NAME PORT -> "req/s p99_ms cpu_us_per_request authz_cpu_us_per_request"
+	local out before after azbefore azafter
 	before=$(cputicks ${procs[$1]})
+	azbefore=$(cputicks "$azpid")
 	out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency \
 		-H "X-API-Key: $key" -H 'Origin: https://app.payments.example' \
 		"https://localhost:$2/v1/payments")
 	after=$(cputicks ${procs[$1]})
+	azafter=$(cputicks "$azpid")
+	case $1 in *authz) ;; *) azafter=$azbefore ;; esac
 	echo "$out" >"$work/wrk-$1.txt"
 	local rps p99 non2xx reqs
 	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
@@ -207,30 +210,31 @@ run() { # NAME PORT -> "req/s p99_ms cpu_us_per_request"
 	non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
 	[ -z "$non2xx" ] || die "$1: $non2xx responses were not 2xx"
 	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-	echo "$rps $p99 $(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
+	echo "$rps $p99 $(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}') $(awk -v t=$((azafter - azbefore)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
 }
 
 echo "wrk -t$threads -c$connections -d$duration, $rounds round(s) interleaved, TLS at the front, upstream nginx on 127.0.0.1:$up ($(nproc) CPUs)" >&2
 for name in "${names[@]}"; do
 	wrk -t"$threads" -c"$connections" -d2s -H "X-API-Key: $key" "https://localhost:${portof[$name]}/v1/payments" >/dev/null
 done
-declare -A rps p99 cpu
+declare -A rps p99 cpu azcpu
 for _ in $(seq "$rounds"); do
 	for name in "${names[@]}"; do
-		read -r a b c < <(run "$name" "${portof[$name]}")
+		read -r a b c d < <(run "$name" "${portof[$name]}")
+		azcpu[$name]="${azcpu[$name]:-} $d"
 		rps[$name]="${rps[$name]:-} $a"
 		p99[$name]="${p99[$name]:-} $b"
 		cpu[$name]="${cpu[$name]:-} $c"
 	done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-printf '\n%-12s %10s %8s %10s   %s\n' front req/s p99_ms cpu_us/req "(medians; each round's req/s)"
+printf '\n%-12s %10s %8s %10s %9s   %s\n' front req/s p99_ms cpu_us/req of_authz "(medians; each round's req/s)"
 declare -A m
 for name in "${names[@]}"; do
 	m[$name]=$(echo "${rps[$name]}" | median)
-	printf '%-12s %10.0f %8.2f %10.1f   %s\n' "$name" "${m[$name]}" "$(echo "${p99[$name]}" | median)" "$(echo "${cpu[$name]}" | median)" "${rps[$name]}"
+	printf '%-12s %10.0f %8.2f %10.1f %9.1f   %s\n' "$name" "${m[$name]}" "$(echo "${p99[$name]}" | median)" "$(echo "${cpu[$name]}" | median)" "$(echo "${azcpu[$name]}" | median)" "${rps[$name]}"
 done
-echo "(cpu_us/req: user+system CPU of the front's processes, nginx's workers and rampart authz included, per request; not wrk's or the upstream's)"
+echo "(cpu_us/req: user+system CPU of the front's processes, nginx's workers and rampart authz included, per request; of_authz: rampart authz's part; neither counts wrk or the upstream)"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo
 echo "nginx+authz / nginx    $(ratio "${m[nginx+authz]}" "${m[nginx]}")   (target >= 0.5)"
