@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -56,7 +57,10 @@ const maxExtensions = 64
 // ServerOptions are the gRPC server options the services expect: a
 // bounded message size.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMessage), grpc.MaxConcurrentStreams(1024)}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMessage), grpc.MaxConcurrentStreams(1024),
+		// Streams are served by a pool of goroutines rather than one
+		// each; buffers are shared between idle connections.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), grpc.SharedWriteBuffer(true)}
 }
 
 // Register registers the services that are not nil on s.
