@@ -151,8 +151,8 @@ func TestStoreOutage(t *testing.T) {
 	}
 
 	svc, err := authz.New(authz.Options{Logger: discard, Gateway: gateway.Options{
-		Routes: []gateway.Route{{Prefix: "/open/", AllowAnonymous: true}},
-		Limits: []ratelimit.Rule{{Name: "closed", Limit: ratelimit.PerMinute(10, 10), By: []ratelimit.By{ratelimit.ByAddr}, Failure: ratelimit.FailClosed}},
+		Routes:         []gateway.Route{{Prefix: "/open/", AllowAnonymous: true}},
+		Limits:         []ratelimit.Rule{{Name: "closed", Limit: ratelimit.PerMinute(10, 10), By: []ratelimit.By{ratelimit.ByAddr}, Failure: ratelimit.FailClosed}},
 		RateLimitStore: downStore{},
 	}})
 	if err != nil {
