@@ -136,27 +136,5 @@ func runAuthz(ctx context.Context, stdio Stdio, f authzFlags) error {
 	if ad := a.HTTPAddr(); ad != nil {
 		fmt.Fprintf(stdio.Err, "rampart: authz forward auth on %s (/nginx, /caddy, /traefik, /envoy/)\n", ad)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- a.Serve() }()
-	for running := true; running; {
-		select {
-		case err := <-errc:
-			return fail(ExitFailure, err)
-		case <-ctx.Done():
-			running = false
-		case <-stop:
-			running = false
-		case <-hup:
-			if err := a.Reload(); err != nil {
-				logger.Error("reload failed; keeping the configuration in use", "err", err)
-			}
-		}
-	}
-	fmt.Fprintf(stdio.Err, "rampart: shutting down\n")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.Shutdown(sctx); err != nil {
-		logger.Warn("shutdown: closing connections still open", "err", err)
-	}
-	return nil
+	return serveUntilStopped(ctx, stdio, server{a.Serve, a.Reload, a.Shutdown}, logger, stop, hup, 10*time.Second)
 }

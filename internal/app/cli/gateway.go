@@ -118,8 +118,23 @@ func runGateway(ctx context.Context, stdio Stdio, f gatewayFlags) error {
 // reloading it on hup, then shuts it down; a second stop signal does not
 // wait for the requests in flight.
 func serveGateway(ctx context.Context, stdio Stdio, e *edge.Edge, logger *slog.Logger, stop, hup <-chan os.Signal) error {
+	return serveUntilStopped(ctx, stdio, server{e.Serve, e.Reload, e.Shutdown}, logger, stop, hup, 30*time.Second)
+}
+
+// server is what serveUntilStopped runs: rampart gateway's edge or
+// rampart authz.
+type server struct {
+	serve    func() error
+	reload   func() error
+	shutdown func(context.Context) error
+}
+
+// serveUntilStopped serves s until ctx is done or stop receives a
+// signal, reloading it on hup, then shuts it down within grace; a second
+// stop signal does not wait for the requests in flight.
+func serveUntilStopped(ctx context.Context, stdio Stdio, s server, logger *slog.Logger, stop, hup <-chan os.Signal, grace time.Duration) error {
 	errc := make(chan error, 1)
-	go func() { errc <- e.Serve() }()
+	go func() { errc <- s.serve() }()
 	for running := true; running; {
 		select {
 		case err := <-errc:
@@ -129,13 +144,13 @@ func serveGateway(ctx context.Context, stdio Stdio, e *edge.Edge, logger *slog.L
 		case <-stop:
 			running = false
 		case <-hup:
-			if err := e.Reload(); err != nil {
+			if err := s.reload(); err != nil {
 				logger.Error("reload failed; keeping the configuration in use", "err", err)
 			}
 		}
 	}
 	fmt.Fprintf(stdio.Err, "rampart: shutting down\n")
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), grace)
 	defer scancel()
 	go func() {
 		select {
@@ -144,7 +159,7 @@ func serveGateway(ctx context.Context, stdio Stdio, e *edge.Edge, logger *slog.L
 		case <-sctx.Done():
 		}
 	}()
-	if err := e.Shutdown(sctx); err != nil {
+	if err := s.shutdown(sctx); err != nil {
 		logger.Warn("shutdown: closing connections still open", "err", err)
 	}
 	return nil
