@@ -185,9 +185,7 @@ func (s *Service) Check(ctx context.Context, r *Request) (*Result, error) {
 	d, err := s.d.Decide(hr, r.Route)
 	if errors.Is(err, gateway.ErrUnknownRoute) {
 		s.log.Warn("authz: the engine names a route this service does not have", "route", r.Route)
-		res := BadRequest(http.StatusNotFound, "no route for this request")
-		res.Remove = removed(nil)
-		return res, nil
+		return BadRequest(http.StatusNotFound, "no route for this request"), nil
 	}
 	if err != nil {
 		return nil, err
@@ -312,11 +310,11 @@ func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 		return nil, badRequest("the request target is %d bytes, at most %d", len(r.Target), maxTarget)
 	}
 	if !strings.HasPrefix(r.Target, "/") {
-		return nil, badRequest("request target %q: want a path (origin form)", trim(r.Target))
+		return nil, badRequest("request target %q: want a path (origin form)", trim(withoutQuery(r.Target)))
 	}
 	u, err := url.ParseRequestURI(r.Target)
 	if err != nil {
-		return nil, badRequest("request target %q: %v", trim(r.Target), errors.Unwrap(err))
+		return nil, badRequest("request target %q: %v", trim(withoutQuery(r.Target)), errors.Unwrap(err))
 	}
 	if err := checkHeader(r.Header); err != nil {
 		return nil, err
@@ -413,6 +411,15 @@ func validFieldValue(s string) bool {
 // peerState is the TLS state of a connection whose client presented c.
 func peerState(c *x509.Certificate) *tls.ConnectionState {
 	return &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{c}}
+}
+
+// withoutQuery is a request target without its query, for messages that
+// are logged: a query may hold a credential (?api_key=...).
+func withoutQuery(target string) string {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		return target[:i] + "?…"
+	}
+	return target
 }
 
 func trim(s string) string {

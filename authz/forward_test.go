@@ -147,3 +147,13 @@ func FuzzForwardAuth(f *testing.F) {
 		}
 	})
 }
+
+// TestNoQueryInErrors: a refusal's reason, which is logged, never holds
+// the target's query (it may carry a credential).
+func TestNoQueryInErrors(t *testing.T) {
+	t.Parallel()
+	_, err := (&Request{Method: "GET", Target: "http://x/open/?api_key=rk_live_secret"}).httpRequest(context.Background())
+	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(Reason(err), "want a path") {
+		t.Errorf("%v", err)
+	}
+}

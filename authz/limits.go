@@ -331,17 +331,14 @@ func (l *Limits) decide(ctx context.Context, lf *leaf, ident string, n int) (Lim
 	if lf.zero {
 		st.Code, st.UntilReset = OverLimit, lf.unitPeriod
 	} else {
-		lim := l.lim
-		if lf.rule == "" { // an override
+		lim, name := l.lim, lf.rule
+		if name == "" { // an override
 			var err error
 			if lim, err = l.overrideLimiter(rl); err != nil {
 				return st, err
 			}
-			st.Rule = overrideRule(rl)
-		}
-		name := lf.rule
-		if name == "" {
 			name = overrideRule(rl)
+			st.Rule = name
 		}
 		now := l.now()
 		key := name + ":" + ident

@@ -2,14 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -101,12 +97,8 @@ func runAuthz(ctx context.Context, stdio Stdio, f authzFlags) error {
 	if f.logFormat != "text" && f.logFormat != "json" {
 		return usagef("--log-format %q: want text or json", f.logFormat)
 	}
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(stop)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	stop, hup, release := catchSignals()
+	defer release()
 
 	file, err := edge.LoadAuthz(f.config)
 	if err != nil {
@@ -121,10 +113,7 @@ func runAuthz(ctx context.Context, stdio Stdio, f authzFlags) error {
 		PIDFile: f.pidFile,
 	}})
 	if err != nil {
-		if se := (*edge.StartError)(nil); errors.As(err, &se) {
-			return fail(ExitFailure, err)
-		}
-		return fail(ExitUsage, err)
+		return startFailure(err)
 	}
 	defer a.Close()
 	for _, r := range a.Service().Routes() {

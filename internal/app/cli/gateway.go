@@ -73,12 +73,8 @@ func runGateway(ctx context.Context, stdio Stdio, f gatewayFlags) error {
 	// the port open or the banner and sends SIGHUP (a reload right after
 	// a deploy) must not kill the gateway with the default action. They
 	// wait in the channels until the gateway serves.
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(stop)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	stop, hup, release := catchSignals()
+	defer release()
 
 	file, err := edge.Load(f.config)
 	if err != nil {
@@ -96,12 +92,7 @@ func runGateway(ctx context.Context, stdio Stdio, f gatewayFlags) error {
 		PIDFile: f.pidFile,
 	})
 	if err != nil {
-		// A listener or a database that fails is not the
-		// configuration's fault.
-		if se := (*edge.StartError)(nil); errors.As(err, &se) {
-			return fail(ExitFailure, err)
-		}
-		return fail(ExitUsage, err)
+		return startFailure(err)
 	}
 	defer e.Close()
 	if a := e.AdminAddr(); a != nil {
@@ -112,6 +103,25 @@ func runGateway(ctx context.Context, stdio Stdio, f gatewayFlags) error {
 	}
 	fmt.Fprintf(stdio.Err, "rampart: gateway listening on %s\n", e.URL())
 	return serveGateway(ctx, stdio, e, logger, stop, hup)
+}
+
+// catchSignals catches SIGINT and SIGTERM (stop) and SIGHUP (hup) until
+// release.
+func catchSignals() (stop, hup chan os.Signal, release func()) {
+	stop = make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	hup = make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return stop, hup, func() { signal.Stop(stop); signal.Stop(hup) }
+}
+
+// startFailure is the exit of an error of edge.New or edge.NewAuthz: 1
+// when it is not the configuration's (a listener, a database), else 2.
+func startFailure(err error) error {
+	if se := (*edge.StartError)(nil); errors.As(err, &se) {
+		return fail(ExitFailure, err)
+	}
+	return fail(ExitUsage, err)
 }
 
 // serveGateway serves e until ctx is done or stop receives a signal,
