@@ -212,17 +212,16 @@ func removed(drop []string) []string {
 
 // identity is the identity headers of p on route.
 func identity(p *auth.Principal, route string) http.Header {
-	h := http.Header{}
-	if route != "" {
-		h.Set(HeaderRoute, headerValue(route))
-	}
-	if p == nil {
-		return h
-	}
+	h := make(http.Header, 6)
+	// The names are canonical constants: set directly.
 	set := func(name, v string) {
 		if v != "" {
-			h.Set(name, headerValue(v))
+			h[name] = []string{headerValue(v)}
 		}
+	}
+	set(HeaderRoute, route)
+	if p == nil {
+		return h
 	}
 	set(HeaderClient, p.ClientID)
 	set(HeaderSubject, p.Subject)
@@ -319,13 +318,13 @@ func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 	if err := checkHeader(r.Header); err != nil {
 		return nil, err
 	}
-	major, minor := 1, 1
+	proto, major, minor := "HTTP/1.1", 1, 1
 	switch r.Proto {
 	case "", "HTTP/1.1":
 	case "HTTP/1.0":
-		minor = 0
+		proto, minor = "HTTP/1.0", 0
 	case "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0":
-		major, minor = 2, 0
+		proto, major, minor = "HTTP/2.0", 2, 0
 	default:
 		return nil, badRequest("protocol %q", trim(r.Proto))
 	}
@@ -338,10 +337,10 @@ func (r *Request) httpRequest(ctx context.Context) (*http.Request, error) {
 			}
 		}
 	}
-	h.Del("Host")
+	delete(h, "Host")
 	hr := (&http.Request{
 		Method: r.Method, URL: u, RequestURI: r.Target, Host: r.Host, Header: h,
-		Proto: fmt.Sprintf("HTTP/%d.%d", major, minor), ProtoMajor: major, ProtoMinor: minor,
+		Proto: proto, ProtoMajor: major, ProtoMinor: minor,
 		Body: http.NoBody,
 	}).WithContext(ctx)
 	if r.Client.IsValid() {
