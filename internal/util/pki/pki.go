@@ -144,6 +144,12 @@ type LeafOptions struct {
 	KeyType   KeyType       // type of the new key when Key is nil
 	NotBefore time.Time
 	NotAfter  time.Time
+	// Serial, if set, is the serial number (a new one otherwise): with
+	// the same options, the same certificate to be signed (a
+	// precertificate and its final certificate).
+	Serial *big.Int
+	// ExtraExtensions are added as they are (the CT poison, an SCT list).
+	ExtraExtensions []pkix.Extension
 }
 
 // Leaf is an end-entity certificate with its key and chain.
@@ -182,17 +188,22 @@ func (ca *CA) Issue(o LeafOptions) (*Leaf, error) {
 	} else if len(o.URIs) > 0 {
 		cn = o.URIs[0].String()
 	}
+	serial := o.Serial
+	if serial == nil {
+		serial = nextSerial()
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    o.NotBefore,
-		NotAfter:     o.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     o.DNSNames,
-		IPAddresses:  o.IPs,
-		URIs:         o.URIs,
-		RawSubject:   o.Subject,
+		SerialNumber:    serial,
+		ExtraExtensions: o.ExtraExtensions,
+		Subject:         pkix.Name{CommonName: cn},
+		NotBefore:       o.NotBefore,
+		NotAfter:        o.NotAfter,
+		KeyUsage:        x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:        o.DNSNames,
+		IPAddresses:     o.IPs,
+		URIs:            o.URIs,
+		RawSubject:      o.Subject,
 	}
 	if _, ok := o.Key.(*rsa.PrivateKey); ok {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
