@@ -28,6 +28,18 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
+	w := newPKI(t)
+	w.log = ctlog.Start(t, w.good.Cert, w.rogue.Cert)
+	logs, err := ct.ParseLogList(w.log.LogList(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.logs = logs
+	return w
+}
+
+// newPKI is the organisation and the CAs, without a log.
+func newPKI(t *testing.T) *world {
 	w := &world{}
 	w.good = testpki.NewRoot(t, "Good Root")
 	w.goodInt = w.good.NewIntermediate(t, "Good Issuing CA")
@@ -47,12 +59,6 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.policy = policy
-	w.log = ctlog.Start(t, w.good.Cert, w.rogue.Cert)
-	logs, err := ct.ParseLogList(w.log.LogList(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.logs = logs
 	return w
 }
 

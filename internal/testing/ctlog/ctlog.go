@@ -109,9 +109,11 @@ func Start(t testing.TB, roots ...*x509.Certificate) *Log {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 		if t.Failed() {
 			t.Logf("tesseract output:\n%s", tail(logs.String(), 4000))
 		}
@@ -125,10 +127,14 @@ func Start(t testing.TB, roots ...*x509.Certificate) *Log {
 				break
 			}
 		}
+		select {
+		case <-exited:
+			t.Fatalf("tesseract exited:\n%s", tail(logs.String(), 4000))
+		case <-time.After(50 * time.Millisecond):
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("tesseract did not start:\n%s", tail(logs.String(), 4000))
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	files := http.FileServer(http.Dir(storage))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -324,4 +330,47 @@ func (l *Log) LogID() string {
 	der, _ := x509.MarshalPKIXPublicKey(&l.Key.PublicKey)
 	id := sha256.Sum256(der)
 	return base64.StdEncoding.EncodeToString(id[:])
+}
+
+// SignCheckpoint signs a checkpoint for a tree of size with root as the
+// log does (an RFC 6962 note signature): what a log that shows two
+// different heads for one size would serve.
+func (l *Log) SignCheckpoint(t testing.TB, size int64, root [32]byte) []byte {
+	return SignCheckpoint(t, l.Key, l.Origin, size, root)
+}
+
+// SignCheckpoint signs a checkpoint for origin with key.
+func SignCheckpoint(t testing.TB, key *ecdsa.PrivateKey, origin string, size int64, root [32]byte) []byte {
+	body := fmt.Sprintf("%s\n%d\n%s\n", origin, size, base64.StdEncoding.EncodeToString(root[:]))
+	ts := uint64(time.Now().UnixMilli())
+	msg := []byte{0, 1}
+	msg = binary.BigEndian.AppendUint64(msg, ts)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(size))
+	msg = append(msg, root[:]...)
+	digest := sha256.Sum256(msg)
+	sig, err := ecdsa.SignASN1(rand.Reader, key, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	id := sha256.Sum256(der)
+	h := sha256.New()
+	h.Write([]byte(origin + "\n\x05"))
+	h.Write(id[:])
+	var raw []byte
+	raw = append(raw, h.Sum(nil)[:4]...)
+	raw = binary.BigEndian.AppendUint64(raw, ts)
+	raw = append(raw, 4, 3)
+	raw = binary.BigEndian.AppendUint16(raw, uint16(len(sig)))
+	raw = append(raw, sig...)
+	return []byte(body + "\n\u2014 " + origin + " " + base64.StdEncoding.EncodeToString(raw) + "\n")
+}
+
+// Checkpoint returns the log's current checkpoint file.
+func (l *Log) Checkpoint(t testing.TB) []byte {
+	data, err := os.ReadFile(filepath.Join(l.Dir, "checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -1,0 +1,391 @@
+package ct_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/rampartsec/rampart/ct"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
+)
+
+// rfcLog serves the read API of RFC 6962 §4 (get-sth, get-sth-consistency,
+// get-proof-by-hash, get-entries) over a Merkle tree kept with tlog. No
+// RFC 6962 log can run on this machine (Trillian needs its own database
+// and servers), so the protocol is tested against this implementation of
+// the RFC; the tiled path is tested against a real log.
+type rfcLog struct {
+	t   *testing.T
+	key *ecdsa.PrivateKey
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	leaves    [][]byte // MerkleTreeLeaf
+	extras    [][]byte
+	stored    []tlog.Hash
+	published int64 // the size get-sth serves
+	maxPer    int   // get-entries answers at most this many
+	sth       func(size int64) []byte
+	corrupt   map[int64]bool
+}
+
+func newRFCLog(t *testing.T) *rfcLog {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	l := &rfcLog{t: t, key: key, maxPer: 100, corrupt: map[int64]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ct/v1/get-sth", l.getSTH)
+	mux.HandleFunc("GET /ct/v1/get-sth-consistency", l.getConsistency)
+	mux.HandleFunc("GET /ct/v1/get-entries", l.getEntries)
+	mux.HandleFunc("GET /ct/v1/get-proof-by-hash", l.getProof)
+	l.srv = httptest.NewServer(mux)
+	t.Cleanup(l.srv.Close)
+	return l
+}
+
+func (l *rfcLog) list(t *testing.T) []ct.Log {
+	der, _ := x509.MarshalPKIXPublicKey(&l.key.PublicKey)
+	id := sha256.Sum256(der)
+	doc, _ := json.Marshal(map[string]any{"operators": []any{map[string]any{"name": "test", "logs": []any{
+		map[string]any{"description": "RFC 6962 log", "log_id": id[:], "key": der, "url": l.srv.URL + "/", "mmd": 86400},
+	}}}})
+	logs, err := ct.ParseLogList(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logs
+}
+
+func (l *rfcLog) hashes() tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = l.stored[x]
+		}
+		return out, nil
+	})
+}
+
+// add appends a certificate entry (or, with pre, a precertificate entry
+// for tbs) and publishes the new size.
+func (l *rfcLog) add(cert []byte, chain [][]byte, pre bool) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	te := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixMilli()))
+	var extra []byte
+	u24 := func(b []byte, data []byte) []byte {
+		b = append(b, byte(len(data)>>16), byte(len(data)>>8), byte(len(data)))
+		return append(b, data...)
+	}
+	var chainList []byte
+	for _, c := range chain {
+		chainList = u24(chainList, c)
+	}
+	if pre {
+		te = binary.BigEndian.AppendUint16(te, 1)
+		ikh := sha256.Sum256([]byte("issuer key"))
+		te = append(te, ikh[:]...)
+		te = u24(te, cert)
+		extra = u24(extra, cert)
+	} else {
+		te = binary.BigEndian.AppendUint16(te, 0)
+		te = u24(te, cert)
+	}
+	extra = u24(extra, chainList)
+	te = append(te, 0, 0) // no extensions
+	leaf := append([]byte{0, 0}, te...)
+	n := int64(len(l.leaves))
+	hs, err := tlog.StoredHashes(n, leaf, l.hashes())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.stored = append(l.stored, hs...)
+	l.leaves = append(l.leaves, leaf)
+	l.extras = append(l.extras, extra)
+	l.published = n + 1
+	return n
+}
+
+func (l *rfcLog) root(size int64) tlog.Hash {
+	h, err := tlog.TreeHash(size, l.hashes())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return h
+}
+
+func (l *rfcLog) signedSTH(size int64, root tlog.Hash) []byte {
+	ts := uint64(time.Now().UnixMilli())
+	msg := []byte{0, 1}
+	msg = binary.BigEndian.AppendUint64(msg, ts)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(size))
+	msg = append(msg, root[:]...)
+	d := sha256.Sum256(msg)
+	sig, _ := ecdsa.SignASN1(rand.Reader, l.key, d[:])
+	ds := append([]byte{4, 3, byte(len(sig) >> 8), byte(len(sig))}, sig...)
+	b, _ := json.Marshal(map[string]any{"tree_size": size, "timestamp": ts, "sha256_root_hash": root[:], "tree_head_signature": ds})
+	return b
+}
+
+func (l *rfcLog) getSTH(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sth != nil {
+		w.Write(l.sth(l.published))
+		return
+	}
+	w.Write(l.signedSTH(l.published, l.root(l.published)))
+}
+
+func num(r *http.Request, name string) int64 {
+	n, err := strconv.ParseInt(r.URL.Query().Get(name), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func (l *rfcLog) getConsistency(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first, second := num(r, "first"), num(r, "second")
+	if first < 0 || second > l.published || first > second {
+		http.Error(w, "bad range", http.StatusBadRequest)
+		return
+	}
+	p, err := tlog.ProveTree(second, first, l.hashes())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out := [][]byte{}
+	for _, h := range p {
+		out = append(out, h[:])
+	}
+	json.NewEncoder(w).Encode(map[string]any{"consistency": out})
+}
+
+func (l *rfcLog) getProof(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size := num(r, "tree_size")
+	var want tlog.Hash
+	copy(want[:], mustB64(r.URL.Query().Get("hash")))
+	for i := int64(0); i < size && i < int64(len(l.leaves)); i++ {
+		if tlog.RecordHash(l.leaves[i]) == want {
+			p, err := tlog.ProveRecord(size, i, l.hashes())
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			out := [][]byte{}
+			for _, h := range p {
+				out = append(out, h[:])
+			}
+			json.NewEncoder(w).Encode(map[string]any{"leaf_index": i, "audit_path": out})
+			return
+		}
+	}
+	http.Error(w, "no such leaf", http.StatusNotFound)
+}
+
+func mustB64(s string) []byte {
+	var b []byte
+	json.Unmarshal([]byte(strconv.Quote(s)), &b)
+	return b
+}
+
+func (l *rfcLog) getEntries(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	start, end := num(r, "start"), num(r, "end")
+	if start < 0 || end < start || start >= int64(len(l.leaves)) {
+		http.Error(w, "bad range", http.StatusBadRequest)
+		return
+	}
+	end = min(end, int64(len(l.leaves))-1, start+int64(l.maxPer)-1)
+	type entry struct {
+		Leaf  []byte `json:"leaf_input"`
+		Extra []byte `json:"extra_data"`
+	}
+	var out []entry
+	for i := start; i <= end; i++ {
+		leaf := l.leaves[i]
+		if l.corrupt[i] {
+			leaf = append([]byte(nil), leaf...)
+			leaf[len(leaf)-3] ^= 1
+		}
+		out = append(out, entry{leaf, l.extras[i]})
+	}
+	json.NewEncoder(w).Encode(map[string]any{"entries": out})
+}
+
+// TestRFC6962Log follows an RFC 6962 log from the beginning, in batches
+// smaller than the log (so entries are tied to the head by consistency
+// proofs), then as it grows, across a restart, and through faults.
+func TestRFC6962Log(t *testing.T) {
+	w := newPKI(t)
+	policy := w.policy
+	log := newRFCLog(t)
+	log.maxPer = 7 // logs answer get-entries with fewer than asked
+	issue := func(ca *testpki.CA, names ...string) []byte {
+		key := w.leafKey // the key in use, for the trusted CA
+		if ca == w.rogue {
+			key = nil // a key of the attacker's
+		}
+		return ca.Issue(t, testpki.LeafOptions{DNSNames: names, Key: key}).Cert.Raw
+	}
+	rogueAt := map[int64]bool{}
+	for i := range 2500 {
+		switch {
+		case i%500 == 17:
+			rogueAt[log.add(issue(w.rogue, "api.pay.example"), [][]byte{w.rogue.Cert.Raw}, false)] = true
+		case i == 1234:
+			// A precertificate entry holds a TBSCertificate.
+			c, _ := x509.ParseCertificate(issue(w.rogue, "api.pay.example"))
+			rogueAt[log.add(c.RawTBSCertificate, [][]byte{w.rogue.Cert.Raw}, true)] = true
+		case i%3 == 0:
+			log.add(issue(w.goodInt, "api.pay.example"), [][]byte{w.goodInt.Cert.Raw}, false)
+		default:
+			log.add(issue(w.goodInt, "www.example.org"), [][]byte{w.goodInt.Cert.Raw}, false)
+		}
+	}
+	logs := log.list(t)
+	sink := &collector{}
+	seen := &judged{}
+	state := &ct.MemoryState{}
+	judge := ct.NewJudge(policy, nil, nil)
+	mon := func() *ct.Monitor {
+		return &ct.Monitor{Logs: logs, Judge: judge, Sink: sink, State: state, Start: ct.Start{Beginning: true}, OnEntry: seen.on}
+	}
+	m := mon()
+	ctx := context.Background()
+	if err := m.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen.exactlyOnce(t, 2500)
+	for i := range rogueAt {
+		if fs := sink.get(i); len(fs) != 1 || fs[0].Verdict.Class != ct.Rogue {
+			t.Errorf("entry %d: %v", i, fs)
+		}
+	}
+	if fs := sink.get(1234); len(fs) != 1 || !fs[0].Precert {
+		t.Error("the precertificate entry is not reported as one")
+	}
+
+	// Growth across a restart: only the new entries are judged.
+	for range 300 {
+		log.add(issue(w.goodInt, "api.pay.example"), nil, false)
+	}
+	m = mon()
+	if err := m.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen.exactlyOnce(t, 2800)
+
+	// A corrupted entry: nothing of its batch is judged, then it is.
+	n := log.add(issue(w.rogue, "api.pay.example"), nil, false)
+	log.corrupt[n] = true
+	before := sink.count()
+	if err := m.Step(ctx, &m.Logs[0]); !errors.Is(err, ct.ErrCorrupt) {
+		t.Errorf("corrupted entry: %v", err)
+	}
+	if sink.count() != before {
+		t.Error("a finding was delivered from an unverified batch")
+	}
+	delete(log.corrupt, n)
+	if err := m.Step(ctx, &m.Logs[0]); err != nil {
+		t.Fatal(err)
+	}
+	seen.exactlyOnce(t, 2801)
+	if fs := sink.get(n); len(fs) != 1 || fs[0].Verdict.Class != ct.Rogue {
+		t.Errorf("the recovered entry: %v", fs)
+	}
+
+	// Two heads for one size, then a larger head of a tree in which an
+	// entry already judged was replaced: no consistency proof holds.
+	log.sth = func(size int64) []byte { return log.signedSTH(size, tlog.Hash{2}) }
+	if err := m.Step(ctx, &m.Logs[0]); !errors.Is(err, ct.ErrSplitView) {
+		t.Errorf("two heads for one size: %v", err)
+	}
+	log.sth = nil
+	log.rewrite(1500, issue(w.goodInt, "www.example.org"))
+	log.add(issue(w.goodInt, "www.example.org"), nil, false)
+	if err := m.Step(ctx, &m.Logs[0]); !errors.Is(err, ct.ErrInconsistent) {
+		t.Errorf("a head of a rewritten tree: %v", err)
+	}
+	seen.exactlyOnce(t, 2801)
+	if st := m.Status()[0]; st.Misbehaviour == "" || st.Head.Size != 2801 {
+		t.Errorf("status after misbehaviour: %+v", st)
+	}
+}
+
+// rewrite replaces entry i with a certificate entry for cert: the log
+// rewrites its history.
+func (l *rfcLog) rewrite(i int64, cert []byte) {
+	l.mu.Lock()
+	leaves, extras := l.leaves, l.extras
+	l.leaves, l.extras, l.stored = nil, nil, nil
+	l.mu.Unlock()
+	for j := range leaves {
+		if int64(j) == i {
+			l.add(cert, nil, false)
+			continue
+		}
+		l.mu.Lock()
+		n := int64(len(l.leaves))
+		hs, err := tlog.StoredHashes(n, leaves[j], l.hashes())
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		l.stored = append(l.stored, hs...)
+		l.leaves = append(l.leaves, leaves[j])
+		l.extras = append(l.extras, extras[j])
+		l.published = n + 1
+		l.mu.Unlock()
+	}
+}
+
+// TestRFC6962StartAtEnd starts on a log with entries, at its end: the
+// compact range is rebuilt from an audit path, and the next entries are
+// verified with it.
+func TestRFC6962StartAtEnd(t *testing.T) {
+	w := newPKI(t)
+	policy := w.policy
+	for _, size := range []int{1, 2, 3, 255, 256, 1000} {
+		log := newRFCLog(t)
+		for range size {
+			log.add(w.rogue.Issue(t, testpki.LeafOptions{DNSNames: []string{"api.pay.example"}}).Cert.Raw, nil, false)
+		}
+		sink := &collector{}
+		seen := &judged{}
+		m := &ct.Monitor{Logs: log.list(t), Judge: ct.NewJudge(policy, nil, nil), Sink: sink, OnEntry: seen.on}
+		ctx := context.Background()
+		if err := m.Once(ctx); err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if sink.count() != 0 {
+			t.Errorf("size %d: entries before the start were judged", size)
+		}
+		n := log.add(w.rogue.Issue(t, testpki.LeafOptions{DNSNames: []string{"api.pay.example"}}).Cert.Raw, nil, false)
+		if err := m.Once(ctx); err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if fs := sink.get(n); len(fs) != 1 || fs[0].Verdict.Class != ct.Rogue || sink.count() != 1 {
+			t.Errorf("size %d: the new entry: %v", size, fs)
+		}
+	}
+}
