@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/ct"
-	_ "github.com/rampartsec/rampart/internal/testing/golden"
 	"github.com/rampartsec/rampart/internal/testing/ctlog"
+	_ "github.com/rampartsec/rampart/internal/testing/golden"
 )
 
 // TestMonitorFaults puts a real log behind a faulty server: down, rate
