@@ -140,10 +140,10 @@ var ErrCheckpoint = errors.New("ct: invalid checkpoint")
 // signatures.
 const maxCheckpointSize = 16 << 10
 
-// parseCheckpoint verifies a tiled log's checkpoint with the log's key and
-// returns its head. Signatures by other keys (witnesses) are ignored, as
-// the specification requires; the log's own must be there.
-func parseCheckpoint(l *Log, data []byte) (Head, error) {
+// VerifyCheckpoint verifies a tiled log's checkpoint with the log's key
+// and returns its head. Signatures by other keys (witnesses) are ignored,
+// as the specification requires; the log's own must be there.
+func (l *Log) VerifyCheckpoint(data []byte) (Head, error) {
 	if len(data) > maxCheckpointSize {
 		return Head{}, fmt.Errorf("%w: larger than %d bytes", ErrCheckpoint, maxCheckpointSize)
 	}
@@ -151,8 +151,12 @@ func parseCheckpoint(l *Log, data []byte) (Head, error) {
 	n, err := note.Open(data, note.VerifierList(v))
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
-		if errors.As(err, &unverified) {
-			return Head{}, fmt.Errorf("%w: no signature of %s verifies with the log's key: %w", ErrCheckpoint, v.origin, ErrSignature)
+		var invalid *note.InvalidSignatureError
+		switch {
+		case errors.As(err, &unverified):
+			return Head{}, fmt.Errorf("%w: no signature by %s with the log's key: %w", ErrCheckpoint, v.origin, ErrSignature)
+		case errors.As(err, &invalid):
+			return Head{}, fmt.Errorf("%w: the signature by %s does not verify: %w", ErrCheckpoint, v.origin, ErrSignature)
 		}
 		return Head{}, fmt.Errorf("%w: %v", ErrCheckpoint, err)
 	}

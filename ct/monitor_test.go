@@ -253,3 +253,7 @@ func TestMonitorRealLog(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+func testLeaf(key crypto.Signer, names ...string) testpki.LeafOptions {
+	return testpki.LeafOptions{DNSNames: names, Key: key}
+}

@@ -40,7 +40,7 @@ func (t *tiled) head(ctx context.Context) (Head, error) {
 	if err != nil {
 		return Head{}, err
 	}
-	return parseCheckpoint(t.log, data)
+	return t.log.VerifyCheckpoint(data)
 }
 
 // tilePath is the static-ct-api path of a tile: tile/<L>/<N>[.p/<W>], or
