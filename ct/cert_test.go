@@ -105,10 +105,14 @@ func TestLenientCertificates(t *testing.T) {
 		x509Fails bool
 	}{
 		{"negative serial", rawTBS([]byte{0xff, 0x01}, rawName(cbasn1.UTF8String, []byte("x")), spki,
-			sanExt(func(b *cryptobyte.Builder) { b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte("api.pay.example")) }) })),
+			sanExt(func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte("api.pay.example")) })
+			})),
 			[]string{"api.pay.example"}, nil, false, true},
 		{"upper case and a trailing dot", rawTBS([]byte{1}, rawName(cbasn1.UTF8String, []byte("x")), spki,
-			sanExt(func(b *cryptobyte.Builder) { b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte("API.Pay.Example.")) }) })),
+			sanExt(func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte("API.Pay.Example.")) })
+			})),
 			[]string{"api.pay.example"}, nil, false, false},
 		{"common name only", rawTBS([]byte{1}, rawName(cbasn1.PrintableString, []byte("api.pay.example")), spki),
 			[]string{"api.pay.example"}, nil, false, false},
@@ -116,7 +120,9 @@ func TestLenientCertificates(t *testing.T) {
 			[]string{"shop.pay.example"}, nil, false, false},
 		{"a person's common name", rawTBS([]byte{1}, rawName(cbasn1.UTF8String, []byte("Jane Doe")), spki), nil, nil, false, false},
 		{"IP address", rawTBS([]byte{1}, rawName(cbasn1.UTF8String, []byte("x")), spki,
-			sanExt(func(b *cryptobyte.Builder) { b.AddASN1(cbasn1.Tag(7).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte{192, 0, 2, 7}) }) })),
+			sanExt(func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.Tag(7).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte{192, 0, 2, 7}) })
+			})),
 			nil, []netip.Addr{netip.MustParseAddr("192.0.2.7")}, false, false},
 		{"malformed SAN, name in the common name", rawTBS([]byte{1}, rawName(cbasn1.UTF8String, []byte("api.pay.example")), spki,
 			sanExt(func(b *cryptobyte.Builder) { b.AddBytes([]byte{0xff, 0xff}) })),
