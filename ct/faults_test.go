@@ -33,7 +33,7 @@ func TestMonitorFaults(t *testing.T) {
 	sink := &collector{}
 	seen := &judged{}
 	state := &ct.MemoryState{}
-	judge := ct.NewJudge(w.policy, nil, nil)
+	judge := newJudge(t, w.policy, nil, nil)
 	newMonitor := func() *ct.Monitor {
 		return &ct.Monitor{Logs: w.logs, Judge: judge, Sink: sink, State: state, Start: ct.Start{Beginning: true},
 			OnEntry: seen.on, Client: &http.Client{Timeout: 500 * time.Millisecond}}
@@ -196,7 +196,7 @@ func TestOnceRetries(t *testing.T) {
 		return true
 	})
 	sink := &collector{}
-	m := &ct.Monitor{Logs: w.logs, Judge: ct.NewJudge(w.policy, nil, nil), Sink: sink, Start: ct.Start{Beginning: true}}
+	m := &ct.Monitor{Logs: w.logs, Judge: newJudge(t, w.policy, nil, nil), Sink: sink, Start: ct.Start{Beginning: true}}
 	start := time.Now()
 	if err := m.Once(context.Background()); err != nil {
 		t.Fatal(err)

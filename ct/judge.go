@@ -1,6 +1,7 @@
 package ct
 
 import (
+	"fmt"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -32,8 +33,8 @@ const (
 	Unparsed Class = "unparsed"
 )
 
-// severity orders the classes, worst first.
-func (c Class) severity() int {
+// Severity orders the classes: higher is worse (rogue 5 … expected 1).
+func (c Class) Severity() int {
 	switch c {
 	case Rogue:
 		return 5
@@ -84,8 +85,9 @@ type Judge struct {
 
 // NewJudge returns a judge for policy. watch adds the organisation's other
 // domains (each with its subdomains) whose certificates are reported as
-// unpinned names; every rule's own name is watched already.
-func NewJudge(policy *pin.Policy, watch []string, announcements []Announcement) *Judge {
+// unpinned names; every rule's own name is watched already. A watched name
+// that is not a DNS name is an error.
+func NewJudge(policy *pin.Policy, watch []string, announcements []Announcement) (*Judge, error) {
 	j := &Judge{policy: policy, rules: map[string]*pin.Domain{}, children: map[string][]string{}, watch: map[string]bool{}}
 	for _, d := range policy.Domains() {
 		j.rules[d.Name] = policy.Match(d.Name)
@@ -95,12 +97,14 @@ func NewJudge(policy *pin.Policy, watch []string, announcements []Announcement) 
 		}
 	}
 	for _, w := range watch {
-		if n, err := pin.CanonicalHost(w); err == nil {
-			j.watch[n] = true
+		n, err := pin.CanonicalHost(w)
+		if err != nil || !looksLikeHost(n) || strings.HasPrefix(n, "*") {
+			return nil, fmt.Errorf("ct: watched domain %q is not a DNS name", w)
 		}
+		j.watch[n] = true
 	}
 	j.announce = slices.Clone(announcements)
-	return j
+	return j, nil
 }
 
 // Domains returns the watched names (rules' and extra), sorted: what a
@@ -253,7 +257,7 @@ func (j *Judge) Judge(c *Certificate, leafDER []byte, chain [][]byte, at time.Ti
 	for _, d := range rules {
 		rv := j.judgeRule(d, c, keys, at)
 		v.Rules = append(v.Rules, rv)
-		if rv.Class.severity() > v.Class.severity() {
+		if rv.Class.Severity() > v.Class.Severity() {
 			v.Class = rv.Class
 		}
 	}

@@ -25,7 +25,7 @@ func TestJudgeNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := ct.NewJudge(policy, []string{"pay.example", "Corp.Example."}, nil)
+	j := newJudge(t, policy, []string{"pay.example", "Corp.Example."}, nil)
 	if got := j.Domains(); !slices.Equal(got, []string{"192.0.2.7", "api.pay.example", "corp.example", "deep.shop.pay.example", "pay.example", "shop.pay.example"}) {
 		t.Errorf("watched %q", got)
 	}
@@ -103,7 +103,7 @@ func TestAnnouncements(t *testing.T) {
 		{"backup key, announced", ct.Announcement{SPKI: backupPin}, backupSPKI, ct.Expected},
 		{"backup key, not announced", ct.Announcement{SPKI: newPin}, backupSPKI, ct.Rollover},
 	} {
-		j := ct.NewJudge(w.policy, nil, []ct.Announcement{c.a})
+		j := newJudge(t, w.policy, nil, []ct.Announcement{c.a})
 		v := j.Judge(&ct.Certificate{DNSNames: []string{"api.pay.example"}, SPKI: c.spki, TBSHash: tbs}, nil, nil, at)
 		if v.Class != c.want {
 			t.Errorf("%s: %s, want %s", c.name, v.Class, c.want)

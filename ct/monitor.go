@@ -280,7 +280,10 @@ func (m *Monitor) Once(ctx context.Context) error {
 				break
 			}
 			var he *HTTPError
-			if errors.As(err, &he) && he.RetryAfter > wait {
+			if errors.As(err, &he) && !he.Temporary() {
+				break // a 404 or 403 will not change in seconds
+			}
+			if he != nil && he.RetryAfter > wait {
 				wait = he.RetryAfter
 			}
 			select {
@@ -418,7 +421,12 @@ func (m *Monitor) start(ctx context.Context, src source, head Head) (Position, e
 }
 
 // judge parses and judges one entry and hands a finding to the sink.
+// Entries logged before Start.Since (the start is a tile early) are
+// judged and not reported.
 func (m *Monitor) judge(ctx context.Context, l *Log, src source, e *Entry) error {
+	if !m.Start.Since.IsZero() && e.Timestamp.Before(m.Start.Since) {
+		return nil
+	}
 	c, perr := parseCert(e.Cert, e.Precert)
 	if c == nil {
 		if !m.Judge.Mentions(e.Cert) {

@@ -181,7 +181,7 @@ func TestMonitorRealLog(t *testing.T) {
 
 	sink := &collector{}
 	seen := &judged{}
-	judge := ct.NewJudge(w.policy, []string{"pay.example"}, []ct.Announcement{{Domain: "api.pay.example", SPKI: plannedPin, Note: "2027 renewal"}})
+	judge := newJudge(t, w.policy, []string{"pay.example"}, []ct.Announcement{{Domain: "api.pay.example", SPKI: plannedPin, Note: "2027 renewal"}})
 	m := &ct.Monitor{Logs: w.logs, Judge: judge, Sink: sink, Start: ct.Start{Beginning: true}, OnEntry: seen.on}
 	if err := m.Once(context.Background()); err != nil {
 		t.Fatal(err)
@@ -256,4 +256,13 @@ func TestMonitorRealLog(t *testing.T) {
 
 func testLeaf(key crypto.Signer, names ...string) testpki.LeafOptions {
 	return testpki.LeafOptions{DNSNames: names, Key: key}
+}
+
+func newJudge(t testing.TB, policy *pin.Policy, watch []string, a []ct.Announcement) *ct.Judge {
+	t.Helper()
+	j, err := ct.NewJudge(policy, watch, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }

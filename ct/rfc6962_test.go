@@ -267,7 +267,7 @@ func TestRFC6962Log(t *testing.T) {
 	sink := &collector{}
 	seen := &judged{}
 	state := &ct.MemoryState{}
-	judge := ct.NewJudge(policy, nil, nil)
+	judge := newJudge(t, policy, nil, nil)
 	mon := func() *ct.Monitor {
 		return &ct.Monitor{Logs: logs, Judge: judge, Sink: sink, State: state, Start: ct.Start{Beginning: true}, OnEntry: seen.on}
 	}
@@ -372,7 +372,7 @@ func TestRFC6962StartAtEnd(t *testing.T) {
 		}
 		sink := &collector{}
 		seen := &judged{}
-		m := &ct.Monitor{Logs: log.list(t), Judge: ct.NewJudge(policy, nil, nil), Sink: sink, OnEntry: seen.on}
+		m := &ct.Monitor{Logs: log.list(t), Judge: newJudge(t, policy, nil, nil), Sink: sink, OnEntry: seen.on}
 		ctx := context.Background()
 		if err := m.Once(ctx); err != nil {
 			t.Fatalf("size %d: %v", size, err)

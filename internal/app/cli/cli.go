@@ -183,7 +183,7 @@ Start with 'rampart demo', then 'rampart COMMAND --help'.
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newPinCmd(stdio), newBundleCmd(stdio), newServeCmd(stdio), newClientCmd(stdio), newAPIKeyCmd(stdio), newTokenCmd(stdio), newCACmd(stdio), newGatewayCmd(stdio), newAuthzCmd(stdio), newDemoCmd(stdio), newVersionCmd(stdio))
+	root.AddCommand(newPinCmd(stdio), newBundleCmd(stdio), newServeCmd(stdio), newClientCmd(stdio), newAPIKeyCmd(stdio), newTokenCmd(stdio), newCACmd(stdio), newGatewayCmd(stdio), newAuthzCmd(stdio), newCTCmd(stdio), newDemoCmd(stdio), newVersionCmd(stdio))
 	return root
 }
 
