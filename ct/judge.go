@@ -1,10 +1,10 @@
 package ct
 
 import (
-	"fmt"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
