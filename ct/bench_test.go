@@ -1,0 +1,158 @@
+package ct_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/rampartsec/rampart/ct"
+	"github.com/rampartsec/rampart/internal/testing/ctlog"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
+	"github.com/rampartsec/rampart/pin"
+)
+
+// writeTiledLog writes a static-ct-api log of n certificate entries to
+// dir, as a tiled log serves it (checkpoint, hash tiles, data tiles,
+// issuers), and returns its log list entry. One entry in every match
+// names a domain of the policy.
+func writeTiledLog(b testing.TB, dir string, n int, certs [][]byte, issuer []byte) []ct.Log {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	var stored []tlog.Hash
+	hr := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = stored[x]
+		}
+		return out, nil
+	})
+	write := func(path string, data []byte) {
+		p := filepath.Join(dir, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fp := sha256.Sum256(issuer)
+	write("issuer/"+hex.EncodeToString(fp[:]), issuer)
+	var data []byte
+	for i := range n {
+		leaf := tileLeaf(certs[i%len(certs)], fp)
+		// The Merkle leaf is the TimestampedEntry after version and type.
+		teLen := 8 + 2 + 3 + len(certs[i%len(certs)]) + 2 + 8
+		hs, err := tlog.StoredHashes(int64(i), append([]byte{0, 0}, leaf[:teLen]...), hr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		stored = append(stored, hs...)
+		data = append(data, leaf...)
+		if (i+1)%256 == 0 || i == n-1 {
+			t := tlog.TileForIndex(8, tlog.StoredHashIndex(0, int64(i)))
+			t.L = -1
+			write("tile/"+strings.TrimPrefix(t.Path(), "tile/8/"), data)
+			data = nil
+		}
+	}
+	for _, t := range tlog.NewTiles(8, 0, int64(n)) {
+		td, err := tlog.ReadTileData(t, hr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		write("tile/"+strings.TrimPrefix(t.Path(), "tile/8/"), td)
+	}
+	root, err := tlog.TreeHash(int64(n), hr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	origin := "bench.test/log"
+	write("checkpoint", ctlog.SignCheckpoint(b, key, origin, int64(n), root))
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	b.Cleanup(srv.Close)
+	logs, err := ct.ParseLogList(logListDoc(nil, []map[string]any{tiledEntry(der, map[string]any{
+		"submission_url": "https://" + origin + "/", "monitoring_url": srv.URL + "/"})}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return logs
+}
+
+// benchPolicy pins 1,000 domains.
+func benchPolicy(b testing.TB) *pin.Policy {
+	var ds []pin.Domain
+	for i := range 1000 {
+		ds = append(ds, pin.Domain{Name: fmt.Sprintf("api%d.pay%d.example", i, i%37), IncludeSubdomains: i%2 == 0,
+			Pins: []pin.Pin{pin.FromSPKI([]byte{byte(i), 1}), pin.FromSPKI([]byte{byte(i), 2})}})
+	}
+	p, err := pin.NewPolicy("", ds...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkMonitorTiled measures entries judged per second from a tiled
+// log on local disk served on loopback: checkpoint and tile verification,
+// entry parsing, and matching against a policy of 1,000 domains (1 entry
+// in 100 names one of them). Run with -benchtime=1x: one iteration reads
+// the whole log.
+func BenchmarkMonitorTiled(b *testing.B) {
+	const n = 64 * 1024
+	ca := testpki.NewRoot(b, "Bench CA")
+	var certs [][]byte
+	for i := range 100 {
+		name := fmt.Sprintf("www%d.shop%d.example.org", i, i)
+		if i == 0 {
+			name = "api2.pay2.example"
+		}
+		certs = append(certs, ca.Issue(b, testpki.LeafOptions{DNSNames: []string{name, "alt." + name}}).Cert.Raw)
+	}
+	logs := writeTiledLog(b, b.TempDir(), n, certs, ca.Cert.Raw)
+	judge := newJudge(b, benchPolicy(b), nil, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var found int
+	for b.Loop() {
+		found = 0
+		sink := ct.SinkFunc(func(context.Context, *ct.Finding) error { found++; return nil })
+		m := &ct.Monitor{Logs: logs, Judge: judge, Sink: sink, Start: ct.Start{Beginning: true}}
+		if err := m.Once(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if found != n/100+1 && found != n/100 {
+		b.Fatalf("%d findings", found)
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(runtime.NumCPU()), "cpus")
+}
+
+// BenchmarkJudgeEntry is the per-entry work alone: parse a certificate
+// and test its names against 1,000 pinned domains.
+func BenchmarkJudgeEntry(b *testing.B) {
+	ca := testpki.NewRoot(b, "Bench CA")
+	cert := ca.Issue(b, testpki.LeafOptions{DNSNames: []string{"www.shop.example.org", "shop.example.org"}}).Cert.Raw
+	judge := newJudge(b, benchPolicy(b), nil, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := ct.ParseCertificate(cert)
+		if err != nil || judge.Concerns(c) {
+			b.Fatal(err)
+		}
+	}
+}
