@@ -52,6 +52,8 @@ type Store interface {
 	// Settings returns the installation's settings, such as the check
 	// value of its master key.
 	Settings() SettingStore
+	// CT returns the Certificate Transparency monitor's state.
+	CT() CTStore
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database. Calls in progress may fail.

@@ -50,6 +50,17 @@
 //   - Usage grows with the reports stored (by at least half their
 //     bodies' size: the backend may compress); Free is -1 (unknown) or
 //     positive;
+//   - CT: a log's lease is taken or renewed by its owner and refused to
+//     others until it lapses; SavePosition writes only under the lease,
+//     and a position (head, next entry, compact range) reads back with
+//     millisecond times; one sighting per (log, index); an alert for the
+//     first sighting of a certificate of an alerting class and for an
+//     escalation, never for a repeat, a milder class or an expected one,
+//     one alert however many handles add sightings at once;
+//     certificates list worst class first, then newest; DueAlerts leases
+//     alerts oldest first, hands another owner only those not leased,
+//     and a failed alert comes due again at its next time (never, when
+//     zero);
 //   - Settings.Init keeps the first value stored under a name, through
 //     every handle, concurrent calls included; names are 1 to 64 of a-z,
 //     0-9, _ and .; values are text without NUL.
@@ -118,7 +129,7 @@ type Opener func(t *testing.T) (s store.Store, reopen func(t *testing.T) store.S
 
 // Run runs the suite against the backend opened by open.
 func Run(t *testing.T, open Opener) {
-	for _, tc := range slices.Concat(tests, moreTests, authTests) {
+	for _, tc := range slices.Concat(tests, moreTests, authTests, ctTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, reopen := open(t)

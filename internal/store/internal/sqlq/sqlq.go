@@ -49,6 +49,10 @@ type Dialect struct {
 	// a dashboard's cost proportional to the window it shows. PostgreSQL
 	// estimates ranges from its statistics and needs no hint.
 	TimeIndex string
+	// SkipLocked follows a subquery that leases rows, so that instances
+	// leasing at once take different rows (PostgreSQL); SQLite's single
+	// writer needs none.
+	SkipLocked string
 }
 
 // SQLite and Postgres are the dialects of the two backends.
@@ -58,7 +62,7 @@ var (
 		Binary:      " COLLATE BINARY",
 		TimeIndex:   " INDEXED BY report_events_received",
 	}
-	Postgres = Dialect{Placeholder: func(n int) string { return "$" + strconv.Itoa(n) }, Binary: ` COLLATE "C"`}
+	Postgres = Dialect{Placeholder: func(n int) string { return "$" + strconv.Itoa(n) }, Binary: ` COLLATE "C"`, SkipLocked: " FOR UPDATE SKIP LOCKED"}
 )
 
 // Query is a statement and its arguments.
