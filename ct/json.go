@@ -36,9 +36,11 @@ func (f *Finding) MarshalJSON() ([]byte, error) {
 		Chain      []string   `json:"chain"`
 		Rules      []rule     `json:"rules"`
 		ParseError string     `json:"parse_error,omitempty"`
+		LeafHash   string     `json:"leaf_hash"`
 	}{
 		Class: f.Verdict.Class, Names: f.Verdict.Names, Index: f.Index, Timestamp: f.Timestamp,
 		Precert: f.Precert, Chain: f.ChainIssuers, Rules: []rule{}, ParseError: f.ParseError,
+		LeafHash: b64(f.LeafHash[:]),
 	}
 	if out.Names == nil {
 		out.Names = []string{}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -55,6 +56,13 @@ type State interface {
 	Save(ctx context.Context, log [sha256.Size]byte, p Position) error
 }
 
+// A Leaser is a State that monitors share (instances of one control plane
+// on one database): a monitor works on a log only while Lease says it
+// holds the log, and leaves it to the holder otherwise.
+type Leaser interface {
+	Lease(ctx context.Context, log [sha256.Size]byte) (bool, error)
+}
+
 // MemoryState is a State in memory, for one-off audits and tests.
 type MemoryState struct {
 	mu sync.Mutex
@@ -92,6 +100,9 @@ type Finding struct {
 	Verdict    Verdict
 	// ChainIssuers are the names of the recorded chain's certificates.
 	ChainIssuers []string
+	// LeafHash is the entry's Merkle leaf hash: what identifies an entry
+	// that could not be read.
+	LeafHash tlog.Hash
 }
 
 // A Sink receives findings. Delivery is at least once: a finding whose
@@ -140,6 +151,7 @@ type Monitor struct {
 	Now func() time.Time
 
 	once   sync.Once
+	judges atomic.Pointer[Judge]
 	mu     sync.Mutex
 	status map[[sha256.Size]byte]*LogStatus
 	srcs   map[[sha256.Size]byte]source
@@ -162,6 +174,9 @@ type LogStatus struct {
 	LastError string
 	// Misbehaviour is the first proof that the log misbehaved (sticky).
 	Misbehaviour string
+	// Elsewhere says another monitor holds the log's lease (a Leaser
+	// state): this one leaves the log to it.
+	Elsewhere bool
 }
 
 // source reads one log, verifying everything it returns.
@@ -196,6 +211,7 @@ func (m *Monitor) init() {
 		m.status = map[[sha256.Size]byte]*LogStatus{}
 		m.srcs = map[[sha256.Size]byte]source{}
 		m.issuer = newIssuerCache(1024)
+		m.judges.Store(m.Judge)
 		f := fetcher{client: m.Client}
 		for i := range m.Logs {
 			l := &m.Logs[i]
@@ -207,6 +223,13 @@ func (m *Monitor) init() {
 			}
 		}
 	})
+}
+
+// SetJudge replaces the judge for the entries judged from now on (a
+// policy that changed).
+func (m *Monitor) SetJudge(j *Judge) {
+	m.init()
+	m.judges.Store(j)
 }
 
 // Status returns each log's status, in the order of Logs.
@@ -327,6 +350,16 @@ func (m *Monitor) step(ctx context.Context, l *Log) error {
 	if src == nil {
 		return fmt.Errorf("ct: %s is not one of the monitor's logs", l.Name())
 	}
+	if ls, ok := m.State.(Leaser); ok {
+		held, err := ls.Lease(ctx, l.ID)
+		if err != nil {
+			return err
+		}
+		m.update(l, func(s *LogStatus) { s.Elsewhere = !held })
+		if !held {
+			return nil
+		}
+	}
 	head, err := src.head(ctx)
 	if err != nil {
 		return err
@@ -427,16 +460,17 @@ func (m *Monitor) judge(ctx context.Context, l *Log, src source, e *Entry) error
 	if !m.Start.Since.IsZero() && e.Timestamp.Before(m.Start.Since) {
 		return nil
 	}
+	judge := m.judges.Load()
 	c, perr := parseCert(e.Cert, e.Precert)
 	if c == nil {
-		if !m.Judge.Mentions(e.Cert) {
+		if !judge.Mentions(e.Cert) {
 			return nil
 		}
 		f := &Finding{Log: l, Index: e.Index, Timestamp: e.Timestamp, Precert: e.Precert, ParseError: perr.Error(),
-			Verdict: Verdict{Class: Unparsed}}
+			Verdict: Verdict{Class: Unparsed}, LeafHash: e.LeafHash}
 		return m.Sink.Found(ctx, f)
 	}
-	if !m.Judge.Concerns(c) {
+	if !judge.Concerns(c) {
 		return nil
 	}
 	c.Issuer = nameString(c.issuer)
@@ -449,7 +483,7 @@ func (m *Monitor) judge(ctx context.Context, l *Log, src source, e *Entry) error
 		leaf = e.Cert
 	}
 	f := &Finding{Log: l, Index: e.Index, Timestamp: e.Timestamp, Precert: e.Precert, Certificate: c,
-		Verdict: m.Judge.Judge(c, leaf, chain, m.Now())}
+		Verdict: judge.Judge(c, leaf, chain, m.Now()), LeafHash: e.LeafHash}
 	if perr != nil {
 		f.ParseError = perr.Error()
 	}

@@ -3,13 +3,9 @@ package ct_test
 import (
 	"context"
 	"crypto"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rampartsec/rampart/ct"
 	"github.com/rampartsec/rampart/internal/testing/ctlog"
@@ -62,34 +58,10 @@ func newPKI(t *testing.T) *world {
 	return w
 }
 
-// submit logs a certificate for names from ca (on key, or a new key) and
-// returns its index. With pre, a precertificate and then its certificate
-// (carrying the SCT) are logged, and both indexes returned.
+// submit logs a certificate for names (see ctlog.Log.Submit).
 func (w *world) submit(t *testing.T, ca *testpki.CA, key crypto.Signer, pre bool, names ...string) []int64 {
 	t.Helper()
-	if key == nil {
-		key = testpki.NewKey(t, testpki.ECDSAP256)
-	}
-	chain := ca.Chain[:len(ca.Chain)-1]
-	if len(ca.Chain) == 1 {
-		chain = ca.Chain // a root issuing directly: send it
-	}
-	nb := time.Now().Add(-time.Hour).Truncate(time.Second)
-	o := testpki.LeafOptions{DNSNames: names, Key: key, NotBefore: nb, NotAfter: nb.Add(48 * time.Hour), Serial: big.NewInt(time.Now().UnixNano())}
-	if !pre {
-		leaf := ca.Issue(t, o)
-		sct := w.log.AddChain(t, false, append([]*x509.Certificate{leaf.Cert}, chain...)...)
-		return []int64{index(t, sct)}
-	}
-	po := o
-	po.ExtraExtensions = []pkix.Extension{ctlog.Poison()}
-	precert := ca.Issue(t, po)
-	sct := w.log.AddChain(t, true, append([]*x509.Certificate{precert.Cert}, chain...)...)
-	fo := o
-	fo.ExtraExtensions = []pkix.Extension{ctlog.SCTList(sct)}
-	final := ca.Issue(t, fo)
-	sct2 := w.log.AddChain(t, false, append([]*x509.Certificate{final.Cert}, chain...)...)
-	return []int64{index(t, sct), index(t, sct2)}
+	return w.log.Submit(t, ca, key, pre, names...)
 }
 
 func index(t *testing.T, s ctlog.SCT) int64 {

@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -68,22 +65,7 @@ func (w *ctWorld) logCert(t *testing.T, ca *testpki.CA, key crypto.Signer, pre b
 	if key == nil {
 		key = testpki.NewKey(t, testpki.ECDSAP256)
 	}
-	chain := ca.Chain[:len(ca.Chain)-1]
-	if len(chain) == 0 {
-		chain = ca.Chain
-	}
-	o := testpki.LeafOptions{DNSNames: []string{"api.pay.example"}, Key: key, Serial: big.NewInt(time.Now().UnixNano()),
-		NotBefore: time.Now().Add(-time.Hour).Truncate(time.Second)}
-	o.NotAfter = o.NotBefore.Add(48 * time.Hour)
-	var exts []pkix.Extension
-	if pre {
-		po := o
-		po.ExtraExtensions = []pkix.Extension{ctlog.Poison()}
-		sct := w.log.AddChain(t, true, append([]*x509.Certificate{ca.Issue(t, po).Cert}, chain...)...)
-		exts = []pkix.Extension{ctlog.SCTList(sct)}
-	}
-	o.ExtraExtensions = exts
-	w.log.AddChain(t, false, append([]*x509.Certificate{ca.Issue(t, o).Cert}, chain...)...)
+	w.log.Submit(t, ca, key, pre, "api.pay.example")
 	p, _ := pin.FromPrivateKey(key)
 	return p
 }

@@ -8,6 +8,7 @@ package ctlog
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +34,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 )
 
 // Env names the TesseraCT POSIX binary.
@@ -54,8 +58,8 @@ type Log struct {
 	// Origin is the checkpoints' origin line; SubmissionURL its
 	// https form, as a log list would publish it.
 	Origin, SubmissionURL string
-	// Submit is the loopback base URL of the write API (add-chain).
-	Submit string
+	// SubmitURL is the loopback base URL of the write API (add-chain).
+	SubmitURL string
 	// MonitoringURL is the loopback base URL of the tiles, through Faults.
 	MonitoringURL string
 	// Dir holds the log's storage: checkpoint, tile/, issuer/.
@@ -118,7 +122,7 @@ func Start(t testing.TB, roots ...*x509.Certificate) *Log {
 			t.Logf("tesseract output:\n%s", tail(logs.String(), 4000))
 		}
 	})
-	l.Submit = "http://" + addr + "/"
+	l.SubmitURL = "http://" + addr + "/"
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(storage, "checkpoint")); err == nil {
@@ -262,7 +266,7 @@ func (l *Log) AddChain(t testing.TB, pre bool, chain ...*x509.Certificate) SCT {
 	if pre {
 		path = "ct/v1/add-pre-chain"
 	}
-	resp, err := http.Post(l.Submit+path, "application/json", bytes.NewReader(body))
+	resp, err := http.Post(l.SubmitURL+path, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,4 +377,39 @@ func (l *Log) Checkpoint(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// Submit logs a certificate for names issued by ca on key (a new key when
+// nil) and returns its index; with pre, its precertificate first and
+// then the certificate carrying the SCT, and both indexes. The chain sent
+// is the issuer's, without the root (the root itself for a root issuer).
+func (l *Log) Submit(t testing.TB, ca *testpki.CA, key crypto.Signer, pre bool, names ...string) []int64 {
+	t.Helper()
+	if key == nil {
+		key = testpki.NewKey(t, testpki.ECDSAP256)
+	}
+	chain := ca.Chain[:len(ca.Chain)-1]
+	if len(ca.Chain) == 1 {
+		chain = ca.Chain
+	}
+	nb := time.Now().Add(-time.Hour).Truncate(time.Second)
+	o := testpki.LeafOptions{DNSNames: names, Key: key, NotBefore: nb, NotAfter: nb.Add(48 * time.Hour), Serial: big.NewInt(time.Now().UnixNano())}
+	index := func(s SCT) int64 {
+		i, err := s.Index()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	if !pre {
+		leaf := ca.Issue(t, o)
+		return []int64{index(l.AddChain(t, false, append([]*x509.Certificate{leaf.Cert}, chain...)...))}
+	}
+	po := o
+	po.ExtraExtensions = []pkix.Extension{Poison()}
+	sct := l.AddChain(t, true, append([]*x509.Certificate{ca.Issue(t, po).Cert}, chain...)...)
+	fo := o
+	fo.ExtraExtensions = []pkix.Extension{SCTList(sct)}
+	sct2 := l.AddChain(t, false, append([]*x509.Certificate{ca.Issue(t, fo).Cert}, chain...)...)
+	return []int64{index(sct), index(sct2)}
 }
