@@ -83,13 +83,18 @@ type Judge struct {
 	announce []Announcement
 }
 
-// NewJudge returns a judge for policy. watch adds the organisation's other
+// NewJudge returns a judge for policy (nil: no pins yet, only watched
+// names). watch adds the organisation's other
 // domains (each with its subdomains) whose certificates are reported as
 // unpinned names; every rule's own name is watched already. A watched name
 // that is not a DNS name is an error.
 func NewJudge(policy *pin.Policy, watch []string, announcements []Announcement) (*Judge, error) {
 	j := &Judge{policy: policy, rules: map[string]*pin.Domain{}, children: map[string][]string{}, watch: map[string]bool{}}
-	for _, d := range policy.Domains() {
+	var domains []pin.Domain
+	if policy != nil {
+		domains = policy.Domains()
+	}
+	for _, d := range domains {
 		j.rules[d.Name] = policy.Match(d.Name)
 		j.watch[d.Name] = true
 		if _, parent, ok := strings.Cut(d.Name, "."); ok {
@@ -175,7 +180,7 @@ func (j *Judge) concerns(c *Certificate) (rules []*pin.Domain, names []string) {
 		} else if strings.ContainsAny(n, "*") {
 			continue // a wildcard elsewhere than the first label matches nothing
 		} else {
-			if d := j.policy.Match(n); d != nil {
+			if d := j.match(n); d != nil {
 				add(d)
 				ours = true
 			}
@@ -186,12 +191,19 @@ func (j *Judge) concerns(c *Certificate) (rules []*pin.Domain, names []string) {
 		}
 	}
 	for _, a := range c.IPAddresses {
-		if d := j.policy.Match(a.String()); d != nil {
+		if d := j.match(a.String()); d != nil {
 			add(d)
 			names = append(names, a.String())
 		}
 	}
 	return rules, names
+}
+
+func (j *Judge) match(name string) *pin.Domain {
+	if j.policy == nil {
+		return nil
+	}
+	return j.policy.Match(name)
 }
 
 // subtreeRule is the rule that applies to a new name directly below base:

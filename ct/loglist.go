@@ -2,6 +2,7 @@ package ct
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,7 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -222,4 +226,45 @@ func parseLogKey(der []byte) (crypto.PublicKey, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("key: %T is not an ECDSA P-256 or RSA key", k)
+}
+
+// ReadLogList reads a log list from a file or, for an http(s) URL, over
+// the network with client (nil: http.DefaultClient); see [ParseLogList].
+func ReadLogList(ctx context.Context, client *http.Client, spec string) ([]Log, error) {
+	var r io.Reader
+	if strings.HasPrefix(spec, "https://") || strings.HasPrefix(spec, "http://") {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, spec, nil)
+		if err != nil {
+			return nil, fmt.Errorf("ct: log list %q: %w", spec, err)
+		}
+		req.Header.Set("User-Agent", userAgent)
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("ct: fetching the log list: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("ct: fetching the log list %s: %s", spec, resp.Status)
+		}
+		r = resp.Body
+	} else {
+		f, err := os.Open(spec)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, MaxLogListSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("ct: reading the log list %s: %w", spec, err)
+	}
+	logs, err := ParseLogList(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec, err)
+	}
+	return logs, nil
 }

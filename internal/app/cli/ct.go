@@ -136,7 +136,7 @@ func newCTCheckCmd(stdio Stdio) *cobra.Command {
 				return usagef("--watch: %v", err)
 			}
 			client := &http.Client{Timeout: timeout}
-			logs, err := loadLogList(c.Context(), client, logsSpec)
+			logs, err := ct.ReadLogList(c.Context(), client, logsSpec)
 			if err != nil {
 				return err
 			}
@@ -224,42 +224,6 @@ func parseSince(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is not a date (YYYY-MM-DD) or an RFC 3339 time", s)
 	}
 	return t, nil
-}
-
-// loadLogList reads a v3 log list from a file or an http(s) URL.
-func loadLogList(ctx context.Context, client *http.Client, spec string) ([]ct.Log, error) {
-	var data []byte
-	if strings.HasPrefix(spec, "https://") || strings.HasPrefix(spec, "http://") {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, spec, nil)
-		if err != nil {
-			return nil, usagef("--logs %q: %v", spec, err)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("fetching the log list: %w", err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("fetching the log list %s: %s", spec, resp.Status)
-		}
-		if data, err = io.ReadAll(io.LimitReader(resp.Body, ct.MaxLogListSize+1)); err != nil {
-			return nil, fmt.Errorf("fetching the log list: %w", err)
-		}
-	} else {
-		f, err := os.Open(spec)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if data, err = io.ReadAll(io.LimitReader(f, ct.MaxLogListSize+1)); err != nil {
-			return nil, err
-		}
-	}
-	logs, err := ct.ParseLogList(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", spec, err)
-	}
-	return logs, nil
 }
 
 func printCTCheck(w io.Writer, out *ctCheckJSON) {

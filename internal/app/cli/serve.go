@@ -105,6 +105,7 @@ func newServeCmd(stdio Stdio) *cobra.Command {
 	f.StringVar(&o.Flags.Retention, "retention", "90d", "delete reports older than this (`90d`, 720h; 0 keeps them)")
 	f.StringVar(&o.Flags.CAMaxLineage, "ca-max-lineage", "90d", "renew certificates of the CA in DATA/ca for this long after first issuance (`DURATION`: 90d, 2160h)")
 	f.StringVar(&o.Flags.PIDFile, "pid-file", "", "write the process ID to `FILE` (for kill -HUP), removed at exit")
+	f.StringVar(&o.Flags.CT.Logs, "ct-logs", "", "watch the Certificate Transparency logs of this log list (v3 JSON, `FILE or URL`) for certificates of the pinned domains")
 	return c
 }
 

@@ -52,8 +52,13 @@ func startServe(t *testing.T, dir string, extra ...string) (*exec.Cmd, string) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	lines := bufio.NewScanner(stderr)
 	found := make(chan string, 1)
+	var mu sync.Mutex
+	var said []string
 	go func() {
 		for lines.Scan() {
+			mu.Lock()
+			said = append(said, lines.Text())
+			mu.Unlock()
 			if m := listeningLine.FindStringSubmatch(lines.Text()); m != nil {
 				found <- m[1]
 			}
@@ -63,7 +68,9 @@ func startServe(t *testing.T, dir string, extra ...string) (*exec.Cmd, string) {
 	select {
 	case url, ok := <-found:
 		if !ok {
-			t.Fatal("rampart serve exited before listening")
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("rampart serve exited before listening:\n%s", strings.Join(said, "\n"))
 		}
 		return cmd, url
 	case <-time.After(30 * time.Second):

@@ -33,9 +33,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rampartsec/rampart/apikey"
+	"github.com/rampartsec/rampart/internal/controlplane/ctwatch"
 	"github.com/rampartsec/rampart/internal/controlplane/server"
 	"github.com/rampartsec/rampart/internal/store"
 	"github.com/rampartsec/rampart/internal/store/backend"
@@ -157,6 +157,7 @@ func New(ctx context.Context, o Options) (_ *ControlPlane, err error) {
 		func() error { return c.issuerOf(cfg, org, &b) },
 		func() error { return c.authServer(ctx, cfg, &b) },
 		func() error { return c.renewal(cfg, &b) },
+		func() error { return c.ctMonitor(ctx, cfg, org, &b) },
 		func() error { return c.server(cfg, &b) },
 	}
 	for _, step := range steps {
@@ -180,6 +181,8 @@ type builder struct {
 	tokenFrom string
 	renew     http.Handler
 	caExpiry  time.Time
+	reg       *prometheus.Registry
+	ct        *ctwatch.Watcher
 }
 
 func (c *ControlPlane) onClose(f func()) { c.closers = append(c.closers, f) }
@@ -447,8 +450,7 @@ func (c *ControlPlane) renewal(cfg *File, b *builder) error {
 
 // server builds the control plane's handler and its http.Server.
 func (c *ControlPlane) server(cfg *File, b *builder) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := b.registry()
 	c.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rampart_config_reloads_total",
 		Help: "SIGHUP reloads of rampart serve's configuration, by result: applied or refused (the running configuration stays).",
@@ -475,6 +477,7 @@ func (c *ControlPlane) server(cfg *File, b *builder) error {
 		Retention:          b.live.Retention,
 		Logger:             c.log,
 		AccessLog:          b.live.AccessLog,
+		CT:                 ctView(b.ct),
 	})
 	if err != nil {
 		return err
@@ -484,6 +487,11 @@ func (c *ControlPlane) server(cfg *File, b *builder) error {
 	}
 	c.onClose(func() { srv.Close(context.Background()) }) // after Shutdown's, it returns at once
 	c.srv = srv
+	if b.ct != nil {
+		b.ct.Start(context.Background())
+		c.onClose(b.ct.Close)
+		c.log.Info("watching Certificate Transparency logs for the pinned domains", "log_list", cfg.CT.Logs, "dashboard", c.base+"/ct")
+	}
 	c.hs = &http.Server{
 		Handler:           httpx.Framing(srv), // ambiguous request framing: answered and closed (RFC 9112 §6.1)
 		TLSConfig:         b.tlsConfig,

@@ -55,6 +55,31 @@ type File struct {
 	// CAMaxLineage is how long after first issuance the CA renews a
 	// certificate's lineage (e.g. 90d).
 	CAMaxLineage string `yaml:"ca_max_lineage"`
+	// CT is the Certificate Transparency monitor; it runs when Logs is
+	// set (--ct-logs).
+	CT CTFile `yaml:"ct"`
+}
+
+// CTFile is the ct section of rampart serve's file.
+type CTFile struct {
+	// Logs is the log list (v3 JSON), a file or an http(s) URL.
+	Logs string `yaml:"logs"`
+	// Policy is the pin policy to judge by; empty: the policies of the
+	// bundles this control plane serves (verified with bundle_keys).
+	Policy string `yaml:"policy"`
+	// Watch are the organisation's other domains (unpinned names).
+	Watch []string `yaml:"watch"`
+	// Expect is a file of announced keys and certificates (ct.ParseAnnouncements).
+	Expect string `yaml:"expect"`
+	// Poll is the interval between looks at each log (default 60s).
+	Poll string `yaml:"poll"`
+	// Start is where a log first met starts: end (default), beginning,
+	// or a date (YYYY-MM-DD).
+	Start   string `yaml:"start"`
+	Webhook struct {
+		URL        string `yaml:"url"`
+		SecretFile string `yaml:"secret_file"`
+	} `yaml:"webhook"`
 }
 
 // Source are rampart serve's command line: the configuration file
@@ -123,6 +148,7 @@ func (o *Source) Load() (*File, *Origins, error) {
 	set("ca-max-lineage", &cfg.CAMaxLineage, f.CAMaxLineage)
 	set("pid-file", &cfg.PIDFile, f.PIDFile)
 	set("report-storage", &cfg.Reports.MaxStorage, f.Reports.MaxStorage)
+	set("ct-logs", &cfg.CT.Logs, f.CT.Logs)
 	if o.Changed("secure-cookies") {
 		cfg.SecureCookies = f.SecureCookies
 	}
@@ -151,6 +177,7 @@ var serveFlags = map[string]string{
 	"client_ca": "client-ca", "pid_file": "pid-file", "secure_cookies": "secure-cookies",
 	"bundle_keys": "bundle-key", "trusted_proxies": "trusted-proxy", "reports.rate": "report-rate",
 	"reports.burst": "report-burst", "reports.max_storage": "report-storage", "access_log": "access-log",
+	"ct.logs": "ct-logs",
 }
 
 func flagOf(field string) string { return serveFlags[field] }

@@ -92,6 +92,10 @@ var fields = []struct {
 	{"scope_implies", false, func(c *File) any { return c.ScopeImplies }},
 	{"key_grace", false, func(c *File) any { return c.KeyGrace }},
 	{"ca_max_lineage", false, func(c *File) any { return c.CAMaxLineage }},
+	// The monitor reads ct.policy and ct.expect again every poll interval,
+	// and the bundles it judges by as they are published; the rest of the
+	// section applies at start.
+	{"ct", false, func(c *File) any { return c.CT }},
 }
 
 func keyIDs(k *bundle.Keys) []string {

@@ -25,21 +25,17 @@ import (
 
 	"github.com/rampartsec/rampart/ct"
 	"github.com/rampartsec/rampart/internal/store"
-	"github.com/rampartsec/rampart/pin"
 )
 
 // Config configures a Watcher. Store, Logs and Policy are required.
 type Config struct {
 	Store store.CTStore
 	Logs  []ct.Log
-	// Policy returns the pins to judge by; it is asked again before every
-	// round of polls, so a policy that changes (a bundle published, a
-	// file reloaded) is used for the entries that follow.
-	Policy func(ctx context.Context) (*pin.Policy, error)
-	// Watch are the organisation's other domains (unpinned names);
-	// Announcements the certificates and keys announced as expected.
-	Watch         []string
-	Announcements []ct.Announcement
+	// Judge returns the judge of the pins, watched names and
+	// announcements in force; it is asked again every poll interval, so
+	// that a policy that changes (a bundle published, a file edited) is
+	// used for the entries that follow. A failure keeps the judge in force.
+	Judge func(ctx context.Context) (*ct.Judge, error)
 	// Poll is the interval between looks at a caught-up log (60 s).
 	Poll time.Duration
 	// Start is where a log without a stored position starts: the zero
@@ -92,8 +88,8 @@ type Watcher struct {
 
 // New checks cfg and returns a Watcher; Start runs it.
 func New(ctx context.Context, cfg Config) (*Watcher, error) {
-	if cfg.Store == nil || len(cfg.Logs) == 0 || cfg.Policy == nil {
-		return nil, errors.New("ctwatch: a store, logs and a policy are required")
+	if cfg.Store == nil || len(cfg.Logs) == 0 || cfg.Judge == nil {
+		return nil, errors.New("ctwatch: a store, logs and a judge are required")
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 60 * time.Second
@@ -143,11 +139,11 @@ func New(ctx context.Context, cfg Config) (*Watcher, error) {
 }
 
 func (w *Watcher) judge(ctx context.Context) (*ct.Judge, error) {
-	p, err := w.cfg.Policy(ctx)
+	j, err := w.cfg.Judge(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("ctwatch: the policy to judge by: %w", err)
+		return nil, fmt.Errorf("ctwatch: the pins to judge by: %w", err)
 	}
-	return ct.NewJudge(p, w.cfg.Watch, w.cfg.Announcements)
+	return j, nil
 }
 
 // Status returns each log's status.

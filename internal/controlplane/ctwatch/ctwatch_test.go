@@ -151,7 +151,7 @@ func runWatchers(t *testing.T, stores ...store.Store) {
 		reg := prometheus.NewRegistry()
 		regs = append(regs, reg)
 		w, err := ctwatch.New(context.Background(), ctwatch.Config{
-			Store: st.CT(), Logs: logs, Policy: func(context.Context) (*pin.Policy, error) { return policy, nil },
+			Store: st.CT(), Logs: logs, Judge: func(context.Context) (*ct.Judge, error) { return ct.NewJudge(policy, nil, nil) },
 			Poll: poll, Start: ct.Start{Beginning: true}, Owner: fmt.Sprint("instance-", i), LeaseTTL: 2 * time.Second,
 			Webhook:  &ctwatch.Webhook{URL: hook.URL, Secret: rc.secret, RetryBase: 50 * time.Millisecond},
 			Registry: reg,

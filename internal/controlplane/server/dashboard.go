@@ -55,6 +55,7 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	csrf := http.NewCrossOriginProtection()
 	mux.Handle("GET /{$}", s.handle(s.dashboard))
 	mux.Handle("GET /reports/{id}", s.handle(s.groupPage))
+	mux.Handle("GET /ct", s.handle(s.ctPage))
 	mux.Handle("GET /export/reports.csv", s.handle(s.exportCSV))
 	mux.Handle("GET /export/reports.json", s.handle(s.exportJSON))
 	mux.Handle("GET /export/summary.json", s.handle(s.exportSummary))

@@ -11,7 +11,9 @@
 //	GET  /v1/admin/reports        groups of identical reports, filtered (admin)
 //	GET  /v1/admin/reports/summary  counts by time, domain, served key, app, mode (admin)
 //	GET  /                        the dashboard (admin session, after /login)
+//	GET  /v1/admin/ct             the CT monitor: logs, certificates seen (admin)
 //	GET  /reports/{id}            one report group: chain, pins, deliveries (session)
+//	GET  /ct                      the CT view: certificates logged for the pinned domains (session)
 //	GET  /export/reports.csv, /export/reports.json, /export/summary.json
 //	                              the dashboard's filter, downloaded (session)
 //	GET  /metrics, /healthz       Prometheus metrics; database health
@@ -126,6 +128,9 @@ type Config struct {
 	// as rampart_ca_issuing_expiry_timestamp_seconds so that an alert can
 	// say to rotate it in time; zero leaves the metric out.
 	CAExpiry time.Time
+	// CT is the Certificate Transparency monitor the dashboard shows; nil
+	// when it does not run.
+	CT CTView
 	// Registry receives the metrics; nil means a new registry with the Go
 	// and process collectors.
 	Registry *prometheus.Registry
@@ -394,6 +399,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	mux.Handle("GET /v1/admin/bundles", s.admin(s.listBundles))
 	mux.Handle("GET /v1/admin/reports", s.admin(s.listReports))
 	mux.Handle("GET /v1/admin/reports/summary", s.admin(s.summary))
+	mux.Handle("GET /v1/admin/ct", s.admin(s.ctAPI))
 	s.dashboardRoutes(mux)
 	if s.cfg.OAuth != nil {
 		mux.Handle("/oauth2/", s.cfg.OAuth)
