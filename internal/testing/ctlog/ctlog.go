@@ -75,8 +75,21 @@ type Log struct {
 	reqs map[string]int
 }
 
-// Start runs a log that accepts chains to roots.
+// Start runs a log that accepts chains to roots. Each submission returns
+// once a checkpoint covers it (TesseraCT's publication awaiter).
 func Start(t testing.TB, roots ...*x509.Certificate) *Log {
+	return StartWith(t, Options{Await: true}, roots...)
+}
+
+// Options tune a log.
+type Options struct {
+	// Await: add-chain answers once the entry is in a checkpoint; without
+	// it, once sequenced (fast, for filling tiles).
+	Await bool
+}
+
+// StartWith runs a log with options o.
+func StartWith(t testing.TB, o Options, roots ...*x509.Certificate) *Log {
 	bin := Binary(t)
 	dir := t.TempDir()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -107,7 +120,7 @@ func Start(t testing.TB, roots ...*x509.Certificate) *Log {
 	addr := freePort(t)
 	cmd := exec.Command(bin, "--private_key="+keyFile, "--origin="+l.Origin, "--storage_dir="+storage,
 		"--roots_pem_file="+rootsFile, "--http_endpoint="+addr, "--checkpoint_interval=500ms",
-		"--batch_max_age=50ms", "--reject_expired=false")
+		"--batch_max_age=50ms", "--reject_expired=false", fmt.Sprintf("--enable_publication_awaiter=%v", o.Await))
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
