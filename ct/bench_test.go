@@ -25,11 +25,26 @@ import (
 	"github.com/rampartsec/rampart/pin"
 )
 
+// diskLog is a static-ct-api log written to a directory.
+type diskLog struct {
+	logs   []ct.Log
+	key    *ecdsa.PrivateKey
+	origin string
+	dir    string
+	hashes tlog.HashReader
+}
+
 // writeTiledLog writes a static-ct-api log of n certificate entries to
 // dir, as a tiled log serves it (checkpoint, hash tiles, data tiles,
-// issuers), and returns its log list entry. One entry in every match
-// names a domain of the policy.
+// issuers), and returns its log list entry. Entry i is certs[i%len].
 func writeTiledLog(b testing.TB, dir string, n int, certs [][]byte, issuer []byte) []ct.Log {
+	return writeDiskLog(b, dir, n, certs, issuer).logs
+}
+
+// writeDiskLog is writeTiledLog; the tiles of the sizes in also are
+// written too, as a log keeps the partial tiles of each checkpoint it
+// published.
+func writeDiskLog(b testing.TB, dir string, n int, certs [][]byte, issuer []byte, also ...int64) *diskLog {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	var stored []tlog.Hash
@@ -69,12 +84,26 @@ func writeTiledLog(b testing.TB, dir string, n int, certs [][]byte, issuer []byt
 			data = nil
 		}
 	}
-	for _, t := range tlog.NewTiles(8, 0, int64(n)) {
-		td, err := tlog.ReadTileData(t, hr)
-		if err != nil {
-			b.Fatal(err)
+	for _, size := range append(also, int64(n)) {
+		for _, t := range tlog.NewTiles(8, 0, size) {
+			td, err := tlog.ReadTileData(t, hr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			write("tile/"+strings.TrimPrefix(t.Path(), "tile/8/"), td)
 		}
-		write("tile/"+strings.TrimPrefix(t.Path(), "tile/8/"), td)
+	}
+	for _, size := range also {
+		// The partial data tile of an earlier size: the entries up to it.
+		if w := size % 256; w != 0 {
+			var part []byte
+			for i := size - w; i < size; i++ {
+				part = append(part, tileLeaf(certs[int(i)%len(certs)], fp)...)
+			}
+			t := tlog.TileForIndex(8, tlog.StoredHashIndex(0, size-1))
+			t.L = -1
+			write("tile/"+strings.TrimPrefix(t.Path(), "tile/8/"), part)
+		}
 	}
 	root, err := tlog.TreeHash(int64(n), hr)
 	if err != nil {
@@ -89,7 +118,18 @@ func writeTiledLog(b testing.TB, dir string, n int, certs [][]byte, issuer []byt
 	if err != nil {
 		b.Fatal(err)
 	}
-	return logs
+	return &diskLog{logs: logs, key: key, origin: origin, dir: dir, hashes: hr}
+}
+
+// checkpoint publishes a checkpoint for size.
+func (d *diskLog) checkpoint(b testing.TB, size int64) {
+	root, err := tlog.TreeHash(size, d.hashes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.dir, "checkpoint"), ctlog.SignCheckpoint(b, d.key, d.origin, size, root), 0o644); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // benchPolicy pins 1,000 domains.

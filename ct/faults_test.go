@@ -17,6 +17,7 @@ import (
 	"github.com/rampartsec/rampart/ct"
 	"github.com/rampartsec/rampart/internal/testing/ctlog"
 	_ "github.com/rampartsec/rampart/internal/testing/golden"
+	"github.com/rampartsec/rampart/internal/testing/testpki"
 )
 
 // TestMonitorFaults puts a real log behind a faulty server: down, rate
@@ -205,6 +206,38 @@ func TestOnceRetries(t *testing.T) {
 		t.Errorf("the audit did not wait for Retry-After: %v", d)
 	}
 	if sink.count() != 1 {
+		t.Errorf("%d findings", sink.count())
+	}
+}
+
+// TestPartialTilesGone: once a tile is full, a log may delete the partial
+// tiles of it (static-ct-api, "Partial Tiles"); a monitor verifying an
+// older head reads the full tile's first hashes and entries instead.
+func TestPartialTilesGone(t *testing.T) {
+	ca := testpki.NewRoot(t, "CA")
+	cert := ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"api.pay.example"}}).Cert.Raw
+	dir := t.TempDir()
+	d := writeDiskLog(t, dir, 600, [][]byte{cert}, ca.Cert.Raw, 280)
+	for _, p := range []string{"tile/0/001.p/24", "tile/data/001.p/24"} {
+		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.checkpoint(t, 280)
+	w := newPKI(t)
+	seen := &judged{}
+	sink := &collector{}
+	m := &ct.Monitor{Logs: d.logs, Judge: newJudge(t, w.policy, nil, nil), Sink: sink, Start: ct.Start{Beginning: true}, OnEntry: seen.on}
+	if err := m.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	seen.exactlyOnce(t, 280)
+	d.checkpoint(t, 600)
+	if err := m.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	seen.exactlyOnce(t, 600)
+	if sink.count() != 600 {
 		t.Errorf("%d findings", sink.count())
 	}
 }
