@@ -42,6 +42,10 @@ type fetcher struct {
 
 var userAgent = "rampart-ct/" + version.Get()
 
+// defaultClient fetches when a monitor is given no client: a log that
+// hangs fails the request rather than the monitor.
+var defaultClient = &http.Client{Timeout: 60 * time.Second}
+
 func (f *fetcher) get(ctx context.Context, url string, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -50,7 +54,7 @@ func (f *fetcher) get(ctx context.Context, url string, limit int64) ([]byte, err
 	req.Header.Set("User-Agent", userAgent)
 	c := f.client
 	if c == nil {
-		c = http.DefaultClient
+		c = defaultClient
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -135,7 +135,7 @@ type Monitor struct {
 	Sink  Sink
 	// State keeps positions; nil keeps them in memory.
 	State State
-	// Client fetches from the logs; nil uses http.DefaultClient.
+	// Client fetches from the logs; nil: a client with a 60 s timeout.
 	Client *http.Client
 	// Poll is the interval between looks at a log that is caught up
 	// (default 60 s).

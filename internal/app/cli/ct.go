@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampartsec/rampart/ct"
+	"github.com/rampartsec/rampart/internal/util/safetext"
 	"github.com/rampartsec/rampart/pin"
 )
 
@@ -226,18 +227,22 @@ func parseSince(s string) (time.Time, error) {
 	return t, nil
 }
 
+// printCTCheck writes the findings for a terminal. Names, issuers and
+// parse errors come from certificates anyone can log: control characters
+// are escaped, never written to the terminal.
 func printCTCheck(w io.Writer, out *ctCheckJSON) {
+	clean := func(s string) string { return safetext.Clean(s, 512) }
 	for _, f := range out.Findings {
 		what := "certificate"
 		if f.Precert {
 			what = "precertificate"
 		}
-		fmt.Fprintf(w, "%-13s %s  %s  log %q #%d  %s\n", strings.ToUpper(string(f.Verdict.Class)), strings.Join(f.Verdict.Names, ","),
+		fmt.Fprintf(w, "%-13s %s  %s  log %q #%d  %s\n", strings.ToUpper(string(f.Verdict.Class)), clean(strings.Join(f.Verdict.Names, ",")),
 			what, f.Log.Name(), f.Index, f.Timestamp.UTC().Format(time.RFC3339))
 		if c := f.Certificate; c != nil {
-			fmt.Fprintf(w, "              issuer %q  key %s  serial %s\n", c.Issuer, f.Verdict.SPKI, c.Serial)
+			fmt.Fprintf(w, "              issuer %q  key %s  serial %s\n", clean(c.Issuer), f.Verdict.SPKI, c.Serial)
 		} else {
-			fmt.Fprintf(w, "              unreadable: %s\n", f.ParseError)
+			fmt.Fprintf(w, "              unreadable: %s\n", clean(f.ParseError))
 		}
 		for _, r := range f.Verdict.Rules {
 			detail := "no pin matches any key of the chain"

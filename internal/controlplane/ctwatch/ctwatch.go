@@ -25,6 +25,7 @@ import (
 
 	"github.com/rampartsec/rampart/ct"
 	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/internal/util/safetext"
 )
 
 // Config configures a Watcher. Store, Logs and Policy are required.
@@ -230,13 +231,47 @@ func alerting(c ct.Class) bool { return c == ct.Rogue || c == ct.Rollover || c =
 // sink records findings as sightings.
 type sink struct{ w *Watcher }
 
+// Bounds on what a sighting keeps of a certificate: anyone can log one
+// with thousands of names, or names that are not text, and none of that
+// may stop the monitor (a sighting the store refuses would be retried
+// forever).
+const (
+	maxNames   = 64
+	maxTextLen = 512
+)
+
+// bounded is f as it is stored: at most maxNames names, rules and chain
+// issuers, text made fit to store and show.
+func bounded(f *ct.Finding) *ct.Finding {
+	g := *f
+	clip := func(list []string, n int) []string {
+		out := make([]string, 0, min(len(list), n))
+		for _, s := range list[:min(len(list), n)] {
+			out = append(out, safetext.Clean(s, maxTextLen))
+		}
+		return out
+	}
+	g.Verdict.Names = clip(f.Verdict.Names, maxNames)
+	g.Verdict.Rules = f.Verdict.Rules[:min(len(f.Verdict.Rules), maxNames)]
+	g.ChainIssuers = clip(f.ChainIssuers, 16)
+	g.ParseError = safetext.Clean(f.ParseError, maxTextLen)
+	if f.Certificate != nil {
+		c := *f.Certificate
+		c.Issuer = safetext.Clean(c.Issuer, maxTextLen)
+		c.Serial = safetext.Truncate(c.Serial, 128)
+		g.Certificate = &c
+	}
+	return &g
+}
+
 func (s sink) Found(ctx context.Context, f *ct.Finding) error {
+	f = bounded(f)
 	body, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	sg := store.CTSighting{LogID: f.Log.IDString(), Log: f.Log.Name(), Index: f.Index, Logged: f.Timestamp, Seen: s.w.now(),
-		Precert: f.Precert, Class: f.Verdict.Class, Alert: alerting(f.Verdict.Class), Names: f.Verdict.Names, Finding: body}
+	sg := store.CTSighting{LogID: f.Log.IDString(), Log: safetext.Clean(f.Log.Name(), maxTextLen), Index: f.Index, Logged: f.Timestamp,
+		Seen: s.w.now(), Precert: f.Precert, Class: f.Verdict.Class, Alert: alerting(f.Verdict.Class), Names: f.Verdict.Names, Finding: body}
 	if c := f.Certificate; c != nil {
 		sg.TBSHash = hex.EncodeToString(c.TBSHash[:])
 		sg.SPKI, sg.Issuer = f.Verdict.SPKI.String(), c.Issuer

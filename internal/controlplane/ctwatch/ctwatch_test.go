@@ -241,3 +241,39 @@ func runWatchers(t *testing.T, stores ...store.Store) {
 		t.Errorf("metrics: failing %v, tree size %v", failing, tree)
 	}
 }
+
+// TestHostileCertificate: a certificate anyone can log with thousands of
+// names, names that are not text and a huge issuer is stored (bounded and
+// cleaned), never refused: a refused sighting would stop the monitor on
+// that entry forever.
+func TestHostileCertificate(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rampart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	names := []string{"api.pay.example", "bad\x00name", "\xff\xfe.pay.example", "\x1b[31mred.pay.example"}
+	for i := range 5000 {
+		names = append(names, fmt.Sprintf("n%d.pay.example", i))
+	}
+	issuer := strings.Repeat("CN=\x1b]0;title\x07", 10000)
+	logs := []ct.Log{{Description: "log\x00name", ID: [32]byte{1}, URL: "https://ct.example/"}}
+	f := &ct.Finding{Log: &logs[0], Index: 3, Timestamp: time.Now(), Certificate: &ct.Certificate{Issuer: issuer, SPKI: []byte{1}, TBSHash: [32]byte{9}},
+		Verdict: ct.Verdict{Class: ct.Rogue, Names: names, SPKI: pin.FromSPKI([]byte{1})}, ChainIssuers: []string{issuer}}
+	w, err := ctwatch.New(context.Background(), ctwatch.Config{Store: db.CT(), Logs: logs,
+		Judge: func(context.Context) (*ct.Judge, error) { return ct.NewJudge(nil, []string{"pay.example"}, nil) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctwatch.SinkOf(w).Found(context.Background(), f); err != nil {
+		t.Fatalf("a hostile certificate was refused: %v", err)
+	}
+	certs, err := db.CT().Certificates(context.Background(), store.CTFilter{})
+	if err != nil || len(certs) != 1 {
+		t.Fatal(certs, err)
+	}
+	c := certs[0]
+	if len(c.Names) != 64 || len(c.Issuer) > 512 || strings.ContainsAny(c.Issuer, "\x1b\x07") || strings.ContainsRune(strings.Join(c.Names, ""), 0) || len(c.Finding) > 64<<10 {
+		t.Errorf("stored %d names, issuer of %d bytes, finding of %d bytes", len(c.Names), len(c.Issuer), len(c.Finding))
+	}
+}
