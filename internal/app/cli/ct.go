@@ -141,51 +141,7 @@ func newCTCheckCmd(stdio Stdio) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var mu sync.Mutex
-			var out ctCheckJSON
-			out.Findings = []*ct.Finding{}
-			sink := ct.SinkFunc(func(_ context.Context, f *ct.Finding) error {
-				mu.Lock()
-				defer mu.Unlock()
-				out.Findings = append(out.Findings, f)
-				return nil
-			})
-			m := &ct.Monitor{Logs: logs, Judge: judge, Sink: sink, Start: start, Client: client}
-			m.Once(c.Context()) // each log's error is in its status
-			slices.SortStableFunc(out.Findings, func(a, b *ct.Finding) int {
-				if d := b.Verdict.Class.Severity() - a.Verdict.Class.Severity(); d != 0 {
-					return d
-				}
-				return cmp.Or(strings.Compare(a.Log.Name(), b.Log.Name()), cmp.Compare(a.Index, b.Index))
-			})
-			for _, f := range out.Findings {
-				switch f.Verdict.Class {
-				case ct.Rogue:
-					out.Summary.Rogue++
-				case ct.Rollover:
-					out.Summary.Rollover++
-				case ct.Unparsed:
-					out.Summary.Unparsed++
-				case ct.UnpinnedName:
-					out.Summary.UnpinnedName++
-				case ct.Expected:
-					out.Summary.Expected++
-				}
-			}
-			for _, s := range m.Status() {
-				lj := ctLogJSON{Log: s.Log.Name(), LogID: s.Log.IDString(), URL: s.Log.URL, Tiled: s.Log.Tiled,
-					TreeSize: s.Head.Size, Judged: s.Judged, Error: s.LastError, Misbehaviour: s.Misbehaviour}
-				if lj.Error != "" || lj.Misbehaviour != "" {
-					out.Summary.FailedLogs++
-				}
-				out.Logs = append(out.Logs, lj)
-			}
-			switch {
-			case out.Summary.Rogue > 0 || out.Summary.FailedLogs > 0:
-				out.Summary.Exit = ExitFailure
-			case out.Summary.Rollover > 0 || out.Summary.Unparsed > 0:
-				out.Summary.Exit = ExitWarning
-			}
+			out := runCTCheck(c.Context(), &ct.Monitor{Logs: logs, Judge: judge, Start: start, Client: client})
 			if asJSON {
 				if err := writeJSON(stdio.Out, out); err != nil {
 					return err
@@ -214,6 +170,49 @@ func newCTCheckCmd(stdio Stdio) *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (docs/ct.md)")
 	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "timeout of each request to a log")
 	return c
+}
+
+// runCTCheck brings m's logs up to their heads and summarizes what it
+// found, worst first.
+func runCTCheck(ctx context.Context, m *ct.Monitor) ctCheckJSON {
+	var mu sync.Mutex
+	var out ctCheckJSON
+	out.Findings = []*ct.Finding{}
+	m.Sink = ct.SinkFunc(func(_ context.Context, f *ct.Finding) error {
+		mu.Lock()
+		defer mu.Unlock()
+		out.Findings = append(out.Findings, f)
+		return nil
+	})
+	m.Once(ctx) // each log's error is in its status
+	slices.SortStableFunc(out.Findings, func(a, b *ct.Finding) int {
+		if d := b.Verdict.Class.Severity() - a.Verdict.Class.Severity(); d != 0 {
+			return d
+		}
+		return cmp.Or(strings.Compare(a.Log.Name(), b.Log.Name()), cmp.Compare(a.Index, b.Index))
+	})
+	counts := map[ct.Class]*int{ct.Rogue: &out.Summary.Rogue, ct.Rollover: &out.Summary.Rollover, ct.Unparsed: &out.Summary.Unparsed,
+		ct.UnpinnedName: &out.Summary.UnpinnedName, ct.Expected: &out.Summary.Expected}
+	for _, f := range out.Findings {
+		if n := counts[f.Verdict.Class]; n != nil {
+			*n++
+		}
+	}
+	for _, s := range m.Status() {
+		lj := ctLogJSON{Log: s.Log.Name(), LogID: s.Log.IDString(), URL: s.Log.URL, Tiled: s.Log.Tiled,
+			TreeSize: s.Head.Size, Judged: s.Judged, Error: s.LastError, Misbehaviour: s.Misbehaviour}
+		if lj.Error != "" || lj.Misbehaviour != "" {
+			out.Summary.FailedLogs++
+		}
+		out.Logs = append(out.Logs, lj)
+	}
+	switch {
+	case out.Summary.Rogue > 0 || out.Summary.FailedLogs > 0:
+		out.Summary.Exit = ExitFailure
+	case out.Summary.Rollover > 0 || out.Summary.Unparsed > 0:
+		out.Summary.Exit = ExitWarning
+	}
+	return out
 }
 
 func parseSince(s string) (time.Time, error) {
