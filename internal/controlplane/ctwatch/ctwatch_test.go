@@ -2,14 +2,13 @@ package ctwatch_test
 
 import (
 	"context"
-	"crypto/hmac"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,10 +45,8 @@ type receiver struct {
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	sig := r.Header.Get(ctwatch.SignatureHeader)
-	ts, _, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",")
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || !hmac.Equal([]byte(sig), []byte(ctwatch.Sign(rc.secret, time.Unix(sec, 0), body))) {
-		rc.t.Errorf("a delivery with a bad signature %q", sig)
+	if err := ctwatch.Verify(rc.secret, sig, body, time.Now(), time.Minute); err != nil {
+		rc.t.Errorf("a delivery with a bad signature %q: %v", sig, err)
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}
@@ -275,5 +272,34 @@ func TestHostileCertificate(t *testing.T) {
 	c := certs[0]
 	if len(c.Names) != 64 || len(c.Issuer) > 512 || strings.ContainsAny(c.Issuer, "\x1b\x07") || strings.ContainsRune(strings.Join(c.Names, ""), 0) || len(c.Finding) > 64<<10 {
 		t.Errorf("stored %d names, issuer of %d bytes, finding of %d bytes", len(c.Names), len(c.Issuer), len(c.Finding))
+	}
+}
+
+// TestVerify: a receiver's check refuses a changed body, another secret,
+// a stale or future time and a malformed header (RFC 2104 HMAC).
+func TestVerify(t *testing.T) {
+	secret := []byte("0123456789abcdef")
+	now := time.Unix(1_800_000_000, 0)
+	body := []byte(`{"type":"ct.alert"}`)
+	sig := ctwatch.Sign(secret, now, body)
+	if err := ctwatch.Verify(secret, sig, body, now.Add(30*time.Second), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		secret []byte
+		sig    string
+		body   []byte
+		at     time.Time
+	}{
+		"changed body":    {secret, sig, []byte(`{"type":"ct.alert "}`), now},
+		"another secret":  {[]byte("fedcba9876543210"), sig, body, now},
+		"replayed later":  {secret, sig, body, now.Add(2 * time.Minute)},
+		"from the future": {secret, sig, body, now.Add(-2 * time.Minute)},
+		"no time":         {secret, strings.TrimPrefix(sig, "t="), body, now},
+		"truncated MAC":   {secret, sig[:len(sig)-2], body, now},
+	} {
+		if err := ctwatch.Verify(c.secret, c.sig, c.body, c.at, time.Minute); !errors.Is(err, ctwatch.ErrBadSignature) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rampartsec/rampart/internal/store"
@@ -29,6 +31,29 @@ func Sign(secret []byte, t time.Time, body []byte) string {
 	mac.Write([]byte(ts + "."))
 	mac.Write(body)
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// ErrBadSignature is returned by Verify for a delivery it refuses.
+var ErrBadSignature = errors.New("ctwatch: the delivery's signature does not verify")
+
+// Verify checks a delivery as a receiver must: the signature header's
+// HMAC over the exact body, compared in constant time, and its time
+// within tolerance of now (so that a recorded delivery cannot be
+// replayed later).
+func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	ts, _, ok := strings.Cut(strings.TrimPrefix(header, "t="), ",")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if !ok || !strings.HasPrefix(header, "t=") || err != nil {
+		return fmt.Errorf("%w: malformed %s header", ErrBadSignature, SignatureHeader)
+	}
+	at := time.Unix(sec, 0)
+	if d := now.Sub(at); d > tolerance || d < -tolerance {
+		return fmt.Errorf("%w: signed at %s, %s from now", ErrBadSignature, at.UTC().Format(time.RFC3339), d.Round(time.Second))
+	}
+	if !hmac.Equal([]byte(header), []byte(Sign(secret, at, body))) {
+		return ErrBadSignature
+	}
+	return nil
 }
 
 // delivery is the JSON a webhook receives.
