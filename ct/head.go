@@ -3,8 +3,6 @@ package ct
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -14,9 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/rampartsec/rampart/internal/util/signedct"
 )
 
 // A Head is a signed tree head: the log's commitment to its first Size
@@ -36,45 +35,10 @@ func (h Head) String() string {
 // key does not verify.
 var ErrSignature = errors.New("ct: signature does not verify")
 
-// TLS 1.2 SignatureAndHashAlgorithm values (RFC 5246 §7.4.1.4.1) that
-// RFC 6962 §2.1.4 allows.
-const (
-	hashSHA256 = 4
-	sigRSA     = 1
-	sigECDSA   = 3
-)
-
-// verifyDigitallySigned checks a TLS DigitallySigned struct (RFC 5246
-// §4.7) over msg with key: SHA-256 with ECDSA (ASN.1 signature) or RSA
-// PKCS #1 v1.5, matching the key's type.
+// verifyDigitallySigned checks a DigitallySigned struct over msg.
 func verifyDigitallySigned(key crypto.PublicKey, msg, ds []byte) error {
-	s := cryptobyte.String(ds)
-	var hash, alg uint8
-	var sig cryptobyte.String
-	if !s.ReadUint8(&hash) || !s.ReadUint8(&alg) || !s.ReadUint16LengthPrefixed(&sig) || !s.Empty() {
-		return fmt.Errorf("%w: malformed DigitallySigned", ErrSignature)
-	}
-	if hash != hashSHA256 {
-		return fmt.Errorf("%w: hash algorithm %d, not SHA-256", ErrSignature, hash)
-	}
-	digest := sha256.Sum256(msg)
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		if alg != sigECDSA {
-			return fmt.Errorf("%w: signature algorithm %d for an ECDSA key", ErrSignature, alg)
-		}
-		if !ecdsa.VerifyASN1(k, digest[:], sig) {
-			return ErrSignature
-		}
-	case *rsa.PublicKey:
-		if alg != sigRSA {
-			return fmt.Errorf("%w: signature algorithm %d for an RSA key", ErrSignature, alg)
-		}
-		if rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], sig) != nil {
-			return ErrSignature
-		}
-	default:
-		return fmt.Errorf("%w: unsupported key %T", ErrSignature, key)
+	if err := signedct.Verify(key, msg, ds); err != nil {
+		return fmt.Errorf("%w: %v", ErrSignature, err)
 	}
 	return nil
 }

@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/util/signedct"
 )
 
 // MaxLogListSize is the largest log list [ParseLogList] reads (the public
@@ -206,27 +204,8 @@ func baseURL(field, s string) (string, error) {
 	return s, nil
 }
 
-// parseLogKey reads a log's DER SubjectPublicKeyInfo: RFC 6962 §2.1.4 allows
-// ECDSA P-256 and RSA; browsers require RSA keys of at least 2048 bits.
-func parseLogKey(der []byte) (crypto.PublicKey, error) {
-	k, err := x509.ParsePKIXPublicKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("key: %v", err)
-	}
-	switch k := k.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("key: ECDSA on %s, not P-256", k.Curve.Params().Name)
-		}
-		return k, nil
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("key: RSA of %d bits, fewer than 2048", k.N.BitLen())
-		}
-		return k, nil
-	}
-	return nil, fmt.Errorf("key: %T is not an ECDSA P-256 or RSA key", k)
-}
+// parseLogKey reads a log's DER SubjectPublicKeyInfo (signedct.ParseKey).
+func parseLogKey(der []byte) (crypto.PublicKey, error) { return signedct.ParseKey(der) }
 
 // ReadLogList reads a log list from a file or, for an http(s) URL, over
 // the network with client (nil: http.DefaultClient); see [ParseLogList].
