@@ -1,0 +1,69 @@
+package signedct_test
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"testing"
+
+	_ "github.com/rampartsec/rampart/internal/testing/golden"
+	"github.com/rampartsec/rampart/internal/util/signedct"
+)
+
+func ds(hash, alg byte, sig []byte) []byte {
+	return append([]byte{hash, alg, byte(len(sig) >> 8), byte(len(sig))}, sig...)
+}
+
+// TestVerify: RFC 6962 §2.1.4's two algorithms verify; anything else in
+// the DigitallySigned struct (RFC 5246 §4.7) is refused.
+func TestVerify(t *testing.T) {
+	msg := []byte("tree head")
+	d := sha256.Sum256(msg)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecSig, _ := ecdsa.SignASN1(rand.Reader, ec, d[:])
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsaSig, _ := rsa.SignPKCS1v15(rand.Reader, rk, crypto.SHA256, d[:])
+	if err := signedct.Verify(&ec.PublicKey, msg, ds(4, 3, ecSig)); err != nil {
+		t.Errorf("ECDSA: %v", err)
+	}
+	if err := signedct.Verify(&rk.PublicKey, msg, ds(4, 1, rsaSig)); err != nil {
+		t.Errorf("RSA: %v", err)
+	}
+	for name, c := range map[string]struct {
+		key crypto.PublicKey
+		msg []byte
+		ds  []byte
+	}{
+		"other message":            {&ec.PublicKey, []byte("tree head!"), ds(4, 3, ecSig)},
+		"SHA-1":                    {&ec.PublicKey, msg, ds(2, 3, ecSig)},
+		"RSA algorithm, EC key":    {&ec.PublicKey, msg, ds(4, 1, ecSig)},
+		"ECDSA algorithm, RSA key": {&rk.PublicKey, msg, ds(4, 3, rsaSig)},
+		"truncated":                {&ec.PublicKey, msg, ds(4, 3, ecSig)[:10]},
+		"trailing byte":            {&ec.PublicKey, msg, append(ds(4, 3, ecSig), 0)},
+		"empty":                    {&ec.PublicKey, msg, nil},
+	} {
+		if err := signedct.Verify(c.key, c.msg, c.ds); !errors.Is(err, signedct.ErrSignature) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	der := func(k crypto.PublicKey) []byte { b, _ := x509.MarshalPKIXPublicKey(k); return b }
+	if _, err := signedct.ParseKey(der(&p256.PublicKey)); err != nil {
+		t.Error(err)
+	}
+	for name, b := range map[string][]byte{"P-384": der(&p384.PublicKey), "RSA 1024": der(&small.PublicKey), "junk": []byte("x")} {
+		if _, err := signedct.ParseKey(b); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
