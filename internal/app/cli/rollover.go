@@ -2,12 +2,17 @@ package cli
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rampartsec/rampart/ct"
 	"github.com/rampartsec/rampart/internal/util/certfile"
 	"github.com/rampartsec/rampart/pin"
 )
@@ -27,11 +32,16 @@ it), and, given the issuing chain in --issuing-chain FILE (intermediate
 first; --ca FILE is accepted for it too), whether a CA pin will cover any
 certificate that CA issues for it.
 
+--announce FILE: when clients keep working, add the new key to FILE, the
+announcements that rampart ct check --expect and rampart serve's ct.expect
+read, so that the Certificate Transparency monitor counts the renewal's
+certificates as expected rather than as a rollover or a rogue key.
+
 Exit status: 0 pinned clients keep working; 1 they would break (the output
 says which rule and why); 2 usage or policy error.`
 
 func newRolloverCmd(stdio Stdio) *cobra.Command {
-	var policyFile, domain, chainFile, keyFile, csrFile, caFile, issuingFile string
+	var policyFile, domain, chainFile, keyFile, csrFile, caFile, issuingFile, announceFile string
 	c := &cobra.Command{
 		Use:   "rollover --policy FILE --domain DOMAIN (--chain NEW.pem [--ca FILE] | (--key NEW.key | --csr NEW.csr) [--issuing-chain FILE])",
 		Short: "Test a certificate renewal against the policy before it ships",
@@ -76,14 +86,24 @@ func newRolloverCmd(stdio Stdio) *cobra.Command {
 				fmt.Fprintf(stdio.Out, "the pin set of rule %s expired after %s: clients do CA validation only\n", rule.Name, rule.Expires.Format(time.DateOnly))
 				return nil
 			}
+			var check error
 			if chainFile != "" {
-				return rolloverChain(stdio.Out, policy, rule, t.host, chainFile, caFile, now)
+				check = rolloverChain(stdio.Out, policy, rule, t.host, chainFile, caFile, now)
+			} else {
+				flag := "--ca"
+				if issuingFile != "" {
+					flag = "--issuing-chain"
+				}
+				check = rolloverKey(stdio.Out, rule, keyFile+csrFile, caFile, flag)
 			}
-			flag := "--ca"
-			if issuingFile != "" {
-				flag = "--issuing-chain"
+			if check != nil || announceFile == "" {
+				return check
 			}
-			return rolloverKey(stdio.Out, rule, keyFile+csrFile, caFile, flag)
+			newPin, err := newKeyPin(chainFile + keyFile + csrFile)
+			if err != nil {
+				return fail(ExitUsage, err)
+			}
+			return announce(stdio.Out, announceFile, t.host, newPin, now)
 		},
 	}
 	c.Flags().StringVar(&policyFile, "policy", "", "pin policy `FILE`")
@@ -93,7 +113,60 @@ func newRolloverCmd(stdio Stdio) *cobra.Command {
 	c.Flags().StringVar(&csrFile, "csr", "", "a certificate request for the new key in a PEM `FILE`")
 	c.Flags().StringVar(&caFile, "ca", "", "with --chain: trust only the roots in this PEM `FILE` (with --key or --csr: the same as --issuing-chain)")
 	c.Flags().StringVar(&issuingFile, "issuing-chain", "", "with --key or --csr: the issuing CA, then each CA's issuer, in a PEM `FILE`")
+	c.Flags().StringVar(&announceFile, "announce", "", "when clients keep working, announce the new key to the CT monitor in this `FILE` (ct.expect)")
 	return c
+}
+
+// newKeyPin is the SPKI pin of the new key: the leaf of a chain, or the
+// one key or request of a file.
+func newKeyPin(file string) (pin.Pin, error) {
+	items, err := certfile.ReadFile(file, nil)
+	if err != nil || len(items) == 0 {
+		return pin.Pin{}, fmt.Errorf("%s: %v", file, err)
+	}
+	return pin.FromSPKI(items[0].SPKI), nil
+}
+
+// announce adds the new key of domain to the announcements file (creating
+// it): appended as text, so that the file's comments stay, and refused if
+// the result would not read back with every announcement it had and the
+// new one.
+func announce(w io.Writer, file, domain string, p pin.Pin, now time.Time) error {
+	data, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fail(ExitUsage, err)
+	}
+	old, err := ct.ParseAnnouncements(data)
+	if err != nil {
+		return fail(ExitUsage, fmt.Errorf("--announce %s: %w", file, err))
+	}
+	for _, a := range old {
+		if a.SPKI == p && (a.Domain == domain || a.Domain == "") {
+			fmt.Fprintf(w, "%s already announces %s for %s\n", file, p, domain)
+			return nil
+		}
+	}
+	entry := fmt.Sprintf("  - spki: %s\n    domain: %s\n    note: announced by rampart pin rollover on %s\n", p, domain, now.UTC().Format(time.DateOnly))
+	next := string(data)
+	if len(old) == 0 && strings.TrimSpace(next) == "" {
+		next = "# Keys and certificates the CT monitor counts as expected (rampart ct check --expect, rampart serve ct.expect).\nexpected:\n"
+	} else if next != "" && !strings.HasSuffix(next, "\n") {
+		next += "\n"
+	}
+	next += entry
+	got, err := ct.ParseAnnouncements([]byte(next))
+	if err != nil || len(got) != len(old)+1 || got[len(got)-1].SPKI != p {
+		return fail(ExitUsage, fmt.Errorf("--announce %s: appending to it would not keep its announcements (is expected: the file's last section, in block style?); add this entry to its expected list by hand:\n%s", file, entry))
+	}
+	mode := fs.FileMode(0o600)
+	if st, err := os.Stat(file); err == nil {
+		mode = st.Mode().Perm()
+	}
+	if err := writeFileAtomic(file, []byte(next), mode); err != nil {
+		return fail(ExitUsage, err)
+	}
+	fmt.Fprintf(w, "announced %s for %s in %s: the CT monitor counts certificates on this key as expected\n", p, domain, file)
+	return nil
 }
 
 func describeRole(d *pin.Domain, p pin.Pin) string {
