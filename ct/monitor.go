@@ -166,8 +166,10 @@ type LogStatus struct {
 	Next int64
 	// Behind is how many entries of the latest head are not judged yet.
 	Behind int64
-	// Judged counts entries judged by this monitor since it started.
-	Judged int64
+	// Judged counts entries judged by this monitor since it started;
+	// Unparsed those of them whose certificate could not be read (each
+	// logged; reported as a finding when it mentions a watched name).
+	Judged, Unparsed int64
 	// LastPoll is when a head was last fetched and verified;
 	// LastError the last failure, cleared by a successful pass.
 	LastPoll  time.Time
@@ -463,6 +465,8 @@ func (m *Monitor) judge(ctx context.Context, l *Log, src source, e *Entry) error
 	judge := m.judges.Load()
 	c, perr := parseCert(e.Cert, e.Precert)
 	if c == nil {
+		m.update(l, func(s *LogStatus) { s.Unparsed++ })
+		m.Logger.Warn("ct: an entry's certificate cannot be read", "log", l.Name(), "index", e.Index, "precert", e.Precert, "err", perr)
 		if !judge.Mentions(e.Cert) {
 			return nil
 		}

@@ -389,3 +389,26 @@ func TestRFC6962StartAtEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestUnparsedEntries: an entry whose certificate cannot be read is
+// counted and logged, and reported as a finding when its bytes mention a
+// watched name: never dropped unseen.
+func TestUnparsedEntries(t *testing.T) {
+	w := newPKI(t)
+	log := newRFCLog(t)
+	mentions := log.add([]byte("\x30\x80 not DER, but it names API.pay.example"), nil, false)
+	log.add([]byte("\x30\x80 not DER, no name of ours"), nil, true)
+	log.add(w.goodInt.Issue(t, testpki.LeafOptions{DNSNames: []string{"www.example.org"}}).Cert.Raw, nil, false)
+	sink := &collector{}
+	m := &ct.Monitor{Logs: log.list(t), Judge: newJudge(t, w.policy, nil, nil), Sink: sink, Start: ct.Start{Beginning: true}}
+	if err := m.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fs := sink.get(mentions)
+	if len(fs) != 1 || fs[0].Verdict.Class != ct.Unparsed || fs[0].Certificate != nil || fs[0].ParseError == "" || sink.count() != 1 {
+		t.Errorf("findings: %d, of the entry naming us %+v", sink.count(), fs)
+	}
+	if st := m.Status()[0]; st.Unparsed != 2 || st.Judged != 3 {
+		t.Errorf("status: %d unparsed of %d judged", st.Unparsed, st.Judged)
+	}
+}

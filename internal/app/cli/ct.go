@@ -72,6 +72,7 @@ type ctLogJSON struct {
 	Tiled        bool   `json:"tiled"`
 	TreeSize     int64  `json:"tree_size"`
 	Judged       int64  `json:"judged"`
+	Unparsed     int64  `json:"unparsed"`
 	Error        string `json:"error,omitempty"`
 	Misbehaviour string `json:"misbehaviour,omitempty"`
 }
@@ -200,7 +201,7 @@ func runCTCheck(ctx context.Context, m *ct.Monitor) ctCheckJSON {
 	}
 	for _, s := range m.Status() {
 		lj := ctLogJSON{Log: s.Log.Name(), LogID: s.Log.IDString(), URL: s.Log.URL, Tiled: s.Log.Tiled,
-			TreeSize: s.Head.Size, Judged: s.Judged, Error: s.LastError, Misbehaviour: s.Misbehaviour}
+			TreeSize: s.Head.Size, Judged: s.Judged, Unparsed: s.Unparsed, Error: s.LastError, Misbehaviour: s.Misbehaviour}
 		if lj.Error != "" || lj.Misbehaviour != "" {
 			out.Summary.FailedLogs++
 		}
@@ -265,7 +266,11 @@ func printCTCheck(w io.Writer, out *ctCheckJSON) {
 		case l.Error != "":
 			state = "FAILED"
 		}
-		fmt.Fprintf(w, "log %q: %s, tree size %d, %d entries judged\n", l.Log, state, l.TreeSize, l.Judged)
+		unreadable := ""
+		if l.Unparsed > 0 {
+			unreadable = fmt.Sprintf(" (%d unreadable)", l.Unparsed)
+		}
+		fmt.Fprintf(w, "log %q: %s, tree size %d, %d entries judged%s\n", l.Log, state, l.TreeSize, l.Judged, unreadable)
 	}
 	s := out.Summary
 	fmt.Fprintf(w, "%d rogue, %d rollover, %d unparsed, %d unpinned-name, %d expected; %d of %d logs failed\n",
