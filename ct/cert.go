@@ -46,6 +46,10 @@ type Certificate struct {
 	// final forms: the SHA-256 of the TBSCertificate without the CT poison
 	// and SCT list extensions (the hash certspotter calls the TBS hash).
 	TBSHash [sha256.Size]byte
+	// IssuerKeyHash is, for a precertificate, the SHA-256 of its issuer's
+	// key as the log's leaf records it (set by whoever read the entry;
+	// see [Entry]): what authenticates the recorded chain's first issuer.
+	IssuerKeyHash [sha256.Size]byte
 
 	issuer, subject []byte // DER Names
 }
@@ -168,7 +172,7 @@ func parseTBS(der []byte) (*Certificate, error) {
 		}
 	}
 	c.TBSHash = tbsHash(prefix, kept)
-	if cn := strings.ToLower(strings.TrimSuffix(c.CommonName, ".")); looksLikeHost(cn) && !contains(c.DNSNames, cn) {
+	if cn := strings.ToLower(strings.TrimRight(c.CommonName, ".")); looksLikeHost(cn) && !contains(c.DNSNames, cn) {
 		c.DNSNames = append(c.DNSNames, cn)
 	}
 	if sanErr != nil {
@@ -192,7 +196,7 @@ func (c *Certificate) readSAN(value cryptobyte.String) error {
 		}
 		switch tag {
 		case cbasn1.Tag(2).ContextSpecific():
-			n := strings.ToLower(strings.TrimSuffix(string(v), "."))
+			n := strings.ToLower(strings.TrimRight(string(v), "."))
 			if n != "" && !contains(c.DNSNames, n) {
 				c.DNSNames = append(c.DNSNames, n)
 			}
@@ -228,17 +232,26 @@ func tbsHash(prefix []byte, exts [][]byte) [sha256.Size]byte {
 	return sha256.Sum256(out)
 }
 
+// readValidity reads the validity period; a time it cannot read, or
+// outside years 1 to 9999 once in UTC (a GeneralizedTime with an offset
+// can reach year 10000), reads as zero: what is kept must be writable.
 func readValidity(v cryptobyte.String) (notBefore, notAfter time.Time) {
+	sane := func(t time.Time) time.Time {
+		if t = t.UTC(); t.Year() < 1 || t.Year() > 9999 {
+			return time.Time{}
+		}
+		return t
+	}
 	read := func() time.Time {
 		var t time.Time
 		switch {
 		case v.PeekASN1Tag(cbasn1.UTCTime):
 			if v.ReadASN1UTCTime(&t) {
-				return t.UTC()
+				return sane(t)
 			}
 		case v.PeekASN1Tag(cbasn1.GeneralizedTime):
 			if v.ReadASN1GeneralizedTime(&t) {
-				return t.UTC()
+				return sane(t)
 			}
 		}
 		var skip cryptobyte.String

@@ -162,3 +162,35 @@ func TestLenientCertificates(t *testing.T) {
 		t.Errorf("a truncated TBS: %v", err)
 	}
 }
+
+// TestValidityOutOfRange: a GeneralizedTime with an offset can fall in
+// year 10000 once in UTC, which nothing can store or write as JSON: it
+// reads as zero rather than stopping the monitor on that entry.
+func TestValidityOutOfRange(t *testing.T) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) { b.AddASN1Int64(2) })
+		b.AddASN1(cbasn1.INTEGER, func(b *cryptobyte.Builder) { b.AddBytes([]byte{1}) })
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2})
+		})
+		b.AddBytes(rawName(cbasn1.PrintableString, []byte("Some CA")))
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1UTCTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			b.AddASN1(cbasn1.GeneralizedTime, func(b *cryptobyte.Builder) { b.AddBytes([]byte("99991231235959-2359")) })
+		})
+		b.AddBytes(rawName(cbasn1.UTF8String, []byte("api.pay.example")))
+		b.AddBytes(keyDER(t, elliptic.P256()))
+	})
+	c, err := ct.ParseTBS(b.BytesOrPanic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.NotAfter.IsZero() || c.NotBefore.Year() != 2026 {
+		t.Errorf("validity %v – %v", c.NotBefore, c.NotAfter)
+	}
+	f := &ct.Finding{Log: &ct.Log{}, Certificate: c, Timestamp: time.UnixMilli(1 << 62)}
+	if _, err := f.MarshalJSON(); err != nil {
+		t.Errorf("the finding cannot be written: %v", err)
+	}
+}

@@ -241,3 +241,38 @@ func TestPartialTilesGone(t *testing.T) {
 		t.Errorf("%d findings", sink.count())
 	}
 }
+
+// TestIssuerNotServed: an issuer the log does not serve ends the chain
+// there: the entry is still judged (and reported), on what the log proves,
+// with a note; never retried for ever.
+func TestIssuerNotServed(t *testing.T) {
+	w := newWorld(t)
+	i := w.submit(t, w.goodInt, nil, false, "www.shop.pay.example")
+	w.log.WaitSize(t, 1)
+	w.log.SetFaults(func(rw http.ResponseWriter, r *http.Request) bool {
+		if strings.HasPrefix(r.URL.Path, "/issuer/") {
+			http.NotFound(rw, r)
+			return true
+		}
+		return false
+	})
+	sink := &collector{}
+	m := &ct.Monitor{Logs: w.logs, Judge: newJudge(t, w.policy, nil, nil), Sink: sink, Start: ct.Start{Beginning: true}}
+	if err := m.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fs := sink.get(i[0])
+	if len(fs) != 1 || fs[0].Verdict.Class != ct.Rogue || !strings.Contains(fs[0].ParseError, "the log's chain is incomplete") {
+		t.Fatalf("findings %+v", fs)
+	}
+	// Served again, the CA pin counts.
+	w.log.SetFaults(nil)
+	sink2 := &collector{}
+	m2 := &ct.Monitor{Logs: w.logs, Judge: newJudge(t, w.policy, nil, nil), Sink: sink2, Start: ct.Start{Beginning: true}}
+	if err := m2.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fs := sink2.get(i[0]); len(fs) != 1 || fs[0].Verdict.Class != ct.Expected {
+		t.Fatalf("with the issuer served: %+v", fs)
+	}
+}

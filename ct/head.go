@@ -31,6 +31,12 @@ func (h Head) String() string {
 	return fmt.Sprintf("size %d, root %s", h.Size, b64(h.Root[:]))
 }
 
+// MaxTreeSize bounds the size of a tree head a monitor accepts: 2^48
+// entries, a million times the largest logs, and far below the sizes at
+// which Merkle proof arithmetic overflows (a signed head of 2^62+1 entries
+// would otherwise make proof checking loop for ever).
+const MaxTreeSize = 1 << 48
+
 // ErrSignature is wrapped by the errors of heads whose signature the log's
 // key does not verify.
 var ErrSignature = errors.New("ct: signature does not verify")
@@ -58,11 +64,12 @@ func verifySTH(l *Log, h Head, timestampMillis uint64, ds []byte) error {
 	return verifyDigitallySigned(l.Key, treeHeadInput(h, timestampMillis), ds)
 }
 
+// millis is a log's timestamp, at most the end of year 9999 (what JSON
+// and the stores can write: a hostile log cannot stop the monitor with a
+// timestamp nothing can store).
 func millis(ts uint64) time.Time {
-	if ts > 1<<62 {
-		ts = 1 << 62
-	}
-	return time.UnixMilli(int64(ts)).UTC()
+	const last = 253402300799999 // 9999-12-31T23:59:59.999Z
+	return time.UnixMilli(int64(min(ts, last))).UTC()
 }
 
 // checkpointVerifier verifies the RFC 6962 note signatures of a tiled
@@ -151,7 +158,7 @@ func parseCheckpointBody(text []byte, origin string) (Head, error) {
 		return Head{}, fmt.Errorf("%w: origin %q, not %q", ErrCheckpoint, lines[0], origin)
 	}
 	size, err := strconv.ParseInt(lines[1], 10, 64)
-	if err != nil || size < 0 || (len(lines[1]) > 1 && lines[1][0] == '0') {
+	if err != nil || size < 0 || size > MaxTreeSize || (len(lines[1]) > 1 && lines[1][0] == '0') {
 		return Head{}, fmt.Errorf("%w: size %q", ErrCheckpoint, lines[1])
 	}
 	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])

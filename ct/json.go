@@ -38,7 +38,7 @@ func (f *Finding) MarshalJSON() ([]byte, error) {
 		ParseError string     `json:"parse_error,omitempty"`
 		LeafHash   string     `json:"leaf_hash"`
 	}{
-		Class: f.Verdict.Class, Names: f.Verdict.Names, Index: f.Index, Timestamp: f.Timestamp,
+		Class: f.Verdict.Class, Names: f.Verdict.Names, Index: f.Index, Timestamp: writable(f.Timestamp),
 		Precert: f.Precert, Chain: f.ChainIssuers, Rules: []rule{}, ParseError: f.ParseError,
 		LeafHash: b64(f.LeafHash[:]),
 	}
@@ -55,11 +55,11 @@ func (f *Finding) MarshalJSON() ([]byte, error) {
 		out.SPKI = f.Verdict.SPKI.String()
 		out.TBSHash = hex.EncodeToString(c.TBSHash[:])
 		out.Issuer, out.Serial = c.Issuer, c.Serial
-		if !c.NotBefore.IsZero() {
-			out.NotBefore = &c.NotBefore
+		if nb := writable(c.NotBefore); !nb.IsZero() {
+			out.NotBefore = &nb
 		}
-		if !c.NotAfter.IsZero() {
-			out.NotAfter = &c.NotAfter
+		if na := writable(c.NotAfter); !na.IsZero() {
+			out.NotAfter = &na
 		}
 	}
 	for _, r := range f.Verdict.Rules {
@@ -72,4 +72,13 @@ func (f *Finding) MarshalJSON() ([]byte, error) {
 		out.Rules = append(out.Rules, jr)
 	}
 	return json.Marshal(out)
+}
+
+// writable is t in UTC when JSON can write it (years 0 to 9999), else
+// zero: a finding is always written, whatever a certificate or log says.
+func writable(t time.Time) time.Time {
+	if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
+		return time.Time{}
+	}
+	return t
 }

@@ -3,6 +3,7 @@ package ct
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -281,21 +282,74 @@ func (j *Judge) Judge(c *Certificate, leafDER []byte, chain [][]byte, at time.Ti
 
 // chainPins are, per chain position, the pins a certificate there can
 // match: its SPKI pin, and its certificate pin when the whole certificate
-// is known (not for a precertificate's TBS).
+// is known (not for a precertificate's TBS). Only the chain the log's
+// tree authenticates counts: a log's chain is not covered by its Merkle
+// leaf, so a certificate of the recorded chain is credited only when it
+// issued the one below it (checked signatures; for a precertificate, its
+// issuer is the certificate whose key hash the leaf records, or a
+// precertificate signing certificate that key issued). A certificate a
+// log or a proxy appended proves nothing.
 func chainPins(c *Certificate, leafDER []byte, chain [][]byte) [][]pin.Pin {
 	leaf := []pin.Pin{pin.FromSPKI(c.SPKI)}
 	if leafDER != nil {
 		leaf = append(leaf, certPin(leafDER))
 	}
 	out := [][]pin.Pin{leaf}
-	for _, der := range chain {
-		var ps []pin.Pin
-		if x, err := x509.ParseCertificate(der); err == nil {
-			ps = append(ps, pin.FromCertificate(x))
-		} else if lc, err := ParseCertificate(der); err == nil {
-			ps = append(ps, pin.FromSPKI(lc.SPKI))
+	for pos, x := range verifiedIssuers(c, leafDER, chain) {
+		for len(out) <= pos+1 {
+			out = append(out, nil)
 		}
-		out = append(out, append(ps, certPin(der)))
+		if x != nil {
+			out[pos+1] = []pin.Pin{pin.FromCertificate(x), certPin(x.Raw)}
+		}
+	}
+	return out
+}
+
+// oidPrecertSigning is the extended key usage of a precertificate
+// signing certificate (RFC 6962 §3.1).
+var oidPrecertSigning = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11129, 2, 4, 4}
+
+// verifiedIssuers returns the recorded chain's certificates that are
+// authenticated, by chain position (nil where a position is not, and
+// nothing after the first that is not).
+func verifiedIssuers(c *Certificate, leafDER []byte, chain [][]byte) []*x509.Certificate {
+	var certs []*x509.Certificate
+	for _, der := range chain {
+		x, err := x509.ParseCertificate(der)
+		if err != nil {
+			break
+		}
+		certs = append(certs, x)
+	}
+	if len(certs) == 0 {
+		return nil
+	}
+	out := make([]*x509.Certificate, len(certs))
+	first := 0
+	if leafDER != nil {
+		leaf, err := x509.ParseCertificate(leafDER)
+		if err != nil || leaf.CheckSignatureFrom(certs[0]) != nil {
+			return nil
+		}
+	} else {
+		switch {
+		case c.IssuerKeyHash == [sha256.Size]byte{}:
+			return nil
+		case sha256.Sum256(certs[0].RawSubjectPublicKeyInfo) == c.IssuerKeyHash:
+		case len(certs) > 1 && slices.ContainsFunc(certs[0].UnknownExtKeyUsage, oidPrecertSigning.Equal) &&
+			sha256.Sum256(certs[1].RawSubjectPublicKeyInfo) == c.IssuerKeyHash && certs[0].CheckSignatureFrom(certs[1]) == nil:
+			first = 1 // the precertificate signing certificate is not an issuer of the final certificate
+		default:
+			return nil
+		}
+	}
+	out[first] = certs[first]
+	for i := first; i+1 < len(certs); i++ {
+		if certs[i].CheckSignatureFrom(certs[i+1]) != nil {
+			break
+		}
+		out[i+1] = certs[i+1]
 	}
 	return out
 }

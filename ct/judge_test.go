@@ -2,6 +2,8 @@ package ct_test
 
 import (
 	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
 	"net/netip"
 	"slices"
 	"testing"
@@ -110,6 +112,51 @@ func TestAnnouncements(t *testing.T) {
 		}
 		if c.want == ct.Expected && !v.Rules[0].Announced {
 			t.Errorf("%s: not marked announced", c.name)
+		}
+	}
+}
+
+// TestChainMustBeAuthentic: a log's recorded chain is not covered by its
+// Merkle leaf, so a CA pin counts only for a certificate that really
+// issued the one below it. A rogue leaf with the pinned intermediate
+// appended is rogue; a precertificate's issuer is the one whose key hash
+// the leaf records.
+func TestChainMustBeAuthentic(t *testing.T) {
+	w := newPKI(t)
+	j := newJudge(t, w.policy, nil, nil)
+	at := time.Now()
+	honest := w.goodInt.Issue(t, testLeaf(nil, "www.shop.pay.example"))
+	rogue := w.rogue.Issue(t, testLeaf(nil, "www.shop.pay.example"))
+	judge := func(der []byte, precert bool, ikh [32]byte, chain ...[]byte) ct.Verdict {
+		t.Helper()
+		x, _ := x509.ParseCertificate(der)
+		c, err := ct.ParseTBS(x.RawTBSCertificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !precert {
+			return j.Judge(c, der, chain, at)
+		}
+		c.IssuerKeyHash = ikh
+		return j.Judge(c, nil, chain, at)
+	}
+	goodKeyHash := sha256.Sum256(w.goodInt.Cert.RawSubjectPublicKeyInfo)
+	rogueKeyHash := sha256.Sum256(w.rogue.Cert.RawSubjectPublicKeyInfo)
+	for _, c := range []struct {
+		name    string
+		v       ct.Verdict
+		want    ct.Class
+		wantPos int
+	}{
+		{"honest certificate", judge(honest.Cert.Raw, false, [32]byte{}, w.goodInt.Cert.Raw), ct.Expected, 1},
+		{"rogue certificate, pinned CA appended", judge(rogue.Cert.Raw, false, [32]byte{}, w.goodInt.Cert.Raw), ct.Rogue, -1},
+		{"rogue certificate, pinned CA after its own", judge(rogue.Cert.Raw, false, [32]byte{}, w.rogue.Cert.Raw, w.goodInt.Cert.Raw), ct.Rogue, -1},
+		{"honest precertificate", judge(honest.Cert.Raw, true, goodKeyHash, w.goodInt.Cert.Raw), ct.Expected, 1},
+		{"rogue precertificate, pinned CA appended", judge(rogue.Cert.Raw, true, rogueKeyHash, w.goodInt.Cert.Raw), ct.Rogue, -1},
+		{"precertificate without its issuer's key hash", judge(honest.Cert.Raw, true, [32]byte{}, w.goodInt.Cert.Raw), ct.Rogue, -1},
+	} {
+		if c.v.Class != c.want || c.v.Rules[0].Position != c.wantPos {
+			t.Errorf("%s: %s at position %d, want %s at %d", c.name, c.v.Class, c.v.Rules[0].Position, c.want, c.wantPos)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,10 +153,13 @@ type Monitor struct {
 
 	once   sync.Once
 	judges atomic.Pointer[Judge]
-	mu     sync.Mutex
-	status map[[sha256.Size]byte]*LogStatus
-	srcs   map[[sha256.Size]byte]source
-	issuer *issuerCache
+	// sinceBelow is, per log started at Start.Since, the end of the early
+	// tile whose entries logged before Since are judged but not reported.
+	sinceBelow map[[sha256.Size]byte]int64
+	mu         sync.Mutex
+	status     map[[sha256.Size]byte]*LogStatus
+	srcs       map[[sha256.Size]byte]source
+	issuer     *issuerCache
 }
 
 // LogStatus is what a monitor knows of one log.
@@ -179,6 +183,11 @@ type LogStatus struct {
 	// Elsewhere says another monitor holds the log's lease (a Leaser
 	// state): this one leaves the log to it.
 	Elsewhere bool
+	// Stale is set while the log's newest head is older than its maximum
+	// merge delay plus an hour: a log must sign a new head within its MMD,
+	// and one that keeps showing an old head may be hiding entries from
+	// this monitor (a frozen view). Empty when fresh.
+	Stale string
 }
 
 // source reads one log, verifying everything it returns.
@@ -211,6 +220,7 @@ func (m *Monitor) init() {
 			m.Now = time.Now
 		}
 		m.status = map[[sha256.Size]byte]*LogStatus{}
+		m.sinceBelow = map[[sha256.Size]byte]int64{}
 		m.srcs = map[[sha256.Size]byte]source{}
 		m.issuer = newIssuerCache(1024)
 		m.judges.Store(m.Judge)
@@ -244,6 +254,16 @@ func (m *Monitor) Status() []LogStatus {
 		out = append(out, *m.status[m.Logs[i].ID])
 	}
 	return out
+}
+
+// index is l's position in Logs.
+func (m *Monitor) index(l *Log) int {
+	for i := range m.Logs {
+		if m.Logs[i].ID == l.ID {
+			return i
+		}
+	}
+	return 0
 }
 
 func (m *Monitor) update(l *Log, fn func(s *LogStatus)) {
@@ -371,7 +391,7 @@ func (m *Monitor) step(ctx context.Context, l *Log) error {
 		return err
 	}
 	if !ok {
-		if pos, err = m.start(ctx, src, head); err != nil {
+		if pos, err = m.start(ctx, l, src, head); err != nil {
 			return err
 		}
 	}
@@ -387,10 +407,19 @@ func (m *Monitor) step(ctx context.Context, l *Log) error {
 			return fmt.Errorf("%w (from %s to %s)", err, old, head)
 		}
 	}
+	now := m.Now()
+	stale := ""
+	if l.MMD > 0 && !head.Time.IsZero() && now.Sub(head.Time) > l.MMD+time.Hour {
+		stale = fmt.Sprintf("the newest head (%s) was signed %s ago; the log's MMD is %s", head, now.Sub(head.Time).Round(time.Minute), l.MMD)
+	}
+	if stale != "" && stale != m.Status()[m.index(l)].Stale {
+		m.Logger.Warn("ct: log's head is stale", "log", l.Name(), "head_time", head.Time, "mmd", l.MMD)
+	}
 	m.update(l, func(s *LogStatus) {
-		s.LastPoll = m.Now()
+		s.LastPoll = now
 		s.Head = head
 		s.Behind = head.Size - pos.Next
+		s.Stale = stale
 	})
 	if pos.Next >= head.Size {
 		if !sameHead(pos.Head, head) || !ok {
@@ -428,8 +457,11 @@ func (m *Monitor) save(ctx context.Context, l *Log, p Position) error {
 	return nil
 }
 
-// start is the position on a log without one, per m.Start.
-func (m *Monitor) start(ctx context.Context, src source, head Head) (Position, error) {
+// start is the position on a log without one, per m.Start. With Since,
+// the search is for entries logged a maximum merge delay before it (a log
+// sequences an entry up to its MMD after the entry's timestamp), and
+// starts one tile earlier still.
+func (m *Monitor) start(ctx context.Context, l *Log, src source, head Head) (Position, error) {
 	switch {
 	case m.Start.Beginning || head.Size == 0:
 		return Position{}, nil
@@ -444,22 +476,30 @@ func (m *Monitor) start(ctx context.Context, src source, head Head) (Position, e
 		if err != nil {
 			return Position{}, err
 		}
-		if ts.Before(m.Start.Since) {
+		if ts.Before(m.Start.Since.Add(-l.MMD)) {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
 	// Entries from there on are checked against head; nothing before is
-	// judged.
-	return src.prepare(ctx, head, max(lo-1, 0)*tileWidth)
+	// judged. Only the early tile's entries logged before Since go
+	// unreported: later ones are reported whatever their timestamp.
+	next := max(lo-1, 0) * tileWidth
+	m.mu.Lock()
+	m.sinceBelow[l.ID] = next + tileWidth
+	m.mu.Unlock()
+	return src.prepare(ctx, head, next)
 }
 
 // judge parses and judges one entry and hands a finding to the sink.
-// Entries logged before Start.Since (the start is a tile early) are
-// judged and not reported.
+// Entries of the early tile of a Start.Since start logged before Since
+// are judged and not reported.
 func (m *Monitor) judge(ctx context.Context, l *Log, src source, e *Entry) error {
-	if !m.Start.Since.IsZero() && e.Timestamp.Before(m.Start.Since) {
+	m.mu.Lock()
+	below := m.sinceBelow[l.ID]
+	m.mu.Unlock()
+	if e.Index < below && e.Timestamp.Before(m.Start.Since) {
 		return nil
 	}
 	judge := m.judges.Load()
@@ -474,12 +514,23 @@ func (m *Monitor) judge(ctx context.Context, l *Log, src source, e *Entry) error
 			Verdict: Verdict{Class: Unparsed}, LeafHash: e.LeafHash}
 		return m.Sink.Found(ctx, f)
 	}
+	if e.Precert {
+		c.IssuerKeyHash = e.IssuerKeyHash
+	}
 	if !judge.Concerns(c) {
-		return nil
+		if perr == nil || !judge.Mentions(e.Cert) {
+			return nil
+		}
+		// Read only in part, and the part read names nothing of ours,
+		// yet the bytes do: report it rather than trust the part.
+		m.update(l, func(s *LogStatus) { s.Unparsed++ })
+		return m.Sink.Found(ctx, &Finding{Log: l, Index: e.Index, Timestamp: e.Timestamp, Precert: e.Precert,
+			ParseError: perr.Error(), Verdict: Verdict{Class: Unparsed}, LeafHash: e.LeafHash})
 	}
 	c.Issuer = nameString(c.issuer)
 	chain, err := src.chain(ctx, e, m.issuer)
-	if err != nil {
+	var incomplete *incompleteChain
+	if err != nil && !errors.As(err, &incomplete) {
 		return err
 	}
 	var leaf []byte
@@ -490,6 +541,9 @@ func (m *Monitor) judge(ctx context.Context, l *Log, src source, e *Entry) error
 		Verdict: judge.Judge(c, leaf, chain, m.Now()), LeafHash: e.LeafHash}
 	if perr != nil {
 		f.ParseError = perr.Error()
+	}
+	if incomplete != nil {
+		f.ParseError = strings.TrimPrefix(f.ParseError+"; "+incomplete.Error(), "; ")
 	}
 	for _, der := range chain {
 		name := "(unreadable)"

@@ -148,7 +148,8 @@ func TestMonitorRealLog(t *testing.T) {
 	unpinned := w.submit(t, w.goodInt, nil, false, "blog.pay.example")
 	unrelated := w.submit(t, w.rogue, nil, false, "www.unrelated.example")
 	announced := w.submit(t, w.goodInt, plannedKey, false, "api.pay.example")
-	size := announced[0] + 1
+	caPinnedPre := w.submit(t, w.goodInt, nil, true, "pay.shop.pay.example") // a precertificate: its issuer by key hash
+	size := caPinnedPre[1] + 1
 	w.log.WaitSize(t, size)
 
 	sink := &collector{}
@@ -217,7 +218,12 @@ func TestMonitorRealLog(t *testing.T) {
 	if !f.Verdict.Rules[0].Announced {
 		t.Error("the announced renewal is not marked announced")
 	}
-	if got, want := sink.count(), 8; got != want {
+	for _, i := range caPinnedPre {
+		if f := one("a new key under the pinned CA, precertificate and certificate", i, ct.Expected); f.Verdict.Rules[0].Position != 1 {
+			t.Errorf("entry %d: the CA pin matched at %d", i, f.Verdict.Rules[0].Position)
+		}
+	}
+	if got, want := sink.count(), 10; got != want {
 		t.Errorf("%d entries reported, want %d", got, want)
 	}
 	st := m.Status()[0]

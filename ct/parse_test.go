@@ -166,6 +166,7 @@ func TestVerifyCheckpoint(t *testing.T) {
 		{"truncated", string(good[:len(good)/2]), ct.ErrCheckpoint},
 		{"leading zero size", strings.Replace(body, "\n1234\n", "\n01234\n", 1) + "\n\n" + sig, ct.ErrCheckpoint},
 		{"too large", strings.Repeat("x", 20000), ct.ErrCheckpoint},
+		{"a size beyond 2^48", string(ctlog.SignCheckpoint(t, key, l.Origin(), 1<<62+1, root)), ct.ErrCheckpoint},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := l.VerifyCheckpoint([]byte(c.data)); !errors.Is(err, c.want) {

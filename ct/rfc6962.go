@@ -29,6 +29,10 @@ func newRFC6962(l *Log, f fetcher) *rfc6962 {
 
 const maxJSON = 32 << 20
 
+// maxBatchBytes bounds the entries held before they are verified and
+// judged, whatever the entries' sizes.
+const maxBatchBytes = 64 << 20
+
 func (r *rfc6962) getJSON(ctx context.Context, path string, q url.Values, v any) error {
 	u := r.log.URL + "ct/v1/" + path
 	if len(q) > 0 {
@@ -55,8 +59,8 @@ func (r *rfc6962) head(ctx context.Context) (Head, error) {
 	if err := r.getJSON(ctx, "get-sth", nil, &sth); err != nil {
 		return Head{}, err
 	}
-	if sth.TreeSize == nil || *sth.TreeSize < 0 || len(sth.Root) != tlog.HashSize {
-		return Head{}, fmt.Errorf("%w: get-sth: no tree size or a root that is not a SHA-256", ErrCorrupt)
+	if sth.TreeSize == nil || *sth.TreeSize < 0 || *sth.TreeSize > MaxTreeSize || len(sth.Root) != tlog.HashSize {
+		return Head{}, fmt.Errorf("%w: get-sth: no tree size (at most 2^48) or a root that is not a SHA-256", ErrCorrupt)
 	}
 	h := Head{Size: *sth.TreeSize, Time: millis(sth.Timestamp)}
 	copy(h.Root[:], sth.Root)
@@ -144,6 +148,7 @@ func (r *rfc6962) entries(ctx context.Context, pos Position, head Head, fn func(
 		end := min(fr.size+r.batch, head.Size)
 		var batch []Entry
 		next := fr.clone()
+		var held int // bytes of the batch: it ends early at maxBatchBytes
 		for next.size < end {
 			got, err := r.getEntries(ctx, next.size, min(next.size+r.perRequest, end)-1)
 			if err != nil {
@@ -151,8 +156,15 @@ func (r *rfc6962) entries(ctx context.Context, pos Position, head Head, fn func(
 			}
 			for _, e := range got {
 				next.add(e.LeafHash)
+				held += len(e.Cert)
+				for _, c := range e.Chain {
+					held += len(c)
+				}
 			}
 			batch = append(batch, got...)
+			if held > maxBatchBytes {
+				end = next.size // verified here: a consistency proof ties any size to the head
+			}
 		}
 		root := next.root()
 		if end == head.Size {

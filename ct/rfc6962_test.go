@@ -13,11 +13,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/rampartsec/rampart/ct"
 	"github.com/rampartsec/rampart/internal/testing/testpki"
@@ -41,6 +45,7 @@ type rfcLog struct {
 	maxPer    int   // get-entries answers at most this many
 	sth       func(size int64) []byte
 	corrupt   map[int64]bool
+	age       time.Duration // how old the heads it signs say they are
 }
 
 func newRFCLog(t *testing.T) *rfcLog {
@@ -128,7 +133,7 @@ func (l *rfcLog) root(size int64) tlog.Hash {
 }
 
 func (l *rfcLog) signedSTH(size int64, root tlog.Hash) []byte {
-	ts := uint64(time.Now().UnixMilli())
+	ts := uint64(time.Now().Add(-l.age).UnixMilli())
 	msg := []byte{0, 1}
 	msg = binary.BigEndian.AppendUint64(msg, ts)
 	msg = binary.BigEndian.AppendUint64(msg, uint64(size))
@@ -321,6 +326,11 @@ func TestRFC6962Log(t *testing.T) {
 	if err := m.Step(ctx, &m.Logs[0]); !errors.Is(err, ct.ErrSplitView) {
 		t.Errorf("two heads for one size: %v", err)
 	}
+	// A signed head too large for proof arithmetic is refused, at once.
+	log.sth = func(size int64) []byte { return log.signedSTH(1<<62+1, tlog.Hash{3}) }
+	if err := m.Step(ctx, &m.Logs[0]); !errors.Is(err, ct.ErrCorrupt) {
+		t.Errorf("a head of 2^62+1 entries: %v", err)
+	}
 	log.sth = nil
 	log.rewrite(1500, issue(w.goodInt, "www.example.org"))
 	log.add(issue(w.goodInt, "www.example.org"), nil, false)
@@ -399,16 +409,50 @@ func TestUnparsedEntries(t *testing.T) {
 	mentions := log.add([]byte("\x30\x80 not DER, but it names API.pay.example"), nil, false)
 	log.add([]byte("\x30\x80 not DER, no name of ours"), nil, true)
 	log.add(w.goodInt.Issue(t, testpki.LeafOptions{DNSNames: []string{"www.example.org"}}).Cert.Raw, nil, false)
+	// Read in part: a SAN whose first name has a non-minimal length, then
+	// our name; what parses names nothing of ours, the bytes do.
+	partial := log.add(wrapCert(rawTBS([]byte{1}, rawName(cbasn1.UTF8String, []byte("x")), keyDER(t, elliptic.P256()),
+		sanExt(func(b *cryptobyte.Builder) {
+			b.AddBytes([]byte{0x82, 0x81, 0x01, 'x'})
+			b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte("api.pay.example")) })
+		}))), nil, false)
 	sink := &collector{}
 	m := &ct.Monitor{Logs: log.list(t), Judge: newJudge(t, w.policy, nil, nil), Sink: sink, Start: ct.Start{Beginning: true}}
 	if err := m.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	fs := sink.get(mentions)
-	if len(fs) != 1 || fs[0].Verdict.Class != ct.Unparsed || fs[0].Certificate != nil || fs[0].ParseError == "" || sink.count() != 1 {
+	if len(fs) != 1 || fs[0].Verdict.Class != ct.Unparsed || fs[0].Certificate != nil || fs[0].ParseError == "" || sink.count() != 2 {
 		t.Errorf("findings: %d, of the entry naming us %+v", sink.count(), fs)
 	}
-	if st := m.Status()[0]; st.Unparsed != 2 || st.Judged != 3 {
+	if fs := sink.get(partial); len(fs) != 1 || fs[0].Verdict.Class != ct.Unparsed {
+		t.Errorf("the entry read in part: %+v", fs)
+	}
+	if st := m.Status()[0]; st.Unparsed != 3 || st.Judged != 4 {
 		t.Errorf("status: %d unparsed of %d judged", st.Unparsed, st.Judged)
+	}
+}
+
+// TestStaleHead: a log that keeps showing a head older than its MMD (plus
+// an hour) is flagged: a frozen view can hide entries from a monitor.
+func TestStaleHead(t *testing.T) {
+	w := newPKI(t)
+	log := newRFCLog(t)
+	log.add(w.goodInt.Issue(t, testpki.LeafOptions{DNSNames: []string{"www.example.org"}}).Cert.Raw, nil, false)
+	log.age = 26 * time.Hour // the list says MMD 24 h
+	m := &ct.Monitor{Logs: log.list(t), Judge: newJudge(t, w.policy, nil, nil), Sink: &collector{}, Start: ct.Start{Beginning: true}}
+	if err := m.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status()[0]; !strings.Contains(st.Stale, "the log's MMD is 24h0m0s") || st.Next != 1 {
+		t.Errorf("status %+v", st)
+	}
+	log.age = 0
+	log.add(w.goodInt.Issue(t, testpki.LeafOptions{DNSNames: []string{"www.example.org"}}).Cert.Raw, nil, false)
+	if err := m.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status()[0]; st.Stale != "" || st.Next != 2 {
+		t.Errorf("status once fresh %+v", st)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -204,7 +205,10 @@ func parsePrefix(data []byte, first int64, w int) ([]Entry, error) {
 }
 
 // chain returns the issuing chain of a tiled log's entry: its issuers,
-// fetched by fingerprint.
+// fetched by fingerprint. A failure that retrying may clear is an error;
+// an issuer the log does not serve, or serves wrong, ends the chain there
+// (an *incompleteChain error with what was fetched): the entry is judged
+// on what the log proves rather than never.
 func (t *tiled) chain(ctx context.Context, e *Entry, c *issuerCache) ([][]byte, error) {
 	out := make([][]byte, 0, len(e.ChainFingerprints))
 	for _, fp := range e.ChainFingerprints {
@@ -212,6 +216,10 @@ func (t *tiled) chain(ctx context.Context, e *Entry, c *issuerCache) ([][]byte, 
 		if !ok {
 			var err error
 			if der, err = t.issuer(ctx, fp); err != nil {
+				var he *HTTPError
+				if (errors.As(err, &he) && !he.Temporary()) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTooLarge) {
+					return out, &incompleteChain{err}
+				}
 				return nil, err
 			}
 			c.put(fp, der)
@@ -220,6 +228,12 @@ func (t *tiled) chain(ctx context.Context, e *Entry, c *issuerCache) ([][]byte, 
 	}
 	return out, nil
 }
+
+// incompleteChain is an issuing chain the log could not serve whole.
+type incompleteChain struct{ err error }
+
+func (e *incompleteChain) Error() string { return "the log's chain is incomplete: " + e.err.Error() }
+func (e *incompleteChain) Unwrap() error { return e.err }
 
 // timestamp is the timestamp of entry index, read from its data tile.
 // Used only to choose where to start: the entries judged are verified.

@@ -75,6 +75,7 @@ type ctLogJSON struct {
 	Unparsed     int64  `json:"unparsed"`
 	Error        string `json:"error,omitempty"`
 	Misbehaviour string `json:"misbehaviour,omitempty"`
+	Stale        string `json:"stale,omitempty"`
 }
 
 type ctCheckJSON struct {
@@ -201,8 +202,8 @@ func runCTCheck(ctx context.Context, m *ct.Monitor) ctCheckJSON {
 	}
 	for _, s := range m.Status() {
 		lj := ctLogJSON{Log: s.Log.Name(), LogID: s.Log.IDString(), URL: s.Log.URL, Tiled: s.Log.Tiled,
-			TreeSize: s.Head.Size, Judged: s.Judged, Unparsed: s.Unparsed, Error: s.LastError, Misbehaviour: s.Misbehaviour}
-		if lj.Error != "" || lj.Misbehaviour != "" {
+			TreeSize: s.Head.Size, Judged: s.Judged, Unparsed: s.Unparsed, Error: s.LastError, Misbehaviour: s.Misbehaviour, Stale: s.Stale}
+		if lj.Error != "" || lj.Misbehaviour != "" || lj.Stale != "" {
 			out.Summary.FailedLogs++
 		}
 		out.Logs = append(out.Logs, lj)
@@ -265,6 +266,8 @@ func printCTCheck(w io.Writer, out *ctCheckJSON) {
 			state = "MISBEHAVED"
 		case l.Error != "":
 			state = "FAILED"
+		case l.Stale != "":
+			state = "STALE"
 		}
 		unreadable := ""
 		if l.Unparsed > 0 {

@@ -8,6 +8,7 @@
 package ctwatch
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -117,7 +118,10 @@ func New(ctx context.Context, cfg Config) (*Watcher, error) {
 			return nil, errors.New("ctwatch: a webhook needs a URL and a secret of at least 16 bytes")
 		}
 		if wh.Client == nil {
-			wh.Client = &http.Client{Timeout: 10 * time.Second}
+			// Redirects are refused: the body and its signature go to
+			// the configured URL only, never to wherever it points.
+			wh.Client = &http.Client{Timeout: 10 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		}
 		if wh.MaxAttempts <= 0 {
 			wh.MaxAttempts = 15
@@ -264,9 +268,35 @@ func bounded(f *ct.Finding) *ct.Finding {
 	return &g
 }
 
+// encodeBounded is f's JSON within the store's bound: names are dropped
+// from the end until it fits (JSON escaping can grow a name sixfold).
+func encodeBounded(f *ct.Finding) ([]byte, error) {
+	for {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(f); err != nil {
+			return nil, err
+		}
+		if buf.Len() <= maxFinding || (len(f.Verdict.Names) == 0 && len(f.ChainIssuers) == 0) {
+			return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+		}
+		g := *f
+		if n := len(g.Verdict.Names); n > 0 {
+			g.Verdict.Names = g.Verdict.Names[:n/2]
+		} else {
+			g.ChainIssuers = nil
+		}
+		f = &g
+	}
+}
+
+// maxFinding is the store's bound on a finding's JSON.
+const maxFinding = 64 << 10
+
 func (s sink) Found(ctx context.Context, f *ct.Finding) error {
 	f = bounded(f)
-	body, err := json.Marshal(f)
+	body, err := encodeBounded(f)
 	if err != nil {
 		return err
 	}

@@ -250,6 +250,9 @@ func TestHostileCertificate(t *testing.T) {
 	}
 	defer db.Close()
 	names := []string{"api.pay.example", "bad\x00name", "\xff\xfe.pay.example", "\x1b[31mred.pay.example"}
+	for range 64 {
+		names = append(names, strings.Repeat("<", 480)+".pay.example") // JSON escapes each < to six bytes
+	}
 	for i := range 5000 {
 		names = append(names, fmt.Sprintf("n%d.pay.example", i))
 	}
@@ -270,7 +273,7 @@ func TestHostileCertificate(t *testing.T) {
 		t.Fatal(certs, err)
 	}
 	c := certs[0]
-	if len(c.Names) != 64 || len(c.Issuer) > 512 || strings.ContainsAny(c.Issuer, "\x1b\x07") || strings.ContainsRune(strings.Join(c.Names, ""), 0) || len(c.Finding) > 64<<10 {
+	if len(c.Names) == 0 || len(c.Names) > 64 || len(c.Issuer) > 512 || strings.ContainsAny(c.Issuer, "\x1b\x07") || strings.ContainsRune(strings.Join(c.Names, ""), 0) || len(c.Finding) > 64<<10 {
 		t.Errorf("stored %d names, issuer of %d bytes, finding of %d bytes", len(c.Names), len(c.Issuer), len(c.Finding))
 	}
 }
@@ -300,6 +303,49 @@ func TestVerify(t *testing.T) {
 	} {
 		if err := ctwatch.Verify(c.secret, c.sig, c.body, c.at, time.Minute); !errors.Is(err, ctwatch.ErrBadSignature) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestWebhookRefusesRedirects: a delivery goes to the configured URL only;
+// a redirect is a failed attempt, and the URL (which may hold the
+// receiver's secret) is in no error kept.
+func TestWebhookRefusesRedirects(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rampart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	elsewhere := 0
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere++ }))
+	defer other.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(other.URL, http.StatusTemporaryRedirect))
+	defer redirect.Close()
+	logs := []ct.Log{{Description: "log", ID: [32]byte{1}, URL: "https://ct.example/"}}
+	for _, hook := range []string{redirect.URL + "/hook/s3cr3t-token", "http://127.0.0.1:1/hook/s3cr3t-token"} {
+		w, err := ctwatch.New(context.Background(), ctwatch.Config{Store: db.CT(), Logs: logs,
+			Judge:   func(context.Context) (*ct.Judge, error) { return ct.NewJudge(nil, []string{"pay.example"}, nil) },
+			Webhook: &ctwatch.Webhook{URL: hook, Secret: []byte("0123456789abcdef")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &ct.Finding{Log: &logs[0], Index: int64(len(hook)), Timestamp: time.Now(), Certificate: &ct.Certificate{SPKI: []byte{1}, TBSHash: [32]byte{byte(len(hook))}},
+			Verdict: ct.Verdict{Class: ct.Rogue, Names: []string{"api.pay.example"}, SPKI: pin.FromSPKI([]byte{1})}}
+		if err := ctwatch.SinkOf(w).Found(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+		ctwatch.DeliverDue(w, context.Background())
+	}
+	if elsewhere != 0 {
+		t.Errorf("the redirect was followed %d times", elsewhere)
+	}
+	due, err := db.CT().DueAlerts(context.Background(), "check", time.Now().Add(time.Hour), time.Minute, 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("%d alerts due for a retry, %v", len(due), err)
+	}
+	for _, a := range due {
+		if a.Attempts != 1 || a.LastError == "" || strings.Contains(a.LastError, "s3cr3t") {
+			t.Errorf("alert %d: %d attempts, last error %q", a.ID, a.Attempts, a.LastError)
 		}
 	}
 }

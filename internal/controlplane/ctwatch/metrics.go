@@ -48,6 +48,8 @@ var (
 		"When the log's head was last fetched and verified (Unix time).", []string{"log"}, nil)
 	failingDesc = prometheus.NewDesc("rampart_ct_log_failing",
 		"1 while the log's last look failed (down, rate limiting, corrupt data).", []string{"log"}, nil)
+	staleDesc = prometheus.NewDesc("rampart_ct_log_stale",
+		"1 while the log's newest head is older than its maximum merge delay plus an hour (a frozen view may hide entries).", []string{"log"}, nil)
 	unparsedDesc = prometheus.NewDesc("rampart_ct_entries_unparsed_total",
 		"Entries whose certificate could not be read, by log (each logged; a finding when it mentions a watched name).", []string{"log"}, nil)
 	misbehavingDesc = prometheus.NewDesc("rampart_ct_log_misbehaving",
@@ -57,7 +59,7 @@ var (
 type logCollector struct{ mon *ct.Monitor }
 
 func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{behindDesc, sizeDesc, pollDesc, failingDesc, misbehavingDesc, unparsedDesc} {
+	for _, d := range []*prometheus.Desc{behindDesc, sizeDesc, pollDesc, failingDesc, misbehavingDesc, unparsedDesc, staleDesc} {
 		ch <- d
 	}
 }
@@ -75,6 +77,7 @@ func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue, b2f(s.LastError != ""), name)
 		ch <- prometheus.MustNewConstMetric(misbehavingDesc, prometheus.GaugeValue, b2f(s.Misbehaviour != ""), name)
 		ch <- prometheus.MustNewConstMetric(unparsedDesc, prometheus.CounterValue, float64(s.Unparsed), name)
+		ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, b2f(s.Stale != ""), name)
 	}
 }
 

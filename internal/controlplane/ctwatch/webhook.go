@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,9 @@ func (w *Watcher) deliverLoop(ctx context.Context) {
 // scheduled (zero: none).
 func (w *Watcher) deliverDue(ctx context.Context) (soonest time.Time) {
 	for ctx.Err() == nil {
-		due, err := w.cfg.Store.DueAlerts(ctx, w.cfg.Owner, w.now(), time.Minute, 16)
+		// One at a time: the lease (a minute) outlasts one delivery (the
+		// client's timeout), never a queue of them.
+		due, err := w.cfg.Store.DueAlerts(ctx, w.cfg.Owner, w.now(), time.Minute, 1)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Error("ct: reading due alerts", "err", err)
@@ -163,7 +166,14 @@ func (w *Watcher) post(ctx context.Context, wh *Webhook, body []byte) error {
 	req.Header.Set(SignatureHeader, Sign(wh.Secret, w.now(), body))
 	resp, err := wh.Client.Do(req)
 	if err != nil {
-		return err
+		// A transport error names the URL, which may hold the
+		// receiver's secret (a token in the path or query): keep the
+		// cause only, for the log and the store.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("webhook: %v", ue.Err)
+		}
+		return errors.New("webhook: request failed")
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

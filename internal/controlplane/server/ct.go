@@ -131,6 +131,7 @@ func (s *Server) ctAPI(w http.ResponseWriter, r *http.Request) error {
 		LastPoll     *time.Time `json:"last_poll,omitempty"`
 		Error        string     `json:"error,omitempty"`
 		Misbehaviour string     `json:"misbehaviour,omitempty"`
+		Stale        string     `json:"stale,omitempty"`
 		Elsewhere    bool       `json:"other_instance"`
 	}
 	type certJSON struct {
@@ -152,7 +153,7 @@ func (s *Server) ctAPI(w http.ResponseWriter, r *http.Request) error {
 	}{Logs: []logJSON{}, Certificates: []certJSON{}}
 	for _, st := range s.cfg.CT.Status() {
 		lj := logJSON{Log: st.Log.Name(), LogID: st.Log.IDString(), URL: st.Log.URL, TreeSize: st.Head.Size, Next: st.Next,
-			Behind: st.Behind, Error: st.LastError, Misbehaviour: st.Misbehaviour, Elsewhere: st.Elsewhere}
+			Behind: st.Behind, Error: st.LastError, Misbehaviour: st.Misbehaviour, Stale: st.Stale, Elsewhere: st.Elsewhere}
 		if !st.LastPoll.IsZero() {
 			t := st.LastPoll.UTC()
 			lj.LastPoll = &t
