@@ -276,24 +276,26 @@ func nameString(der []byte) string {
 	return n.String()
 }
 
-// commonName is the first common name of a DER Name, read leniently:
-// any string type, its bytes as they are (BMPString decoded).
+// commonName is the common name of a DER Name, read leniently (any
+// string type, its bytes as they are, BMPString decoded); of several, the
+// last, as crypto/x509 takes it.
 func commonName(der []byte) string {
 	s := cryptobyte.String(der)
 	var rdns cryptobyte.String
 	if !s.ReadASN1(&rdns, cbasn1.SEQUENCE) {
 		return ""
 	}
+	cn := ""
 	for !rdns.Empty() {
 		var set cryptobyte.String
 		if !rdns.ReadASN1(&set, cbasn1.SET) {
-			return ""
+			return cn
 		}
 		for !set.Empty() {
 			var atv cryptobyte.String
 			var oid asn1.ObjectIdentifier
 			if !set.ReadASN1(&atv, cbasn1.SEQUENCE) || !atv.ReadASN1ObjectIdentifier(&oid) {
-				return ""
+				return cn
 			}
 			if !oid.Equal(oidCommonName) {
 				continue
@@ -301,19 +303,20 @@ func commonName(der []byte) string {
 			var v cryptobyte.String
 			var tag cbasn1.Tag
 			if !atv.ReadAnyASN1(&v, &tag) {
-				return ""
+				return cn
 			}
 			if tag == cbasn1.Tag(30) { // BMPString: UTF-16BE
 				u := make([]uint16, 0, len(v)/2)
 				for i := 0; i+1 < len(v); i += 2 {
 					u = append(u, uint16(v[i])<<8|uint16(v[i+1]))
 				}
-				return string(utf16.Decode(u))
+				cn = string(utf16.Decode(u))
+				continue
 			}
-			return string(v)
+			cn = string(v)
 		}
 	}
-	return ""
+	return cn
 }
 
 // looksLikeHost reports whether a common name is a DNS name (with an

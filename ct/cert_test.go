@@ -119,6 +119,8 @@ func TestLenientCertificates(t *testing.T) {
 		{"BMPString common name", rawTBS([]byte{1}, rawName(cbasn1.Tag(30), bmp("shop.pay.example")), spki),
 			[]string{"shop.pay.example"}, nil, false, false},
 		{"a person's common name", rawTBS([]byte{1}, rawName(cbasn1.UTF8String, []byte("Jane Doe")), spki), nil, nil, false, false},
+		{"two common names: the last, as crypto/x509", rawTBS([]byte{1}, twoCNs("shop.pay.example", "api.pay.example"), spki),
+			[]string{"api.pay.example"}, nil, false, false},
 		{"IP address", rawTBS([]byte{1}, rawName(cbasn1.UTF8String, []byte("x")), spki,
 			sanExt(func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.Tag(7).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte{192, 0, 2, 7}) })
@@ -193,4 +195,20 @@ func TestValidityOutOfRange(t *testing.T) {
 	if _, err := f.MarshalJSON(); err != nil {
 		t.Errorf("the finding cannot be written: %v", err)
 	}
+}
+
+// twoCNs is a DER Name with two common names, in two RDNs.
+func twoCNs(a, b string) []byte {
+	var bl cryptobyte.Builder
+	bl.AddASN1(cbasn1.SEQUENCE, func(bl *cryptobyte.Builder) {
+		for _, cn := range []string{a, b} {
+			bl.AddASN1(cbasn1.SET, func(bl *cryptobyte.Builder) {
+				bl.AddASN1(cbasn1.SEQUENCE, func(bl *cryptobyte.Builder) {
+					bl.AddASN1ObjectIdentifier(asn1.ObjectIdentifier{2, 5, 4, 3})
+					bl.AddASN1(cbasn1.UTF8String, func(bl *cryptobyte.Builder) { bl.AddBytes([]byte(cn)) })
+				})
+			})
+		}
+	})
+	return bl.BytesOrPanic()
 }

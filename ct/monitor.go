@@ -409,8 +409,14 @@ func (m *Monitor) step(ctx context.Context, l *Log) error {
 	}
 	now := m.Now()
 	stale := ""
-	if l.MMD > 0 && !head.Time.IsZero() && now.Sub(head.Time) > l.MMD+time.Hour {
+	switch {
+	case l.MMD > 0 && !head.Time.IsZero() && now.Sub(head.Time) > l.MMD+time.Hour:
 		stale = fmt.Sprintf("the newest head (%s) was signed %s ago; the log's MMD is %s", head, now.Sub(head.Time).Round(time.Minute), l.MMD)
+	case head.Size > old.Size && old.Size > 0 && head.Time.Before(old.Time):
+		// Consistent, yet signed earlier than the head before it: not
+		// proof of misbehaviour, worth a look.
+		stale = fmt.Sprintf("the head of size %d is timestamped %s, before the previous head's %s", head.Size,
+			head.Time.Format(time.RFC3339), old.Time.Format(time.RFC3339))
 	}
 	if stale != "" && stale != m.Status()[m.index(l)].Stale {
 		m.Logger.Warn("ct: log's head is stale", "log", l.Name(), "head_time", head.Time, "mmd", l.MMD)

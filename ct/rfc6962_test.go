@@ -455,4 +455,13 @@ func TestStaleHead(t *testing.T) {
 	if st := m.Status()[0]; st.Stale != "" || st.Next != 2 {
 		t.Errorf("status once fresh %+v", st)
 	}
+	// A larger, consistent head signed before the one verified.
+	log.age = 10 * time.Minute
+	log.add(w.goodInt.Issue(t, testpki.LeafOptions{DNSNames: []string{"www.example.org"}}).Cert.Raw, nil, false)
+	if err := m.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status()[0]; !strings.Contains(st.Stale, "before the previous head's") || st.Next != 3 {
+		t.Errorf("status after a head timestamped back %+v", st)
+	}
 }
