@@ -22,6 +22,7 @@ Endpoints:
   GET  /v1/bundles/{name}   the latest signed pin bundle (ETag, Cache-Control)
   /v1/admin/...             publish bundles, list and summarize reports (admin token)
   GET  /                    the dashboard (sign in with the admin token)
+  GET  /ct                  the Certificate Transparency view (with --ct-logs)
   GET  /metrics, /healthz   Prometheus metrics, health
 
 With no flags it keeps everything in SQLite under the data directory
@@ -55,7 +56,15 @@ bundle_keys, trusted_proxies, bundle_cache_control, reports: {rate, burst,
 max_storage, per_host_per_day, min_free}, log_format, access_log,
 retention, pid_file, secure_cookies, issuer, audience, client_ca, scopes,
 scope_implies (e.g. {payment.write: [payment.read]}), key_grace,
-ca_max_lineage.
+ca_max_lineage, and ct: {logs, policy, watch, expect, poll, start,
+webhook: {url, secret_file}}.
+
+--ct-logs (ct.logs) follows the Certificate Transparency logs of a v3 log
+list and judges every certificate logged for the pinned domains by its
+key: by default the pins of the bundles this control plane serves, or
+ct.policy. It alerts ct.webhook (HMAC-signed) on a rogue certificate, an
+unannounced rollover or an unreadable one, and shows them at /ct
+(docs/ct.md).
 
 The OAuth2 authorization server (client credentials, RFC 6749 §4.4) is at
 /oauth2/token, its metadata at /.well-known/oauth-authorization-server.
