@@ -21,10 +21,11 @@ type rfc6962 struct {
 	// proof each); perRequest how many one get-entries asks for (logs may
 	// return fewer).
 	batch, perRequest int64
+	maxBytes          int // a batch ends early once it holds this much
 }
 
 func newRFC6962(l *Log, f fetcher) *rfc6962 {
-	return &rfc6962{log: l, f: f, batch: 1024, perRequest: 256}
+	return &rfc6962{log: l, f: f, batch: 1024, perRequest: 256, maxBytes: maxBatchBytes}
 }
 
 const maxJSON = 32 << 20
@@ -162,7 +163,7 @@ func (r *rfc6962) entries(ctx context.Context, pos Position, head Head, fn func(
 				}
 			}
 			batch = append(batch, got...)
-			if held > maxBatchBytes {
+			if held > r.maxBytes {
 				end = next.size // verified here: a consistency proof ties any size to the head
 			}
 		}

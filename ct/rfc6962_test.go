@@ -43,6 +43,7 @@ type rfcLog struct {
 	stored    []tlog.Hash
 	published int64 // the size get-sth serves
 	maxPer    int   // get-entries answers at most this many
+	proofs    int   // get-sth-consistency requests answered
 	sth       func(size int64) []byte
 	corrupt   map[int64]bool
 	age       time.Duration // how old the heads it signs say they are
@@ -166,6 +167,7 @@ func num(r *http.Request, name string) int64 {
 func (l *rfcLog) getConsistency(w http.ResponseWriter, r *http.Request) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.proofs++
 	first, second := num(r, "first"), num(r, "second")
 	if first < 0 || second > l.published || first > second {
 		http.Error(w, "bad range", http.StatusBadRequest)
@@ -463,5 +465,37 @@ func TestStaleHead(t *testing.T) {
 	}
 	if st := m.Status()[0]; !strings.Contains(st.Stale, "before the previous head's") || st.Next != 3 {
 		t.Errorf("status after a head timestamped back %+v", st)
+	}
+}
+
+// TestRFC6962BatchBytes: a batch ends once it holds enough bytes and is
+// verified there (a consistency proof from its end to the head), so that
+// huge entries cannot pile up unverified.
+func TestRFC6962BatchBytes(t *testing.T) {
+	w := newPKI(t)
+	log := newRFCLog(t)
+	for range 300 {
+		log.add(w.goodInt.Issue(t, testpki.LeafOptions{DNSNames: []string{"www.example.org"}}).Cert.Raw, [][]byte{w.goodInt.Cert.Raw}, false)
+	}
+	log.maxPer = 10 // the budget is checked after each answer
+	run := func(budget int) int {
+		t.Helper()
+		log.proofs = 0
+		seen := &judged{}
+		m := &ct.Monitor{Logs: log.list(t), Judge: newJudge(t, w.policy, nil, nil), Sink: &collector{}, Start: ct.Start{Beginning: true}, OnEntry: seen.on}
+		if budget > 0 {
+			ct.SetBatchBytes(m, budget)
+		}
+		if err := m.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		seen.exactlyOnce(t, 300)
+		return log.proofs
+	}
+	if n := run(0); n != 0 {
+		t.Errorf("%d consistency proofs for one batch of 300 entries", n)
+	}
+	if n := run(8 << 10); n < 25 {
+		t.Errorf("%d consistency proofs for 300 entries in batches of 8 KiB (answers of 10)", n)
 	}
 }
