@@ -396,28 +396,11 @@ func (m *Monitor) step(ctx context.Context, l *Log) error {
 		}
 	}
 	old := pos.Head
-	switch {
-	case old.Size == 0 && pos.Next == 0:
-	case head.Size < old.Size:
-		return fmt.Errorf("%w: size %d after %d", ErrRollback, head.Size, old.Size)
-	case head.Size == old.Size && head.Root != old.Root:
-		return fmt.Errorf("%w: size %d has roots %s and %s", ErrSplitView, head.Size, b64(old.Root[:]), b64(head.Root[:]))
-	case head.Size > old.Size && old.Size > 0:
-		if err := src.consistent(ctx, old, head); err != nil {
-			return fmt.Errorf("%w (from %s to %s)", err, old, head)
-		}
+	if err := checkHead(ctx, src, old, head); err != nil {
+		return err
 	}
 	now := m.Now()
-	stale := ""
-	switch {
-	case l.MMD > 0 && !head.Time.IsZero() && now.Sub(head.Time) > l.MMD+time.Hour:
-		stale = fmt.Sprintf("the newest head (%s) was signed %s ago; the log's MMD is %s", head, now.Sub(head.Time).Round(time.Minute), l.MMD)
-	case head.Size > old.Size && old.Size > 0 && head.Time.Before(old.Time):
-		// Consistent, yet signed earlier than the head before it: not
-		// proof of misbehaviour, worth a look.
-		stale = fmt.Sprintf("the head of size %d is timestamped %s, before the previous head's %s", head.Size,
-			head.Time.Format(time.RFC3339), old.Time.Format(time.RFC3339))
-	}
+	stale := staleness(l, old, head, now)
 	if stale != "" && stale != m.Status()[m.index(l)].Stale {
 		m.Logger.Warn("ct: log's head is stale", "log", l.Name(), "head_time", head.Time, "mmd", l.MMD)
 	}
@@ -453,6 +436,38 @@ func (m *Monitor) step(ctx context.Context, l *Log) error {
 		})
 		return m.save(ctx, l, pos)
 	})
+}
+
+// checkHead verifies that head may follow old, the head verified before
+// (zero for none): not smaller, not another root for one size, and an
+// extension of it by a consistency proof.
+func checkHead(ctx context.Context, src source, old, head Head) error {
+	switch {
+	case old.Size == 0:
+	case head.Size < old.Size:
+		return fmt.Errorf("%w: size %d after %d", ErrRollback, head.Size, old.Size)
+	case head.Size == old.Size && head.Root != old.Root:
+		return fmt.Errorf("%w: size %d has roots %s and %s", ErrSplitView, head.Size, b64(old.Root[:]), b64(head.Root[:]))
+	case head.Size > old.Size:
+		if err := src.consistent(ctx, old, head); err != nil {
+			return fmt.Errorf("%w (from %s to %s)", err, old, head)
+		}
+	}
+	return nil
+}
+
+// staleness says why head is suspect though verified, "" when it is not:
+// older than the log's MMD plus an hour (a log must sign within its MMD;
+// an old head may hide entries), or larger than old yet signed before it.
+func staleness(l *Log, old, head Head, now time.Time) string {
+	switch {
+	case l.MMD > 0 && !head.Time.IsZero() && now.Sub(head.Time) > l.MMD+time.Hour:
+		return fmt.Sprintf("the newest head (%s) was signed %s ago; the log's MMD is %s", head, now.Sub(head.Time).Round(time.Minute), l.MMD)
+	case head.Size > old.Size && old.Size > 0 && head.Time.Before(old.Time):
+		return fmt.Sprintf("the head of size %d is timestamped %s, before the previous head's %s", head.Size,
+			head.Time.Format(time.RFC3339), old.Time.Format(time.RFC3339))
+	}
+	return ""
 }
 
 func (m *Monitor) save(ctx context.Context, l *Log, p Position) error {

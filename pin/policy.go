@@ -2,6 +2,7 @@ package pin
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,14 @@ type Domain struct {
 	// ReportURI receives failure reports for this rule; the policy's
 	// default when the rule names none. Empty: failures are only logged.
 	ReportURI string
+	// RequireSCTs refuses (or, report-only, reports) a certificate that
+	// lacks valid SCTs from the policy's CT logs, counted as browsers
+	// count them (see [NewPolicyWithCTLogs]), so that an attacker's
+	// certificate must have been logged to be accepted at all. Off by
+	// default: certificates of private CAs are never logged, and a pinned
+	// app whose list of logs goes stale (logs retire) would refuse every
+	// new certificate; pinning already refuses a rogue certificate.
+	RequireSCTs bool
 }
 
 // Role says what a pin is a key of.
@@ -102,6 +111,7 @@ func (d *Domain) ExpiresAt() time.Time {
 // or [LoadPolicy].
 type Policy struct {
 	reportURI string
+	ctLogs    []CTLog
 	domains   []Domain
 	byName    map[string]*Domain
 	ipRules   []*Domain // rules for IP addresses, for connections whose name is unknown
@@ -274,6 +284,9 @@ func (p *Policy) init(domains []Domain) error {
 	if len(domains) == 0 {
 		return &PolicyError{Err: errors.New("no domains: a policy pins at least one domain")}
 	}
+	if err := checkCTLogs(p.ctLogs); err != nil {
+		errs = append(errs, err)
+	}
 	p.domains = make([]Domain, 0, len(domains))
 	names := make(map[string]bool, len(domains))
 	for i, d := range domains {
@@ -291,6 +304,10 @@ func (p *Policy) init(domains []Domain) error {
 		}
 		if names[d.Name] {
 			errs = append(errs, &PolicyError{Domain: d.Name, Err: ErrDuplicateDomain})
+			continue
+		}
+		if d.RequireSCTs && operators(p.ctLogs) < 2 {
+			errs = append(errs, &PolicyError{Domain: d.Name, Err: ErrSCTLogs})
 			continue
 		}
 		names[d.Name] = true
@@ -474,11 +491,13 @@ type fileDomain struct {
 	Pins              []filePin `yaml:"pins" json:"pins"`
 	AllowSinglePin    bool      `yaml:"allow_single_pin,omitempty" json:"allow_single_pin,omitempty"`
 	ReportURI         string    `yaml:"report_uri,omitempty" json:"report_uri,omitempty"`
+	RequireSCTs       bool      `yaml:"require_scts,omitempty" json:"require_scts,omitempty"`
 }
 
 type filePolicy struct {
 	Version   int          `yaml:"version" json:"version"`
 	ReportURI string       `yaml:"report_uri,omitempty" json:"report_uri,omitempty"`
+	CTLogs    []fileCTLog  `yaml:"ct_logs,omitempty" json:"ct_logs,omitempty"`
 	Domains   []fileDomain `yaml:"domains" json:"domains"`
 }
 
@@ -543,6 +562,9 @@ const maxPolicySize = 1 << 20
 //	      - cert-sha256:ab12...    # or a whole-certificate fingerprint
 //	    allow_single_pin: false    # true opts out of the backup-pin rule
 //	    report_uri: https://...    # optional override
+//	    require_scts: false        # true: also require SCTs from ct_logs
+//	ct_logs:                       # the CT logs whose SCTs count (two operators at least)
+//	  - {key: <base64 DER public key>, operator: Google, description: Argon 2026h2}
 //
 // Unknown fields, duplicate keys, duplicate domains, malformed pins, an
 // enforced rule without a backup pin, a non-https report URI, or a report
@@ -587,24 +609,51 @@ func readPolicy(path string) ([]byte, error) {
 // review the rest in the same pass. When the file as a whole cannot be
 // read, domains is nil.
 func DecodePolicy(data []byte, source string) (reportURI string, domains []Domain, err error) {
+	_, reportURI, domains, err = decodePolicy(data, source)
+	return reportURI, domains, err
+}
+
+// DecodeCTLogs reads the ct_logs of a policy file (see [DecodePolicy]), for
+// tools that rebuild the policy with [NewPolicyWithCTLogs].
+func DecodeCTLogs(data []byte, source string) ([]CTLog, error) {
+	fp, _, _, err := decodePolicy(data, source)
+	if err != nil && fp == nil {
+		return nil, err
+	}
+	return fp.logs(source)
+}
+
+func (fp *filePolicy) logs(source string) ([]CTLog, error) {
+	var logs []CTLog
+	for i := range fp.CTLogs {
+		l, err := fp.CTLogs[i].log()
+		if err != nil {
+			return nil, withSource(&PolicyError{Err: err}, source)
+		}
+		logs = append(logs, l)
+	}
+	return logs, nil
+}
+
+func decodePolicy(data []byte, source string) (fpp *filePolicy, reportURI string, domains []Domain, err error) {
 	if len(data) > maxPolicySize {
-		return "", nil, withSource(fmt.Errorf("larger than %d bytes", maxPolicySize), source)
+		return nil, "", nil, withSource(fmt.Errorf("larger than %d bytes", maxPolicySize), source)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return "", nil, withSource(errors.New("empty file"), source)
+		return nil, "", nil, withSource(errors.New("empty file"), source)
 	}
 	var fp filePolicy
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fp); err != nil {
-		return "", nil, withSource(yamlError(err), source)
+		return nil, "", nil, withSource(yamlError(err), source)
 	}
 	var extra any
 	if err := dec.Decode(&extra); err != io.EOF {
-		return "", nil, withSource(errors.New("more than one YAML document"), source)
+		return nil, "", nil, withSource(errors.New("more than one YAML document"), source)
 	}
 	if fp.Version != 1 {
-		return "", nil, withSource(fmt.Errorf("version %d: want version: 1", fp.Version), source)
+		return nil, "", nil, withSource(fmt.Errorf("version %d: want version: 1", fp.Version), source)
 	}
 	var errs []error
 	domains = make([]Domain, len(fp.Domains))
@@ -620,9 +669,9 @@ func DecodePolicy(data []byte, source string) (reportURI string, domains []Domai
 		domains[i] = d
 	}
 	if len(errs) > 0 {
-		return fp.ReportURI, domains, withSource(errors.Join(errs...), source)
+		return &fp, fp.ReportURI, domains, withSource(errors.Join(errs...), source)
 	}
-	return fp.ReportURI, domains, nil
+	return &fp, fp.ReportURI, domains, nil
 }
 
 // LoadPolicyFile reads a policy file and decodes it; see [DecodePolicy].
@@ -655,11 +704,15 @@ func withSource(err error, source string) error {
 }
 
 func parsePolicy(data []byte, source string) (*Policy, error) {
-	reportURI, domains, err := DecodePolicy(data, source)
+	fp, reportURI, domains, err := decodePolicy(data, source)
 	if err != nil {
 		return nil, err
 	}
-	p := &Policy{reportURI: reportURI}
+	logs, err := fp.logs(source)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{reportURI: reportURI, ctLogs: logs}
 	if err := p.init(domains); err != nil {
 		return nil, withSource(err, source)
 	}
@@ -675,6 +728,7 @@ func (fd *fileDomain) domain() (Domain, []error) {
 		Mode:              fd.Mode,
 		AllowSinglePin:    fd.AllowSinglePin,
 		ReportURI:         fd.ReportURI,
+		RequireSCTs:       fd.RequireSCTs,
 	}
 	var errs []error
 	if fd.Expires != "" {
@@ -722,6 +776,9 @@ func yamlError(err error) error {
 // in canonical form (an object {pin, role} when the pin has a role).
 func (p *Policy) MarshalJSON() ([]byte, error) {
 	fp := filePolicy{Version: 1, ReportURI: p.reportURI, Domains: make([]fileDomain, len(p.domains))}
+	for _, l := range p.ctLogs {
+		fp.CTLogs = append(fp.CTLogs, fileCTLog{Key: base64.StdEncoding.EncodeToString(l.KeyDER), Operator: l.Operator, Description: l.Description})
+	}
 	for i, d := range p.domains {
 		fd := fileDomain{
 			Domain:            d.Name,
@@ -729,6 +786,7 @@ func (p *Policy) MarshalJSON() ([]byte, error) {
 			Mode:              d.Mode,
 			AllowSinglePin:    d.AllowSinglePin,
 			ReportURI:         d.ReportURI,
+			RequireSCTs:       d.RequireSCTs,
 			Pins:              make([]filePin, len(d.Pins)),
 		}
 		if !d.Expires.IsZero() {

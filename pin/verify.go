@@ -34,6 +34,9 @@ const (
 	// ReasonNoVerifiedChain: the connection has no verified chain to check,
 	// which happens only when certificate verification was skipped.
 	ReasonNoVerifiedChain Reason = "no-verified-chain"
+	// ReasonSCTs: a pin matched, but the rule requires SCTs
+	// ([Domain.RequireSCTs]) and the certificate lacks valid ones.
+	ReasonSCTs Reason = "sct-missing"
 )
 
 // Failure describes one pin validation failure. It is handed to the
@@ -380,6 +383,9 @@ func (p *Policy) refuses(host string, cs *tls.ConnectionState, now time.Time) bo
 		if _, _, _, ok := d.match(cs.VerifiedChains); !ok {
 			return true
 		}
+		if d.RequireSCTs && p.checkSCTs(host, d, cs, now) != nil {
+			return true
+		}
 	}
 	return false
 }
@@ -417,14 +423,14 @@ func (v *Verifier) verify(cs *tls.ConnectionState, host string, port int) error 
 
 func (v *Verifier) verifyWith(p *Policy, cs *tls.ConnectionState, host string, port int) error {
 	if host != "" {
-		return v.verifyRule(p.Match(host), cs, host, port)
+		return v.verifyRule(p, p.Match(host), cs, host, port)
 	}
 	// The hook cannot know the server name: an IP address, which is not
 	// sent as SNI, dialled through a config without ServerName. Rather than
 	// leave a pinned address unpinned, apply every IP rule whose address
 	// the leaf is valid for.
 	for _, d := range p.ipRulesFor(cs) {
-		if err := v.verifyRule(d, cs, d.Name, port); err != nil {
+		if err := v.verifyRule(p, d, cs, d.Name, port); err != nil {
 			return err
 		}
 	}
@@ -453,8 +459,9 @@ func (p *Policy) ipRulesFor(cs *tls.ConnectionState) []*Domain {
 	return out
 }
 
-// verifyRule applies rule d (nil: the host is not pinned) to a connection.
-func (v *Verifier) verifyRule(d *Domain, cs *tls.ConnectionState, host string, port int) error {
+// verifyRule applies rule d of p (nil: the host is not pinned) to a
+// connection.
+func (v *Verifier) verifyRule(p *Policy, d *Domain, cs *tls.ConnectionState, host string, port int) error {
 	if d == nil {
 		return nil
 	}
@@ -473,7 +480,19 @@ func (v *Verifier) verifyRule(d *Domain, cs *tls.ConnectionState, host string, p
 		return ErrNoVerifiedChain
 	}
 	if _, _, _, ok := d.match(cs.VerifiedChains); ok {
-		return nil
+		if !d.RequireSCTs {
+			return nil
+		}
+		serr := p.checkSCTs(host, d, cs, now)
+		if serr == nil {
+			return nil
+		}
+		v.notify(&Failure{Time: now, Host: host, Port: port, Domain: d, Reason: ReasonSCTs,
+			Served: cs.PeerCertificates, Chains: cs.VerifiedChains})
+		if d.Mode == ReportOnly {
+			return nil
+		}
+		return serr
 	}
 	v.notify(&Failure{Time: now, Host: host, Port: port, Domain: d, Reason: ReasonMismatch,
 		Served: cs.PeerCertificates, Chains: cs.VerifiedChains})

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -539,5 +540,40 @@ func TestUnexpectedStatus(t *testing.T) {
 	}
 	if st := u.State(); st.Rejected != 0 || st.ConsecutiveFailures != 1 {
 		t.Errorf("state = %+v", st)
+	}
+}
+
+// A bundle carries the policy's CT logs and SCT rules, signed: an
+// updated client learns the logs its rules count.
+func TestBundleCarriesCTLogs(t *testing.T) {
+	w := newWorld(t)
+	var logs []pin.CTLog
+	for i := range 2 {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		l, err := pin.NewCTLog(der, fmt.Sprint("operator ", i), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	ds := w.bundlePolicy(t).Domains()
+	ds[0].RequireSCTs = true
+	p, err := pin.NewPolicyWithCTLogs("", logs, ds...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := mustKey(t, "ES256")
+	keys, _ := bundle.NewKeys(key.Public())
+	jws, err := bundle.Sign(key, "mobile", 1, t0, t0.Add(24*time.Hour), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundle.Verify(jws, keys, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Policy.CTLogs(); len(got) != 2 || got[1].ID != logs[1].ID || !b.Policy.Domains()[0].RequireSCTs {
+		t.Errorf("the bundle's policy: %d logs, rule %+v", len(got), b.Policy.Domains()[0])
 	}
 }

@@ -724,7 +724,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // effectivePolicy is the embedded policy with each rule the bundle also
 // names replaced by the bundle's, and the bundle's other rules added;
-// the default report URI is the bundle's, else the embedded one.
+// the default report URI is the bundle's, else the embedded one, and so
+// are the CT logs (the signed bundle's list, else the embedded list).
 func effectivePolicy(embedded, b *pin.Policy) (*pin.Policy, error) {
 	bd := b.Domains()
 	byName := make(map[string]int, len(bd))
@@ -750,7 +751,11 @@ func effectivePolicy(embedded, b *pin.Policy) (*pin.Policy, error) {
 	if uri == "" {
 		uri = embedded.ReportURI()
 	}
-	return pin.NewPolicy(uri, out...)
+	logs := b.CTLogs()
+	if len(logs) == 0 {
+		logs = embedded.CTLogs()
+	}
+	return pin.NewPolicyWithCTLogs(uri, logs, out...)
 }
 
 // sameContent reports whether two bundles say the same thing, whatever

@@ -193,6 +193,13 @@ func Export(p *pin.Policy, f Format, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f != JSON {
+		for _, d := range x.rules {
+			if d.RequireSCTs {
+				x.warnf("domain %s: %s clients cannot require SCTs (require_scts): they accept certificates without them", d.Name, f)
+			}
+		}
+	}
 	if out, err = x.appendBundleKeys(out); err != nil {
 		return nil, err
 	}
@@ -303,7 +310,7 @@ func (x *exporter) json() ([]byte, error) {
 	p := x.policy
 	if x.opts.Domain != "" {
 		var err error
-		if p, err = pin.NewPolicy(p.ReportURI(), x.rules...); err != nil {
+		if p, err = pin.NewPolicyWithCTLogs(p.ReportURI(), p.CTLogs(), x.rules...); err != nil {
 			return nil, err
 		}
 	}

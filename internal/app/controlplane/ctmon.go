@@ -157,7 +157,9 @@ func mergePolicies(ps []*pin.Policy) (*pin.Policy, error) {
 			m, ok := byName[d.Name]
 			if !ok {
 				d := d
-				d.AllowSinglePin, d.ReportURI = true, ""
+				// What the judge needs is the pins: not the report URIs,
+				// nor the SCT rule (whose logs the join would need).
+				d.AllowSinglePin, d.ReportURI, d.RequireSCTs = true, "", false
 				byName[d.Name] = &d
 				order = append(order, d.Name)
 				continue

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -61,18 +62,26 @@ type Options struct {
 // hides nothing: it is reported, and the rest of the policy, that rule
 // included, is reviewed in the same pass.
 func File(path string, o Options) []Finding {
-	reportURI, domains, err := pin.LoadPolicyFile(path)
-	return review(reportURI, domains, err, o)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		reportURI, domains, err := pin.LoadPolicyFile(path)
+		return review(reportURI, domains, nil, err, o)
+	}
+	return Bytes(data, path, o)
 }
 
 // Bytes lints a policy file's contents; source names it in messages.
 func Bytes(data []byte, source string, o Options) []Finding {
 	reportURI, domains, err := pin.DecodePolicy(data, source)
-	return review(reportURI, domains, err, o)
+	logs, lerr := pin.DecodeCTLogs(data, source)
+	if err == nil && lerr != nil {
+		err = lerr
+	}
+	return review(reportURI, domains, logs, err, o)
 }
 
 // review lints what pin.DecodePolicy returned, errors included.
-func review(reportURI string, domains []pin.Domain, err error, o Options) []Finding {
+func review(reportURI string, domains []pin.Domain, logs []pin.CTLog, err error, o Options) []Finding {
 	out := classify(err)
 	if domains == nil {
 		return out
@@ -83,14 +92,14 @@ func review(reportURI string, domains []pin.Domain, err error, o Options) []Find
 	for _, f := range out {
 		partial[canonical(f.Domain)] = true
 	}
-	return group(domains, append(out, lintRules(reportURI, domains, partial, o)...))
+	return group(domains, append(out, lintRules(reportURI, domains, logs, partial, o)...))
 }
 
 // Lint reviews decoded rules (see pin.DecodePolicy). Findings come
 // grouped by rule, in the policy's order, those about the policy as a
 // whole first.
 func Lint(reportURI string, domains []pin.Domain, o Options) []Finding {
-	return group(domains, lintRules(reportURI, domains, nil, o))
+	return group(domains, lintRules(reportURI, domains, nil, nil, o))
 }
 
 // group orders findings by rule as the policy lists them, keeping the
@@ -112,7 +121,7 @@ func group(domains []pin.Domain, fs []Finding) []Finding {
 	return fs
 }
 
-func lintRules(reportURI string, domains []pin.Domain, partial map[string]bool, o Options) []Finding {
+func lintRules(reportURI string, domains []pin.Domain, logs []pin.CTLog, partial map[string]bool, o Options) []Finding {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
@@ -120,7 +129,7 @@ func lintRules(reportURI string, domains []pin.Domain, partial map[string]bool, 
 		o.WarnDays = 30
 	}
 	var out []Finding
-	if _, err := pin.NewPolicy(reportURI, domains...); err != nil {
+	if _, err := pin.NewPolicyWithCTLogs(reportURI, logs, domains...); err != nil {
 		for _, e := range unjoin(err) {
 			var pe *pin.PolicyError
 			if errors.As(e, &pe) && partial[canonical(pe.Domain)] &&

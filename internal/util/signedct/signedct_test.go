@@ -67,3 +67,25 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSCTList: an SCT list parses into SCTs whose signatures are whole
+// DigitallySigned structs of the input, or fails with ErrSCT.
+func FuzzSCTList(f *testing.F) {
+	one := append([]byte{0}, make([]byte, 32+8)...)
+	one = append(one, 0, 0, 4, 3, 0, 2, 0xaa, 0xbb)
+	f.Add(append([]byte{0, byte(len(one) + 2), 0, byte(len(one))}, one...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		scts, err := signedct.ParseSCTList(b)
+		if err != nil {
+			if !errors.Is(err, signedct.ErrSCT) {
+				t.Fatalf("%v is not ErrSCT", err)
+			}
+			return
+		}
+		for _, s := range scts {
+			if len(s.Signature) < 4 || int(s.Signature[2])<<8|int(s.Signature[3]) != len(s.Signature)-4 {
+				t.Fatalf("signature %x is not one DigitallySigned", s.Signature)
+			}
+		}
+	})
+}
