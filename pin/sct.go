@@ -157,6 +157,17 @@ func (l *CTLog) name() string {
 	return base64.StdEncoding.EncodeToString(l.ID[:])
 }
 
+// CheckSCTs applies the SCT rule of host's rule to a connection with
+// verified chains, as the verifier does after a pin matched, without
+// reporting anything; nil when the rule requires no SCTs or they suffice.
+func (p *Policy) CheckSCTs(host string, cs *tls.ConnectionState, now time.Time) *SCTError {
+	d := p.Match(host)
+	if d == nil || !d.RequireSCTs || d.Expired(now) || len(cs.VerifiedChains) == 0 {
+		return nil
+	}
+	return p.checkSCTs(host, d, cs, now)
+}
+
 // ctLog is the policy's log of id, nil when it lists none.
 func (p *Policy) ctLog(id [sha256.Size]byte) *CTLog {
 	for i := range p.ctLogs {

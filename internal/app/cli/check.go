@@ -26,6 +26,7 @@ const (
 	statusReportOnlyMismatch = "report-only-mismatch" // no pin matches; clients connect and report
 	statusPinSetExpired      = "pin-set-expired"      // clients fall back to CA validation
 	statusNotPinned          = "not-pinned"           // the policy has no rule for the host
+	statusSCTMissing         = "sct-missing"          // a pin matches, the rule requires SCTs the certificate lacks
 )
 
 type checkResult struct {
@@ -91,6 +92,9 @@ with the pin library's verifier, exactly as a pinned client does, and report:
   report-only-mismatch  no pin matches; clients connect and send reports
   pin-set-expired       the pin set has expired; clients do CA validation only
   not-pinned            the policy has no rule for the domain
+  sct-missing           a pin matches, but the rule requires SCTs (require_scts)
+                        the certificate lacks: enforcing clients refuse,
+                        report-only ones connect and report
 
 and warns about certificates or pin sets expiring within --warn-days. No
 failure reports are sent. Chains and positions count from 0; position 0 is
@@ -103,7 +107,8 @@ port, address (the address dialled), status (above), rule, mode, match {pin,
 chain, position, subject}, verified_chain [{position, subject, not_after,
 spki_sha256, cert_sha256, cert_pin}], expected_pins, pin_set_expires,
 warnings [{code, message}], error and hints. Warning codes: not-pinned,
-pin-set-expired, report-only-mismatch, cert-expiring, pin-set-expiring. The
+pin-set-expired, report-only-mismatch, sct-missing, cert-expiring,
+pin-set-expiring. The
 summary counts checked, ok, failed and warnings, and gives exit_code.
 
 Exit status:
@@ -233,7 +238,12 @@ func checkOne(ctx context.Context, v *pin.Verifier, t target, addr string, roots
 	if err != nil {
 		var me *pin.MismatchError
 		var ve *tls.CertificateVerificationError
+		var se *pin.SCTError
 		switch {
+		case errors.As(err, &se):
+			r.Status = statusSCTMissing
+			r.Error = se.Error()
+			r.Hints = []string{"the rule requires SCTs (require_scts): have the certificate logged in the policy's ct_logs (its CA embeds SCTs), or turn the rule's require_scts off"}
 		case errors.As(err, &me):
 			r.Status = statusMismatch
 			for i, c := range me.Chains[0] {
@@ -280,6 +290,12 @@ func checkOne(ctx context.Context, v *pin.Verifier, t target, addr string, roots
 		r.Status = statusOK
 		r.Match = &checkMatch{Pin: res.Pin.String(), Chain: res.Chain, Position: res.Position,
 			Subject: cs.VerifiedChains[res.Chain][res.Position].Subject.String()}
+		if se := v.Policy().CheckSCTs(t.host, &cs, now); se != nil {
+			// Enforcing rules refused the handshake above; this one is
+			// report-only.
+			r.Status = statusSCTMissing
+			warn(statusSCTMissing, "%s; report-only clients connect and report, enforcing clients would refuse", se.Error())
+		}
 	}
 	return r
 }

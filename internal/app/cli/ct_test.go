@@ -4,8 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -177,5 +184,54 @@ func TestCTCheck(t *testing.T) {
 	code, out, errOut = runCode(append(base, "--timeout", "2s")...)
 	if code != cli.ExitFailure || !strings.Contains(errOut, `rampart: log "TesseraCT on loopback": ct: `) || !strings.Contains(out, "FAILED") {
 		t.Errorf("log down: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestPinCheckSCTs: `rampart pin check` applies a rule's SCT requirement as
+// a pinned client does: refused without SCTs (exit 1, sct-missing), ok
+// with SCTs of two listed logs of two operators, both real CT logs.
+func TestPinCheckSCTs(t *testing.T) {
+	dir := t.TempDir()
+	root := testpki.NewRoot(t, "Root")
+	ca := root.NewIntermediate(t, "Issuing CA")
+	key, backup := testpki.NewKey(t, testpki.ECDSAP256), testpki.NewKey(t, testpki.ECDSAP256)
+	kp, _ := pin.FromPrivateKey(key)
+	bp, _ := pin.FromPrivateKey(backup)
+	a, b := ctlog.Start(t, root.Cert), ctlog.Start(t, root.Cert)
+	var logs string
+	for i, l := range []*ctlog.Log{a, b} {
+		der, _ := x509.MarshalPKIXPublicKey(&l.Key.PublicKey)
+		logs += fmt.Sprintf("  - {key: %s, operator: op%d}\n", base64.StdEncoding.EncodeToString(der), i)
+	}
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(data), 0o600)
+		return p
+	}
+	policy := write("pins.yaml", fmt.Sprintf("version: 1\nct_logs:\n%sdomains:\n  - domain: api.sct.test\n    require_scts: true\n    pins: [%s, %s]\n", logs, kp, bp))
+	roots := write("roots.pem", string(testpki.CertPEM(root.Cert)))
+	nb := time.Now().Add(-time.Hour).Truncate(time.Second)
+	o := testpki.LeafOptions{DNSNames: []string{"api.sct.test"}, Key: key, NotBefore: nb, NotAfter: nb.Add(90 * 24 * time.Hour), Serial: big.NewInt(time.Now().UnixNano())}
+	serveCert := func(leaf *testpki.Leaf) string {
+		s := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		s.TLS = &tls.Config{Certificates: []tls.Certificate{leaf.TLS()}}
+		s.Config.ErrorLog = log.New(io.Discard, "", 0)
+		s.StartTLS()
+		t.Cleanup(s.Close)
+		return s.Listener.Addr().String()
+	}
+	bare := serveCert(ca.Issue(t, o))
+	code, out, errOut := runCode("pin", "check", "--policy", policy, "--ca", roots, "--connect", bare, "--json", "api.sct.test")
+	if code != cli.ExitFailure || !strings.Contains(out, `"status": "sct-missing"`) || !strings.Contains(out, "0 embedded (2 needed)") {
+		t.Errorf("without SCTs: exit %d\n%s%s", code, out, errOut)
+	}
+	po := o
+	po.ExtraExtensions = []pkix.Extension{ctlog.Poison()}
+	pre := ca.Issue(t, po)
+	lo := o
+	lo.ExtraExtensions = []pkix.Extension{ctlog.SCTList(a.AddChain(t, true, pre.Cert, ca.Cert), b.AddChain(t, true, pre.Cert, ca.Cert))}
+	logged := serveCert(ca.Issue(t, lo))
+	if code, out, errOut := runCode("pin", "check", "--policy", policy, "--ca", roots, "--connect", logged, "api.sct.test"); code != cli.ExitOK {
+		t.Errorf("with two SCTs: exit %d\n%s%s", code, out, errOut)
 	}
 }
