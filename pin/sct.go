@@ -35,11 +35,16 @@ func NewCTLog(keyDER []byte, operator, description string) (CTLog, error) {
 	if err != nil {
 		return CTLog{}, fmt.Errorf("pin: CT log %q: %w", description, err)
 	}
-	if strings.TrimSpace(operator) == "" {
+	operator = strings.TrimSpace(operator)
+	if operator == "" {
 		return CTLog{}, fmt.Errorf("pin: CT log %q: no operator", description)
 	}
 	return CTLog{Key: k, KeyDER: append([]byte(nil), keyDER...), ID: sha256.Sum256(keyDER), Operator: operator, Description: description}, nil
 }
+
+// operatorKey is how operators are told apart: "Google" and "google " are
+// one operator.
+func operatorKey(op string) string { return strings.ToLower(strings.TrimSpace(op)) }
 
 // ErrSCTLogs is wrapped by the [PolicyError] of a rule that requires SCTs
 // in a policy whose CT logs are not of two operators or more.
@@ -131,7 +136,7 @@ func (p *Policy) checkSCTs(host string, d *Domain, cs *tls.ConnectionState, now 
 	ops := func(m map[[sha256.Size]byte]*CTLog) int {
 		seen := map[string]bool{}
 		for _, lg := range m {
-			seen[lg.Operator] = true
+			seen[operatorKey(lg.Operator)] = true
 		}
 		return len(seen)
 	}
@@ -195,14 +200,21 @@ func NewPolicyWithCTLogs(defaultReportURI string, logs []CTLog, domains ...Domai
 	return p, nil
 }
 
-// checkCTLogs refuses two logs with one ID.
+// checkCTLogs rebuilds each log from its DER key (so that a CTLog built by
+// hand cannot hold a key, ID and DER that disagree, or no operator) and
+// refuses two logs with one ID.
 func checkCTLogs(logs []CTLog) error {
 	seen := map[[sha256.Size]byte]bool{}
-	for _, l := range logs {
-		if seen[l.ID] {
-			return &PolicyError{Err: fmt.Errorf("ct_logs: log %s is listed twice", l.name())}
+	for i, l := range logs {
+		d, err := NewCTLog(l.KeyDER, l.Operator, l.Description)
+		if err != nil {
+			return &PolicyError{Err: fmt.Errorf("ct_logs: %w", err)}
 		}
-		seen[l.ID] = true
+		logs[i] = d
+		if seen[d.ID] {
+			return &PolicyError{Err: fmt.Errorf("ct_logs: log %s is listed twice", d.name())}
+		}
+		seen[d.ID] = true
 	}
 	return nil
 }
@@ -210,7 +222,7 @@ func checkCTLogs(logs []CTLog) error {
 func operators(logs []CTLog) int {
 	seen := map[string]bool{}
 	for _, l := range logs {
-		seen[l.Operator] = true
+		seen[operatorKey(l.Operator)] = true
 	}
 	return len(seen)
 }

@@ -203,6 +203,8 @@ func TestCTLogsInPolicyFile(t *testing.T) {
 		"one log twice": {file("  - {key: " + keyA + ", operator: A}\n  - {key: " + keyA + ", operator: B}\n"), "is listed twice"},
 		"bad key":       {file("  - {key: AAAA, operator: A}\n  - {key: " + keyB + ", operator: B}\n"), "key:"},
 		"no operator":   {file("  - {key: " + keyA + "}\n  - {key: " + keyB + ", operator: B}\n"), "no operator"},
+		"one operator spelled two ways": {file("  - {key: " + keyA + ", operator: Google}\n  - {key: " + keyB + ", operator: \"google \"}\n"),
+			"require_scts needs ct_logs of at least two operators"},
 	} {
 		if _, err := pin.ParsePolicy([]byte(c.file)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)

@@ -251,7 +251,7 @@ func (o signOptions) run(stdio Stdio, now time.Time) error {
 // policy, its warnings are shown.
 func lintBeforeSigning(stdio Stdio, policyFile string, policy *pin.Policy, now time.Time) error {
 	var lintErrs []string
-	for _, f := range pinlint.Lint(policy.ReportURI(), policy.Domains(), pinlint.Options{Now: now}) {
+	for _, f := range pinlint.Lint(policy.ReportURI(), policy.Domains(), policy.CTLogs(), pinlint.Options{Now: now}) {
 		where := f.Domain
 		if where == "" {
 			where = "policy"

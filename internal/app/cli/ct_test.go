@@ -220,7 +220,8 @@ func TestPinCheckSCTs(t *testing.T) {
 		t.Cleanup(s.Close)
 		return s.Listener.Addr().String()
 	}
-	bare := serveCert(ca.Issue(t, o))
+	bareLeaf := ca.Issue(t, o)
+	bare := serveCert(bareLeaf)
 	code, out, errOut := runCode("pin", "check", "--policy", policy, "--ca", roots, "--connect", bare, "--json", "api.sct.test")
 	if code != cli.ExitFailure || !strings.Contains(out, `"status": "sct-missing"`) || !strings.Contains(out, "0 embedded (2 needed)") {
 		t.Errorf("without SCTs: exit %d\n%s%s", code, out, errOut)
@@ -233,5 +234,19 @@ func TestPinCheckSCTs(t *testing.T) {
 	logged := serveCert(ca.Issue(t, lo))
 	if code, out, errOut := runCode("pin", "check", "--policy", policy, "--ca", roots, "--connect", logged, "api.sct.test"); code != cli.ExitOK {
 		t.Errorf("with two SCTs: exit %d\n%s%s", code, out, errOut)
+	}
+	// A renewal without SCTs would break clients of the rule.
+	chain := write("bare.pem", string(testpki.CertPEM(bareLeaf.Chain...)))
+	if code, out, _ := runCode("pin", "rollover", "--policy", policy, "--domain", "api.sct.test", "--chain", chain, "--ca", roots); code != cli.ExitFailure ||
+		!strings.Contains(out, "CLIENTS WOULD BREAK (rule api.sct.test, enforce): the rule requires SCTs") {
+		t.Errorf("rollover to a certificate without SCTs: exit %d\n%s", code, out)
+	}
+	// A bundle signs such a policy (lint knows its logs).
+	if code, _, errOut := runCode("bundle", "keygen", "--out", filepath.Join(dir, "bundle.key")); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, _, errOut := runCode("bundle", "sign", "--policy", policy, "--key", filepath.Join(dir, "bundle.key"), "--version", "1",
+		"--expires", time.Now().AddDate(0, 1, 0).Format(time.DateOnly), "-o", filepath.Join(dir, "b.jws")); code != 0 {
+		t.Errorf("bundle sign: exit %d %s", code, errOut)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -246,6 +247,11 @@ func rolloverChain(w io.Writer, policy *pin.Policy, rule *pin.Domain, host, chai
 				fmt.Fprintf(w, "    %d %s %s\n", i, pin.FromCertificate(c), c.Subject)
 			}
 		})
+	}
+	if se := policy.CheckSCTs(host, &tls.ConnectionState{VerifiedChains: chains}, now); se != nil {
+		// Only SCTs embedded in the certificate can be judged here: a
+		// server may also send them in the handshake.
+		return breaks(w, rule, "the rule requires SCTs (require_scts) and the new certificate embeds too few: "+se.Error(), nil)
 	}
 	c := chains[r.Chain][r.Position]
 	fmt.Fprintf(w, "clients keep working: %s%s matches position %d of the new chain (%s)\n", r.Pin, describeRole(rule, r.Pin), r.Position, c.Subject)

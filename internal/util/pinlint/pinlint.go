@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"net/url"
 	"os"
@@ -62,20 +63,36 @@ type Options struct {
 // hides nothing: it is reported, and the rest of the policy, that rule
 // included, is reviewed in the same pass.
 func File(path string, o Options) []Finding {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		reportURI, domains, err := pin.LoadPolicyFile(path)
 		return review(reportURI, domains, nil, err, o)
 	}
+	defer f.Close()
+	// One byte over DecodePolicy's bound is enough for it to refuse the
+	// file: never read more.
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
+	if err != nil {
+		return review("", nil, nil, err, o)
+	}
 	return Bytes(data, path, o)
 }
+
+// maxPolicyFile is the policy files' size bound (pin.ParsePolicy's).
+const maxPolicyFile = 1 << 20
 
 // Bytes lints a policy file's contents; source names it in messages.
 func Bytes(data []byte, source string, o Options) []Finding {
 	reportURI, domains, err := pin.DecodePolicy(data, source)
 	logs, lerr := pin.DecodeCTLogs(data, source)
-	if err == nil && lerr != nil {
-		err = lerr
+	if lerr != nil && domains != nil {
+		// The logs' problem is reported itself; the rules that require
+		// SCTs are not also told that logs are missing.
+		err = errors.Join(err, lerr)
+		logs = nil
+		for i := range domains {
+			domains[i].RequireSCTs = false
+		}
 	}
 	return review(reportURI, domains, logs, err, o)
 }
@@ -95,11 +112,11 @@ func review(reportURI string, domains []pin.Domain, logs []pin.CTLog, err error,
 	return group(domains, append(out, lintRules(reportURI, domains, logs, partial, o)...))
 }
 
-// Lint reviews decoded rules (see pin.DecodePolicy). Findings come
-// grouped by rule, in the policy's order, those about the policy as a
-// whole first.
-func Lint(reportURI string, domains []pin.Domain, o Options) []Finding {
-	return group(domains, lintRules(reportURI, domains, nil, nil, o))
+// Lint reviews decoded rules (see pin.DecodePolicy) and the policy's CT
+// logs. Findings come grouped by rule, in the policy's order, those about
+// the policy as a whole first.
+func Lint(reportURI string, domains []pin.Domain, logs []pin.CTLog, o Options) []Finding {
+	return group(domains, lintRules(reportURI, domains, logs, nil, o))
 }
 
 // group orders findings by rule as the policy lists them, keeping the

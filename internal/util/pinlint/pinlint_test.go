@@ -133,7 +133,7 @@ func FuzzLint(f *testing.F) {
 			return
 		}
 		_, loadErr := pin.NewPolicy(reportURI, domains...)
-		for _, fd := range Lint(reportURI, domains, Options{Now: now}) {
+		for _, fd := range Lint(reportURI, domains, nil, Options{Now: now}) {
 			if fd.Rule == "" || (fd.Severity != Error && fd.Severity != Warning) || fd.Message == "" {
 				t.Fatalf("malformed finding %+v", fd)
 			}
@@ -202,5 +202,14 @@ func TestFindingsGroupedByDomain(t *testing.T) {
 	}
 	if strings.Join(order, ",") != ",b.test,a.test" {
 		t.Fatalf("domains in order %q, want the policy, b.test, a.test: %+v", order, fs)
+	}
+}
+
+// TestFileBounded: a file larger than a policy may be is refused after
+// reading one byte past the bound, not read whole (/dev/zero never ends).
+func TestFileBounded(t *testing.T) {
+	fs := File("/dev/zero", Options{})
+	if len(fs) != 1 || !strings.Contains(fs[0].Message, "larger than") {
+		t.Errorf("findings %+v", fs)
 	}
 }

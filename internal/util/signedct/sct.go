@@ -146,7 +146,7 @@ func RemoveExtension(tbs []byte, oid asn1.ObjectIdentifier) ([]byte, error) {
 		}
 		in := el
 		var wrapped, exts cryptobyte.String
-		if !in.ReadASN1(&wrapped, extTag) || !wrapped.ReadASN1(&exts, cbasn1.SEQUENCE) || !body.Empty() {
+		if !in.ReadASN1(&wrapped, extTag) || !wrapped.ReadASN1(&exts, cbasn1.SEQUENCE) || !wrapped.Empty() || !in.Empty() || !body.Empty() {
 			return nil, errors.New("malformed extensions")
 		}
 		for !exts.Empty() {

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"testing"
 
@@ -88,4 +89,35 @@ func FuzzSCTList(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRemoveExtension: only the named extension goes; bytes hidden after
+// the extensions are refused rather than dropped from what SCTs cover.
+func TestRemoveExtension(t *testing.T) {
+	ext := func(oid asn1.ObjectIdentifier) []byte {
+		b, _ := asn1.Marshal(struct {
+			ID    asn1.ObjectIdentifier
+			Value []byte
+		}{oid, []byte{0x05, 0x00}})
+		return b
+	}
+	keep := ext(asn1.ObjectIdentifier{2, 5, 29, 17})
+	sct := ext(signedct.OIDSCTList)
+	tbs := func(extsContent []byte, extra ...byte) []byte {
+		seq, _ := asn1.Marshal(asn1.RawValue{Tag: asn1.TagSequence, Class: asn1.ClassUniversal, IsCompound: true, Bytes: extsContent})
+		wrapped, _ := asn1.Marshal(asn1.RawValue{Tag: 3, Class: asn1.ClassContextSpecific, IsCompound: true, Bytes: append(seq, extra...)})
+		body := append([]byte{0x02, 0x01, 0x01}, wrapped...)
+		out, _ := asn1.Marshal(asn1.RawValue{Tag: asn1.TagSequence, Class: asn1.ClassUniversal, IsCompound: true, Bytes: body})
+		return out
+	}
+	got, err := signedct.RemoveExtension(tbs(append(append([]byte{}, keep...), sct...)), signedct.OIDSCTList)
+	if err != nil || string(got) != string(tbs(keep)) {
+		t.Errorf("removing the SCT list: %x, %v", got, err)
+	}
+	if got, _ := signedct.RemoveExtension(tbs(sct), signedct.OIDSCTList); string(got) != string([]byte{0x30, 0x03, 0x02, 0x01, 0x01}) {
+		t.Errorf("the last extension removed: %x", got)
+	}
+	if _, err := signedct.RemoveExtension(tbs(keep, 0x00), signedct.OIDSCTList); err == nil {
+		t.Error("bytes after the extensions were accepted")
+	}
 }
