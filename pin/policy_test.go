@@ -1,7 +1,11 @@
 package pin_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -250,6 +254,12 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte("version: 1\ndomains: [{domain: a.test, pins: [" + pinA + "]}]"))
 	f.Add([]byte("&a [*a]"))
 	f.Add([]byte("version: 1\ndomains: [{domain: a.test, pins: [{pin: " + pinA + ", role: backup}, {pin: " + pinB + ", role: ca}]}]"))
+	keyDER := func() string {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		return base64.StdEncoding.EncodeToString(der)
+	}
+	f.Add([]byte("version: 1\nct_logs: [{key: " + keyDER() + ", operator: A}, {key: " + keyDER() + ", operator: B}]\ndomains: [{domain: a.test, require_scts: true, pins: [" + pinA + ", " + pinB + "]}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := pin.ParsePolicy(data)
 		if err != nil {
@@ -259,7 +269,14 @@ func FuzzParsePolicy(f *testing.F) {
 			}
 			return
 		}
+		ops := map[string]bool{}
+		for _, l := range p.CTLogs() {
+			ops[strings.ToLower(l.Operator)] = true
+		}
 		for _, d := range p.Domains() {
+			if d.RequireSCTs && len(ops) < 2 {
+				t.Fatalf("rule %q requires SCTs with logs of %d operator(s)", d.Name, len(ops))
+			}
 			if d.Mode == pin.Enforce && len(d.Pins) < 2 && !d.AllowSinglePin {
 				t.Fatalf("accepted enforced rule %q without a backup pin", d.Name)
 			}
