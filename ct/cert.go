@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -172,7 +173,7 @@ func parseTBS(der []byte) (*Certificate, error) {
 		}
 	}
 	c.TBSHash = tbsHash(prefix, kept)
-	if cn := strings.ToLower(strings.TrimRight(c.CommonName, ".")); looksLikeHost(cn) && !contains(c.DNSNames, cn) {
+	if cn := strings.ToLower(strings.TrimRight(c.CommonName, ".")); looksLikeHost(cn) && !slices.Contains(c.DNSNames, cn) {
 		c.DNSNames = append(c.DNSNames, cn)
 	}
 	if sanErr != nil {
@@ -197,7 +198,7 @@ func (c *Certificate) readSAN(value cryptobyte.String) error {
 		switch tag {
 		case cbasn1.Tag(2).ContextSpecific():
 			n := strings.ToLower(strings.TrimRight(string(v), "."))
-			if n != "" && !contains(c.DNSNames, n) {
+			if n != "" && !slices.Contains(c.DNSNames, n) {
 				c.DNSNames = append(c.DNSNames, n)
 			}
 		case cbasn1.Tag(7).ContextSpecific():
@@ -340,13 +341,4 @@ func looksLikeHost(s string) bool {
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

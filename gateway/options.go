@@ -314,7 +314,7 @@ func (r *Route) checkUpstream() error {
 	if u.Host == "" || u.Opaque != "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return fmt.Errorf("upstream %q: want https://host:port", u.Redacted())
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if u.Scheme == "http" && !httpx.IsLoopbackHost(u.Hostname()) {
 		return fmt.Errorf("upstream %q: plain http only to loopback; use https (mutual TLS)", u.Redacted())
 	}
 	if u.Scheme == "https" && r.UpstreamID.IsZero() {
@@ -443,7 +443,7 @@ func (c *CORS) check() error {
 		if canon := canonicalOrigin(u); o != canon {
 			return fmt.Errorf("allowed origin %q: write it as browsers send it: %q", o, canon)
 		}
-		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		if u.Scheme == "http" && !httpx.IsLoopbackHost(u.Hostname()) {
 			return fmt.Errorf("allowed origin %q: an http origin can be impersonated on the network; use https", o)
 		}
 	}
@@ -461,14 +461,4 @@ func canonicalOrigin(u *url.URL) string {
 		host = strings.TrimSuffix(host, ":"+p)
 	}
 	return u.Scheme + "://" + host
-}
-
-// isLoopback reports whether h, a URL's host name, is localhost or a
-// loopback address. A name such as 127.example.com is neither.
-func isLoopback(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.Unmap().IsLoopback()
 }

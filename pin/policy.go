@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rampartsec/rampart/internal/util/httpx"
 )
 
 // Mode says what a pin validation failure does to the connection.
@@ -466,20 +467,12 @@ func checkReportURI(s string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if httpx.IsLoopbackHost(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("%q uses http: reports carry certificate chains and host names, so they must go over https (http is allowed only to a loopback address)", s)
 	}
 	return fmt.Errorf("%q: scheme must be https", s)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // The on-disk form. Field names are the documented policy format.

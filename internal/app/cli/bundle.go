@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/rampartsec/rampart/internal/app/controlplane"
 	"github.com/rampartsec/rampart/internal/controlplane/api"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/internal/util/pinlint"
 	"github.com/rampartsec/rampart/internal/util/secrets"
 	"github.com/rampartsec/rampart/pin"
@@ -426,7 +426,7 @@ func adminServerURL(server string) (*url.URL, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, usagef("--server %s: want the control plane's base URL, without a query or fragment", u.Redacted())
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !httpx.IsLoopbackHost(u.Hostname()) {
 		return nil, usagef("--server %s: the admin token would cross the network in the clear; use https", server)
 	}
 	return u, nil
@@ -568,15 +568,4 @@ func dataDirName(dir string) (string, error) {
 		base = filepath.Join(home, ".local", "share")
 	}
 	return filepath.Join(base, "rampart"), nil
-}
-
-// isLoopbackHost reports whether h, a URL's host name, is localhost or a
-// loopback address: what the admin token may reach over plain http. A
-// name such as 127.example.com is neither, whatever it resolves to.
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.IsLoopback()
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/rampartsec/rampart/ct"
 	"github.com/rampartsec/rampart/internal/controlplane/ctwatch"
 	"github.com/rampartsec/rampart/internal/controlplane/server"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/pin"
 	"github.com/rampartsec/rampart/pin/bundle"
 )
@@ -62,7 +64,7 @@ func (c *ControlPlane) ctMonitor(ctx context.Context, cfg *File, org *Origins, b
 	var hook *ctwatch.Webhook
 	if f.Webhook.URL != "" {
 		u, err := url.Parse(f.Webhook.URL)
-		if err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) || u.User != nil {
+		if err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && httpx.IsLoopbackHost(u.Hostname()))) || u.User != nil {
 			return fmt.Errorf("%s %q: want an https URL (http only on loopback) without credentials", where("webhook.url"), f.Webhook.URL)
 		}
 		if f.Webhook.SecretFile == "" {
@@ -165,7 +167,7 @@ func mergePolicies(ps []*pin.Policy) (*pin.Policy, error) {
 				continue
 			}
 			for _, pn := range d.Pins {
-				if !contains(m.Pins, pn) {
+				if !slices.Contains(m.Pins, pn) {
 					m.Pins = append(m.Pins, pn)
 				}
 			}
@@ -193,19 +195,6 @@ func mergePolicies(ps []*pin.Policy) (*pin.Policy, error) {
 		return nil, errors.Join(errors.New("joining the bundles' policies"), err)
 	}
 	return p, nil
-}
-
-func contains(ps []pin.Pin, p pin.Pin) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
 }
 
 // ctView is w as the server's CT view; nil (not a typed nil) without one.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rampartsec/rampart/authz"
 	"github.com/rampartsec/rampart/authz/envoy"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/mtls"
 	"github.com/rampartsec/rampart/ratelimit"
 )
@@ -85,7 +86,7 @@ func (l *AuthzListener) check() error {
 	if err != nil {
 		return fmt.Errorf("listen %q: want host:port or unix:/path", l.Listen)
 	}
-	if l.TLS == nil && !isLoopback(host) {
+	if l.TLS == nil && !httpx.IsLoopbackHost(host) {
 		return fmt.Errorf("listen %q: plain text only on loopback or a unix socket: credentials cross the network to the decision; configure tls", l.Listen)
 	}
 	return nil

@@ -29,7 +29,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -44,6 +43,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rampartsec/rampart/gateway"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/ratelimit/redisstore"
 )
@@ -515,7 +515,7 @@ func (c *File) checkListen() error {
 	if err != nil {
 		return fmt.Errorf("gateway: listen %q: want host:port", c.Listen)
 	}
-	if c.TLS == nil && !isLoopback(host) {
+	if c.TLS == nil && !httpx.IsLoopbackHost(host) {
 		return fmt.Errorf("gateway: listen %q: plain http only on loopback (127.0.0.1, ::1, localhost), or credentials cross the network in the clear: configure tls", c.Listen)
 	}
 	for i, h := range c.Hosts {
@@ -693,16 +693,6 @@ func (r *Renewal) check() error {
 		return fmt.Errorf("url %q: want https://host:port/v1/certificates/renew (the control plane, over TLS)", r.URL)
 	}
 	return nil
-}
-
-// isLoopback reports whether h, a URL's host name, is localhost or a
-// loopback address. A name such as 127.example.com is neither.
-func isLoopback(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.Unmap().IsLoopback()
 }
 
 // parseSize reads "1MiB", "512KiB", "100" (bytes).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rampartsec/rampart/apikey"
 	"github.com/rampartsec/rampart/gateway"
+	"github.com/rampartsec/rampart/internal/util/httpx"
 	"github.com/rampartsec/rampart/ratelimit"
 	"github.com/rampartsec/rampart/token"
 )
@@ -404,7 +405,7 @@ func checkConfigInvariants(t *testing.T, c *File) {
 	if c.Listen == "" || c.AccessLog == "" || len(c.Routes) == 0 || len(c.routes) != len(c.Routes) {
 		t.Fatalf("defaults missing: %+v", c)
 	}
-	if host, _, err := net.SplitHostPort(c.Listen); err != nil || c.TLS == nil && !isLoopback(host) {
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil || c.TLS == nil && !httpx.IsLoopbackHost(host) {
 		t.Fatalf("listen %q without tls", c.Listen)
 	}
 	prefixes := map[string]bool{}
@@ -421,7 +422,7 @@ func checkConfigInvariants(t *testing.T, c *File) {
 				t.Fatalf("route %q: https upstream without an ID", r.Prefix)
 			}
 		case "http":
-			if !isLoopback(gr.Upstream.Hostname()) {
+			if !httpx.IsLoopbackHost(gr.Upstream.Hostname()) {
 				t.Fatalf("route %q: plain http to %q", r.Prefix, gr.Upstream.Host)
 			}
 		default:
