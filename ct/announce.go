@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +18,33 @@ import (
 // ErrAnnouncements is wrapped by the errors of [ParseAnnouncements].
 var ErrAnnouncements = errors.New("ct: invalid announcements")
 
+// MaxAnnouncementsSize bounds an announcements file.
+const MaxAnnouncementsSize = 1 << 20
+
+// ReadAnnouncementsFile reads an announcements file's bytes, at most
+// one past [MaxAnnouncementsSize] (which ParseAnnouncements refuses).
+func ReadAnnouncementsFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxAnnouncementsSize+1))
+}
+
+// LoadAnnouncements reads and parses an announcements file; errors name it.
+func LoadAnnouncements(path string) ([]Announcement, error) {
+	data, err := ReadAnnouncementsFile(path)
+	if err != nil {
+		return nil, err
+	}
+	a, err := ParseAnnouncements(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return a, nil
+}
+
 // ParseAnnouncements reads a file of announced certificates and keys
 // (YAML or JSON, strict):
 //
@@ -27,6 +55,9 @@ var ErrAnnouncements = errors.New("ct: invalid announcements")
 //	    note: 2027 renewal
 //	  - tbs: 3f9c...                # one certificate: its TBS hash (hex SHA-256)
 func ParseAnnouncements(data []byte) ([]Announcement, error) {
+	if len(data) > MaxAnnouncementsSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrAnnouncements, MaxAnnouncementsSize)
+	}
 	var f struct {
 		Expected []struct {
 			SPKI   string `yaml:"spki"`

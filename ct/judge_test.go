@@ -4,8 +4,10 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +159,27 @@ func TestChainMustBeAuthentic(t *testing.T) {
 	} {
 		if c.v.Class != c.want || c.v.Rules[0].Position != c.wantPos {
 			t.Errorf("%s: %s at position %d, want %s at %d", c.name, c.v.Class, c.v.Rules[0].Position, c.want, c.wantPos)
+		}
+	}
+}
+
+func TestParseAnnouncements(t *testing.T) {
+	spki := pin.FromSPKI([]byte("k")).String()
+	got, err := ct.ParseAnnouncements([]byte("expected:\n  - spki: " + spki + "\n    domain: API.pay.example.\n    until: 2027-01-31\n  - tbs: " + strings.Repeat("ab", 32) + "\n"))
+	if err != nil || len(got) != 2 || got[0].Domain != "api.pay.example" || got[0].Until.Format(time.RFC3339Nano) != "2027-01-31T23:59:59.999999999Z" || got[1].TBS[0] != 0xab {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for name, doc := range map[string]string{
+		"both":          "expected:\n  - {spki: " + spki + ", tbs: " + strings.Repeat("ab", 32) + "}\n",
+		"neither":       "expected:\n  - {domain: a.example}\n",
+		"a cert pin":    "expected:\n  - {spki: 'cert-sha256:" + strings.Repeat("ab", 32) + "'}\n",
+		"short tbs":     "expected:\n  - {tbs: abcd}\n",
+		"bad until":     "expected:\n  - {spki: " + spki + ", until: soon}\n",
+		"unknown field": "expected:\n  - {spki: " + spki + ", pin: x}\n",
+		"too large":     "expected:\n" + strings.Repeat("#", ct.MaxAnnouncementsSize),
+	} {
+		if _, err := ct.ParseAnnouncements([]byte(doc)); !errors.Is(err, ct.ErrAnnouncements) {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

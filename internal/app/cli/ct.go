@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -126,12 +125,8 @@ func newCTCheckCmd(stdio Stdio) *cobra.Command {
 			}
 			var announced []ct.Announcement
 			if expectFile != "" {
-				data, err := os.ReadFile(expectFile)
-				if err != nil {
+				if announced, err = ct.LoadAnnouncements(expectFile); err != nil {
 					return err
-				}
-				if announced, err = ct.ParseAnnouncements(data); err != nil {
-					return fmt.Errorf("%s: %w", expectFile, err)
 				}
 			}
 			judge, err := ct.NewJudge(policy, watch, announced)

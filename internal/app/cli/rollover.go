@@ -133,7 +133,7 @@ func newKeyPin(file string) (pin.Pin, error) {
 // the result would not read back with every announcement it had and the
 // new one.
 func announce(w io.Writer, file, domain string, p pin.Pin, now time.Time) error {
-	data, err := os.ReadFile(file)
+	data, err := ct.ReadAnnouncementsFile(file)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail(ExitUsage, err)
 	}

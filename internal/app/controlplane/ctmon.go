@@ -92,11 +92,7 @@ func (c *ControlPlane) ctMonitor(ctx context.Context, cfg *File, org *Origins, b
 		}
 		var ann []ct.Announcement
 		if f.Expect != "" {
-			data, err := os.ReadFile(f.Expect)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", where("expect"), err)
-			}
-			if ann, err = ct.ParseAnnouncements(data); err != nil {
+			if ann, err = ct.LoadAnnouncements(f.Expect); err != nil {
 				return nil, fmt.Errorf("%s: %w", where("expect"), err)
 			}
 		}
