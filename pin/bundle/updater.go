@@ -35,6 +35,9 @@ const (
 	SourceEmbedded = "embedded"
 	SourceCache    = "cache"
 	SourceNetwork  = "network"
+	// SourcePush: a bundle handed to [Updater.Apply] (a push message, a
+	// file shipped beside the client).
+	SourcePush = "push"
 )
 
 // An Updater keeps a [pin.Verifier]'s policy up to date from a signed
@@ -146,7 +149,7 @@ type State struct {
 	// policy applies alone.
 	Version int64
 	// Source is where the policy in effect comes from: "embedded",
-	// "cache" or "network".
+	// "cache", "network" or "push" ([Updater.Apply]).
 	Source string
 	// KeyID and ExpiresAt are those of the bundle in effect.
 	KeyID     string
@@ -165,7 +168,7 @@ type State struct {
 	// ConsecutiveFailures counts failed fetches since the last success.
 	ConsecutiveFailures int
 	// Fetches counts fetch attempts; NotModified the 304 answers; Updates
-	// the bundles applied from the network; Rejected the bundles received
+	// the bundles applied from the network or by [Updater.Apply]; Rejected the bundles received
 	// and refused.
 	Fetches, NotModified, Updates, Rejected uint64
 }
@@ -459,6 +462,49 @@ func (u *Updater) Update(ctx context.Context) error {
 	return u.reject(b, err)
 }
 
+// Apply applies a bundle obtained some other way than by polling URL — a
+// push message, a file delivered beside the client — with every check of
+// a fetched one: it is verified ([Verify]) at the Updater's clock, and
+// refused for another name ([ErrWrongName]), a version below the highest
+// accepted or below MinVersion, or the same version with other content
+// ([ErrRollback]); the same bundle again changes nothing. An accepted
+// bundle is applied and written to CacheFile, exactly as after a fetch.
+// Apply needs a valid configuration (URL included: the bundle in effect
+// must be one the poller could replace) and loads the cache first if
+// [Updater.Load] has not run.
+func (u *Updater) Apply(jws string) error {
+	if err := u.init(); err != nil {
+		return err
+	}
+	u.opMu.Lock()
+	defer u.opMu.Unlock()
+	if !u.loaded {
+		u.load()
+	}
+	now := u.now()
+	u.expire(now)
+	jws = string(trimSpace([]byte(jws)))
+	b, err := verify(jws, u.Keys, now)
+	if err == nil {
+		var applied bool
+		applied, err = u.accept(b, SourcePush, "")
+		if err == nil || applied {
+			return err
+		}
+	}
+	// Refused: counted and logged as a fetched bundle would be, but not a
+	// failed fetch (the poller's backoff is not the pusher's business).
+	u.mu.Lock()
+	u.st.Rejected++
+	u.mu.Unlock()
+	if b != nil {
+		u.logger().Warn("bundle: refused", "source", SourcePush, "name", b.Name, "version", b.Version, "kid", b.KeyID, "reason", reason(err))
+	} else {
+		u.logger().Warn("bundle: refused", "source", SourcePush, "reason", reason(err))
+	}
+	return err
+}
+
 // reject records and logs a refused bundle; b is nil when it did not
 // verify.
 func (u *Updater) reject(b *Bundle, err error) error {
@@ -589,13 +635,13 @@ func (u *Updater) accept(b *Bundle, source, etag string) (applied bool, err erro
 	u.mu.Lock()
 	u.active, u.source, u.floor, u.etag = b, source, b, etag
 	u.st.CacheError = ""
-	if source == SourceNetwork {
+	if source != SourceCache {
 		u.st.Updates++
 		u.cacheDirty = u.CacheFile != ""
 	}
 	u.mu.Unlock()
 	u.logger().Info("bundle: applied", "name", b.Name, "version", b.Version, "kid", b.KeyID, "source", source)
-	if source == SourceNetwork && u.CacheFile != "" {
+	if source != SourceCache && u.CacheFile != "" {
 		if err := u.writeCache(b.JWS); err != nil {
 			u.logger().Error("bundle: could not write the cache; the rollback floor will not survive a restart", "file", u.CacheFile, "err", err)
 			return true, fmt.Errorf("%w: %w", errCache, err)
