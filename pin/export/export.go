@@ -49,13 +49,17 @@ const (
 	ReactNative   Format = "react-native"
 	HPKP          Format = "hpkp"
 	JSON          Format = "json"
+	// RampartClient is the configuration file of Rampart's Android/JVM and
+	// JavaScript clients (clients/android, clients/js): the policy, the
+	// bundle keys and where bundles come from.
+	RampartClient Format = "rampart-client"
 	// JWKS prints only the bundle keys of [Options.BundleKeys].
 	JWKS Format = "jwks"
 )
 
 // Formats lists every format, in the order of the documentation.
 func Formats() []Format {
-	return []Format{Android, TrustKit, TrustKitSwift, IOS, OkHTTP, Curl, DotNet, ReactNative, HPKP, JSON, JWKS}
+	return []Format{Android, TrustKit, TrustKitSwift, IOS, OkHTTP, Curl, DotNet, ReactNative, HPKP, JSON, RampartClient, JWKS}
 }
 
 // Identities selects the App Transport Security identities to export.
@@ -99,6 +103,15 @@ type Options struct {
 	// react-native, dotnet: a constant); the others refuse it. The jwks
 	// format prints it alone.
 	BundleKeys []byte
+	// BundleURL, BundleName and MinVersion say where a rampart-client
+	// updater fetches signed bundles, the bundle name it expects and the
+	// lowest version it accepts (ship the latest version: a fresh install
+	// cannot be rolled back below it). BundleURL must be https on a host
+	// that the policy enforces (the updater refuses any other), and needs
+	// BundleKeys and BundleName. Only rampart-client carries them.
+	BundleURL  string
+	BundleName string
+	MinVersion int64
 }
 
 // Result is an export's output and what the caller should tell the user.
@@ -185,6 +198,8 @@ func Export(p *pin.Policy, f Format, o Options) (*Result, error) {
 		out, err = x.hpkp()
 	case JSON:
 		out, err = x.json()
+	case RampartClient:
+		out, err = x.rampartClient()
 	case JWKS:
 		out, err = x.jwksOnly()
 	default:
@@ -193,7 +208,10 @@ func Export(p *pin.Policy, f Format, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f != JSON {
+	if (o.BundleURL != "" || o.BundleName != "" || o.MinVersion != 0) && f != RampartClient {
+		return nil, x.errorf("", "only rampart-client carries the bundle URL, name and minimum version")
+	}
+	if f != JSON && f != RampartClient {
 		for _, d := range x.rules {
 			if d.RequireSCTs {
 				x.warnf("domain %s: %s clients cannot require SCTs (require_scts): they accept certificates without them", d.Name, f)
@@ -362,7 +380,7 @@ func (x *exporter) appendBundleKeys(out []byte) ([]byte, error) {
 	}
 	b := bytes.NewBuffer(out)
 	switch x.format {
-	case TrustKit, IOS, JWKS:
+	case TrustKit, IOS, JWKS, RampartClient:
 	case TrustKitSwift:
 		fmt.Fprintf(b, "\n// %s\nlet pinBundleKeys = %s\n", bundleKeysComment, swiftString(x.jwks))
 	case OkHTTP:

@@ -2,6 +2,11 @@ package export_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -51,6 +56,10 @@ func TestGolden(t *testing.T) {
 		{"hpkp-subdomains", export.HPKP, func(o *export.Options) { o.Domain = "payments.example.org"; o.MaxAge = time.Hour }},
 		{"json", export.JSON, nil},
 		{"json-one-domain", export.JSON, func(o *export.Options) { o.Domain = "beta.example.com" }},
+		{"rampart-client", export.RampartClient, func(o *export.Options) {
+			o.BundleKeys = []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1","alg":"ES256","use":"sig"}]}`)
+			o.BundleURL, o.BundleName, o.MinVersion = "https://api.example.com/v1/bundles/mobile", "mobile", 7
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := base
@@ -451,5 +460,77 @@ func TestBundleKeys(t *testing.T) {
 	}
 	if _, err := export.Export(p, export.OkHTTP, export.Options{BundleKeys: []byte(`{"keys":[]}`)}); err == nil {
 		t.Error("an empty JWKS was accepted")
+	}
+}
+
+// The rampart-client file carries the whole policy, and refuses what its
+// clients would refuse: a bundle URL that the policy does not enforce
+// (the updater never fetches over an unpinned connection), a URL without
+// keys or name, and rules that require SCTs.
+func TestRampartClient(t *testing.T) {
+	jwks := []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1","alg":"ES256","use":"sig"}]}`)
+	p := loadPolicy(t)
+	ok := export.Options{BundleKeys: jwks, BundleURL: "https://api.example.com/v1/bundles/mobile", BundleName: "mobile", Now: now}
+	r, err := export.Export(p, export.RampartClient, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Format     string          `json:"format"`
+		Policy     json.RawMessage `json:"policy"`
+		BundleURL  string          `json:"bundle_url"`
+		BundleKeys json.RawMessage `json:"bundle_keys"`
+	}
+	if err := json.Unmarshal(r.Output, &doc); err != nil {
+		t.Fatal(err)
+	}
+	back, err := pin.ParsePolicy(doc.Policy)
+	if err != nil {
+		t.Fatalf("the exported policy does not parse: %v", err)
+	}
+	if len(back.Domains()) != len(p.Domains()) || doc.Format != "rampart-client/1" || doc.BundleURL != ok.BundleURL || len(doc.BundleKeys) == 0 {
+		t.Errorf("export lost something: %s", r.Output)
+	}
+	for name, tc := range map[string]struct {
+		o    func(*export.Options)
+		want string
+	}{
+		"unpinned host":     {func(o *export.Options) { o.BundleURL = "https://cp.example.net/v1/bundles/mobile" }, "has no rule for cp.example.net"},
+		"report-only host":  {func(o *export.Options) { o.BundleURL = "https://beta.example.com/b" }, "is report-only"},
+		"expired host rule": {func(o *export.Options) { o.Now = time.Date(2027, 7, 1, 0, 0, 0, 0, time.UTC) }, "has expired"},
+		"http":              {func(o *export.Options) { o.BundleURL = "http://api.example.com/b" }, "want an https URL"},
+		"no keys":           {func(o *export.Options) { o.BundleKeys = nil }, "--bundle-key"},
+		"no name":           {func(o *export.Options) { o.BundleName = "" }, "--bundle-name"},
+		"name without url":  {func(o *export.Options) { o.BundleURL = "" }, "need the bundle URL"},
+		"negative version":  {func(o *export.Options) { o.MinVersion = -1 }, "want 0 or more"},
+	} {
+		o := ok
+		tc.o(&o)
+		if _, err := export.Export(p, export.RampartClient, o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v; want %q", name, err, tc.want)
+		}
+	}
+	if _, err := export.Export(p, export.OkHTTP, export.Options{BundleURL: ok.BundleURL}); err == nil {
+		t.Error("okhttp took a bundle URL")
+	}
+	a, b := pin.FromSPKI([]byte("a")), pin.FromSPKI([]byte("b"))
+	var logs []pin.CTLog
+	for _, op := range []string{"A", "B"} {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(k.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, pin.CTLog{KeyDER: der, Operator: op})
+	}
+	sct, err := pin.NewPolicyWithCTLogs("", logs, pin.Domain{Name: "a.test", Pins: []pin.Pin{a, b}, RequireSCTs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := export.Export(sct, export.RampartClient, export.Options{}); err == nil || !strings.Contains(err.Error(), "require_scts") {
+		t.Errorf("require_scts: err = %v", err)
 	}
 }

@@ -28,12 +28,16 @@ policy stays the single source of truth. Formats:
   react-native    initializeSslPinning options (react-native-ssl-public-key-pinning)
   hpkp            a Public-Key-Pins header, for one domain
   json            the normalized policy
+  rampart-client  the configuration of Rampart's Android/JVM and JavaScript
+                  clients (clients/android, clients/js): the policy, the
+                  bundle keys, and with --bundle-url, --bundle-name and
+                  --min-version where their updater fetches signed bundles
   jwks            the public keys of signed pin bundles (--bundle-key), alone
 
 --bundle-key embeds the public keys that verify signed pin bundles (dynamic
 pinning; docs/bundle.md) where the platform allows: an Info.plist key
-(trustkit, ios) or a constant (trustkit-swift, okhttp, react-native,
-dotnet). Other formats refuse it; ship the jwks output instead.
+(trustkit, ios), a constant (trustkit-swift, okhttp, react-native,
+dotnet) or a member (rampart-client). Other formats refuse it; ship the jwks output instead.
 
 What a platform cannot express is never guessed: the export fails saying
 which policy field to change, or leaves a rule out (report-only rules on
@@ -109,6 +113,9 @@ func newExportCmd(stdio Stdio) *cobra.Command {
 	c.Flags().BoolVar(&o.OkHTTP3, "okhttp3", false, "okhttp: OkHttp 3 patterns (exact names and \"*.\", one level of subdomains)")
 	c.Flags().StringVar(&identities, "ios-identities", "", "ios: the `KIND` of pins to export, leaf, ca or both (default: the one kind the rule has)")
 	c.Flags().StringArrayVar(&bundleKeys, "bundle-key", nil, "embed this bundle public key `FILE` (repeatable; see above)")
+	c.Flags().StringVar(&o.BundleURL, "bundle-url", "", "rampart-client: the https `URL` of signed bundles (its host must be enforced by the policy)")
+	c.Flags().StringVar(&o.BundleName, "bundle-name", "", "rampart-client: the bundle `NAME` the clients expect")
+	c.Flags().Int64Var(&o.MinVersion, "min-version", 0, "rampart-client: the lowest bundle `VERSION` the clients accept (ship the latest)")
 	c.Flags().DurationVar(&o.MaxAge, "max-age", 60*24*time.Hour, "hpkp: max-age, a `DURATION` (capped at the pin set's expiry)")
 	return c
 }
