@@ -107,4 +107,3 @@ func (x *exporter) now() time.Time {
 	}
 	return time.Now()
 }
-

@@ -220,7 +220,7 @@ func BuildPKI() (*PKIFile, error) {
 			Expect: PKIExpect{Failure: "pin", Report: report("pin-mismatch", "enforce", "api.rampart.example", "api.rampart.example", false, nil, []string{p("legit-int"), backupPin}, chainPins("rogue-leaf", "rogue-int", "legit-int", "legit-root"), rogueValidated)}},
 		{Name: "appended-chain-twin-issuer", Description: "a leaf from a compromised root's intermediate that copies the real issuing CA's subject and key identifier, served with the real issuing CA first: a chain walked by issuer names reaches the real CA; the verified chain does not", Host: "api.rampart.example", Roots: both,
 			Served: []string{"twin-leaf", "legit-int", "twin-int"}, Policy: policy(api(p("legit-int"), backupPin)),
-			Expect: PKIExpect{Failure: "pin", Report: report("pin-mismatch", "enforce", "api.rampart.example", "api.rampart.example", false, nil, []string{p("legit-int"), backupPin}, chainPins("twin-leaf", "legit-int", "twin-int"), chainPins("twin-leaf", "twin-int", "rogue-root"))},
+			Expect:      PKIExpect{Failure: "pin", Report: report("pin-mismatch", "enforce", "api.rampart.example", "api.rampart.example", false, nil, []string{p("legit-int"), backupPin}, chainPins("twin-leaf", "legit-int", "twin-int"), chainPins("twin-leaf", "twin-int", "rogue-root"))},
 			Unsupported: nil},
 		{Name: "pin-on-unsent-root", Description: "pinned on the root, which the server does not send: the verified chain ends at the root from the trust store", Host: "api.rampart.example", Roots: both, Served: []string{"legit-leaf", "legit-int"}, Policy: policy(api(p("legit-root"), backupPin)),
 			Expect: PKIExpect{Accept: true}},
@@ -251,7 +251,7 @@ func BuildPKI() (*PKIFile, error) {
 		{Name: "exact-rule-not-for-subdomains", Description: "a rule for api.rampart.example without include_subdomains does not apply to sub.api.rampart.example", Host: "sub.api.rampart.example", Roots: both, Served: rogueServed, Policy: std,
 			Expect: PKIExpect{Accept: true}},
 		{Name: "host-in-upper-case", Description: "API.Rampart.Example: host names match without regard to case", Host: "API.Rampart.Example", Roots: both, Served: rogueServed, Policy: std,
-			Expect: PKIExpect{Failure: "pin", Report: report("pin-mismatch", "enforce", "api.rampart.example", "api.rampart.example", false, nil, []string{leafPin, backupPin}, chainPins(rogueServed...), rogueValidated)},
+			Expect:      PKIExpect{Failure: "pin", Report: report("pin-mismatch", "enforce", "api.rampart.example", "api.rampart.example", false, nil, []string{leafPin, backupPin}, chainPins(rogueServed...), rogueValidated)},
 			Unsupported: nil},
 	}
 	for i := range cases {
