@@ -707,3 +707,50 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Apply takes a bundle delivered another way (a push message) through the
+// checks of a fetched one, caches it, and refuses what Update refuses
+// without counting a failed fetch (it does not touch the poller's backoff).
+func TestApply(t *testing.T) {
+	w := newWorld(t)
+	cp := newControlPlane(t, w.cpLeaf.TLS())
+	cache := filepath.Join(t.TempDir(), "mobile.jws")
+	clk := newClock()
+	u, v := w.updater(t, cp, clk, cache)
+	v5 := w.sign(t, 5)
+	if err := u.Apply(" " + v5 + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	st := u.State()
+	if st.Source != bundle.SourcePush || st.Version != 5 || st.Updates != 1 || st.Fetches != 0 || len(cp.requests()) != 0 {
+		t.Errorf("state after Apply = %+v, %d requests", st, len(cp.requests()))
+	}
+	if v.Policy().Match(payHost) == nil {
+		t.Error("the pushed bundle's policy is not in effect")
+	}
+	if data, _ := os.ReadFile(cache); string(data) != v5+"\n" {
+		t.Errorf("cache holds %.40q..., want the pushed bundle", data)
+	}
+	// The same bundle again changes nothing; an older one is refused,
+	// without a failed fetch.
+	if err := u.Apply(v5); err != nil || u.State().Updates != 1 {
+		t.Errorf("the same bundle again: %v, %+v", err, u.State())
+	}
+	if err := u.Apply(w.sign(t, 4)); !errors.Is(err, bundle.ErrRollback) {
+		t.Errorf("older bundle: err = %v, want ErrRollback", err)
+	}
+	if err := u.Apply("not a bundle"); !errors.Is(err, bundle.ErrMalformed) {
+		t.Errorf("garbage: err = %v, want ErrMalformed", err)
+	}
+	if st := u.State(); st.Rejected != 2 || st.ConsecutiveFailures != 0 || st.Version != 5 {
+		t.Errorf("state after refusals = %+v", st)
+	}
+	// After a restart the pushed bundle is the floor.
+	u2, _ := w.updater(t, cp, clk, cache)
+	if err := u2.Apply(w.sign(t, 4)); !errors.Is(err, bundle.ErrRollback) {
+		t.Errorf("older bundle after a restart: err = %v, want ErrRollback", err)
+	}
+	if st := u2.State(); st.Source != bundle.SourceCache || st.Version != 5 {
+		t.Errorf("state after the restart = %+v", st)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -27,23 +26,6 @@ import (
 )
 
 var _ = golden.Update // every test package takes -update
-
-// vectorsDir is the committed vector directory, absolute.
-func vectorsDir(t *testing.T) string {
-	d, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "testdata", "vectors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func clientDir(t *testing.T, name string) string {
-	d, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
 
 // TestServe runs the harness until interrupted when
 // RAMPART_HARNESS_SERVE names a file to write its configuration to: for
@@ -61,55 +43,6 @@ func TestServe(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
-}
-
-// run runs a client's test command with the harness and the vectors,
-// streaming its output into the test log.
-func run(t *testing.T, dir string, env []string, name string, args ...string) {
-	t.Helper()
-	h := Start(t)
-	cfg := filepath.Join(t.TempDir(), "harness.json")
-	if err := h.WriteConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append(env, "RAMPART_HARNESS="+cfg, "RAMPART_VECTORS="+vectorsDir(t))...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	t.Logf("%s %s:\n%s", name, strings.Join(args, " "), out.String())
-	if err != nil {
-		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
-	}
-}
-
-// TestAndroidClient compiles clients/android with the machine's JDK and
-// runs its JUnit tests (the vectors and the live harness) with Debian's
-// jars: OkHttp 3, Okio, Android's org.json, JUnit 4.
-func TestAndroidClient(t *testing.T) {
-	libs := os.Getenv("RAMPART_TEST_JAVA_LIBS")
-	if libs == "" {
-		t.Skip("RAMPART_TEST_JAVA_LIBS is not set (the directory of okhttp.jar, okio.jar, com.android.json.jar, junit4.jar, hamcrest-core.jar: apt-get install junit4 libokhttp-java libokio-java libandroid-json-java libhamcrest-java; .ci/run sets it)")
-	}
-	run(t, clientDir(t, "android"), []string{"RAMPART_JAVA_LIBS=" + libs}, "sh", "test.sh")
-}
-
-// TestJSClient builds clients/js and runs its node --test suite (the
-// vectors and the live harness).
-func TestJSClient(t *testing.T) {
-	node := os.Getenv("RAMPART_TEST_NODE")
-	if node == "" {
-		t.Skip("RAMPART_TEST_NODE is not set (the node binary; run npm ci in clients/js first; .ci/run does both)")
-	}
-	dir := clientDir(t, "js")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
-		t.Fatalf("clients/js/node_modules is missing: run npm ci in clients/js (%v)", err)
-	}
-	npm := filepath.Join(filepath.Dir(node), "npm")
-	run(t, dir, []string{"PATH=" + filepath.Dir(node) + string(os.PathListSeparator) + os.Getenv("PATH")}, npm, "test")
 }
 
 // TestHarnessWithGoClient runs the integration scenarios the other
