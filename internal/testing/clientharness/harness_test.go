@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,46 @@ func TestServe(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
+}
+
+// TestJSClient builds clients/js and runs its node --test suite with the
+// vectors and the harness.
+func TestJSClient(t *testing.T) {
+	node := os.Getenv("RAMPART_TEST_NODE")
+	if node == "" {
+		t.Skip("RAMPART_TEST_NODE is not set (the node binary; run npm ci in clients/js first; .ci/run does both)")
+	}
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatalf("clients/js/node_modules is missing: run npm ci in clients/js (%v)", err)
+	}
+	vectors, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "testdata", "vectors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Start(t)
+	cfg := filepath.Join(t.TempDir(), "harness.json")
+	if err := h.WriteConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := filepath.Dir(node)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "npm"), "test")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "RAMPART_HARNESS="+cfg, "RAMPART_VECTORS="+vectors)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("npm test: %v\n%s", err, out)
+	}
+	// node --test prints its totals; a run that ran nothing is a failure.
+	if !strings.Contains(string(out), "# fail 0") || strings.Contains(string(out), "# pass 0") {
+		t.Fatalf("npm test did not report passing tests:\n%s", out)
+	}
+	t.Logf("npm test:\n%s", out[max(0, len(out)-400):])
 }
 
 // TestHarnessWithGoClient runs the integration scenarios the other
