@@ -1,6 +1,6 @@
-// @rampartsec/pin: Rampart's pinning semantics for JavaScript. The core
-// (strict JSON, pins and policies, signed bundles) imports nothing from
-// Node.js, so that it runs on Hermes (React Native) too.
-export * from "./core/json.js";
-export * from "./core/policy.js";
-export * from "./core/bundle.js";
+// @rampartsec/pin for Node.js: the core (strict JSON, pins, policies,
+// verification, reports, signed bundles) and the Node integration (pinned
+// https.Agent and tls.connect, RFC 7469 report delivery, the bundle updater).
+// React Native: import "@rampartsec/pin/react-native", which uses the core only.
+export * from "./core/index.js";
+export * from "./node/index.js";

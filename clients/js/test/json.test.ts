@@ -54,3 +54,43 @@ test("random documents round-trip and match JSON.parse", () => {
     if (!ok) assert.throws(() => parseJSON(cut), JsonError);
   }
 });
+
+test("randomly mutated documents: accepted exactly when JSON.parse accepts them, but for duplicates and lone surrogates", () => {
+  let seed = 987654321;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  const alphabet = '{}[]:,"\\ \n\t0123456789-+.eEtrufalsn/ux\u00e9\ud83d\ude00abcdef';
+  const docs = ['{"a":[1,2,{"b":null}],"c":"d\\u00e9"}', '[true,false,null,-0.5e+3,"x"]', '{"k1":{"k2":{"k3":[]}},"k4":"v"}', '{"version":1,"domains":[{"domain":"a.example","pins":["sha256/x"]}]}'];
+  let accepted = 0;
+  for (let i = 0; i < 20000; i++) {
+    let s = docs[rnd(docs.length)]!;
+    for (let m = 1 + rnd(3); m > 0; m--) {
+      const at = rnd(s.length + 1);
+      const op = rnd(3);
+      const c = alphabet[rnd(alphabet.length)]!;
+      s = op === 0 ? s.slice(0, at) + c + s.slice(at) : op === 1 ? s.slice(0, at) + s.slice(at + 1) : s.slice(0, at) + c + s.slice(at + 1);
+    }
+    let want: unknown;
+    let ok = true;
+    try { want = JSON.parse(s); } catch { ok = false; }
+    let got: JsonValue | undefined;
+    let err: Error | undefined;
+    try { got = parseJSON(s); } catch (e) { err = e as Error; }
+    if (got !== undefined) {
+      accepted++;
+      assert.ok(ok, `accepted what JSON.parse refuses: ${JSON.stringify(s)}`);
+      assert.deepEqual(plain(got), want, s);
+    } else {
+      assert.ok(err instanceof JsonError, `threw something else than JsonError for ${JSON.stringify(s)}: ${err}`);
+      if (ok) assert.match(err.message, /appears twice|surrogate/, `refused what JSON.parse accepts: ${JSON.stringify(s)}: ${err.message}`);
+    }
+  }
+  assert.ok(accepted > 100, `some mutants are valid JSON (${accepted})`);
+});
+
+test("duplicate member names are refused at any depth, and names compare exactly", () => {
+  assert.throws(() => parseJSON('{"a":{"b":1,"b":2}}'), /appears twice/);
+  assert.throws(() => parseJSON('[{"x":1},{"y":1,"y":1}]'), /appears twice/);
+  assert.throws(() => parseJSON('{"\\u0061":1,"a":2}'), /appears twice/, "escapes are decoded before comparing");
+  assert.doesNotThrow(() => parseJSON('{"a":1,"A":2}'));
+  assert.throws(() => parseJSON("[".repeat(100) + "]".repeat(100)), /too deep/);
+});

@@ -10,6 +10,10 @@ export class JsonNumber {
   isInteger(): boolean {
     return /^-?(0|[1-9][0-9]*)$/.test(this.text);
   }
+  /** The value as a BigInt when written as an integer, else null. */
+  bigint(): bigint | null {
+    return this.isInteger() ? BigInt(this.text) : null;
+  }
 }
 
 export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
@@ -77,10 +81,27 @@ class Parser {
   }
 
   number(): JsonNumber {
-    const m = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(this.s.slice(this.i, this.i + 400));
-    if (!m || m[0] === "-") this.fail("invalid number");
-    this.i += m[0].length;
-    return new JsonNumber(m[0]);
+    const s = this.s;
+    const start = this.i;
+    let i = this.i;
+    const digit = (k: number) => { const c = s.charCodeAt(k); return c >= 48 && c <= 57; };
+    if (s[i] === "-") i++;
+    if (s[i] === "0") i++;
+    else if (digit(i)) while (digit(i)) i++;
+    else { this.i = i; this.fail("invalid number"); }
+    if (s[i] === ".") {
+      i++;
+      if (!digit(i)) { this.i = i; this.fail("invalid number"); }
+      while (digit(i)) i++;
+    }
+    if (s[i] === "e" || s[i] === "E") {
+      i++;
+      if (s[i] === "+" || s[i] === "-") i++;
+      if (!digit(i)) { this.i = i; this.fail("invalid number"); }
+      while (digit(i)) i++;
+    }
+    this.i = i;
+    return new JsonNumber(s.slice(start, i));
   }
 
   string(): string {
