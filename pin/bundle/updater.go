@@ -448,16 +448,10 @@ func (u *Updater) Update(ctx context.Context) error {
 	}
 	// Validity is judged at the time of the response, not of the request.
 	now = u.now()
-	b, err := verify(jws, u.Keys, now)
-	if err == nil {
-		var applied bool
-		applied, err = u.accept(b, SourceNetwork, newETag)
-		if err == nil {
-			return u.succeed(now, nil)
-		} else if applied {
-			// Applied, but the cache could not be written.
-			return u.succeed(now, err)
-		}
+	b, applied, err := u.offer(jws, SourceNetwork, newETag, now)
+	if err == nil || applied {
+		// Applied (err is then a cache error), or nothing new.
+		return u.succeed(now, err)
 	}
 	return u.reject(b, err)
 }
@@ -484,13 +478,9 @@ func (u *Updater) Apply(jws string) error {
 	now := u.now()
 	u.expire(now)
 	jws = string(trimSpace([]byte(jws)))
-	b, err := verify(jws, u.Keys, now)
-	if err == nil {
-		var applied bool
-		applied, err = u.accept(b, SourcePush, "")
-		if err == nil || applied {
-			return err
-		}
+	b, applied, err := u.offer(jws, SourcePush, "", now)
+	if err == nil || applied {
+		return err
 	}
 	// Refused: counted and logged as a fetched bundle would be, but not a
 	// failed fetch (the poller's backoff is not the pusher's business).
@@ -503,6 +493,18 @@ func (u *Updater) Apply(jws string) error {
 		u.logger().Warn("bundle: refused", "source", SourcePush, "reason", reason(err))
 	}
 	return err
+}
+
+// offer verifies jws at now and accepts it from source; applied reports
+// a bundle that took effect even when err is set (a cache error). b is
+// the bundle when it verified, for the refusal's log.
+func (u *Updater) offer(jws, source, etag string, now time.Time) (b *Bundle, applied bool, err error) {
+	b, err = verify(jws, u.Keys, now)
+	if err != nil {
+		return b, false, err
+	}
+	applied, err = u.accept(b, source, etag)
+	return b, applied, err
 }
 
 // reject records and logs a refused bundle; b is nil when it did not

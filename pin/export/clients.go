@@ -172,11 +172,7 @@ func (x *exporter) hpkp() ([]byte, error) {
 		maxAge = 60 * 24 * time.Hour
 	}
 	if !d.Expires.IsZero() {
-		now := x.opts.Now
-		if now.IsZero() {
-			now = time.Now()
-		}
-		left := d.ExpiresAt().Sub(now)
+		left := d.ExpiresAt().Sub(x.now())
 		if left <= 0 {
 			return nil, x.errorf(d.Name, "the pin set expired on %s", d.Expires.Format(time.DateOnly))
 		}

@@ -6,8 +6,9 @@
 // server (a pinned "compromised control plane" that serves an older
 // signed bundle), and a bundle publisher that signs and publishes bundles
 // on request. [Start] writes its addresses and pins to a JSON [Config],
-// which the clients' tests read from $RAMPART_HARNESS; the protocol is in
-// clients/testdata/vectors/../../README.md and in the clients' READMEs.
+// which the clients' tests read from $RAMPART_HARNESS; docs/clients.md
+// describes it, and TestHarnessWithGoClient is the reference of the
+// scenarios every client runs.
 //
 // Every host name of the harness resolves to 127.0.0.1 in the clients'
 // tests (they install their own resolver); ports are in the URLs.
