@@ -86,6 +86,52 @@ func TestJSClient(t *testing.T) {
 	t.Logf("npm test:\n%s", out[max(0, len(out)-400):])
 }
 
+// TestAndroidClient compiles clients/android with the machine's JDK (Java 8
+// language level) and runs its JUnit tests with the vectors and the
+// harness. RAMPART_TEST_JAVA_LIBS names the directory of Debian's jars
+// (junit4, libhamcrest-java, libokhttp-java, libokio-java).
+func TestAndroidClient(t *testing.T) {
+	libs := os.Getenv("RAMPART_TEST_JAVA_LIBS")
+	if libs == "" {
+		t.Skip("RAMPART_TEST_JAVA_LIBS is not set (the directory of the junit4, okhttp and okio jars, /usr/share/java with Debian's packages; .ci/run sets it)")
+	}
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "android"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vectors, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "testdata", "vectors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Start(t)
+	cfg := filepath.Join(t.TempDir(), "harness.json")
+	if err := h.WriteConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "test.sh")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "RAMPART_JAVA_LIBS="+libs, "RAMPART_HARNESS="+cfg, "RAMPART_VECTORS="+vectors, "TMPDIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("clients/android/test.sh: %v\n%s", err, out)
+	}
+	// JUnit counts a skipped class as passing: require the harness
+	// scenarios and the vectors to have run.
+	for _, want := range []string{"OK (", "bundle vectors: 46 passed, 0 failed", "pki vectors: 19 passed, 0 failed"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("clients/android/test.sh did not print %q:\n%s", want, out)
+		}
+	}
+	for i := 1; i <= 6; i++ {
+		if want := fmt.Sprintf("harness scenario %d passed", i); !strings.Contains(string(out), want) {
+			t.Fatalf("clients/android/test.sh did not print %q:\n%s", want, out)
+		}
+	}
+	t.Logf("test.sh:\n%s", out[max(0, len(out)-600):])
+}
+
 // TestHarnessWithGoClient runs the integration scenarios the other
 // clients run, with the Go client: it checks the harness itself, and
 // that the Go client passes what the others must.

@@ -403,7 +403,7 @@ func BuildBundles() (*BundleFile, error) {
 		{Name: "valid-es256", Description: "a bundle signed with the trusted P-256 key: applied; the effective policy is the embedded one with api's rule replaced and the new rule added", JWS: valid, Expect: apply(3, bEff)},
 		{Name: "valid-es384", Description: "signed with the trusted P-384 key (ES384)", JWS: mk(k384, 3, bpol), Expect: apply(3, bEff)},
 		{Name: "valid-eddsa", Description: "signed with the trusted Ed25519 key (EdDSA)", JWS: mk(kEd, 3, bpol), Expect: apply(3, bEff),
-			Unsupported: map[string]string{Android: "Ed25519 needs Java 15 or Android API 33; the Android library targets Java 8 and refuses EdDSA keys when they are loaded"}},
+			Unsupported: map[string]string{Android: "Ed25519 is in the JCA only from Java 15 and Android API 33: the Android library (Java 8) verifies EdDSA where the platform has it and refuses it (bad-signature) elsewhere, so the result depends on the device"}},
 		{Name: "bad-signature", Description: "the payload was changed after signing (version 3 -> 4)", JWS: tampered, Expect: refuseEmbedded(ErrBadSignature)},
 		{Name: "alg-none", Description: `alg "none" with an empty signature`, JWS: none, Expect: refuseEmbedded(ErrBadSignature)},
 		{Name: "hs256-with-public-key", Description: "HS256 keyed with the trusted public key's PEM (algorithm confusion)", JWS: hs256, Expect: refuseEmbedded(ErrBadSignature)},
