@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/pin"
+	"github.com/rampartsec/rampart/pin/bundle"
 )
 
 // Format names an output format.
@@ -351,6 +352,12 @@ func (x *exporter) loadBundleKeys() error {
 	}
 	if err := json.Unmarshal(x.opts.BundleKeys, &set); err != nil || len(set.Keys) == 0 {
 		return &Error{Format: x.format, Err: errors.New("the bundle keys are not a JWKS with at least one key")}
+	}
+	// The clients refuse a key whose kid is not its RFC 7638 thumbprint,
+	// a private key, or a key type they cannot verify with: so does the
+	// export, rather than ship a file the client will not load.
+	if _, err := bundle.ParseKeys(x.opts.BundleKeys); err != nil {
+		return &Error{Format: x.format, Err: err}
 	}
 	var b bytes.Buffer
 	if err := json.Compact(&b, x.opts.BundleKeys); err != nil {

@@ -57,7 +57,7 @@ func TestGolden(t *testing.T) {
 		{"json", export.JSON, nil},
 		{"json-one-domain", export.JSON, func(o *export.Options) { o.Domain = "beta.example.com" }},
 		{"rampart-client", export.RampartClient, func(o *export.Options) {
-			o.BundleKeys = []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1","alg":"ES256","use":"sig"}]}`)
+			o.BundleKeys = []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U","alg":"ES256","use":"sig"}]}`)
 			o.BundleURL, o.BundleName, o.MinVersion = "https://api.example.com/v1/bundles/mobile", "mobile", 7
 		}},
 	} {
@@ -417,7 +417,7 @@ func TestHPKPReportOnly(t *testing.T) {
 // The public keys of signed pin bundles go into the formats that can
 // carry them; the others refuse, pointing to the jwks format.
 func TestBundleKeys(t *testing.T) {
-	jwks := []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1","alg":"ES256","use":"sig"}]}`)
+	jwks := []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U","alg":"ES256","use":"sig"}]}`)
 	compact := string(jwks)
 	a, b := pin.FromSPKI([]byte("a")), pin.FromSPKI([]byte("b"))
 	p := policy(t, pin.Domain{Name: "a.test", Pins: []pin.Pin{a, b}, Roles: map[pin.Pin]pin.Role{a: pin.RoleLeaf, b: pin.RoleBackup}})
@@ -429,7 +429,7 @@ func TestBundleKeys(t *testing.T) {
 		{export.OkHTTP, "const val PIN_BUNDLE_KEYS: String = \"{\\\"keys\\\":"},
 		{export.ReactNative, "export const pinBundleKeys = " + compact + ";"},
 		{export.DotNet, "public const string Jwks = \"{\\\"keys\\\":"},
-		{export.JWKS, `"kid": "k1"`},
+		{export.JWKS, `"kid": "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"`},
 	} {
 		r, err := export.Export(p, tc.format, export.Options{BundleKeys: jwks})
 		if err != nil {
@@ -437,6 +437,16 @@ func TestBundleKeys(t *testing.T) {
 		}
 		if !strings.Contains(string(r.Output), tc.want) {
 			t.Errorf("%s lacks %q:\n%s", tc.format, tc.want, r.Output)
+		}
+	}
+	// A key the clients would refuse is refused here: a kid that is not
+	// the RFC 7638 thumbprint, or a private key.
+	for _, bad := range []string{
+		strings.Replace(compact, "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U", "k1", 1),
+		strings.Replace(compact, `"use":"sig"`, `"use":"sig","d":"AAAA"`, 1),
+	} {
+		if _, err := export.Export(p, export.JWKS, export.Options{BundleKeys: []byte(bad)}); err == nil || !strings.Contains(err.Error(), "bundle") {
+			t.Errorf("bundle keys %s: want a refusal, got %v", bad, err)
 		}
 	}
 	for _, f := range []export.Format{export.TrustKit, export.IOS} {
@@ -468,7 +478,7 @@ func TestBundleKeys(t *testing.T) {
 // (the updater never fetches over an unpinned connection), a URL without
 // keys or name, and rules that require SCTs.
 func TestRampartClient(t *testing.T) {
-	jwks := []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1","alg":"ES256","use":"sig"}]}`)
+	jwks := []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U","alg":"ES256","use":"sig"}]}`)
 	p := loadPolicy(t)
 	ok := export.Options{BundleKeys: jwks, BundleURL: "https://api.example.com/v1/bundles/mobile", BundleName: "mobile", Now: now}
 	r, err := export.Export(p, export.RampartClient, ok)

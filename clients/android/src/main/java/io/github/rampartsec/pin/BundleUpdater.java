@@ -55,7 +55,7 @@ public final class BundleUpdater {
     this.intervalMs = b.intervalMs > 0 ? b.intervalMs : DEFAULT_INTERVAL_MS;
     this.maxBackoffMs = b.maxBackoffMs > 0 ? b.maxBackoffMs : this.intervalMs;
     Clock clock = b.clock != null ? b.clock : Clock.SYSTEM;
-    checkControlPlane(b.embedded, b.url, clock.now());
+    checkControlPlane(b.embedded, b.url, null); // expiry: at each fetch
     this.state = new BundleState(b.name, b.keys, b.embedded, b.minVersion, clock, new BundleState.Listener() {
       @Override
       public void policy(Policy p) {
@@ -158,8 +158,8 @@ public final class BundleUpdater {
     }
   }
 
-  /** The control plane URL must be https, without credentials, its host pinned in enforce mode by the embedded policy and not expired. */
-  static void checkControlPlane(Policy embedded, String url, long now) throws BundleException {
+  /** The control plane URL must be https, without credentials, its host pinned in enforce mode by the embedded policy and (when now is given) not expired. */
+  static void checkControlPlane(Policy embedded, String url, Long now) throws BundleException {
     Hosts.URL u;
     try {
       u = Hosts.parseURL(url);
@@ -176,7 +176,7 @@ public final class BundleUpdater {
     if (d.mode != Domain.Mode.ENFORCE) {
       throw new BundleException(BundleException.Code.CONTROL_PLANE_NOT_PINNED, "the rule for " + u.hostname + " is " + d.mode);
     }
-    if (d.expired(now)) {
+    if (now != null && d.expired(now)) {
       throw new BundleException(BundleException.Code.CONTROL_PLANE_NOT_PINNED, "the embedded rule for " + u.hostname
           + " expired after " + d.expires + ", so the connection would get CA validation only; not fetching (ship the client with a renewed rule)");
     }

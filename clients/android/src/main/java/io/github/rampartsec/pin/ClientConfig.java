@@ -102,7 +102,9 @@ public final class ClientConfig {
         throw bad(e);
       }
       try {
-        BundleUpdater.checkControlPlane(policy, url, System.currentTimeMillis());
+        // Expiry is checked at each fetch, not here: a file read after its
+        // rule expired still loads, and the updater then refuses to fetch.
+        BundleUpdater.checkControlPlane(policy, url, null);
       } catch (BundleException e2) {
         throw new ConfigException("pin: client configuration: " + e2.getMessage(), e2);
       }
