@@ -80,6 +80,28 @@ final class PinningTrustManager extends X509ExtendedTrustManager {
     check(chain, authType, engine == null ? null : engine.getHandshakeSession(), null, engine);
   }
 
+  /**
+   * The hostname-aware check of Android's trust managers (the method
+   * {@code X509TrustManagerExtensions} and OkHttp's Android chain cleaner
+   * look for): validates, checks the pins for host, and returns the
+   * verified chain. Not recorded in a session (there is none here).
+   */
+  public List<X509Certificate> checkServerTrusted(X509Certificate[] chain, String authType, String host)
+      throws CertificateException {
+    if (host == null || host.isEmpty()) {
+      throw new CertificateException("pin: no server host; cannot choose a pin rule");
+    }
+    List<X509Certificate> verified = verifier.verify(chain, authType, host, null, null);
+    PinCheck.Decision d = PinCheck.evaluate(policy, host, 443, ChainCert.of(chain), ChainCert.of(verified), clock.now(), "", null);
+    if (d.failure != null && reporter != null) {
+      reporter.report(d.failure);
+    }
+    if (d.error != null) {
+      throw d.error;
+    }
+    return verified;
+  }
+
   /** Without a socket or engine the server name is unknown, so no rule can be chosen: refused. */
   @Override
   public void checkServerTrusted(X509Certificate[] chain, String authType) throws CertificateException {

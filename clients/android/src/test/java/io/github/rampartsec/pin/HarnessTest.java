@@ -226,6 +226,9 @@ public class HarnessTest {
     assertTrue("the policy changed", updater.update());
     assertEquals(v1, updater.version());
     assertEquals("network", updater.source());
+    long notModified = updater.notModified();
+    assertTrue("the same bundle again changes nothing", !updater.update());
+    assertEquals("the second poll sent If-None-Match and got 304", notModified + 1, updater.notModified());
     assertTrue("the pooled connection made under the old pins is closed", pooled.isClosed());
     assertNotSame("a new client configuration after the policy change", old, pinning.client());
     for (OkHttpClient c : new OkHttpClient[] {pinning.client(), old}) {

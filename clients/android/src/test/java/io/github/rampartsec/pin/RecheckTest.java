@@ -102,6 +102,14 @@ public class RecheckTest {
       }
     }
     assertEquals("each refusal reported", 2, reports.size());
+    // The hostname-aware method Android's X509TrustManagerExtensions calls.
+    assertEquals(3, tm.checkServerTrusted(chain(certs, "legit-leaf", "legit-int"), "UNKNOWN", "api.rampart.example").size());
+    try {
+      tm.checkServerTrusted(chain(certs, "rogue-leaf", "rogue-int", "legit-int"), "UNKNOWN", "API.rampart.example");
+      fail("accepted the appended chain");
+    } catch (PinMismatchException expected) {
+      // refused
+    }
     try {
       tm.recheck(session(chain(certs, "self-signed-pinned-key"), new HashMap<String, Object>()));
       fail("accepted a self-signed certificate on the pinned key");
