@@ -46,6 +46,28 @@ func TestServe(t *testing.T) {
 	<-ctx.Done()
 }
 
+// clientDir is the absolute path of clients/<name>.
+func clientDir(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startForClient starts the harness for another client's suite and
+// returns its configuration file and the vectors directory.
+func startForClient(t *testing.T) (cfg, vectors string) {
+	t.Helper()
+	h := Start(t)
+	cfg = filepath.Join(t.TempDir(), "harness.json")
+	if err := h.WriteConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, filepath.Join(clientDir(t, "testdata"), "vectors")
+}
+
 // TestJSClient builds clients/js and runs its node --test suite with the
 // vectors and the harness.
 func TestJSClient(t *testing.T) {
@@ -53,22 +75,11 @@ func TestJSClient(t *testing.T) {
 	if node == "" {
 		t.Skip("RAMPART_TEST_NODE is not set (the node binary; run npm ci in clients/js first; .ci/run does both)")
 	}
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "js"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := clientDir(t, "js")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
 		t.Fatalf("clients/js/node_modules is missing: run npm ci in clients/js (%v)", err)
 	}
-	vectors, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "testdata", "vectors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := Start(t)
-	cfg := filepath.Join(t.TempDir(), "harness.json")
-	if err := h.WriteConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, vectors := startForClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := filepath.Dir(node)
@@ -95,19 +106,8 @@ func TestAndroidClient(t *testing.T) {
 	if libs == "" {
 		t.Skip("RAMPART_TEST_JAVA_LIBS is not set (the directory of the junit4, okhttp and okio jars, /usr/share/java with Debian's packages; .ci/run sets it)")
 	}
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "android"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vectors, err := filepath.Abs(filepath.Join("..", "..", "..", "clients", "testdata", "vectors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := Start(t)
-	cfg := filepath.Join(t.TempDir(), "harness.json")
-	if err := h.WriteConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
+	dir := clientDir(t, "android")
+	cfg, vectors := startForClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "test.sh")
