@@ -9,7 +9,8 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import { Keys, verifyBundle } from "../src/core/bundle.js";
+import { Keys, useSignatureCheck, verifyBundle } from "../src/core/bundle.js";
+import { nodeSignatureCheck } from "../src/node/crypto.js";
 import { parseJSON } from "../src/core/json.js";
 import { parsePolicy } from "../src/core/policy.js";
 import { evaluate } from "../src/core/verify.js";
@@ -100,9 +101,15 @@ for (let r = 0; r < runs; r++) {
     const chains = buildChains(leafX, [intX], anchors, now).map((c) => c.map(toChainCert));
     if (evaluate(onRoot, host, 443, [leafX, intX].map(toChainCert), chains, now).error) throw new Error("refused");
   });
+  // @noble/curves (React Native, Hermes), then node:crypto (Node.js).
+  useSignatureCheck(null);
   bench("VerifyBundleES256", () => void verifyBundle(es256, keys, vnow));
   bench("VerifyBundleES384", () => void verifyBundle(es384, keys, vnow));
   bench("VerifyBundleEdDSA", () => void verifyBundle(eddsa, keys, vnow));
+  useSignatureCheck(nodeSignatureCheck);
+  bench("VerifyBundleES256NodeCrypto", () => void verifyBundle(es256, keys, vnow));
+  bench("VerifyBundleES384NodeCrypto", () => void verifyBundle(es384, keys, vnow));
+  bench("VerifyBundleEdDSANodeCrypto", () => void verifyBundle(eddsa, keys, vnow));
   bench("ParsePolicy", () => void parsePolicy(policyText));
   bench("ParseStrictJSON", () => void parseJSON(policyText));
   await benchAsync("TLSHandshakeLoopback", () => handshake(false));

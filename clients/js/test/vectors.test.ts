@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { compactVerify, importJWK } from "jose";
-import { BundleError, Keys } from "../src/core/bundle.js";
+import { BundleError, Keys, useSignatureCheck } from "../src/core/bundle.js";
+import { nodeSignatureCheck } from "../src/node/crypto.js";
 import { b64url, utf8Decode } from "../src/core/bytes.js";
 import { Pin } from "../src/core/pin.js";
 import { domainJSON, parsePolicy } from "../src/core/policy.js";
@@ -65,19 +66,24 @@ for (const c of bundles.cases) {
     const jws = input(c);
     const now = () => c.now * 1000;
 
-    // The core state machine.
-    const st = new BundleState({ name: bundles.name, keys, embedded, minVersion: bundles.min_version, now, onPolicy: () => undefined });
-    if (c.floor) assert.equal(st.loadCache(c.floor), null, "the vector's floor loads");
-    let got: Outcome;
-    try {
-      got = { result: st.offer(jws, "push", "") ? "apply" : "unchanged" };
-    } catch (e) {
-      if (!(e instanceof BundleError)) throw e;
-      got = { result: "refuse", error: e.code };
+    // The core state machine, with each signature primitive: @noble/curves
+    // (React Native's) and node:crypto (Node's, which the updater installs).
+    for (const [primitive, check] of [["noble", null], ["node:crypto", nodeSignatureCheck]] as const) {
+      useSignatureCheck(check);
+      const st = new BundleState({ name: bundles.name, keys, embedded, minVersion: bundles.min_version, now, onPolicy: () => undefined });
+      if (c.floor) assert.equal(st.loadCache(c.floor), null, "the vector's floor loads");
+      let got: Outcome;
+      try {
+        got = { result: st.offer(jws, "push", "") ? "apply" : "unchanged" };
+      } catch (e) {
+        if (!(e instanceof BundleError)) throw e;
+        got = { result: "refuse", error: e.code };
+      }
+      assert.deepEqual(got, expected(c), `with ${primitive}`);
+      assert.equal(st.activeBundle?.version ?? 0, c.expect.version, "version in effect");
+      assert.deepEqual(st.current.domains.map(domainJSON), c.expect.effective_domains, "effective domains");
     }
-    assert.deepEqual(got, expected(c));
-    assert.equal(st.activeBundle?.version ?? 0, c.expect.version, "version in effect");
-    assert.deepEqual(st.current.domains.map(domainJSON), c.expect.effective_domains, "effective domains");
+    useSignatureCheck(nodeSignatureCheck);
 
     // The Node updater: floor from a cache file, bundle through apply().
     const dir = mkdtempSync(join(tmpdir(), "rampart-vec-"));

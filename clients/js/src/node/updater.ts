@@ -12,6 +12,7 @@ import { BundleError, MAX_SIZE, type Keys } from "../core/bundle.js";
 import type { Policy } from "../core/policy.js";
 import { BundleState, checkControlPlane, type Source, type UpdaterState } from "../core/updater.js";
 import { PinVerifier, type Logger } from "./verifier.js";
+import "./crypto.js"; // node:crypto verifies bundle signatures on Node
 
 export const DEFAULT_INTERVAL = 15 * 60 * 1000;
 const INITIAL_BACKOFF = 5000;
