@@ -38,7 +38,7 @@ public class HarnessTest {
   private static final String API = "api.rampart.example";
   private static Map<String, Object> h;
   private static Map<String, Object> pins;
-  private static X509TrustManagerHolder trust;
+  private static javax.net.ssl.X509TrustManager trust; // the harness roots as the platform trust store
   private static Policy embedded;
   private static BundleKeys keys;
   private static Reports reports;
@@ -48,15 +48,6 @@ public class HarnessTest {
   private static OkHttpClient plain = new OkHttpClient();
   private static final List<Socket> sockets = new ArrayList<Socket>();
   private static long v1;
-
-  /** The harness roots as the platform trust store. */
-  private static final class X509TrustManagerHolder {
-    final javax.net.ssl.X509TrustManager tm;
-
-    X509TrustManagerHolder(javax.net.ssl.X509TrustManager tm) {
-      this.tm = tm;
-    }
-  }
 
   private static String pin(String name) {
     return (String) pins.get(name);
@@ -79,12 +70,12 @@ public class HarnessTest {
   }
 
   private static RampartPinning newPinning(Policy p, Reporter r) throws Exception {
-    return RampartPinning.builder(p).platformTrustManager(trust.tm).reporter(r).baseClient(base()).build();
+    return RampartPinning.builder(p).platformTrustManager(trust).reporter(r).baseClient(base()).build();
   }
 
   private static BundleUpdater newUpdater(RampartPinning p, String url) throws Exception {
     return BundleUpdater.builder(url, (String) h.get("bundle_name"), keys, embedded, p)
-        .cacheFile(cache).platformTrustManager(trust.tm).baseClient(base()).build();
+        .cacheFile(cache).platformTrustManager(trust).baseClient(base()).build();
   }
 
   @BeforeClass
@@ -95,7 +86,7 @@ public class HarnessTest {
     h = Json.parseObject(TestSupport.read(new File(file)));
     pins = TestSupport.obj(h.get("pins"));
     List<X509Certificate> roots = TestSupport.certs((String) h.get("roots_pem"));
-    trust = new X509TrustManagerHolder(TestSupport.trust(roots));
+    trust = TestSupport.trust(roots);
     embedded = Policy.fromJSON(h.get("embedded_policy"), "");
     keys = BundleKeys.fromJSON(h.get("bundle_keys"));
     // Reports go to the control plane over a client pinned by the embedded policy.
